@@ -1,0 +1,168 @@
+"""The one cattrs converter and the TypeScript wire format; every JSON-keeping store uses it.
+
+A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
+``prefix + session_id``::
+
+    {"data":{"id":"s1","origin":"https://a.example","permissions":{"eip155:1":["eth_accounts"]}},
+     "expiresAt":1700000060000}
+
+``expiresAt`` is integer ms since the epoch, absent (or ``null``, or ``0``) for no expiry;
+``createdAt`` inside ``data`` appears only when set; unknown fields are ignored on read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.preconf.json import make_converter
+
+from ._data import SessionData
+from ._errors import CorruptRecordError
+
+__all__ = (
+    "converter",
+    "decode_record",
+    "encode_record",
+    "record_with_expiry",
+    "session_from_json",
+    "session_to_json",
+)
+
+
+@attrs.frozen
+class _Record:
+    data: SessionData
+    expires_at: int | None = None
+
+
+def _structure_str(value: Any, _type: type) -> str:
+    if not isinstance(value, str):
+        msg = f"expected a string, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _structure_ms(value: Any, _type: Any) -> int | None:
+    # JSON numbers may arrive as floats; 0 and null both mean "no expiry" on the TypeScript side.
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"expected integer milliseconds, got {value!r}"
+        raise TypeError(msg)
+    if isinstance(value, float):
+        if not value.is_integer():
+            msg = f"expected integer milliseconds, got {value!r}"
+            raise ValueError(msg)
+        return int(value)
+    return int(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int | None, _structure_ms)
+    conv.register_unstructure_hook(
+        SessionData,
+        make_dict_unstructure_fn(
+            SessionData,
+            conv,
+            permissions=override(unstruct_hook=lambda p: {k: list(v) for k, v in p.items()}),
+            created_at=override(rename="createdAt", omit_if_default=True),
+        ),
+    )
+    conv.register_structure_hook(
+        SessionData,
+        make_dict_structure_fn(
+            SessionData,
+            conv,
+            permissions=override(struct_hook=_structure_permissions),
+            created_at=override(rename="createdAt"),
+        ),
+    )
+    conv.register_unstructure_hook(
+        _Record,
+        make_dict_unstructure_fn(
+            _Record, conv, expires_at=override(rename="expiresAt", omit_if_default=True)
+        ),
+    )
+    conv.register_structure_hook(
+        _Record,
+        make_dict_structure_fn(_Record, conv, expires_at=override(rename="expiresAt")),
+    )
+    return conv
+
+
+def _structure_permissions(value: Any, _type: Any) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        msg = f"permissions must be an object, got {value!r}"
+        raise TypeError(msg)
+    for chain_id, names in value.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            msg = f"permissions[{chain_id!r}] must be a list of strings, got {names!r}"
+            raise TypeError(msg)
+    return value
+
+
+converter: cattrs.Converter = _make_converter()
+"""The library's own converter (never cattrs' global one), configured for the wire format."""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def session_to_json(data: SessionData) -> dict[str, Any]:
+    """`data` as the TypeScript package's JSON object (``createdAt`` only when set)."""
+    result: dict[str, Any] = converter.unstructure(data, SessionData)
+    return result
+
+
+def session_from_json(obj: Any) -> SessionData:
+    """Read a TypeScript session object; unknown fields are ignored, missing permissions empty."""
+    result: SessionData = converter.structure(obj, SessionData)
+    return result
+
+
+def encode_record(data: SessionData, expires_at: int | None) -> str:
+    """The record text stored under ``prefix + session_id``, as the TypeScript store writes it."""
+    return _dumps(converter.unstructure(_Record(data, expires_at or None), _Record))
+
+
+def decode_record(text: str | bytes, session_id: str) -> tuple[SessionData, int | None]:
+    """Parse a stored record into its data and expiry (`None`: never expires).
+
+    Raises `CorruptRecordError` naming `session_id` if the text is not a valid record.
+    """
+    try:
+        obj = json.loads(text)
+        if not isinstance(obj, dict):
+            msg = f"expected a JSON object, got {type(obj).__name__}"
+            raise TypeError(msg)
+        record = converter.structure(obj, _Record)
+    except Exception as exc:
+        raise CorruptRecordError(session_id, _describe(exc)) from exc
+    return record.data, record.expires_at or None
+
+
+def record_with_expiry(text: str, expires_at: int | None, session_id: str) -> str:
+    """`text` with only its ``expiresAt`` changed; every other field stays exactly as stored."""
+    try:
+        obj = json.loads(text)
+        if not isinstance(obj, dict):
+            msg = f"expected a JSON object, got {type(obj).__name__}"
+            raise TypeError(msg)
+    except Exception as exc:
+        raise CorruptRecordError(session_id, _describe(exc)) from exc
+    if expires_at:
+        obj["expiresAt"] = expires_at
+    else:
+        obj.pop("expiresAt", None)
+    return _dumps(obj)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return f"{type(exc).__name__}: {exc}"

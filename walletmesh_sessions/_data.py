@@ -1,0 +1,129 @@
+"""The value types: `SessionData` (what a store keeps) and `SessionStoreConfig` (how long)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidConfigError, InvalidSessionDataError
+from ._text import is_unicode_text
+
+__all__ = ("SessionData", "SessionStoreConfig")
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _freeze_permissions(
+    value: Mapping[str, Iterable[str]],
+) -> Mapping[str, tuple[str, ...]]:
+    """Copy a chain-id -> method-names mapping into a read-only mapping of tuples."""
+    if not isinstance(value, Mapping):
+        msg = f"permissions must be a mapping of chain id to method names, got {value!r}"
+        raise InvalidSessionDataError(msg)
+    frozen: dict[str, tuple[str, ...]] = {}
+    for chain_id, methods in value.items():
+        if not is_unicode_text(chain_id):
+            msg = f"permissions: chain id must be a str of valid Unicode text, got {chain_id!r}"
+            raise InvalidSessionDataError(msg)
+        # A bare str is iterable too, but "eth_accounts" is not a list of method names.
+        if isinstance(methods, (str, bytes)) or not isinstance(methods, Iterable):
+            msg = f"permissions[{chain_id!r}] must be a list of method names, got {methods!r}"
+            raise InvalidSessionDataError(msg)
+        names = tuple(methods)
+        for name in names:
+            if not is_unicode_text(name):
+                msg = f"permissions[{chain_id!r}]: method name must be a str, got {name!r}"
+                raise InvalidSessionDataError(msg)
+        frozen[chain_id] = names
+    return MappingProxyType(frozen)
+
+
+def _check_text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not is_unicode_text(value):
+        msg = f"SessionData.{attribute.name} must be a str of valid Unicode text, got {value!r}"
+        raise InvalidSessionDataError(msg)
+
+
+def _check_created_at(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (type(value) is not int):
+        msg = f"SessionData.created_at must be an int (ms since the epoch) or None, got {value!r}"
+        raise InvalidSessionDataError(msg)
+
+
+def _permissions_repr(value: Mapping[str, tuple[str, ...]]) -> str:
+    return repr({chain_id: list(names) for chain_id, names in value.items()})
+
+
+@attrs.frozen
+class SessionData:
+    """One session: which dApp `origin` may call which methods on which chains.
+
+    Immutable and hashable. `permissions` maps a chain id (``"eip155:1"``) to the method names
+    allowed on it; it is copied on construction into a read-only mapping of tuples, so a
+    `SessionData` never changes after it is made. `created_at` is ms since the Unix epoch.
+    """
+
+    id: str = attrs.field(validator=_check_text)
+    origin: str = attrs.field(validator=_check_text)
+    permissions: Mapping[str, tuple[str, ...]] = attrs.field(
+        factory=dict,
+        converter=_freeze_permissions,
+        hash=False,
+        repr=_permissions_repr,
+    )
+    created_at: int | None = attrs.field(default=None, validator=_check_created_at)
+
+
+def _to_lifetime(value: timedelta | float | None) -> timedelta | None:
+    """Accept a timedelta, or int/float seconds; refuse anything not strictly positive."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
+        msg = f"lifetime must be a timedelta, int or float seconds, or None, got {value!r}"
+        raise InvalidConfigError(msg)
+    if not isinstance(value, timedelta):
+        if not math.isfinite(value):
+            msg = f"lifetime must be finite, got {value!r}"
+            raise InvalidConfigError(msg)
+        try:
+            value = timedelta(seconds=value)
+        except OverflowError:
+            msg = f"lifetime is too large, got {value!r} seconds"
+            raise InvalidConfigError(msg) from None
+    if value <= timedelta(0):
+        msg = f"lifetime must be > 0, got {value!r}"
+        raise InvalidConfigError(msg)
+    if value < _ONE_MS:
+        msg = f"lifetime must be at least 1 millisecond (expiry is kept in ms), got {value!r}"
+        raise InvalidConfigError(msg)
+    return value
+
+
+def _check_bool(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        msg = f"{attribute.name} must be a bool, got {value!r}"
+        raise InvalidConfigError(msg)
+
+
+@attrs.frozen
+class SessionStoreConfig:
+    """How long sessions live, and whether reading a session extends its life.
+
+    `lifetime` is a `timedelta` (int or float seconds are converted); `None` means sessions never
+    expire. With `refresh_on_access`, every read slides a session's expiry to now + lifetime.
+    """
+
+    lifetime: timedelta | None = attrs.field(default=None, converter=_to_lifetime)
+    refresh_on_access: bool = attrs.field(default=False, validator=_check_bool)
+
+    @property
+    def lifetime_ms(self) -> int | None:
+        """The lifetime in whole milliseconds (rounded down), or `None`."""
+        if self.lifetime is None:
+            return None
+        return self.lifetime // _ONE_MS

@@ -1,0 +1,49 @@
+"""The library's exceptions: one base class, each subclass also a fitting builtin."""
+
+from __future__ import annotations
+
+__all__ = (
+    "CorruptRecordError",
+    "InvalidConfigError",
+    "InvalidSessionDataError",
+    "InvalidSessionIdError",
+    "SessionStoreError",
+    "StoreClosedError",
+    "StoreUnavailableError",
+)
+
+
+class SessionStoreError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class InvalidSessionIdError(SessionStoreError, ValueError):
+    """A session id that is not a non-empty str of valid Unicode text."""
+
+
+class InvalidSessionDataError(SessionStoreError, TypeError):
+    """Session data that is not a `SessionData`, or a field of it with the wrong type."""
+
+
+class InvalidConfigError(SessionStoreError, ValueError):
+    """A store configuration value that cannot be used (a lifetime <= 0, a bad prefix, ...)."""
+
+
+class CorruptRecordError(SessionStoreError, ValueError):
+    """A stored record under the store's prefix that is not a valid session record.
+
+    The record is left in place; `session_id` names it.
+    """
+
+    def __init__(self, session_id: str, reason: str) -> None:
+        self.session_id = session_id
+        self.reason = reason
+        super().__init__(f"stored record for session id {session_id!r} is corrupt: {reason}")
+
+
+class StoreClosedError(SessionStoreError, RuntimeError):
+    """The store was closed with `aclose()`; it cannot be used any more."""
+
+
+class StoreUnavailableError(SessionStoreError, ConnectionError):
+    """The storage backend could not be reached or did not answer in time."""

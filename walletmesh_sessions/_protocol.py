@@ -1,0 +1,61 @@
+"""The `SessionStore` protocol: the seven coroutine methods every store provides structurally."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+from ._data import SessionData
+
+__all__ = ("SessionStore",)
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Async storage of sessions, satisfied structurally: stores never inherit from it.
+
+    A session with an expiry is expired when the store's clock reads later than that expiry,
+    in whole milliseconds: at exactly its expiry it is still valid. Every method that takes a
+    `session_id` refuses one that is not a non-empty str before touching storage.
+    `isinstance(x, SessionStore)` checks only that the methods exist; the conformance kit in
+    `walletmesh_sessions.testing` checks their behaviour.
+    """
+
+    async def set(self, session_id: str, data: SessionData) -> None:
+        """Store `data` under `session_id`, replacing any session there.
+
+        Its expiry becomes now + lifetime, or none when the store has no lifetime.
+        """
+        ...
+
+    async def get(self, session_id: str) -> SessionData | None:
+        """Same as `validate_and_refresh`: the session, or `None` if missing or expired."""
+        ...
+
+    async def get_all(self) -> Mapping[str, SessionData]:
+        """Every session that has not expired, keyed by session id, in a new mapping.
+
+        Slides each returned session's expiry when the store refreshes on access. Never returns
+        an expired session; it may remove them or leave them to `clean_expired`.
+        """
+        ...
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session; removing a missing one is not an error."""
+        ...
+
+    async def clear(self) -> None:
+        """Remove every session of this store, and nothing else that shares its storage."""
+        ...
+
+    async def validate_and_refresh(self, session_id: str) -> SessionData | None:
+        """The session if present and not expired, else `None` (an expired one is removed).
+
+        When the store refreshes on access and has a lifetime, the expiry slides to
+        now + lifetime. Only the expiry changes: data read earlier is never written back.
+        """
+        ...
+
+    async def clean_expired(self) -> int:
+        """Remove every expired session; return how many this call removed."""
+        ...

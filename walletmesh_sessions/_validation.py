@@ -1,0 +1,64 @@
+"""Checks of caller input shared by every store, run before anything is written."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from ._data import SessionData, SessionStoreConfig
+from ._errors import InvalidConfigError, InvalidSessionDataError, InvalidSessionIdError
+from ._expiry import Clock
+from ._text import is_unicode_text
+
+__all__ = (
+    "check_clock",
+    "check_config",
+    "check_prefix",
+    "check_session_data",
+    "check_session_id",
+)
+
+
+def check_session_id(session_id: object) -> str:
+    """Return `session_id` if it is a non-empty str of valid Unicode text, else raise."""
+    if not isinstance(session_id, str) or not session_id:
+        msg = f"session id must be a non-empty str, got {session_id!r}"
+        raise InvalidSessionIdError(msg)
+    if not is_unicode_text(session_id):
+        msg = f"session id must be valid Unicode text (no lone surrogates), got {session_id!r}"
+        raise InvalidSessionIdError(msg)
+    # A str subclass could compare or hash differently from the text it holds: keep the text.
+    return session_id if type(session_id) is str else str.__str__(session_id)
+
+
+def check_session_data(data: Any) -> SessionData:
+    """Return `data` if it is a `SessionData`, else raise."""
+    if not isinstance(data, SessionData):
+        msg = f"session data must be a SessionData, got {type(data).__name__}: {data!r}"
+        raise InvalidSessionDataError(msg)
+    return data
+
+
+def check_config(config: Any) -> SessionStoreConfig:
+    """The store's config: `None` means `SessionStoreConfig()`; anything else must be one."""
+    if config is None:
+        return SessionStoreConfig()
+    if not isinstance(config, SessionStoreConfig):
+        msg = f"config must be a SessionStoreConfig or None, got {config!r}"
+        raise InvalidConfigError(msg)
+    return config
+
+
+def check_clock(clock: Any) -> Clock:
+    """Return `clock` if it is callable (it is read on every expiry decision), else raise."""
+    if not callable(clock):
+        msg = f"clock must be a zero-argument callable returning epoch seconds, got {clock!r}"
+        raise InvalidConfigError(msg)
+    return cast("Clock", clock)
+
+
+def check_prefix(prefix: Any) -> str:
+    """Return `prefix` if it is a non-empty str of valid Unicode text, else raise."""
+    if not isinstance(prefix, str) or not prefix or not is_unicode_text(prefix):
+        msg = f"prefix must be a non-empty str, got {prefix!r}"
+        raise InvalidConfigError(msg)
+    return str(prefix)
