@@ -1,0 +1,54 @@
+"""Every public module re-exports exactly what its tuple __all__ names."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import walletmesh_sessions
+
+CONTRACT_NAMES = {
+    "SessionStore",
+    "SessionData",
+    "SessionStoreConfig",
+    "MemorySessionStore",
+    "default_store",
+    "new_session_id",
+    "SessionStoreError",
+}
+PUBLIC_MODULES = ["walletmesh_sessions", "walletmesh_sessions.testing"]
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_a_tuple_of_exports(name: str) -> None:
+    """__all__ is a sorted tuple, and every name in it is importable."""
+    module = importlib.import_module(name)
+    assert isinstance(module.__all__, tuple)
+    assert list(module.__all__) == sorted(module.__all__)
+    for attr in module.__all__:
+        assert hasattr(module, attr), f"{name}.{attr} is in __all__ but missing"
+    public = {n for n in vars(module) if not n.startswith("_")}
+    submodules = {n for n in public if type(getattr(module, n)).__name__ == "module"}
+    assert public - submodules == set(module.__all__), "exports and __all__ differ"
+
+
+def test_contract_names() -> None:
+    """The names the contract lists import from the package."""
+    assert set(walletmesh_sessions.__all__) >= CONTRACT_NAMES
+
+
+def test_errors_share_one_base() -> None:
+    """Every exported exception is a SessionStoreError."""
+    for name in walletmesh_sessions.__all__:
+        obj = getattr(walletmesh_sessions, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, walletmesh_sessions.SessionStoreError)
+
+
+def test_py_typed_ships() -> None:
+    """The package carries a py.typed marker."""
+    assert walletmesh_sessions.__file__ is not None
+    from pathlib import Path
+
+    assert (Path(walletmesh_sessions.__file__).parent / "py.typed").is_file()

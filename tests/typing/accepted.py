@@ -1,0 +1,69 @@
+"""Usages mypy --strict must accept: shipped and duck-typed stores are SessionStores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from typing_extensions import assert_type
+
+from walletmesh_sessions import (
+    MemorySessionStore,
+    SessionData,
+    SessionStore,
+    SessionStoreConfig,
+    default_store,
+    new_session_id,
+)
+
+
+class DictStore:
+    """A user's own store: no base class, just the seven coroutine methods."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionData] = {}
+
+    async def set(self, session_id: str, data: SessionData) -> None:
+        self._sessions[session_id] = data
+
+    async def get(self, session_id: str) -> SessionData | None:
+        return self._sessions.get(session_id)
+
+    async def get_all(self) -> Mapping[str, SessionData]:
+        return dict(self._sessions)
+
+    async def delete(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    async def clear(self) -> None:
+        self._sessions.clear()
+
+    async def validate_and_refresh(self, session_id: str) -> SessionData | None:
+        return self._sessions.get(session_id)
+
+    async def clean_expired(self) -> int:
+        return 0
+
+
+custom: SessionStore = DictStore()
+memory: SessionStore = MemorySessionStore()
+configured: SessionStore = MemorySessionStore(
+    SessionStoreConfig(lifetime=timedelta(minutes=5), refresh_on_access=True), clock=lambda: 0.0
+)
+seconds = SessionStoreConfig(lifetime=60)
+fractional = SessionStoreConfig(lifetime=1.5)
+default: SessionStore = default_store
+data = SessionData("s", "https://a.example", {"eip155:1": ["eth_accounts"]}, created_at=1)
+tuples = SessionData("s", "https://a.example", {"eip155:1": ("eth_accounts",)})
+
+
+async def use(store: SessionStore) -> None:
+    sid = new_session_id()
+    assert_type(sid, str)
+    assert_type(await store.set(sid, data), None)
+    assert_type(await store.get(sid), SessionData | None)
+    assert_type(await store.validate_and_refresh(sid), SessionData | None)
+    assert_type(await store.get_all(), Mapping[str, SessionData])
+    assert_type(await store.clean_expired(), int)
+    assert_type(data.permissions["eip155:1"], tuple[str, ...])
+    assert_type(seconds.lifetime, timedelta | None)
