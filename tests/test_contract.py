@@ -6,7 +6,7 @@ import pytest
 
 from walletmesh_sessions.testing import SessionStoreContract, StoreFactory
 
-STORES = ["memory"]
+STORES = ["memory", "sqlite_file", "mapping", "redis"]
 
 
 class TestContract(SessionStoreContract):

@@ -11,6 +11,7 @@ from ._errors import SessionStoreError as SessionStoreError
 from ._errors import StoreClosedError as StoreClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._ids import new_session_id as new_session_id
+from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._memory import MemorySessionStore as MemorySessionStore
 from ._protocol import SessionStore as SessionStore
 
@@ -19,6 +20,7 @@ __all__ = (
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
+    "LocalStorageSessionStore",
     "MemorySessionStore",
     "SessionData",
     "SessionStore",

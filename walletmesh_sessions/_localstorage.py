@@ -1,0 +1,161 @@
+"""`LocalStorageSessionStore`: the TypeScript package's localStorage store, for Python.
+
+Backed by a SQLite file (durable, shared by processes: the embedded default) or by any
+`MutableMapping[str, str]`. Records are the TypeScript wire format under ``prefix + session_id``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from types import TracebackType
+from typing import TypeVar
+
+import anyio.to_thread
+
+from ._data import SessionData, SessionStoreConfig
+from ._errors import InvalidConfigError, StoreClosedError
+from ._expiry import Clock
+from ._mapping_store import MappingSessions
+from ._sqlite_store import SqliteSessions
+from ._validation import (
+    check_clock,
+    check_config,
+    check_prefix,
+    check_session_data,
+    check_session_id,
+)
+
+__all__ = ("LocalStorageSessionStore",)
+
+T = TypeVar("T")
+Storage = str | os.PathLike[str] | MutableMapping[str, str]
+
+
+class LocalStorageSessionStore:
+    """Sessions as JSON strings under ``prefix + session_id``, as `@walletmesh/router` keeps them.
+
+    `storage` is a filesystem path (a SQLite file, created if missing; durable and safe for
+    several processes at once) or any `MutableMapping[str, str]` (a dict, a Web-Storage-like
+    mapping). Only keys starting with `prefix` belong to the store. Close a file-backed store
+    with `aclose()` or ``async with``.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: SessionStoreConfig | None = None,
+        *,
+        prefix: str = "wm_session_",
+        clock: Clock = time.time,
+    ) -> None:
+        config = check_config(config)
+        prefix = check_prefix(prefix)
+        clock = check_clock(clock)
+        self._config = config
+        self._prefix = prefix
+        self._sqlite: SqliteSessions | None = None
+        self._mapping: MappingSessions | None = None
+        self._closed = False
+        if isinstance(storage, (str, os.PathLike)):
+            path: object = os.fspath(storage)
+            if not isinstance(path, str) or not path:
+                msg = f"storage path must be a non-empty str path, got {storage!r}"
+                raise InvalidConfigError(msg)
+            self._sqlite = SqliteSessions(path, prefix, config, clock)
+            self._description = f"sqlite file {path!r}"
+        elif isinstance(storage, MutableMapping):
+            self._mapping = MappingSessions(storage, prefix, config, clock)
+            self._description = f"{type(storage).__name__} mapping"
+        else:
+            msg = (
+                f"storage must be a filesystem path or a MutableMapping[str, str], got {storage!r}"
+            )
+            raise InvalidConfigError(msg)
+
+    @property
+    def config(self) -> SessionStoreConfig:
+        """The store's lifetime and refresh settings."""
+        return self._config
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix that marks this store's records."""
+        return self._prefix
+
+    def __repr__(self) -> str:
+        return f"LocalStorageSessionStore({self._description}, prefix={self._prefix!r})"
+
+    async def _run(self, operation: Callable[[], T]) -> T:
+        """Run a backend operation: SQLite's in a worker thread, a mapping's right here."""
+        if self._closed:
+            msg = f"{self!r} is closed"
+            raise StoreClosedError(msg)
+        if self._sqlite is not None:
+            return await anyio.to_thread.run_sync(operation)
+        return operation()
+
+    @property
+    def _backend(self) -> SqliteSessions | MappingSessions:
+        backend = self._sqlite if self._sqlite is not None else self._mapping
+        assert backend is not None
+        return backend
+
+    async def set(self, session_id: str, data: SessionData) -> None:
+        """Store `data` under `session_id`; its expiry becomes now + lifetime, or none."""
+        session_id = check_session_id(session_id)
+        data = check_session_data(data)
+        backend = self._backend
+        await self._run(lambda: backend.set(session_id, data))
+
+    async def get(self, session_id: str) -> SessionData | None:
+        """Same as `validate_and_refresh`."""
+        return await self.validate_and_refresh(session_id)
+
+    async def validate_and_refresh(self, session_id: str) -> SessionData | None:
+        """The session if present and not expired (an expired one is removed), else `None`.
+
+        Raises `CorruptRecordError` if the stored record under this id is not readable.
+        """
+        session_id = check_session_id(session_id)
+        backend = self._backend
+        return await self._run(lambda: backend.get(session_id))
+
+    async def get_all(self) -> Mapping[str, SessionData]:
+        """Every unexpired session, keyed by session id; unreadable records are skipped."""
+        backend = self._backend
+        return await self._run(backend.get_all)
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session; a missing one is not an error."""
+        session_id = check_session_id(session_id)
+        backend = self._backend
+        await self._run(lambda: backend.delete(session_id))
+
+    async def clear(self) -> None:
+        """Remove every key under the prefix, unreadable records included; nothing else."""
+        backend = self._backend
+        await self._run(backend.clear)
+
+    async def clean_expired(self) -> int:
+        """Remove every expired session and return how many this call removed."""
+        backend = self._backend
+        return await self._run(backend.clean_expired)
+
+    async def aclose(self) -> None:
+        """Release the file; later calls raise `StoreClosedError`. Closing twice is fine."""
+        self._closed = True
+        if self._sqlite is not None:
+            await anyio.to_thread.run_sync(self._sqlite.close)
+
+    async def __aenter__(self) -> LocalStorageSessionStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

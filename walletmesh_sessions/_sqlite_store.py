@@ -1,0 +1,259 @@
+"""Sessions in a SQLite file: durable, shared by processes, with an index on the expiry.
+
+The file holds one key/value table, like a browser's localStorage: our records live under
+``prefix + session_id`` and any other keys in it are left alone. Each record's expiry is also
+kept in a column so that expired sessions are found through an index. All disk work runs in a
+worker thread, one statement or one short transaction at a time, so the event loop never waits
+on the disk and another process never waits on us for long.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from ._codec import decode_record, encode_record
+from ._data import SessionData, SessionStoreConfig
+from ._errors import CorruptRecordError, StoreClosedError, StoreUnavailableError
+from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
+from ._log import logger, short_id
+
+__all__ = ("SqliteSessions", "prefix_upper_bound")
+
+T = TypeVar("T")
+
+TABLE = "walletmesh_storage"
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    " key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at INTEGER"
+    ") WITHOUT ROWID",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_expiry ON {TABLE} (expires_at)"
+    " WHERE expires_at IS NOT NULL",
+)
+# How long a statement waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+# Rows deleted per write transaction by clean_expired: short locks for other processes.
+DELETE_BATCH = 1000
+# Only records that are JSON objects can have their expiry slid inside SQLite.
+SLIDABLE = "json_valid(value) AND json_type(value) = 'object'"
+LIVE = "(expires_at IS NULL OR expires_at >= :now)"
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string greater than every string starting with `prefix` (None: no bound).
+
+    SQLite compares TEXT as UTF-8 bytes, which orders like code points, so keys starting with
+    `prefix` are exactly ``prefix <= key < bound``: no LIKE or GLOB wildcards involved.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not text: skip them
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+class SqliteSessions:
+    """The seven operations over a SQLite file, for `LocalStorageSessionStore`.
+
+    Methods are blocking; the store runs them in a worker thread. One connection per store,
+    used by one thread at a time.
+    """
+
+    def __init__(self, path: str, prefix: str, config: SessionStoreConfig, clock: Clock) -> None:
+        self._path = path
+        self._prefix = prefix
+        self._upper = prefix_upper_bound(prefix)
+        self._config = config
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
+        self._in_range = f"{in_range} AND key != :lo"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `operation` on the connection (opened on first use), translating errors."""
+        with self._lock:
+            if self._closed:
+                msg = f"the session store on {self._path!r} is closed"
+                raise StoreClosedError(msg)
+            try:
+                if self._conn is None:
+                    self._conn = self._open()
+                return operation(self._conn)
+            except sqlite3.OperationalError as exc:
+                msg = f"SQLite session store {self._path!r}: {exc}"
+                raise StoreUnavailableError(msg) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            # WAL: readers never block the writer; FULL: a commit is on disk when acknowledged.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            with _transaction(conn):
+                for statement in SCHEMA:
+                    conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _params(self, **extra: object) -> dict[str, object]:
+        return {"lo": self._prefix, "hi": self._upper, **extra}
+
+    # -- the operations --------------------------------------------------------------------
+
+    def set(self, session_id: str, data: SessionData) -> None:
+        expires_at = expiry_after_write(self._config, now_ms(self._clock))
+        value = encode_record(data, expires_at)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO {TABLE} (key, value, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE"
+                " SET value = excluded.value, expires_at = excluded.expires_at",
+                (self._prefix + session_id, value, expires_at),
+            )
+
+        self.run(write)
+
+    def get(self, session_id: str) -> SessionData | None:
+        key = self._prefix + session_id
+        now = now_ms(self._clock)
+        slid_to = expiry_after_read(self._config, now, None)
+        refresh = self._config.refresh_on_access and slid_to is not None
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            if refresh:
+                # One statement: slide the expiry of a live record and return it.
+                row = conn.execute(
+                    f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp),"
+                    f" expires_at = :exp WHERE key = :key AND {LIVE} AND {SLIDABLE}"
+                    " RETURNING value",
+                    {"exp": slid_to, "key": key, "now": now},
+                ).fetchone()
+                if row is not None:
+                    return str(row[0])
+            row = conn.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        text = self.run(read)
+        if text is None:
+            return None
+        data, expires_at = decode_record(text, session_id)
+        if is_expired(expires_at, now):
+            self.run(lambda conn: _delete_unchanged(conn, [(key, text)]))
+            return None
+        return data
+
+    def get_all(self) -> dict[str, SessionData]:
+        now = now_ms(self._clock)
+        slid_to = expiry_after_read(self._config, now, None)
+        refresh = self._config.refresh_on_access and slid_to is not None
+        where = f"{self._in_range} AND {LIVE}"
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            if not refresh:
+                sql = f"SELECT key, value FROM {TABLE} WHERE {where}"
+                return conn.execute(sql, self._params(now=now)).fetchall()
+            with _transaction(conn):
+                rows: list[tuple[str, str]] = conn.execute(
+                    f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp),"
+                    f" expires_at = :exp WHERE {where} AND {SLIDABLE} RETURNING key, value",
+                    self._params(now=now, exp=slid_to),
+                ).fetchall()
+                rows += conn.execute(
+                    f"SELECT key, value FROM {TABLE} WHERE {where} AND NOT ({SLIDABLE})",
+                    self._params(now=now),
+                ).fetchall()
+                return rows
+
+        found: dict[str, SessionData] = {}
+        for session_id, _text, data, expires_at in self._decode(self.run(read)):
+            if not is_expired(expires_at, now):
+                found[session_id] = data
+        return found
+
+    def delete(self, session_id: str) -> None:
+        key = self._prefix + session_id
+        self.run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,)))
+
+    def clear(self) -> None:
+        sql = f"DELETE FROM {TABLE} WHERE {self._in_range}"
+        self.run(lambda conn: conn.execute(sql, self._params()))
+
+    def clean_expired(self) -> int:
+        now = now_ms(self._clock)
+        # The partial index on expires_at makes this cost grow with the expired rows only.
+        sql = (
+            f"SELECT key, value FROM {TABLE} INDEXED BY {TABLE}_expiry"
+            f" WHERE expires_at IS NOT NULL AND expires_at < :now AND {self._in_range}"
+        )
+        candidates = self.run(lambda conn: conn.execute(sql, self._params(now=now)).fetchall())
+        expired = [
+            (self._prefix + session_id, text)
+            for session_id, text, _data, expires_at in self._decode(candidates)
+            if is_expired(expires_at, now)
+        ]
+        removed = 0
+        for start in range(0, len(expired), DELETE_BATCH):
+            batch = expired[start : start + DELETE_BATCH]
+            removed += self.run(functools.partial(_delete_unchanged, records=batch))
+        return removed
+
+    def _decode(
+        self, rows: Iterable[tuple[str, str]]
+    ) -> list[tuple[str, str, SessionData, int | None]]:
+        """Readable records among `rows`; corrupt ones are logged and left in place."""
+        cut = len(self._prefix)
+        records = []
+        for key, text in rows:
+            session_id = key[cut:]
+            try:
+                data, expires_at = decode_record(text, session_id)
+            except CorruptRecordError as exc:
+                logger.warning(
+                    "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
+                )
+                continue
+            records.append((session_id, text, data, expires_at))
+        return records
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so it never deadlocks."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _delete_unchanged(conn: sqlite3.Connection, records: list[tuple[str, str]]) -> int:
+    """Delete each (key, value) only if the key still holds exactly that value."""
+    with _transaction(conn):
+        cursor = conn.executemany(f"DELETE FROM {TABLE} WHERE key = ? AND value = ?", records)
+        return cursor.rowcount
