@@ -37,8 +37,11 @@ SCHEMA = (
 BUSY_TIMEOUT_S = 30.0
 # Rows deleted per write transaction by clean_expired: short locks for other processes.
 DELETE_BATCH = 1000
-# Only records that are JSON objects can have their expiry slid inside SQLite.
-SLIDABLE = "json_valid(value) AND json_type(value) = 'object'"
+# Slide a record's expiry, changing nothing else, only if it still holds what we decoded.
+_SLIDE_UNCHANGED = (
+    f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp), expires_at = :exp"
+    " WHERE key = :key AND value = :old"
+)
 LIVE = "(expires_at IS NULL OR expires_at >= :now)"
 
 
@@ -139,59 +142,47 @@ class SqliteSessions:
     def get(self, session_id: str) -> SessionData | None:
         key = self._prefix + session_id
         now = now_ms(self._clock)
-        slid_to = expiry_after_read(self._config, now, None)
-        refresh = self._config.refresh_on_access and slid_to is not None
 
-        def read(conn: sqlite3.Connection) -> str | None:
-            if refresh:
-                # One statement: slide the expiry of a live record and return it.
-                row = conn.execute(
-                    f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp),"
-                    f" expires_at = :exp WHERE key = :key AND {LIVE} AND {SLIDABLE}"
-                    " RETURNING value",
-                    {"exp": slid_to, "key": key, "now": now},
-                ).fetchone()
-                if row is not None:
-                    return str(row[0])
+        def read(conn: sqlite3.Connection) -> SessionData | None:
             row = conn.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (key,)).fetchone()
-            return None if row is None else str(row[0])
+            if row is None:
+                return None
+            text: str = row[0]
+            data, expires_at = decode_record(text, session_id)
+            if is_expired(expires_at, now):
+                _delete_unchanged(conn, [(key, text)])
+                return None
+            slid_to = expiry_after_read(self._config, now, expires_at)
+            if slid_to != expires_at:
+                # If the record changed since we read it, a concurrent set or delete wins.
+                conn.execute(_SLIDE_UNCHANGED, {"key": key, "old": text, "exp": slid_to})
+            return data
 
-        text = self.run(read)
-        if text is None:
-            return None
-        data, expires_at = decode_record(text, session_id)
-        if is_expired(expires_at, now):
-            self.run(lambda conn: _delete_unchanged(conn, [(key, text)]))
-            return None
-        return data
+        return self.run(read)
 
     def get_all(self) -> dict[str, SessionData]:
         now = now_ms(self._clock)
         slid_to = expiry_after_read(self._config, now, None)
         refresh = self._config.refresh_on_access and slid_to is not None
-        where = f"{self._in_range} AND {LIVE}"
+        sql = f"SELECT key, value FROM {TABLE} WHERE {self._in_range} AND {LIVE}"
 
-        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            if not refresh:
-                sql = f"SELECT key, value FROM {TABLE} WHERE {where}"
-                return conn.execute(sql, self._params(now=now)).fetchall()
-            with _transaction(conn):
-                rows: list[tuple[str, str]] = conn.execute(
-                    f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp),"
-                    f" expires_at = :exp WHERE {where} AND {SLIDABLE} RETURNING key, value",
-                    self._params(now=now, exp=slid_to),
-                ).fetchall()
-                rows += conn.execute(
-                    f"SELECT key, value FROM {TABLE} WHERE {where} AND NOT ({SLIDABLE})",
-                    self._params(now=now),
-                ).fetchall()
-                return rows
-
-        found: dict[str, SessionData] = {}
-        for session_id, _text, data, expires_at in self._decode(self.run(read)):
-            if not is_expired(expires_at, now):
+        def read(conn: sqlite3.Connection) -> dict[str, SessionData]:
+            found: dict[str, SessionData] = {}
+            slides: list[dict[str, object]] = []
+            for session_id, text, data, expires_at in self._decode(
+                conn.execute(sql, self._params(now=now))
+            ):
+                if is_expired(expires_at, now):
+                    continue
                 found[session_id] = data
-        return found
+                if refresh:
+                    slides.append({"key": self._prefix + session_id, "old": text, "exp": slid_to})
+            if slides:
+                with _transaction(conn):
+                    conn.executemany(_SLIDE_UNCHANGED, slides)
+            return found
+
+        return self.run(read)
 
     def delete(self, session_id: str) -> None:
         key = self._prefix + session_id
