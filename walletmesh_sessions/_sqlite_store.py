@@ -93,7 +93,7 @@ class SqliteSessions:
                 if self._conn is None:
                     self._conn = self._open()
                 return operation(self._conn)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 msg = f"SQLite session store {self._path!r}: {exc}"
                 raise StoreUnavailableError(msg) from exc
 
