@@ -13,7 +13,8 @@ A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -22,15 +23,20 @@ from cattrs.preconf.json import make_converter
 
 from ._data import SessionData
 from ._errors import CorruptRecordError
+from ._log import logger, short_id
 
 __all__ = (
     "converter",
+    "decode_readable",
     "decode_record",
     "encode_record",
     "record_with_expiry",
     "session_from_json",
     "session_to_json",
 )
+
+
+AnyText = TypeVar("AnyText", str, bytes)
 
 
 @attrs.frozen
@@ -160,6 +166,29 @@ def record_with_expiry(text: str, expires_at: int | None, session_id: str) -> st
     else:
         obj.pop("expiresAt", None)
     return _dumps(obj)
+
+
+def decode_readable(
+    rows: Iterable[tuple[str, AnyText]], prefix: str
+) -> list[tuple[str, AnyText, SessionData, int | None]]:
+    """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``.
+
+    A row that is not a valid record is logged as a warning and left out, never raised: one
+    corrupt record must not hide the others.
+    """
+    cut = len(prefix)
+    records = []
+    for key, text in rows:
+        session_id = key[cut:]
+        try:
+            data, expires_at = decode_record(text, session_id)
+        except CorruptRecordError as exc:
+            logger.warning(
+                "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
+            )
+            continue
+        records.append((session_id, text, data, expires_at))
+    return records
 
 
 def _describe(exc: Exception) -> str:

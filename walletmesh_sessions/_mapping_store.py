@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from ._codec import decode_record, encode_record, record_with_expiry
+from ._codec import decode_readable, decode_record, encode_record, record_with_expiry
 from ._data import SessionData, SessionStoreConfig
-from ._errors import CorruptRecordError
 from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
-from ._log import logger, short_id
 
 __all__ = ("MappingSessions",)
 
@@ -93,19 +91,6 @@ class MappingSessions:
 
     def _records(self) -> list[tuple[str, str, SessionData, int | None]]:
         """Every readable record under the prefix; corrupt ones are logged and left alone."""
-        records = []
-        cut = len(self._prefix)
-        for key in self._own_keys():
-            text = self._storage.get(key)
-            if text is None:
-                continue
-            session_id = key[cut:]
-            try:
-                data, expires_at = decode_record(text, session_id)
-            except CorruptRecordError as exc:
-                logger.warning(
-                    "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
-                )
-                continue
-            records.append((session_id, text, data, expires_at))
-        return records
+        get = self._storage.get
+        rows = [(key, text) for key in self._own_keys() if (text := get(key)) is not None]
+        return decode_readable(rows, self._prefix)

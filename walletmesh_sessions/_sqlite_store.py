@@ -12,14 +12,13 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeVar
 
-from ._codec import decode_record, encode_record
+from ._codec import decode_readable, decode_record, encode_record
 from ._data import SessionData, SessionStoreConfig
-from ._errors import CorruptRecordError, StoreClosedError, StoreUnavailableError
+from ._errors import StoreClosedError, StoreUnavailableError
 from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
-from ._log import logger, short_id
 
 __all__ = ("SqliteSessions", "prefix_upper_bound")
 
@@ -169,8 +168,8 @@ class SqliteSessions:
         def read(conn: sqlite3.Connection) -> dict[str, SessionData]:
             found: dict[str, SessionData] = {}
             slides: list[dict[str, object]] = []
-            for session_id, text, data, expires_at in self._decode(
-                conn.execute(sql, self._params(now=now))
+            for session_id, text, data, expires_at in decode_readable(
+                conn.execute(sql, self._params(now=now)), self._prefix
             ):
                 if is_expired(expires_at, now):
                     continue
@@ -202,7 +201,7 @@ class SqliteSessions:
         candidates = self.run(lambda conn: conn.execute(sql, self._params(now=now)).fetchall())
         expired = [
             (self._prefix + session_id, text)
-            for session_id, text, _data, expires_at in self._decode(candidates)
+            for session_id, text, _data, expires_at in decode_readable(candidates, self._prefix)
             if is_expired(expires_at, now)
         ]
         removed = 0
@@ -210,24 +209,6 @@ class SqliteSessions:
             batch = expired[start : start + DELETE_BATCH]
             removed += self.run(functools.partial(_delete_unchanged, records=batch))
         return removed
-
-    def _decode(
-        self, rows: Iterable[tuple[str, str]]
-    ) -> list[tuple[str, str, SessionData, int | None]]:
-        """Readable records among `rows`; corrupt ones are logged and left in place."""
-        cut = len(self._prefix)
-        records = []
-        for key, text in rows:
-            session_id = key[cut:]
-            try:
-                data, expires_at = decode_record(text, session_id)
-            except CorruptRecordError as exc:
-                logger.warning(
-                    "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
-                )
-                continue
-            records.append((session_id, text, data, expires_at))
-        return records
 
 
 class _transaction:
