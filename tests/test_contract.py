@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from walletmesh_sessions.testing import SessionStoreContract, StoreFactory
+from walletmesh_sessions.testing import ForeignData, SessionStoreContract, StoreFactory
 
 STORES = ["memory", "sqlite_file", "mapping", "redis"]
 
@@ -13,6 +13,15 @@ class TestContract(SessionStoreContract):
     """Every shipped store passes the public conformance kit."""
 
     @pytest.fixture(params=STORES)
-    def store_factory(self, request: pytest.FixtureRequest) -> StoreFactory:
-        factory: StoreFactory = request.getfixturevalue(f"{request.param}_factory")
+    def store_kind(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def store_factory(self, store_kind: str, request: pytest.FixtureRequest) -> StoreFactory:
+        factory: StoreFactory = request.getfixturevalue(f"{store_kind}_factory")
         return factory
+
+    @pytest.fixture
+    def foreign_data(self, store_kind: str, request: pytest.FixtureRequest) -> ForeignData:
+        foreign: ForeignData = request.getfixturevalue(f"{store_kind}_foreign")
+        return foreign

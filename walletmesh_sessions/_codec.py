@@ -180,6 +180,9 @@ def decode_readable(
     records = []
     for key, text in rows:
         session_id = key[cut:]
+        if not session_id:
+            logger.warning("skipping a record stored under the bare prefix: it has no session id")
+            continue
         try:
             data, expires_at = decode_record(text, session_id)
         except CorruptRecordError as exc:

@@ -85,9 +85,7 @@ class MappingSessions:
     def _own_keys(self) -> list[str]:
         prefix = self._prefix
         keys: list[object] = list(self._storage)  # a foreign writer may have used other types
-        return [
-            key for key in keys if isinstance(key, str) and key.startswith(prefix) and key != prefix
-        ]
+        return [key for key in keys if isinstance(key, str) and key.startswith(prefix)]
 
     def _records(self) -> list[tuple[str, str, SessionData, int | None]]:
         """Every readable record under the prefix; corrupt ones are logged and left alone."""

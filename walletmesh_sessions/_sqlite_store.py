@@ -78,7 +78,7 @@ class SqliteSessions:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
-        self._in_range = f"{in_range} AND key != :lo"
+        self._in_range = in_range
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from ._clock import FakeClock as FakeClock
 from ._contract import SessionStoreContract as SessionStoreContract
-from ._contract import StoreFactory as StoreFactory
+from ._kit_base import ForeignData as ForeignData
+from ._kit_base import StoreFactory as StoreFactory
 
-__all__ = ("FakeClock", "SessionStoreContract", "StoreFactory")
+__all__ = ("FakeClock", "ForeignData", "SessionStoreContract", "StoreFactory")
