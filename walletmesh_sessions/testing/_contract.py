@@ -12,9 +12,10 @@ from ._rules_basic import BasicRules
 from ._rules_concurrency import ConcurrencyRules
 from ._rules_expiry import ExpiryRules
 from ._rules_input import InputRules
+from ._rules_model import ModelRules
 
 __all__ = ("SessionStoreContract", "StoreFactory")
 
 
-class SessionStoreContract(BasicRules, ExpiryRules, InputRules, ConcurrencyRules):
+class SessionStoreContract(BasicRules, ExpiryRules, InputRules, ConcurrencyRules, ModelRules):
     """The conformance suite. Subclass it and provide a `store_factory` fixture."""

@@ -1,0 +1,128 @@
+"""A small dict store for testing the conformance kit itself, with bugs to switch on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import anyio.lowlevel
+
+from walletmesh_sessions import (
+    InvalidSessionDataError,
+    InvalidSessionIdError,
+    SessionData,
+    SessionStoreConfig,
+)
+from walletmesh_sessions._expiry import Clock
+
+PREFIX = "session:"
+BUGS = frozenset({"off_by_one", "stale_refresh", "greedy_clear", "miscount"})
+
+
+class SimpleStore:
+    """A correct store over a shared dict, unless `bugs` names some of `BUGS`."""
+
+    def __init__(
+        self,
+        storage: dict[str, tuple[SessionData, int | None]],
+        config: SessionStoreConfig,
+        clock: Clock = time.time,
+        bugs: frozenset[str] = frozenset(),
+    ) -> None:
+        assert bugs <= BUGS
+        self.storage = storage
+        self.config = config
+        self.clock = clock
+        self.bugs = bugs
+
+    def _now(self) -> int:
+        return round(self.clock() * 1000)
+
+    def _expired(self, expires_at: int | None, now: int) -> bool:
+        if expires_at is None:
+            return False
+        return now >= expires_at if "off_by_one" in self.bugs else now > expires_at
+
+    def _key(self, session_id: object) -> str:
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidSessionIdError(f"bad session id {session_id!r}")
+        try:
+            session_id.encode()
+        except UnicodeEncodeError:
+            raise InvalidSessionIdError(f"bad session id {session_id!r}") from None
+        return PREFIX + session_id
+
+    def _lifetime(self) -> int | None:
+        return self.config.lifetime_ms
+
+    async def set(self, session_id: str, data: SessionData) -> None:
+        key = self._key(session_id)
+        if not isinstance(data, SessionData):
+            raise InvalidSessionDataError(f"bad data {data!r}")
+        lifetime = self._lifetime()
+        self.storage[key] = (data, None if lifetime is None else self._now() + lifetime)
+
+    async def get(self, session_id: str) -> SessionData | None:
+        return await self.validate_and_refresh(session_id)
+
+    async def validate_and_refresh(self, session_id: str) -> SessionData | None:
+        key = self._key(session_id)
+        entry = self.storage.get(key)
+        if entry is None:
+            return None
+        now = self._now()
+        if self._expired(entry[1], now):
+            del self.storage[key]
+            return None
+        lifetime = self._lifetime()
+        if self.config.refresh_on_access and lifetime is not None:
+            if "stale_refresh" in self.bugs:
+                await anyio.lowlevel.checkpoint()  # e.g. a round trip to a database
+                self.storage[key] = (entry[0], now + lifetime)
+            elif key in self.storage:
+                self.storage[key] = (self.storage[key][0], now + lifetime)
+        return entry[0]
+
+    async def get_all(self) -> Mapping[str, SessionData]:
+        found = {}
+        for key in [k for k in self.storage if k.startswith(PREFIX)]:
+            data = await self.validate_and_refresh(key[len(PREFIX) :])
+            if data is not None:
+                found[key[len(PREFIX) :]] = data
+        return found
+
+    async def delete(self, session_id: str) -> None:
+        self.storage.pop(self._key(session_id), None)
+
+    async def clear(self) -> None:
+        for key in list(self.storage):
+            if key.startswith(PREFIX) or "greedy_clear" in self.bugs:
+                del self.storage[key]
+
+    async def clean_expired(self) -> int:
+        now = self._now()
+        expired = [
+            key
+            for key, (_, expires_at) in self.storage.items()
+            if key.startswith(PREFIX) and self._expired(expires_at, now)
+        ]
+        for key in expired:
+            del self.storage[key]
+        if "miscount" in self.bugs:
+            return len([k for k in self.storage if k.startswith(PREFIX)]) + len(expired)
+        return len(expired)
+
+
+class SimpleForeignData:
+    """Entries of another owner in the same dict."""
+
+    ENTRY = (SessionData("x", "https://other.example"), None)
+
+    def __init__(self, storage: dict[str, tuple[SessionData, int | None]]) -> None:
+        self.storage = storage
+
+    async def plant(self) -> None:
+        self.storage["other:x"] = self.ENTRY
+
+    async def intact(self) -> bool:
+        return self.storage.get("other:x") == self.ENTRY

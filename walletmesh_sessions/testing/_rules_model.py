@@ -1,0 +1,205 @@
+"""A model-based rule: random sequences of calls and clock moves, checked against a reference.
+
+The reference model is written from the contract alone (it shares no code with the stores), so a
+store and the model can only agree if the store keeps the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import anyio.from_thread
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+    run_state_machine_as_test,
+)
+
+from .._data import SessionData, SessionStoreConfig
+from .._protocol import SessionStore
+from ._clock import FakeClock
+from ._kit_base import StoreFactory, StoreFixtures, close_store
+
+__all__ = ("ModelRules",)
+
+LIFETIME_MS = 60_000
+IDS = st.sampled_from(["a", "b", "c", "a*", "[a]", "a%_", "x\x00y", "\u00fc\U0001f600"])
+DATA = st.builds(
+    SessionData,
+    id=st.sampled_from(["s1", "s2"]),
+    origin=st.sampled_from(["https://a.example", "https://b.example"]),
+    permissions=st.dictionaries(
+        st.sampled_from(["eip155:1", "eip155:137"]),
+        st.lists(st.sampled_from(["eth_accounts", "personal_sign"]), max_size=2),
+        max_size=2,
+    ),
+)
+
+
+class _Reference:
+    """The contract's meaning of the seven methods, on a dict of (data, expires_at)."""
+
+    def __init__(self, lifetime_ms: int | None, refresh: bool) -> None:
+        self.lifetime_ms = lifetime_ms
+        self.refresh = refresh and lifetime_ms is not None
+        self.sessions: dict[str, tuple[SessionData, int | None]] = {}
+        # Expired sessions a get_all may or may not have removed (the contract allows both).
+        self.maybe_gone: set[str] = set()
+
+    def expired(self, sid: str, now: int) -> bool:
+        expires_at = self.sessions[sid][1]
+        return expires_at is not None and now > expires_at
+
+    def set(self, sid: str, data: SessionData, now: int) -> None:
+        # A store may reclaim expired sessions while it writes (the memory store does).
+        self.maybe_gone.update(s for s in self.sessions if self.expired(s, now))
+        self.maybe_gone.discard(sid)
+        lifetime = self.lifetime_ms
+        self.sessions[sid] = (data, None if lifetime is None else now + lifetime)
+
+    def get(self, sid: str, now: int) -> SessionData | None:
+        if sid not in self.sessions:
+            return None
+        if self.expired(sid, now):
+            del self.sessions[sid]
+            self.maybe_gone.discard(sid)
+            return None
+        data = self.sessions[sid][0]
+        if self.refresh:
+            assert self.lifetime_ms is not None
+            self.sessions[sid] = (data, now + self.lifetime_ms)
+        return data
+
+    def get_all(self, now: int) -> dict[str, SessionData]:
+        live = {}
+        for sid in list(self.sessions):
+            if self.expired(sid, now):
+                self.maybe_gone.add(sid)
+            else:
+                live[sid] = self.get(sid, now)
+        return {sid: data for sid, data in live.items() if data is not None}
+
+    def delete(self, sid: str) -> None:
+        self.sessions.pop(sid, None)
+        self.maybe_gone.discard(sid)
+
+    def clear(self) -> None:
+        self.sessions.clear()
+        self.maybe_gone.clear()
+
+    def clean_expired(self, now: int) -> tuple[int, int]:
+        """The least and the most a correct clean_expired may return; removes them all."""
+        expired = [sid for sid in self.sessions if self.expired(sid, now)]
+        surely_there = len([sid for sid in expired if sid not in self.maybe_gone])
+        for sid in expired:
+            del self.sessions[sid]
+        self.maybe_gone.clear()
+        return surely_there, len(expired)
+
+
+class _StoreMachine(RuleBasedStateMachine):
+    """Drives one store and the reference through the same steps; they must always agree."""
+
+    factory: ClassVar[StoreFactory]
+    portal: ClassVar[anyio.from_thread.BlockingPortal]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.store: SessionStore | None = None
+        self.model = _Reference(None, False)
+
+    def call(self, method: Callable[..., Any], *args: Any) -> Any:
+        return self.portal.call(method, *args)
+
+    @initialize(lifetime=st.sampled_from([LIFETIME_MS, LIFETIME_MS, None]), refresh=st.booleans())
+    def make_store(self, lifetime: int | None, refresh: bool) -> None:
+        config = SessionStoreConfig(
+            lifetime=None if lifetime is None else lifetime / 1000, refresh_on_access=refresh
+        )
+        self.store = self.call(lambda: type(self).factory(config, self.clock))
+        self.call(self.live.clear)  # a factory's stores may share storage across examples
+        self.model = _Reference(lifetime, refresh)
+
+    @property
+    def live(self) -> SessionStore:
+        assert self.store is not None
+        return self.store
+
+    @rule(sid=IDS, data=DATA)
+    def set(self, sid: str, data: SessionData) -> None:
+        self.call(self.live.set, sid, data)
+        self.model.set(sid, data, self.clock.now_ms)
+
+    @rule(sid=IDS, method=st.sampled_from(["get", "validate_and_refresh"]))
+    def read(self, sid: str, method: str) -> None:
+        got = self.call(getattr(self.live, method), sid)
+        expected = self.model.get(sid, self.clock.now_ms)
+        assert got == expected, f"{method}({sid!r}) returned {got}, the contract says {expected}"
+
+    @rule()
+    def get_all(self) -> None:
+        got: Mapping[str, SessionData] = self.call(self.live.get_all)
+        expected = self.model.get_all(self.clock.now_ms)
+        assert dict(got) == expected, f"get_all returned {dict(got)}, the contract says {expected}"
+
+    @rule(sid=IDS, data=DATA, past=st.sampled_from([0, 1]))
+    def expire_at_the_boundary(self, sid: str, data: SessionData, past: int) -> None:
+        """Store, move to exactly the expiry (or 1 ms past it), and read back."""
+        self.set(sid, data)
+        if self.model.lifetime_ms is not None:
+            self.clock.advance(ms=self.model.lifetime_ms + past)
+        self.read(sid, "get")
+
+    @rule(sid=IDS)
+    def delete(self, sid: str) -> None:
+        self.call(self.live.delete, sid)
+        self.model.delete(sid)
+
+    @rule()
+    def clear(self) -> None:
+        self.call(self.live.clear)
+        self.model.clear()
+
+    @rule()
+    def clean_expired(self) -> None:
+        got = self.call(self.live.clean_expired)
+        least, most = self.model.clean_expired(self.clock.now_ms)
+        assert least <= got <= most, f"clean_expired returned {got}, the contract says {least}"
+
+    # Moves that land exactly on, just before and just after an expiry, and anywhere else.
+    @rule(
+        ms=st.sampled_from([LIFETIME_MS, LIFETIME_MS - 1, LIFETIME_MS + 1, 1])
+        | st.integers(min_value=0, max_value=2 * LIFETIME_MS)
+    )
+    def advance_clock(self, ms: int) -> None:
+        self.clock.advance(ms=ms)
+
+    def teardown(self) -> None:
+        if self.store is not None:
+            self.call(close_store, self.store)
+
+
+class ModelRules(StoreFixtures):
+    """The model-based rule."""
+
+    model_settings: ClassVar[settings] = settings(
+        max_examples=100,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+    def test_matches_reference_model(self, store_factory: StoreFactory, anyio_backend: str) -> None:
+        """Random sequences of the seven methods and clock moves agree with the contract's model."""
+        with anyio.from_thread.start_blocking_portal(backend=anyio_backend) as portal:
+            machine = type(
+                "StoreMachine",
+                (_StoreMachine,),
+                {"factory": staticmethod(store_factory), "portal": portal},
+            )
+            run_state_machine_as_test(machine, settings=self.model_settings)
