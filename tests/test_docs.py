@@ -17,6 +17,9 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
 REDIS_URL_VARIABLE = "WALLETMESH_REDIS_URL"
 
 
+FILE_MARK = re.compile(r"^# file: (\S+)\n")
+
+
 @attrs.frozen
 class Example:
     """A ```python block and the ```text block after it, if any: its expected output."""
@@ -42,8 +45,23 @@ def examples() -> list[Example]:
             after = blocks[i + 1] if i + 1 < len(blocks) else None
             expected = after.group(2) if after is not None and after.group(1) == "text" else None
             line = text.count("\n", 0, block.start()) + 1
-            found.append(Example(page, line, block.group(2), expected))
+            if not FILE_MARK.match(block.group(2)):
+                found.append(Example(page, line, block.group(2), expected))
     return found
+
+
+def page_files() -> dict[Path, dict[str, str]]:
+    """Per page, the ```python blocks marked ``# file: name.py``: a small project to test."""
+    files: dict[Path, dict[str, str]] = {}
+    for page in PAGES:
+        for block in FENCE.finditer(page.read_text(encoding="utf-8")):
+            mark = FILE_MARK.match(block.group(2))
+            if block.group(1) == "python" and mark:
+                files.setdefault(page, {})[mark.group(1)] = block.group(2)
+    return files
+
+
+PAGE_FILES = page_files()
 
 
 EXAMPLES = examples()
@@ -72,6 +90,48 @@ def test_example_runs(example: Example, tmp_path: Path, request: pytest.FixtureR
     assert result.returncode == 0, result.stderr
     if example.expected_output is not None:
         assert result.stdout == example.expected_output
+
+
+@pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_project_passes(page: Path, tmp_path: Path) -> None:
+    """The files a page shows (a store and its tests) pass pytest and mypy --strict."""
+    for name, code in PAGE_FILES[page].items():
+        (tmp_path / name).write_text(code, encoding="utf-8")
+    tests = [name for name in PAGE_FILES[page] if name.startswith("test_")]
+    assert tests, "a page with files shows no test file"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", *tests],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = run.stdout.strip().splitlines()[-1]
+    assert int(summary.split(" passed")[0].split()[-1]) >= 100, summary
+    # Only the optional foreign_data rule may skip (the page's store shares no storage).
+    assert "skipped" not in summary or " 2 skipped" in summary, summary
+    typed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir=/dev/null",
+            *PAGE_FILES[page],
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert typed.returncode == 0, typed.stdout
 
 
 def test_readme_shows_the_quickstart() -> None:
