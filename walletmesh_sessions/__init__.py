@@ -1,12 +1,16 @@
 """Typed async session stores for wallet routers, wire-compatible with `@walletmesh/router`."""
 
+from ._cleanup import clean_expired_every as clean_expired_every
+from ._cleanup import periodic_cleanup as periodic_cleanup
 from ._data import SessionData as SessionData
+from ._data import SessionRecord as SessionRecord
 from ._data import SessionStoreConfig as SessionStoreConfig
 from ._defaults import default_store as default_store
 from ._errors import CorruptRecordError as CorruptRecordError
 from ._errors import InvalidConfigError as InvalidConfigError
 from ._errors import InvalidSessionDataError as InvalidSessionDataError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
+from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import SessionStoreError as SessionStoreError
 from ._errors import StoreClosedError as StoreClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
@@ -14,20 +18,28 @@ from ._ids import new_session_id as new_session_id
 from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._memory import MemorySessionStore as MemorySessionStore
 from ._protocol import SessionStore as SessionStore
+from ._urls import ClosableSessionStore as ClosableSessionStore
+from ._urls import open_store as open_store
 
 __all__ = (
+    "ClosableSessionStore",
     "CorruptRecordError",
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
     "LocalStorageSessionStore",
     "MemorySessionStore",
+    "MissingDependencyError",
     "SessionData",
+    "SessionRecord",
     "SessionStore",
     "SessionStoreConfig",
     "SessionStoreError",
     "StoreClosedError",
     "StoreUnavailableError",
+    "clean_expired_every",
     "default_store",
     "new_session_id",
+    "open_store",
+    "periodic_cleanup",
 )

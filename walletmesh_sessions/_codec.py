@@ -21,7 +21,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
-from ._data import SessionData
+from ._data import SessionData, SessionRecord
 from ._errors import CorruptRecordError
 from ._log import logger, short_id
 
@@ -30,6 +30,7 @@ __all__ = (
     "decode_readable",
     "decode_record",
     "encode_record",
+    "inspect_record",
     "record_with_expiry",
     "session_from_json",
     "session_to_json",
@@ -192,6 +193,15 @@ def decode_readable(
             continue
         records.append((session_id, text, data, expires_at))
     return records
+
+
+def inspect_record(session_id: str, text: str | bytes) -> SessionRecord:
+    """A stored record as an operator sees it: readable or not, expired or not."""
+    try:
+        data, expires_at = decode_record(text, session_id)
+    except CorruptRecordError as exc:
+        return SessionRecord(session_id, None, None, exc.reason)
+    return SessionRecord(session_id, data, expires_at)
 
 
 def _describe(exc: Exception) -> str:

@@ -13,7 +13,7 @@ import attrs
 from ._errors import InvalidConfigError, InvalidSessionDataError
 from ._text import is_unicode_text
 
-__all__ = ("SessionData", "SessionStoreConfig")
+__all__ = ("SessionData", "SessionRecord", "SessionStoreConfig")
 
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -127,3 +127,22 @@ class SessionStoreConfig:
         if self.lifetime is None:
             return None
         return self.lifetime // _ONE_MS
+
+
+@attrs.frozen
+class SessionRecord:
+    """What a store holds under one session id, as an operator sees it.
+
+    Reading records never refreshes or removes anything, and includes expired sessions and
+    records that cannot be read (`data` is then `None` and `error` says why).
+    `expires_at` is ms since the epoch, `None` for never.
+    """
+
+    session_id: str
+    data: SessionData | None
+    expires_at: int | None
+    error: str | None = None
+
+    def is_expired(self, now_ms: int) -> bool:
+        """True if the session is expired at `now_ms` (at exactly its expiry it is not)."""
+        return self.expires_at is not None and now_ms > self.expires_at

@@ -7,6 +7,7 @@ __all__ = (
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
+    "MissingDependencyError",
     "SessionStoreError",
     "StoreClosedError",
     "StoreUnavailableError",
@@ -47,3 +48,7 @@ class StoreClosedError(SessionStoreError, RuntimeError):
 
 class StoreUnavailableError(SessionStoreError, ConnectionError):
     """The storage backend could not be reached or did not answer in time."""
+
+
+class MissingDependencyError(SessionStoreError, ImportError):
+    """An optional extra is needed; the message names the `pip install` that fixes it."""

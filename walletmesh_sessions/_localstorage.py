@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
-from ._data import SessionData, SessionStoreConfig
+from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import InvalidConfigError, StoreClosedError
 from ._expiry import Clock
 from ._mapping_store import MappingSessions
@@ -142,6 +142,16 @@ class LocalStorageSessionStore:
         """Remove every expired session and return how many this call removed."""
         backend = self._backend
         return await self._run(backend.clean_expired)
+
+    async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
+        """Every record under the prefix (or the one named), expired and unreadable ones included.
+
+        For operators and tools: nothing is refreshed or removed.
+        """
+        if session_id is not None:
+            session_id = check_session_id(session_id)
+        backend = self._backend
+        return await self._run(lambda: backend.inspect(session_id))
 
     async def aclose(self) -> None:
         """Release the file; later calls raise `StoreClosedError`. Closing twice is fine."""

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from ._codec import decode_readable, decode_record, encode_record, record_with_expiry
-from ._data import SessionData, SessionStoreConfig
+from ._codec import (
+    decode_readable,
+    decode_record,
+    encode_record,
+    inspect_record,
+    record_with_expiry,
+)
+from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
 
 __all__ = ("MappingSessions",)
@@ -78,6 +84,12 @@ class MappingSessions:
                 del self._storage[self._prefix + session_id]
                 removed += 1
         return removed
+
+    def inspect(self, session_id: str | None) -> list[SessionRecord]:
+        keys = self._own_keys() if session_id is None else [self._prefix + session_id]
+        cut = len(self._prefix)
+        get = self._storage.get
+        return [inspect_record(key[cut:], text) for key in keys if (text := get(key)) is not None]
 
     def close(self) -> None:
         """Nothing to release: the mapping belongs to the caller."""

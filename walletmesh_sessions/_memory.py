@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import TracebackType
 
-from ._data import SessionData, SessionStoreConfig
+from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
 from ._validation import check_clock, check_config, check_session_data, check_session_id
 
@@ -100,6 +101,29 @@ class MemorySessionStore:
         if not self._in_expiry_order:
             return self._clean_by_scan()
         return self._reclaim(None)
+
+    async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
+        """Every stored session (or the one named), expired ones included; nothing changes."""
+        if session_id is not None:
+            entry = self._sessions.get(check_session_id(session_id))
+            entries = [] if entry is None else [(session_id, entry)]
+        else:
+            entries = list(self._sessions.items())
+        return [SessionRecord(sid, data, expires_at) for sid, (data, expires_at) in entries]
+
+    async def aclose(self) -> None:
+        """Nothing to release; present so every shipped store can be closed the same way."""
+
+    async def __aenter__(self) -> MemorySessionStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     @property
     def _refreshes(self) -> bool:

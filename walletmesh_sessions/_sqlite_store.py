@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from ._codec import decode_readable, decode_record, encode_record
-from ._data import SessionData, SessionStoreConfig
+from ._codec import decode_readable, decode_record, encode_record, inspect_record
+from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import StoreClosedError, StoreUnavailableError
 from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
 
@@ -190,6 +190,18 @@ class SqliteSessions:
     def clear(self) -> None:
         sql = f"DELETE FROM {TABLE} WHERE {self._in_range}"
         self.run(lambda conn: conn.execute(sql, self._params()))
+
+    def inspect(self, session_id: str | None) -> list[SessionRecord]:
+        if session_id is None:
+            sql, params = f"SELECT key, value FROM {TABLE} WHERE {self._in_range}", self._params()
+        else:
+            sql, params = (
+                f"SELECT key, value FROM {TABLE} WHERE key = :key",
+                {"key": self._prefix + session_id},
+            )
+        rows = self.run(lambda conn: conn.execute(sql, params).fetchall())
+        cut = len(self._prefix)
+        return [inspect_record(key[cut:], text) for key, text in rows]
 
     def clean_expired(self) -> int:
         now = now_ms(self._clock)

@@ -1,0 +1,144 @@
+"""`open_store`: a store from a URL, so deployments choose their store in configuration."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from ._data import SessionStoreConfig
+from ._errors import InvalidConfigError, MissingDependencyError
+from ._expiry import Clock
+from ._localstorage import LocalStorageSessionStore
+from ._memory import MemorySessionStore
+from ._protocol import SessionStore
+
+__all__ = ("ClosableSessionStore", "open_store", "redact")
+
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+# Query parameters that configure the store rather than the connection.
+STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
+TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+@runtime_checkable
+class ClosableSessionStore(SessionStore, Protocol):
+    """A `SessionStore` that is also closed with `aclose()` or ``async with``."""
+
+    async def aclose(self) -> None:
+        """Release connections or files; closing twice is fine."""
+        ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def open_store(
+    url: str,
+    config: SessionStoreConfig | None = None,
+    *,
+    prefix: str | None = None,
+    clock: Clock = time.time,
+    **options: Any,
+) -> ClosableSessionStore:
+    """The store a URL names; nothing is opened or connected until first use.
+
+    - ``memory://``: a `MemorySessionStore`.
+    - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: a
+      `LocalStorageSessionStore` on that SQLite file.
+    - ``redis://``, ``rediss://`` (TLS), ``unix://`` (a socket path): a `RedisSessionStore`
+      (extra ``redis``); other query parameters and `options` go to the Redis client.
+
+    Query parameters ``prefix``, ``lifetime`` (seconds) and ``refresh_on_access``
+    (true/false) configure the store; give either them or `config`, not both.
+    """
+    if not isinstance(url, str):
+        msg = f"store URL must be a str, got {url!r}"
+        raise InvalidConfigError(msg)
+    parts = urlsplit(url)
+    shown = redact(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        msg = f"unknown store URL scheme in {shown!r}: use one of " + ", ".join(
+            f"{s}://" for s in SCHEMES
+        )
+        raise InvalidConfigError(msg)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    store_query = {k: v for k, v in query if k in STORE_PARAMETERS}
+    rest = [(k, v) for k, v in query if k not in STORE_PARAMETERS]
+    config = _config(shown, config, store_query)
+    prefix = _prefix(shown, prefix, store_query)
+
+    if scheme == "memory":
+        _refuse_extras(shown, rest, options)
+        return MemorySessionStore(config, clock=clock)
+    if scheme == "sqlite":
+        _refuse_extras(shown, rest, options)
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if parts.netloc or not path:
+            msg = f"a SQLite URL is sqlite:///relative.db or sqlite:////abs/path.db, got {shown!r}"
+            raise InvalidConfigError(msg)
+        return LocalStorageSessionStore(path, config, prefix=prefix, clock=clock)
+    try:
+        from .redis import RedisSessionStore
+    except ImportError as exc:
+        msg = f"{shown!r} needs the redis extra: pip install 'walletmesh-sessions[redis]'"
+        raise MissingDependencyError(msg) from exc
+    # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
+    redis_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
+    return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
+
+
+def redact(url: str) -> str:
+    """`url` with any password replaced, fit for error messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return url.replace(parts.netloc, netloc, 1)
+
+
+def _config(
+    url: str, config: SessionStoreConfig | None, query: dict[str, str]
+) -> SessionStoreConfig | None:
+    if "lifetime" not in query and "refresh_on_access" not in query:
+        return config
+    if config is not None:
+        msg = f"give lifetime/refresh_on_access in the URL or as config, not both: {url!r}"
+        raise InvalidConfigError(msg)
+    lifetime: float | None = None
+    if query.get("lifetime", "") not in ("", "none"):
+        try:
+            lifetime = float(query["lifetime"])
+        except ValueError:
+            msg = f"lifetime in {url!r} must be seconds, got {query['lifetime']!r}"
+            raise InvalidConfigError(msg) from None
+    refresh = query.get("refresh_on_access", "false").lower()
+    if refresh not in TRUE | FALSE:
+        msg = f"refresh_on_access in {url!r} must be true or false, got {refresh!r}"
+        raise InvalidConfigError(msg)
+    return SessionStoreConfig(lifetime=lifetime, refresh_on_access=refresh in TRUE)
+
+
+def _prefix(url: str, prefix: str | None, query: dict[str, str]) -> str:
+    if "prefix" in query:
+        if prefix is not None:
+            msg = f"give prefix in the URL or as an argument, not both: {url!r}"
+            raise InvalidConfigError(msg)
+        return query["prefix"]
+    return "wm_session_" if prefix is None else prefix
+
+
+def _refuse_extras(url: str, query: list[tuple[str, str]], options: dict[str, Any]) -> None:
+    unknown = sorted({k for k, _ in query} | set(options))
+    if unknown:
+        msg = f"unknown option(s) {', '.join(unknown)} for {url!r}"
+        raise InvalidConfigError(msg)
