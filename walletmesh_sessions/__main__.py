@@ -1,0 +1,7 @@
+"""``python -m walletmesh_sessions``: the command-line tool."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,241 @@
+"""The `walletmesh-sessions` command: look inside a store, remove sessions, clean expired ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+import anyio
+
+from ._codec import session_to_json
+from ._data import SessionRecord
+from ._errors import SessionStoreError
+from ._expiry import now_ms
+from ._urls import ClosableSessionStore, open_store, redact
+
+__all__ = ("main", "main_entry")
+
+PROG = "walletmesh-sessions"
+URL_VARIABLE = "WALLETMESH_SESSIONS_URL"
+DEFAULT_URL = "sqlite:///sessions.db"
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+
+
+class CommandFailed(Exception):
+    """A user-facing failure: printed in one line on stderr, with an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return anyio.run(_run, args)
+    except CommandFailed as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.code
+    except SessionStoreError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"store URL (memory://, sqlite:///file.db, redis://host:6379/0, ...); default: "
+        f"${URL_VARIABLE}, else {DEFAULT_URL}",
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Inspect and maintain a walletmesh session store.",
+        parents=[store],
+        epilog="exit status: 0 ok, 1 not found or aborted, 2 usage error, 3 store error",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[store], help=text, description=text)
+
+    listing = command("list", "list every record: live, expired and unreadable")
+    listing.add_argument("--json", action="store_true", help="print JSON for machines")
+    show = command("show", "print one session as JSON")
+    show.add_argument("session_id", metavar="ID")
+    delete = command("delete", "remove one session")
+    delete.add_argument("session_id", metavar="ID")
+    command("clean", "remove expired sessions and print how many were removed")
+    clear = command("clear", "remove every record of the store (asks first)")
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    stats = command("stats", "counts, expiry range and sessions per origin")
+    stats.add_argument("--json", action="store_true", help="print JSON for machines")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    url = getattr(args, "store", None) or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+    store = open_store(url)
+    async with store:
+        handler = {
+            "list": _list,
+            "show": _show,
+            "delete": _delete,
+            "clean": _clean,
+            "clear": _clear,
+            "stats": _stats,
+        }[args.command]
+        return await handler(store, args, redact(url))
+
+
+async def _records(
+    store: ClosableSessionStore, session_id: str | None = None
+) -> list[SessionRecord]:
+    inspect = getattr(store, "inspect", None)
+    if inspect is None:
+        raise CommandFailed(f"error: {type(store).__name__} cannot list its records", EXIT_STORE)
+    records: list[SessionRecord] = await inspect(session_id)
+    return sorted(records, key=lambda r: r.session_id)
+
+
+def _state(record: SessionRecord, now: int) -> str:
+    if record.data is None:
+        return "unreadable"
+    return "expired" if record.is_expired(now) else "live"
+
+
+def _when(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _as_json(record: SessionRecord, now: int) -> dict[str, Any]:
+    return {
+        "sessionId": record.session_id,
+        "state": _state(record, now),
+        "expiresAt": record.expires_at,
+        "expires": _when(record.expires_at),
+        "data": None if record.data is None else session_to_json(record.data),
+        "error": record.error,
+    }
+
+
+def _print_json(value: object, out: TextIO = sys.stdout) -> None:
+    json.dump(value, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+async def _list(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    now = now_ms(time.time)
+    records = await _records(store)
+    if args.json:
+        _print_json([_as_json(r, now) for r in records])
+        return EXIT_OK
+    rows = [("SESSION ID", "STATE", "EXPIRES (UTC)", "ORIGIN", "PERMISSIONS")]
+    for r in records:
+        if r.data is None:
+            rows.append((r.session_id, "unreadable", "-", "-", r.error or ""))
+            continue
+        permissions = " ".join(f"{chain}({len(m)})" for chain, m in r.data.permissions.items())
+        expires = _when(r.expires_at) or "never"
+        rows.append((r.session_id, _state(r, now), expires, r.data.origin, permissions or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+            + "  "
+            + row[4]
+        )
+    print(f"{len(records)} record(s) in {url}")
+    return EXIT_OK
+
+
+async def _show(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    records = await _records(store, args.session_id)
+    if not records:
+        raise CommandFailed(f"no session with id {args.session_id!r} in {url}", EXIT_NOT_FOUND)
+    _print_json(_as_json(records[0], now_ms(time.time)))
+    return EXIT_OK
+
+
+async def _delete(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    if not await _records(store, args.session_id):
+        raise CommandFailed(f"no session with id {args.session_id!r} in {url}", EXIT_NOT_FOUND)
+    await store.delete(args.session_id)
+    print(f"deleted session {args.session_id!r}")
+    return EXIT_OK
+
+
+async def _clean(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    print(await store.clean_expired())
+    return EXIT_OK
+
+
+async def _clear(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    count = len(await _records(store))
+    if not args.yes:
+        question = f"Remove all {count} record(s) of the store at {url}? [y/N] "
+        answer = await anyio.to_thread.run_sync(_ask, question)
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CommandFailed("aborted: nothing was removed", EXIT_NOT_FOUND)
+    await store.clear()
+    print(f"removed {count} record(s)")
+    return EXIT_OK
+
+
+def _ask(question: str) -> str:
+    print(question, end="", flush=True, file=sys.stderr)
+    try:
+        return input()
+    except EOFError:
+        print(file=sys.stderr)
+        return ""
+
+
+async def _stats(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    now = now_ms(time.time)
+    records = await _records(store)
+    live = [r for r in records if _state(r, now) == "live"]
+    expiries = [r.expires_at for r in live if r.expires_at is not None]
+    origins = Counter(r.data.origin for r in live if r.data is not None)
+    stats: dict[str, Any] = {
+        "store": url,
+        "sessions": len(live),
+        "expired": sum(_state(r, now) == "expired" for r in records),
+        "unreadable": sum(r.data is None for r in records),
+        "never_expire": sum(r.expires_at is None for r in live),
+        "soonest_expiry": _when(min(expiries, default=None)),
+        "latest_expiry": _when(max(expiries, default=None)),
+        "origins": dict(origins.most_common()),
+    }
+    if args.json:
+        _print_json(stats)
+        return EXIT_OK
+    for key in ("store", "sessions", "expired", "unreadable", "never_expire"):
+        print(f"{key.replace('_', ' ') + ':':16}{stats[key]}")
+    for key in ("soonest_expiry", "latest_expiry"):
+        print(f"{key.replace('_', ' ') + ':':16}{stats[key] or '-'}")
+    print("origins:" + ("" if origins else "         -"))
+    for origin, count in origins.most_common():
+        print(f"  {count:6}  {origin}")
+    return EXIT_OK
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
