@@ -41,6 +41,7 @@ class MemorySessionStore:
         self._sessions: OrderedDict[str, _Entry] = OrderedDict()
         self._in_expiry_order = True
         self._latest_expiry: float = float("-inf")
+        self._refreshes = self._config.refresh_on_access and self._config.lifetime is not None
 
     @property
     def config(self) -> SessionStoreConfig:
@@ -59,11 +60,11 @@ class MemorySessionStore:
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
-        return self._read(check_session_id(session_id))
+        return self._read(session_id)
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`."""
-        return self._read(check_session_id(session_id))
+        return self._read(session_id)
 
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session, in a new dict; expired ones met on the way are removed."""
@@ -125,22 +126,22 @@ class MemorySessionStore:
     ) -> None:
         await self.aclose()
 
-    @property
-    def _refreshes(self) -> bool:
-        return self._config.refresh_on_access and self._config.lifetime is not None
-
     def _read(self, session_id: str) -> SessionData | None:
+        # The hot path: a plain ASCII str needs no further checking.
+        if type(session_id) is not str or not session_id.isascii() or not session_id:
+            session_id = check_session_id(session_id)
         entry = self._sessions.get(session_id)
         if entry is None:
             return None
         data, expires_at = entry
-        if expires_at is None and not self._refreshes:
+        refreshes = self._refreshes
+        if expires_at is None and not refreshes:
             return data
         now = now_ms(self._clock)
         if is_expired(expires_at, now):
             del self._sessions[session_id]
             return None
-        if self._refreshes:
+        if refreshes:
             self._put(session_id, data, expiry_after_read(self._config, now, expires_at))
         return data
 
