@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 
@@ -17,7 +18,7 @@ CONTRACT_NAMES = {
     "new_session_id",
     "SessionStoreError",
 }
-PUBLIC_MODULES = ["walletmesh_sessions", "walletmesh_sessions.testing"]
+PUBLIC_MODULES = ["walletmesh_sessions", "walletmesh_sessions.testing", "walletmesh_sessions.redis"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
@@ -52,3 +53,22 @@ def test_py_typed_ships() -> None:
     from pathlib import Path
 
     assert (Path(walletmesh_sessions.__file__).parent / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_names_are_documented(name: str) -> None:
+    """Every exported class and function, and every public method, has a docstring."""
+    module = importlib.import_module(name)
+    assert module.__doc__
+    for attr in module.__all__:
+        obj = getattr(module, attr)
+        if not (isinstance(obj, type) or inspect.isfunction(obj)):
+            continue
+        assert obj.__doc__, f"{name}.{attr} has no docstring"
+        if isinstance(obj, type):
+            for member, value in vars(obj).items():
+                if member.startswith("_") or not callable(value) or member.startswith("test_"):
+                    continue
+                if isinstance(value, (classmethod, staticmethod)):
+                    value = value.__func__
+                assert value.__doc__, f"{name}.{attr}.{member} has no docstring"
