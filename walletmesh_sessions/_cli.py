@@ -18,7 +18,8 @@ from ._codec import session_to_json
 from ._data import SessionRecord
 from ._errors import SessionStoreError
 from ._expiry import now_ms
-from ._urls import ClosableSessionStore, open_store, redact
+from ._log import redact
+from ._urls import ClosableSessionStore, open_store
 
 __all__ = ("main", "main_entry")
 

@@ -11,10 +11,11 @@ from ._data import SessionStoreConfig
 from ._errors import InvalidConfigError, MissingDependencyError
 from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
+from ._log import redact
 from ._memory import MemorySessionStore
 from ._protocol import SessionStore
 
-__all__ = ("ClosableSessionStore", "open_store", "redact")
+__all__ = ("ClosableSessionStore", "open_store")
 
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -95,15 +96,6 @@ def open_store(
     # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
     redis_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
     return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
-
-
-def redact(url: str) -> str:
-    """`url` with any password replaced, fit for error messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return url.replace(parts.netloc, netloc, 1)
 
 
 def _config(

@@ -1,0 +1,188 @@
+"""RedisSessionStore next to raw redis clients sending the same commands, one task, sequential.
+
+Starts its own redis-server on a free port (no persistence), then measures ops/s of
+set, get (plain GET) and validate_and_refresh with refresh_on_access (GET + EVALSHA) for:
+
+- raw redis.asyncio on asyncio (the baseline: same commands, no JSON decoding),
+- RedisSessionStore on asyncio (redis.asyncio),
+- RedisSessionStore on trio (synchronous client in worker threads),
+- raw redis.Redis in anyio worker threads on trio (what the thread hop alone costs).
+
+Rounds are interleaved (every variant once per round) and the median is printed.
+
+Run: python benchmarks/bench_redis.py [--ops 3000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import redis
+import redis.asyncio
+
+from walletmesh_sessions import SessionData, SessionStoreConfig
+from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._redis_ops import COMPARE_AND_REFRESH
+from walletmesh_sessions.redis import RedisSessionStore
+
+DATA = SessionData(
+    "s", "https://app.example.com", {"eip155:1": ["eth_accounts", "eth_sendTransaction"]}
+)
+LIFETIME_S = 3600
+TTL_MS = LIFETIME_S * 1000 + LIFETIME_S * 100
+OPERATIONS = ("set", "get", "validate_and_refresh")
+VARIANTS = (
+    ("raw redis.asyncio", "asyncio"),
+    ("store asyncio", "asyncio"),
+    ("store trio", "trio"),
+    ("raw redis.Redis thread, trio", "trio"),
+)
+
+
+def start_server(directory: str) -> tuple[subprocess.Popen[bytes], int]:
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise SystemExit("redis-server is not on PATH")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    command = [executable, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory,
+               "--save", "", "--appendonly", "no", "--logfile", ""]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    probe = redis.Redis(port=port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            probe.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.02)
+    probe.close()
+    return process, port
+
+
+async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
+    for n in range(50):
+        await call(n)
+    start = time.perf_counter()
+    for n in range(ops):
+        await call(n)
+    return ops / (time.perf_counter() - start)
+
+
+async def measure_store(url: str, ops: int) -> dict[str, float]:
+    plain = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=LIFETIME_S))
+    refreshing = RedisSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+    )
+    async with plain, refreshing:
+        results = {"set": await timed(ops, lambda n: plain.set(f"id{n}", DATA))}
+        results["get"] = await timed(ops, lambda n: plain.get(f"id{n}"))
+        results["validate_and_refresh"] = await timed(
+            ops, lambda n: refreshing.validate_and_refresh(f"id{n}")
+        )
+    return results
+
+
+async def measure_raw_asyncio(url: str, ops: int) -> dict[str, float]:
+    client = redis.asyncio.Redis.from_url(url)
+    script = client.register_script(COMPARE_AND_REFRESH.source)
+    text = encode_record(DATA, 1_700_000_000_000)
+    refreshed = encode_record(DATA, 1_700_000_001_000)
+
+    async def refresh(n: int) -> None:
+        raw = await client.get(f"wm_session_id{n}")
+        await script(keys=[f"wm_session_id{n}"], args=[raw, refreshed, TTL_MS])
+
+    try:
+        results = {
+            "set": await timed(ops, lambda n: client.set(f"wm_session_id{n}", text, px=TTL_MS))
+        }
+        results["get"] = await timed(ops, lambda n: client.get(f"wm_session_id{n}"))
+        results["validate_and_refresh"] = await timed(ops, refresh)
+    finally:
+        await client.aclose()
+    return results
+
+
+async def measure_raw_threads(url: str, ops: int) -> dict[str, float]:
+    client = redis.Redis.from_url(url)
+    script = client.register_script(COMPARE_AND_REFRESH.source)
+    text = encode_record(DATA, 1_700_000_000_000)
+    refreshed = encode_record(DATA, 1_700_000_001_000)
+
+    def refresh(n: int) -> None:
+        raw = client.get(f"wm_session_id{n}")
+        script(keys=[f"wm_session_id{n}"], args=[raw, refreshed, TTL_MS])
+
+    def hop(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return anyio.to_thread.run_sync(lambda: fn(*args))
+
+    try:
+        results = {
+            "set": await timed(
+                ops, lambda n: hop(client.set, f"wm_session_id{n}", text, None, TTL_MS)
+            )
+        }
+        results["get"] = await timed(ops, lambda n: hop(client.get, f"wm_session_id{n}"))
+        results["validate_and_refresh"] = await timed(ops, lambda n: hop(refresh, n))
+    finally:
+        client.close()
+    return results
+
+
+MEASURE = {
+    "raw redis.asyncio": measure_raw_asyncio,
+    "store asyncio": measure_store,
+    "store trio": measure_store,
+    "raw redis.Redis thread, trio": measure_raw_threads,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    results: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        process, port = start_server(directory)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            for _ in range(args.rounds):
+                for name, backend in VARIANTS:
+                    measured = anyio.run(MEASURE[name], url, args.ops, backend=backend)
+                    for operation, value in measured.items():
+                        results.setdefault((name, operation), []).append(value)
+        finally:
+            process.terminate()
+            process.wait(10)
+    print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
+    header = f"| {'operation':22} |" + "".join(f" {name:>28} |" for name, _ in VARIANTS)
+    print(header + f" {'store asyncio / raw':>20} |")
+    print("|" + "-" * 24 + "|" + ("-" * 30 + "|") * len(VARIANTS) + "-" * 22 + "|")
+    for operation in OPERATIONS:
+        medians = [statistics.median(results[name, operation]) for name, _ in VARIANTS]
+        ratio = medians[0] / medians[1]
+        print(
+            f"| {operation:22} |"
+            + "".join(f" {value:>28,.0f} |" for value in medians)
+            + f" {ratio:>19.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,687 @@
+"""RedisSessionStore beyond the contract: TTLs, key isolation, atomicity, outages, clients."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+import redis
+import redis.asyncio
+
+from walletmesh_sessions import (
+    CorruptRecordError,
+    InvalidConfigError,
+    InvalidSessionIdError,
+    SessionData,
+    SessionStore,
+    SessionStoreConfig,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from walletmesh_sessions import _redis_ops as ops
+from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._redis_io import AsyncioRunner
+from walletmesh_sessions.redis import RedisSessionStore
+from walletmesh_sessions.testing import FakeClock
+
+from .redis_server import RedisServer, free_port
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
+LIFETIME_MS = 60_000
+GRACE_MS = 6_000
+DATA = SessionData("s1", "https://app.example.com", {"eip155:1": ["eth_accounts"]})
+OTHER = SessionData("s2", "https://other.example", {"eip155:137": ["personal_sign"]})
+
+
+def config(lifetime: float | None = 60, *, refresh: bool = False) -> SessionStoreConfig:
+    return SessionStoreConfig(lifetime=lifetime, refresh_on_access=refresh)
+
+
+MakeStore = Callable[..., RedisSessionStore]
+
+
+@pytest.fixture
+def make(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> MakeStore:
+    """Stores over the emptied test database; each test closes its stores (`async with`)."""
+
+    def factory(
+        cfg: SessionStoreConfig | None = None,
+        *,
+        prefix: str = "wm_session_",
+        clock_: FakeClock | None = None,
+        **options: Any,
+    ) -> RedisSessionStore:
+        return RedisSessionStore.from_url(
+            options.pop("url", redis_url),
+            cfg or config(),
+            prefix=prefix,
+            clock=clock_ or clock,
+            **options,
+        )
+
+    return factory
+
+
+def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
+    """`op`, with `before_script` run between its GET and its compare-and-set script."""
+    reply: Any = None
+    while True:
+        try:
+            step = op.send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        if isinstance(step, ops.RunScript):
+            before_script()
+        reply = yield step
+
+
+class TestTTL:
+    """Redis expires keys by itself, relative to its own time and a little after the clock."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("clock_ms", [1_700_000_000_000, 4_102_444_800_000, 1_000])
+    async def test_ttl_is_lifetime_plus_grace(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock, clock_ms: int
+    ) -> None:
+        """PX is lifetime + 10 %, whatever the store's clock reads (never an absolute time)."""
+        clock.now_ms = clock_ms
+        async with make() as store:
+            await store.set("id", DATA)
+        ttl = redis_client.pttl("wm_session_id")
+        assert LIFETIME_MS < ttl <= LIFETIME_MS + GRACE_MS
+
+    @pytest.mark.anyio
+    async def test_short_lifetime_gets_one_second_grace(
+        self, make: MakeStore, redis_client: redis.Redis
+    ) -> None:
+        """A short lifetime is kept at least one second longer by Redis."""
+        async with make(config(0.2)) as store:
+            await store.set("id", DATA)
+        assert 200 < redis_client.pttl("wm_session_id") <= 1_200
+
+    @pytest.mark.anyio
+    async def test_no_lifetime_no_ttl(self, make: MakeStore, redis_client: redis.Redis) -> None:
+        """Sessions without expiry have no TTL, also when they replace one that had it."""
+        redis_client.set("wm_session_id", encode_record(DATA, None), px=5_000)
+        async with make(config(None)) as store:
+            await store.set("id", DATA)
+            await store.set("other", DATA)
+        assert redis_client.pttl("wm_session_id") == -1
+        assert redis_client.pttl("wm_session_other") == -1
+
+    @pytest.mark.anyio
+    async def test_refresh_renews_ttl(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """A refreshing read sets the TTL again; a plain read leaves it alone."""
+        async with make(config(refresh=True)) as refreshing, make() as plain:
+            await plain.set("a", DATA)
+            await plain.set("b", DATA)
+            redis_client.pexpire("wm_session_a", 10_000)
+            redis_client.pexpire("wm_session_b", 10_000)
+            clock.advance(ms=1_000)
+            assert await refreshing.get("a") == DATA
+            assert await plain.get("b") == DATA
+        assert redis_client.pttl("wm_session_a") > LIFETIME_MS
+        assert redis_client.pttl("wm_session_b") <= 10_000
+
+
+FOREIGN = {
+    b"wm_abc": b"matches an unescaped glob",
+    b"wm_*[x": b"one character short",
+    b"wm_x": b"x",
+    b"wm_\\*[x]s": b"backslash",
+    b"WM_*[x]s": b"case",
+    b"other": b"unrelated",
+    b"wm_session_s": encode_record(DATA, None).encode(),
+}
+
+
+class TestForeignKeys:
+    """Keys outside the prefix are never read, counted or touched."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("prefix", ["wm_*[x]", "p?\\", "[^a-z]-", "s\u00fc*\x00"])
+    async def test_foreign_keys_survive(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock, prefix: str
+    ) -> None:
+        """clear, get_all and clean_expired see only keys that start with the prefix."""
+        redis_client.mset(FOREIGN)
+        redis_client.hset("wm_hash", "field", "value")
+        async with make(prefix=prefix) as store:
+            await store.set("old", OTHER)
+            clock.advance(ms=LIFETIME_MS // 2)
+            await store.set("new", DATA)
+            clock.advance(ms=LIFETIME_MS // 2 + 1)
+            assert dict(await store.get_all()) == {"new": DATA}
+            assert await store.clean_expired() == 0  # get_all removed "old" already
+            await store.set("old", OTHER)
+            clock.advance(ms=LIFETIME_MS + 1)
+            assert await store.clean_expired() == 2
+            await store.set("new", DATA)
+            await store.clear()
+            assert dict(await store.get_all()) == {}
+        assert redis_client.mget(list(FOREIGN)) == list(FOREIGN.values())
+        assert redis_client.hget("wm_hash", "field") == b"value"
+        assert redis_client.dbsize() == len(FOREIGN) + 1
+
+    @pytest.mark.parametrize("prefix", ["wm_*[x]", "a?b", "[^a-z]-\\", "\\*"])
+    def test_escaped_glob_matches_only_the_prefix(
+        self, redis_client: redis.Redis, prefix: str
+    ) -> None:
+        """SCAN with the escaped pattern alone already excludes lookalike keys."""
+        redis_client.mset({prefix + "1": "mine", **FOREIGN, "a_b1": "x", "x-1": "x", "*1": "x"})
+        pattern = ops.glob_escape(prefix) + "*"
+        assert set(redis_client.scan_iter(match=pattern)) == {(prefix + "1").encode()}
+
+
+CORRUPT_REASONS = (
+    "'not-'...(8 chars): JSONDecodeError",  # ids are shortened in logs
+    "'bad-'...(9 chars)",
+    "'not-'...(8 chars): not UTF-8 text",
+    "*(1): the key is not the prefix and a UTF-8 session id",  # b"\xff" after the prefix
+    " (0): the key is not the prefix and a UTF-8 session id",  # nothing after the prefix
+    "holds a hash",
+)
+
+
+class TestCorruptRecords:
+    """Unreadable values under the prefix never hide sessions and are never deleted silently."""
+
+    @pytest.fixture
+    def planted(self, redis_client: redis.Redis) -> dict[bytes, bytes]:
+        values = {
+            b"wm_session_not-json": b"not json",
+            b"wm_session_bad-shape": b'{"data": 1}',
+            b"wm_session_not-utf8": b'{"data": "\xff"}',
+            b"wm_session_\xff": encode_record(DATA, None).encode(),
+            b"wm_session_": encode_record(DATA, None).encode(),
+        }
+        redis_client.mset(values)
+        redis_client.hset("wm_session_hash", "a", "b")
+        return values
+
+    @pytest.mark.anyio
+    async def test_skipped_kept_and_logged(
+        self,
+        make: MakeStore,
+        redis_client: redis.Redis,
+        planted: dict[bytes, bytes],
+        clock: FakeClock,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """get_all and clean_expired skip corrupt records, warn, and leave them in place."""
+        caplog.set_level(logging.WARNING, logger="walletmesh_sessions")
+        async with make() as store:
+            await store.set("good", DATA)
+            await store.set("old", OTHER)
+            clock.advance(ms=LIFETIME_MS + 1)
+            await store.set("good", DATA)
+            assert await store.clean_expired() == 1
+            assert dict(await store.get_all()) == {"good": DATA}
+        assert redis_client.mget(list(planted)) == list(planted.values())
+        assert redis_client.type("wm_session_hash") == b"hash"
+        assert all(r.name == "walletmesh_sessions" for r in caplog.records)
+        logged = [r.getMessage() for r in caplog.records]
+        assert len(logged) == 2 * len(CORRUPT_REASONS), "one warning per record and sweep"
+        for reason in CORRUPT_REASONS:
+            assert sum(reason in line for line in logged) == 2, reason
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("session_id", ["not-json", "bad-shape", "not-utf8", "hash"])
+    async def test_get_raises_naming_the_id(
+        self, make: MakeStore, planted: dict[bytes, bytes], session_id: str
+    ) -> None:
+        """get of a corrupt record raises CorruptRecordError with the id; delete removes it."""
+        async with make(config(refresh=True)) as store:
+            with pytest.raises(CorruptRecordError) as info:
+                await store.get(session_id)
+            assert info.value.session_id == session_id
+            assert repr(session_id) in str(info.value)
+            await store.delete(session_id)
+            assert await store.get(session_id) is None
+
+    @pytest.mark.anyio
+    async def test_inspect_shows_everything_and_changes_nothing(
+        self,
+        make: MakeStore,
+        redis_client: redis.Redis,
+        planted: dict[bytes, bytes],
+        clock: FakeClock,
+    ) -> None:
+        """inspect lists live, expired and unreadable records, and removes or refreshes none."""
+        async with make(config(refresh=True)) as store:
+            await store.set("live", DATA)
+            await store.set("old", OTHER)
+            clock.advance(ms=LIFETIME_MS + 1)
+            await store.set("live", DATA)
+            before = redis_client.get("wm_session_live")
+            records = {r.session_id: r for r in await store.inspect()}
+            assert records["live"].data == DATA
+            assert records["old"].is_expired(clock.now_ms)
+            for session_id in ("not-json", "bad-shape", "not-utf8", "hash", "\ufffd", ""):
+                assert records[session_id].data is None
+                assert records[session_id].error
+            assert [r.data for r in await store.inspect("live")] == [DATA]
+            assert await store.inspect("missing") == []
+            assert (await store.inspect("hash"))[0].error
+        assert redis_client.get("wm_session_live") == before, "inspect refreshed a session"
+        assert redis_client.exists("wm_session_old") == 1, "inspect removed an expired session"
+
+    @pytest.mark.anyio
+    async def test_clear_removes_them(
+        self, make: MakeStore, redis_client: redis.Redis, planted: dict[bytes, bytes]
+    ) -> None:
+        """clear removes every key under the prefix, unreadable ones included."""
+        redis_client.set("keep", "x")
+        async with make() as store:
+            await store.clear()
+        assert redis_client.keys() == [b"keep"]
+
+
+class TestAtomicRefresh:
+    """Sliding the expiry is a compare-and-set of the exact bytes read."""
+
+    @pytest.mark.anyio
+    async def test_never_resurrects_a_deleted_session(
+        self, make: MakeStore, redis_client: redis.Redis
+    ) -> None:
+        """A delete between the GET and the script wins: the key stays gone."""
+        async with make(config(refresh=True)) as store:
+            await store.set("id", DATA)
+            op = interleave(
+                ops.read(store._space, "id"), lambda: redis_client.delete("wm_session_id")
+            )
+            assert await store._runner().run(op) == DATA
+        assert redis_client.exists("wm_session_id") == 0
+
+    @pytest.mark.anyio
+    async def test_never_overwrites_a_concurrent_set(
+        self, make: MakeStore, redis_client: redis.Redis
+    ) -> None:
+        """A set between the GET and the script wins: its value and TTL stay."""
+        newer = encode_record(OTHER, 1_700_000_005_000)
+        async with make(config(refresh=True)) as store:
+            await store.set("id", DATA)
+            op = interleave(
+                ops.read(store._space, "id"),
+                lambda: redis_client.set("wm_session_id", newer, px=5_000),
+            )
+            assert await store._runner().run(op) == DATA
+            assert redis_client.get("wm_session_id") == newer.encode()
+            assert redis_client.pttl("wm_session_id") <= 5_000
+            assert await store.get("id") == OTHER
+
+    @pytest.mark.anyio
+    async def test_expired_removal_spares_a_concurrent_set(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """Removing an expired session is a compare-and-delete: a fresh set survives it."""
+        async with make() as store:
+            await store.set("id", DATA)
+            clock.advance(ms=LIFETIME_MS + 1)
+            fresh = encode_record(OTHER, clock.now_ms + LIFETIME_MS)
+            op = interleave(
+                ops.read(store._space, "id"), lambda: redis_client.set("wm_session_id", fresh)
+            )
+            assert await store._runner().run(op) is None
+            assert await store.get("id") == OTHER
+
+    def test_scripts_directly(self, redis_client: redis.Redis) -> None:
+        """The scripts write or delete only when the key holds exactly the expected bytes."""
+        refresh = redis_client.register_script(ops.COMPARE_AND_REFRESH.source)
+        remove = redis_client.register_script(ops.COMPARE_AND_DELETE.source)
+        assert refresh.sha == ops.COMPARE_AND_REFRESH.sha
+        assert refresh(keys=["k"], args=["old", "new", 1000]) == 0
+        assert redis_client.exists("k") == 0, "refresh created a missing key"
+        redis_client.set("k", "other")
+        assert refresh(keys=["k"], args=["old", "new", 1000]) == 0
+        assert remove(keys=["k"], args=["old"]) == 0
+        assert redis_client.get("k") == b"other"
+        assert refresh(keys=["k"], args=["other", "new", 1000]) == 1
+        assert redis_client.get("k") == b"new"
+        assert 0 < redis_client.pttl("k") <= 1000
+        redis_client.hset("h", "a", "b")
+        assert refresh(keys=["h"], args=["old", "new", 1000]) == 0
+        assert remove(keys=["h"], args=["old"]) == 0
+        assert remove(keys=["k"], args=["new"]) == 1
+        assert redis_client.exists("k") == 0
+
+    @pytest.mark.anyio
+    async def test_refresh_keeps_unknown_fields_byte_for_byte(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """Only expiresAt changes; big integers and unknown fields are not re-encoded by Lua."""
+        text = (
+            '{"data":{"id":"s","origin":"o","permissions":{},"extra":12345678901234567890123},'
+            '"expiresAt":1700000060000,"future":[1.5,{"a":null}]}'
+        )
+        redis_client.set("wm_session_s", text)
+        async with make(config(refresh=True)) as store:
+            clock.advance(ms=1_000)
+            assert await store.get("s") == SessionData("s", "o")
+            assert dict(await store.get_all()) == {"s": SessionData("s", "o")}
+        stored = redis_client.get("wm_session_s")
+        assert stored == text.replace("1700000060000", "1700000061000").encode()
+
+    @pytest.mark.anyio
+    async def test_scripts_reloaded_after_flush(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """After SCRIPT FLUSH (or a restart) single and pipelined scripts load again."""
+        async with make(config(refresh=True)) as store:
+            await store.set("a", DATA)
+            await store.set("b", OTHER)
+            redis_client.script_flush()
+            clock.advance(ms=LIFETIME_MS // 2)
+            assert await store.get("a") == DATA
+            redis_client.script_flush()
+            clock.advance(ms=LIFETIME_MS // 2)
+            assert dict(await store.get_all()) == {"a": DATA, "b": OTHER}
+            clock.advance(ms=LIFETIME_MS)
+            assert dict(await store.get_all()) == {"a": DATA, "b": OTHER}, "get_all did not slide"
+
+
+class TestTypeScriptRecords:
+    """Records written by the TypeScript LocalStorageSessionStore read with its results."""
+
+    @pytest.mark.anyio
+    async def test_fixture_records(self, make: MakeStore, redis_client: redis.Redis) -> None:
+        """s-basic, s-multi and s-noexp are live, s-old is expired, theme is not a session."""
+        fixture = json.loads((FIXTURES / "ts-localstorage-records.json").read_text())
+        redis_client.mset({r["key"]: r["value"] for r in fixture["records"]})
+        clock = FakeClock(fixture["written_at_ms"])
+        base = "https://app.example.com_s-basic"
+        async with make(config(60), clock_=clock) as store:
+            basic = await store.get(base)
+            assert basic == SessionData(
+                "s-basic",
+                "https://app.example.com",
+                {"eip155:1": ["eth_accounts", "eth_sendTransaction"]},
+            )
+            multi = await store.get("https://dapp.example.org_s-multi")
+            assert multi is not None
+            assert multi.permissions == {
+                "eip155:1": ("eth_accounts",),
+                "eip155:137": ("eth_sendTransaction", "personal_sign"),
+                "aztec:testnet": ("aztec_getAddress",),
+            }
+            noexp = await store.get("https://wallet.example_s-noexp")
+            assert noexp == SessionData("s-noexp", "https://wallet.example")
+            assert set(await store.get_all()) == {
+                base,
+                "https://dapp.example.org_s-multi",
+                "https://wallet.example_s-noexp",
+            }
+            assert await store.get("https://old.example.com_s-old") is None
+            assert await store.clean_expired() == 0  # get already removed s-old
+            clock.advance(ms=LIFETIME_MS + 1)
+            assert await store.clean_expired() == 2
+        assert redis_client.get("theme") == b"dark"
+        assert redis_client.exists("wm_session_https://wallet.example_s-noexp") == 1
+
+
+WRITER = """
+import sys
+import anyio
+from walletmesh_sessions import SessionData, SessionStoreConfig
+from walletmesh_sessions.redis import RedisSessionStore
+
+url, name, backend, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+
+async def main() -> None:
+    config = SessionStoreConfig(lifetime=3600, refresh_on_access=True)
+    async with RedisSessionStore.from_url(url, config) as store:
+
+        async def write(n: int) -> None:
+            await store.set(f"{name}-{n}", SessionData(f"{name}-{n}", "https://" + name))
+            await store.set(f"shared-{n}", SessionData(name, "https://" + name))
+            assert await store.get(f"{name}-{n}") is not None
+
+        async with anyio.create_task_group() as tg:
+            for n in range(count):
+                tg.start_soon(write, n)
+
+
+anyio.run(main, backend=backend)
+"""
+
+
+class TestProcesses:
+    """Stores in separate OS processes share one database without losing writes."""
+
+    @pytest.mark.anyio
+    async def test_two_processes_write_concurrently(self, make: MakeStore, redis_url: str) -> None:
+        """An asyncio process and a trio process each write 200 sessions at once."""
+        count = 200
+
+        async def run(name: str, backend: str) -> None:
+            command = [sys.executable, "-c", WRITER, redis_url, name, backend, str(count)]
+            await anyio.run_process(command, cwd=ROOT, check=True)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "alpha", "asyncio")
+                tg.start_soon(run, "beta", "trio")
+        async with make(config(3600), clock_=FakeClock(round(time.time() * 1000))) as store:
+            sessions = await store.get_all()
+        expected = {f"{name}-{n}" for name in ("alpha", "beta") for n in range(count)}
+        expected |= {f"shared-{n}" for n in range(count)}
+        assert set(sessions) == expected
+        assert {sessions[f"shared-{n}"].id for n in range(count)} <= {"alpha", "beta"}
+
+
+class TestConnectionLoss:
+    """A lost or silent server gives a prompt StoreUnavailableError, and no lasting harm."""
+
+    @pytest.mark.anyio
+    async def test_restart(self, make: MakeStore, redis_server: RedisServer) -> None:
+        """While Redis is down calls fail fast; after a restart the same store works again."""
+        async with make(config(refresh=True)) as store:
+            await store.set("id", DATA)
+            assert await store.get("id") == DATA
+            redis_server.stop()
+            try:
+                for call in (store.get("id"), store.set("id", DATA), store.get_all()):
+                    start = time.monotonic()
+                    with anyio.fail_after(10), pytest.raises(StoreUnavailableError) as info:
+                        await call
+                    assert time.monotonic() - start < 3
+                    assert isinstance(info.value.__cause__, redis.RedisError | OSError)
+            finally:
+                redis_server.start()
+            assert await store.get("id") is None  # nothing persists across the restart
+            await store.set("id", DATA)
+            assert await store.get("id") == DATA  # the refresh script is loaded again
+            assert dict(await store.get_all()) == {"id": DATA}
+
+    @pytest.mark.anyio
+    async def test_silent_server_times_out(self, make: MakeStore) -> None:
+        """A server that accepts but never answers is abandoned after the timeout."""
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(16)
+            url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+            async with make(url=url, timeout=0.2, retries=1) as store:
+                start = time.monotonic()
+                with anyio.fail_after(10), pytest.raises(StoreUnavailableError):
+                    await store.get("id")
+                assert time.monotonic() - start < 2
+
+    @pytest.mark.anyio
+    async def test_waiting_for_a_connection_is_bounded(self, make: MakeStore) -> None:
+        """With every pooled connection busy, a call gives up after the timeout."""
+        async with make(max_connections=1, timeout=0.2) as store:
+            await store.set("id", DATA)
+            runner = store._runner()
+            if isinstance(runner, AsyncioRunner):
+                slots = runner._slots
+                assert slots is not None
+                await slots.acquire()
+                release = slots.release
+            else:
+                pool = runner.client.connection_pool
+                busy = pool.get_connection()
+
+                def release() -> None:
+                    pool.release(busy)
+
+            try:
+                with anyio.fail_after(5), pytest.raises(StoreUnavailableError):
+                    await store.get("id")
+            finally:
+                release()
+            assert await store.get("id") == DATA
+
+    @pytest.mark.anyio
+    async def test_nothing_listening(self, make: MakeStore) -> None:
+        """Connection refused is reported at once, and bad input is refused before any I/O."""
+        async with make(url=f"redis://127.0.0.1:{free_port()}/0") as store:
+            with pytest.raises(InvalidSessionIdError):
+                await store.get("")
+            with anyio.fail_after(10), pytest.raises(StoreUnavailableError, match="Redis"):
+                await store.delete("id")
+
+
+class TestClients:
+    """A caller's client is used as given and never closed; from_url makes its own."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+    async def test_asyncio_client_stays_open(
+        self, redis_client: redis.Redis, redis_server: RedisServer
+    ) -> None:
+        """A redis.asyncio client works on asyncio and is still open after aclose."""
+        client = redis.asyncio.Redis(port=redis_server.port)
+        try:
+            async with RedisSessionStore(client, config()) as store:
+                await store.set("id", DATA)
+                assert await store.get("id") == DATA
+            assert await client.ping()
+        finally:
+            await client.aclose()
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["trio"])
+    async def test_asyncio_client_refused_on_trio(self, redis_server: RedisServer) -> None:
+        """A redis.asyncio client on trio is a clear error, not a hang or a crash."""
+        store = RedisSessionStore(redis.asyncio.Redis(port=redis_server.port), config())
+        with pytest.raises(InvalidConfigError, match="trio"):
+            await store.get("id")
+        await store.aclose()
+
+    @pytest.mark.anyio
+    async def test_sync_client_on_both_backends(
+        self, redis_client: redis.Redis, redis_server: RedisServer
+    ) -> None:
+        """A redis.Redis works on asyncio and trio (in threads) and stays open after aclose."""
+        client = redis_server.client()
+        try:
+            async with RedisSessionStore(client, config(refresh=True)) as store:
+                await store.set("id", DATA)
+                assert await store.get("id") == DATA
+                assert dict(await store.get_all()) == {"id": DATA}
+            assert client.ping()
+        finally:
+            client.close()
+
+    @pytest.mark.parametrize("client", ["redis://localhost", None, object()], ids=repr)
+    def test_not_a_client(self, client: Any) -> None:
+        """Anything but a Redis client is refused at construction."""
+        with pytest.raises(InvalidConfigError, match=r"redis\.Redis"):
+            RedisSessionStore(client)
+
+    @pytest.mark.parametrize("url", ["http://localhost", 6379, "redis://h:notaport"], ids=repr)
+    def test_bad_url(self, url: Any) -> None:
+        """A URL redis-py cannot use is refused by from_url, before any connection."""
+        with pytest.raises(InvalidConfigError):
+            RedisSessionStore.from_url(url)
+
+    @pytest.mark.parametrize(
+        "options",
+        [{"timeout": 0}, {"timeout": "5"}, {"max_connections": 0}, {"retries": -1}],
+        ids=repr,
+    )
+    def test_bad_limits(self, options: dict[str, Any]) -> None:
+        """Timeouts, pool size and retries are checked by from_url."""
+        with pytest.raises(InvalidConfigError):
+            RedisSessionStore.from_url("redis://localhost", **options)
+
+    def test_bad_settings(self) -> None:
+        """Prefix, config and clock are checked like every other store's."""
+        with pytest.raises(InvalidConfigError):
+            RedisSessionStore.from_url("redis://localhost", prefix="")
+        with pytest.raises(InvalidConfigError):
+            RedisSessionStore.from_url("redis://localhost", config={"lifetime": 1})  # type: ignore[arg-type]
+        with pytest.raises(InvalidConfigError):
+            RedisSessionStore.from_url("redis://localhost", clock=1)  # type: ignore[arg-type]
+
+
+class TestLifecycle:
+    """aclose and `async with` close the store; a closed store says so."""
+
+    @pytest.mark.anyio
+    async def test_closed_store_raises(self, make: MakeStore) -> None:
+        """Every method of a closed store raises StoreClosedError; aclose is idempotent."""
+        async with make() as store:
+            assert isinstance(store, SessionStore)
+            await store.set("id", DATA)
+        await store.aclose()
+        calls = [
+            store.set("id", DATA),
+            store.get("id"),
+            store.get_all(),
+            store.delete("id"),
+            store.clear(),
+            store.validate_and_refresh("id"),
+            store.clean_expired(),
+        ]
+        for call in calls:
+            with pytest.raises(StoreClosedError):
+                await call
+
+    @pytest.mark.anyio
+    async def test_repr_hides_the_url(self, make: MakeStore) -> None:
+        """The repr names prefix and config, never the URL (it may hold a password)."""
+        async with make(url="redis://:secret@127.0.0.1:1/0") as store:
+            assert "secret" not in repr(store)
+            assert "wm_session_" in repr(store)
+
+
+class TestMissingExtra:
+    """Without redis installed the import error says which pip install fixes it."""
+
+    def test_import_error_names_the_extra(self) -> None:
+        """walletmesh_sessions works without redis; walletmesh_sessions.redis explains."""
+        script = (
+            "import sys\n"
+            "sys.modules['redis'] = None\n"
+            "import walletmesh_sessions\n"
+            "try:\n"
+            "    import walletmesh_sessions.redis\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "pip install 'walletmesh-sessions[redis]'" in result.stdout
