@@ -152,24 +152,66 @@ MEASURE = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+def collect(ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
+    """ops/s samples per (variant, operation), rounds interleaved, on a server of our own."""
     results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as directory:
         process, port = start_server(directory)
         url = f"redis://127.0.0.1:{port}/0"
         try:
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for name, backend in VARIANTS:
-                    measured = anyio.run(MEASURE[name], url, args.ops, backend=backend)
+                    measured = anyio.run(MEASURE[name], url, ops, backend=backend)
                     for operation, value in measured.items():
                         results.setdefault((name, operation), []).append(value)
+            results[("round trips", "get_all 10000")] = [anyio.run(get_all_round_trips, url)]
         finally:
             process.terminate()
             process.wait(10)
+    return results
+
+
+async def get_all_round_trips(url: str, sessions: int = 10_000) -> float:
+    """Commands Redis received for one get_all of `sessions` sessions (INFO commandstats)."""
+    client = redis.asyncio.Redis.from_url(url)
+    await client.flushdb()
+    text = encode_record(DATA, None)
+    for start in range(0, sessions, 1000):
+        await client.mset({f"wm_session_id{n}": text for n in range(start, start + 1000)})
+    store = RedisSessionStore.from_url(url)
+    async with store:
+        await store.get("warm-up")
+        before = await client.info("commandstats")
+        found = await store.get_all()
+        after = await client.info("commandstats")
+    await client.aclose()
+    assert len(found) == sessions
+    calls = sum(v["calls"] for v in after.values()) - sum(v["calls"] for v in before.values())
+    return float(calls - 1)  # less the INFO itself
+
+
+def suite_rows(ops: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Rows for benchmarks/suite.py: the store on asyncio next to raw redis.asyncio."""
+    results = collect(ops, rounds)
+    rows = {}
+    for operation in OPERATIONS:
+        store = statistics.median(results["store asyncio", operation])
+        floor = statistics.median(results["raw redis.asyncio", operation])
+        trio = statistics.median(results["store trio", operation])
+        rows[operation] = {"store_ops": store, "floor_ops": floor, "ratio": floor / store,
+                           "store_trio_ops": trio}  # fmt: skip
+    rows["get_all 10000 (commands)"] = {
+        "store_ops": results["round trips", "get_all 10000"][0], "floor_ops": 0.0, "ratio": 0.0,
+    }  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    results = collect(args.ops, args.rounds)
     print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
     header = f"| {'operation':22} |" + "".join(f" {name:>28} |" for name, _ in VARIANTS)
     print(header + f" {'store asyncio / raw':>20} |")
@@ -182,6 +224,7 @@ def main() -> None:
             + "".join(f" {value:>28,.0f} |" for value in medians)
             + f" {ratio:>19.2f}x |"
         )
+    print(f"get_all of 10,000 sessions: {results['round trips', 'get_all 10000'][0]:.0f} commands")
 
 
 if __name__ == "__main__":

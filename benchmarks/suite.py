@@ -1,0 +1,385 @@
+"""The benchmark suite: every store's per-session methods next to the floor, and scaling.
+
+Run from the repository root:
+
+    python benchmarks/suite.py [--quick] [--json benchmarks/results.json]
+
+For each store and method it prints ops/s of the store, ops/s of the floor doing the same work
+in the same run, and their ratio (store time / floor time: 1.0 is the floor). Floors:
+
+- memory: an ``async def`` doing the bare dict operation and the expiry comparison;
+- sqlite: the ``sqlite3`` module running the same statements in the calling thread;
+- redis: ``redis.asyncio`` sending the same commands (see bench_redis.py).
+
+Rounds are interleaved (store, floor, store, floor, ...) so machine noise hits both alike, and
+medians are reported. Then `clean_expired` with 1 % expired and `get_all` at growing sizes, and
+the longest event-loop stall seen by a heartbeat task while SQLite works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from walletmesh_sessions import (
+    LocalStorageSessionStore,
+    MemorySessionStore,
+    SessionData,
+    SessionStoreConfig,
+)
+from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._sqlite_store import SCHEMA, TABLE
+from walletmesh_sessions.testing import FakeClock
+
+DATA = SessionData(
+    "s", "https://app.example.com", {"eip155:1": ["eth_accounts", "eth_sendTransaction"]}
+)
+LIFETIME = 3600
+KEYS = 1000  # distinct ids cycled through by the per-session loops
+
+Call = Callable[[int], Awaitable[Any]]
+
+
+async def ops_per_second(ops: int, call: Call) -> float:
+    start = time.perf_counter()
+    for n in range(ops):
+        await call(n % KEYS)
+    return ops / (time.perf_counter() - start)
+
+
+async def interleave(rounds: int, ops: int, pairs: dict[str, tuple[Call, Call]]) -> dict[str, Any]:
+    """Median ops/s of (store, floor) per method, rounds interleaved."""
+    samples: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in pairs}
+    for _ in range(rounds):
+        for method, (store_call, floor_call) in pairs.items():
+            samples[method][0].append(await ops_per_second(ops, store_call))
+            samples[method][1].append(await ops_per_second(ops, floor_call))
+    result = {}
+    for method, (store, floor) in samples.items():
+        s, f = statistics.median(store), statistics.median(floor)
+        result[method] = {"store_ops": s, "floor_ops": f, "ratio": f / s}
+    return result
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+async def bench_memory(rounds: int, ops: int) -> dict[str, Any]:
+    clock = FakeClock()
+    plain = MemorySessionStore(SessionStoreConfig(lifetime=LIFETIME), clock=clock)
+    sliding = MemorySessionStore(
+        SessionStoreConfig(lifetime=LIFETIME, refresh_on_access=True), clock=clock
+    )
+    ids = [f"id{n}" for n in range(KEYS)]
+    for sid in ids:
+        await plain.set(sid, DATA)
+        await sliding.set(sid, DATA)
+    floor: dict[str, tuple[SessionData, int]] = dict.fromkeys(ids, (DATA, clock.now_ms + 3600000))
+
+    async def floor_set(n: int) -> None:
+        floor[ids[n]] = (DATA, round(clock() * 1000) + 3_600_000)
+
+    async def floor_get(n: int) -> SessionData | None:
+        entry = floor.get(ids[n])
+        if entry is None or round(clock() * 1000) > entry[1]:
+            return None
+        return entry[0]
+
+    async def floor_refresh(n: int) -> SessionData | None:
+        entry = floor.get(ids[n])
+        now = round(clock() * 1000)
+        if entry is None or now > entry[1]:
+            return None
+        floor[ids[n]] = (entry[0], now + 3_600_000)
+        return entry[0]
+
+    async def floor_delete(n: int) -> None:
+        floor.pop(ids[n], None)
+        floor[ids[n]] = (DATA, 0)  # put it back so every round deletes something
+
+    async def store_delete(n: int) -> None:
+        await plain.delete(ids[n])
+        await plain.set(ids[n], DATA)
+
+    async def floor_delete_and_set(n: int) -> None:
+        floor.pop(ids[n], None)
+        await floor_set(n)
+
+    return await interleave(
+        rounds,
+        ops,
+        {
+            "set": (lambda n: plain.set(ids[n], DATA), floor_set),
+            "get": (lambda n: plain.get(ids[n]), floor_get),
+            "validate_and_refresh": (lambda n: sliding.validate_and_refresh(ids[n]), floor_refresh),
+            "delete+set": (store_delete, floor_delete_and_set),
+        },
+    )
+
+
+# -- sqlite ----------------------------------------------------------------------------------
+
+
+def fill_sqlite(
+    path: Path, count: int, expires_at: int, prefix: str = "wm_session_", start: int = 0
+) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in SCHEMA:
+            conn.execute(statement)
+        record = encode_record(DATA, expires_at)
+        conn.executemany(
+            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?)",
+            ((f"{prefix}id{n}", record, expires_at) for n in range(start, start + count)),
+        )
+
+
+async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]:
+    clock = FakeClock()
+    path = directory / "per-op.db"
+    fill_sqlite(path, KEYS, clock.now_ms + 3_600_000)
+    plain = LocalStorageSessionStore(path, SessionStoreConfig(lifetime=LIFETIME), clock=clock)
+    sliding = LocalStorageSessionStore(
+        path, SessionStoreConfig(lifetime=LIFETIME, refresh_on_access=True), clock=clock
+    )
+    raw = sqlite3.connect(path, isolation_level=None, timeout=30)
+    raw.execute("PRAGMA synchronous=FULL")
+    keys = [f"wm_session_id{n}" for n in range(KEYS)]
+    ids = [f"id{n}" for n in range(KEYS)]
+    record = encode_record(DATA, clock.now_ms + 3_600_000)
+
+    async def floor_set(n: int) -> None:
+        raw.execute(
+            f"INSERT INTO {TABLE} (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key)"
+            " DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            (keys[n], record, clock.now_ms),
+        )
+
+    async def floor_get(n: int) -> Any:
+        return raw.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (keys[n],)).fetchone()
+
+    async def floor_refresh(n: int) -> Any:
+        row = raw.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (keys[n],)).fetchone()
+        raw.execute(
+            f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp), expires_at = :exp"
+            " WHERE key = :key AND value = :old",
+            {"exp": clock.now_ms + 3_600_000, "key": keys[n], "old": row[0]},
+        )
+        return row
+
+    async def floor_delete(n: int) -> None:
+        raw.execute(f"DELETE FROM {TABLE} WHERE key = ?", (keys[n],))
+
+    try:
+        result = await interleave(
+            rounds,
+            ops,
+            {
+                "set": (lambda n: plain.set(ids[n], DATA), floor_set),
+                "get": (lambda n: plain.get(ids[n]), floor_get),
+                "validate_and_refresh": (
+                    lambda n: sliding.validate_and_refresh(ids[n]),
+                    floor_refresh,
+                ),
+                "delete": (lambda n: plain.delete(ids[n]), floor_delete),
+            },
+        )
+    finally:
+        raw.close()
+        await plain.aclose()
+        await sliding.aclose()
+    return result
+
+
+# -- scaling and stalls ------------------------------------------------------------------------
+
+
+class Heartbeat:
+    """Measures the longest gap between ticks of a task that asks to wake every millisecond."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    async def run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await anyio.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last - 0.001)
+            last = now
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
+    """Seconds taken and the longest event-loop stall during `call`."""
+    beat = Heartbeat()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beat.run)
+        await anyio.sleep(0.01)
+        beat.longest = 0.0
+        start = time.perf_counter()
+        value = await call()
+        elapsed = time.perf_counter() - start
+        tg.cancel_scope.cancel()
+    return elapsed, beat.longest, value
+
+
+async def bench_scaling(sizes: list[int], directory: Path) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        expired = max(1, size // 100)
+        for kind in ("memory", "sqlite"):
+            clock = FakeClock()
+            config = SessionStoreConfig(lifetime=LIFETIME)
+            if kind == "memory":
+                store: Any = MemorySessionStore(config, clock=clock)
+                for n in range(expired):
+                    await store.set(f"old{n}", DATA)
+                clock.advance(ms=1)
+                for n in range(size - expired):
+                    await store.set(f"id{n}", DATA)
+                clock.advance(seconds=LIFETIME)  # now only the first 1 % are past their expiry
+            else:
+                path = directory / f"scale-{size}.db"
+                fill_sqlite(path, size - expired, clock.now_ms + 3_600_000)
+                fill_sqlite(path, expired, clock.now_ms - 1, prefix="wm_session_old")
+                clock.advance(ms=0)
+                store = LocalStorageSessionStore(path, config, clock=clock)
+            get_all_s, get_all_stall, found = await timed(store.get_all)
+            clean_s, clean_stall, removed = await timed(store.clean_expired)
+            rows.append(
+                {
+                    "store": kind,
+                    "sessions": size,
+                    "get_all_s": get_all_s,
+                    "get_all_found": len(found),
+                    "get_all_max_stall_ms": get_all_stall * 1000,
+                    "clean_expired_s": clean_s,
+                    "clean_expired_removed": removed,
+                    "clean_expired_max_stall_ms": clean_stall * 1000,
+                }
+            )
+            if kind == "sqlite":
+                await store.aclose()
+            print(f"  scaled {kind} to {size:>9,}", file=sys.stderr)
+    return rows
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+async def bench_lock_stall(directory: Path) -> dict[str, Any]:
+    """Longest loop stall while another process holds the write lock for 2 seconds."""
+    path = directory / "locked.db"
+    fill_sqlite(path, 1000, FakeClock().now_ms + 3_600_000)
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+        [sys.executable, "-c", HOLD_LOCK, str(path), "2"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    async with LocalStorageSessionStore(path, SessionStoreConfig(lifetime=LIFETIME)) as store:
+
+        async def write_and_read() -> None:
+            await store.set("blocked", DATA)  # waits for the lock, in a worker thread
+            await store.get("blocked")
+
+        elapsed, stall, _ = await timed(write_and_read)
+    proc.wait()
+    return {"waited_s": elapsed, "max_stall_ms": stall * 1000}
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+async def run(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        result: dict[str, Any] = {"backend": backend}
+        result["memory"] = await bench_memory(args.rounds, args.ops)
+        result["sqlite"] = await bench_sqlite(args.rounds, args.sqlite_ops, directory)
+        if backend == "asyncio":
+            result["scaling"] = await bench_scaling(args.sizes, directory)
+            result["lock_stall"] = await bench_lock_stall(directory)
+        return result
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    head = ("store", "method", "backend", "store ops/s", "floor ops/s", "ratio")
+    print(f"{head[0]:8} {head[1]:24} {head[2]:8} {head[3]:>12} {head[4]:>12} {head[5]:>6}")
+    for result in results:
+        for kind in ("memory", "sqlite", "redis"):
+            for method, row in result.get(kind, {}).items():
+                print(
+                    f"{kind:8} {method:24} {result['backend']:8} {row['store_ops']:12,.0f}"
+                    f" {row['floor_ops']:12,.0f} {row['ratio']:6.2f}"
+                )
+    for result in results:
+        if "scaling" in result:
+            cols = ("sessions", "get_all s", "stall ms", "clean s", "removed", "stall ms")
+            print(f"\n{'store':8} {cols[0]:>10} {cols[1]:>10} {cols[2]:>9} {cols[3]:>9}"
+                  f" {cols[4]:>8} {cols[5]:>9}")  # fmt: skip
+            for row in result["scaling"]:
+                print(
+                    f"{row['store']:8} {row['sessions']:10,} {row['get_all_s']:10.4f}"
+                    f" {row['get_all_max_stall_ms']:9.1f} {row['clean_expired_s']:9.4f}"
+                    f" {row['clean_expired_removed']:8,} {row['clean_expired_max_stall_ms']:9.1f}"
+                )
+            lock = result["lock_stall"]
+            print(
+                f"\nSQLite write while another process holds the lock for 2 s: waited"
+                f" {lock['waited_s']:.2f} s, longest event-loop stall {lock['max_stall_ms']:.1f} ms"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis part")
+    args = parser.parse_args()
+    args.rounds = 3 if args.quick else 7
+    args.ops = 20_000 if args.quick else 100_000
+    args.sqlite_ops = 1_000 if args.quick else 3_000
+    args.sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    results = [anyio.run(run, args, backend, backend=backend) for backend in ("asyncio", "trio")]
+    if not args.no_redis:
+        import bench_redis
+
+        results[0]["redis"] = bench_redis.suite_rows(
+            3_000 if not args.quick else 1_000, args.rounds
+        )
+    print_table(results)
+    args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
