@@ -120,13 +120,17 @@ class SessionStoreConfig:
 
     lifetime: timedelta | None = attrs.field(default=None, converter=_to_lifetime)
     refresh_on_access: bool = attrs.field(default=False, validator=_check_bool)
+    # Computed once: every write and refresh of every store reads it.
+    _lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
+
+    @_lifetime_ms.default
+    def _compute_lifetime_ms(self) -> int | None:
+        return None if self.lifetime is None else self.lifetime // _ONE_MS
 
     @property
     def lifetime_ms(self) -> int | None:
         """The lifetime in whole milliseconds (rounded down), or `None`."""
-        if self.lifetime is None:
-            return None
-        return self.lifetime // _ONE_MS
+        return self._lifetime_ms
 
 
 @attrs.frozen

@@ -53,10 +53,16 @@ class MemorySessionStore:
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`; its expiry becomes now + lifetime, or none."""
-        session_id = check_session_id(session_id)
-        data = check_session_data(data)
-        self._put(session_id, data, expiry_after_write(self._config, now_ms(self._clock)))
-        self._reclaim(_RECLAIM_PER_WRITE)
+        if type(session_id) is not str or not session_id.isascii() or not session_id:
+            session_id = check_session_id(session_id)
+        if type(data) is not SessionData:
+            data = check_session_data(data)
+        now = now_ms(self._clock)
+        self._put(session_id, data, expiry_after_write(self._config, now))
+        # Reclaim only when the front session has expired: one peek on the common path.
+        front_expiry = next(iter(self._sessions.values()))[1]
+        if is_expired(front_expiry, now):
+            self._reclaim(_RECLAIM_PER_WRITE, now)
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
@@ -101,7 +107,7 @@ class MemorySessionStore:
         """
         if not self._in_expiry_order:
             return self._clean_by_scan()
-        return self._reclaim(None)
+        return self._reclaim(None, now_ms(self._clock))
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every stored session (or the one named), expired ones included; nothing changes."""
@@ -147,24 +153,22 @@ class MemorySessionStore:
 
     def _put(self, session_id: str, data: SessionData, expires_at: int | None) -> None:
         sessions = self._sessions
+        if session_id in sessions:
+            sessions.move_to_end(session_id)
         sessions[session_id] = (data, expires_at)
-        sessions.move_to_end(session_id)
         key = _order_key(expires_at)
         if key < self._latest_expiry:
             self._in_expiry_order = False
         else:
             self._latest_expiry = key
 
-    def _reclaim(self, limit: int | None) -> int:
+    def _reclaim(self, limit: int | None, now: int) -> int:
         """Remove expired sessions from the front of the order, at most `limit` of them."""
         sessions = self._sessions
-        if not sessions:
-            return 0
-        now = now_ms(self._clock)
         removed = 0
         while sessions and (limit is None or removed < limit):
-            session_id = next(iter(sessions))
-            if not is_expired(sessions[session_id][1], now):
+            session_id, (_data, expires_at) = next(iter(sessions.items()))
+            if not is_expired(expires_at, now):
                 break
             del sessions[session_id]
             removed += 1
