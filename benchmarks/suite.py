@@ -99,6 +99,7 @@ async def bench_memory(rounds: int, ops: int) -> dict[str, Any]:
         return entry[0]
 
     async def floor_refresh(n: int) -> SessionData | None:
+        clock.advance(ms=1)
         entry = floor.get(ids[n])
         now = round(clock() * 1000)
         if entry is None or now > entry[1]:
@@ -106,9 +107,9 @@ async def bench_memory(rounds: int, ops: int) -> dict[str, Any]:
         floor[ids[n]] = (entry[0], now + 3_600_000)
         return entry[0]
 
-    async def floor_delete(n: int) -> None:
-        floor.pop(ids[n], None)
-        floor[ids[n]] = (DATA, 0)  # put it back so every round deletes something
+    async def memory_refresh(n: int) -> SessionData | None:
+        clock.advance(ms=1)
+        return await sliding.validate_and_refresh(ids[n])
 
     async def store_delete(n: int) -> None:
         await plain.delete(ids[n])
@@ -124,7 +125,7 @@ async def bench_memory(rounds: int, ops: int) -> dict[str, Any]:
         {
             "set": (lambda n: plain.set(ids[n], DATA), floor_set),
             "get": (lambda n: plain.get(ids[n]), floor_get),
-            "validate_and_refresh": (lambda n: sliding.validate_and_refresh(ids[n]), floor_refresh),
+            "validate_and_refresh": (memory_refresh, floor_refresh),
             "delete+set": (store_delete, floor_delete_and_set),
         },
     )
@@ -172,6 +173,7 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
         return raw.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (keys[n],)).fetchone()
 
     async def floor_refresh(n: int) -> Any:
+        clock.advance(ms=1)  # each read slides the expiry: a real write every time
         row = raw.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (keys[n],)).fetchone()
         raw.execute(
             f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp), expires_at = :exp"
@@ -182,6 +184,15 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
 
     async def floor_delete(n: int) -> None:
         raw.execute(f"DELETE FROM {TABLE} WHERE key = ?", (keys[n],))
+        await floor_set(n)
+
+    async def store_refresh(n: int) -> Any:
+        clock.advance(ms=1)
+        return await sliding.validate_and_refresh(ids[n])
+
+    async def store_delete(n: int) -> None:
+        await plain.delete(ids[n])
+        await plain.set(ids[n], DATA)
 
     try:
         result = await interleave(
@@ -190,11 +201,8 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
             {
                 "set": (lambda n: plain.set(ids[n], DATA), floor_set),
                 "get": (lambda n: plain.get(ids[n]), floor_get),
-                "validate_and_refresh": (
-                    lambda n: sliding.validate_and_refresh(ids[n]),
-                    floor_refresh,
-                ),
-                "delete": (lambda n: plain.delete(ids[n]), floor_delete),
+                "validate_and_refresh": (store_refresh, floor_refresh),
+                "delete+set": (store_delete, floor_delete),
             },
         )
     finally:

@@ -29,7 +29,7 @@ from walletmesh_sessions import (
     StoreClosedError,
 )
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._sqlite_store import SCHEMA, TABLE, prefix_upper_bound
+from walletmesh_sessions._sqlite_store import DEFERRED, SCHEMA, TABLE, prefix_upper_bound
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -439,3 +439,71 @@ class TestEventLoopNotBlocked:
             tg.cancel_scope.cancel()
         assert ticks_during_get_all >= 3
         assert ticks >= ticks_during_get_all + 3
+
+
+class TestReadsOnTheCallingThread:
+    """Plain lookups skip the worker thread, and fall back to it whenever they would wait."""
+
+    async def test_plain_get_skips_the_thread(self, tmp_path: Path) -> None:
+        """A live session without refresh is read without a worker thread."""
+        async with LocalStorageSessionStore(tmp_path / "s.db") as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert sqlite.get_without_waiting("a") == data(1)
+            assert sqlite.get_without_waiting("missing") is None
+
+    async def test_writes_are_deferred(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Removing an expired session or sliding an expiry goes to the worker thread."""
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        async with LocalStorageSessionStore(tmp_path / "s.db", config, clock=clock) as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            clock.advance(ms=1)
+            assert sqlite.get_without_waiting("a") is DEFERRED
+            assert await store.get("a") == data(1)
+            clock.advance(seconds=61)
+            assert sqlite.get_without_waiting("a") is DEFERRED
+            assert await store.get("a") is None
+
+    async def test_other_writer_does_not_block_reads(self, tmp_path: Path) -> None:
+        """While another process holds the write lock, lookups still answer at once."""
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(path) as store:
+            await store.set("a", data(1))
+            holder = subprocess.Popen(  # noqa: ASYNC220 - a helper process, started once
+                [sys.executable, "-c", WRITER_LOCK, str(path), "5"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert holder.stdout is not None
+            holder.stdout.readline()
+            try:
+                sqlite = store._sqlite
+                assert sqlite is not None
+                assert sqlite.get_without_waiting("a") == data(1)
+            finally:
+                holder.kill()
+                holder.wait()
+                holder.stdout.close()
+
+    async def test_first_lookup_opens_the_file_in_a_thread(self, tmp_path: Path) -> None:
+        """Opening (and creating) the file is disk work: the first lookup defers it."""
+        async with LocalStorageSessionStore(tmp_path / "s.db") as store:
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert sqlite.get_without_waiting("a") is DEFERRED
+            assert await store.get("a") is None
+            assert sqlite.get_without_waiting("a") is None
+
+
+WRITER_LOCK = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)

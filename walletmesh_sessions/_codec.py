@@ -137,11 +137,28 @@ def encode_record(data: SessionData, expires_at: int | None) -> str:
     return _dumps(converter.unstructure(_Record(data, expires_at or None), _Record))
 
 
+# Records read again and again (every lookup of a hot session) are decoded once: the text is
+# the whole record, and SessionData is immutable, so a hit is exactly what decoding would give.
+_decoded: dict[str | bytes, tuple[SessionData, int | None]] = {}
+_DECODED_MAX = 4096
+
+
 def decode_record(text: str | bytes, session_id: str) -> tuple[SessionData, int | None]:
     """Parse a stored record into its data and expiry (`None`: never expires).
 
     Raises `CorruptRecordError` naming `session_id` if the text is not a valid record.
     """
+    hit = _decoded.get(text)
+    if hit is not None:
+        return hit
+    result = _decode_record(text, session_id)
+    if len(_decoded) >= _DECODED_MAX:
+        _decoded.clear()  # O(1) amortized, and a bound on what the cache holds
+    _decoded[text] = result
+    return result
+
+
+def _decode_record(text: str | bytes, session_id: str) -> tuple[SessionData, int | None]:
     try:
         obj = json.loads(text)
         if not isinstance(obj, dict):

@@ -18,7 +18,7 @@ from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import InvalidConfigError, StoreClosedError
 from ._expiry import Clock
 from ._mapping_store import MappingSessions
-from ._sqlite_store import SqliteSessions
+from ._sqlite_store import Deferred, SqliteSessions
 from ._validation import (
     check_clock,
     check_config,
@@ -119,6 +119,12 @@ class LocalStorageSessionStore:
         Raises `CorruptRecordError` if the stored record under this id is not readable.
         """
         session_id = check_session_id(session_id)
+        sqlite = self._sqlite
+        if sqlite is not None and not self._closed:
+            # Most lookups are a plain indexed read: answering here saves the thread hop.
+            found = sqlite.get_without_waiting(session_id)
+            if not isinstance(found, Deferred):
+                return found
         backend = self._backend
         return await self._run(lambda: backend.get(session_id))
 

@@ -20,9 +20,19 @@ from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import StoreClosedError, StoreUnavailableError
 from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
 
-__all__ = ("SqliteSessions", "prefix_upper_bound")
+__all__ = ("DEFERRED", "Deferred", "SqliteSessions", "prefix_upper_bound")
 
 T = TypeVar("T")
+
+
+class Deferred:
+    """The answer of `get_without_waiting` when the call must go to a worker thread."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = Deferred()
 
 TABLE = "walletmesh_storage"
 SCHEMA = (
@@ -76,6 +86,9 @@ class SqliteSessions:
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # A second, read-only connection that never waits, for lookups on the caller's thread.
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
         self._closed = False
         in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
         self._in_range = in_range
@@ -91,6 +104,7 @@ class SqliteSessions:
             try:
                 if self._conn is None:
                     self._conn = self._open()
+                    self._reader = self._open_reader()
                 return operation(self._conn)
             except sqlite3.DatabaseError as exc:
                 msg = f"SQLite session store {self._path!r}: {exc}"
@@ -112,12 +126,55 @@ class SqliteSessions:
             raise
         return conn
 
+    def _open_reader(self) -> sqlite3.Connection | None:
+        if self._path == ":memory:":
+            return None  # a second connection would open another, empty database
+        reader = sqlite3.connect(
+            self._path, timeout=0, isolation_level=None, check_same_thread=False
+        )
+        reader.execute("PRAGMA query_only=1")
+        return reader
+
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._reader_lock:
             self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self._conn, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._reader = None
+
+    def get_without_waiting(self, session_id: str) -> SessionData | Deferred | None:
+        """`get` on the calling thread if it can finish at once, else `DEFERRED`.
+
+        Only a plain read qualifies: a live session that needs no refresh, or a missing one.
+        Anything that must write (remove an expired session, slide an expiry) or wait (the
+        store not opened yet, a busy lock, another call using the reader) is deferred to a
+        worker thread. A primary-key lookup in WAL mode never waits for writers.
+        """
+        if not self._reader_lock.acquire(blocking=False):
+            return DEFERRED
+        try:
+            if self._reader is None or self._closed:
+                return DEFERRED
+            try:
+                row = self._reader.execute(
+                    f"SELECT value FROM {TABLE} WHERE key = ?", (self._prefix + session_id,)
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                # Busy (a worker thread may wait, this thread may not), or an error the
+                # threaded path reports properly.
+                return DEFERRED
+        finally:
+            self._reader_lock.release()
+        if row is None:
+            return None
+        data, expires_at = decode_record(row[0], session_id)
+        now = now_ms(self._clock)
+        if is_expired(expires_at, now) or expiry_after_read(self._config, now, expires_at) != (
+            expires_at
+        ):
+            return DEFERRED
+        return data
 
     def _params(self, **extra: object) -> dict[str, object]:
         return {"lo": self._prefix, "hi": self._upper, **extra}
