@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +74,20 @@ def test_public_names_are_documented(name: str) -> None:
                 if isinstance(value, (classmethod, staticmethod)):
                     value = value.__func__
                 assert value.__doc__, f"{name}.{attr}.{member} has no docstring"
+
+
+def test_fake_clock_needs_no_test_dependencies() -> None:
+    """FakeClock imports without pytest; the kit then names the extra that brings it."""
+    code = (
+        "import sys; sys.modules['pytest'] = None; sys.modules['hypothesis'] = None\n"
+        "from walletmesh_sessions.testing import FakeClock\n"
+        "assert FakeClock()() == 1_700_000_000.0\n"
+        "try:\n"
+        "    from walletmesh_sessions.testing import SessionStoreContract\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "pip install 'walletmesh-sessions[testing]'" in result.stdout

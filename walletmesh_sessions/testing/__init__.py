@@ -1,8 +1,40 @@
-"""Tools to test session stores: a fake clock and the conformance suite every store passes."""
+"""Tools to test session stores: a fake clock and the conformance suite every store passes.
+
+`FakeClock` needs nothing beyond the library; the conformance kit needs pytest and hypothesis
+(``pip install 'walletmesh-sessions[testing]'``) and is imported on first use.
+"""
+
+import importlib as _importlib
+import typing as _typing
 
 from ._clock import FakeClock as FakeClock
-from ._contract import SessionStoreContract as SessionStoreContract
-from ._kit_base import ForeignData as ForeignData
-from ._kit_base import StoreFactory as StoreFactory
+
+if _typing.TYPE_CHECKING:
+    from ._contract import SessionStoreContract as SessionStoreContract
+    from ._kit_base import ForeignData as ForeignData
+    from ._kit_base import StoreFactory as StoreFactory
 
 __all__ = ("FakeClock", "ForeignData", "SessionStoreContract", "StoreFactory")
+
+_KIT = {
+    "SessionStoreContract": "_contract",
+    "ForeignData": "_kit_base",
+    "StoreFactory": "_kit_base",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _KIT:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    try:
+        module = _importlib.import_module(f".{_KIT[name]}", __name__)
+    except ImportError as exc:
+        msg = (
+            f"walletmesh_sessions.testing.{name} needs the testing extra: "
+            f"pip install 'walletmesh-sessions[testing]' ({exc})"
+        )
+        raise ImportError(msg, name=exc.name) from exc
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
