@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from walletmesh_sessions import (
     LocalStorageSessionStore,
@@ -286,6 +287,39 @@ async def bench_scaling(sizes: list[int], directory: Path) -> list[dict[str, Any
     return rows
 
 
+async def bench_fixed_expired(sizes: list[int], directory: Path, expired: int = 100) -> list[Any]:
+    """clean_expired with the same number of expired sessions in ever larger SQLite files."""
+    rows = []
+    for size in sizes:
+        clock = FakeClock()
+        path = directory / f"fixed-{size}.db"
+        fill_sqlite(path, size - expired, clock.now_ms + 3_600_000)
+        fill_sqlite(path, expired, clock.now_ms - 1, prefix="wm_session_old")
+        async with LocalStorageSessionStore(
+            path, SessionStoreConfig(lifetime=LIFETIME), clock=clock
+        ) as store:
+            await store.get("warm-up")
+            seconds, stall, removed = await timed(store.clean_expired)
+        rows.append(
+            {
+                "sessions": size,
+                "expired": removed,
+                "clean_expired_s": seconds,
+                "max_stall_ms": stall * 1000,
+            }
+        )
+        path.unlink()
+    return rows
+
+
+async def bench_thread_hop(ops: int) -> float:
+    """ops/s of a bare anyio.to_thread.run_sync round trip: what any worker-thread call pays."""
+    start = time.perf_counter()
+    for _ in range(ops):
+        await anyio.to_thread.run_sync(int)
+    return ops / (time.perf_counter() - start)
+
+
 HOLD_LOCK = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -334,9 +368,11 @@ async def run(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         result: dict[str, Any] = {"backend": backend}
         result["memory"] = await bench_memory(args.rounds, args.ops)
         result["sqlite"] = await bench_sqlite(args.rounds, args.sqlite_ops, directory)
+        result["thread_hop_ops"] = await bench_thread_hop(args.sqlite_ops)
         if backend == "asyncio":
             result["scaling"] = await bench_scaling(args.sizes, directory)
             result["lock_stall"] = await bench_lock_stall(directory)
+            result["fixed_expired"] = await bench_fixed_expired(args.sizes[1:], directory)
         return result
 
 
@@ -351,6 +387,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
                     f" {row['floor_ops']:12,.0f} {row['ratio']:6.2f}"
                 )
     for result in results:
+        print(f"worker-thread round trip ({result['backend']}): {result['thread_hop_ops']:,.0f}/s")
+    for result in results:
         if "scaling" in result:
             cols = ("sessions", "get_all s", "stall ms", "clean s", "removed", "stall ms")
             print(f"\n{'store':8} {cols[0]:>10} {cols[1]:>10} {cols[2]:>9} {cols[3]:>9}"
@@ -360,6 +398,12 @@ def print_table(results: list[dict[str, Any]]) -> None:
                     f"{row['store']:8} {row['sessions']:10,} {row['get_all_s']:10.4f}"
                     f" {row['get_all_max_stall_ms']:9.1f} {row['clean_expired_s']:9.4f}"
                     f" {row['clean_expired_removed']:8,} {row['clean_expired_max_stall_ms']:9.1f}"
+                )
+            print("\nSQLite clean_expired with 100 expired sessions:")
+            for row in result["fixed_expired"]:
+                print(
+                    f"  {row['sessions']:>9,} sessions: {row['clean_expired_s'] * 1000:7.2f} ms,"
+                    f" removed {row['expired']}, longest stall {row['max_stall_ms']:.1f} ms"
                 )
             lock = result["lock_stall"]
             print(
