@@ -83,6 +83,7 @@ def _to_lifetime(value: timedelta | float | None) -> timedelta | None:
     """Accept a timedelta, or int/float seconds; refuse anything not strictly positive."""
     if value is None:
         return None
+    given = value
     if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
         msg = f"lifetime must be a timedelta, int or float seconds, or None, got {value!r}"
         raise InvalidConfigError(msg)
@@ -96,10 +97,10 @@ def _to_lifetime(value: timedelta | float | None) -> timedelta | None:
             msg = f"lifetime is too large, got {value!r} seconds"
             raise InvalidConfigError(msg) from None
     if value <= timedelta(0):
-        msg = f"lifetime must be > 0, got {value!r}"
+        msg = f"lifetime must be > 0, got {given!r}"
         raise InvalidConfigError(msg)
     if value < _ONE_MS:
-        msg = f"lifetime must be at least 1 millisecond (expiry is kept in ms), got {value!r}"
+        msg = f"lifetime must be at least 1 millisecond (expiry is kept in ms), got {given!r}"
         raise InvalidConfigError(msg)
     return value
 
