@@ -13,7 +13,7 @@ A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import attrs
@@ -188,14 +188,14 @@ def record_with_expiry(text: str, expires_at: int | None, session_id: str) -> st
 
 def decode_readable(
     rows: Iterable[tuple[str, AnyText]], prefix: str
-) -> list[tuple[str, AnyText, SessionData, int | None]]:
-    """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``.
+) -> Iterator[tuple[str, AnyText, SessionData, int | None]]:
+    """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``, lazily.
 
     A row that is not a valid record is logged as a warning and left out, never raised: one
-    corrupt record must not hide the others.
+    corrupt record must not hide the others. Lazy, so a scan of a million rows never holds a
+    million intermediate tuples.
     """
     cut = len(prefix)
-    records = []
     for key, text in rows:
         session_id = key[cut:]
         if not session_id:
@@ -208,8 +208,7 @@ def decode_readable(
                 "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
             )
             continue
-        records.append((session_id, text, data, expires_at))
-    return records
+        yield session_id, text, data, expires_at
 
 
 def inspect_record(session_id: str, text: str | bytes) -> SessionRecord:

@@ -103,4 +103,4 @@ class MappingSessions:
         """Every readable record under the prefix; corrupt ones are logged and left alone."""
         get = self._storage.get
         rows = [(key, text) for key in self._own_keys() if (text := get(key)) is not None]
-        return decode_readable(rows, self._prefix)
+        return list(decode_readable(rows, self._prefix))
