@@ -229,3 +229,52 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def _scale_one(url: str, size: int) -> dict[str, float]:
+    from suite import timed as timed_with_stall  # the suite's heartbeat-measured timer
+
+    client = redis.asyncio.Redis.from_url(url)
+    await client.flushdb()
+    now_ms = 1_700_000_000_000
+    expired = max(1, size // 100)
+    live = encode_record(DATA, now_ms + 3_600_000)
+    old = encode_record(DATA, now_ms - 1)
+    for start in range(0, size, 10_000):
+        batch = {
+            f"wm_session_{'old' if n < expired else 'id'}{n}": old if n < expired else live
+            for n in range(start, min(size, start + 10_000))
+        }
+        await client.mset(batch)
+    await client.aclose()
+    store = RedisSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S), clock=lambda: now_ms / 1000
+    )
+    async with store:
+        await store.get("warm-up")
+        clean_s, clean_stall, removed = await timed_with_stall(store.clean_expired)
+        get_all_s, get_all_stall, found = await timed_with_stall(store.get_all)
+    return {
+        "store": "redis",
+        "sessions": size,
+        "clean_expired_s": clean_s,
+        "clean_expired_removed": removed,
+        "clean_expired_max_stall_ms": clean_stall * 1000,
+        "get_all_s": get_all_s,
+        "get_all_found": len(found),
+        "get_all_max_stall_ms": get_all_stall * 1000,
+    }
+
+
+def scaling(sizes: list[int]) -> list[dict[str, float]]:
+    """get_all and clean_expired (1 % expired) at each size, on asyncio, on a server of our own."""
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        process, port = start_server(directory)
+        try:
+            for size in sizes:
+                rows.append(anyio.run(_scale_one, f"redis://127.0.0.1:{port}/0", size))
+        finally:
+            process.terminate()
+            process.wait(10)
+    return rows

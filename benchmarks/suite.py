@@ -429,6 +429,7 @@ def main() -> None:
         results[0]["redis"] = bench_redis.suite_rows(
             3_000 if not args.quick else 1_000, args.rounds
         )
+        results[0]["scaling"] += bench_redis.scaling(args.sizes)
     print_table(results)
     args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     print(f"\nwrote {args.json}")
