@@ -199,6 +199,13 @@ class TestUsage:
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["sessions"] == 3
 
+    def test_missing_file_is_not_created(self, tmp_path: Path) -> None:
+        """Pointing at a SQLite file that does not exist is an error, and creates nothing."""
+        result = run("stats", cwd=tmp_path)
+        assert result.returncode == 3
+        assert "no session file at 'sessions.db'" in result.stderr
+        assert not (tmp_path / "sessions.db").exists()
+
     @pytest.mark.parametrize(
         "command", [[], ["list"], ["show"], ["delete"], ["clean"], ["clear"], ["stats"]]
     )

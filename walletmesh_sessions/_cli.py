@@ -18,6 +18,7 @@ from ._codec import session_to_json
 from ._data import SessionRecord
 from ._errors import SessionStoreError
 from ._expiry import now_ms
+from ._localstorage import LocalStorageSessionStore
 from ._log import redact
 from ._urls import ClosableSessionStore, open_store
 
@@ -41,7 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return anyio.run(_run, args)
+        url = getattr(args, "store", None) or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+        store = open_store(url)
+        path = store.path if isinstance(store, LocalStorageSessionStore) else None
+        if path is not None and not os.path.exists(path):
+            # Opening would create an empty file: in the wrong directory that hides the mistake.
+            msg = f"error: no session file at {path!r} (from {redact(url)})"
+            raise CommandFailed(msg, EXIT_STORE)
+        return anyio.run(_run, args, store, redact(url))
     except CommandFailed as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code
@@ -87,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> int:
-    url = getattr(args, "store", None) or os.environ.get(URL_VARIABLE) or DEFAULT_URL
-    store = open_store(url)
+async def _run(args: argparse.Namespace, store: ClosableSessionStore, url: str) -> int:
     async with store:
         handler = {
             "list": _list,
@@ -99,7 +105,7 @@ async def _run(args: argparse.Namespace) -> int:
             "clear": _clear,
             "stats": _stats,
         }[args.command]
-        return await handler(store, args, redact(url))
+        return await handler(store, args, url)
 
 
 async def _records(

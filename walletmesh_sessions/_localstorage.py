@@ -80,6 +80,11 @@ class LocalStorageSessionStore:
         return self._config
 
     @property
+    def path(self) -> str | None:
+        """The SQLite file's path, or `None` when the store is over a mapping."""
+        return None if self._sqlite is None else self._sqlite.path
+
+    @property
     def prefix(self) -> str:
         """The key prefix that marks this store's records."""
         return self._prefix

@@ -93,6 +93,11 @@ class SqliteSessions:
         in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
         self._in_range = in_range
 
+    @property
+    def path(self) -> str:
+        """The file's path, as given."""
+        return self._path
+
     # -- plumbing --------------------------------------------------------------------------
 
     def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
