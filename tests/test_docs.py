@@ -72,21 +72,26 @@ def test_pages_have_examples() -> None:
     assert len(EXAMPLES) >= 5
 
 
+def run_python(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with `args` in `cwd`, capturing text output."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
 def test_example_runs(example: Example, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The example exits 0 in an empty directory and prints its documented output."""
     env = dict(os.environ)
     if REDIS_URL_VARIABLE in example.code:
         env[REDIS_URL_VARIABLE] = request.getfixturevalue("redis_url")
-    result = subprocess.run(
-        [sys.executable, "-c", example.code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(["-c", example.code], tmp_path, env)
     assert result.returncode == 0, result.stderr
     if example.expected_output is not None:
         assert result.stdout == example.expected_output
@@ -100,37 +105,16 @@ def test_page_project_passes(page: Path, tmp_path: Path) -> None:
     tests = [name for name in PAGE_FILES[page] if name.startswith("test_")]
     assert tests, "a page with files shows no test file"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", *tests],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    run = run_python(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", *tests], tmp_path, env
     )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = run.stdout.strip().splitlines()[-1]
     assert int(summary.split(" passed")[0].split()[-1]) >= 100, summary
     # Only the optional foreign_data rule may skip (the page's store shares no storage).
     assert "skipped" not in summary or " 2 skipped" in summary, summary
-    typed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            "--cache-dir=/dev/null",
-            *PAGE_FILES[page],
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    mypy = ["-m", "mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null"]
+    typed = run_python([*mypy, *PAGE_FILES[page]], tmp_path, env)
     assert typed.returncode == 0, typed.stdout
 
 

@@ -104,13 +104,10 @@ def _make_converter() -> cattrs.Converter:
 
 
 def _structure_permissions(value: Any, _type: Any) -> dict[str, list[str]]:
-    if not isinstance(value, dict):
-        msg = f"permissions must be an object, got {value!r}"
+    # Only the JSON shape is checked here (an object of arrays); SessionData checks the text.
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        msg = f"permissions must be an object of arrays, got {value!r}"
         raise TypeError(msg)
-    for chain_id, names in value.items():
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            msg = f"permissions[{chain_id!r}] must be a list of strings, got {names!r}"
-            raise TypeError(msg)
     return value
 
 

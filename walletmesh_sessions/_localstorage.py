@@ -56,17 +56,17 @@ class LocalStorageSessionStore:
         self._config = config
         self._prefix = prefix
         self._sqlite: SqliteSessions | None = None
-        self._mapping: MappingSessions | None = None
+        self._backend: SqliteSessions | MappingSessions
         self._closed = False
         if isinstance(storage, (str, os.PathLike)):
             path: object = os.fspath(storage)
             if not isinstance(path, str) or not path:
                 msg = f"storage path must be a non-empty str path, got {storage!r}"
                 raise InvalidConfigError(msg)
-            self._sqlite = SqliteSessions(path, prefix, config, clock)
+            self._sqlite = self._backend = SqliteSessions(path, prefix, config, clock)
             self._description = f"sqlite file {path!r}"
         elif isinstance(storage, MutableMapping):
-            self._mapping = MappingSessions(storage, prefix, config, clock)
+            self._backend = MappingSessions(storage, prefix, config, clock)
             self._description = f"{type(storage).__name__} mapping"
         else:
             msg = (
@@ -100,12 +100,6 @@ class LocalStorageSessionStore:
         if self._sqlite is not None:
             return await anyio.to_thread.run_sync(operation)
         return operation()
-
-    @property
-    def _backend(self) -> SqliteSessions | MappingSessions:
-        backend = self._sqlite if self._sqlite is not None else self._mapping
-        assert backend is not None
-        return backend
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`; its expiry becomes now + lifetime, or none."""

@@ -2,9 +2,10 @@
 
 The file holds one key/value table, like a browser's localStorage: our records live under
 ``prefix + session_id`` and any other keys in it are left alone. Each record's expiry is also
-kept in a column so that expired sessions are found through an index. All disk work runs in a
-worker thread, one statement or one short transaction at a time, so the event loop never waits
-on the disk and another process never waits on us for long.
+kept in a column so that expired sessions are found through an index. Writes and scans run in
+a worker thread, one statement or one short transaction at a time, so the event loop never
+waits on a commit and another process never waits on us for long; plain lookups may run on the
+caller's thread (`get_without_waiting`).
 """
 
 from __future__ import annotations
@@ -90,8 +91,7 @@ class SqliteSessions:
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._closed = False
-        in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
-        self._in_range = in_range
+        self._in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
 
     @property
     def path(self) -> str:
