@@ -17,13 +17,15 @@ from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._ids import new_session_id as new_session_id
 from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._memory import MemorySessionStore as MemorySessionStore
+from ._protocol import ClosableSessionStore as ClosableSessionStore
+from ._protocol import Inspectable as Inspectable
 from ._protocol import SessionStore as SessionStore
-from ._urls import ClosableSessionStore as ClosableSessionStore
 from ._urls import open_store as open_store
 
 __all__ = (
     "ClosableSessionStore",
     "CorruptRecordError",
+    "Inspectable",
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",

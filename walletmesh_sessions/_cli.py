@@ -20,7 +20,8 @@ from ._errors import SessionStoreError
 from ._expiry import now_ms
 from ._localstorage import LocalStorageSessionStore
 from ._log import redact
-from ._urls import ClosableSessionStore, open_store
+from ._protocol import ClosableSessionStore, Inspectable
+from ._urls import open_store
 
 __all__ = ("main", "main_entry")
 
@@ -111,10 +112,9 @@ async def _run(args: argparse.Namespace, store: ClosableSessionStore, url: str) 
 async def _records(
     store: ClosableSessionStore, session_id: str | None = None
 ) -> list[SessionRecord]:
-    inspect = getattr(store, "inspect", None)
-    if inspect is None:
+    if not isinstance(store, Inspectable):
         raise CommandFailed(f"error: {type(store).__name__} cannot list its records", EXIT_STORE)
-    records: list[SessionRecord] = await inspect(session_id)
+    records = await store.inspect(session_id)
     return sorted(records, key=lambda r: r.session_id)
 
 

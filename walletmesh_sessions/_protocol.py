@@ -1,13 +1,20 @@
-"""The `SessionStore` protocol: the seven coroutine methods every store provides structurally."""
+"""The protocols stores satisfy structurally: `SessionStore` (the seven methods) and its seams.
+
+`SessionStore` is the contract. `ClosableSessionStore` adds closing (`aclose`, ``async with``),
+and `Inspectable` the operator's read-only view that the command line uses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, TypeVar, runtime_checkable
 
-from ._data import SessionData
+from ._data import SessionData, SessionRecord
 
-__all__ = ("SessionStore",)
+__all__ = ("ClosableSessionStore", "Inspectable", "SessionStore")
+
+_Self = TypeVar("_Self", bound="ClosableSessionStore")
 
 
 @runtime_checkable
@@ -58,4 +65,40 @@ class SessionStore(Protocol):
 
     async def clean_expired(self) -> int:
         """Remove every expired session; return how many this call removed."""
+        ...
+
+
+@runtime_checkable
+class ClosableSessionStore(SessionStore, Protocol):
+    """A `SessionStore` that is also closed with `aclose()` or ``async with``.
+
+    ``async with store as s`` gives back the store itself, with its own type.
+    """
+
+    async def aclose(self) -> None:
+        """Release connections or files; later calls raise `StoreClosedError`. Idempotent."""
+        ...
+
+    async def __aenter__(self: _Self) -> _Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class Inspectable(Protocol):
+    """A store that shows its records as they are, for operators and tools.
+
+    Every shipped store has it: the command line lists, shows and counts through it.
+    """
+
+    async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
+        """Every record (or the one named), expired and unreadable ones included.
+
+        Nothing is refreshed or removed.
+        """
         ...

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ._data import SessionStoreConfig
@@ -13,33 +12,14 @@ from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
 from ._log import redact
 from ._memory import MemorySessionStore
-from ._protocol import SessionStore
+from ._protocol import ClosableSessionStore
 
-__all__ = ("ClosableSessionStore", "open_store")
+__all__ = ("open_store",)
 
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # Query parameters that configure the store rather than the connection.
 STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
-
-
-@runtime_checkable
-class ClosableSessionStore(SessionStore, Protocol):
-    """A `SessionStore` that is also closed with `aclose()` or ``async with``."""
-
-    async def aclose(self) -> None:
-        """Release connections or files; closing twice is fine."""
-        ...
-
-    async def __aenter__(self) -> Any: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 def open_store(

@@ -8,12 +8,17 @@ from datetime import timedelta
 from typing_extensions import assert_type
 
 from walletmesh_sessions import (
+    ClosableSessionStore,
+    Inspectable,
+    LocalStorageSessionStore,
     MemorySessionStore,
+    SessionRecord,
     SessionData,
     SessionStore,
     SessionStoreConfig,
     default_store,
     new_session_id,
+    open_store,
 )
 
 
@@ -67,3 +72,16 @@ async def use(store: SessionStore) -> None:
     assert_type(await store.clean_expired(), int)
     assert_type(data.permissions["eip155:1"], tuple[str, ...])
     assert_type(seconds.lifetime, timedelta | None)
+
+
+closable: ClosableSessionStore = LocalStorageSessionStore("sessions.db")
+inspectable: Inspectable = MemorySessionStore()
+
+
+async def closing() -> None:
+    async with open_store("memory://") as opened:
+        assert_type(opened, ClosableSessionStore)
+        assert_type(await opened.get("id"), SessionData | None)
+    async with MemorySessionStore() as own:
+        assert_type(own, MemorySessionStore)
+    assert_type(await inspectable.inspect(), list[SessionRecord])

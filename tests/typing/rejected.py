@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from walletmesh_sessions import MemorySessionStore, SessionData, SessionStore, SessionStoreConfig
+from walletmesh_sessions import (
+    ClosableSessionStore,
+    Inspectable,
+    MemorySessionStore,
+    SessionData,
+    SessionStore,
+    SessionStoreConfig,
+)
 
 
 class MissingMethod:
@@ -17,6 +24,18 @@ class MissingMethod:
     async def delete(self, session_id: str) -> None: ...
     async def clear(self) -> None: ...
     async def validate_and_refresh(self, session_id: str) -> SessionData | None: ...
+
+
+class DictLike:
+    """A store with the seven methods, but no aclose and no inspect."""
+
+    async def set(self, session_id: str, data: SessionData) -> None: ...
+    async def get(self, session_id: str) -> SessionData | None: ...
+    async def get_all(self) -> Mapping[str, SessionData]: ...
+    async def delete(self, session_id: str) -> None: ...
+    async def clear(self) -> None: ...
+    async def validate_and_refresh(self, session_id: str) -> SessionData | None: ...
+    async def clean_expired(self) -> int: ...
 
 
 class WrongSignature:
@@ -59,6 +78,8 @@ missing: SessionStore = MissingMethod()  # type: ignore[assignment]
 wrong: SessionStore = WrongSignature()  # type: ignore[assignment]
 sync: SessionStore = SyncMethod()  # type: ignore[assignment]
 wrong_return: SessionStore = WrongReturn()  # type: ignore[assignment]
+not_closable: ClosableSessionStore = DictLike()  # type: ignore[assignment]
+not_inspectable: Inspectable = DictLike()  # type: ignore[assignment]
 
 SessionData(id=1, origin="o")  # type: ignore[arg-type]
 SessionData("s", "o", permissions=["eth_accounts"])  # type: ignore[arg-type]
