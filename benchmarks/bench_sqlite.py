@@ -17,7 +17,7 @@ import anyio
 
 from walletmesh_sessions import LocalStorageSessionStore, SessionData, SessionStoreConfig
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._sqlite_store import SCHEMA, TABLE
+from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(

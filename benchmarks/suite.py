@@ -42,7 +42,7 @@ from walletmesh_sessions import (
     SessionStoreConfig,
 )
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._sqlite_store import SCHEMA, TABLE
+from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(

@@ -16,7 +16,7 @@ from walletmesh_sessions import (
 )
 from walletmesh_sessions._codec import encode_record
 from walletmesh_sessions._expiry import Clock
-from walletmesh_sessions._sqlite_store import SCHEMA, TABLE
+from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 from walletmesh_sessions.testing import ForeignData, StoreFactory
 from walletmesh_sessions.testing._clock import FakeClock
 

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from walletmesh_sessions import SessionData, SessionStoreConfig, open_store
-from walletmesh_sessions._sqlite_store import SCHEMA, TABLE
+from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 
 ROOT = Path(__file__).parent.parent
 LIVE = {

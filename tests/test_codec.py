@@ -94,11 +94,20 @@ class TestWireFormat:
             '{"data":{"id":"a","origin":"o","permissions":{"c":"m"}}}',
             '{"data":{"id":"a","origin":"o","permissions":null}}',
             '{"data":{"id":"a","origin":"o"},"expiresAt":"5"}',
-            '{"data":{"id":"a","origin":"o"},"expiresAt":1.5}',
             '{"data":{"id":"a","origin":"o","createdAt":true}}',
+            # NaN and Infinity are not JSON (JSON.parse refuses them), wherever they stand.
+            '{"data":{"id":"a","origin":"o"},"x":NaN}',
+            '{"data":{"id":"a","origin":"o"},"x":[-Infinity]}',
+            '{"data":{"id":"a","origin":"o"},"expiresAt":Infinity}',
+            '{"data":{"id":"a","origin":"o"},"expiresAt":1e999}',
+            '{"data":{"id":"a","origin":"o"}} trailing',
+            b'{"data":{"id":"a","origin":"\xff"}}',
+            b"\xfe\xff",
+            {"data": {"id": "a", "origin": "o"}},
+            42,
         ],
     )
-    def test_corrupt_records(self, raw: str) -> None:
+    def test_corrupt_records(self, raw: object) -> None:
         """Anything else is a CorruptRecordError that names the session id."""
         with pytest.raises(CorruptRecordError, match="'the-id'") as info:
             decode_record(raw, "the-id")
@@ -107,12 +116,58 @@ class TestWireFormat:
     def test_record_with_expiry_keeps_unknown_fields(self) -> None:
         """Refreshing rewrites only expiresAt."""
         raw = '{"data":{"id":"a","origin":"o","x":1},"expiresAt":5,"future":true}'
-        assert json.loads(record_with_expiry(raw, 9, "id")) == {
+        assert json.loads(record_with_expiry(raw, 9)) == {
             "data": {"id": "a", "origin": "o", "x": 1},
             "expiresAt": 9,
             "future": True,
         }
-        assert "expiresAt" not in json.loads(record_with_expiry(raw, None, "id"))
+
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            # Every other byte stays: number spellings, escapes, whitespace, member order.
+            (
+                '{ "data" : {"id":"a","origin":"\\u00e9","n":1e3}, "expiresAt" : 5.0 , "z":[] }',
+                '{ "data" : {"id":"a","origin":"\\u00e9","n":1e3}, "expiresAt" : 9 , "z":[] }',
+            ),
+            # Absent: appended as the last member, as JSON.stringify would place it.
+            ('{"data":{"id":"a","origin":"o"}}', '{"data":{"id":"a","origin":"o"},"expiresAt":9}'),
+            (
+                '{"data":{"id":"a","origin":"o"} }\n',
+                '{"data":{"id":"a","origin":"o"},"expiresAt":9 }\n',
+            ),
+            # A nested expiresAt is not the record's; the last top-level one is (JSON.parse).
+            (
+                '{"data":{"id":"a","origin":"o","expiresAt":1},"expiresAt":2,"expiresAt":3}',
+                '{"data":{"id":"a","origin":"o","expiresAt":1},"expiresAt":2,"expiresAt":9}',
+            ),
+            (
+                '{"data":{"id":"a","origin":"o"},"expiresAt":null}',
+                '{"data":{"id":"a","origin":"o"},"expiresAt":9}',
+            ),
+        ],
+    )
+    def test_record_with_expiry_keeps_every_other_byte(self, raw: str, expected: str) -> None:
+        """Only the value of the top-level expiresAt changes; the result still decodes."""
+        decode_record(raw, "id")
+        assert record_with_expiry(raw, 9) == expected
+        assert decode_record(expected, "id")[1] == 9
+
+    @given(sessions, st.none() | st.integers(min_value=1, max_value=2**62), st.integers(1, 2**62))
+    def test_record_with_expiry_round_trip(
+        self, data: SessionData, expires_at: int | None, new: int
+    ) -> None:
+        """On our own records, rewriting the expiry is the same as encoding with it."""
+        assert record_with_expiry(encode_record(data, expires_at), new) == encode_record(data, new)
+
+    def test_decoded_expiry_is_an_int(self) -> None:
+        """A JSON 5.0 reads as the int 5 (and a fraction as its floor), never as a float."""
+        for raw, expected in (("5.0", 5), ("1700000001500.5", 1700000001500)):
+            _, expires_at = decode_record(
+                f'{{"data":{{"id":"a","origin":"o"}},"expiresAt":{raw}}}', "id"
+            )
+            assert expires_at == expected
+            assert type(expires_at) is int
 
 
 class TestTypeScriptFixture:

@@ -29,7 +29,8 @@ from walletmesh_sessions import (
     StoreClosedError,
 )
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._sqlite_store import DEFERRED, SCHEMA, TABLE, prefix_upper_bound
+from walletmesh_sessions._protocol import DEFERRED
+from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE, prefix_upper_bound
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -450,8 +451,8 @@ class TestReadsOnTheCallingThread:
             await store.set("a", data(1))
             sqlite = store._sqlite
             assert sqlite is not None
-            assert sqlite.get_without_waiting("a") == data(1)
-            assert sqlite.get_without_waiting("missing") is None
+            assert sqlite.get(False, "a") == data(1)
+            assert sqlite.get(False, "missing") is None
 
     async def test_writes_are_deferred(self, tmp_path: Path, clock: FakeClock) -> None:
         """Removing an expired session or sliding an expiry goes to the worker thread."""
@@ -461,10 +462,10 @@ class TestReadsOnTheCallingThread:
             sqlite = store._sqlite
             assert sqlite is not None
             clock.advance(ms=1)
-            assert sqlite.get_without_waiting("a") is DEFERRED
+            assert sqlite.get(False, "a") is DEFERRED
             assert await store.get("a") == data(1)
             clock.advance(seconds=61)
-            assert sqlite.get_without_waiting("a") is DEFERRED
+            assert sqlite.get(False, "a") is DEFERRED
             assert await store.get("a") is None
 
     async def test_other_writer_does_not_block_reads(self, tmp_path: Path) -> None:
@@ -482,7 +483,7 @@ class TestReadsOnTheCallingThread:
             try:
                 sqlite = store._sqlite
                 assert sqlite is not None
-                assert sqlite.get_without_waiting("a") == data(1)
+                assert sqlite.get(False, "a") == data(1)
             finally:
                 holder.kill()
                 holder.wait()
@@ -493,9 +494,9 @@ class TestReadsOnTheCallingThread:
         async with LocalStorageSessionStore(tmp_path / "s.db") as store:
             sqlite = store._sqlite
             assert sqlite is not None
-            assert sqlite.get_without_waiting("a") is DEFERRED
+            assert sqlite.get(False, "a") is DEFERRED
             assert await store.get("a") is None
-            assert sqlite.get_without_waiting("a") is None
+            assert sqlite.get(False, "a") is None
 
 
 WRITER_LOCK = textwrap.dedent(

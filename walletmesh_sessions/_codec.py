@@ -13,8 +13,9 @@ A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import cattrs
@@ -61,10 +62,9 @@ def _structure_ms(value: Any, _type: Any) -> int | None:
         msg = f"expected integer milliseconds, got {value!r}"
         raise TypeError(msg)
     if isinstance(value, float):
-        if not value.is_integer():
-            msg = f"expected integer milliseconds, got {value!r}"
-            raise ValueError(msg)
-        return int(value)
+        # The TypeScript store writes a fraction when given a fractional lifetime, and
+        # compares `now > expiresAt`: for whole-ms `now` that is the same as with the floor.
+        return math.floor(value)
     return int(value)
 
 
@@ -134,57 +134,102 @@ def encode_record(data: SessionData, expires_at: int | None) -> str:
     return _dumps(converter.unstructure(_Record(data, expires_at or None), _Record))
 
 
-# Records read again and again (every lookup of a hot session) are decoded once: the text is
-# the whole record, and SessionData is immutable, so a hit is exactly what decoding would give.
-_decoded: dict[str | bytes, tuple[SessionData, int | None]] = {}
-_DECODED_MAX = 4096
+def _refuse_constant(name: str) -> NoReturn:
+    # NaN and Infinity are not JSON: JavaScript's JSON.parse refuses them too.
+    msg = f"{name} is not a JSON value"
+    raise ValueError(msg)
 
 
-def decode_record(text: str | bytes, session_id: str) -> tuple[SessionData, int | None]:
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_parse_value = _decoder.raw_decode
+_WHITESPACE = " \t\n\r"
+
+
+def _parse_object(text: str) -> dict[str, Any]:
+    stripped = text.strip(_WHITESPACE)
+    obj, end = _parse_value(stripped)
+    if end != len(stripped):
+        msg = "extra data after the JSON value"
+        raise ValueError(msg)
+    if not isinstance(obj, dict):
+        msg = f"expected a JSON object, got {type(obj).__name__}"
+        raise TypeError(msg)
+    return obj
+
+
+def decode_record(text: object, session_id: str) -> tuple[SessionData, int | None]:
     """Parse a stored record into its data and expiry (`None`: never expires).
 
-    Raises `CorruptRecordError` naming `session_id` if the text is not a valid record.
+    Raises `CorruptRecordError` naming `session_id` if the value is not a valid record: not
+    text, not UTF-8, not a JSON object (NaN and Infinity are not JSON), or fields of the wrong
+    shape. A fractional ``expiresAt`` reads as the TypeScript store compares it: valid while
+    ``now <= expiresAt``, which for whole milliseconds is its floor.
     """
-    hit = _decoded.get(text)
-    if hit is not None:
-        return hit
-    result = _decode_record(text, session_id)
-    if len(_decoded) >= _DECODED_MAX:
-        _decoded.clear()  # O(1) amortized, and a bound on what the cache holds
-    _decoded[text] = result
-    return result
-
-
-def _decode_record(text: str | bytes, session_id: str) -> tuple[SessionData, int | None]:
     try:
-        obj = json.loads(text)
-        if not isinstance(obj, dict):
-            msg = f"expected a JSON object, got {type(obj).__name__}"
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            text = bytes(text).decode("utf-8")
+        elif not isinstance(text, str):
+            msg = f"expected text, got {type(text).__name__}"
             raise TypeError(msg)
-        record = converter.structure(obj, _Record)
+        record = converter.structure(_parse_object(text), _Record)
     except Exception as exc:
         raise CorruptRecordError(session_id, _describe(exc)) from exc
     return record.data, record.expires_at or None
 
 
-def record_with_expiry(text: str, expires_at: int | None, session_id: str) -> str:
-    """`text` with only its ``expiresAt`` changed; every other field stays exactly as stored."""
-    try:
-        obj = json.loads(text)
-        if not isinstance(obj, dict):
-            msg = f"expected a JSON object, got {type(obj).__name__}"
-            raise TypeError(msg)
-    except Exception as exc:
-        raise CorruptRecordError(session_id, _describe(exc)) from exc
-    if expires_at:
-        obj["expiresAt"] = expires_at
-    else:
-        obj.pop("expiresAt", None)
-    return _dumps(obj)
+def record_with_expiry(text: str, expires_at: int) -> str:
+    """`text` with only the value of its top-level ``expiresAt`` replaced (added if absent).
+
+    Every other byte stays exactly as stored: unknown fields, number spellings (``1e3``),
+    string escapes and whitespace. `text` must be a record `decode_record` accepted.
+    """
+    value = str(int(expires_at))
+    span = _expires_at_span(text)
+    if span is not None:
+        start, end = span
+        return text[:start] + value + text[end:]
+    close = text.rindex("}")
+    body = text[:close].rstrip(_WHITESPACE)
+    separator = "" if body.endswith("{") else ","
+    return f'{body}{separator}"expiresAt":{value}{text[len(body) :]}'
+
+
+def _expires_at_span(text: str) -> tuple[int, int] | None:
+    """Where the value of the last top-level ``expiresAt`` member is (JSON.parse keeps the last)."""
+    pos = len(text) - len(text.lstrip(_WHITESPACE)) + 1  # just after the opening brace
+    found: tuple[int, int] | None = None
+    while True:
+        pos = _skip_space(text, pos)
+        if text[pos] == "}":
+            return found
+        key, pos = _scan_string(text, pos + 1)
+        pos = _skip_space(text, pos) + 1  # the colon
+        start = _skip_space(text, pos)
+        _value, end = _parse_value(text, start)
+        if key == "expiresAt":
+            found = (start, end)
+        pos = _skip_space(text, end)
+        if text[pos] == ",":
+            pos += 1
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _scan_string(text: str, pos: int) -> tuple[str, int]:
+    result: tuple[str, int] = json.decoder.scanstring(text, pos)  # type: ignore[attr-defined]
+    return result
+
+
+Decode = Callable[[Any, str], tuple[SessionData, int | None]]
+"""`decode_record`, or a store's cached equivalent."""
 
 
 def decode_readable(
-    rows: Iterable[tuple[str, AnyText]], prefix: str
+    rows: Iterable[tuple[str, AnyText]], prefix: str, decode: Decode = decode_record
 ) -> Iterator[tuple[str, AnyText, SessionData, int | None]]:
     """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``, lazily.
 
@@ -199,7 +244,7 @@ def decode_readable(
             logger.warning("skipping a record stored under the bare prefix: it has no session id")
             continue
         try:
-            data, expires_at = decode_record(text, session_id)
+            data, expires_at = decode(text, session_id)
         except CorruptRecordError as exc:
             logger.warning(
                 "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
@@ -208,7 +253,7 @@ def decode_readable(
         yield session_id, text, data, expires_at
 
 
-def inspect_record(session_id: str, text: str | bytes) -> SessionRecord:
+def inspect_record(session_id: str, text: object) -> SessionRecord:
     """A stored record as an operator sees it: readable or not, expired or not."""
     try:
         data, expires_at = decode_record(text, session_id)

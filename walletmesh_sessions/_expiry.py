@@ -1,20 +1,50 @@
-"""Expiry arithmetic shared by every store: pure functions of the config and of `now` in ms.
+"""Expiry rules shared by every store: pure functions of the config, `now` and a stored expiry.
 
 Times are integer milliseconds since the Unix epoch, as in the wire format. A session with
 ``expires_at`` of `None` never expires; otherwise it is expired when ``now > expires_at``, so at
-exactly its expiry it is still valid.
+exactly its expiry it is still valid. What a write, a read and a sweep do to a session is
+decided here and only here; stores carry the decisions out on their own storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Iterable
+from typing import Final, Generic, TypeVar
 
-from ._data import SessionStoreConfig
+import attrs
 
-__all__ = ("Clock", "expiry_after_read", "expiry_after_write", "is_expired", "now_ms")
+from ._data import SessionData, SessionStoreConfig
+
+__all__ = (
+    "EXPIRED",
+    "Clock",
+    "Expired",
+    "Sweep",
+    "after_read",
+    "expiry_after_write",
+    "is_expired",
+    "now_ms",
+    "slides_on_read",
+    "sweep",
+)
 
 Clock = Callable[[], float]
 """A zero-argument callable returning seconds since the Unix epoch, like `time.time`."""
+
+Handle = TypeVar("Handle")
+
+
+class Expired(enum.Enum):
+    """The type of `EXPIRED`: what `after_read` answers for a session that must be removed."""
+
+    EXPIRED = "expired"
+
+    def __repr__(self) -> str:
+        return "EXPIRED"
+
+
+EXPIRED: Final = Expired.EXPIRED
 
 
 def now_ms(clock: Clock) -> int:
@@ -27,18 +57,70 @@ def is_expired(expires_at: int | None, now: int) -> bool:
     return expires_at is not None and now > expires_at
 
 
+def slides_on_read(config: SessionStoreConfig) -> bool:
+    """True if reading a session moves its expiry (refresh on access, with a lifetime)."""
+    return config.refresh_on_access and config.lifetime_ms is not None
+
+
 def expiry_after_write(config: SessionStoreConfig, now: int) -> int | None:
     """The expiry a session gets when it is stored at `now`: now + lifetime, or none."""
     lifetime = config.lifetime_ms
     return None if lifetime is None else now + lifetime
 
 
-def expiry_after_read(config: SessionStoreConfig, now: int, current: int | None) -> int | None:
-    """The expiry after a successful read: slid to now + lifetime when refreshing, else unchanged.
+def after_read(config: SessionStoreConfig, now: int, stored: int | None) -> int | Expired | None:
+    """What a read at `now` does to a session whose stored expiry is `stored`.
 
-    With `refresh_on_access` and a lifetime, a session stored without an expiry gets one too.
+    `EXPIRED`: the session has expired; the read answers "none" and removes it (only if it
+    is unchanged). Otherwise the expiry the session has after the read: `stored` itself, or
+    now + lifetime when the store slides on read (a session stored without an expiry then gets
+    one, as the TypeScript store does). A store writes the new expiry only when it differs
+    from `stored`, and changes nothing else.
     """
+    if stored is not None and now > stored:
+        return EXPIRED
     lifetime = config.lifetime_ms
     if config.refresh_on_access and lifetime is not None:
         return now + lifetime
-    return current
+    return stored
+
+
+@attrs.define
+class Sweep(Generic[Handle]):
+    """What one pass over stored sessions found and must change.
+
+    `found`: the live sessions (for `get_all`). `removals`: the handles of expired sessions,
+    to remove only if unchanged. `slides`: live sessions whose expiry moves, as
+    ``(handle, new_expiry)``, to write only if unchanged. A handle is whatever the store needs
+    to find the record again and compare it (a key, the text read, or both).
+    """
+
+    found: dict[str, SessionData] = attrs.field(factory=dict)
+    removals: list[Handle] = attrs.field(factory=list)
+    slides: list[tuple[Handle, int]] = attrs.field(factory=list)
+
+
+def sweep(
+    config: SessionStoreConfig,
+    now: int,
+    records: Iterable[tuple[str, Handle, SessionData, int | None]],
+    *,
+    collect: bool,
+) -> Sweep[Handle]:
+    """Decide a pass over ``(session_id, handle, data, expires_at)`` records at `now`.
+
+    Expired records are always listed for removal. With `collect` (`get_all`), live ones are
+    returned in `found` and each is read as `after_read` says, so a refreshing store slides
+    them; without it (`clean_expired`), live ones are left alone.
+    """
+    result: Sweep[Handle] = Sweep()
+    found, removals, slides = result.found, result.removals, result.slides
+    for session_id, handle, data, stored in records:
+        if stored is not None and now > stored:
+            removals.append(handle)
+        elif collect:
+            found[session_id] = data
+            after = after_read(config, now, stored)
+            if after is not EXPIRED and after is not None and after != stored:
+                slides.append((handle, after))
+    return result

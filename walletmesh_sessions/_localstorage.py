@@ -6,19 +6,21 @@ Backed by a SQLite file (durable, shared by processes: the embedded default) or 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio.to_thread
 
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import InvalidConfigError, StoreClosedError
 from ._expiry import Clock
-from ._mapping_store import MappingSessions
-from ._sqlite_store import Deferred, SqliteSessions
+from ._mapping_backend import MappingBackend
+from ._protocol import DEFERRED, Backend, Deferred
+from ._sqlite_backend import SqliteBackend
 from ._validation import (
     check_clock,
     check_config,
@@ -30,6 +32,7 @@ from ._validation import (
 __all__ = ("LocalStorageSessionStore",)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Storage = str | os.PathLike[str] | MutableMapping[str, str]
 
 
@@ -55,18 +58,18 @@ class LocalStorageSessionStore:
         clock = check_clock(clock)
         self._config = config
         self._prefix = prefix
-        self._sqlite: SqliteSessions | None = None
-        self._backend: SqliteSessions | MappingSessions
+        self._sqlite: SqliteBackend | None = None
+        self._backend: Backend
         self._closed = False
         if isinstance(storage, (str, os.PathLike)):
             path: object = os.fspath(storage)
             if not isinstance(path, str) or not path:
                 msg = f"storage path must be a non-empty str path, got {storage!r}"
                 raise InvalidConfigError(msg)
-            self._sqlite = self._backend = SqliteSessions(path, prefix, config, clock)
+            self._sqlite = self._backend = SqliteBackend(path, prefix, config, clock)
             self._description = f"sqlite file {path!r}"
         elif isinstance(storage, MutableMapping):
-            self._backend = MappingSessions(storage, prefix, config, clock)
+            self._backend = MappingBackend(storage, prefix, config, clock)
             self._description = f"{type(storage).__name__} mapping"
         else:
             msg = (
@@ -92,21 +95,30 @@ class LocalStorageSessionStore:
     def __repr__(self) -> str:
         return f"LocalStorageSessionStore({self._description}, prefix={self._prefix!r})"
 
-    async def _run(self, operation: Callable[[], T]) -> T:
-        """Run a backend operation: SQLite's in a worker thread, a mapping's right here."""
+    async def _call(
+        self,
+        operation: Callable[Concatenate[bool, P], T | Deferred],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Try `operation` now on this thread; if it must wait, run it in a worker thread."""
         if self._closed:
             msg = f"{self!r} is closed"
             raise StoreClosedError(msg)
-        if self._sqlite is not None:
-            return await anyio.to_thread.run_sync(operation)
-        return operation()
+        now = operation(False, *args, **kwargs)
+        if now is not DEFERRED:
+            return now
+        later = await anyio.to_thread.run_sync(functools.partial(operation, True, *args, **kwargs))
+        if later is DEFERRED:  # pragma: no cover - a backend never defers when it may wait
+            msg = f"{operation!r} deferred although it may wait"
+            raise AssertionError(msg)
+        return later
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`; its expiry becomes now + lifetime, or none."""
         session_id = check_session_id(session_id)
         data = check_session_data(data)
-        backend = self._backend
-        await self._run(lambda: backend.set(session_id, data))
+        await self._call(self._backend.set, session_id, data)
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
@@ -118,35 +130,24 @@ class LocalStorageSessionStore:
         Raises `CorruptRecordError` if the stored record under this id is not readable.
         """
         session_id = check_session_id(session_id)
-        sqlite = self._sqlite
-        if sqlite is not None and not self._closed:
-            # Most lookups are a plain indexed read: answering here saves the thread hop.
-            found = sqlite.get_without_waiting(session_id)
-            if not isinstance(found, Deferred):
-                return found
-        backend = self._backend
-        return await self._run(lambda: backend.get(session_id))
+        return await self._call(self._backend.get, session_id)
 
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session, keyed by session id; unreadable records are skipped."""
-        backend = self._backend
-        return await self._run(backend.get_all)
+        return await self._call(self._backend.get_all)
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
         session_id = check_session_id(session_id)
-        backend = self._backend
-        await self._run(lambda: backend.delete(session_id))
+        await self._call(self._backend.delete, session_id)
 
     async def clear(self) -> None:
         """Remove every key under the prefix, unreadable records included; nothing else."""
-        backend = self._backend
-        await self._run(backend.clear)
+        await self._call(self._backend.clear)
 
     async def clean_expired(self) -> int:
         """Remove every expired session and return how many this call removed."""
-        backend = self._backend
-        return await self._run(backend.clean_expired)
+        return await self._call(self._backend.clean_expired)
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every record under the prefix (or the one named), expired and unreadable ones included.
@@ -155,14 +156,12 @@ class LocalStorageSessionStore:
         """
         if session_id is not None:
             session_id = check_session_id(session_id)
-        backend = self._backend
-        return await self._run(lambda: backend.inspect(session_id))
+        return await self._call(self._backend.inspect, session_id)
 
     async def aclose(self) -> None:
         """Release the file; later calls raise `StoreClosedError`. Closing twice is fine."""
         self._closed = True
-        if self._sqlite is not None:
-            await anyio.to_thread.run_sync(self._sqlite.close)
+        await anyio.to_thread.run_sync(self._backend.close)
 
     async def __aenter__(self) -> LocalStorageSessionStore:
         return self

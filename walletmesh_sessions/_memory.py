@@ -8,7 +8,17 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from ._data import SessionData, SessionRecord, SessionStoreConfig
-from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
+from ._errors import StoreClosedError
+from ._expiry import (
+    EXPIRED,
+    Clock,
+    after_read,
+    expiry_after_write,
+    is_expired,
+    now_ms,
+    slides_on_read,
+    sweep,
+)
 from ._validation import check_clock, check_config, check_session_data, check_session_id
 
 __all__ = ("MemorySessionStore",)
@@ -18,6 +28,10 @@ _Entry = tuple[SessionData, int | None]
 # Expired sessions reclaimed from the front of the expiry order on every `set`: a small
 # constant, so writes stay O(1) while memory never fills with sessions nobody reads again.
 _RECLAIM_PER_WRITE = 2
+# Out of expiry order (the clock stepped back), a write scans the whole store once it has
+# grown this many times past its size at the last scan: amortized O(1), and bounded memory.
+_RESCAN_GROWTH = 2
+_RESCAN_MIN = 64
 
 
 def _order_key(expires_at: int | None) -> float:
@@ -30,7 +44,8 @@ class MemorySessionStore:
     Sessions are held in expiry order (every write and refresh moves one to the back, and with a
     single lifetime that is its expiry order), so `clean_expired` only visits expired sessions,
     and each `set` reclaims a few expired ones from the front. If the clock steps back and
-    breaks that order, the next `clean_expired` scans once and restores it.
+    breaks that order, the next `clean_expired`, or a `set` once the store has doubled, scans
+    once and restores it. After `aclose()` every call raises `StoreClosedError`.
     """
 
     def __init__(
@@ -41,7 +56,9 @@ class MemorySessionStore:
         self._sessions: OrderedDict[str, _Entry] = OrderedDict()
         self._in_expiry_order = True
         self._latest_expiry: float = float("-inf")
-        self._refreshes = self._config.refresh_on_access and self._config.lifetime is not None
+        self._size_at_scan = 0
+        self._slides = slides_on_read(self._config)
+        self._closed = False
 
     @property
     def config(self) -> SessionStoreConfig:
@@ -57,8 +74,14 @@ class MemorySessionStore:
             session_id = check_session_id(session_id)
         if type(data) is not SessionData:
             data = check_session_data(data)
+        if self._closed:
+            self._refuse()
         now = now_ms(self._clock)
         self._put(session_id, data, expiry_after_write(self._config, now))
+        if not self._in_expiry_order:
+            if len(self._sessions) > _RESCAN_GROWTH * max(self._size_at_scan, _RESCAN_MIN):
+                self._clean_by_scan(now)
+            return
         # Reclaim only when the front session has expired: one peek on the common path.
         front_expiry = next(iter(self._sessions.values()))[1]
         if is_expired(front_expiry, now):
@@ -74,43 +97,58 @@ class MemorySessionStore:
 
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session, in a new dict; expired ones met on the way are removed."""
+        if self._closed:
+            self._refuse()
         now = now_ms(self._clock)
         sessions = self._sessions
-        found: dict[str, SessionData] = {}
-        expired: list[str] = []
-        for session_id, (data, expires_at) in sessions.items():
-            if is_expired(expires_at, now):
-                expired.append(session_id)
-            else:
-                found[session_id] = data
-        for session_id in expired:
+        result = sweep(
+            self._config,
+            now,
+            ((sid, sid, data, expires_at) for sid, (data, expires_at) in sessions.items()),
+            collect=True,
+        )
+        for session_id in result.removals:
             del sessions[session_id]
-        if self._refreshes:
-            for session_id, data in found.items():
-                self._put(session_id, data, expiry_after_read(self._config, now, None))
+        found = result.found
+        for session_id, expires_at in result.slides:
+            self._put(session_id, found[session_id], expires_at)
         return found
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
-        self._sessions.pop(check_session_id(session_id), None)
+        session_id = check_session_id(session_id)
+        if self._closed:
+            self._refuse()
+        self._sessions.pop(session_id, None)
 
     async def clear(self) -> None:
         """Remove every session."""
+        if self._closed:
+            self._refuse()
+        self._forget()
+
+    def _forget(self) -> None:
         self._sessions.clear()
         self._in_expiry_order = True
         self._latest_expiry = float("-inf")
+        self._size_at_scan = 0
 
     async def clean_expired(self) -> int:
         """Remove every expired session and return how many were removed.
 
         Costs in proportion to the expired sessions while the clock moves forward.
         """
+        if self._closed:
+            self._refuse()
+        now = now_ms(self._clock)
         if not self._in_expiry_order:
-            return self._clean_by_scan()
-        return self._reclaim(None, now_ms(self._clock))
+            return self._clean_by_scan(now)
+        return self._reclaim(None, now)
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every stored session (or the one named), expired ones included; nothing changes."""
+        if self._closed:
+            self._refuse()
         if session_id is not None:
             entry = self._sessions.get(check_session_id(session_id))
             entries = [] if entry is None else [(session_id, entry)]
@@ -119,7 +157,13 @@ class MemorySessionStore:
         return [SessionRecord(sid, data, expires_at) for sid, (data, expires_at) in entries]
 
     async def aclose(self) -> None:
-        """Nothing to release; present so every shipped store can be closed the same way."""
+        """Drop every session; later calls raise `StoreClosedError`. Closing twice is fine."""
+        self._closed = True
+        self._forget()
+
+    def _refuse(self) -> None:
+        msg = f"{self!r} is closed"
+        raise StoreClosedError(msg)
 
     async def __aenter__(self) -> MemorySessionStore:
         return self
@@ -136,19 +180,20 @@ class MemorySessionStore:
         # The hot path: a plain ASCII str needs no further checking.
         if type(session_id) is not str or not session_id.isascii() or not session_id:
             session_id = check_session_id(session_id)
+        if self._closed:
+            self._refuse()
         entry = self._sessions.get(session_id)
         if entry is None:
             return None
-        data, expires_at = entry
-        refreshes = self._refreshes
-        if expires_at is None and not refreshes:
-            return data
-        now = now_ms(self._clock)
-        if is_expired(expires_at, now):
+        data, stored = entry
+        if stored is None and not self._slides:
+            return data  # what after_read answers, without reading the clock
+        after = after_read(self._config, now_ms(self._clock), stored)
+        if after is EXPIRED:
             del self._sessions[session_id]
             return None
-        if refreshes:
-            self._put(session_id, data, expiry_after_read(self._config, now, expires_at))
+        if after != stored:
+            self._put(session_id, data, after)
         return data
 
     def _put(self, session_id: str, data: SessionData, expires_at: int | None) -> None:
@@ -174,8 +219,7 @@ class MemorySessionStore:
             removed += 1
         return removed
 
-    def _clean_by_scan(self) -> int:
-        now = now_ms(self._clock)
+    def _clean_by_scan(self, now: int) -> int:
         live = [
             (session_id, entry)
             for session_id, entry in self._sessions.items()
@@ -186,4 +230,5 @@ class MemorySessionStore:
         self._sessions = OrderedDict(live)
         self._in_expiry_order = True
         self._latest_expiry = _order_key(live[-1][1][1]) if live else float("-inf")
+        self._size_at_scan = len(live)
         return removed

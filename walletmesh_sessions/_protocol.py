@@ -1,18 +1,20 @@
 """The protocols stores satisfy structurally: `SessionStore` (the seven methods) and its seams.
 
 `SessionStore` is the contract. `ClosableSessionStore` adds closing (`aclose`, ``async with``),
-and `Inspectable` the operator's read-only view that the command line uses.
+and `Inspectable` the operator's read-only view that the command line uses. `Backend` (private)
+is the seam under stores whose storage blocks (a SQLite file): try now, else defer to a thread.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from ._data import SessionData, SessionRecord
 
-__all__ = ("ClosableSessionStore", "Inspectable", "SessionStore")
+__all__ = ("DEFERRED", "Backend", "ClosableSessionStore", "Deferred", "Inspectable", "SessionStore")
 
 _Self = TypeVar("_Self", bound="ClosableSessionStore")
 
@@ -101,4 +103,44 @@ class Inspectable(Protocol):
 
         Nothing is refreshed or removed.
         """
+        ...
+
+
+class Deferred(enum.Enum):
+    """The type of `DEFERRED`: a backend's answer when a call must wait in a worker thread."""
+
+    DEFERRED = "deferred"
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED: Final = Deferred.DEFERRED
+
+
+class Backend(Protocol):
+    """Blocking storage under a store (private): each call is tried now, else in a thread.
+
+    Every operation takes `wait` first. With ``wait=False`` it runs on the event loop's thread
+    and must not block: it finishes at once, or changes nothing and answers `DEFERRED`. The
+    store then calls it again with ``wait=True`` in a worker thread, where it may wait. Session
+    ids are checked by the store before any call.
+    """
+
+    def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None: ...
+
+    def get(self, wait: bool, session_id: str) -> SessionData | Deferred | None: ...
+
+    def get_all(self, wait: bool) -> dict[str, SessionData] | Deferred: ...
+
+    def delete(self, wait: bool, session_id: str) -> Deferred | None: ...
+
+    def clear(self, wait: bool) -> Deferred | None: ...
+
+    def clean_expired(self, wait: bool) -> int | Deferred: ...
+
+    def inspect(self, wait: bool, session_id: str | None) -> list[SessionRecord] | Deferred: ...
+
+    def close(self) -> None:
+        """Release what the backend holds; blocking, called in a worker thread."""
         ...

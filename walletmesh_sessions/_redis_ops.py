@@ -23,7 +23,7 @@ from ._codec import (
 )
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import CorruptRecordError
-from ._expiry import Clock, expiry_after_read, expiry_after_write, is_expired, now_ms
+from ._expiry import Clock, after_read, expiry_after_write, is_expired, now_ms
 from ._log import logger, short_id
 
 __all__ = (
@@ -188,8 +188,9 @@ def _decode(raw: Key, session_id: str) -> tuple[str, SessionData, int | None]:
 def _refresh(
     space: Keyspace, key: Key, raw: Key, text: str, session_id: str, now: int
 ) -> RunScript:
-    expires_at = expiry_after_read(space.config, now, None)
-    new_text = record_with_expiry(text, expires_at, session_id)
+    expires_at = after_read(space.config, now, None)
+    assert isinstance(expires_at, int)
+    new_text = record_with_expiry(text, expires_at)
     return RunScript(COMPARE_AND_REFRESH, key, (raw, new_text, space.ttl_ms))
 
 
