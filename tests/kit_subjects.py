@@ -16,7 +16,7 @@ from walletmesh_sessions import (
 from walletmesh_sessions._expiry import Clock
 
 PREFIX = "session:"
-BUGS = frozenset({"off_by_one", "stale_refresh", "greedy_clear", "miscount"})
+BUGS = frozenset({"off_by_one", "stale_refresh", "revive_deleted", "greedy_clear", "miscount"})
 
 
 class SimpleStore:
@@ -79,6 +79,10 @@ class SimpleStore:
             if "stale_refresh" in self.bugs:
                 await anyio.lowlevel.checkpoint()  # e.g. a round trip to a database
                 self.storage[key] = (entry[0], now + lifetime)
+            elif "revive_deleted" in self.bugs:
+                await anyio.lowlevel.checkpoint()
+                # Keeps a concurrent set's data, but writes the key back even if it was deleted.
+                self.storage[key] = (self.storage.get(key, entry)[0], now + lifetime)
             elif key in self.storage:
                 self.storage[key] = (self.storage[key][0], now + lifetime)
         return entry[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,11 @@ class TestKit:
         [
             ("off_by_one", "test_valid_at_exactly_expiry", "expired at exactly its expiry"),
             ("stale_refresh", "test_refresh_never_undoes_a_set", "a refresh wrote back stale data"),
+            (
+                "revive_deleted",
+                "test_concurrent_refresh_never_revives_deleted",
+                "a refresh brought back a deleted session",
+            ),
             ("greedy_clear", "test_foreign_data_survives", "changed data outside the store"),
             ("miscount", "test_clean_expired_counts", "clean_expired"),
         ],
@@ -69,4 +75,40 @@ class TestKit:
         assert f"{failing_rule}[asyncio]" in output
         assert f"{failing_rule}[trio]" in output
         assert message in output
-        assert "test_matches_reference_model" in output or bug in {"stale_refresh", "greedy_clear"}
+        assert "test_matches_reference_model" in output or bug in {
+            "stale_refresh",
+            "revive_deleted",
+            "greedy_clear",
+        }
+
+
+SUBCLASS_SUITE = textwrap.dedent(
+    """
+    import pytest
+    from tests.kit_subjects import SimpleStore
+    from walletmesh_sessions import SessionStore
+    from walletmesh_sessions.testing import SessionStoreContract
+
+
+    class DeclaredStore(SimpleStore, SessionStore):
+        '''A user's store that names the protocol it implements.'''
+
+
+    class TestDeclaredStore(SessionStoreContract):
+        @pytest.fixture
+        def store_factory(self):
+            storage = {}
+            return lambda config, clock: DeclaredStore(storage, config, clock)
+    """
+)
+
+
+def test_kit_accepts_a_store_that_subclasses_the_protocol(pytester: pytest.Pytester) -> None:
+    """The kit checks the contract: subclassing SessionStore explicitly is the user's right."""
+    pytester.makepyfile(test_declared=SUBCLASS_SUITE)
+    # In a fresh process: hypothesis' stateful machinery is built once per process.
+    pytester.syspathinsert(str(Path(__file__).parent.parent))
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-W", "error")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()
+    assert outcomes["passed"] > 100

@@ -91,3 +91,21 @@ def test_fake_clock_needs_no_test_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "pip install 'walletmesh-sessions[testing]'" in result.stdout
+
+
+def test_shipped_stores_do_not_inherit_the_protocols() -> None:
+    """Our own stores satisfy every protocol structurally, never by subclassing one."""
+    from walletmesh_sessions import (
+        ClosableSessionStore,
+        Inspectable,
+        LocalStorageSessionStore,
+        MemorySessionStore,
+        SessionStore,
+    )
+    from walletmesh_sessions.redis import RedisSessionStore
+
+    for store in (MemorySessionStore, LocalStorageSessionStore, RedisSessionStore):
+        bases = set(store.__mro__)
+        assert bases.isdisjoint({SessionStore, ClosableSessionStore, Inspectable}), store
+        assert issubclass(store, ClosableSessionStore)
+        assert issubclass(store, Inspectable)
