@@ -11,6 +11,7 @@ from walletmesh_sessions import (
     InvalidSessionDataError,
     InvalidSessionIdError,
     SessionData,
+    SessionIdTypeError,
     SessionStoreConfig,
 )
 from walletmesh_sessions._expiry import Clock
@@ -44,7 +45,9 @@ class SimpleStore:
         return now >= expires_at if "off_by_one" in self.bugs else now > expires_at
 
     def _key(self, session_id: object) -> str:
-        if not isinstance(session_id, str) or not session_id:
+        if not isinstance(session_id, str):
+            raise SessionIdTypeError(f"bad session id {session_id!r}")
+        if not session_id:
             raise InvalidSessionIdError(f"bad session id {session_id!r}")
         try:
             session_id.encode()

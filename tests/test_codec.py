@@ -35,7 +35,7 @@ sessions = st.builds(
     id=text,
     origin=text,
     permissions=st.dictionaries(text, st.lists(text, max_size=4), max_size=4),
-    created_at=st.none() | st.integers(min_value=-(2**53), max_value=2**53),
+    created_at=st.none() | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),
 )
 
 

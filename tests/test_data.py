@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -11,11 +12,14 @@ import pytest
 from walletmesh_sessions import (
     InvalidConfigError,
     InvalidSessionDataError,
+    InvalidSessionIdError,
     SessionData,
+    SessionIdTypeError,
     SessionStoreConfig,
     SessionStoreError,
     new_session_id,
 )
+from walletmesh_sessions._validation import check_session_id
 
 
 class TestSessionData:
@@ -54,9 +58,9 @@ class TestSessionData:
         assert a != SessionData("s", "o", {"c": ["n"]}, 5)
 
     def test_repr_is_readable(self) -> None:
-        """The repr shows plain dicts and lists."""
+        """The repr shows what permissions holds (tuples), never a dict it does not equal."""
         assert repr(SessionData("s", "o", {"c": ["m"]})) == (
-            "SessionData(id='s', origin='o', permissions={'c': ['m']}, created_at=None)"
+            "SessionData(id='s', origin='o', permissions={'c': ('m',)}, created_at=None)"
         )
 
     @pytest.mark.parametrize(
@@ -70,6 +74,8 @@ class TestSessionData:
             {"id": "s", "origin": "o", "permissions": {1: ["m"]}},
             {"id": "s", "origin": "o", "created_at": 1.5},
             {"id": "s", "origin": "o", "created_at": True},
+            {"id": "s", "origin": "o", "created_at": 2**53},
+            {"id": "s", "origin": "o", "created_at": -(2**53)},
             {"id": "\ud800", "origin": "o"},
         ],
         ids=repr,
@@ -143,3 +149,65 @@ class TestNewSessionId:
             assert set(sid) <= set(
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
             )
+
+
+class TestPlainJson:
+    """to_json/from_json: the way out to plain JSON types, for web frameworks."""
+
+    def test_to_json_has_lists(self) -> None:
+        """The TypeScript session object, with lists: equal to what JSON parsing gives."""
+        data = SessionData("s", "https://a.example", {"eip155:1": ("eth_accounts",)}, created_at=5)
+        assert data.to_json() == {
+            "id": "s",
+            "origin": "https://a.example",
+            "permissions": {"eip155:1": ["eth_accounts"]},
+            "createdAt": 5,
+        }
+        assert json.loads(json.dumps(data.to_json())) == data.to_json()
+        assert "createdAt" not in SessionData("s", "o").to_json()
+
+    def test_from_json_is_the_inverse(self) -> None:
+        """from_json(to_json(x)) == x; unknown fields are ignored."""
+        data = SessionData("s", "o", {"c": ["m", "n"]}, created_at=-(2**53 - 1))
+        assert SessionData.from_json(data.to_json()) == data
+        assert SessionData.from_json({"id": "s", "origin": "o", "extra": 1}) == SessionData(
+            "s", "o"
+        )
+
+    @pytest.mark.parametrize(
+        "obj",
+        [
+            None,
+            [],
+            {"id": "s"},
+            {"id": 1, "origin": "o"},
+            {"id": "s", "origin": "o", "permissions": {"c": "m"}},
+        ],
+    )
+    def test_from_json_refuses(self, obj: Any) -> None:
+        """Anything else is an InvalidSessionDataError."""
+        with pytest.raises(InvalidSessionDataError):
+            SessionData.from_json(obj)
+
+    def test_largest_safe_created_at(self) -> None:
+        """+/-(2**53 - 1) is accepted: JavaScript reads it back exactly."""
+        assert SessionData("s", "o", created_at=2**53 - 1).created_at == 2**53 - 1
+
+
+class TestBadIds:
+    """A non-str id is a TypeError; an empty or invalid str a ValueError; both one class."""
+
+    @pytest.mark.parametrize("bad_id", [1, None, b"id", ["id"]], ids=repr)
+    def test_not_a_str(self, bad_id: Any) -> None:
+        """Not a str: SessionIdTypeError, a TypeError and an InvalidSessionIdError."""
+        with pytest.raises(SessionIdTypeError) as info:
+            check_session_id(bad_id)
+        assert isinstance(info.value, TypeError)
+        assert isinstance(info.value, InvalidSessionIdError)
+
+    @pytest.mark.parametrize("bad_id", ["", "\ud800"], ids=repr)
+    def test_bad_text(self, bad_id: str) -> None:
+        """A str that is empty or not valid text: a ValueError, not a TypeError."""
+        with pytest.raises(InvalidSessionIdError) as info:
+            check_session_id(bad_id)
+        assert not isinstance(info.value, TypeError)

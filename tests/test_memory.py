@@ -11,6 +11,7 @@ from walletmesh_sessions import (
     MemorySessionStore,
     SessionData,
     SessionStoreConfig,
+    StoreClosedError,
     default_store,
 )
 from walletmesh_sessions.testing import FakeClock
@@ -50,6 +51,45 @@ class TestReclaim:
         assert store._in_expiry_order
         assert list(await store.get_all()) == ["a"]
 
+    async def test_second_step_back_after_a_scan(self, clock: FakeClock) -> None:
+        """After a scan restored the order, a later step back is noticed again."""
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        await store.set("a", data(1))
+        clock.advance(seconds=-120)
+        await store.set("b", data(2))
+        assert await store.clean_expired() == 0  # scans, and restores the order
+        clock.advance(seconds=-120)
+        await store.set("c", data(3))  # expires before "a" and "b", but is stored last
+        clock.advance(seconds=140)
+        assert await store.clean_expired() == 1
+        assert sorted(store._sessions) == ["a", "b"]
+
+    async def test_writes_recover_from_a_clock_step_back(self, clock: FakeClock) -> None:
+        """Set-only traffic after the clock steps back an hour keeps memory near the live set."""
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        for n in range(100):
+            await store.set(f"before{n}", data(n))
+        clock.advance(seconds=-3600)
+        largest = 0
+        for n in range(7200):  # two hours of one new session a second, none ever read
+            clock.advance(seconds=1)
+            await store.set(f"after{n}", data(n))
+            largest = max(largest, len(store._sessions))
+        # The hundred early sessions stay valid until the clock is back where it was.
+        most_live = 100 + 61
+        assert largest <= 2 * most_live + 1, largest  # without the rescan: thousands
+        assert len(await store.get_all()) == 61
+
+    async def test_get_all_removes_expired(self, clock: FakeClock) -> None:
+        """get_all drops the expired sessions it meets, not only hides them."""
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        await store.set("a", data(1))
+        clock.advance(seconds=61)
+        await store.set("b", data(2))
+        store._reclaim(0, 0)  # nothing reclaimed by the write path beyond this point
+        assert await store.get_all() == {"b": data(2)}
+        assert "a" not in store._sessions
+
     async def test_refresh_moves_to_back(self, clock: FakeClock) -> None:
         """A refreshed session is no longer at the front of the expiry order."""
         config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
@@ -62,6 +102,31 @@ class TestReclaim:
         clock.advance(seconds=31)
         assert await store.clean_expired() == 1
         assert await store.get("a") == data(1)
+
+
+class TestClosed:
+    """A closed memory store refuses every call, as the other stores do."""
+
+    async def test_every_method_refuses(self) -> None:
+        """After aclose(), each method raises StoreClosedError; closing twice is fine."""
+        store = MemorySessionStore()
+        await store.set("a", data(1))
+        await store.aclose()
+        await store.aclose()
+        calls = [
+            store.set("a", data(1)),
+            store.get("a"),
+            store.validate_and_refresh("a"),
+            store.get_all(),
+            store.delete("a"),
+            store.clear(),
+            store.clean_expired(),
+            store.inspect(),
+        ]
+        for call in calls:
+            with pytest.raises(StoreClosedError):
+                await call
+        assert store._sessions == {}
 
 
 class TestConstruction:

@@ -11,6 +11,7 @@ from ._errors import InvalidConfigError as InvalidConfigError
 from ._errors import InvalidSessionDataError as InvalidSessionDataError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import SessionIdTypeError as SessionIdTypeError
 from ._errors import SessionStoreError as SessionStoreError
 from ._errors import StoreClosedError as StoreClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
@@ -33,6 +34,7 @@ __all__ = (
     "MemorySessionStore",
     "MissingDependencyError",
     "SessionData",
+    "SessionIdTypeError",
     "SessionRecord",
     "SessionStore",
     "SessionStoreConfig",

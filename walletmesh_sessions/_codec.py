@@ -23,7 +23,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.json import make_converter
 
 from ._data import SessionData, SessionRecord
-from ._errors import CorruptRecordError
+from ._errors import CorruptRecordError, InvalidSessionDataError
 from ._log import logger, short_id
 
 __all__ = (
@@ -124,8 +124,17 @@ def session_to_json(data: SessionData) -> dict[str, Any]:
 
 
 def session_from_json(obj: Any) -> SessionData:
-    """Read a TypeScript session object; unknown fields are ignored, missing permissions empty."""
-    result: SessionData = converter.structure(obj, SessionData)
+    """Read a TypeScript session object; unknown fields are ignored, missing permissions empty.
+
+    Raises `InvalidSessionDataError` (with the reason) if `obj` is not one.
+    """
+    try:
+        result: SessionData = converter.structure(obj, SessionData)
+    except InvalidSessionDataError:
+        raise
+    except Exception as exc:
+        msg = f"not a session object: {_describe(exc)}"
+        raise InvalidSessionDataError(msg) from exc
     return result
 
 

@@ -49,14 +49,25 @@ def _check_text(_instance: object, attribute: attrs.Attribute[Any], value: objec
         raise InvalidSessionDataError(msg)
 
 
+# The largest integer JavaScript reads back exactly: createdAt must survive JSON.parse.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def _check_created_at(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (type(value) is not int):
         msg = f"SessionData.created_at must be an int (ms since the epoch) or None, got {value!r}"
         raise InvalidSessionDataError(msg)
+    if value is not None and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        msg = (
+            "SessionData.created_at must be within +/-(2**53 - 1), which JavaScript reads "
+            f"exactly, got {value!r}"
+        )
+        raise InvalidSessionDataError(msg)
 
 
 def _permissions_repr(value: Mapping[str, tuple[str, ...]]) -> str:
-    return repr({chain_id: list(names) for chain_id, names in value.items()})
+    # What the mapping holds (tuples), so the repr never suggests it equals a dict of lists.
+    return repr(dict(value))
 
 
 @attrs.frozen
@@ -77,6 +88,27 @@ class SessionData:
         repr=_permissions_repr,
     )
     created_at: int | None = attrs.field(default=None, validator=_check_created_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """This session as plain JSON types, exactly the TypeScript package's session object.
+
+        ``{"id", "origin", "permissions": {chain: [methods]}}``, plus ``"createdAt"`` when set:
+        lists, not tuples, so it compares equal to parsed JSON and any web framework can
+        return it.
+        """
+        from ._codec import session_to_json  # the wire format's one home imports this module
+
+        return session_to_json(self)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> SessionData:
+        """The inverse of `to_json`: read a TypeScript session object (unknown fields ignored).
+
+        Raises `InvalidSessionDataError` if `obj` is not a valid session object.
+        """
+        from ._codec import session_from_json
+
+        return session_from_json(obj)
 
 
 def _to_lifetime(value: timedelta | float | None) -> timedelta | None:

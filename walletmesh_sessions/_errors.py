@@ -8,6 +8,7 @@ __all__ = (
     "InvalidSessionDataError",
     "InvalidSessionIdError",
     "MissingDependencyError",
+    "SessionIdTypeError",
     "SessionStoreError",
     "StoreClosedError",
     "StoreUnavailableError",
@@ -20,6 +21,13 @@ class SessionStoreError(Exception):
 
 class InvalidSessionIdError(SessionStoreError, ValueError):
     """A session id that is not a non-empty str of valid Unicode text."""
+
+
+class SessionIdTypeError(InvalidSessionIdError, TypeError):
+    """A session id that is not a str at all (an int, None, bytes): also a `TypeError`.
+
+    Still an `InvalidSessionIdError`, so one ``except`` catches every bad id.
+    """
 
 
 class InvalidSessionDataError(SessionStoreError, TypeError):

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 from ._data import SessionData, SessionStoreConfig
-from ._errors import InvalidConfigError, InvalidSessionDataError, InvalidSessionIdError
+from ._errors import (
+    InvalidConfigError,
+    InvalidSessionDataError,
+    InvalidSessionIdError,
+    SessionIdTypeError,
+)
 from ._expiry import Clock
 from ._text import is_unicode_text
 
@@ -20,7 +25,10 @@ __all__ = (
 
 def check_session_id(session_id: object) -> str:
     """Return `session_id` if it is a non-empty str of valid Unicode text, else raise."""
-    if not isinstance(session_id, str) or not session_id:
+    if not isinstance(session_id, str):
+        msg = f"session id must be a str, got {type(session_id).__name__}: {session_id!r}"
+        raise SessionIdTypeError(msg)
+    if not session_id:
         msg = f"session id must be a non-empty str, got {session_id!r}"
         raise InvalidSessionIdError(msg)
     if not is_unicode_text(session_id):

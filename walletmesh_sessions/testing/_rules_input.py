@@ -24,11 +24,15 @@ class InputRules(StoreFixtures):
     async def test_bad_ids_refused(self, store: SessionStore, bad_id: Any) -> None:
         """Every method that takes an id refuses a bad one, and nothing changes."""
         await store.set("keep", session())
+        # Not a str at all is a TypeError; an empty or invalid-text str is a ValueError.
+        builtin = ValueError if isinstance(bad_id, str) else TypeError
         for name in ("get", "validate_and_refresh", "delete"):
-            with pytest.raises(InvalidSessionIdError):
+            with pytest.raises(InvalidSessionIdError) as info:
                 await getattr(store, name)(bad_id)
-        with pytest.raises(InvalidSessionIdError):
+            assert isinstance(info.value, builtin), f"{name}: expected a {builtin.__name__}"
+        with pytest.raises(InvalidSessionIdError) as info:
             await store.set(bad_id, session())
+        assert isinstance(info.value, builtin), f"set: expected a {builtin.__name__}"
         assert dict(await store.get_all()) == {"keep": session()}
 
     @pytest.mark.anyio
