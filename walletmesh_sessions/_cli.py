@@ -19,8 +19,8 @@ from ._data import SessionRecord
 from ._errors import SessionStoreError
 from ._expiry import now_ms
 from ._localstorage import LocalStorageSessionStore
-from ._log import redact
 from ._protocol import ClosableSessionStore, Inspectable
+from ._secrets import redact
 from ._urls import open_store
 
 __all__ = ("main", "main_entry")

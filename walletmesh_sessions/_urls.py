@@ -10,9 +10,9 @@ from ._data import SessionStoreConfig
 from ._errors import InvalidConfigError, MissingDependencyError
 from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
-from ._log import redact
 from ._memory import MemorySessionStore
 from ._protocol import ClosableSessionStore
+from ._secrets import redact
 
 __all__ = ("open_store",)
 
