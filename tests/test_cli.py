@@ -449,7 +449,9 @@ class TestFailures:
         assert "Traceback" not in err
         monkeypatch.setenv("WALLETMESH_SESSIONS_DEBUG", "1")
         assert _cli.main(["--store", url, "stats"]) == 3
-        assert "Traceback" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "Traceback" in err
+        assert "Sekr3t" not in err
 
     def test_interrupted(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

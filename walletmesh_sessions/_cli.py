@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
         return code
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as the Python docs advise.
+        # The reader went away (`| head`): stop quietly, as the Python docs advise (exit 1).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_NOT_FOUND
@@ -90,9 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED, url)
     except Exception as exc:
-        if os.environ.get(DEBUG_VARIABLE) == "1":
-            traceback.print_exc()
-        hint = "" if os.environ.get(DEBUG_VARIABLE) == "1" else f"; {DEBUG_VARIABLE}=1 shows more"
+        # A bug: one line for users, the (masked) traceback for whoever debugs it.
+        debug = os.environ.get(DEBUG_VARIABLE) == "1"
+        if debug:
+            print(redact_message(traceback.format_exc(), url), end="", file=sys.stderr)
+        hint = "" if debug else f"; {DEBUG_VARIABLE}=1 shows the traceback"
         return _fail(f"unexpected error: {type(exc).__name__}: {exc}{hint}", EXIT_STORE, url)
 
 
