@@ -8,12 +8,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
+from importlib import metadata
 from pathlib import Path
 
 import anyio
 import pytest
+import redis
 
-from walletmesh_sessions import SessionData, SessionStoreConfig, open_store
+from walletmesh_sessions import SessionData, SessionStoreConfig, _cli, open_store
 from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 
 ROOT = Path(__file__).parent.parent
@@ -25,15 +28,28 @@ LIVE = {
 CORRUPT = "{not json"
 
 
-def run(
-    *args: str, cwd: Path, url: str | None = None, stdin: str = "", module: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run the command as a user would: the console script, or python -m."""
-    env = {k: v for k, v in os.environ.items() if k != "WALLETMESH_SESSIONS_URL"}
+SCRIPT = Path(sys.executable).parent / "walletmesh-sessions"
+
+
+def environment(url: str | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment without the command's variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETMESH_SESSIONS_")}
     if url is not None:
         env["WALLETMESH_SESSIONS_URL"] = url
-    script = Path(sys.executable).parent / "walletmesh-sessions"
-    command = [sys.executable, "-m", "walletmesh_sessions"] if module else [str(script)]
+    return {**env, **extra}
+
+
+def run(
+    *args: str,
+    cwd: Path,
+    url: str | None = None,
+    stdin: str = "",
+    module: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the command as a user would: the console script, or python -m."""
+    env = environment(url, **(env or {}))
+    command = [sys.executable, "-m", "walletmesh_sessions"] if module else [str(SCRIPT)]
     return subprocess.run(
         [*command, *args],
         cwd=cwd,
@@ -176,17 +192,36 @@ class TestCommands:
         result = run("stats", "--json", "--store", store_url, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         stats = json.loads(result.stdout)
-        assert {k: stats[k] for k in ("sessions", "expired", "unreadable", "never_expire")} == {
+        assert {k: stats[k] for k in ("sessions", "expired", "unreadable", "neverExpire")} == {
             "sessions": 3,
             "expired": 1,
             "unreadable": 1,
-            "never_expire": 0,
+            "neverExpire": 0,
         }
         assert stats["origins"] == {"https://app.example.com": 2, "https://dapp.example.org": 1}
-        assert stats["soonest_expiry"] <= stats["latest_expiry"]
+        assert stats["soonestExpiry"] <= stats["latestExpiry"]
         text = run("stats", "--store", store_url, cwd=tmp_path).stdout
         assert "sessions:       3" in text
+        assert "never expire:   0" in text
         assert "       2  https://app.example.com" in text
+
+    def test_json_keys_are_camel_case(self, store_url: str, tmp_path: Path) -> None:
+        """list --json and stats --json share one key style: the wire format's camelCase."""
+        stats = json.loads(run("stats", "--json", "--store", store_url, cwd=tmp_path).stdout)
+        listing = json.loads(run("list", "--json", "--store", store_url, cwd=tmp_path).stdout)
+        assert set(stats) == {
+            "store",
+            "sessions",
+            "expired",
+            "unreadable",
+            "neverExpire",
+            "soonestExpiry",
+            "latestExpiry",
+            "origins",
+        }
+        assert set(listing[0]) == {"sessionId", "state", "expiresAt", "expires", "data", "error"}
+        for key in [*stats, *listing[0]]:
+            assert "_" not in key
 
 
 class TestUsage:
@@ -218,20 +253,26 @@ class TestUsage:
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [
-            (["--store", "ftp://x", "list"], 3, "unknown store URL scheme"),
-            (["--store", "sqlite:///db?lifetime=-5", "list"], 3, "lifetime must be > 0"),
+            (["--store", "ftp://x", "list"], 2, "unknown store URL scheme"),
+            (["--store", "sqlite:///db?lifetime=-5", "list"], 2, "lifetime must be > 0"),
+            (["--store", "memory://?colour=red", "list"], 2, "unknown option(s) colour"),
+            (["--store", "redis://127.0.0.1:1/0?colour=red", "list"], 2, "unknown option(s)"),
+            (["--store", "redis://127.0.0.1:notaport/0", "list"], 2, "not a Redis URL"),
             (["list", "--store", "redis://127.0.0.1:1/0"], 3, "error:"),
             (["frobnicate"], 2, "invalid choice"),
+            (["--bogus", "list"], 2, "unrecognized arguments: --bogus"),
             (["show"], 2, "the following arguments are required: ID"),
+            (["show", "-abc"], 2, "use -- before an id that starts with '-'"),
         ],
     )
     def test_mistakes_are_one_line(
         self, args: list[str], code: int, message: str, tmp_path: Path
     ) -> None:
-        """User mistakes give an exit code and a message, never a traceback."""
+        """User mistakes give an exit code and a one-line message, never a traceback."""
         result = run(*args, cwd=tmp_path)
         assert result.returncode == code
         assert message in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
         assert "Traceback" not in result.stderr
 
     def test_url_password_is_not_printed(self, tmp_path: Path) -> None:
@@ -239,3 +280,234 @@ class TestUsage:
         result = run("--store", "redis://user:hunter2@127.0.0.1:1/0", "stats", cwd=tmp_path)
         assert result.returncode == 3
         assert "hunter2" not in result.stderr + result.stdout
+
+
+def plant(path: Path, records: dict[str, str]) -> None:
+    """Raw rows in a SQLite store file: key (without prefix) -> value as written."""
+    with sqlite3.connect(path) as conn:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.executemany(
+            f"INSERT INTO {TABLE} VALUES (?, ?, NULL)",
+            [(f"wm_session_{k}", v) for k, v in records.items()],
+        )
+
+
+def record(session_id: str, expires_at: str = "") -> str:
+    """A wire-format record, with `expires_at` as literal JSON text if given."""
+    data = json.dumps({"id": session_id, "origin": "https://far.example", "permissions": {}})
+    return f'{{"data":{data}' + (f',"expiresAt":{expires_at}' if expires_at else "") + "}"
+
+
+class TestIds:
+    """Ids that start with '-' are reachable with --, and the error says so."""
+
+    def test_double_dash(self, tmp_path: Path) -> None:
+        """show -- -abc and delete -- -abc work on a session whose id starts with '-'."""
+        plant(tmp_path / "sessions.db", {"-abc": record("-abc")})
+        shown = run("show", "--", "-abc", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["sessionId"] == "-abc"
+        assert run("delete", "--", "-abc", cwd=tmp_path).returncode == 0
+        assert run("show", "--", "-abc", cwd=tmp_path).returncode == 1
+
+    @pytest.mark.parametrize("command", ["show", "delete"])
+    def test_hint(self, command: str, tmp_path: Path) -> None:
+        """Without --, the one-line error shows the command line that works."""
+        result = run(command, "-abc", cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1
+        expected = (
+            f"use -- before an id that starts with '-': walletmesh-sessions {command} -- -abc"
+        )
+        assert expected in result.stderr
+
+
+class TestStoreOption:
+    """--store takes a URL or a bare SQLite path; --version names the release."""
+
+    def test_relative_path(self, tmp_path: Path) -> None:
+        """A bare relative path is that SQLite file, relative to the working directory."""
+        populate(f"sqlite:///{tmp_path / 'here.db'}")
+        result = run("stats", "--json", "--store", "here.db", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["sessions"] == 3
+
+    def test_absolute_path_and_variable(self, tmp_path: Path) -> None:
+        """A bare absolute path works too, also from the environment variable."""
+        path = tmp_path / "dir with space" / "abs#1.db"
+        path.parent.mkdir()
+        populate(f"sqlite:///{path}".replace("#", "%23").replace(" ", "%20"))
+        result = run("stats", "--json", "--store", str(path), cwd=ROOT)
+        assert json.loads(result.stdout)["sessions"] == 3, result.stderr
+        assert json.loads(run("stats", "--json", cwd=ROOT, url=str(path)).stdout)["sessions"] == 3
+
+    def test_home_expanded(self, tmp_path: Path) -> None:
+        """A leading ~ is the user's home directory."""
+        populate(f"sqlite:///{tmp_path / 'home.db'}")
+        result = run("list", "--store", "~/home.db", cwd=ROOT, env={"HOME": str(tmp_path)})
+        assert result.returncode == 0, result.stderr
+        assert "4 record(s)" in result.stdout
+
+    def test_missing_path(self, tmp_path: Path) -> None:
+        """A bare path that does not exist is the usual missing-file error, and creates nothing."""
+        result = run("list", "--store", "nope.db", cwd=tmp_path)
+        assert result.returncode == 3
+        assert "no session file at 'nope.db'" in result.stderr
+        assert not (tmp_path / "nope.db").exists()
+
+    def test_version(self, tmp_path: Path) -> None:
+        """--version prints the installed distribution's version."""
+        result = run("--version", cwd=tmp_path)
+        assert result.returncode == 0
+        assert result.stdout == f"walletmesh-sessions {metadata.version('walletmesh-sessions')}\n"
+
+
+class TestFarFuture:
+    """Expiries beyond what a datetime holds never crash the command."""
+
+    @pytest.fixture
+    def far(self, tmp_path: Path) -> Path:
+        """One session stored with lifetime=timedelta.max and two planted far in the future."""
+        path = tmp_path / "sessions.db"
+        plant(path, {"e20": record("e20", "1e20"), "int": record("int", "10" + "0" * 19)})
+
+        async def write() -> None:
+            async with open_store(
+                f"sqlite:///{path}", SessionStoreConfig(lifetime=timedelta.max)
+            ) as s:
+                await s.set("max", SessionData("max", "https://far.example"))
+
+        anyio.run(write)
+        return tmp_path
+
+    def test_list(self, far: Path) -> None:
+        """The table says "far future"; --json keeps the raw ms next to it."""
+        result = run("list", cwd=far)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("far future") == 3
+        listing = json.loads(run("list", "--json", cwd=far).stdout)
+        assert {r["expires"] for r in listing} == {"far future"}
+        assert all(r["expiresAt"] > 10**15 for r in listing)
+
+    @pytest.mark.parametrize("session_id", ["e20", "int", "max"])
+    def test_show(self, far: Path, session_id: str) -> None:
+        """show prints the session."""
+        result = run("show", session_id, cwd=far)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["expires"] == "far future"
+
+    def test_stats(self, far: Path) -> None:
+        """stats counts them as live and gives the range."""
+        result = run("stats", "--json", cwd=far)
+        assert result.returncode == 0, result.stderr
+        stats = json.loads(result.stdout)
+        assert (stats["sessions"], stats["latestExpiry"]) == (3, "far future")
+        assert run("stats", cwd=far).returncode == 0
+
+
+class TestFailures:
+    """Every failure is one line on stderr with its exit code."""
+
+    @pytest.mark.parametrize("args", [["list"], ["list", "--json"]])
+    def test_closed_pipe(self, args: list[str], tmp_path: Path) -> None:
+        """A reader that stops early (| head) ends the command quietly, exit 1, no traceback."""
+        plant(tmp_path / "sessions.db", {f"s{i:05}": record(f"s{i:05}") for i in range(3000)})
+        with subprocess.Popen(
+            [str(SCRIPT), *args],
+            cwd=tmp_path,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            assert process.stdout.readline()
+            process.stdout.close()  # far more output is still to come than a pipe holds
+            stderr = process.stderr.read()
+            assert process.wait(timeout=60) == 1
+        assert stderr == ""
+
+    def test_unexpected_error(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A bug is one masked line and exit 3; the traceback only with the debug variable."""
+
+        def broken(url: str) -> None:
+            raise RuntimeError(f"boom\nat {url}")
+
+        monkeypatch.setattr(_cli, "open_store", broken)
+        monkeypatch.delenv("WALLETMESH_SESSIONS_DEBUG", raising=False)
+        url = "redis://u:Sekr3t@h:6379/0?password=Sekr3t"
+        assert _cli.main(["--store", url, "stats"]) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "unexpected error: RuntimeError: boom" in err
+        assert "WALLETMESH_SESSIONS_DEBUG=1" in err
+        assert "Sekr3t" not in err
+        assert "Traceback" not in err
+        monkeypatch.setenv("WALLETMESH_SESSIONS_DEBUG", "1")
+        assert _cli.main(["--store", url, "stats"]) == 3
+        err = capsys.readouterr().err
+        assert "Traceback" in err
+        assert "Sekr3t" not in err
+
+    def test_interrupted(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Ctrl-C is exit 130 and one line."""
+
+        def interrupted(url: str) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(_cli, "open_store", interrupted)
+        assert _cli.main(["--store", "memory://", "stats"]) == 130
+        assert capsys.readouterr().err == "walletmesh-sessions: interrupted\n"
+
+
+class TestSecrets:
+    """A password in the store URL never reaches the output, in any command."""
+
+    @pytest.fixture
+    def secret_url(self, redis_client: redis.Redis, redis_url: str) -> str:
+        """A populated Redis store reached as a user whose password is in the query."""
+        redis_client.acl_setuser(
+            "cli-user", enabled=True, passwords=["+Sekr3t"], keys=["*"], commands=["+@all"]
+        )
+        url = redis_url.replace("redis://", "redis://cli-user@") + "?password=Sekr3t"
+        populate(url)
+        return url
+
+    @pytest.mark.parametrize(
+        "args", [["stats"], ["stats", "--json"], ["list"], ["list", "--json"], ["show", "nope"]]
+    )
+    def test_commands(self, secret_url: str, args: list[str], tmp_path: Path) -> None:
+        """stats and list name the store with the password masked; so does show's error."""
+        result = run(*args, "--store", secret_url, cwd=tmp_path)
+        assert result.returncode == (1 if args[0] == "show" else 0), result.stderr
+        assert "Sekr3t" not in result.stdout + result.stderr
+        if args[0] != "show":
+            assert "https://app.example.com" in result.stdout  # it did reach the store
+        if args != ["list", "--json"]:
+            assert "password=***" in result.stdout + result.stderr
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "redis://127.0.0.1:1/0?password=Sekr3t",
+            "redis://127.0.0.1:notaport/0?password=Sekr3t",
+            "redis://127.0.0.1:1/0?colour=red&password=Sekr3t",
+            "redis://:Sekr3t@127.0.0.1:1/0",
+            "redis://user:Sek#r3t@127.0.0.1:1/0",
+            "sqlite:///s.db?password=Sekr3t",
+            "ftp://u:Sekr3t@h/",
+        ],
+    )
+    def test_errors(self, url: str, tmp_path: Path) -> None:
+        """Failing to open or reach the store: one line, exit 2 or 3, no password."""
+        result = run("stats", "--store", url, cwd=tmp_path)
+        assert result.returncode in (2, 3)
+        assert result.stderr.count("\n") == 1, result.stderr
+        for piece in ("Sekr3t", "Sek", "r3t"):
+            assert piece not in result.stdout + result.stderr

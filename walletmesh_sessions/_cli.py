@@ -5,30 +5,42 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn, TextIO
+from urllib.parse import quote
 
 import anyio
 
 from ._codec import session_to_json
 from ._data import SessionRecord
-from ._errors import SessionStoreError
+from ._errors import InvalidConfigError, SessionStoreError
 from ._expiry import now_ms
 from ._localstorage import LocalStorageSessionStore
-from ._log import redact
 from ._protocol import ClosableSessionStore, Inspectable
+from ._secrets import NOTICE, redact, redact_message
 from ._urls import open_store
 
 __all__ = ("main", "main_entry")
 
 PROG = "walletmesh-sessions"
 URL_VARIABLE = "WALLETMESH_SESSIONS_URL"
+DEBUG_VARIABLE = "WALLETMESH_SESSIONS_DEBUG"
 DEFAULT_URL = "sqlite:///sessions.db"
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EPILOG = (
+    "exit status: 0 ok, 1 not found or aborted, 2 usage error (including a bad --store URL), "
+    f"3 store error, 130 interrupted. Set {DEBUG_VARIABLE}=1 to see tracebacks."
+)
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Arguments that are options of some command, so never a mistyped id.
+OPTIONS = frozenset({"-h", "--help", "--version", "--store", "--json", "--yes"})
 
 
 class CommandFailed(Exception):
@@ -39,54 +51,128 @@ class CommandFailed(Exception):
         self.code = code
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line and exit 2, never usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandFailed(f"error: {message} (see {self.prog} --help)", EXIT_USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit status (see the epilog of ``--help``).
+
+    Every failure is one line on stderr; a traceback only when $WALLETMESH_SESSIONS_DEBUG is 1.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    url = ""
     try:
-        url = getattr(args, "store", None) or os.environ.get(URL_VARIABLE) or DEFAULT_URL
-        store = open_store(url)
-        path = store.path if isinstance(store, LocalStorageSessionStore) else None
-        if path is not None and not os.path.exists(path):
-            # Opening would create an empty file: in the wrong directory that hides the mistake.
-            msg = f"error: no session file at {path!r} (from {redact(url)})"
-            raise CommandFailed(msg, EXIT_STORE)
-        return anyio.run(_run, args, store, redact(url))
+        try:
+            args = _parser().parse_args(argv)
+        except CommandFailed as exc:
+            raise CommandFailed(_with_dash_hint(str(exc), argv), exc.code) from None
+        except SystemExit as exc:  # --help and --version
+            sys.stdout.flush()
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        url = _store_url(getattr(args, "store", None) or os.environ.get(URL_VARIABLE))
+        store = _open(url)
+        code = anyio.run(_run, args, store, redact(url))
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as the Python docs advise (exit 1).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_NOT_FOUND
     except CommandFailed as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return exc.code
+        return _fail(str(exc), exc.code, url)
     except SessionStoreError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return _fail(f"error: {exc}", EXIT_STORE, url)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", EXIT_INTERRUPTED, url)
+    except Exception as exc:
+        # A bug: one line for users, the (masked) traceback for whoever debugs it.
+        debug = os.environ.get(DEBUG_VARIABLE) == "1"
+        if debug:
+            print(redact_message(traceback.format_exc(), url), end="", file=sys.stderr)
+        hint = "" if debug else f"; {DEBUG_VARIABLE}=1 shows the traceback"
+        return _fail(f"unexpected error: {type(exc).__name__}: {exc}{hint}", EXIT_STORE, url)
+
+
+def _fail(message: str, code: int, url: str) -> int:
+    line = " ".join(redact_message(message, url).split())
+    if line == NOTICE:
+        line = f"error: {NOTICE}"
+    print(f"{PROG}: {line}", file=sys.stderr)
+    return code
+
+
+def _with_dash_hint(message: str, argv: Sequence[str]) -> str:
+    """`message`, told how to pass an id that starts with '-' when that is the likely mistake."""
+    command = next((a for a in argv if a in ("show", "delete")), None)
+    dashed = [a for a in argv if a.startswith("-") and a.split("=")[0] not in OPTIONS]
+    if command is None or not dashed or "--" in argv or "required: ID" not in message:
+        return message
+    return f"{message}; use -- before an id that starts with '-': {PROG} {command} -- {dashed[0]}"
+
+
+def _store_url(value: str | None) -> str:
+    """The store URL a --store value means: a bare path (``~`` expanded) is a SQLite file."""
+    if not value:
+        return DEFAULT_URL
+    if SCHEME.match(value):
+        return value
+    return "sqlite:///" + quote(os.path.expanduser(value))
+
+
+def _open(url: str) -> ClosableSessionStore:
+    try:
+        store = open_store(url)
+    except InvalidConfigError as exc:
+        # The URL itself is wrong: that is the caller's mistake, not the store's.
+        raise CommandFailed(f"error: {exc}", EXIT_USAGE) from exc
+    path = store.path if isinstance(store, LocalStorageSessionStore) else None
+    if path is not None and not os.path.exists(path):
+        # Opening would create an empty file: in the wrong directory that hides the mistake.
+        msg = f"error: no session file at {path!r} (from {redact(url)})"
+        raise CommandFailed(msg, EXIT_STORE)
+    return store
+
+
+def _version() -> str:
+    try:
+        return version("walletmesh-sessions")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
-    store = argparse.ArgumentParser(add_help=False)
+    store = _Parser(add_help=False)
     store.add_argument(
         "--store",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help=f"store URL (memory://, sqlite:///file.db, redis://host:6379/0, ...); default: "
-        f"${URL_VARIABLE}, else {DEFAULT_URL}",
+        help=f"store URL (memory://, sqlite:///file.db, redis://host:6379/0, ...) or the path "
+        f"of a SQLite file; default: ${URL_VARIABLE}, else {DEFAULT_URL}",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Inspect and maintain a walletmesh session store.",
         parents=[store],
-        epilog="exit status: 0 ok, 1 not found or aborted, 2 usage error, 3 store error",
+        epilog=EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, parents=[store], help=text, description=text)
+        return commands.add_parser(
+            name, parents=[store], help=text, description=text, epilog=EPILOG
+        )
 
     listing = command("list", "list every record: live, expired and unreadable")
     listing.add_argument("--json", action="store_true", help="print JSON for machines")
-    show = command("show", "print one session as JSON")
+    show = command("show", "print one session as JSON (an id starting with '-': show -- ID)")
     show.add_argument("session_id", metavar="ID")
-    delete = command("delete", "remove one session")
+    delete = command("delete", "remove one session (an id starting with '-': delete -- ID)")
     delete.add_argument("session_id", metavar="ID")
     command("clean", "remove expired sessions and print how many were removed")
     clear = command("clear", "remove every record of the store (asks first)")
@@ -125,9 +211,13 @@ def _state(record: SessionRecord, now: int) -> str:
 
 
 def _when(ms: int | None) -> str | None:
+    """`ms` as ISO 8601 UTC, or "far future"/"far past" beyond what a datetime holds."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return "far future" if ms > 0 else "far past"
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -225,18 +315,23 @@ async def _stats(store: ClosableSessionStore, args: argparse.Namespace, url: str
         "sessions": len(live),
         "expired": sum(_state(r, now) == "expired" for r in records),
         "unreadable": sum(r.data is None for r in records),
-        "never_expire": sum(r.expires_at is None for r in live),
-        "soonest_expiry": _when(min(expiries, default=None)),
-        "latest_expiry": _when(max(expiries, default=None)),
+        "neverExpire": sum(r.expires_at is None for r in live),
+        "soonestExpiry": _when(min(expiries, default=None)),
+        "latestExpiry": _when(max(expiries, default=None)),
         "origins": dict(origins.most_common()),
     }
     if args.json:
         _print_json(stats)
         return EXIT_OK
-    for key in ("store", "sessions", "expired", "unreadable", "never_expire"):
-        print(f"{key.replace('_', ' ') + ':':16}{stats[key]}")
-    for key in ("soonest_expiry", "latest_expiry"):
-        print(f"{key.replace('_', ' ') + ':':16}{stats[key] or '-'}")
+    labels = {
+        "neverExpire": "never expire",
+        "soonestExpiry": "soonest expiry",
+        "latestExpiry": "latest expiry",
+    }
+    for key in ("store", "sessions", "expired", "unreadable", "neverExpire"):
+        print(f"{labels.get(key, key) + ':':16}{stats[key]}")
+    for key in ("soonestExpiry", "latestExpiry"):
+        print(f"{labels[key] + ':':16}{stats[key] or '-'}")
     print("origins:" + ("" if origins else "         -"))
     for origin, count in origins.most_common():
         print(f"  {count:6}  {origin}")

@@ -19,8 +19,8 @@ from . import _redis_ops as ops
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import InvalidConfigError, SessionStoreError, StoreClosedError
 from ._expiry import Clock
-from ._log import redact
 from ._redis_io import AsyncioRunner, ThreadRunner
+from ._secrets import redact, redact_error, redact_message
 from ._validation import (
     check_clock,
     check_config,
@@ -191,8 +191,8 @@ class RedisSessionStore:
         try:
             _parse_url(url)
         except ValueError as exc:
-            msg = f"not a Redis URL: {redact(url)!r} ({exc})"
-            raise InvalidConfigError(msg) from exc
+            msg = f"not a Redis URL: {redact(url)!r} ({redact_message(str(exc), url)})"
+            raise InvalidConfigError(msg) from redact_error(exc, url)
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,

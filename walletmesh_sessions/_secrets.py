@@ -1,0 +1,111 @@
+"""Masking secrets: no message, log line or repr shows a password from a URL, in any form.
+
+Everything that puts a store URL, or a parser's words about one, into text goes through here.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote, unquote_plus
+
+__all__ = ("MASK", "redact", "redact_error", "redact_message")
+
+MASK = "***"
+# A query parameter holds a secret when its name (lower case, alphanumeric) contains one of these.
+SECRET_KEY_PARTS = ("pass", "pwd", "secret", "token", "auth", "credential", "apikey", "accesskey")
+SECRET_KEYS = frozenset({"key", "privatekey", "sig", "signature"})
+# A parser cuts a password it misreads at these characters and may quote the pieces.
+_PIECE_BREAKS = re.compile(r"[/?#@:&;=]")
+_QUERY_PAIR = re.compile(r"(?<=[?&])([^=&]*)=([^&]*)")
+NOTICE = (
+    "details withheld: they quote part of the password; "
+    "percent-encode any '#', '/', '?' or '@' in it"
+)
+
+
+def is_secret_key(name: str) -> bool:
+    """True if a query parameter called `name` (any case, percent-encoded or not) holds a secret."""
+    key = re.sub(r"[^a-z0-9]", "", unquote_plus(name).lower())
+    return key in SECRET_KEYS or any(part in key for part in SECRET_KEY_PARTS)
+
+
+def _userinfo(url: str) -> tuple[int, int] | None:
+    """Where the password of `url` lies, found in the text: it may hold '#', '/', '?' or '@',
+    which end the host part for a URL parser, so the last '@' is taken as the end."""
+    start = url.find("//")
+    start = 0 if start < 0 else start + 2
+    end = url.rfind("@", start)
+    if end < 0:
+        return None
+    colon = url.find(":", start, end)
+    if colon < 0 or colon + 1 == end:
+        return None
+    return colon + 1, end
+
+
+def _spans(url: str) -> list[tuple[int, int]]:
+    """Where `url`'s secrets lie: the password and every secret query value, in text order."""
+    spans = [
+        match.span(2)
+        for match in _QUERY_PAIR.finditer(url)
+        if match.group(2) and is_secret_key(match.group(1))
+    ]
+    userinfo = _userinfo(url)
+    if userinfo is not None:
+        spans.append(userinfo)
+    return sorted(spans)
+
+
+def _secrets(url: str) -> list[str]:
+    """The secret texts in `url`, as written."""
+    return [url[start:end] for start, end in _spans(url)]
+
+
+def redact(url: str) -> str:
+    """`url` with every credential replaced by ``***``, fit for error messages and logs.
+
+    Masks the password of ``user:password@`` and ``:password@`` (also when it holds characters a
+    URL parser misreads, such as an unencoded '#', '/', '?' or '@': everything from the first
+    ':' after ``//`` to the last '@' counts as the password) and the value of every secret query
+    parameter (``password``, ``passwd``, ``pwd``, ``token``, ``secret``, ... in any case). A user
+    name alone is not masked. When in doubt it masks too much, never too little.
+    """
+    merged: list[tuple[int, int]] = []
+    for start, end in _spans(url):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    for start, end in reversed(merged):
+        url = url[:start] + MASK + url[end:]
+    return url
+
+
+def redact_message(message: str, url: str) -> str:
+    """`message` (text about `url`, such as a parser's error) with `url`'s secrets masked.
+
+    Every secret is replaced, as written and percent-decoded. If a piece of one is still there
+    (a parser that cut a password at a '#' or '/' may quote a piece), the whole message gives
+    way to a fixed notice: nothing of a password ever reaches the caller.
+    """
+    secrets = _secrets(url)
+    forms = sorted({f for s in secrets for f in (s, unquote(s), unquote_plus(s)) if f}, key=len)
+    for form in reversed(forms):
+        message = message.replace(form, MASK)
+    pieces = {p for s in forms for p in _PIECE_BREAKS.split(s) if p}
+    if any(piece in message.replace(MASK, "") for piece in pieces):
+        return NOTICE
+    return message
+
+
+def redact_error(error: Exception, url: str) -> Exception:
+    """`error` itself if its message shows none of `url`'s secrets, else a stand-in of a
+    builtin type `error` is an instance of, with the message masked (to chain as a cause)."""
+    message = str(error)
+    masked = redact_message(message, url)
+    if masked == message:
+        return error
+    for kind in (ValueError, TypeError, OSError, LookupError):
+        if isinstance(error, kind):
+            return kind(masked)
+    return Exception(masked)
