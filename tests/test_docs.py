@@ -185,3 +185,43 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     commands = re.findall(r"```console\n(.*?)\n```", readme, re.S)
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+UNPUBLISHED_INSTALL = re.compile(r"pip install\s+['\"]?walletmesh-sessions")
+
+
+def test_install_commands_work_before_release() -> None:
+    """No page tells readers to install the distribution by name: it is not on PyPI yet."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in UNPUBLISHED_INSTALL.finditer(text):
+            # Quoting the library's own error message is fine; telling readers to run it is not.
+            before = text[max(0, match.start() - 120) : match.start()]
+            shown = text[match.start() : match.end() + 20]
+            assert "message" in before, f"{page.relative_to(ROOT)}: {shown!r}"
+
+
+def test_trio_examples_say_how_to_get_trio() -> None:
+    """An example that runs on trio says, just before it, to install trio (no store extra does)."""
+    trio_examples = [example for example in EXAMPLES if "trio" in example.code]
+    assert trio_examples
+    for example in trio_examples:
+        lines = example.page.read_text(encoding="utf-8").splitlines()[: example.line - 1]
+        assert "pip install trio" in "\n".join(lines[-4:]), example.name
+
+
+def test_crontab_lines_are_absolute() -> None:
+    """cron starts jobs in the home directory with a bare PATH: command and store are absolute."""
+    entries = [
+        line.split("crontab:", 1)[1]
+        for page in PAGES
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if "crontab:" in line
+    ]
+    assert entries
+    for entry in entries:
+        command = entry.split()[5]
+        store = re.search(r"--store\s+(\S+)", entry)
+        assert command.startswith("/"), entry
+        assert store is not None, entry
+        assert not store.group(1).startswith("sqlite:") or store.group(1).startswith("sqlite:////")
