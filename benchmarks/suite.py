@@ -2,7 +2,10 @@
 
 Run from the repository root:
 
-    python benchmarks/suite.py [--quick] [--json benchmarks/results.json]
+    python benchmarks/suite.py [--quick] [--output PATH]
+
+The tables go to stdout. The JSON results are written only to the `--output` path (``-`` for
+stdout); the tracked ``benchmarks/results.json`` is rewritten only by a full run that names it.
 
 For each store and method it prints ops/s of the store, ops/s of the floor doing the same work
 in the same run, and their ratio (store time / floor time: 1.0 is the floor). Floors:
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -412,16 +415,50 @@ def print_table(results: list[dict[str, Any]]) -> None:
             )
 
 
-def main() -> None:
+TRACKED_RESULTS = (Path(__file__).parent / "results.json").resolve()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The suite's options; refuses to let a quick run overwrite the tracked results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    # --json: the option's earlier name, kept so existing commands still work.
+    parser.add_argument(
+        "--output",
+        "--json",
+        type=Path,
+        default=None,
+        help="write the JSON results here ('-' for stdout); without it they are not saved",
+    )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis part")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick and args.output is not None and args.output.resolve() == TRACKED_RESULTS:
+        parser.error(
+            f"--quick would overwrite the tracked {TRACKED_RESULTS.name} with rough numbers;"
+            " give another --output path, or run the full suite"
+        )
     args.rounds = 3 if args.quick else 7
     args.ops = 20_000 if args.quick else 100_000
     args.sqlite_ops = 1_000 if args.quick else 3_000
     args.sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    return args
+
+
+def write_results(results: list[dict[str, Any]], output: Path | None) -> None:
+    """Save the JSON results to `output` (``-``: stdout); with no `output`, save nothing."""
+    if output is None:
+        print("\nresults not saved (pass --output PATH to keep the JSON)")
+        return
+    text = json.dumps({"machine": machine(), "results": results}, indent=2)
+    if str(output) == "-":
+        print(text)
+        return
+    output.write_text(text)
+    print(f"\nwrote {output}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     results = [anyio.run(run, args, backend, backend=backend) for backend in ("asyncio", "trio")]
     if not args.no_redis:
         import bench_redis
@@ -431,8 +468,7 @@ def main() -> None:
         )
         results[0]["scaling"] += bench_redis.scaling(args.sizes)
     print_table(results)
-    args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
-    print(f"\nwrote {args.json}")
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ from ._memory import MemorySessionStore
 
 __all__ = ("DEFAULT_LIFETIME", "default_store")
 
-DEFAULT_LIFETIME = timedelta(hours=24)
+DEFAULT_LIFETIME: timedelta = timedelta(hours=24)
 
-default_store = MemorySessionStore(SessionStoreConfig(lifetime=DEFAULT_LIFETIME))
+# Annotated so every type checker sees the same public type, not its own inference.
+default_store: MemorySessionStore = MemorySessionStore(
+    SessionStoreConfig(lifetime=DEFAULT_LIFETIME)
+)

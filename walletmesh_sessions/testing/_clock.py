@@ -12,7 +12,7 @@ class FakeClock:
     """
 
     def __init__(self, now_ms: int = 1_700_000_000_000) -> None:
-        self.now_ms = now_ms
+        self.now_ms: int = now_ms
 
     def __call__(self) -> float:
         return self.now_ms / 1000

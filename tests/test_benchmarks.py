@@ -1,0 +1,85 @@
+"""The benchmark suite writes its JSON only where asked, never over the tracked results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+TRACKED = BENCHMARKS / "results.json"
+
+
+@pytest.fixture(scope="module")
+def suite() -> ModuleType:
+    """benchmarks/suite.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("benchmark_suite", BENCHMARKS / "suite.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestOutput:
+    """Where `python benchmarks/suite.py` puts its JSON results."""
+
+    def test_quick_without_output_saves_nothing(
+        self, suite: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`--quick` alone leaves results.json untouched and writes no file anywhere."""
+        before = TRACKED.read_bytes()
+        monkeypatch.chdir(tmp_path)
+        args = suite.parse_args(["--quick"])
+        assert args.output is None
+        suite.write_results([{"backend": "asyncio"}], args.output)
+        assert TRACKED.read_bytes() == before
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize(
+        "path", ["benchmarks/results.json", str(TRACKED)], ids=["relative", "absolute"]
+    )
+    def test_quick_refuses_the_tracked_file(
+        self,
+        suite: Any,
+        path: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`--quick --output benchmarks/results.json` is a usage error, relative or absolute."""
+        monkeypatch.chdir(ROOT)
+        with pytest.raises(SystemExit) as exc:
+            suite.parse_args(["--quick", "--output", path])
+        assert exc.value.code == 2
+        assert "results.json" in capsys.readouterr().err
+
+    def test_full_run_may_rewrite_the_tracked_file(
+        self, suite: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A full run names the tracked file explicitly to rewrite it."""
+        monkeypatch.chdir(ROOT)
+        args = suite.parse_args(["--output", "benchmarks/results.json"])
+        assert args.output.resolve() == TRACKED.resolve()
+        assert not args.quick
+
+    def test_output_path(self, suite: Any, tmp_path: Path) -> None:
+        """`--output PATH` writes the machine and the results there."""
+        target = tmp_path / "quick.json"
+        args = suite.parse_args(["--quick", "--output", str(target)])
+        suite.write_results([{"backend": "asyncio"}], args.output)
+        saved = json.loads(target.read_text(encoding="utf-8"))
+        assert saved["results"] == [{"backend": "asyncio"}]
+        assert "python" in saved["machine"]
+
+    def test_output_stdout(self, suite: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        """`--output -` prints the JSON instead of writing a file."""
+        args = suite.parse_args(["--quick", "--output", "-"])
+        suite.write_results([{"backend": "trio"}], args.output)
+        assert json.loads(capsys.readouterr().out)["results"] == [{"backend": "trio"}]
