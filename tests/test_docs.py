@@ -124,9 +124,7 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
 
 
 # Examples mypy rejects for a reason outside the example: (page, text in its code) -> reason.
-KNOWN_TYPE_ERRORS = {
-    ("operations.md", "store.config"): "open_store's return type has no `config` attribute",
-}
+KNOWN_TYPE_ERRORS: dict[tuple[str, str], str] = {}
 
 
 def typed_examples() -> list[Any]:

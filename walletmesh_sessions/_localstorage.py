@@ -10,7 +10,6 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from types import TracebackType
 from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -166,10 +165,5 @@ class LocalStorageSessionStore:
     async def __aenter__(self) -> LocalStorageSessionStore:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from types import TracebackType
 
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import StoreClosedError
@@ -168,12 +167,7 @@ class MemorySessionStore:
     async def __aenter__(self) -> MemorySessionStore:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def _read(self, session_id: str) -> SessionData | None:
