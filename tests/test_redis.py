@@ -29,7 +29,7 @@ from walletmesh_sessions import (
 )
 from walletmesh_sessions import _redis_ops as ops
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_io import AsyncioRunner
+from walletmesh_sessions._redis_io import COMPARE_AND_DELETE, COMPARE_AND_SET, AsyncioRunner
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 
@@ -75,16 +75,22 @@ def make(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> MakeSto
 
 
 def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
-    """`op`, with `before_script` run between its GET and its compare-and-set script."""
+    """`op`, with `before_script` run between its read and its compare-and-set step.
+
+    Fails if `op` finished without such a step: the test would prove nothing.
+    """
     reply: Any = None
+    ran = False
     while True:
         try:
             step = op.send(reply)
         except StopIteration as stop:
+            assert ran, "the operation never reached a compare-and-set step"
             result: T = stop.value
             return result
-        if isinstance(step, ops.RunScript):
+        if isinstance(step, ops.CompareAndSet | ops.CompareAndDelete):
             before_script()
+            ran = True
         reply = yield step
 
 
@@ -297,30 +303,32 @@ class TestAtomicRefresh:
 
     @pytest.mark.anyio
     async def test_never_resurrects_a_deleted_session(
-        self, make: MakeStore, redis_client: redis.Redis
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
     ) -> None:
         """A delete between the GET and the script wins: the key stays gone."""
         async with make(config(refresh=True)) as store:
             await store.set("id", DATA)
+            clock.advance(ms=1_000)  # so the read slides the expiry
             op = interleave(
-                ops.read(store._space, "id"), lambda: redis_client.delete("wm_session_id")
+                ops.read(store._spec, "id"), lambda: redis_client.delete("wm_session_id")
             )
-            assert await store._runner().run(op) == DATA
+            assert await store._run("get", op) == DATA
         assert redis_client.exists("wm_session_id") == 0
 
     @pytest.mark.anyio
     async def test_never_overwrites_a_concurrent_set(
-        self, make: MakeStore, redis_client: redis.Redis
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
     ) -> None:
         """A set between the GET and the script wins: its value and TTL stay."""
         newer = encode_record(OTHER, 1_700_000_005_000)
         async with make(config(refresh=True)) as store:
             await store.set("id", DATA)
+            clock.advance(ms=1_000)  # so the read slides the expiry
             op = interleave(
-                ops.read(store._space, "id"),
+                ops.read(store._spec, "id"),
                 lambda: redis_client.set("wm_session_id", newer, px=5_000),
             )
-            assert await store._runner().run(op) == DATA
+            assert await store._run("get", op) == DATA
             assert redis_client.get("wm_session_id") == newer.encode()
             assert redis_client.pttl("wm_session_id") <= 5_000
             assert await store.get("id") == OTHER
@@ -335,16 +343,16 @@ class TestAtomicRefresh:
             clock.advance(ms=LIFETIME_MS + 1)
             fresh = encode_record(OTHER, clock.now_ms + LIFETIME_MS)
             op = interleave(
-                ops.read(store._space, "id"), lambda: redis_client.set("wm_session_id", fresh)
+                ops.read(store._spec, "id"), lambda: redis_client.set("wm_session_id", fresh)
             )
-            assert await store._runner().run(op) is None
+            assert await store._run("get", op) is None
             assert await store.get("id") == OTHER
 
     def test_scripts_directly(self, redis_client: redis.Redis) -> None:
         """The scripts write or delete only when the key holds exactly the expected bytes."""
-        refresh = redis_client.register_script(ops.COMPARE_AND_REFRESH.source)
-        remove = redis_client.register_script(ops.COMPARE_AND_DELETE.source)
-        assert refresh.sha == ops.COMPARE_AND_REFRESH.sha
+        refresh = redis_client.register_script(COMPARE_AND_SET.source)
+        remove = redis_client.register_script(COMPARE_AND_DELETE.source)
+        assert refresh.sha == COMPARE_AND_SET.sha
         assert refresh(keys=["k"], args=["old", "new", 1000]) == 0
         assert redis_client.exists("k") == 0, "refresh created a missing key"
         redis_client.set("k", "other")
