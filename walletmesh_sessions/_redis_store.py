@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -172,8 +173,9 @@ class _UrlClients:
     """Clients the store makes from a URL on first use, for the event loop in use, and closes.
 
     An asyncio client belongs to the loop it first ran on: when another loop calls (a second
-    ``anyio.run``), a fresh client is made for it and the old one, whose loop is gone, is
-    dropped. The synchronous client serves every trio run; only its thread limiter is per run.
+    ``anyio.run``), a fresh client is made for it. The old one was already closed by its own
+    loop as that loop shut down (see `_closed_at_shutdown`); the store then just drops it. The
+    synchronous client serves every trio run; only its thread limiter is per run.
     """
 
     def __init__(self, url: str, options: dict[str, Any], retries: int) -> None:
@@ -185,6 +187,7 @@ class _UrlClients:
         # Each attempt is bounded by the timeout, and each pause between them by the backoff.
         self._budget = None if timeout is None else (retries + 1) * timeout + retries * BACKOFF_CAP
         self._asyncio: AsyncioRunner | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
         self._loop: object = None
         self._threads: ThreadRunner | None = None
         self._run_token: object = None
@@ -193,8 +196,9 @@ class _UrlClients:
         if backend == "asyncio":
             loop = asyncio.get_running_loop()
             if self._loop is not loop or self._asyncio is None:
-                self._asyncio = AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
-                self._loop = loop
+                runner = AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
+                self._closer = _closed_at_shutdown(runner)
+                self._asyncio, self._loop = runner, loop
             return self._asyncio
         if self._threads is None:
             self._threads = ThreadRunner(self._sync_client(), self._limit, self._budget)
@@ -220,20 +224,36 @@ class _UrlClients:
         return redis.Redis.from_pool(pool)
 
     async def aclose(self, backend: str) -> None:
-        asyncio_runner, self._asyncio = self._asyncio, None
+        closer, self._closer, self._asyncio = self._closer, None, None
         loop, self._loop = self._loop, None
         threads, self._threads = self._threads, None
         try:
             if threads is not None:
                 await threads.aclose()
         finally:
-            # An asyncio client can only be closed on its own loop; elsewhere it is dropped.
-            if (
-                asyncio_runner is not None
-                and backend == "asyncio"
-                and asyncio.get_running_loop() is loop
-            ):
-                await asyncio_runner.aclose()
+            # An asyncio client can only be closed on its own loop; elsewhere its loop did it.
+            if closer is not None and backend == "asyncio" and asyncio.get_running_loop() is loop:
+                await closer.aclose()
+
+
+def _closed_at_shutdown(runner: AsyncioRunner) -> AsyncGenerator[None, None]:
+    """An async generator, already started, that closes `runner` when it is closed.
+
+    asyncio closes every unfinished async generator of a loop as the loop shuts down
+    (``asyncio.run`` and ``anyio.run`` do), while the loop still runs: so a store that
+    outlives its event loop has its connections closed properly, on their own loop.
+    """
+
+    async def close_at_exit() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await runner.aclose()
+
+    closer = close_at_exit()
+    with contextlib.suppress(StopIteration):
+        closer.asend(None).send(None)  # run to the yield now: nothing there awaits
+    return closer
 
 
 def _trio_token() -> object:
