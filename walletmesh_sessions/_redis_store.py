@@ -129,7 +129,7 @@ def _check_client_options(url: str, options: dict[str, Any]) -> None:
             connection_class(**per_connection)
         except TypeError as exc:
             # Python names the keyword in its message; say it without the value.
-            msg = f"unknown Redis client option: {exc}"
+            msg = f"a Redis client option is not accepted: {exc}"
             raise InvalidConfigError(msg) from None
 
 
