@@ -32,7 +32,7 @@ import redis.asyncio
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_ops import COMPARE_AND_REFRESH
+from walletmesh_sessions._redis_io import COMPARE_AND_SET
 from walletmesh_sessions.redis import RedisSessionStore
 
 DATA = SessionData(
@@ -99,7 +99,7 @@ async def measure_store(url: str, ops: int) -> dict[str, float]:
 
 async def measure_raw_asyncio(url: str, ops: int) -> dict[str, float]:
     client = redis.asyncio.Redis.from_url(url)
-    script = client.register_script(COMPARE_AND_REFRESH.source)
+    script = client.register_script(COMPARE_AND_SET.source)
     text = encode_record(DATA, 1_700_000_000_000)
     refreshed = encode_record(DATA, 1_700_000_001_000)
 
@@ -120,7 +120,7 @@ async def measure_raw_asyncio(url: str, ops: int) -> dict[str, float]:
 
 async def measure_raw_threads(url: str, ops: int) -> dict[str, float]:
     client = redis.Redis.from_url(url)
-    script = client.register_script(COMPARE_AND_REFRESH.source)
+    script = client.register_script(COMPARE_AND_SET.source)
     text = encode_record(DATA, 1_700_000_000_000)
     refreshed = encode_record(DATA, 1_700_000_001_000)
 

@@ -8,10 +8,11 @@ empty database. A missing redis-server fails the run: it must not silently skip 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,13 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server process that can be stopped and started again on the same port."""
 
-    def __init__(self, executable: str, directory: Path, port: int) -> None:
+    def __init__(
+        self, executable: str, directory: Path, port: int, extra_args: Sequence[str] = ()
+    ) -> None:
         self.executable = executable
         self.directory = directory
         self.port = port
+        self.extra_args = tuple(extra_args)
         self.log = directory / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +85,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--logfile", "",
+            *self.extra_args,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -116,6 +121,16 @@ class RedisServer:
             process.kill()
             process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are still accepted, nothing is answered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """Stop and start again on the same port: every key and loaded script is gone."""
         self.stop()
@@ -144,18 +159,45 @@ class RedisForeignData:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A running redis-server for the whole test session."""
+    server = RedisServer(_executable(), tmp_path_factory.mktemp("redis"), free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _executable() -> str:
     executable = shutil.which("redis-server")
     if executable is None:
         pytest.fail(
             "redis-server is not installed (it is on PATH in CI); install it, for example "
             "with `apt-get install redis-server`, to run the Redis tests"
         )
-    server = RedisServer(executable, tmp_path_factory.mktemp("redis"), free_port())
-    server.start()
+    return executable
+
+
+@pytest.fixture
+def dedicated_redis(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RedisServer]]:
+    """Start servers of a test's own (with extra arguments); each is stopped afterwards."""
+    started: list[RedisServer] = []
+
+    def start(*extra_args: str) -> RedisServer:
+        directory = tmp_path_factory.mktemp("redis-dedicated")
+        server = RedisServer(_executable(), directory, free_port(), extra_args)
+        started.append(server)
+        server.start()
+        return server
+
     try:
-        yield server
+        yield start
     finally:
-        server.stop()
+        for server in started:
+            if server.running:
+                server.resume()  # a stopped process ignores SIGTERM until it runs again
+            server.stop()
 
 
 @pytest.fixture(scope="session")

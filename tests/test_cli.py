@@ -256,7 +256,7 @@ class TestUsage:
             (["--store", "ftp://x", "list"], 2, "unknown store URL scheme"),
             (["--store", "sqlite:///db?lifetime=-5", "list"], 2, "lifetime must be > 0"),
             (["--store", "memory://?colour=red", "list"], 2, "unknown option(s) colour"),
-            (["--store", "redis://127.0.0.1:1/0?colour=red", "list"], 2, "unknown option(s)"),
+            (["--store", "redis://127.0.0.1:1/0?colour=red", "list"], 2, "unknown parameter"),
             (["--store", "redis://127.0.0.1:notaport/0", "list"], 2, "not a Redis URL"),
             (["list", "--store", "redis://127.0.0.1:1/0"], 3, "error:"),
             (["frobnicate"], 2, "invalid choice"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +27,14 @@ from walletmesh_sessions import (
     SessionData,
     SessionStore,
     SessionStoreConfig,
+    SessionStoreError,
     StoreClosedError,
     StoreUnavailableError,
+    clean_expired_every,
 )
 from walletmesh_sessions import _redis_ops as ops
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_io import AsyncioRunner
+from walletmesh_sessions._redis_io import COMPARE_AND_DELETE, COMPARE_AND_SET, AsyncioRunner
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 
@@ -75,16 +80,22 @@ def make(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> MakeSto
 
 
 def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
-    """`op`, with `before_script` run between its GET and its compare-and-set script."""
+    """`op`, with `before_script` run between its read and its compare-and-set step.
+
+    Fails if `op` finished without such a step: the test would prove nothing.
+    """
     reply: Any = None
+    ran = False
     while True:
         try:
             step = op.send(reply)
         except StopIteration as stop:
+            assert ran, "the operation never reached a compare-and-set step"
             result: T = stop.value
             return result
-        if isinstance(step, ops.RunScript):
+        if isinstance(step, ops.CompareAndSet | ops.CompareAndDelete):
             before_script()
+            ran = True
         reply = yield step
 
 
@@ -297,30 +308,32 @@ class TestAtomicRefresh:
 
     @pytest.mark.anyio
     async def test_never_resurrects_a_deleted_session(
-        self, make: MakeStore, redis_client: redis.Redis
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
     ) -> None:
         """A delete between the GET and the script wins: the key stays gone."""
         async with make(config(refresh=True)) as store:
             await store.set("id", DATA)
+            clock.advance(ms=1_000)  # so the read slides the expiry
             op = interleave(
-                ops.read(store._space, "id"), lambda: redis_client.delete("wm_session_id")
+                ops.read(store._spec, "id"), lambda: redis_client.delete("wm_session_id")
             )
-            assert await store._runner().run(op) == DATA
+            assert await store._run("get", op) == DATA
         assert redis_client.exists("wm_session_id") == 0
 
     @pytest.mark.anyio
     async def test_never_overwrites_a_concurrent_set(
-        self, make: MakeStore, redis_client: redis.Redis
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
     ) -> None:
         """A set between the GET and the script wins: its value and TTL stay."""
         newer = encode_record(OTHER, 1_700_000_005_000)
         async with make(config(refresh=True)) as store:
             await store.set("id", DATA)
+            clock.advance(ms=1_000)  # so the read slides the expiry
             op = interleave(
-                ops.read(store._space, "id"),
+                ops.read(store._spec, "id"),
                 lambda: redis_client.set("wm_session_id", newer, px=5_000),
             )
-            assert await store._runner().run(op) == DATA
+            assert await store._run("get", op) == DATA
             assert redis_client.get("wm_session_id") == newer.encode()
             assert redis_client.pttl("wm_session_id") <= 5_000
             assert await store.get("id") == OTHER
@@ -335,16 +348,16 @@ class TestAtomicRefresh:
             clock.advance(ms=LIFETIME_MS + 1)
             fresh = encode_record(OTHER, clock.now_ms + LIFETIME_MS)
             op = interleave(
-                ops.read(store._space, "id"), lambda: redis_client.set("wm_session_id", fresh)
+                ops.read(store._spec, "id"), lambda: redis_client.set("wm_session_id", fresh)
             )
-            assert await store._runner().run(op) is None
+            assert await store._run("get", op) is None
             assert await store.get("id") == OTHER
 
     def test_scripts_directly(self, redis_client: redis.Redis) -> None:
         """The scripts write or delete only when the key holds exactly the expected bytes."""
-        refresh = redis_client.register_script(ops.COMPARE_AND_REFRESH.source)
-        remove = redis_client.register_script(ops.COMPARE_AND_DELETE.source)
-        assert refresh.sha == ops.COMPARE_AND_REFRESH.sha
+        refresh = redis_client.register_script(COMPARE_AND_SET.source)
+        remove = redis_client.register_script(COMPARE_AND_DELETE.source)
+        assert refresh.sha == COMPARE_AND_SET.sha
         assert refresh(keys=["k"], args=["old", "new", 1000]) == 0
         assert redis_client.exists("k") == 0, "refresh created a missing key"
         redis_client.set("k", "other")
@@ -685,3 +698,247 @@ class TestMissingExtra:
             check=True,
         )
         assert "pip install 'walletmesh-sessions[redis]'" in result.stdout
+
+
+def before_step(op: ops.Op[T], kind: type, action: Callable[[], object]) -> ops.Op[T]:
+    """`op`, with `action` run (as another client would) just before its first `kind` step."""
+    reply: Any = None
+    done = False
+    while True:
+        try:
+            step = op.send(reply)
+        except StopIteration as stop:
+            assert done, f"the operation never reached a {kind.__name__} step"
+            result: T = stop.value
+            return result
+        if isinstance(step, kind) and not done:
+            action()
+            done = True
+        reply = yield step
+
+
+class TestRefreshAndCount:
+    """A refresh gives an expiry to a record without one; clean_expired counts what it removed."""
+
+    @pytest.mark.anyio
+    async def test_refresh_gives_expiry_and_ttl_to_a_record_without_one(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """Stored with no lifetime, read by a refreshing store: expiresAt and a TTL appear."""
+        async with make(config(None)) as forever, make(config(refresh=True)) as refreshing:
+            await forever.set("id", DATA)
+            assert redis_client.pttl("wm_session_id") == -1
+            assert "expiresAt" not in json.loads(redis_client.get("wm_session_id") or b"")
+            clock.advance(ms=1_000)
+            assert await refreshing.get("id") == DATA
+        stored = json.loads(redis_client.get("wm_session_id") or b"")
+        assert stored["expiresAt"] == clock.now_ms + LIFETIME_MS
+        assert LIFETIME_MS < redis_client.pttl("wm_session_id") <= LIFETIME_MS + GRACE_MS
+
+    @pytest.mark.anyio
+    async def test_clean_expired_counts_only_confirmed_removals(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """Keys another client deletes between the scan and the removals are not counted."""
+        async with make() as store:
+            for n in range(10):
+                await store.set(f"old{n}", DATA)
+            clock.advance(ms=LIFETIME_MS + 1)
+            await store.set("live", DATA)
+            op = before_step(
+                ops.clean_expired(store._spec),
+                ops.Batch,
+                lambda: redis_client.delete(*(f"wm_session_old{n}" for n in range(4))),
+            )
+            assert await store._run("clean_expired", op) == 6
+        assert redis_client.keys() == [b"wm_session_live"]
+
+
+class TestBoundedCalls:
+    """Every call of a from_url store ends within (retries + 1) x timeout, however many wait."""
+
+    @pytest.mark.anyio
+    async def test_hung_server_many_concurrent_gets(
+        self, dedicated_redis: Callable[..., RedisServer], clock: FakeClock
+    ) -> None:
+        """200 gets to a frozen server each fail with StoreUnavailableError within the bound."""
+        server = dedicated_redis()
+        timeout, retries = 1.0, 1
+        bound = (retries + 1) * timeout + retries * 0.1
+        store = RedisSessionStore.from_url(
+            server.url, config(), clock=clock, timeout=timeout, retries=retries
+        )
+        elapsed: list[float] = []
+        failures: list[BaseException] = []
+
+        async def call(n: int) -> None:
+            start = time.monotonic()
+            try:
+                await store.get(f"id{n}")
+            except StoreUnavailableError as exc:
+                failures.append(exc)
+            elapsed.append(time.monotonic() - start)
+
+        server.pause()
+        try:
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for n in range(200):
+                        tg.start_soon(call, n)
+        finally:
+            server.resume()
+        with anyio.fail_after(10):
+            await store.aclose()
+        assert len(failures) == 200
+        assert max(elapsed) < bound + 0.6, f"slowest call took {max(elapsed):.2f} s"
+
+
+class TestEventLoops:
+    """A from_url store works under successive event loops (a module-level store in tests)."""
+
+    @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+    def test_two_successive_runs(
+        self, redis_client: redis.Redis, redis_url: str, backend: str
+    ) -> None:
+        """Two anyio.run calls with the same store: each works; aclose in a third."""
+        store = RedisSessionStore.from_url(redis_url, config(refresh=True))
+
+        async def use(n: int) -> None:
+            await store.set(f"id{n}", DATA)
+            assert await store.get(f"id{n}") == DATA
+            assert set(await store.get_all()) == {f"id{m}" for m in range(1, n + 1)}
+
+        with warnings_as_errors():
+            anyio.run(use, 1, backend=backend)
+            anyio.run(use, 2, backend=backend)
+            anyio.run(store.aclose, backend=backend)
+        assert redis_client.exists("wm_session_id1", "wm_session_id2") == 2
+
+
+@contextlib.contextmanager
+def warnings_as_errors() -> Iterator[None]:
+    """Every warning an error, unclosed sockets of dropped clients included."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+        gc.collect()  # an abandoned transport would warn now
+
+
+URL_PARAMETERS = [
+    ("timeout=0.5", {"timeout": 0.5}),
+    ("retries=0", {"retries": 0}),
+    ("max_connections=3", {"max_connections": 3}),
+    ("db=2", {"db": 2}),
+    ("socket_timeout=2", {"socket_timeout": 2.0}),
+    ("socket_connect_timeout=2", {"socket_connect_timeout": 2.0}),
+    ("socket_keepalive=true", {"socket_keepalive": True}),
+    ("health_check_interval=30", {"health_check_interval": 30}),
+    ("client_name=sessions", {"client_name": "sessions"}),
+    ("protocol=2", {"protocol": 2}),
+]
+
+
+class TestUrlParameters:
+    """Every documented URL parameter works; an unknown one is refused at creation."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("query", "expected"), URL_PARAMETERS, ids=[q for q, _ in URL_PARAMETERS]
+    )
+    async def test_documented_parameter(
+        self, redis_url: str, redis_client: redis.Redis, query: str, expected: dict[str, Any]
+    ) -> None:
+        """The store works with it and uses it (no TypeError at the first call)."""
+        url = f"{redis_url.rsplit('/', 1)[0]}/0?{query}"
+        async with RedisSessionStore.from_url(url, config()) as store:
+            await store.set("id", DATA)
+            assert await store.get("id") == DATA
+            runner = store._runner()
+            pool = runner.client.connection_pool
+            for name, value in expected.items():
+                if name == "retries":
+                    assert store._clients._retries == value  # type: ignore[union-attr]
+                elif name == "timeout":
+                    assert store._clients._budget == 2 * value + 0.1  # type: ignore[union-attr]
+                elif name == "max_connections":
+                    assert store._clients._limit == value  # type: ignore[union-attr]
+                else:
+                    assert pool.connection_kwargs[name] == value
+        database = 2 if "db=2" in query else 0
+        with redis.Redis(
+            port=redis_client.connection_pool.connection_kwargs["port"], db=database
+        ) as raw:
+            assert raw.exists("wm_session_id") == 1
+            raw.delete("wm_session_id")
+
+    @pytest.mark.anyio
+    async def test_through_open_store(self, redis_url: str, redis_client: redis.Redis) -> None:
+        """open_store passes ?timeout= through to a working store."""
+        from walletmesh_sessions import open_store
+
+        async with open_store(f"{redis_url}?timeout=2&lifetime=60") as store:
+            await store.set("id", DATA)
+            assert await store.get("id") == DATA
+
+    def test_tls_parameters_on_rediss(self) -> None:
+        """TLS parameters are accepted for rediss:// (nothing connects yet)."""
+        RedisSessionStore.from_url(
+            "rediss://h:6380/0?ssl_cert_reqs=required&ssl_check_hostname=true"
+        )
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "redis://h:6379/0?bogus=1",
+            "redis://h:6379/0?ssl_ca_certs=/ca.pem",  # TLS only on rediss://
+            "redis://h:6379/0?timeout=soon",
+            "redis://h:6379/0?db=0&Timeout=1",
+        ],
+    )
+    def test_unknown_or_bad_parameter_refused_at_creation(self, url: str) -> None:
+        """Refused by from_url with InvalidConfigError naming the parameter."""
+        name = url.rsplit("&", 1)[-1].split("?")[-1].split("=")[0]
+        with pytest.raises(InvalidConfigError, match=repr(name)):
+            RedisSessionStore.from_url(url)
+
+    def test_unknown_client_option_refused_at_creation(self) -> None:
+        """A keyword the Redis connections do not take fails now, naming it."""
+        with pytest.raises(InvalidConfigError, match="bogus_option"):
+            RedisSessionStore.from_url("redis://h:6379/0", bogus_option=1)
+
+
+class TestErrorsHideIds:
+    """Error replies that echo arguments never put a session id into messages or logs."""
+
+    SECRET = "Sx9-very-secret-session-id-0123456789"
+
+    @pytest.mark.anyio
+    async def test_echoed_arguments_withheld(
+        self,
+        dedicated_redis: Callable[..., RedisServer],
+        clock: FakeClock,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """With EVALSHA disabled Redis echoes keys and records; none reach errors or logs."""
+        server = dedicated_redis("--rename-command", "EVALSHA", "")
+        caplog.set_level(logging.DEBUG, logger="walletmesh_sessions")
+        async with RedisSessionStore.from_url(server.url, config(), clock=clock) as store:
+            for n in range(3):
+                await store.set(f"{self.SECRET}{n}", DATA)
+            clock.advance(ms=LIFETIME_MS + 1)
+            errors: list[BaseException] = []
+            for call in (store.clean_expired(), store.get_all(), store.get(f"{self.SECRET}0")):
+                with pytest.raises(SessionStoreError) as info:
+                    await call
+                errors.append(info.value)
+            with anyio.move_on_after(0.5):
+                await clean_expired_every(store, 0.1)
+        for error in errors:
+            for shown in (str(error), repr(error), str(error.__cause__)):
+                assert self.SECRET not in shown
+            assert "unknown command" not in str(error.__cause__)
+            assert isinstance(error.__cause__, redis.ResponseError)
+            assert "ERR" in str(error)
+        assert any(r.levelno == logging.ERROR for r in caplog.records)
+        assert self.SECRET not in caplog.text
+        assert "wm_session_" not in caplog.text

@@ -1,149 +1,374 @@
-"""Drivers that run `_redis_ops` operations against Redis, and the store's error boundary.
+"""Running `_redis_ops` operations on one Redis server: a sans-IO core and two runners.
 
-`AsyncioRunner` awaits `redis.asyncio` directly. `ThreadRunner` runs the synchronous client in
-anyio worker threads (trio, or a caller's sync client): a whole operation runs in one thread
-hop, handing back to the event loop only between batches of a scan, so a refreshing read
-costs one hop rather than one per command.
+The core is written once. `exchange` turns one step into the commands that carry it out and
+reads their replies (a missing script is loaded and run again, a key of another type becomes
+`WRONG_TYPE` or a `NonString`, a `Batch` becomes one pipeline); `Conversation` walks an
+operation from step to step. Replies come back as values, error replies as exception objects.
+The runners only move bytes: `AsyncioRunner` awaits `redis.asyncio`, `ThreadRunner` blocks on
+the synchronous client in anyio worker threads, a whole operation (or a page of a scan) per
+thread hop. Errors leave through `translate`, whose messages never echo command arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import hashlib
+import sys
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, NamedTuple, TypeVar
 
+import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 from ._errors import SessionStoreError, StoreUnavailableError
-from ._redis_ops import CHECKPOINT, WRONG_TYPE, Batch, Command, Op, RunScript, Script, Step
+from ._redis_ops import (
+    CHECKPOINT,
+    SCAN_BATCH,
+    WRONG_TYPE,
+    Batch,
+    Checkpoint,
+    CompareAndDelete,
+    CompareAndSet,
+    Delete,
+    NonString,
+    Op,
+    Read,
+    ReadMany,
+    Scan,
+    ScanPage,
+    Step,
+    Write,
+)
 
-__all__ = ("AsyncioRunner", "ThreadRunner", "translate")
+__all__ = (
+    "COMPARE_AND_DELETE",
+    "COMPARE_AND_SET",
+    "AsyncioRunner",
+    "Conversation",
+    "Script",
+    "ThreadRunner",
+    "exchange",
+    "translate",
+)
 
 T = TypeVar("T")
+
+Args = tuple[Any, ...]
+Exchange = Generator[list[Args], list[Any], Any]
+"""Yields the commands to send (one round trip), receives their replies, returns the reply."""
+
+
+class Script(NamedTuple):
+    """A Lua script, run by EVALSHA and loaded again when Redis answers NOSCRIPT."""
+
+    source: str
+    sha: str
+
+
+def _script(source: str) -> Script:
+    return Script(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+# Both scripts compare the exact stored bytes and touch one key, so they are atomic and
+# cluster-safe; pcall makes a key of another type simply "not equal" instead of an error.
+COMPARE_AND_SET = _script(
+    """\
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[3] then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
+  return 1
+end
+return 0
+"""
+)
+"""KEYS[1] holds exactly ARGV[1]? then write ARGV[2], with a TTL of ARGV[3] ms if given."""
+
+COMPARE_AND_DELETE = _script(
+    """\
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+)
+"""KEYS[1] holds exactly ARGV[1]? then delete it. 1 if deleted."""
+
+
+# -- the sans-IO core ----------------------------------------------------------------------
+
+
+def _code(exc: BaseException) -> str:
+    """An error reply's kind: its first word (``WRONGTYPE``, ``OOM``, ``ERR``...)."""
+    words = str(exc).split(maxsplit=1)
+    word = words[0] if words else ""
+    return word if word.isalpha() and word.isupper() else "ERR"
+
+
+def _checked(reply: Any) -> Any:
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _read(step: Read) -> Exchange:
+    (reply,) = yield [("GET", step.key)]
+    if isinstance(reply, ResponseError) and _code(reply) == "WRONGTYPE":
+        return WRONG_TYPE
+    return _checked(reply)
+
+
+def _write(step: Write) -> Exchange:
+    if step.ttl_ms is None:
+        (reply,) = yield [("SET", step.key, step.text)]
+    else:
+        (reply,) = yield [("SET", step.key, step.text, "PX", step.ttl_ms)]
+    _checked(reply)
+
+
+def _run_script(script: Script, key: Any, *args: Any) -> Exchange:
+    command = ("EVALSHA", script.sha, 1, key, *args)
+    (reply,) = yield [command]
+    if isinstance(reply, NoScriptError):
+        # After a restart or SCRIPT FLUSH: load it and run it again in the same round trip.
+        loaded, reply = yield [("SCRIPT", "LOAD", script.source), command]
+        _checked(loaded)
+    return bool(_checked(reply))
+
+
+def _compare_and_set(step: CompareAndSet) -> Exchange:
+    ttl = () if step.ttl_ms is None else (step.ttl_ms,)
+    return _run_script(COMPARE_AND_SET, step.key, step.old, step.new, *ttl)
+
+
+def _compare_and_delete(step: CompareAndDelete) -> Exchange:
+    return _run_script(COMPARE_AND_DELETE, step.key, step.old)
+
+
+def _delete(step: Delete) -> Exchange:
+    (reply,) = yield [("DEL", *step.keys)]
+    return int(_checked(reply))
+
+
+def _scan(step: Scan) -> Exchange:
+    cursor = 0 if step.cursor is None else step.cursor
+    (reply,) = yield [("SCAN", cursor, "MATCH", step.pattern, "COUNT", SCAN_BATCH)]
+    after, keys = _checked(reply)
+    return ScanPage(list(keys), None if int(after) == 0 else after)
+
+
+def _as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _read_many(step: ReadMany) -> Exchange:
+    (reply,) = yield [("MGET", *step.keys)]
+    values: list[Any] = list(_checked(reply))
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        # MGET answers nil both for a missing key and for one of another type: ask which.
+        kinds = yield [("TYPE", step.keys[i]) for i in missing]
+        for i, kind in zip(missing, kinds, strict=True):
+            shown = _as_text(_checked(kind))
+            if shown not in ("none", "string"):
+                values[i] = NonString(shown)
+    return values
+
+
+def _batch(step: Batch) -> Exchange:
+    """Every step's exchange in lockstep: each round trip one pipeline of all their commands."""
+    replies: list[Any] = [None] * len(step.steps)
+    waiting: dict[int, tuple[Exchange, list[Args]]] = {}
+    for i, inner in enumerate(step.steps):
+        talk = exchange(inner)
+        waiting[i] = (talk, next(talk))
+    while waiting:
+        commands: list[Args] = []
+        slots: dict[Args, int] = {}
+        where: dict[int, list[int]] = {}
+        for i, (_talk, wanted) in waiting.items():
+            places = where[i] = []
+            for command in wanted:
+                if command[:2] == ("SCRIPT", "LOAD") and command in slots:
+                    places.append(slots[command])  # a script is loaded once per pipeline
+                    continue
+                slots[command] = len(commands)
+                places.append(len(commands))
+                commands.append(command)
+        answers = yield commands
+        still: dict[int, tuple[Exchange, list[Args]]] = {}
+        for i, (talk, _wanted) in waiting.items():
+            try:
+                still[i] = (talk, talk.send([answers[n] for n in where[i]]))
+            except StopIteration as stop:
+                replies[i] = stop.value
+        waiting = still
+    return replies
+
+
+_EXCHANGES: dict[type, Callable[[Any], Exchange]] = {
+    Read: _read,
+    Write: _write,
+    CompareAndSet: _compare_and_set,
+    CompareAndDelete: _compare_and_delete,
+    Delete: _delete,
+    Scan: _scan,
+    ReadMany: _read_many,
+    Batch: _batch,
+}
+
+
+def exchange(step: Step) -> Exchange:
+    """The commands that carry out `step` on one Redis server, and what their replies mean.
+
+    Each value it yields is one round trip's commands (sent as one pipeline when more than
+    one); it must be sent the replies, in order, error replies as exception objects. It
+    returns the step's reply, or raises the redis-py exception of an error it cannot absorb.
+    """
+    return _EXCHANGES[type(step)](step)
+
+
+class Conversation(Generic[T]):
+    """One operation in progress: which commands to send next, and what the replies mean."""
+
+    __slots__ = ("_exchange", "_op", "name", "result")
+
+    def __init__(self, op: Op[T], name: str) -> None:
+        self._op = op
+        self._exchange: Exchange | None = None
+        self.name = name
+        self.result: T
+
+    def advance(self, replies: list[Any] | None) -> list[Args] | Checkpoint | None:
+        """Feed the replies to the last commands (`None` at first and after a checkpoint).
+
+        Returns the commands of the next round trip, `CHECKPOINT` where a runner may return
+        to its event loop, or `None` once the operation is done (its value in `result`).
+        """
+        reply: Any = None
+        talk = self._exchange
+        if talk is not None:
+            try:
+                return talk.send(replies)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                reply = stop.value
+                self._exchange = None
+        try:
+            step = self._op.send(reply)
+        except StopIteration as stop:
+            self.result = stop.value
+            return None
+        if step is CHECKPOINT:
+            return CHECKPOINT
+        talk = self._exchange = _EXCHANGES[type(step)](step)
+        return next(talk)
+
+    def fail(self, exc: Exception) -> SessionStoreError:
+        """Abandon the operation; the library's error for `exc` (chain it as the cause)."""
+        self._op.close()
+        if self._exchange is not None:
+            self._exchange.close()
+        return translate(exc, self.name)
+
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ReadOnlyError, OSError)
 
 
-def translate(exc: Exception) -> SessionStoreError:
-    """The library's error for an exception raised by the Redis client (chain it as cause)."""
+def translate(exc: Exception, operation: str) -> SessionStoreError:
+    """The library's error for a redis-py exception raised during `operation`.
+
+    The message names the operation and the kind of error only: Redis error replies may echo
+    command arguments (keys, so session ids, and records), so an error reply's own text is
+    cut down to its code in place too, and only then kept as the cause.
+    """
+    if isinstance(exc, ResponseError):
+        code = _code(exc)
+        exc.args = (f"{code} (the rest of the reply is withheld: it may echo arguments)",)
+        kind = f"{type(exc).__name__} {code}"
+    else:
+        kind = type(exc).__name__
     if isinstance(exc, _UNAVAILABLE):
-        return StoreUnavailableError(f"Redis is unavailable: {type(exc).__name__}: {exc}")
-    return SessionStoreError(f"Redis refused a command: {type(exc).__name__}: {exc}")
+        return StoreUnavailableError(f"Redis is unavailable ({operation}): {kind}")
+    return SessionStoreError(f"Redis refused a command ({operation}): {kind}")
 
 
-def _is_wrong_type(exc: ResponseError) -> bool:
-    return str(exc).startswith("WRONGTYPE")
+def _late(operation: str, budget: float) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"Redis did not answer ({operation}) within {budget:.3g} s: no reply, or no free connection"
+    )
 
 
-def _script_args(step: RunScript) -> tuple[Any, ...]:
-    return ("EVALSHA", step.script.sha, 1, step.key, *step.args)
-
-
-def _check_replies(replies: list[Any]) -> None:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-
-
-def _unloaded(replies: list[Any]) -> list[int]:
-    """Indexes of the scripts Redis did not know (after a restart or SCRIPT FLUSH)."""
-    return [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-
-
-def _scripts(batch: Batch, indexes: list[int]) -> set[Script]:
-    return {step.script for i in indexes if isinstance(step := batch.steps[i], RunScript)}
+# -- the runners: I/O only --------------------------------------------------------------------
 
 
 class AsyncioRunner:
     """Runs operations on a `redis.asyncio.Redis` client, on asyncio only.
 
-    With `limit`, at most that many operations run at once, and an operation waits at most
-    `wait` seconds for its turn: the store's own pool holds `limit` connections. redis-py's
-    blocking pool would do the same waiting but costs measurably more per command.
+    With `limit`, at most that many operations run at once (the store's pool holds `limit`
+    connections; redis-py's blocking pool would wait too, at a higher cost per command). With
+    `budget`, each call finishes or fails within that many seconds of being made, waiting for
+    its turn included.
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis, limit: int | None = None, wait: float | None = None
+        self, client: redis.asyncio.Redis, limit: int | None = None, budget: float | None = None
     ) -> None:
         self.client = client
         # redis-py leaves execute_command untyped; every reply is Any to us anyway.
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
         self._slots = None if limit is None else asyncio.Semaphore(limit)
-        self._wait = wait
+        self._budget = budget
 
-    async def run(self, op: Op[T]) -> T:
+    async def run(self, op: Op[T], name: str) -> T:
         """Drive `op` to its result; Redis errors become the library's, with the cause kept."""
-        slots = self._slots
-        if slots is not None:
-            if slots.locked():
-                try:
-                    await asyncio.wait_for(slots.acquire(), self._wait)
-                except asyncio.TimeoutError:
-                    op.close()
-                    msg = f"no free Redis connection within {self._wait} s (all are busy)"
-                    raise StoreUnavailableError(msg) from None
-            else:
-                await slots.acquire()
+        budget = self._budget
+        if budget is None:
+            return await self._guarded(op, name)
         try:
-            reply: Any = None
-            while True:
-                try:
-                    step = op.send(reply)
-                except StopIteration as stop:
-                    result: T = stop.value
-                    return result
-                try:
-                    # The hot path (a lone GET or SET) is inlined: no extra coroutine per step.
-                    if type(step) is Command:
-                        try:
-                            reply = await self._command(*step.args)
-                        except ResponseError as exc:
-                            if not _is_wrong_type(exc):
-                                raise
-                            reply = WRONG_TYPE
-                    else:
-                        reply = await self._execute(step)
-                except (redis.RedisError, OSError) as exc:
-                    op.close()
-                    raise translate(exc) from exc
-        finally:
-            if slots is not None:
-                slots.release()
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(budget):
+                    return await self._guarded(op, name)
+            else:  # pragma: no cover
+                return await asyncio.wait_for(self._guarded(op, name), budget)
+        except asyncio.TimeoutError:
+            op.close()
+            raise _late(name, budget) from None
 
-    async def _execute(self, step: Step) -> Any:
-        command = self._command
-        if type(step) is RunScript:
+    async def _guarded(self, op: Op[T], name: str) -> T:
+        slots = self._slots
+        if slots is None:
+            return await self._drive(Conversation(op, name))
+        async with slots:
+            return await self._drive(Conversation(op, name))
+
+    async def _drive(self, talk: Conversation[T]) -> T:
+        try:
+            commands = talk.advance(None)
+            while commands is not None:
+                if commands is CHECKPOINT:
+                    commands = talk.advance(None)
+                else:
+                    commands = talk.advance(await self._send(commands))
+        except (redis.RedisError, OSError) as exc:
+            raise talk.fail(exc) from exc
+        return talk.result
+
+    async def _send(self, commands: list[Args]) -> list[Any]:
+        if len(commands) == 1:
             try:
-                return await command(*_script_args(step))
-            except NoScriptError:
-                await self.client.script_load(step.script.source)
-                return await command(*_script_args(step))
-        if type(step) is Batch:
-            return await self._batch(step)
-        if step is CHECKPOINT:
-            return None
-        raise AssertionError(f"unknown step {step!r}")  # pragma: no cover
-
-    async def _batch(self, batch: Batch) -> list[Any]:
-        replies = await self._pipeline(batch.steps)
-        missing = _unloaded(replies)
-        if missing:
-            for script in _scripts(batch, missing):
-                await self.client.script_load(script.source)
-            again = await self._pipeline(tuple(batch.steps[i] for i in missing))
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        _check_replies(replies)
-        return replies
-
-    async def _pipeline(self, steps: tuple[Command | RunScript, ...]) -> list[Any]:
+                return [await self._command(*commands[0])]
+            except ResponseError as exc:
+                return [exc]
         pipe = self.client.pipeline(transaction=False)
         queue: Callable[..., Any] = pipe.execute_command
-        for step in steps:
-            queue(*(step.args if isinstance(step, Command) else _script_args(step)))
+        for args in commands:
+            queue(*args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
@@ -153,73 +378,77 @@ class AsyncioRunner:
 
 
 class ThreadRunner:
-    """Runs operations on a synchronous `redis.Redis` client in anyio worker threads."""
+    """Runs operations on a synchronous `redis.Redis` client in anyio worker threads.
 
-    def __init__(self, client: redis.Redis) -> None:
+    With `limit`, the store's own thread limiter (sized to its pool) replaces anyio's shared
+    default, so the store never queues behind other code's threads. With `budget`, each call
+    finishes or fails within that many seconds of being made: a thread still blocked then is
+    abandoned (its socket timeout ends it soon after) and keeps its limiter token until then.
+    """
+
+    def __init__(
+        self, client: redis.Redis, limit: int | None = None, budget: float | None = None
+    ) -> None:
         self.client = client
         self._command: Callable[..., Any] = client.execute_command
+        self._limit = limit
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._budget = budget
 
-    async def run(self, op: Op[T]) -> T:
-        """Drive `op` to its result, one thread hop per stretch between checkpoints."""
-        reply: Any = None
+    def new_loop(self) -> None:
+        """Forget what belongs to the previous event loop (a limiter is bound to its run)."""
+        self._limiter = None
+
+    async def run(self, op: Op[T], name: str) -> T:
+        """Drive `op` to its result, one thread hop per stretch between checkpoints.
+
+        A cancelled call waits for the command in flight (a thread cannot be interrupted) and
+        stops at the next checkpoint; only the call's own deadline abandons a thread.
+        """
+        talk = Conversation(op, name)
+        limiter = self._limiter
+        if limiter is None and self._limit is not None:
+            limiter = self._limiter = anyio.CapacityLimiter(self._limit)
+        budget = self._budget
+        if budget is None:
+            while not await anyio.to_thread.run_sync(self._advance, talk, limiter=limiter):
+                pass
+            return talk.result
+        deadline = anyio.current_time() + budget
         while True:
-            done, value = await anyio.to_thread.run_sync(self._advance, op, reply)
+            done = False
+            with anyio.CancelScope(shield=True), anyio.CancelScope(deadline=deadline) as scope:
+                done = await anyio.to_thread.run_sync(
+                    self._advance, talk, limiter=limiter, abandon_on_cancel=True
+                )
+            if scope.cancelled_caught:
+                raise _late(name, budget)
             if done:
-                result: T = value
-                return result
-            reply = None
+                return talk.result
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
-    def _advance(self, op: Op[T], reply: Any) -> tuple[bool, Any]:
-        """Run `op` in this thread until it finishes or reaches a checkpoint."""
-        while True:
-            try:
-                step = op.send(reply)
-            except StopIteration as stop:
-                return True, stop.value
-            if step is CHECKPOINT:
-                return False, None
-            try:
-                reply = self._execute(step)
-            except (redis.RedisError, OSError) as exc:
-                op.close()
-                raise translate(exc) from exc
+    def _advance(self, talk: Conversation[T]) -> bool:
+        """Run the operation in this thread until it is done (True) or at a checkpoint."""
+        try:
+            commands = talk.advance(None)
+            while commands is not None:
+                if commands is CHECKPOINT:
+                    return False
+                commands = talk.advance(self._send(commands))
+        except (redis.RedisError, OSError) as exc:
+            raise talk.fail(exc) from exc
+        return True
 
-    def _execute(self, step: Step) -> Any:
-        command = self._command
-        if type(step) is Command:
+    def _send(self, commands: list[Args]) -> list[Any]:
+        if len(commands) == 1:
             try:
-                return command(*step.args)
+                return [self._command(*commands[0])]
             except ResponseError as exc:
-                if _is_wrong_type(exc):
-                    return WRONG_TYPE
-                raise
-        if type(step) is RunScript:
-            try:
-                return command(*_script_args(step))
-            except NoScriptError:
-                self.client.script_load(step.script.source)
-                return command(*_script_args(step))
-        if type(step) is Batch:
-            return self._batch(step)
-        raise AssertionError(f"unknown step {step!r}")  # pragma: no cover
-
-    def _batch(self, batch: Batch) -> list[Any]:
-        replies = self._pipeline(batch.steps)
-        missing = _unloaded(replies)
-        if missing:
-            for script in _scripts(batch, missing):
-                self.client.script_load(script.source)
-            again = self._pipeline(tuple(batch.steps[i] for i in missing))
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        _check_replies(replies)
-        return replies
-
-    def _pipeline(self, steps: tuple[Command | RunScript, ...]) -> list[Any]:
+                return [exc]
         pipe = self.client.pipeline(transaction=False)
         queue: Callable[..., Any] = pipe.execute_command
-        for step in steps:
-            queue(*(step.args if isinstance(step, Command) else _script_args(step)))
+        for args in commands:
+            queue(*args)
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 import redis.asyncio
@@ -17,6 +20,7 @@ from redis.retry import Retry
 
 from . import _redis_ops as ops
 from ._data import SessionData, SessionRecord, SessionStoreConfig
+from ._decode_cache import DecodeCache
 from ._errors import InvalidConfigError, SessionStoreError, StoreClosedError
 from ._expiry import Clock
 from ._redis_io import AsyncioRunner, ThreadRunner
@@ -32,6 +36,7 @@ from ._validation import (
 __all__ = ("RedisSessionStore",)
 
 _S = TypeVar("_S", bound="RedisSessionStore")
+T = TypeVar("T")
 
 Runner = AsyncioRunner | ThreadRunner
 
@@ -40,6 +45,34 @@ _parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 1
 DEFAULT_MAX_CONNECTIONS = 50
+# The longest pause between two attempts of a command (redis-py's jittered backoff).
+BACKOFF_CAP = 0.1
+
+# URL query parameters: the store's own, parsed here, and the connection's, left to redis-py.
+STORE_URL_PARAMETERS: dict[str, Callable[[str], Any]] = {
+    "timeout": float,
+    "retries": int,
+    "max_connections": int,
+}
+CONNECTION_URL_PARAMETERS = frozenset(
+    {
+        "db",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "health_check_interval",
+        "client_name",
+        "protocol",
+        # Credentials may come as query parameters too; messages mask them (see _secrets).
+        "username",
+        "password",
+    }
+)
+TLS_URL_PARAMETERS = frozenset(
+    {"ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
+)
+# Options of the pool rather than of each connection.
+_POOL_OPTIONS = frozenset({"max_connections", "timeout", "connection_class", "retry"})
 
 
 def _check_limits(options: dict[str, Any], retries: object) -> None:
@@ -55,6 +88,52 @@ def _check_limits(options: dict[str, Any], retries: object) -> None:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         msg = f"retries must be an int >= 0, got {retries!r}"
         raise InvalidConfigError(msg)
+
+
+def _split_query(url: str) -> tuple[str, dict[str, Any]]:
+    """`url` without the store's own query parameters, and those parameters parsed.
+
+    Refuses a parameter neither the store nor its connections know, naming it, so a typo
+    fails when the store is made rather than at its first call.
+    """
+    base, _, query = url.partition("?")
+    scheme = urlsplit(url).scheme.lower()
+    known = CONNECTION_URL_PARAMETERS | (TLS_URL_PARAMETERS if scheme == "rediss" else set())
+    store: dict[str, Any] = {}
+    kept: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in STORE_URL_PARAMETERS:
+            try:
+                store[name] = STORE_URL_PARAMETERS[name](value)
+            except ValueError:
+                msg = f"the Redis URL parameter {name!r} must be a number, got {value!r}"
+                raise InvalidConfigError(msg) from None
+        elif name in known:
+            kept.append((name, value))
+        else:
+            allowed = ", ".join(sorted({*STORE_URL_PARAMETERS, *known}))
+            msg = f"unknown parameter {name!r} in the Redis URL (known: {allowed})"
+            raise InvalidConfigError(msg)
+    return base + (f"?{urlencode(kept)}" if kept else ""), store
+
+
+def _check_client_options(url: str, options: dict[str, Any]) -> None:
+    """Build (never connect) one connection of each client, so unknown options fail now."""
+    kwargs = {**_parse_url(url), **options}
+    default = redis.SSLConnection if urlsplit(url).scheme.lower() == "rediss" else redis.Connection
+    sync_class = kwargs.pop("connection_class", default)
+    async_class = {
+        redis.SSLConnection: redis.asyncio.SSLConnection,
+        redis.UnixDomainSocketConnection: redis.asyncio.UnixDomainSocketConnection,
+    }.get(sync_class, redis.asyncio.Connection)
+    per_connection = {k: v for k, v in kwargs.items() if k not in _POOL_OPTIONS}
+    for connection_class in (sync_class, async_class):
+        try:
+            connection_class(**per_connection)
+        except TypeError as exc:
+            # Python names the keyword in its message; say it without the value.
+            msg = f"a Redis client option is not accepted: {exc}"
+            raise InvalidConfigError(msg) from None
 
 
 def _backend() -> str:
@@ -94,28 +173,46 @@ class _CallerClient:
 
 
 class _UrlClients:
-    """Clients the store makes from a URL on first use, one per backend, and closes."""
+    """Clients the store makes from a URL on first use, for the event loop in use, and closes.
+
+    An asyncio client belongs to the loop it first ran on: when another loop calls (a second
+    ``anyio.run``), a fresh client is made for it. The old one was already closed by its own
+    loop as that loop shut down (see `_closed_at_shutdown`); the store then just drops it. The
+    synchronous client serves every trio run; only its thread limiter is per run.
+    """
 
     def __init__(self, url: str, options: dict[str, Any], retries: int) -> None:
         self._url = url
         self._options = options
         self._retries = retries
         self._limit: int = options["max_connections"]
-        self._wait: float | None = options["timeout"]
+        timeout: float | None = options["timeout"]
+        # Each attempt is bounded by the timeout, and each pause between them by the backoff.
+        self._budget = None if timeout is None else (retries + 1) * timeout + retries * BACKOFF_CAP
         self._asyncio: AsyncioRunner | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
+        self._loop: object = None
         self._threads: ThreadRunner | None = None
+        self._run_token: object = None
 
     def runner(self, backend: str) -> Runner:
         if backend == "asyncio":
-            if self._asyncio is None:
-                self._asyncio = AsyncioRunner(self._asyncio_client(), self._limit, self._wait)
+            loop = asyncio.get_running_loop()
+            if self._loop is not loop or self._asyncio is None:
+                runner = AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
+                self._closer = _closed_at_shutdown(runner)
+                self._asyncio, self._loop = runner, loop
             return self._asyncio
         if self._threads is None:
-            self._threads = ThreadRunner(self._sync_client())
+            self._threads = ThreadRunner(self._sync_client(), self._limit, self._budget)
+        token = _trio_token()
+        if self._run_token is not token:
+            self._threads.new_loop()
+            self._run_token = token
         return self._threads
 
     def _backoff(self) -> ExponentialWithJitterBackoff:
-        return ExponentialWithJitterBackoff(base=0.01, cap=0.1)
+        return ExponentialWithJitterBackoff(base=0.01, cap=BACKOFF_CAP)
 
     def _asyncio_client(self) -> redis.asyncio.Redis:
         options = {"retry": AsyncRetry(self._backoff(), self._retries), **self._options}
@@ -130,15 +227,42 @@ class _UrlClients:
         return redis.Redis.from_pool(pool)
 
     async def aclose(self, backend: str) -> None:
-        asyncio_runner, self._asyncio = self._asyncio, None
+        closer, self._closer, self._asyncio = self._closer, None, None
+        loop, self._loop = self._loop, None
         threads, self._threads = self._threads, None
         try:
             if threads is not None:
                 await threads.aclose()
         finally:
-            # An asyncio client can only be closed on its own loop; elsewhere it is dropped.
-            if asyncio_runner is not None and backend == "asyncio":
-                await asyncio_runner.aclose()
+            # An asyncio client can only be closed on its own loop; elsewhere its loop did it.
+            if closer is not None and backend == "asyncio" and asyncio.get_running_loop() is loop:
+                await closer.aclose()
+
+
+def _closed_at_shutdown(runner: AsyncioRunner) -> AsyncGenerator[None, None]:
+    """An async generator, already started, that closes `runner` when it is closed.
+
+    asyncio closes every unfinished async generator of a loop as the loop shuts down
+    (``asyncio.run`` and ``anyio.run`` do), while the loop still runs: so a store that
+    outlives its event loop has its connections closed properly, on their own loop.
+    """
+
+    async def close_at_exit() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await runner.aclose()
+
+    closer = close_at_exit()
+    with contextlib.suppress(StopIteration):
+        closer.asend(None).send(None)  # run to the yield now: nothing there awaits
+    return closer
+
+
+def _trio_token() -> object:
+    import trio.lowlevel  # only ever called on trio, so trio is there
+
+    return trio.lowlevel.current_trio_token()
 
 
 class RedisSessionStore:
@@ -180,19 +304,32 @@ class RedisSessionStore:
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
 
-        `timeout` (seconds) bounds connecting, each reply and waiting for a free pooled
-        connection; a failed command is retried `retries` times on a fresh connection.
-        `client_options` go to redis-py's connection pool as they are and win over these.
-        The store makes a `redis.asyncio` client on asyncio and a `redis.Redis` on trio.
+        `timeout` (seconds) bounds connecting and each reply; a failed command is retried
+        `retries` times on a fresh connection; every call then finishes or fails within
+        ``(retries + 1) * timeout`` plus 0.1 s per retry of being made, waiting for one of the
+        `max_connections` connections included. The URL's query may give ``timeout``,
+        ``retries`` and ``max_connections`` too (they win over the arguments), and the
+        connection parameters in `CONNECTION_URL_PARAMETERS` (`TLS_URL_PARAMETERS` too for
+        ``rediss://``); any other is refused here with `InvalidConfigError`, as is an
+        unknown `client_options` keyword. `client_options` go to redis-py's connection pool
+        as they are and win over the store's defaults. The store makes a `redis.asyncio`
+        client on asyncio (one per event loop) and a `redis.Redis` on trio.
         """
         if not isinstance(url, str):
             msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
             raise InvalidConfigError(msg)
         try:
             _parse_url(url)
+            url, from_query = _split_query(url)
+            _parse_url(url)
         except ValueError as exc:
+            if isinstance(exc, InvalidConfigError):
+                raise
             msg = f"not a Redis URL: {redact(url)!r} ({redact_message(str(exc), url)})"
             raise InvalidConfigError(msg) from redact_error(exc, url)
+        timeout = from_query.get("timeout", timeout)
+        retries = from_query.get("retries", retries)
+        max_connections = from_query.get("max_connections", max_connections)
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
@@ -201,6 +338,7 @@ class RedisSessionStore:
             **client_options,
         }
         _check_limits(options, retries)
+        _check_client_options(url, options)
         store = cls.__new__(cls)
         store._setup(_UrlClients(url, options, retries), config, prefix, clock)
         return store
@@ -212,22 +350,33 @@ class RedisSessionStore:
         prefix: str,
         clock: Clock,
     ) -> None:
-        self._space = ops.Keyspace(check_prefix(prefix), check_config(config), check_clock(clock))
+        self._cache = DecodeCache()
+        self._spec = ops.StoreSpec(
+            check_prefix(prefix), check_config(config), check_clock(clock), self._cache.decode
+        )
         self._clients = clients
         self._closed = False
 
     @property
     def config(self) -> SessionStoreConfig:
         """The store's lifetime and refresh settings."""
-        return self._space.config
+        return self._spec.config
 
     @property
     def prefix(self) -> str:
         """The text every key of this store starts with."""
-        return self._space.prefix
+        return self._spec.prefix
 
     def __repr__(self) -> str:
-        return f"RedisSessionStore(prefix={self._space.prefix!r}, config={self._space.config!r})"
+        return f"RedisSessionStore(prefix={self._spec.prefix!r}, config={self._spec.config!r})"
+
+    async def _run(self, name: str, op: ops.Op[T]) -> T:
+        try:
+            runner = self._runner()
+        except BaseException:
+            op.close()
+            raise
+        return await runner.run(op, name)
 
     def _runner(self) -> Runner:
         if self._closed:
@@ -239,12 +388,12 @@ class RedisSessionStore:
         """Store `data` under `session_id`: one SET, with a TTL when there is a lifetime."""
         session_id = check_session_id(session_id)
         data = check_session_data(data)
-        await self._runner().run(ops.write(self._space, session_id, data))
+        await self._run("set", ops.write(self._spec, session_id, data))
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
         session_id = check_session_id(session_id)
-        return await self._runner().run(ops.read(self._space, session_id))
+        return await self._run("get", ops.read(self._spec, session_id))
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`.
@@ -252,30 +401,33 @@ class RedisSessionStore:
         Raises `CorruptRecordError` if the key holds something that is not a session record.
         """
         session_id = check_session_id(session_id)
-        return await self._runner().run(ops.read(self._space, session_id))
+        return await self._run("validate_and_refresh", ops.read(self._spec, session_id))
 
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session, in a new dict; expired ones met on the way are removed.
 
         Corrupt records are skipped with a warning on the ``walletmesh_sessions`` logger.
         """
-        return await self._runner().run(ops.get_all(self._space))
+        return await self._run("get_all", ops.get_all(self._spec))
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
         session_id = check_session_id(session_id)
-        await self._runner().run(ops.delete(self._space, session_id))
+        await self._run("delete", ops.delete(self._spec, session_id))
 
     async def clear(self) -> None:
         """Remove every key under the prefix, and no other key."""
-        await self._runner().run(ops.clear(self._space))
+        try:
+            await self._run("clear", ops.clear(self._spec))
+        finally:
+            self._cache.clear()
 
     async def clean_expired(self) -> int:
         """Remove every session expired by the clock; return how many this call removed.
 
         Keys Redis already dropped by their TTL are gone before this call and are not counted.
         """
-        return await self._runner().run(ops.clean_expired(self._space))
+        return await self._run("clean_expired", ops.clean_expired(self._spec))
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every record under the prefix (or the one named), expired and unreadable ones included.
@@ -284,13 +436,14 @@ class RedisSessionStore:
         """
         if session_id is not None:
             session_id = check_session_id(session_id)
-        return await self._runner().run(ops.inspect(self._space, session_id))
+        return await self._run("inspect", ops.inspect(self._spec, session_id))
 
     async def aclose(self) -> None:
         """Close the clients the store made; a caller's client is left open. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self._cache.clear()
         await self._clients.aclose(_backend())
 
     async def __aenter__(self) -> RedisSessionStore:

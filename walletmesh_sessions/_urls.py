@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -74,7 +73,6 @@ def open_store(
     except ImportError as exc:
         msg = f"{shown!r} needs the redis extra: pip install 'walletmesh-sessions[redis]'"
         raise MissingDependencyError(msg) from exc
-    _refuse_unknown_redis_parameters(shown, scheme, rest)
     # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
     redis_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
     return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
@@ -116,43 +114,3 @@ def _refuse_extras(url: str, query: list[tuple[str, str]], options: dict[str, An
     if unknown:
         msg = f"unknown option(s) {', '.join(unknown)} for {url!r}"
         raise InvalidConfigError(msg)
-
-
-def _refuse_unknown_redis_parameters(url: str, scheme: str, query: list[tuple[str, str]]) -> None:
-    """A misspelt query parameter fails here, not as a TypeError inside the client on first use."""
-    import redis.asyncio.connection
-    import redis.connection
-
-    classes: list[type] = [
-        redis.connection.BlockingConnectionPool,
-        redis.asyncio.connection.BlockingConnectionPool,
-    ]
-    if scheme == "unix":
-        classes += [
-            redis.connection.UnixDomainSocketConnection,
-            redis.asyncio.connection.UnixDomainSocketConnection,
-        ]
-    else:
-        ssl = scheme == "rediss"
-        classes += [
-            redis.connection.SSLConnection if ssl else redis.connection.Connection,
-            redis.asyncio.connection.SSLConnection if ssl else redis.asyncio.connection.Connection,
-        ]
-    known = {name for cls in classes for name in _init_parameters(cls)}
-    unknown = sorted({k for k, _ in query} - known)
-    if unknown:
-        msg = f"unknown option(s) {', '.join(unknown)} for {url!r}"
-        raise InvalidConfigError(msg)
-
-
-def _init_parameters(cls: type) -> set[str]:
-    """The keyword arguments `cls(...)` accepts by name, through its bases' __init__."""
-    names: set[str] = set()
-    for base in cls.__mro__:
-        init = vars(base).get("__init__")
-        if init is None:
-            continue
-        for parameter in inspect.signature(init).parameters.values():
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
-                names.add(parameter.name)
-    return names - {"self"}
