@@ -11,6 +11,7 @@ from ._errors import InvalidConfigError as InvalidConfigError
 from ._errors import InvalidSessionDataError as InvalidSessionDataError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import SessionIdTakenError as SessionIdTakenError
 from ._errors import SessionIdTypeError as SessionIdTypeError
 from ._errors import SessionStoreError as SessionStoreError
 from ._errors import StoreClosedError as StoreClosedError
@@ -20,6 +21,7 @@ from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._memory import MemorySessionStore as MemorySessionStore
 from ._protocol import ClosableSessionStore as ClosableSessionStore
 from ._protocol import Inspectable as Inspectable
+from ._protocol import LifecycleSessionStore as LifecycleSessionStore
 from ._protocol import SessionStore as SessionStore
 from ._urls import open_store as open_store
 
@@ -30,10 +32,12 @@ __all__ = (
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
+    "LifecycleSessionStore",
     "LocalStorageSessionStore",
     "MemorySessionStore",
     "MissingDependencyError",
     "SessionData",
+    "SessionIdTakenError",
     "SessionIdTypeError",
     "SessionRecord",
     "SessionStore",

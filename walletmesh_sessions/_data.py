@@ -111,30 +111,34 @@ class SessionData:
         return session_from_json(obj)
 
 
-def _to_lifetime(value: timedelta | float | None) -> timedelta | None:
+def _to_lifetime(value: timedelta | float | None, name: str = "lifetime") -> timedelta | None:
     """Accept a timedelta, or int/float seconds; refuse anything not strictly positive."""
     if value is None:
         return None
     given = value
     if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
-        msg = f"lifetime must be a timedelta, int or float seconds, or None, got {value!r}"
+        msg = f"{name} must be a timedelta, int or float seconds, or None, got {value!r}"
         raise InvalidConfigError(msg)
     if not isinstance(value, timedelta):
         if not math.isfinite(value):
-            msg = f"lifetime must be finite, got {value!r}"
+            msg = f"{name} must be finite, got {value!r}"
             raise InvalidConfigError(msg)
         try:
             value = timedelta(seconds=value)
         except OverflowError:
-            msg = f"lifetime is too large, got {value!r} seconds"
+            msg = f"{name} is too large, got {value!r} seconds"
             raise InvalidConfigError(msg) from None
     if value <= timedelta(0):
-        msg = f"lifetime must be > 0, got {given!r}"
+        msg = f"{name} must be > 0, got {given!r}"
         raise InvalidConfigError(msg)
     if value < _ONE_MS:
-        msg = f"lifetime must be at least 1 millisecond (expiry is kept in ms), got {given!r}"
+        msg = f"{name} must be at least 1 millisecond (expiry is kept in ms), got {given!r}"
         raise InvalidConfigError(msg)
     return value
+
+
+def _to_max_lifetime(value: timedelta | float | None) -> timedelta | None:
+    return _to_lifetime(value, "max_lifetime")
 
 
 def _check_bool(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -149,21 +153,37 @@ class SessionStoreConfig:
 
     `lifetime` is a `timedelta` (int or float seconds are converted); `None` means sessions never
     expire. With `refresh_on_access`, every read slides a session's expiry to now + lifetime.
+    `max_lifetime` is an absolute timeout counted from a session's `created_at` (stores stamp it
+    when the data has none): a session expires at the earlier of its sliding expiry and
+    ``created_at + max_lifetime``, and no refresh moves it past that.
     """
 
     lifetime: timedelta | None = attrs.field(default=None, converter=_to_lifetime)
     refresh_on_access: bool = attrs.field(default=False, validator=_check_bool)
-    # Computed once: every write and refresh of every store reads it.
+    max_lifetime: timedelta | None = attrs.field(
+        default=None, converter=_to_max_lifetime, kw_only=True
+    )
+    # Computed once: every write and refresh of every store reads them.
     _lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
+    _max_lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
 
     @_lifetime_ms.default
     def _compute_lifetime_ms(self) -> int | None:
         return None if self.lifetime is None else self.lifetime // _ONE_MS
 
+    @_max_lifetime_ms.default
+    def _compute_max_lifetime_ms(self) -> int | None:
+        return None if self.max_lifetime is None else self.max_lifetime // _ONE_MS
+
     @property
     def lifetime_ms(self) -> int | None:
         """The lifetime in whole milliseconds (rounded down), or `None`."""
         return self._lifetime_ms
+
+    @property
+    def max_lifetime_ms(self) -> int | None:
+        """The absolute timeout in whole milliseconds (rounded down), or `None`."""
+        return self._max_lifetime_ms
 
 
 @attrs.frozen

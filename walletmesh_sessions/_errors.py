@@ -8,6 +8,7 @@ __all__ = (
     "InvalidSessionDataError",
     "InvalidSessionIdError",
     "MissingDependencyError",
+    "SessionIdTakenError",
     "SessionIdTypeError",
     "SessionStoreError",
     "StoreClosedError",
@@ -48,6 +49,17 @@ class CorruptRecordError(SessionStoreError, ValueError):
         self.session_id = session_id
         self.reason = reason
         super().__init__(f"stored record for session id {session_id!r} is corrupt: {reason}")
+
+
+class SessionIdTakenError(SessionStoreError, ValueError):
+    """`rotate` was asked to move a session to an id that an unexpired session holds.
+
+    Nothing was changed; `session_id` names the id that is taken.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"session id {session_id!r} is already held by an unexpired session")
 
 
 class StoreClosedError(SessionStoreError, RuntimeError):

@@ -21,11 +21,14 @@ __all__ = (
     "Clock",
     "Expired",
     "Sweep",
+    "absolute_expiry",
     "after_read",
+    "expiry_after_update",
     "expiry_after_write",
     "is_expired",
     "now_ms",
     "slides_on_read",
+    "stamped",
     "sweep",
 )
 
@@ -62,13 +65,48 @@ def slides_on_read(config: SessionStoreConfig) -> bool:
     return config.refresh_on_access and config.lifetime_ms is not None
 
 
-def expiry_after_write(config: SessionStoreConfig, now: int) -> int | None:
-    """The expiry a session gets when it is stored at `now`: now + lifetime, or none."""
+def absolute_expiry(config: SessionStoreConfig, created_at: int | None) -> int | None:
+    """``created_at + max_lifetime``: the latest a session may live, or `None` for no bound."""
+    max_lifetime = config.max_lifetime_ms
+    if max_lifetime is None or created_at is None:
+        return None
+    return created_at + max_lifetime
+
+
+def _capped(expires_at: int | None, cap: int | None) -> int | None:
+    if cap is None or (expires_at is not None and expires_at <= cap):
+        return expires_at
+    return cap
+
+
+def stamped(config: SessionStoreConfig, data: SessionData, now: int) -> SessionData:
+    """`data` with `created_at` set to `now` when the store has an absolute timeout and the
+    data has none; otherwise `data` itself."""
+    if config.max_lifetime_ms is None or data.created_at is not None:
+        return data
+    return attrs.evolve(data, created_at=now)
+
+
+def expiry_after_write(
+    config: SessionStoreConfig, now: int, created_at: int | None = None
+) -> int | None:
+    """The expiry a session stored at `now` gets: now + lifetime, or none, capped at
+    ``created_at + max_lifetime``."""
     lifetime = config.lifetime_ms
-    return None if lifetime is None else now + lifetime
+    expires_at = None if lifetime is None else now + lifetime
+    return _capped(expires_at, absolute_expiry(config, created_at))
 
 
-def after_read(config: SessionStoreConfig, now: int, stored: int | None) -> int | Expired | None:
+def expiry_after_update(
+    config: SessionStoreConfig, after: int | None, created_at: int | None
+) -> int | None:
+    """An update's expiry: the read's (`after`), never past the new data's absolute expiry."""
+    return _capped(after, absolute_expiry(config, created_at))
+
+
+def after_read(
+    config: SessionStoreConfig, now: int, stored: int | None, created_at: int | None = None
+) -> int | Expired | None:
     """What a read at `now` does to a session whose stored expiry is `stored`.
 
     `EXPIRED`: the session has expired; the read answers "none" and removes it (only if it
@@ -76,12 +114,19 @@ def after_read(config: SessionStoreConfig, now: int, stored: int | None) -> int 
     now + lifetime when the store slides on read (a session stored without an expiry then gets
     one, as the TypeScript store does). A store writes the new expiry only when it differs
     from `stored`, and changes nothing else.
+
+    With an absolute timeout, a session is also expired once `now` is past
+    ``created_at + max_lifetime`` (whatever its stored expiry says, for records written before
+    the timeout was configured), and a slide never moves the expiry past that instant.
     """
     if stored is not None and now > stored:
         return EXPIRED
+    cap = absolute_expiry(config, created_at)
+    if cap is not None and now > cap:
+        return EXPIRED
     lifetime = config.lifetime_ms
     if config.refresh_on_access and lifetime is not None:
-        return now + lifetime
+        return _capped(now + lifetime, cap)
     return stored
 
 
@@ -116,11 +161,11 @@ def sweep(
     result: Sweep[Handle] = Sweep()
     found, removals, slides = result.found, result.removals, result.slides
     for session_id, handle, data, stored in records:
-        if stored is not None and now > stored:
+        after = after_read(config, now, stored, data.created_at)
+        if after is EXPIRED:
             removals.append(handle)
         elif collect:
             found[session_id] = data
-            after = after_read(config, now, stored)
-            if after is not EXPIRED and after is not None and after != stored:
+            if after is not None and after != stored:
                 slides.append((handle, after))
     return result

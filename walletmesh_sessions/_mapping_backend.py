@@ -11,9 +11,24 @@ from collections.abc import MutableMapping
 from ._codec import decode_readable, encode_record, inspect_record, record_with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._decode_cache import DecodeCache
-from ._expiry import EXPIRED, Clock, Sweep, after_read, expiry_after_write, now_ms, sweep
+from ._errors import CorruptRecordError, SessionIdTakenError
+from ._expiry import (
+    EXPIRED,
+    Clock,
+    Sweep,
+    after_read,
+    expiry_after_update,
+    expiry_after_write,
+    now_ms,
+    stamped,
+    sweep,
+)
+from ._lifecycle import Change, rotated, updated
 
 __all__ = ("MappingBackend",)
+
+# What a read found under one id: (text, data, stored expiry, expiry after the read).
+_Live = tuple[str, SessionData, int | None, int | None]
 
 
 class MappingBackend:
@@ -39,21 +54,72 @@ class MappingBackend:
         self._cache = DecodeCache()
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> None:
-        expires_at = expiry_after_write(self._config, now_ms(self._clock))
-        self._storage[self._prefix + session_id] = encode_record(data, expires_at)
+        now = now_ms(self._clock)
+        self._write(session_id, stamped(self._config, data, now), now)
 
     def get(self, wait: bool, session_id: str) -> SessionData | None:
+        live = self._live(session_id, now_ms(self._clock))
+        if live is None:
+            return None
+        text, data, stored, after = live
+        if after != stored and after is not None:
+            self._storage[self._prefix + session_id] = record_with_expiry(text, after)
+        return data
+
+    def create(self, wait: bool, session_id: str, data: SessionData) -> bool:
+        now = now_ms(self._clock)
+        if self._live(session_id, now) is not None:
+            return False
+        self._write(session_id, stamped(self._config, data, now), now)
+        return True
+
+    def update(self, wait: bool, session_id: str, change: Change) -> SessionData | None:
+        now = now_ms(self._clock)
+        live = self._live(session_id, now)
+        if live is None:
+            return None
+        _text, current, _stored, after = live
+        new = updated(self._config, now, current, change)
+        expires_at = expiry_after_update(self._config, after, new.created_at)
+        self._storage[self._prefix + session_id] = encode_record(new, expires_at)
+        return new
+
+    def rotate(self, wait: bool, session_id: str, new_id: str) -> str | None:
+        now = now_ms(self._clock)
+        live = self._live(session_id, now)
+        if live is None:
+            return None
+        if new_id == session_id or self._live(new_id, now) is not None:
+            raise SessionIdTakenError(new_id)
+        _text, data, _stored, after = live
+        moved = encode_record(rotated(data, session_id, new_id), after)
+        self._storage[self._prefix + new_id] = moved
+        del self._storage[self._prefix + session_id]
+        return new_id
+
+    def _live(self, session_id: str, now: int) -> _Live | None:
+        """``(text, data, stored expiry, expiry after a read)``, or `None` (expired ones go)."""
         key = self._prefix + session_id
         text = self._storage.get(key)
         if text is None:
             return None
-        data, stored = self._cache.decode(text, session_id)
-        after = after_read(self._config, now_ms(self._clock), stored)
+        data, stored = self._decode(text, session_id)
+        after = after_read(self._config, now, stored, data.created_at)
         if after is EXPIRED:
             del self._storage[key]
-        elif after != stored and after is not None:
-            self._storage[key] = record_with_expiry(text, after)
-        return None if after is EXPIRED else data
+            return None
+        return text, data, stored, after
+
+    def _decode(self, text: object, session_id: str) -> tuple[SessionData, int | None]:
+        # A mapping of str: a value of another type was put there by someone else.
+        if not isinstance(text, str):
+            reason = f"the stored value is a {type(text).__name__}, not a str"
+            raise CorruptRecordError(session_id, reason)
+        return self._cache.decode(text, session_id)
+
+    def _write(self, session_id: str, data: SessionData, now: int) -> None:
+        expires_at = expiry_after_write(self._config, now, data.created_at)
+        self._storage[self._prefix + session_id] = encode_record(data, expires_at)
 
     def get_all(self, wait: bool) -> dict[str, SessionData]:
         return self._sweep(collect=True).found
@@ -92,7 +158,7 @@ class MappingBackend:
         records = (
             (session_id, (self._prefix + session_id, text), data, expires_at)
             for session_id, text, data, expires_at in decode_readable(
-                rows, self._prefix, self._cache.decode
+                rows, self._prefix, self._decode
             )
         )
         result = sweep(self._config, now_ms(self._clock), records, collect=collect)

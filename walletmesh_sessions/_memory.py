@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ._data import SessionData, SessionRecord, SessionStoreConfig
-from ._errors import StoreClosedError
+from ._errors import SessionIdTakenError, StoreClosedError
 from ._expiry import (
     EXPIRED,
     Clock,
     after_read,
+    expiry_after_update,
     expiry_after_write,
     is_expired,
     now_ms,
     slides_on_read,
+    stamped,
     sweep,
 )
+from ._ids import new_session_id
+from ._lifecycle import check_change, rotated, updated
 from ._validation import check_clock, check_config, check_session_data, check_session_id
 
 __all__ = ("MemorySessionStore",)
@@ -76,7 +80,11 @@ class MemorySessionStore:
         if self._closed:
             self._refuse()
         now = now_ms(self._clock)
-        self._put(session_id, data, expiry_after_write(self._config, now))
+        data = stamped(self._config, data, now)
+        self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
+        self._reclaim_on_write(now)
+
+    def _reclaim_on_write(self, now: int) -> None:
         if not self._in_expiry_order:
             if len(self._sessions) > _RESCAN_GROWTH * max(self._size_at_scan, _RESCAN_MIN):
                 self._clean_by_scan(now)
@@ -89,6 +97,66 @@ class MemorySessionStore:
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
         return self._read(session_id)
+
+    async def create(self, session_id: str, data: SessionData) -> bool:
+        """Store `data` only if no unexpired session holds `session_id`; `True` if stored."""
+        session_id = check_session_id(session_id)
+        data = check_session_data(data)
+        if self._closed:
+            self._refuse()
+        now = now_ms(self._clock)
+        if self._live(session_id, now) is not None:
+            return False
+        data = stamped(self._config, data, now)
+        self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
+        self._reclaim_on_write(now)
+        return True
+
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None:
+        """Replace an unexpired session's data with ``change(current)``; `None` if none."""
+        session_id = check_session_id(session_id)
+        change = check_change(change)
+        if self._closed:
+            self._refuse()
+        now = now_ms(self._clock)
+        live = self._live(session_id, now)
+        if live is None:
+            return None
+        current, after = live
+        new = updated(self._config, now, current, change)
+        self._put(session_id, new, expiry_after_update(self._config, after, new.created_at))
+        return new
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
+        """Move an unexpired session to `new_id` (default: a fresh id); `None` if none."""
+        session_id = check_session_id(session_id)
+        new_id = new_session_id() if new_id is None else check_session_id(new_id)
+        if self._closed:
+            self._refuse()
+        now = now_ms(self._clock)
+        live = self._live(session_id, now)
+        if live is None:
+            return None
+        if new_id == session_id or self._live(new_id, now) is not None:
+            raise SessionIdTakenError(new_id)
+        data, after = live
+        del self._sessions[session_id]
+        self._put(new_id, rotated(data, session_id, new_id), after)
+        return new_id
+
+    def _live(self, session_id: str, now: int) -> tuple[SessionData, int | None] | None:
+        """The session and its expiry after a read at `now`, or `None` (an expired one goes)."""
+        entry = self._sessions.get(session_id)
+        if entry is None:
+            return None
+        data, stored = entry
+        after = after_read(self._config, now, stored, data.created_at)
+        if after is EXPIRED:
+            del self._sessions[session_id]
+            return None
+        return data, after
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`."""
@@ -182,7 +250,7 @@ class MemorySessionStore:
         data, stored = entry
         if stored is None and not self._slides:
             return data  # what after_read answers, without reading the clock
-        after = after_read(self._config, now_ms(self._clock), stored)
+        after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
         if after is EXPIRED:
             del self._sessions[session_id]
             return None

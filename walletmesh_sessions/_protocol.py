@@ -1,20 +1,30 @@
 """The protocols stores satisfy structurally: `SessionStore` (the seven methods) and its seams.
 
-`SessionStore` is the contract. `ClosableSessionStore` adds closing (`aclose`, ``async with``),
-and `Inspectable` the operator's read-only view that the command line uses. `Backend` (private)
-is the seam under stores whose storage blocks (a SQLite file): try now, else defer to a thread.
+`SessionStore` is the contract. `LifecycleSessionStore` adds the atomic lifecycle operations
+(create-if-absent, update, rotate the id). `ClosableSessionStore` adds closing (`aclose`,
+``async with``), and `Inspectable` the operator's read-only view that the command line uses.
+`Backend` (private) is the seam under stores whose storage blocks (a SQLite file): try now,
+else defer to a thread.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from ._data import SessionData, SessionRecord
 
-__all__ = ("DEFERRED", "Backend", "ClosableSessionStore", "Deferred", "Inspectable", "SessionStore")
+__all__ = (
+    "DEFERRED",
+    "Backend",
+    "ClosableSessionStore",
+    "Deferred",
+    "Inspectable",
+    "LifecycleSessionStore",
+    "SessionStore",
+)
 
 _Self = TypeVar("_Self", bound="ClosableSessionStore")
 
@@ -67,6 +77,43 @@ class SessionStore(Protocol):
 
     async def clean_expired(self) -> int:
         """Remove every expired session; return how many this call removed."""
+        ...
+
+
+@runtime_checkable
+class LifecycleSessionStore(SessionStore, Protocol):
+    """A `SessionStore` with atomic lifecycle operations, so apps never compose get + set.
+
+    Each method is atomic against every other call on the same storage, from any task or
+    process: of concurrent creators of one id exactly one wins, no concurrent write is lost
+    or undone by `update`, and after `rotate` only the new id works, with no moment where
+    neither does. Every shipped store satisfies it structurally.
+    """
+
+    async def create(self, session_id: str, data: SessionData) -> bool:
+        """Store `data` only if no unexpired session holds `session_id` (an expired one may be
+        replaced); `True` if it was stored. Its expiry is as after `set`."""
+        ...
+
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None:
+        """Replace an unexpired session's data with ``change(current)``, atomically.
+
+        `change` is a plain function; it may be called more than once (compare-and-set with
+        retry), so it must not have side effects. Returns the new data, or `None` if the
+        session is missing or expired. The expiry changes as after a read. Data without a
+        `created_at` keeps the current one, so the absolute timeout cannot be escaped.
+        """
+        ...
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
+        """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
+
+        The data's `id` follows when it equalled the old session id. The expiry changes as
+        after a read; `created_at` stays. `None` if the session is missing or expired. A
+        `new_id` held by an unexpired session raises `SessionIdTakenError`, changing nothing.
+        """
         ...
 
 

@@ -10,13 +10,21 @@ import typing as _typing
 from ._clock import FakeClock as FakeClock
 
 if _typing.TYPE_CHECKING:
+    from ._contract import LifecycleStoreContract as LifecycleStoreContract
     from ._contract import SessionStoreContract as SessionStoreContract
     from ._kit_base import ForeignData as ForeignData
     from ._kit_base import StoreFactory as StoreFactory
 
-__all__ = ("FakeClock", "ForeignData", "SessionStoreContract", "StoreFactory")
+__all__ = (
+    "FakeClock",
+    "ForeignData",
+    "LifecycleStoreContract",
+    "SessionStoreContract",
+    "StoreFactory",
+)
 
 _KIT = {
+    "LifecycleStoreContract": "_contract",
     "SessionStoreContract": "_contract",
     "ForeignData": "_kit_base",
     "StoreFactory": "_kit_base",

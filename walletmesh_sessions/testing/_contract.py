@@ -1,8 +1,9 @@
 """`SessionStoreContract`: the behaviour every `SessionStore` must have, as a pytest class.
 
-Subclass it in a test module and provide a `store_factory` fixture returning a callable
-``(config, clock) -> store``; every test runs on asyncio and on trio. The project's own stores
-are tested with this same class.
+Subclass it (or `LifecycleStoreContract`, for stores with create, update and rotate) in a test
+module and provide a `store_factory` fixture returning a callable ``(config, clock) -> store``;
+every test runs on asyncio and on trio. The project's own stores are tested with these same
+classes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from ._rules_basic import BasicRules
 from ._rules_concurrency import ConcurrencyRules
 from ._rules_expiry import ExpiryRules
 from ._rules_input import InputRules
+from ._rules_lifecycle import LifecycleRules
 from ._rules_model import ModelRules
 
-__all__ = ("SessionStoreContract", "StoreFactory")
+__all__ = ("LifecycleStoreContract", "SessionStoreContract", "StoreFactory")
 
 
 class SessionStoreContract(BasicRules, ExpiryRules, InputRules, ConcurrencyRules, ModelRules):
     """The conformance suite. Subclass it and provide a `store_factory` fixture."""
+
+
+class LifecycleStoreContract(SessionStoreContract, LifecycleRules):
+    """The suite for a `LifecycleSessionStore`: every `SessionStoreContract` rule, plus atomic
+    create, update and rotate under concurrency, and the absolute timeout."""

@@ -102,8 +102,11 @@ class StoreFixtures:
             *,
             refresh: bool = False,
             clock_: Clock | None = None,
+            max_lifetime: float | timedelta | None = None,
         ) -> SessionStore:
-            config = SessionStoreConfig(lifetime=lifetime, refresh_on_access=refresh)
+            config = SessionStoreConfig(
+                lifetime=lifetime, refresh_on_access=refresh, max_lifetime=max_lifetime
+            )
             store = store_factory(config, clock_ or clock)
             made.append(store)
             return store

@@ -1,0 +1,251 @@
+"""Rules for `LifecycleSessionStore`: atomic create, update and rotate, and the absolute timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import cast
+
+import anyio
+import attrs
+import pytest
+
+from .._data import SessionData
+from .._errors import InvalidSessionDataError, InvalidSessionIdError, SessionIdTakenError
+from .._protocol import LifecycleSessionStore, SessionStore
+from ._clock import FakeClock
+from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, session
+
+__all__ = ("LifecycleRules", "counter", "increment")
+
+CREATORS = 200
+INCREMENTS = 500
+
+
+def lifecycle(store: SessionStore) -> LifecycleSessionStore:
+    assert isinstance(store, LifecycleSessionStore), "store lacks create, update or rotate"
+    return store
+
+
+def counter(n: int) -> SessionData:
+    """A session whose permissions hold a count, for increment races."""
+    return SessionData("counter", "https://count.example", {"count": [str(n)]})
+
+
+def increment(data: SessionData) -> SessionData:
+    """``update`` change that adds one to `counter`'s count."""
+    count = int(data.permissions["count"][0])
+    return attrs.evolve(data, permissions={"count": [str(count + 1)]})
+
+
+def _grant(chain: str) -> Callable[[SessionData], SessionData]:
+    def change(data: SessionData) -> SessionData:
+        permissions = {**data.permissions, chain: ("eth_accounts",)}
+        return attrs.evolve(data, permissions=permissions)
+
+    return change
+
+
+class LifecycleRules(StoreFixtures):
+    """create, update, rotate: atomic under concurrency; max_lifetime as an absolute timeout."""
+
+    # -- create ----------------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_create_only_when_absent(self, store: SessionStore, clock: FakeClock) -> None:
+        """create stores a new id, refuses a live one unchanged, replaces an expired one."""
+        s = lifecycle(store)
+        assert await s.create("id", session(1)) is True
+        assert await s.create("id", session(2)) is False, "create overwrote a live session"
+        assert await s.get("id") == session(1)
+        clock.advance(ms=LIFETIME_MS + 1)
+        assert await s.create("id", session(3)) is True, "an expired session blocked create"
+        assert await s.get("id") == session(3)
+
+    @pytest.mark.anyio
+    async def test_create_race_has_one_winner(self, store: SessionStore) -> None:
+        """Of many concurrent creators of one id, exactly one wins, and its data is stored."""
+        s = lifecycle(store)
+        winners: list[int] = []
+
+        async def creator(n: int) -> None:
+            if await s.create("contested", session(n)):
+                winners.append(n)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(CREATORS):
+                tg.start_soon(creator, n)
+        assert len(winners) == 1, f"{len(winners)} of {CREATORS} concurrent creators won"
+        assert await s.get("contested") == session(winners[0])
+
+    @pytest.mark.anyio
+    async def test_create_refuses_bad_input(self, store: SessionStore) -> None:
+        """create checks its arguments before writing anything."""
+        s = lifecycle(store)
+        with pytest.raises(InvalidSessionIdError):
+            await s.create("", session())
+        with pytest.raises(InvalidSessionDataError):
+            await s.create("id", cast("SessionData", {"id": "x"}))
+        assert dict(await s.get_all()) == {}
+
+    # -- update ----------------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_update_replaces_data(self, store: SessionStore, clock: FakeClock) -> None:
+        """update stores change(current) and returns it; None when missing or expired."""
+        s = lifecycle(store)
+        assert await s.update("missing", _grant("eip155:10")) is None
+        await s.set("id", session(1))
+        new = await s.update("id", _grant("eip155:10"))
+        assert new is not None
+        assert new.permissions["eip155:10"] == ("eth_accounts",)
+        assert await s.get("id") == new
+        clock.advance(ms=LIFETIME_MS + 1)
+        assert await s.update("id", _grant("eip155:137")) is None, "updated an expired session"
+        assert await s.get("id") is None
+
+    @pytest.mark.anyio
+    async def test_update_slides_like_a_read(
+        self, refreshing_store: SessionStore, clock: FakeClock
+    ) -> None:
+        """On a refreshing store, update slides the expiry as a read would."""
+        s = lifecycle(refreshing_store)
+        await s.set("id", session(1))
+        clock.advance(ms=LIFETIME_MS - 1)
+        assert await s.update("id", _grant("eip155:10")) is not None
+        clock.advance(ms=LIFETIME_MS - 1)
+        assert await s.get("id") is not None, "update did not slide the expiry"
+
+    @pytest.mark.anyio
+    async def test_update_refuses_a_bad_change(self, store: SessionStore) -> None:
+        """A change that returns something else than SessionData changes nothing."""
+        s = lifecycle(store)
+        await s.set("id", session(1))
+        with pytest.raises(InvalidSessionDataError):
+            await s.update("id", lambda data: cast("SessionData", None))
+        assert await s.get("id") == session(1)
+
+    @pytest.mark.anyio
+    async def test_concurrent_increments_are_not_lost(self, store: SessionStore) -> None:
+        """Hundreds of concurrent increments through update: none is lost."""
+        s = lifecycle(store)
+        await s.set("counter", counter(0))
+        async with anyio.create_task_group() as tg:
+            for _ in range(INCREMENTS):
+                tg.start_soon(s.update, "counter", increment)
+        final = await s.get("counter")
+        assert final == counter(INCREMENTS), f"lost increments: ended at {final}"
+
+    @pytest.mark.anyio
+    async def test_update_never_revives_deleted(self, store: SessionStore) -> None:
+        """Updates racing a delete never bring the session back."""
+        s = lifecycle(store)
+        for n in range(50):
+            await s.set(f"id{n}", session(n))
+        async with anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(s.update, f"id{n}", _grant("eip155:10"))
+                tg.start_soon(s.delete, f"id{n}")
+        assert dict(await s.get_all()) == {}, "an update brought back a deleted session"
+
+    # -- rotate ----------------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_rotate_moves_the_session(self, store: SessionStore) -> None:
+        """After rotate only the new id works; the data's id follows; None when missing."""
+        s = lifecycle(store)
+        assert await s.rotate("missing") is None
+        await s.set("old", SessionData("old", "https://a.example", {"c": ["m"]}))
+        new_id = await s.rotate("old")
+        assert new_id is not None
+        assert new_id != "old"
+        assert await s.get("old") is None, "the old id still works after rotate"
+        assert await s.get(new_id) == SessionData(new_id, "https://a.example", {"c": ["m"]})
+        assert await s.rotate(new_id, "chosen") == "chosen"
+        assert list(await s.get_all()) == ["chosen"]
+
+    @pytest.mark.anyio
+    async def test_rotate_refuses_a_taken_id(self, store: SessionStore, clock: FakeClock) -> None:
+        """A new id held by a live session is refused and nothing changes; an expired one not."""
+        s = lifecycle(store)
+        await s.set("a", session(1))
+        clock.advance(ms=1)
+        await s.set("b", session(2))
+        with pytest.raises(SessionIdTakenError):
+            await s.rotate("a", "b")
+        with pytest.raises(SessionIdTakenError):
+            await s.rotate("a", "a")
+        assert dict(await s.get_all()) == {"a": session(1), "b": session(2)}
+        clock.advance(ms=LIFETIME_MS)  # "a" has expired, "b" is valid at exactly its expiry
+        assert await s.rotate("b", "a") == "a", "an expired session blocked rotate"
+        assert dict(await s.get_all()) == {"a": session(2)}
+
+    @pytest.mark.anyio
+    async def test_concurrent_rotates_have_one_winner(self, store: SessionStore) -> None:
+        """Concurrent rotates of one id: exactly one moves it, the others find it gone."""
+        s = lifecycle(store)
+        await s.set("id", session(1))
+        moved: list[str] = []
+
+        async def rotator(n: int) -> None:
+            new_id = await s.rotate("id", f"new-{n}")
+            if new_id is not None:
+                moved.append(new_id)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(rotator, n)
+        assert len(moved) == 1, f"{len(moved)} concurrent rotates of one id succeeded"
+        assert list(await s.get_all()) == moved
+
+    @pytest.mark.anyio
+    async def test_rotate_racing_delete_and_clean(
+        self, store: SessionStore, clock: FakeClock
+    ) -> None:
+        """Rotate racing delete or clean_expired: never two live copies, never a revival."""
+        s = lifecycle(store)
+        for n in range(30):
+            await s.set(f"id{n}", session(n))
+        clock.advance(ms=LIFETIME_MS // 2)
+        async with anyio.create_task_group() as tg:
+            for n in range(30):
+                tg.start_soon(s.rotate, f"id{n}", f"new{n}")
+                tg.start_soon(s.delete, f"id{n}" if n % 2 else f"new{n}")
+                tg.start_soon(s.clean_expired)
+        remaining = dict(await s.get_all())
+        for n in range(30):
+            assert not (f"id{n}" in remaining and f"new{n}" in remaining), "both ids live"
+            if n % 2:  # the old id was deleted: rotated before, or gone for good
+                assert f"id{n}" not in remaining, "a deleted session came back"
+
+    # -- absolute timeout ------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_absolute_timeout_boundary(self, make_store: MakeStore, clock: FakeClock) -> None:
+        """Valid at exactly created_at + max_lifetime, expired 1 ms later, whatever refreshes."""
+        s = lifecycle(
+            make_store(timedelta(minutes=1), refresh=True, max_lifetime=timedelta(minutes=5))
+        )
+        created = clock.now_ms
+        assert await s.create("id", session(1)) is True
+        stored = await s.get("id")
+        assert stored is not None
+        assert stored.created_at == created, "the store did not stamp created_at"
+        while clock.now_ms < created + 5 * 60_000:
+            clock.advance(ms=min(50_000, created + 5 * 60_000 - clock.now_ms))
+            assert await s.get("id") is not None, "expired before its absolute timeout"
+        assert clock.now_ms == created + 5 * 60_000
+        clock.advance(ms=1)
+        assert await s.get("id") is None, "a refresh moved the session past max_lifetime"
+
+    @pytest.mark.anyio
+    async def test_update_cannot_escape_the_absolute_timeout(
+        self, make_store: MakeStore, clock: FakeClock
+    ) -> None:
+        """Data without created_at keeps the current one: the absolute timeout still holds."""
+        s = lifecycle(make_store(timedelta(minutes=10), max_lifetime=timedelta(minutes=1)))
+        await s.set("id", session(1))
+        clock.advance(seconds=30)
+        await s.update("id", lambda data: session(2))
+        clock.advance(ms=30_001)
+        assert await s.get("id") is None, "update reset the absolute timeout"
