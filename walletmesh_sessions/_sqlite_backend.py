@@ -422,9 +422,10 @@ def _none(_result: object) -> None:
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
-    # A cursor left open would keep the file open after close() and pin a read snapshot.
-    with contextlib.closing(conn.execute(sql, params)) as cursor:
-        return cursor.fetchone()
+    # Read to the end: a statement left running pins a read snapshot and, after close(),
+    # keeps the file open; fetchall also beats a with-block on this hot path.
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
 
 
 def _fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
