@@ -30,8 +30,8 @@ def fill(path: Path, count: int, expires_at: int, prefix: str = "wm_session_") -
         for statement in SCHEMA:
             conn.execute(statement)
         conn.executemany(
-            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?)",
-            ((f"{prefix}id{n}", encode_record(DATA, expires_at), expires_at) for n in range(count)),
+            f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)",
+            ((f"{prefix}id{n}", encode_record(DATA, expires_at)) for n in range(count)),
         )
 
 

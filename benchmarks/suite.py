@@ -147,8 +147,8 @@ def fill_sqlite(
             conn.execute(statement)
         record = encode_record(DATA, expires_at)
         conn.executemany(
-            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?)",
-            ((f"{prefix}id{n}", record, expires_at) for n in range(start, start + count)),
+            f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)",
+            ((f"{prefix}id{n}", record) for n in range(start, start + count)),
         )
 
 
@@ -168,9 +168,9 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
 
     async def floor_set(n: int) -> None:
         raw.execute(
-            f"INSERT INTO {TABLE} (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key)"
-            " DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            (keys[n], record, clock.now_ms),
+            f"INSERT INTO {TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key)"
+            " DO UPDATE SET value = excluded.value",
+            (keys[n], record),
         )
 
     async def floor_get(n: int) -> Any:
@@ -180,7 +180,7 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
         clock.advance(ms=1)  # each read slides the expiry: a real write every time
         row = raw.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (keys[n],)).fetchone()
         raw.execute(
-            f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp), expires_at = :exp"
+            f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp)"
             " WHERE key = :key AND value = :old",
             {"exp": clock.now_ms + 3_600_000, "key": keys[n], "old": row[0]},
         )

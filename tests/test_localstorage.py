@@ -8,10 +8,13 @@ import logging
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import MutableMapping
+import threading
+import time
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,8 +30,10 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
     StoreClosedError,
+    StoreUnavailableError,
 )
 from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._data import SessionRecord
 from walletmesh_sessions._protocol import DEFERRED
 from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE, prefix_upper_bound
 from walletmesh_sessions.testing import FakeClock
@@ -52,23 +57,16 @@ def data(n: int) -> SessionData:
 
 def raw_rows(path: Path) -> dict[str, str]:
     """Every key/value in the SQLite file, read with the sqlite3 module directly."""
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return dict(conn.execute(f"SELECT key, value FROM {TABLE}").fetchall())
 
 
 def plant(path: Path, rows: dict[str, str]) -> None:
     """Write raw rows into the file as another program would (schema as the store makes it)."""
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         for statement in SCHEMA:
             conn.execute(statement)
-        for key, value in rows.items():
-            expires = None
-            with contextlib.suppress(ValueError, AttributeError):
-                expires = json.loads(value).get("expiresAt")
-            conn.execute(
-                f"INSERT OR REPLACE INTO {TABLE} (key, value, expires_at) VALUES (?, ?, ?)",
-                (key, value, expires),
-            )
+        conn.executemany(f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)", rows.items())
 
 
 @pytest.fixture(params=["file", "mapping"])
@@ -413,13 +411,11 @@ class TestEventLoopNotBlocked:
         path = tmp_path / "big.db"
         clock = FakeClock()
         expires = clock.now_ms + 60_000
-        rows = [
-            (f"wm_session_id{n}", encode_record(data(n), expires), expires) for n in range(100_000)
-        ]
+        rows = [(f"wm_session_id{n}", encode_record(data(n), expires)) for n in range(100_000)]
         with sqlite3.connect(path) as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
-            conn.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?)", rows)
+            conn.executemany(f"INSERT INTO {TABLE} VALUES (?, ?)", rows)
         ticks = 0
 
         async def heartbeat() -> None:
@@ -508,3 +504,560 @@ WRITER_LOCK = textwrap.dedent(
     time.sleep(float(sys.argv[2]))
     """
 )
+
+
+def plant_bytes(path: Path, rows: dict[bytes, bytes]) -> None:
+    """Write raw bytes as TEXT, as a tool that does not check UTF-8 would."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.executemany(
+            f"INSERT OR REPLACE INTO {TABLE} (key, value)"
+            " VALUES (CAST(? AS TEXT), CAST(? AS TEXT))",
+            rows.items(),
+        )
+
+
+def raw_bytes(path: Path) -> dict[bytes, bytes]:
+    """Every key/value in the file as the bytes stored, whatever they are."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.text_factory = bytes
+        return dict(conn.execute(f"SELECT key, value FROM {TABLE}").fetchall())
+
+
+def open_files_under(directory: Path) -> list[str]:
+    """What this process's file descriptors point at inside `directory`."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(directory)):
+                found.append(target)
+    return found
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+
+
+@contextlib.contextmanager
+def write_lock_held(path: Path, seconds: float = 30) -> Iterator[None]:
+    """Another process holds the file's write lock for the duration."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", WRITER_LOCK, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+class TestNotUtf8:
+    """Bytes that are not UTF-8, in a value or in a key, make an unreadable record, no crash."""
+
+    BAD_VALUE = b'{"data":{"id":"v","origin":"\xff"},"expiresAt":1}'
+    BAD_KEY = b"wm_session_\xff\xfe"
+
+    async def test_unreadable_like_any_other(
+        self, tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Skipped with a warning, shown by inspect, refused by get, removed by delete and clear."""
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(
+            path, SessionStoreConfig(lifetime=60), clock=clock
+        ) as store:
+            await store.set("good", data(1))
+            plant_bytes(
+                path,
+                {
+                    b"wm_session_badvalue": self.BAD_VALUE,
+                    self.BAD_KEY: encode_record(data(2), 1).encode(),
+                    b"theme": b"dark\xff",
+                },
+            )
+            with caplog.at_level(logging.WARNING, logger="walletmesh_sessions"):
+                assert dict(await store.get_all()) == {"good": data(1)}
+                assert len(caplog.records) == 2
+                caplog.clear()
+                assert await store.clean_expired() == 0
+                assert len(caplog.records) >= 1
+            records = {r.session_id: r for r in await store.inspect()}
+            assert set(records) == {"good", "badvalue", "\ufffd\ufffd"}
+            assert records["badvalue"].data is None
+            assert records["badvalue"].error
+            assert records["\ufffd\ufffd"] == SessionRecord("\ufffd\ufffd", data(2), 1)
+            for _ in range(2):  # on the calling thread, then from the worker's cache-free path
+                with pytest.raises(CorruptRecordError) as info:
+                    await store.get("badvalue")
+                assert info.value.session_id == "badvalue"
+            [shown] = await store.inspect("badvalue")
+            assert shown.data is None
+            await store.delete("badvalue")
+            assert b"wm_session_badvalue" not in raw_bytes(path)
+            assert self.BAD_KEY in raw_bytes(path)
+            await store.clear()
+            assert await store.inspect() == []
+        assert raw_bytes(path) == {b"theme": b"dark\xff"}
+
+    async def test_foreign_bytes_inside_the_range(
+        self, tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Bytes that sort between the prefix and its bound without starting with it are foreign."""
+        path = tmp_path / "s.db"
+        prefix = "\u00ff"  # C3 BF; its bound is U+0100, C4 80
+        foreign = {b"\xc3\xc0x": encode_record(data(9), 1).encode(), b"\xc3\xffy": b"\xff"}
+        plant_bytes(path, foreign)
+        async with LocalStorageSessionStore(path, prefix=prefix, clock=clock) as store:
+            await store.set("a", data(1))
+            with caplog.at_level(logging.WARNING, logger="walletmesh_sessions"):
+                assert set(await store.get_all()) == {"a"}
+                assert await store.clean_expired() == 0
+            assert caplog.records == []
+            assert [r.session_id for r in await store.inspect()] == ["a"]
+            await store.clear()
+        assert raw_bytes(path) == foreign
+
+    async def test_refreshing_store_reads_around_it(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A refreshing get_all slides the readable sessions and leaves the bytes as they were."""
+        path = tmp_path / "s.db"
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        async with LocalStorageSessionStore(path, config, clock=clock) as store:
+            await store.set("good", data(1))
+            plant_bytes(path, {b"wm_session_badvalue": self.BAD_VALUE})
+            clock.advance(seconds=1)
+            assert dict(await store.get_all()) == {"good": data(1)}
+            with pytest.raises(CorruptRecordError):
+                await store.get("badvalue")
+        assert raw_bytes(path)[b"wm_session_badvalue"] == self.BAD_VALUE
+
+
+class TestFilesReleased:
+    """After a failed call, aclose still lets go of the database, its WAL and its SHM."""
+
+    @needs_proc
+    async def test_after_failed_calls(self, tmp_path: Path) -> None:
+        """Corrupt reads (both threads) and a timed-out write fail; aclose closes every file."""
+        path = tmp_path / "s.db"
+        store = LocalStorageSessionStore(path, timeout=0.5)
+        await store.set("good", data(1))
+        plant_bytes(path, {b"wm_session_bad": b"\xff"})
+        failures: list[BaseException] = []  # kept alive: their tracebacks hold frames
+        with pytest.raises(CorruptRecordError) as on_loop:
+            await store.get("bad")
+        failures.append(on_loop.value)
+        sqlite = store._sqlite
+        assert sqlite is not None
+        with pytest.raises(CorruptRecordError) as in_worker:
+            await anyio.to_thread.run_sync(sqlite.get, True, "bad")
+        failures.append(in_worker.value)
+        with write_lock_held(path), pytest.raises(StoreUnavailableError) as timed_out:
+            await store.set("late", data(2))
+        failures.append(timed_out.value)
+        assert open_files_under(tmp_path)
+        await store.aclose()
+        assert open_files_under(tmp_path) == []
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):  # the WAL and SHM go on a clean close
+                os.rename(f"{path}{suffix}", f"{path}{suffix}.moved")
+        assert len(failures) == 3
+
+
+OLD_SCHEMA = (
+    f"CREATE TABLE {TABLE} ("
+    " key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at INTEGER"
+    ") WITHOUT ROWID",
+    f"CREATE INDEX {TABLE}_expiry ON {TABLE} (expires_at) WHERE expires_at IS NOT NULL",
+)
+
+
+def dump(path: Path) -> list[tuple[Any, ...]]:
+    """Every row exactly as stored: key and value bytes and storage classes."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(
+            f"SELECT hex(key), typeof(key), hex(value), typeof(value) FROM {TABLE} ORDER BY key"
+        ).fetchall()
+
+
+class TestExpiryColumn:
+    """The indexed expiry is computed from the record, so it can never disagree with it."""
+
+    async def test_bare_key_value_rows(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Rows inserted as bare key/value pairs are cleaned and hidden once expired."""
+        path = tmp_path / "s.db"
+        live_until = clock.now_ms + 1000
+        plant(
+            path,
+            {
+                "wm_session_old": encode_record(data(1), clock.now_ms - 1),
+                "wm_session_float": '{"data":{"id":"f","origin":"o"},"expiresAt":1.5}',
+                "wm_session_live": encode_record(data(2), live_until),
+                "wm_session_zero": '{"data":{"id":"z","origin":"o"},"expiresAt":0}',
+                "wm_session_null": '{"data":{"id":"n","origin":"o"},"expiresAt":null}',
+                "theme": "dark",
+            },
+        )
+        async with LocalStorageSessionStore(path, clock=clock) as store:
+            assert set(await store.get_all()) == {"live", "zero", "null"}
+            assert await store.clean_expired() == 2
+            assert set(raw_rows(path)) == {
+                "wm_session_live",
+                "wm_session_zero",
+                "wm_session_null",
+                "theme",
+            }
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert dict(conn.execute(f"SELECT key, expires_at FROM {TABLE}").fetchall()) == {
+                "wm_session_live": live_until,
+                "wm_session_zero": None,
+                "wm_session_null": None,
+                "theme": None,
+            }
+
+    async def test_writes_cannot_set_the_column(self, tmp_path: Path) -> None:
+        """The column is generated: nobody can write a value that disagrees with the JSON."""
+        path = tmp_path / "s.db"
+        plant(path, {})
+        with (
+            contextlib.closing(sqlite3.connect(path)) as conn,
+            pytest.raises(sqlite3.OperationalError),
+        ):
+            conn.execute(f"INSERT INTO {TABLE} VALUES ('k', 'v', 1)")
+
+    async def test_migrates_old_files(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Stores opening an old-schema file at once migrate it once, keeping every row's bytes."""
+        path = tmp_path / "old.db"
+        past, future = clock.now_ms - 1, clock.now_ms + 60_000
+        rows: list[tuple[Any, Any, Any]] = [
+            ("wm_session_live", encode_record(data(1), future), future),
+            ("wm_session_null", encode_record(data(2), past), None),  # the column disagrees
+            ("wm_session_zero", encode_record(data(3), past), 0),  # ... and here
+            ("wm_session_lies", encode_record(data(4), future), 5),  # ... and here
+            ("wm_session_corrupt", "{oops", None),
+            ("theme", "dark", None),
+            ("blob", b"\x00\xff", None),
+        ]
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            for statement in OLD_SCHEMA:
+                conn.execute(statement)
+            conn.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?)", rows)
+            conn.execute(
+                f"INSERT INTO {TABLE} VALUES (CAST(? AS TEXT), CAST(? AS TEXT), NULL)",
+                (b"wm_session_\xff", b"\xfe"),
+            )
+        before = dump(path)
+        stores = [LocalStorageSessionStore(path, clock=clock) for _ in range(4)]
+        found: list[set[str]] = []
+
+        async def read(store: LocalStorageSessionStore) -> None:
+            found.append(set(await store.get_all()))
+
+        async with anyio.create_task_group() as tg:
+            for store in stores:
+                tg.start_soon(read, store)
+        assert found == [{"live", "lies"}] * 4
+        assert dump(path) == before
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            columns = {row[1]: row[6] for row in conn.execute(f"PRAGMA table_xinfo({TABLE})")}
+            assert columns == {"key": 0, "value": 0, "expires_at": 2}  # 2: generated, virtual
+            tables = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall()
+            assert tables == [(TABLE,)]
+        assert await stores[0].clean_expired() == 2
+        for store in stores:
+            await store.aclose()
+        assert [row for row in dump(path) if row not in before] == []
+        assert len(dump(path)) == len(before) - 2
+
+
+class TestFileGone:
+    """A file deleted or replaced under an open store: an error, never a lost write."""
+
+    @needs_proc
+    async def test_deleted(self, tmp_path: Path) -> None:
+        """Writes and reads fail naming the path; the next call opens (creates) the path again."""
+        path = tmp_path / "s.db"
+        store = LocalStorageSessionStore(path)
+        await store.set("a", data(1))
+        for suffix in ("", "-wal", "-shm"):
+            os.remove(f"{path}{suffix}")
+        with pytest.raises(StoreUnavailableError, match="deleted") as info:
+            await store.set("b", data(2))
+        assert str(path) in str(info.value)
+        assert not path.exists()
+        await store.set("b", data(2))
+        assert await store.get("a") is None  # the deleted file is gone for good
+        assert set(raw_rows(path)) == {"wm_session_b"}
+        for suffix in ("", "-wal", "-shm"):
+            os.remove(f"{path}{suffix}")
+        with pytest.raises(StoreUnavailableError, match="deleted"):
+            await store.get("b")  # a lookup never answers from a deleted file either
+        await store.aclose()
+        assert open_files_under(tmp_path) == []
+
+    async def test_replaced_then_closed(self, tmp_path: Path) -> None:
+        """Closing a store whose file was replaced leaves no WAL for the new file to replay."""
+        path = tmp_path / "s.db"
+        other = tmp_path / "other.db"
+        async with LocalStorageSessionStore(other) as writer:
+            await writer.set("x", data(9))
+        async with LocalStorageSessionStore(path) as store:
+            await store.set("a", data(1))
+            os.replace(other, path)  # our WAL and SHM stay, as a careless restore leaves them
+        async with LocalStorageSessionStore(path) as store:
+            assert dict(await store.get_all()) == {"x": data(9)}
+        assert set(raw_rows(path)) == {"wm_session_x"}
+
+    async def test_replaced(self, tmp_path: Path) -> None:
+        """A file renamed over ours: the call fails; later calls use the new file."""
+        path = tmp_path / "s.db"
+        other = tmp_path / "other.db"
+        async with LocalStorageSessionStore(other) as writer:
+            await writer.set("x", data(9))
+        async with LocalStorageSessionStore(path) as store:
+            await store.set("a", data(1))
+            os.replace(other, path)
+            with pytest.raises(StoreUnavailableError, match="replaced") as info:
+                await store.set("b", data(2))
+            assert str(path) in str(info.value)
+            assert await store.get("x") == data(9)
+            assert await store.get("a") is None
+            await store.set("b", data(2))
+        assert set(raw_rows(path)) == {"wm_session_x", "wm_session_b"}
+
+
+class TestBoundedWaiting:
+    """Every call fails within its timeout from when it was made, however many are queued."""
+
+    async def test_queued_writes_fail_on_time(self, tmp_path: Path) -> None:
+        """Ten writes behind another process's lock each fail within ~1 s; lookups still answer."""
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(path, timeout=1) as store:
+            await store.set("a", data(1))
+            took: list[float] = []
+            messages: list[str] = []
+
+            async def write(n: int) -> None:
+                start = time.monotonic()
+                with pytest.raises(StoreUnavailableError) as info:
+                    await store.set(f"queued-session-{n}", data(n))
+                took.append(time.monotonic() - start)
+                messages.append(str(info.value))
+
+            with write_lock_held(path):
+                async with anyio.create_task_group() as tg:
+                    for n in range(10):
+                        tg.start_soon(write, n)
+                    await anyio.sleep(0.2)
+                    start = time.monotonic()
+                    assert await store.get("a") == data(1)
+                    assert time.monotonic() - start < 0.5
+        assert len(took) == 10
+        assert max(took) < 3, took
+        assert all("1 s" in m and "queued-session" not in m for m in messages), messages
+
+    async def test_busy_store_lock_fails_on_time(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A call queued behind a slow call on the same store fails when its own time is up."""
+        release = threading.Event()
+        loop_thread = threading.current_thread()
+
+        def slow_clock() -> float:
+            if threading.current_thread() is not loop_thread:
+                release.wait(10)  # the worker holds the store's lock meanwhile
+            return clock()
+
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        store = LocalStorageSessionStore(tmp_path / "s.db", config, clock=clock, timeout=0.5)
+        await store.set("a", data(1))
+        store._sqlite._clock = slow_clock  # type: ignore[union-attr]
+        clock.advance(ms=1)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.get, "a")
+                await anyio.sleep(0.1)
+                start = time.monotonic()
+                with pytest.raises(StoreUnavailableError, match="other calls on this store"):
+                    await store.delete("a")
+                assert time.monotonic() - start < 2
+                release.set()
+        finally:
+            release.set()
+            await store.aclose()
+
+    async def test_lock_waits_share_one_deadline(self, tmp_path: Path) -> None:
+        """Time spent queued on the store is not given again to the wait for the file's lock."""
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(path, timeout=2) as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            sqlite._lock.acquire()  # as a slow call on this store would, for 1.5 s
+            releaser = threading.Timer(1.5, sqlite._lock.release)
+            with write_lock_held(path):
+                releaser.start()
+                start = time.monotonic()
+                with pytest.raises(StoreUnavailableError, match=r"2 s.*lock on the file"):
+                    await store.delete("a")
+                took = time.monotonic() - start
+            releaser.join(5)
+        assert 1.4 < took < 3.0  # a fresh timeout for the file's lock would make it about 3.5 s
+
+    async def test_waiting_for_a_worker_thread_counts(self, tmp_path: Path) -> None:
+        """A call that cannot get a worker thread in time fails, naming the timeout."""
+        async with LocalStorageSessionStore(tmp_path / "s.db", timeout=0.5) as store:
+            await store.set("a", data(1))
+            limiter = anyio.to_thread.current_default_thread_limiter()
+            tokens = limiter.total_tokens
+            release = threading.Event()
+            limiter.total_tokens = 1
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anyio.to_thread.run_sync, release.wait, 10)
+                    await anyio.sleep(0.05)
+                    start = time.monotonic()
+                    with pytest.raises(StoreUnavailableError, match=r"0\.5 s.*worker thread"):
+                        await store.set("b", data(2))
+                    assert time.monotonic() - start < 2
+                    release.set()
+            finally:
+                release.set()
+                limiter.total_tokens = tokens
+            await store.set("b", data(2))
+
+    def test_bad_timeout(self) -> None:
+        """A timeout that is not a positive, finite number of seconds is refused."""
+        for bad in (0, -1, float("inf"), float("nan"), True, "1"):
+            with pytest.raises(InvalidConfigError, match="timeout"):
+                LocalStorageSessionStore({}, timeout=bad)  # type: ignore[arg-type]
+        assert LocalStorageSessionStore({}).timeout == 30.0
+        assert LocalStorageSessionStore({}, timeout=2).timeout == 2.0
+
+
+class TestPermissions:
+    """New files are the owner's only; an existing file's mode is never changed."""
+
+    @staticmethod
+    def modes(path: Path) -> dict[str, int]:
+        return {
+            suffix: stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode)
+            for suffix in ("", "-wal", "-shm")
+        }
+
+    async def test_new_files_owner_only(self, tmp_path: Path) -> None:
+        """The database, its WAL and its SHM are created 0600, whatever the umask allows."""
+        path = tmp_path / "s.db"
+        umask = os.umask(0o022)
+        try:
+            async with LocalStorageSessionStore(path) as store:
+                await store.set("a", data(1))
+                modes = self.modes(path)
+        finally:
+            os.umask(umask)
+        assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+    async def test_existing_file_keeps_its_mode(self, tmp_path: Path) -> None:
+        """A file the operator made group-readable stays so, and its WAL and SHM follow it."""
+        path = tmp_path / "s.db"
+        plant(path, {"theme": "dark"})
+        os.chmod(path, 0o640)
+        umask = os.umask(0o022)
+        try:
+            async with LocalStorageSessionStore(path) as store:
+                await store.set("a", data(1))
+                modes = self.modes(path)
+        finally:
+            os.umask(umask)
+        assert modes == {"": 0o640, "-wal": 0o640, "-shm": 0o640}
+
+
+class _WriteOnFirstDecode:
+    """A decode cache that lets another connection write once, right after the scan read."""
+
+    def __init__(self, inner: Any, write: Callable[[], None]) -> None:
+        self._inner = inner
+        self._write: Callable[[], None] | None = write
+
+    def decode(self, text: object, session_id: str) -> Any:
+        if self._write is not None:
+            write, self._write = self._write, None
+            write()
+        return self._inner.decode(text, session_id)
+
+    def clear(self) -> None:
+        self._inner.clear()
+
+
+def write_raw(path: Path, key: str, value: str) -> None:
+    """Another connection's committed write."""
+    with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn, conn:
+        conn.execute(f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)", (key, value))
+
+
+class TestConcurrentWriters:
+    """Writes by other connections between our read and our write are never undone."""
+
+    async def test_set_between_clean_expired_read_and_delete(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """A session set again after clean_expired read it as expired survives the delete."""
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(
+            path, SessionStoreConfig(lifetime=60), clock=clock
+        ) as store:
+            await store.set("a", data(1))
+            clock.advance(seconds=61)
+            fresh = encode_record(data(2), clock.now_ms + 60_000)
+            sqlite = store._sqlite
+            assert sqlite is not None
+            sqlite._cache = _WriteOnFirstDecode(  # type: ignore[assignment]
+                sqlite._cache, lambda: write_raw(path, "wm_session_a", fresh)
+            )
+            assert await store.clean_expired() == 0
+            assert await store.get("a") == data(2)
+        assert raw_rows(path)["wm_session_a"] == fresh
+
+    async def test_set_between_get_read_and_slide(self, tmp_path: Path, clock: FakeClock) -> None:
+        """New data written after a refreshing get read the old stays: the slide is skipped."""
+        path = tmp_path / "s.db"
+        new = encode_record(SessionData("a", "https://new.example"), clock.now_ms + 5_000)
+        loop_thread = threading.current_thread()
+        armed = [False]
+
+        def clock_that_writes() -> float:
+            # The worker reads the clock after reading the record and before sliding it.
+            if armed[0] and threading.current_thread() is not loop_thread:
+                armed[0] = False
+                write_raw(path, "wm_session_a", new)
+            return clock()
+
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        async with LocalStorageSessionStore(path, config, clock=clock_that_writes) as store:
+            await store.set("a", data(1))
+            clock.advance(seconds=1)
+            armed[0] = True
+            assert await store.get("a") == data(1)
+            assert not armed[0]
+        assert raw_rows(path)["wm_session_a"] == new
+
+    @pytest.mark.parametrize("prefix", ["wm_session_", "a\U0010ffff", "\u00ff"])
+    async def test_key_at_the_upper_bound_is_foreign(
+        self, tmp_path: Path, clock: FakeClock, prefix: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The first key past the prefix range is not ours: not read, cleaned or cleared."""
+        bound = prefix_upper_bound(prefix)
+        assert bound is not None
+        path = tmp_path / "s.db"
+        expired = encode_record(data(9), 1)
+        plant(path, {bound: expired, bound + "x": expired})
+        async with LocalStorageSessionStore(path, prefix=prefix, clock=clock) as store:
+            await store.set("a", data(1))
+            with caplog.at_level(logging.WARNING, logger="walletmesh_sessions"):
+                assert set(await store.get_all()) == {"a"}
+                assert await store.clean_expired() == 0
+            assert caplog.records == []  # not even seen, so not skipped as unreadable
+            assert [r.session_id for r in await store.inspect()] == ["a"]
+            await store.clear()
+        assert raw_rows(path) == {bound: expired, bound + "x": expired}

@@ -15,6 +15,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import anyio.to_thread
 
 from ._data import SessionData, SessionRecord, SessionStoreConfig
+from ._deadline import DEFAULT_TIMEOUT, Deadline, check_timeout, run_within
 from ._errors import InvalidConfigError, StoreClosedError
 from ._expiry import Clock
 from ._mapping_backend import MappingBackend
@@ -42,6 +43,10 @@ class LocalStorageSessionStore:
     several processes at once) or any `MutableMapping[str, str]` (a dict, a Web-Storage-like
     mapping). Only keys starting with `prefix` belong to the store. Close a file-backed store
     with `aclose()` or ``async with``.
+
+    `timeout` (seconds, default 30) bounds each call, measured from when it is made: waiting
+    for a worker thread, for other calls on this store and for another process's lock on the
+    file all count, and running out raises `StoreUnavailableError`.
     """
 
     def __init__(
@@ -51,10 +56,12 @@ class LocalStorageSessionStore:
         *,
         prefix: str = "wm_session_",
         clock: Clock = time.time,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         config = check_config(config)
         prefix = check_prefix(prefix)
         clock = check_clock(clock)
+        self._timeout = check_timeout(timeout)
         self._config = config
         self._prefix = prefix
         self._sqlite: SqliteBackend | None = None
@@ -65,7 +72,7 @@ class LocalStorageSessionStore:
             if not isinstance(path, str) or not path:
                 msg = f"storage path must be a non-empty str path, got {storage!r}"
                 raise InvalidConfigError(msg)
-            self._sqlite = self._backend = SqliteBackend(path, prefix, config, clock)
+            self._sqlite = self._backend = SqliteBackend(path, prefix, config, clock, self._timeout)
             self._description = f"sqlite file {path!r}"
         elif isinstance(storage, MutableMapping):
             self._backend = MappingBackend(storage, prefix, config, clock)
@@ -80,6 +87,11 @@ class LocalStorageSessionStore:
     def config(self) -> SessionStoreConfig:
         """The store's lifetime and refresh settings."""
         return self._config
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a call may take to get its turn on the storage before it fails."""
+        return self._timeout
 
     @property
     def path(self) -> str | None:
@@ -100,17 +112,24 @@ class LocalStorageSessionStore:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Try `operation` now on this thread; if it must wait, run it in a worker thread."""
+        """Try `operation` now on this thread; if it must wait, run it in a worker thread.
+
+        The call's deadline starts here; waiting for a worker thread uses it up too.
+        """
         if self._closed:
             msg = f"{self!r} is closed"
             raise StoreClosedError(msg)
+        deadline = Deadline(self._timeout)
         now = operation(False, *args, **kwargs)
         if now is not DEFERRED:
             return now
-        later = await anyio.to_thread.run_sync(functools.partial(operation, True, *args, **kwargs))
-        if later is DEFERRED:  # pragma: no cover - a backend never defers when it may wait
-            msg = f"{operation!r} deferred although it may wait"
-            raise AssertionError(msg)
+        waiting = functools.partial(operation, True, *args, **kwargs)
+        later: T | Deferred = DEFERRED
+        with anyio.move_on_after(deadline.remaining()):
+            # Cancellable only until the thread starts; then the backend bounds its own waits.
+            later = await anyio.to_thread.run_sync(run_within, deadline, waiting)
+        if later is DEFERRED:
+            raise deadline.exceeded(repr(self), "a worker thread")
         return later
 
     async def set(self, session_id: str, data: SessionData) -> None:

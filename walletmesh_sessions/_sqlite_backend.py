@@ -2,7 +2,8 @@
 
 The file holds one key/value table, like a browser's localStorage: our records live under
 ``prefix + session_id`` and any other keys in it are left alone. Each record's expiry is also
-kept in a column so that expired sessions are found through an index. The backend follows the
+computed by SQLite from its JSON (a generated column, so it can never disagree with the
+record) and indexed, so that expired sessions are found fast. The backend follows the
 `Backend` seam: a plain lookup runs at once on the caller's thread over a read-only connection
 that never waits; everything else, and any lookup that would have to write or wait, runs in a
 worker thread, one statement or one short transaction at a time, so the event loop never waits
@@ -11,7 +12,9 @@ on a commit and another process never waits on us for long.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -19,9 +22,11 @@ from typing import Any, TypeVar
 
 from ._codec import decode_readable, encode_record, inspect_record, record_with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
+from ._deadline import DEFAULT_TIMEOUT, Deadline, current_deadline
 from ._decode_cache import DecodeCache
-from ._errors import StoreClosedError, StoreUnavailableError
+from ._errors import SessionStoreError, StoreClosedError, StoreUnavailableError
 from ._expiry import EXPIRED, Clock, after_read, expiry_after_write, now_ms, sweep
+from ._log import logger
 from ._protocol import DEFERRED, Deferred
 
 __all__ = ("SCHEMA", "TABLE", "SqliteBackend", "prefix_upper_bound")
@@ -29,23 +34,33 @@ __all__ = ("SCHEMA", "TABLE", "SqliteBackend", "prefix_upper_bound")
 T = TypeVar("T")
 
 TABLE = "walletmesh_storage"
+# The record's expiresAt as the codec reads it (0 or absent: none), NULL for anything else.
+EXPIRES_AT = (
+    "CASE WHEN typeof(value) = 'text' AND json_valid(value)"
+    " AND json_type(value, '$.expiresAt') IN ('integer', 'real')"
+    " THEN NULLIF(json_extract(value, '$.expiresAt'), 0) END"
+)
+_CREATE_TABLE = (
+    "CREATE TABLE {name} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL,"
+    f" expires_at INTEGER GENERATED ALWAYS AS ({EXPIRES_AT}) VIRTUAL) WITHOUT ROWID"
+)
 SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-    " key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at INTEGER"
-    ") WITHOUT ROWID",
+    _CREATE_TABLE.format(name=f"IF NOT EXISTS {TABLE}"),
     f"CREATE INDEX IF NOT EXISTS {TABLE}_expiry ON {TABLE} (expires_at)"
     " WHERE expires_at IS NOT NULL",
 )
-# How long a statement waits for another process's write lock before giving up.
-BUSY_TIMEOUT_S = 30.0
+"""The statements that create the table; rows are inserted as ``(key, value)`` only."""
+# Generated columns need SQLite 3.31.
+MIN_SQLITE = (3, 31, 0)
 # Rows deleted per write transaction by clean_expired: short locks for other processes.
 DELETE_BATCH = 1000
+# New files are the service user's only: they hold every live session id in clear.
+FILE_MODE = 0o600
 # Write a record's new text only if it still holds what we read (compare-and-set).
-_SLIDE_UNCHANGED = (
-    f"UPDATE {TABLE} SET value = :new, expires_at = :exp WHERE key = :key AND value = :old"
-)
+_SLIDE_UNCHANGED = f"UPDATE {TABLE} SET value = :new WHERE key = :key AND value = :old"
 _DELETE_UNCHANGED = f"DELETE FROM {TABLE} WHERE key = ? AND value = ?"
-LIVE = "(expires_at IS NULL OR expires_at >= :now)"
+# SQLite's primary result codes for "another connection holds the lock".
+_BUSY_CODES = frozenset({5, 6})
 
 Operation = Callable[[sqlite3.Connection], T]
 # A readable record of a scan: (session_id, (key, text read), data, expires_at).
@@ -76,8 +91,16 @@ class SqliteBackend:
     connection that never waits, for lookups on the caller's thread.
     """
 
-    def __init__(self, path: str, prefix: str, config: SessionStoreConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        path: str,
+        prefix: str,
+        config: SessionStoreConfig,
+        clock: Clock,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self._path = path
+        self._timeout = timeout
         self._prefix = prefix
         self._upper = prefix_upper_bound(prefix)
         self._config = config
@@ -88,7 +111,11 @@ class SqliteBackend:
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._closed = False
+        # (st_dev, st_ino) of the file the connections have open; None for ":memory:".
+        self._identity: tuple[int, int] | None = None
         self._in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
+        # A key that is not UTF-8 can sort inside the range without starting with the prefix.
+        self._starts = f"{self._in_range} AND substr(CAST(key AS BLOB), 1, :n) = CAST(:lo AS BLOB)"
 
     @property
     def path(self) -> str:
@@ -104,31 +131,52 @@ class SqliteBackend:
         return self._run_now(operation)
 
     def _run_waiting(self, operation: Operation[T]) -> T:
-        """Run `operation` on the writing connection (opened on first use); errors translated."""
-        with self._lock:
+        """Run `operation` on the writing connection (opened on first use); errors translated.
+
+        Every wait (for this store's lock, for another connection's lock on the file) takes
+        only what is left of the call's deadline; running out raises `StoreUnavailableError`.
+        """
+        deadline = current_deadline() or Deadline(self._timeout)
+        if not deadline.acquire(self._lock):
+            raise deadline.exceeded(self._describe(), "other calls on this store")
+        try:
             if self._closed:
                 msg = f"the session store on {self._path!r} is closed"
                 raise StoreClosedError(msg)
             try:
-                if self._conn is None:
-                    self._conn = self._open()
-                    self._reader = self._open_reader()
-                return operation(self._conn)
+                conn = self._conn
+                if conn is None:
+                    conn = self._connect(deadline)
+                else:
+                    self._check_same_file()
+                conn.execute(f"PRAGMA busy_timeout = {deadline.remaining_ms()}")
+                return operation(conn)
+            except SessionStoreError:
+                raise
             except sqlite3.DatabaseError as exc:
-                msg = f"SQLite session store {self._path!r}: {exc}"
+                if _is_busy(exc):
+                    waiting_for = "another connection's lock on the file"
+                    raise deadline.exceeded(self._describe(), waiting_for) from exc
+                msg = f"{self._describe()}: {exc}"
                 raise StoreUnavailableError(msg) from exc
+            except OSError as exc:
+                msg = f"{self._describe()}: {exc}"
+                raise StoreUnavailableError(msg) from exc
+        finally:
+            self._lock.release()
 
     def _run_now(self, operation: Operation[T]) -> T | Deferred:
         """Run `operation` on the read-only connection if that needs no waiting at all.
 
         Anything that would wait (the store not opened yet, another call on the reader, a busy
-        lock) or write (the reader is query-only) leaves nothing behind and answers `DEFERRED`.
+        lock) or write (the reader is query-only), or a file that is no longer the one opened,
+        leaves nothing behind and answers `DEFERRED`.
         """
         if not self._reader_lock.acquire(blocking=False):
             return DEFERRED
         try:
             reader = self._reader
-            if reader is None or self._closed:
+            if reader is None or self._closed or not self._is_same_file():
                 return DEFERRED
             try:
                 return operation(reader)
@@ -140,21 +188,33 @@ class SqliteBackend:
         finally:
             self._reader_lock.release()
 
-    def _open(self) -> sqlite3.Connection:
+    def _describe(self) -> str:
+        return f"SQLite session store {self._path!r}"
+
+    def _connect(self, deadline: Deadline) -> sqlite3.Connection:
+        """Open the file (creating it owner-only), bring its schema up to date, then a reader."""
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            msg = f"{self._describe()} needs SQLite 3.31 or newer, found {sqlite3.sqlite_version}"
+            raise StoreUnavailableError(msg)
+        identity = None if self._path == ":memory:" else _create_private(self._path)
         conn = sqlite3.connect(
-            self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            self._path,
+            timeout=deadline.remaining(),
+            isolation_level=None,
+            check_same_thread=False,
         )
+        reader = None
         try:
             conn.text_factory = _text
             # WAL: readers never block the writer; FULL: a commit is on disk when acknowledged.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            with _transaction(conn):
-                for statement in SCHEMA:
-                    conn.execute(statement)
+            _ensure_schema(conn)
+            reader = self._open_reader()
         except BaseException:
             conn.close()
             raise
+        self._conn, self._reader, self._identity = conn, reader, identity
         return conn
 
     def _open_reader(self) -> sqlite3.Connection | None:
@@ -167,23 +227,60 @@ class SqliteBackend:
         reader.execute("PRAGMA query_only=1")
         return reader
 
-    def close(self) -> None:
-        with self._lock, self._reader_lock:
-            self._closed = True
-            self._cache.clear()
+    def _is_same_file(self) -> bool:
+        """True if the path still names the file the connections have open."""
+        if self._identity is None:
+            return True
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
+
+    def _check_same_file(self) -> None:
+        """Raise if the file was deleted or replaced since it was opened (writes would be lost).
+
+        The connections to the old file are dropped first: the next call opens the path anew.
+        """
+        if self._is_same_file():
+            return
+        what = "replaced by another file" if os.path.exists(self._path) else "deleted"
+        self._drop_connections(moved=True)
+        msg = (
+            f"{self._describe()} was {what} while open; nothing was written"
+            " (the next call opens the path again)"
+        )
+        raise StoreUnavailableError(msg)
+
+    def _drop_connections(self, *, moved: bool) -> None:
+        conn = self._conn
+        if moved and conn is not None:
+            # SQLite leaves the WAL of a file that moved; empty it through our own handles,
+            # or its pages would be replayed into whatever file is opened at this path next.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA busy_timeout = 0")
+                _fetch_all(conn, "PRAGMA wal_checkpoint(TRUNCATE)", ())
+        with self._reader_lock:
             for conn in (self._conn, self._reader):
                 if conn is not None:
                     conn.close()
             self._conn = self._reader = None
+            self._identity = None
+        self._cache.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop_connections(moved=not self._is_same_file())
 
     def _params(self, **extra: object) -> dict[str, object]:
-        return {"lo": self._prefix, "hi": self._upper, **extra}
+        return {"lo": self._prefix, "hi": self._upper, "n": len(self._prefix.encode()), **extra}
 
     def _readable(self, rows: Iterable[tuple[Any, Any]]) -> Iterable[_Readable]:
         """Readable records of scanned rows, as ``(session_id, (key, text), data, expiry)``."""
         prefix = self._prefix
         for session_id, text, data, expires_at in decode_readable(
-            _str_keys(rows), prefix, self._cache.decode
+            _str_keys(rows, prefix.encode()), prefix, self._cache.decode
         ):
             yield session_id, (prefix + session_id, text), data, expires_at
 
@@ -197,10 +294,9 @@ class SqliteBackend:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO {TABLE} (key, value, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE"
-                " SET value = excluded.value, expires_at = excluded.expires_at",
-                (self._prefix + session_id, value, expires_at),
+                f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (self._prefix + session_id, value),
             )
 
         return self._run(wait, write)
@@ -210,7 +306,8 @@ class SqliteBackend:
         decode = self._cache.decode
 
         def read(conn: sqlite3.Connection) -> SessionData | None:
-            row = conn.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            # The cursor is closed before any write: an open read would pin an old snapshot.
+            row = _fetch_one(conn, f"SELECT value FROM {TABLE} WHERE key = ?", (key,))
             if row is None:
                 return None
             text = row[0]
@@ -222,7 +319,7 @@ class SqliteBackend:
             if after != stored and after is not None:
                 # If the record changed since we read it, a concurrent set or delete wins.
                 new = record_with_expiry(text, after)
-                conn.execute(_SLIDE_UNCHANGED, {"key": key, "old": text, "new": new, "exp": after})
+                conn.execute(_SLIDE_UNCHANGED, {"key": key, "old": text, "new": new})
             return data
 
         return self._run(wait, read)
@@ -231,22 +328,18 @@ class SqliteBackend:
         if not wait:
             return DEFERRED  # a scan takes long: never on the event loop
         now = now_ms(self._clock)
-        sql = f"SELECT key, value FROM {TABLE} WHERE {self._in_range} AND {LIVE}"
+        # Every row in range is decoded: the record, not the column, decides what is live.
+        sql = f"SELECT key, value FROM {TABLE} WHERE {self._in_range}"
 
         def read(conn: sqlite3.Connection) -> dict[str, SessionData]:
-            rows = conn.execute(sql, self._params(now=now))
-            result = sweep(self._config, now, self._readable(rows), collect=True)
+            with contextlib.closing(conn.execute(sql, self._params())) as rows:
+                result = sweep(self._config, now, self._readable(rows), collect=True)
             if result.slides:
                 with _transaction(conn):
                     conn.executemany(
                         _SLIDE_UNCHANGED,
                         [
-                            {
-                                "key": key,
-                                "old": text,
-                                "new": record_with_expiry(text, exp),
-                                "exp": exp,
-                            }
+                            {"key": key, "old": text, "new": record_with_expiry(text, exp)}
                             for (key, text), exp in result.slides
                         ],
                     )
@@ -265,7 +358,7 @@ class SqliteBackend:
     def clear(self, wait: bool) -> Deferred | None:
         if not wait:
             return DEFERRED
-        sql = f"DELETE FROM {TABLE} WHERE {self._in_range}"
+        sql = f"DELETE FROM {TABLE} WHERE {self._starts}"
         self._cache.clear()
         return self._run(wait, lambda conn: _none(conn.execute(sql, self._params())))
 
@@ -273,13 +366,13 @@ class SqliteBackend:
         if not wait:
             return DEFERRED
         if session_id is None:
-            sql, params = f"SELECT key, value FROM {TABLE} WHERE {self._in_range}", self._params()
+            sql, params = f"SELECT key, value FROM {TABLE} WHERE {self._starts}", self._params()
         else:
             sql, params = (
                 f"SELECT key, value FROM {TABLE} WHERE key = :key",
                 {"key": self._prefix + session_id},
             )
-        rows = self._run_waiting(lambda conn: conn.execute(sql, params).fetchall())
+        rows = self._run_waiting(lambda conn: _fetch_all(conn, sql, params))
         cut = len(self._prefix.encode())
         return [inspect_record(_shown_id(key, cut), text) for key, text in rows]
 
@@ -292,9 +385,7 @@ class SqliteBackend:
             f"SELECT key, value FROM {TABLE} INDEXED BY {TABLE}_expiry"
             f" WHERE expires_at IS NOT NULL AND expires_at < :now AND {self._in_range}"
         )
-        candidates = self._run_waiting(
-            lambda conn: conn.execute(sql, self._params(now=now)).fetchall()
-        )
+        candidates = self._run_waiting(lambda conn: _fetch_all(conn, sql, self._params(now=now)))
         expired = sweep(self._config, now, self._readable(candidates), collect=False).removals
         removed = 0
         for start in range(0, len(expired), DELETE_BATCH):
@@ -311,9 +402,14 @@ def _text(raw: bytes) -> str | bytes:
         return raw
 
 
-def _str_keys(rows: Iterable[tuple[Any, Any]]) -> Iterable[tuple[str, Any]]:
-    # A key that is not UTF-8 holds no session id anyone can ask for: only clear removes it.
-    return ((key, text) for key, text in rows if isinstance(key, str))
+def _str_keys(rows: Iterable[tuple[Any, Any]], prefix: bytes) -> Iterable[tuple[str, Any]]:
+    """The rows whose key is text; one of ours that is not UTF-8 is skipped with a warning."""
+    for key, text in rows:
+        if isinstance(key, str):
+            yield key, text
+        elif key.startswith(prefix):
+            # It holds no session id anyone can ask for: inspect shows it, clear removes it.
+            logger.warning("skipping a record whose key is not UTF-8 text")
 
 
 def _shown_id(key: str | bytes, cut: int) -> str:
@@ -323,6 +419,54 @@ def _shown_id(key: str | bytes, cut: int) -> str:
 
 def _none(_result: object) -> None:
     return None
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
+    # Read to the end: a statement left running pins a read snapshot and, after close(),
+    # keeps the file open; fetchall also beats a with-block on this hot path.
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    with contextlib.closing(conn.execute(sql, params)) as cursor:
+        return cursor.fetchall()
+
+
+def _is_busy(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "locked" in str(exc)
+
+
+def _create_private(path: str) -> tuple[int, int]:
+    """Create `path` owner-only if missing (an existing file keeps its mode); its identity."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return st.st_dev, st.st_ino
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the table, or migrate one with a plain expires_at column, in one transaction.
+
+    Checked inside the write transaction, so two processes opening an old file at once
+    migrate it once. Every row is copied as stored, foreign rows included.
+    """
+    with _transaction(conn):
+        hidden = {row[1]: row[6] for row in _fetch_all(conn, f"PRAGMA table_xinfo({TABLE})", ())}
+        if hidden.get("expires_at") == 0:  # 0: an ordinary column, written by older releases
+            old = f"{TABLE}_before_generated_expiry"
+            conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
+            conn.execute(f"DROP INDEX IF EXISTS {TABLE}_expiry")
+            conn.execute(_CREATE_TABLE.format(name=TABLE))
+            conn.execute(f"INSERT INTO {TABLE} (key, value) SELECT key, value FROM {old}")
+            conn.execute(f"DROP TABLE {old}")
+        for statement in SCHEMA:
+            conn.execute(statement)
 
 
 class _transaction:
