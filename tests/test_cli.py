@@ -87,8 +87,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         with sqlite3.connect(path) as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
-            conn.execute(f"INSERT INTO {TABLE} VALUES ('wm_session_broken', ?, NULL)", (CORRUPT,))
-            conn.execute(f"INSERT INTO {TABLE} VALUES ('theme', 'dark', NULL)")
+            conn.execute(f"INSERT INTO {TABLE} VALUES ('wm_session_broken', ?)", (CORRUPT,))
+            conn.execute(f"INSERT INTO {TABLE} VALUES ('theme', 'dark')")
         return url
     client = request.getfixturevalue("redis_client")
     url = str(request.getfixturevalue("redis_url"))
@@ -288,7 +288,7 @@ def plant(path: Path, records: dict[str, str]) -> None:
         for statement in SCHEMA:
             conn.execute(statement)
         conn.executemany(
-            f"INSERT INTO {TABLE} VALUES (?, ?, NULL)",
+            f"INSERT INTO {TABLE} VALUES (?, ?)",
             [(f"wm_session_{k}", v) for k, v in records.items()],
         )
 
