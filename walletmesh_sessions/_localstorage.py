@@ -18,6 +18,8 @@ from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._deadline import DEFAULT_TIMEOUT, Deadline, check_timeout, run_within
 from ._errors import InvalidConfigError, StoreClosedError
 from ._expiry import Clock
+from ._ids import new_session_id
+from ._lifecycle import check_change
 from ._mapping_backend import MappingBackend
 from ._protocol import DEFERRED, Backend, Deferred
 from ._sqlite_backend import SqliteBackend
@@ -141,6 +143,37 @@ class LocalStorageSessionStore:
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
         return await self.validate_and_refresh(session_id)
+
+    async def create(self, session_id: str, data: SessionData) -> bool:
+        """Store `data` only if no unexpired session holds `session_id`; `True` if stored.
+
+        Atomic against every other call on the same file or mapping, from any process.
+        """
+        session_id = check_session_id(session_id)
+        data = check_session_data(data)
+        return await self._call(self._backend.create, session_id, data)
+
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None:
+        """Replace an unexpired session's data with ``change(current)``; `None` if none.
+
+        On a SQLite file the write lock is held from the read to the write, so `change` runs
+        once and no concurrent write is lost; keep it quick.
+        """
+        session_id = check_session_id(session_id)
+        change = check_change(change)
+        return await self._call(self._backend.update, session_id, change)
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
+        """Move an unexpired session to `new_id` (default: a fresh id), in one transaction.
+
+        `None` if the session is missing or expired; `SessionIdTakenError` if `new_id` holds
+        an unexpired session, and nothing changes.
+        """
+        session_id = check_session_id(session_id)
+        new_id = new_session_id() if new_id is None else check_session_id(new_id)
+        return await self._call(self._backend.rotate, session_id, new_id)
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`.

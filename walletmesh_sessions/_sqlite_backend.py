@@ -24,8 +24,23 @@ from ._codec import decode_readable, encode_record, inspect_record, record_with_
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._deadline import DEFAULT_TIMEOUT, Deadline, current_deadline
 from ._decode_cache import DecodeCache
-from ._errors import SessionStoreError, StoreClosedError, StoreUnavailableError
-from ._expiry import EXPIRED, Clock, after_read, expiry_after_write, now_ms, sweep
+from ._errors import (
+    SessionIdTakenError,
+    SessionStoreError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from ._expiry import (
+    EXPIRED,
+    Clock,
+    after_read,
+    expiry_after_update,
+    expiry_after_write,
+    now_ms,
+    stamped,
+    sweep,
+)
+from ._lifecycle import Change, rotated, updated
 from ._log import logger
 from ._protocol import DEFERRED, Deferred
 
@@ -59,6 +74,10 @@ FILE_MODE = 0o600
 # Write a record's new text only if it still holds what we read (compare-and-set).
 _SLIDE_UNCHANGED = f"UPDATE {TABLE} SET value = :new WHERE key = :key AND value = :old"
 _DELETE_UNCHANGED = f"DELETE FROM {TABLE} WHERE key = ? AND value = ?"
+_UPSERT = (
+    f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 # SQLite's primary result codes for "another connection holds the lock".
 _BUSY_CODES = frozenset({5, 6})
 
@@ -289,17 +308,83 @@ class SqliteBackend:
     def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None:
         if not wait:
             return DEFERRED  # a commit waits for the disk: never on the event loop
-        expires_at = expiry_after_write(self._config, now_ms(self._clock))
-        value = encode_record(data, expires_at)
+        now = now_ms(self._clock)
+        key, value = self._record(session_id, stamped(self._config, data, now), now)
+        return self._run(wait, lambda conn: _none(conn.execute(_UPSERT, (key, value))))
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (self._prefix + session_id, value),
-            )
+    def create(self, wait: bool, session_id: str, data: SessionData) -> bool | Deferred:
+        if not wait:
+            return DEFERRED
 
-        return self._run(wait, write)
+        def create(conn: sqlite3.Connection) -> bool:
+            now = now_ms(self._clock)
+            with _transaction(conn):
+                if self._live(conn, session_id, now) is not None:
+                    return False
+                key, value = self._record(session_id, stamped(self._config, data, now), now)
+                conn.execute(_UPSERT, (key, value))
+                return True
+
+        return self._run(wait, create)
+
+    def update(self, wait: bool, session_id: str, change: Change) -> SessionData | Deferred | None:
+        if not wait:
+            return DEFERRED
+
+        def update(conn: sqlite3.Connection) -> SessionData | None:
+            now = now_ms(self._clock)
+            # The write lock is held from the read to the write: no concurrent write is lost.
+            with _transaction(conn):
+                live = self._live(conn, session_id, now)
+                if live is None:
+                    return None
+                _text, current, after = live
+                new = updated(self._config, now, current, change)
+                expires_at = expiry_after_update(self._config, after, new.created_at)
+                conn.execute(_UPSERT, (self._prefix + session_id, encode_record(new, expires_at)))
+                return new
+
+        return self._run(wait, update)
+
+    def rotate(self, wait: bool, session_id: str, new_id: str) -> str | Deferred | None:
+        if not wait:
+            return DEFERRED
+
+        def rotate(conn: sqlite3.Connection) -> str | None:
+            now = now_ms(self._clock)
+            with _transaction(conn):
+                live = self._live(conn, session_id, now)
+                if live is None:
+                    return None
+                if new_id == session_id or self._live(conn, new_id, now) is not None:
+                    raise SessionIdTakenError(new_id)
+                _text, data, after = live
+                moved = encode_record(rotated(data, session_id, new_id), after)
+                conn.execute(_UPSERT, (self._prefix + new_id, moved))
+                conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (self._prefix + session_id,))
+                return new_id
+
+        return self._run(wait, rotate)
+
+    def _record(self, session_id: str, data: SessionData, now: int) -> tuple[str, str]:
+        expires_at = expiry_after_write(self._config, now, data.created_at)
+        return self._prefix + session_id, encode_record(data, expires_at)
+
+    def _live(
+        self, conn: sqlite3.Connection, session_id: str, now: int
+    ) -> tuple[str, SessionData, int | None] | None:
+        """``(text, data, expiry after a read)`` inside a transaction; an expired one goes."""
+        key = self._prefix + session_id
+        row = _fetch_one(conn, f"SELECT value FROM {TABLE} WHERE key = ?", (key,))
+        if row is None:
+            return None
+        text = row[0]
+        data, stored = self._cache.decode(text, session_id)
+        after = after_read(self._config, now, stored, data.created_at)
+        if after is EXPIRED:
+            conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,))
+            return None
+        return text, data, after
 
     def get(self, wait: bool, session_id: str) -> SessionData | Deferred | None:
         key = self._prefix + session_id
@@ -312,7 +397,7 @@ class SqliteBackend:
                 return None
             text = row[0]
             data, stored = decode(text, session_id)
-            after = after_read(self._config, now_ms(self._clock), stored)
+            after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
             if after is EXPIRED:
                 _delete_unchanged(conn, [(key, text)])
                 return None
