@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import anyio.lowlevel
 
@@ -11,13 +11,26 @@ from walletmesh_sessions import (
     InvalidSessionDataError,
     InvalidSessionIdError,
     SessionData,
+    SessionIdTakenError,
     SessionIdTypeError,
     SessionStoreConfig,
+    new_session_id,
 )
 from walletmesh_sessions._expiry import Clock
 
 PREFIX = "session:"
-BUGS = frozenset({"off_by_one", "stale_refresh", "revive_deleted", "greedy_clear", "miscount"})
+BUGS = frozenset(
+    {
+        "off_by_one",
+        "stale_refresh",
+        "revive_deleted",
+        "greedy_clear",
+        "miscount",
+        "racy_create",
+        "lossy_update",
+        "gappy_rotate",
+    }
+)
 
 
 class SimpleStore:
@@ -58,12 +71,29 @@ class SimpleStore:
     def _lifetime(self) -> int | None:
         return self.config.lifetime_ms
 
+    def _stamp(self, data: SessionData) -> SessionData:
+        if self.config.max_lifetime_ms is None or data.created_at is not None:
+            return data
+        return SessionData(data.id, data.origin, data.permissions, self._now())
+
+    def _until(self, data: SessionData, expires_at: int | None) -> int | None:
+        """`expires_at`, capped by the absolute timeout."""
+        if self.config.max_lifetime_ms is None or data.created_at is None:
+            return expires_at
+        cap = data.created_at + self.config.max_lifetime_ms
+        return cap if expires_at is None else min(cap, expires_at)
+
+    def _write(self, key: str, data: SessionData) -> None:
+        lifetime = self._lifetime()
+        data = self._stamp(data)
+        expires_at = None if lifetime is None else self._now() + lifetime
+        self.storage[key] = (data, self._until(data, expires_at))
+
     async def set(self, session_id: str, data: SessionData) -> None:
         key = self._key(session_id)
         if not isinstance(data, SessionData):
             raise InvalidSessionDataError(f"bad data {data!r}")
-        lifetime = self._lifetime()
-        self.storage[key] = (data, None if lifetime is None else self._now() + lifetime)
+        self._write(key, data)
 
     async def get(self, session_id: str) -> SessionData | None:
         return await self.validate_and_refresh(session_id)
@@ -81,14 +111,62 @@ class SimpleStore:
         if self.config.refresh_on_access and lifetime is not None:
             if "stale_refresh" in self.bugs:
                 await anyio.lowlevel.checkpoint()  # e.g. a round trip to a database
-                self.storage[key] = (entry[0], now + lifetime)
+                self.storage[key] = (entry[0], self._until(entry[0], now + lifetime))
             elif "revive_deleted" in self.bugs:
                 await anyio.lowlevel.checkpoint()
                 # Keeps a concurrent set's data, but writes the key back even if it was deleted.
                 self.storage[key] = (self.storage.get(key, entry)[0], now + lifetime)
             elif key in self.storage:
-                self.storage[key] = (self.storage[key][0], now + lifetime)
+                data = self.storage[key][0]
+                self.storage[key] = (data, self._until(data, now + lifetime))
         return entry[0]
+
+    async def create(self, session_id: str, data: SessionData) -> bool:
+        key = self._key(session_id)
+        if not isinstance(data, SessionData):
+            raise InvalidSessionDataError(f"bad data {data!r}")
+        if await self.validate_and_refresh(session_id) is not None:
+            return False
+        if "racy_create" in self.bugs:
+            await anyio.lowlevel.checkpoint()  # a round trip between the check and the write
+        self._write(key, data)
+        return True
+
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None:
+        key = self._key(session_id)
+        current = await self.validate_and_refresh(session_id)
+        if current is None:
+            return None
+        if "lossy_update" in self.bugs:
+            await anyio.lowlevel.checkpoint()  # a round trip between the read and the write
+        new = change(current)
+        if not isinstance(new, SessionData):
+            raise InvalidSessionDataError(f"bad data {new!r}")
+        if key not in self.storage:
+            return None  # deleted meanwhile: an update never brings a session back
+        if new.created_at is None:
+            new = SessionData(new.id, new.origin, new.permissions, current.created_at)
+        new = self._stamp(new)
+        self.storage[key] = (new, self._until(new, self.storage[key][1]))
+        return new
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
+        key = self._key(session_id)
+        new_id = new_session_id() if new_id is None else new_id
+        new_key = self._key(new_id)
+        data = await self.validate_and_refresh(session_id)
+        if data is None:
+            return None
+        if new_id == session_id or await self.validate_and_refresh(new_id) is not None:
+            raise SessionIdTakenError(new_id)
+        entry = self.storage.pop(key)
+        if "gappy_rotate" in self.bugs:
+            await anyio.lowlevel.checkpoint()  # the old id is gone, the new one not yet there
+        moved = SessionData(new_id, data.origin, data.permissions, data.created_at)
+        self.storage[new_key] = (moved if data.id == session_id else data, entry[1])
+        return new_id
 
     async def get_all(self) -> Mapping[str, SessionData]:
         found = {}

@@ -13,12 +13,12 @@ SUITE = textwrap.dedent(
     """
     import pytest
     from tests.kit_subjects import SimpleForeignData, SimpleStore
-    from walletmesh_sessions.testing import SessionStoreContract
+    from walletmesh_sessions.testing import LifecycleStoreContract
 
     BUGS = frozenset({bugs!r})
 
 
-    class TestSimpleStore(SessionStoreContract):
+    class TestSimpleStore(LifecycleStoreContract):
         @pytest.fixture
         def storage(self):
             return {{}}
@@ -62,6 +62,9 @@ class TestKit:
             ),
             ("greedy_clear", "test_foreign_data_survives", "changed data outside the store"),
             ("miscount", "test_clean_expired_counts", "clean_expired"),
+            ("racy_create", "test_create_race_has_one_winner", "concurrent creators won"),
+            ("lossy_update", "test_concurrent_increments_are_not_lost", "lost increments"),
+            ("gappy_rotate", "test_rotate_has_no_gap", "neither id worked"),
         ],
     )
     def test_broken_store_fails_naming_the_rule(
@@ -79,6 +82,9 @@ class TestKit:
             "stale_refresh",
             "revive_deleted",
             "greedy_clear",
+            "racy_create",
+            "lossy_update",
+            "gappy_rotate",
         }
 
 

@@ -10,6 +10,7 @@ from typing_extensions import assert_type
 from walletmesh_sessions import (
     ClosableSessionStore,
     Inspectable,
+    LifecycleSessionStore,
     LocalStorageSessionStore,
     MemorySessionStore,
     SessionRecord,
@@ -85,3 +86,17 @@ async def closing() -> None:
     async with MemorySessionStore() as own:
         assert_type(own, MemorySessionStore)
     assert_type(await inspectable.inspect(), list[SessionRecord])
+
+
+lifecycle_memory: LifecycleSessionStore = MemorySessionStore()
+lifecycle_file: LifecycleSessionStore = LocalStorageSessionStore("sessions.db")
+as_plain: SessionStore = lifecycle_memory
+absolute = SessionStoreConfig(lifetime=60, refresh_on_access=True, max_lifetime=timedelta(hours=1))
+
+
+async def lifecycle(store: LifecycleSessionStore) -> None:
+    assert_type(await store.create("id", data), bool)
+    assert_type(await store.update("id", lambda current: current), SessionData | None)
+    assert_type(await store.rotate("id"), str | None)
+    assert_type(await store.rotate("id", "new"), str | None)
+    assert_type(absolute.max_lifetime, timedelta | None)

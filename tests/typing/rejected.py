@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from walletmesh_sessions import (
     ClosableSessionStore,
     Inspectable,
+    LifecycleSessionStore,
     MemorySessionStore,
     SessionData,
     SessionStore,
@@ -74,12 +75,33 @@ sync: SessionStore = SyncMethod()  # type: ignore[assignment]
 wrong_return: SessionStore = WrongReturn()  # type: ignore[assignment]
 not_closable: ClosableSessionStore = DictLike()  # type: ignore[assignment]
 not_inspectable: Inspectable = DictLike()  # type: ignore[assignment]
+no_lifecycle: LifecycleSessionStore = DictLike()  # type: ignore[assignment]
+
+
+class NoRotate(DictLike):
+    """create and update, but no rotate."""
+
+    async def create(self, session_id: str, data: SessionData) -> bool: ...
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None: ...
+
+
+no_rotate: LifecycleSessionStore = NoRotate()  # type: ignore[assignment]
 
 SessionData(id=1, origin="o")  # type: ignore[arg-type]
 SessionData("s", "o", permissions=["eth_accounts"])  # type: ignore[arg-type]
 SessionStoreConfig(lifetime="60")  # type: ignore[arg-type]
 SessionStoreConfig(refresh_on_access="yes")  # type: ignore[arg-type]
 MemorySessionStore(clock=5)  # type: ignore[arg-type]
+
+
+async def misuse_lifecycle(store: LifecycleSessionStore, data: SessionData) -> None:
+    await store.update("id", lambda current: None)  # type: ignore[arg-type,return-value]
+    created: str = await store.create("id", data)  # type: ignore[assignment]
+    await store.rotate("id", 5)  # type: ignore[arg-type]
+    SessionStoreConfig(max_lifetime="1h")  # type: ignore[arg-type]
+    del created
 
 
 async def misuse(store: SessionStore, data: SessionData) -> None:

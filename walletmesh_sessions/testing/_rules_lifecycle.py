@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import cast
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -197,6 +198,27 @@ class LifecycleRules(StoreFixtures):
                 tg.start_soon(rotator, n)
         assert len(moved) == 1, f"{len(moved)} concurrent rotates of one id succeeded"
         assert list(await s.get_all()) == moved
+
+    @pytest.mark.anyio
+    async def test_rotate_has_no_gap(self, store: SessionStore) -> None:
+        """While a session rotates, a reader always finds it under the old or the new id."""
+        s = lifecycle(store)
+        gaps: list[int] = []
+        for n in range(20):
+            await s.set(f"old{n}", session(n))
+
+        async def reader(n: int) -> None:
+            for _ in range(10):
+                # Old id first: once it is gone, the new one must already be there.
+                if await s.get(f"old{n}") is None and await s.get(f"new{n}") is None:
+                    gaps.append(n)
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(reader, n)
+                tg.start_soon(s.rotate, f"old{n}", f"new{n}")
+        assert not gaps, f"rotate left {len(gaps)} moment(s) where neither id worked"
 
     @pytest.mark.anyio
     async def test_rotate_racing_delete_and_clean(
