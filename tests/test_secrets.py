@@ -179,3 +179,10 @@ def assert_clean(error: BaseException, secrets: tuple[str, ...]) -> None:
             assert secret not in str(seen), f"{type(seen).__name__}: {seen}"
             assert secret not in repr(seen)
         seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+
+
+def test_an_encoded_password_does_not_withhold_plain_messages() -> None:
+    """A percent-encoded password is never misread, so its pieces mean nothing in a message."""
+    url = "redis://:ab%23t@127.0.0.1:6397/0"
+    message = "Redis is unavailable (inspect): ConnectionError"
+    assert redact_message(message, url) == message

@@ -132,3 +132,30 @@ def test_missing_redis_extra_names_the_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "pip install 'walletmesh-sessions[redis]'" in result.stdout
+
+
+class TestBadRedisUrls:
+    """Every bad Redis URL is an InvalidConfigError when the store is made, with no secret in it."""
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("redis://user:Zq9x#t/?@pw@127.0.0.1:6399/0", "not a Redis URL"),
+            ("redis://:Zq9x#t/?@pw@127.0.0.1:6399/0", "not a Redis URL"),
+            ("redis://:Zq9x@[::1/0", "not a store URL"),
+            ("rediss://:Zq9x@127.0.0.1:1/0?ssl_cert_reqs=bogus", "bad value"),
+            ("redis://:Zq9x@127.0.0.1:1/0?protocol=7", "bad value"),
+            ("redis://:Zq9x@127.0.0.1:1/abc", "must be a number"),
+            ("redis://:Zq9x@127.0.0.1:1/3x", "must be a number"),
+            ("redis://:Zq9x@127.0.0.1:1/0?socket_keepalive=maybe", "true or false"),
+        ],
+    )
+    def test_refused_without_the_password(self, url: str, message: str) -> None:
+        """No piece of the password in the message or in any chained cause."""
+        with pytest.raises(InvalidConfigError) as info:
+            open_store(url)
+        assert message in str(info.value)
+        error: BaseException | None = info.value
+        while error is not None:
+            assert "Zq9x" not in str(error), str(error)
+            error = error.__cause__ or error.__context__

@@ -68,6 +68,9 @@ CONNECTION_URL_PARAMETERS = frozenset(
         "password",
     }
 )
+# redis-py reads any other word as true: refuse it instead.
+_BOOLEAN_URL_PARAMETERS = frozenset({"socket_keepalive", "ssl_check_hostname"})
+_BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "1", "0", "on", "off"})
 TLS_URL_PARAMETERS = frozenset(
     {"ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
 )
@@ -109,6 +112,9 @@ def _split_query(url: str) -> tuple[str, dict[str, Any]]:
                 msg = f"the Redis URL parameter {name!r} must be a number, got {value!r}"
                 raise InvalidConfigError(msg) from None
         elif name in known:
+            if name in _BOOLEAN_URL_PARAMETERS and value.lower() not in _BOOLEAN_WORDS:
+                msg = f"the Redis URL parameter {name!r} must be true or false, got {value!r}"
+                raise InvalidConfigError(msg)
             kept.append((name, value))
         else:
             allowed = ", ".join(sorted({*STORE_URL_PARAMETERS, *known}))
@@ -117,7 +123,18 @@ def _split_query(url: str) -> tuple[str, dict[str, Any]]:
     return base + (f"?{urlencode(kept)}" if kept else ""), store
 
 
-def _check_client_options(url: str, options: dict[str, Any]) -> None:
+def _check_database(url: str) -> None:
+    """A database in the path must be a number: redis-py would quietly use database 0."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix":
+        return
+    database = parts.path.lstrip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        msg = f"the database in a Redis URL's path must be a number, got {database!r}"
+        raise InvalidConfigError(msg)
+
+
+def _check_client_options(url: str, options: dict[str, Any], given: str) -> None:
     """Build (never connect) one connection of each client, so unknown options fail now."""
     kwargs = {**_parse_url(url), **options}
     default = redis.SSLConnection if urlsplit(url).scheme.lower() == "rediss" else redis.Connection
@@ -133,6 +150,10 @@ def _check_client_options(url: str, options: dict[str, Any]) -> None:
         except TypeError as exc:
             # Python names the keyword in its message; say it without the value.
             msg = f"a Redis client option is not accepted: {exc}"
+            raise InvalidConfigError(msg) from None
+        except Exception as exc:  # redis-py refuses bad values (a TLS mode, a protocol) here
+            msg = f"a Redis URL parameter or client option has a bad value: {type(exc).__name__}"
+            msg += f": {redact_message(str(exc), given)}"
             raise InvalidConfigError(msg) from None
 
 
@@ -318,15 +339,17 @@ class RedisSessionStore:
         if not isinstance(url, str):
             msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
             raise InvalidConfigError(msg)
+        given = url  # messages mask secrets in the URL as given, whatever parsing cut off
         try:
+            _parse_url(given)
+            url, from_query = _split_query(given)
             _parse_url(url)
-            url, from_query = _split_query(url)
-            _parse_url(url)
+            _check_database(url)
         except ValueError as exc:
             if isinstance(exc, InvalidConfigError):
                 raise
-            msg = f"not a Redis URL: {redact(url)!r} ({redact_message(str(exc), url)})"
-            raise InvalidConfigError(msg) from redact_error(exc, url)
+            msg = f"not a Redis URL: {redact(given)!r} ({redact_message(str(exc), given)})"
+            raise InvalidConfigError(msg) from redact_error(exc, given)
         timeout = from_query.get("timeout", timeout)
         retries = from_query.get("retries", retries)
         max_connections = from_query.get("max_connections", max_connections)
@@ -338,7 +361,7 @@ class RedisSessionStore:
             **client_options,
         }
         _check_limits(options, retries)
-        _check_client_options(url, options)
+        _check_client_options(url, options, given)
         store = cls.__new__(cls)
         store._setup(_UrlClients(url, options, retries), config, prefix, clock)
         return store

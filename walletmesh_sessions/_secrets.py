@@ -92,7 +92,8 @@ def redact_message(message: str, url: str) -> str:
     forms = sorted({f for s in secrets for f in (s, unquote(s), unquote_plus(s)) if f}, key=len)
     for form in reversed(forms):
         message = message.replace(form, MASK)
-    pieces = {p for s in forms for p in _PIECE_BREAKS.split(s) if p}
+    # A parser misreads only what is written: pieces of the secrets as written, not decoded.
+    pieces = {p for s in secrets for p in _PIECE_BREAKS.split(s) if p}
     if any(piece in message.replace(MASK, "") for piece in pieces):
         return NOTICE
     return message

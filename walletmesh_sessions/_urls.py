@@ -12,7 +12,7 @@ from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
 from ._memory import MemorySessionStore
 from ._protocol import ClosableSessionStore
-from ._secrets import redact
+from ._secrets import redact, redact_message
 
 __all__ = ("open_store",)
 
@@ -44,8 +44,12 @@ def open_store(
     if not isinstance(url, str):
         msg = f"store URL must be a str, got {url!r}"
         raise InvalidConfigError(msg)
-    parts = urlsplit(url)
     shown = redact(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 host
+        msg = f"not a store URL: {shown!r} ({redact_message(str(exc), url)})"
+        raise InvalidConfigError(msg) from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         msg = f"unknown store URL scheme in {shown!r}: use one of " + ", ".join(
@@ -75,7 +79,16 @@ def open_store(
         raise MissingDependencyError(msg) from exc
     # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
     redis_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
-    return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
+    try:
+        return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
+    except InvalidConfigError as exc:
+        refused = exc
+    # Splitting off the query may have cut a misread password: mask against the whole URL,
+    # and raise outside the handler so that the unmasked error is not even the context.
+    masked = redact_message(str(refused), url)
+    if masked == str(refused):
+        raise refused
+    raise InvalidConfigError(f"not a Redis URL: {shown!r} ({masked})")
 
 
 def _config(
