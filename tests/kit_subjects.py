@@ -146,7 +146,7 @@ class SimpleStore:
             raise InvalidSessionDataError(f"bad data {new!r}")
         if key not in self.storage:
             return None  # deleted meanwhile: an update never brings a session back
-        if new.created_at is None:
+        if current.created_at is not None:
             new = SessionData(new.id, new.origin, new.permissions, current.created_at)
         new = self._stamp(new)
         self.storage[key] = (new, self._until(new, self.storage[key][1]))

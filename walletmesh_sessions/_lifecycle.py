@@ -31,13 +31,14 @@ def check_change(change: object) -> Change:
 def updated(
     config: SessionStoreConfig, now: int, current: SessionData, change: Change
 ) -> SessionData:
-    """The data an update stores: ``change(current)``, checked, keeping `current`'s
-    `created_at` when the new data has none, so an update never escapes the absolute timeout."""
+    """The data an update stores: ``change(current)``, checked, with `current`'s `created_at`
+    whenever it has one (whatever `change` returned), so an update never moves the absolute
+    timeout; stamped when neither has one and the store has an absolute timeout."""
     new = change(current)
     if not isinstance(new, SessionData):
         msg = f"change must return a SessionData, got {type(new).__name__}: {new!r}"
         raise InvalidSessionDataError(msg)
-    if new.created_at is None and current.created_at is not None:
+    if current.created_at is not None and new.created_at != current.created_at:
         new = attrs.evolve(new, created_at=current.created_at)
     return stamped(config, new, now)
 

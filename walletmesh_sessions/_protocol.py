@@ -102,8 +102,9 @@ class LifecycleSessionStore(SessionStore, Protocol):
 
         `change` is a plain function; it may be called more than once (compare-and-set with
         retry), so it must not have side effects. Returns the new data, or `None` if the
-        session is missing or expired. The expiry changes as after a read. Data without a
-        `created_at` keeps the current one, so the absolute timeout cannot be escaped.
+        session is missing or expired. The expiry changes as after a read. The session keeps
+        its `created_at` whatever `change` returns, so the absolute timeout cannot be escaped.
+        An exception raised by `change` propagates as it is, and nothing is written.
         """
         ...
 

@@ -119,12 +119,20 @@ class LifecycleRules(StoreFixtures):
 
     @pytest.mark.anyio
     async def test_update_refuses_a_bad_change(self, store: SessionStore) -> None:
-        """A change that returns something else than SessionData changes nothing."""
+        """A change that returns something else than SessionData, or raises, changes nothing;
+        its own exception propagates as it is."""
         s = lifecycle(store)
         await s.set("id", session(1))
         with pytest.raises(InvalidSessionDataError):
             await s.update("id", lambda data: cast("SessionData", None))
         assert await s.get("id") == session(1)
+
+        def failing(data: SessionData) -> SessionData:
+            raise LookupError("the application's own error")
+
+        with pytest.raises(LookupError):
+            await s.update("id", failing)
+        assert await s.get("id") == session(1), "a failed change wrote something"
 
     @pytest.mark.anyio
     async def test_concurrent_increments_are_not_lost(self, store: SessionStore) -> None:
@@ -269,5 +277,9 @@ class LifecycleRules(StoreFixtures):
         await s.set("id", session(1))
         clock.advance(seconds=30)
         await s.update("id", lambda data: session(2))
+        later = attrs.evolve(session(3), created_at=clock.now_ms)
+        updated = await s.update("id", lambda data: later)
+        assert updated is not None
+        assert updated.created_at == clock.now_ms - 30_000, "update moved created_at"
         clock.advance(ms=30_001)
         assert await s.get("id") is None, "update reset the absolute timeout"
