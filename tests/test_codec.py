@@ -101,6 +101,9 @@ class TestWireFormat:
             '{"data":{"id":"a","origin":"o"},"expiresAt":Infinity}',
             '{"data":{"id":"a","origin":"o"},"expiresAt":1e999}',
             '{"data":{"id":"a","origin":"o"}} trailing',
+            # A repeated key is ambiguous: JSON.parse keeps the last, SQLite's JSON the first.
+            '{"data":{"id":"a","origin":"o"},"expiresAt":null,"expiresAt":5}',
+            '{"data":{"id":"a","id":"b","origin":"o"}}',
             b'{"data":{"id":"a","origin":"\xff"}}',
             b"\xfe\xff",
             {"data": {"id": "a", "origin": "o"}},
@@ -136,10 +139,10 @@ class TestWireFormat:
                 '{"data":{"id":"a","origin":"o"} }\n',
                 '{"data":{"id":"a","origin":"o"},"expiresAt":9 }\n',
             ),
-            # A nested expiresAt is not the record's; the last top-level one is (JSON.parse).
+            # A nested expiresAt is not the record's.
             (
-                '{"data":{"id":"a","origin":"o","expiresAt":1},"expiresAt":2,"expiresAt":3}',
-                '{"data":{"id":"a","origin":"o","expiresAt":1},"expiresAt":2,"expiresAt":9}',
+                '{"data":{"id":"a","origin":"o","expiresAt":1},"expiresAt":3}',
+                '{"data":{"id":"a","origin":"o","expiresAt":1},"expiresAt":9}',
             ),
             (
                 '{"data":{"id":"a","origin":"o"},"expiresAt":null}',

@@ -1061,3 +1061,81 @@ class TestConcurrentWriters:
             assert [r.session_id for r in await store.inspect()] == ["a"]
             await store.clear()
         assert raw_rows(path) == {bound: expired, bound + "x": expired}
+
+
+def plant_typed(path: Path, rows: list[tuple[str | bytes, str | bytes]]) -> None:
+    """Write rows with the types the sqlite3 module gives them: bytes become BLOBs."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.executemany(f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)", rows)
+
+
+class TestRowsOtherProgramsWrite:
+    """Rows written by other programs, as Python's sqlite3 writes them, follow the same rules."""
+
+    async def test_blob_value_is_cleaned_like_text(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A record stored as a BLOB is read as its text: expired, it is cleaned."""
+        path = tmp_path / "s.db"
+        expired = f'{{"data":{{"id":"b","origin":"o"}},"expiresAt":{clock.now_ms - 1}}}'
+        plant_typed(path, [("wm_session_b", expired.encode())])
+        async with LocalStorageSessionStore(path, clock=clock) as store:
+            assert await store.get_all() == {}
+            assert await store.clean_expired() == 1
+        assert raw_rows(path) == {}
+
+    async def test_repeated_key_is_unreadable(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A record that repeats expiresAt is ambiguous: skipped, kept, and get says so."""
+        path = tmp_path / "s.db"
+        ambiguous = '{"data":{"id":"d","origin":"o"},"expiresAt":null,"expiresAt":5}'
+        plant_typed(path, [("wm_session_d", ambiguous)])
+        async with LocalStorageSessionStore(path, clock=clock) as store:
+            assert await store.get_all() == {}
+            assert await store.clean_expired() == 0
+            with pytest.raises(CorruptRecordError, match="repeats a key"):
+                await store.get("d")
+        assert raw_rows(path) == {"wm_session_d": ambiguous}
+
+    async def test_absolute_timeout_cleans_old_records(
+        self, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        """Records older than max_lifetime are cleaned, whatever expiresAt they carry."""
+        path = tmp_path / "s.db"
+        now, old = clock.now_ms, clock.now_ms - 10 * 3_600_000
+        rows: list[tuple[str | bytes, str | bytes]] = [
+            ("wm_session_none", f'{{"data":{{"id":"n","origin":"o","createdAt":{old}}}}}'),
+            (
+                "wm_session_later",
+                f'{{"data":{{"id":"l","origin":"o","createdAt":{old}}},'
+                f'"expiresAt":{clock.now_ms + 3_600_000}}}',
+            ),
+            (
+                "wm_session_young",
+                f'{{"data":{{"id":"y","origin":"o","createdAt":{clock.now_ms}}}}}',
+            ),
+            ("wm_session_bad", "not json"),
+        ]
+        plant_typed(path, rows)
+        config = SessionStoreConfig(lifetime=60, max_lifetime=3600)
+        async with LocalStorageSessionStore(path, config, clock=clock) as store:
+            assert list(await store.get_all()) == ["young"]
+            assert await store.clean_expired() == 2
+        assert sorted(raw_rows(path)) == ["wm_session_bad", "wm_session_young"]
+
+    async def test_blob_key_is_an_unreadable_record(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A key stored as a BLOB under the prefix: get says corrupt, delete and clear remove it."""
+        path = tmp_path / "s.db"
+        record = '{"data":{"id":"x","origin":"o"}}'
+        plant_typed(path, [(b"wm_session_blob", record), (b"wm_session_gone", record)])
+        plant_typed(path, [(b"other_blob", record)])
+        async with LocalStorageSessionStore(path, clock=clock) as store:
+            with pytest.raises(CorruptRecordError, match="BLOB"):
+                await store.get("blob")
+            assert await store.get_all() == {}
+            assert sorted(r.session_id for r in await store.inspect()) == ["blob", "gone"]
+            await store.delete("gone")
+            assert [r.session_id for r in await store.inspect()] == ["blob"]
+            await store.clear()
+            assert await store.inspect() == []
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute(f"SELECT key FROM {TABLE}").fetchall() == [(b"other_blob",)]

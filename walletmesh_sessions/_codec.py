@@ -149,7 +149,16 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(msg)
 
 
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Readers disagree on a repeated key (JSON.parse keeps the last, SQLite the first).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        msg = "a JSON object repeats a key"
+        raise ValueError(msg)
+    return obj
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 _parse_value = _decoder.raw_decode
 _WHITESPACE = " \t\n\r"
 
@@ -204,7 +213,8 @@ def record_with_expiry(text: str, expires_at: int) -> str:
 
 
 def _expires_at_span(text: str) -> tuple[int, int] | None:
-    """Where the value of the last top-level ``expiresAt`` member is (JSON.parse keeps the last)."""
+    """Where the value of the top-level ``expiresAt`` member is (keys never repeat in a record
+    `decode_record` accepts)."""
     pos = len(text) - len(text.lstrip(_WHITESPACE)) + 1  # just after the opening brace
     found: tuple[int, int] | None = None
     while True:

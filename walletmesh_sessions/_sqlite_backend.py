@@ -25,6 +25,7 @@ from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._deadline import DEFAULT_TIMEOUT, Deadline, current_deadline
 from ._decode_cache import DecodeCache
 from ._errors import (
+    CorruptRecordError,
     SessionIdTakenError,
     SessionStoreError,
     StoreClosedError,
@@ -50,11 +51,13 @@ T = TypeVar("T")
 
 TABLE = "walletmesh_storage"
 # The record's expiresAt as the codec reads it (0 or absent: none), NULL for anything else.
+# A BLOB value is read as the text it holds, as the codec reads it.
 EXPIRES_AT = (
-    "CASE WHEN typeof(value) = 'text' AND json_valid(value)"
-    " AND json_type(value, '$.expiresAt') IN ('integer', 'real')"
-    " THEN NULLIF(json_extract(value, '$.expiresAt'), 0) END"
+    "CASE WHEN json_valid(CAST(value AS TEXT))"
+    " AND json_type(CAST(value AS TEXT), '$.expiresAt') IN ('integer', 'real')"
+    " THEN NULLIF(json_extract(CAST(value AS TEXT), '$.expiresAt'), 0) END"
 )
+CREATED_AT = "json_extract(CAST(value AS TEXT), '$.data.createdAt')"
 _CREATE_TABLE = (
     "CREATE TABLE {name} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL,"
     f" expires_at INTEGER GENERATED ALWAYS AS ({EXPIRES_AT}) VIRTUAL) WITHOUT ROWID"
@@ -74,6 +77,9 @@ FILE_MODE = 0o600
 # Write a record's new text only if it still holds what we read (compare-and-set).
 _SLIDE_UNCHANGED = f"UPDATE {TABLE} SET value = :new WHERE key = :key AND value = :old"
 _DELETE_UNCHANGED = f"DELETE FROM {TABLE} WHERE key = ? AND value = ?"
+# A key written as a BLOB (bytes from another program) is the same key to a reader of text.
+_SELECT_ONE = f"SELECT key, value FROM {TABLE} WHERE key IN (?, CAST(? AS BLOB))"
+_DELETE_ONE = f"DELETE FROM {TABLE} WHERE key IN (?, CAST(? AS BLOB))"
 _UPSERT = (
     f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -133,8 +139,17 @@ class SqliteBackend:
         # (st_dev, st_ino) of the file the connections have open; None for ":memory:".
         self._identity: tuple[int, int] | None = None
         self._in_range = "key >= :lo AND key < :hi" if self._upper is not None else "key >= :lo"
-        # A key that is not UTF-8 can sort inside the range without starting with the prefix.
-        self._starts = f"{self._in_range} AND substr(CAST(key AS BLOB), 1, :n) = CAST(:lo AS BLOB)"
+        # A key that is not UTF-8 can sort inside the range without starting with the prefix;
+        # a key stored as a BLOB sorts after all text, in a range of its own.
+        blobs = (
+            "key >= CAST(:lo AS BLOB) AND key < CAST(:hi AS BLOB)"
+            if self._upper is not None
+            else "key >= CAST(:lo AS BLOB)"
+        )
+        self._starts = (
+            f"(({self._in_range} AND substr(CAST(key AS BLOB), 1, :n) = CAST(:lo AS BLOB))"
+            f" OR ({blobs} AND substr(key, 1, :n) = CAST(:lo AS BLOB)))"
+        )
 
     @property
     def path(self) -> str:
@@ -375,10 +390,9 @@ class SqliteBackend:
     ) -> tuple[str, SessionData, int | None] | None:
         """``(text, data, expiry after a read)`` inside a transaction; an expired one goes."""
         key = self._prefix + session_id
-        row = _fetch_one(conn, f"SELECT value FROM {TABLE} WHERE key = ?", (key,))
-        if row is None:
+        text = _lookup(conn, key, session_id)
+        if text is None:
             return None
-        text = row[0]
         data, stored = self._cache.decode(text, session_id)
         after = after_read(self._config, now, stored, data.created_at)
         if after is EXPIRED:
@@ -392,10 +406,9 @@ class SqliteBackend:
 
         def read(conn: sqlite3.Connection) -> SessionData | None:
             # The cursor is closed before any write: an open read would pin an old snapshot.
-            row = _fetch_one(conn, f"SELECT value FROM {TABLE} WHERE key = ?", (key,))
-            if row is None:
+            text = _lookup(conn, key, session_id)
+            if text is None:
                 return None
-            text = row[0]
             data, stored = decode(text, session_id)
             after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
             if after is EXPIRED:
@@ -414,7 +427,7 @@ class SqliteBackend:
             return DEFERRED  # a scan takes long: never on the event loop
         now = now_ms(self._clock)
         # Every row in range is decoded: the record, not the column, decides what is live.
-        sql = f"SELECT key, value FROM {TABLE} WHERE {self._in_range}"
+        sql = f"SELECT key, value FROM {TABLE} WHERE {self._starts}"
 
         def read(conn: sqlite3.Connection) -> dict[str, SessionData]:
             with contextlib.closing(conn.execute(sql, self._params())) as rows:
@@ -436,9 +449,7 @@ class SqliteBackend:
         if not wait:
             return DEFERRED
         key = self._prefix + session_id
-        return self._run(
-            wait, lambda conn: _none(conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,)))
-        )
+        return self._run(wait, lambda conn: _none(conn.execute(_DELETE_ONE, (key, key))))
 
     def clear(self, wait: bool) -> Deferred | None:
         if not wait:
@@ -470,7 +481,18 @@ class SqliteBackend:
             f"SELECT key, value FROM {TABLE} INDEXED BY {TABLE}_expiry"
             f" WHERE expires_at IS NOT NULL AND expires_at < :now AND {self._in_range}"
         )
-        candidates = self._run_waiting(lambda conn: _fetch_all(conn, sql, self._params(now=now)))
+        params = self._params(now=now)
+        max_lifetime = self._config.max_lifetime_ms
+        if max_lifetime is not None:
+            # Records stored before the absolute timeout was set may carry a later expiresAt
+            # than their createdAt allows: with one, the whole range is read (no index).
+            sql = (
+                f"SELECT key, value FROM {TABLE} WHERE {self._starts} AND"
+                " ((expires_at IS NOT NULL AND expires_at < :now) OR ("
+                f"json_valid(CAST(value AS TEXT)) AND {CREATED_AT} < :created_before))"
+            )
+            params["created_before"] = now - max_lifetime
+        candidates = self._run_waiting(lambda conn: _fetch_all(conn, sql, params))
         expired = sweep(self._config, now, self._readable(candidates), collect=False).removals
         removed = 0
         for start in range(0, len(expired), DELETE_BATCH):
@@ -495,6 +517,21 @@ def _str_keys(rows: Iterable[tuple[Any, Any]], prefix: bytes) -> Iterable[tuple[
         elif key.startswith(prefix):
             # It holds no session id anyone can ask for: inspect shows it, clear removes it.
             logger.warning("skipping a record whose key is not UTF-8 text")
+
+
+def _lookup(conn: sqlite3.Connection, key: str, session_id: str) -> Any:
+    """The value stored under `key` (as text, or bytes), or `None`.
+
+    A key stored as a BLOB holds a record no text lookup finds, yet it is under the prefix:
+    it is an unreadable record (a text key, when there is one too, wins).
+    """
+    rows = _fetch_all(conn, _SELECT_ONE, (key, key))
+    for row_key, value in rows:
+        if isinstance(row_key, str):
+            return value
+    if rows:
+        raise CorruptRecordError(session_id, "its key is stored as a BLOB, not as text")
+    return None
 
 
 def _shown_id(key: str | bytes, cut: int) -> str:
