@@ -1101,7 +1101,7 @@ class TestRowsOtherProgramsWrite:
     ) -> None:
         """Records older than max_lifetime are cleaned, whatever expiresAt they carry."""
         path = tmp_path / "s.db"
-        now, old = clock.now_ms, clock.now_ms - 10 * 3_600_000
+        old = clock.now_ms - 10 * 3_600_000
         rows: list[tuple[str | bytes, str | bytes]] = [
             ("wm_session_none", f'{{"data":{{"id":"n","origin":"o","createdAt":{old}}}}}'),
             (
