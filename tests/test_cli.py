@@ -262,6 +262,7 @@ class TestUsage:
             (["frobnicate"], 2, "invalid choice"),
             (["--bogus", "list"], 2, "unrecognized arguments: --bogus"),
             (["show"], 2, "the following arguments are required: ID"),
+            (["--store", "memory://", "show", ""], 2, "session id must be a non-empty str"),
             (["show", "-abc"], 2, "use -- before an id that starts with '-'"),
         ],
     )

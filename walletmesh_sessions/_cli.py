@@ -20,7 +20,7 @@ import anyio
 
 from ._codec import session_to_json
 from ._data import SessionRecord
-from ._errors import InvalidConfigError, SessionStoreError
+from ._errors import InvalidConfigError, InvalidSessionIdError, SessionStoreError
 from ._expiry import now_ms
 from ._localstorage import LocalStorageSessionStore
 from ._protocol import ClosableSessionStore, Inspectable
@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOT_FOUND
     except CommandFailed as exc:
         return _fail(str(exc), exc.code, url)
+    except InvalidSessionIdError as exc:  # an id on the command line: a usage error
+        return _fail(f"error: {exc}", EXIT_USAGE, url)
     except SessionStoreError as exc:
         return _fail(f"error: {exc}", EXIT_STORE, url)
     except KeyboardInterrupt:
