@@ -15,7 +15,8 @@ from .._data import SessionData
 from .._errors import InvalidSessionDataError, InvalidSessionIdError, SessionIdTakenError
 from .._protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
-from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, session
+from ._kit_base import LIFETIME_MS, MakeStore, session
+from ._rules_model import LifecycleModelRules
 
 __all__ = ("LifecycleRules", "counter", "increment")
 
@@ -47,7 +48,7 @@ def _grant(chain: str) -> Callable[[SessionData], SessionData]:
     return change
 
 
-class LifecycleRules(StoreFixtures):
+class LifecycleRules(LifecycleModelRules):
     """create, update, rotate: atomic under concurrency; max_lifetime as an absolute timeout."""
 
     # -- create ----------------------------------------------------------------------------

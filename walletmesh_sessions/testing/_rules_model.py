@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import anyio.from_thread
+import attrs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -20,11 +21,12 @@ from hypothesis.stateful import (
 )
 
 from .._data import SessionData, SessionStoreConfig
-from .._protocol import SessionStore
+from .._errors import SessionIdTakenError
+from .._protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
 from ._kit_base import StoreFactory, StoreFixtures, close_store
 
-__all__ = ("ModelRules",)
+__all__ = ("LifecycleModelRules", "ModelRules")
 
 LIFETIME_MS = 60_000
 IDS = st.sampled_from(["a", "b", "c", "a*", "[a]", "a%_", "x\x00y", "\u00fc\U0001f600"])
@@ -43,9 +45,10 @@ DATA = st.builds(
 class _Reference:
     """The contract's meaning of the seven methods, on a dict of (data, expires_at)."""
 
-    def __init__(self, lifetime_ms: int | None, refresh: bool) -> None:
+    def __init__(self, lifetime_ms: int | None, refresh: bool, max_ms: int | None = None) -> None:
         self.lifetime_ms = lifetime_ms
         self.refresh = refresh and lifetime_ms is not None
+        self.max_ms = max_ms  # the absolute timeout, counted from created_at
         self.sessions: dict[str, tuple[SessionData, int | None]] = {}
         # Expired sessions a get_all may or may not have removed (the contract allows both).
         self.maybe_gone: set[str] = set()
@@ -58,8 +61,17 @@ class _Reference:
         # A store may reclaim expired sessions while it writes (the memory store does).
         self.maybe_gone.update(s for s in self.sessions if self.expired(s, now))
         self.maybe_gone.discard(sid)
+        if self.max_ms is not None and data.created_at is None:
+            data = attrs.evolve(data, created_at=now)
         lifetime = self.lifetime_ms
-        self.sessions[sid] = (data, None if lifetime is None else now + lifetime)
+        self.sessions[sid] = (data, self.capped(data, None if lifetime is None else now + lifetime))
+
+    def capped(self, data: SessionData, expires_at: int | None) -> int | None:
+        """`expires_at`, never later than created_at + max_lifetime."""
+        if self.max_ms is None or data.created_at is None:
+            return expires_at
+        limit = data.created_at + self.max_ms
+        return limit if expires_at is None else min(limit, expires_at)
 
     def get(self, sid: str, now: int) -> SessionData | None:
         if sid not in self.sessions:
@@ -71,7 +83,7 @@ class _Reference:
         data = self.sessions[sid][0]
         if self.refresh:
             assert self.lifetime_ms is not None
-            self.sessions[sid] = (data, now + self.lifetime_ms)
+            self.sessions[sid] = (data, self.capped(data, now + self.lifetime_ms))
         return data
 
     def get_all(self, now: int) -> dict[str, SessionData]:
@@ -200,6 +212,124 @@ class ModelRules(StoreFixtures):
             machine = type(
                 "StoreMachine",
                 (_StoreMachine,),
+                {"factory": staticmethod(store_factory), "portal": portal},
+            )
+            run_state_machine_as_test(machine, settings=self.model_settings)
+
+
+# Few ids, some equal to a data's id, so lifecycle calls meet live sessions and taken ids.
+FEW_IDS = st.sampled_from(["a", "b", "s1"])
+FEW_DATA = st.builds(
+    SessionData,
+    id=st.sampled_from(["a", "s1", "s2"]),
+    origin=st.just("https://a.example"),
+    permissions=st.just({"eip155:1": ["eth_accounts"]}),
+)
+
+
+def _add_chain(data: SessionData) -> SessionData:
+    """The change the lifecycle model applies through `update`: one more chain."""
+    permissions = {**data.permissions, "eip155:10": ("personal_sign",)}
+    return attrs.evolve(data, permissions=permissions)
+
+
+class _LifecycleMachine(_StoreMachine):
+    """The seven methods, plus create, update and rotate, with an absolute timeout at times."""
+
+    @initialize(
+        lifetime=st.sampled_from([LIFETIME_MS, LIFETIME_MS, None]),
+        refresh=st.booleans(),
+        max_ms=st.sampled_from([None, 2 * LIFETIME_MS, LIFETIME_MS // 2]),
+    )
+    def make_store(self, lifetime: int | None, refresh: bool, max_ms: int | None) -> None:
+        config = SessionStoreConfig(
+            lifetime=None if lifetime is None else lifetime / 1000,
+            refresh_on_access=refresh,
+            max_lifetime=None if max_ms is None else max_ms / 1000,
+        )
+        self.store = self.call(lambda: type(self).factory(config, self.clock))
+        self.call(self.live.clear)
+        self.model = _Reference(lifetime, refresh, max_ms)
+
+    @property
+    def lifecycle(self) -> LifecycleSessionStore:
+        store = self.live
+        assert isinstance(store, LifecycleSessionStore)
+        return store
+
+    def _model_live(self, sid: str) -> SessionData | None:
+        """The model's read of `sid` (which slides and removes as a read does)."""
+        return self.model.get(sid, self.clock.now_ms)
+
+    @rule(sid=FEW_IDS, data=FEW_DATA)
+    def create(self, sid: str, data: SessionData) -> None:
+        got = self.call(self.lifecycle.create, sid, data)
+        now = self.clock.now_ms
+        live = sid in self.model.sessions and not self.model.expired(sid, now)
+        if not live:
+            self.model.set(sid, data, now)
+        assert got is (not live), f"create({sid!r}) returned {got}, the contract says {not live}"
+
+    @rule(sid=FEW_IDS)
+    def update(self, sid: str) -> None:
+        got = self.call(self.lifecycle.update, sid, _add_chain)
+        current = self._model_live(sid)
+        expected = None
+        if current is not None:
+            expected = _add_chain(current)
+            self.model.sessions[sid] = (expected, self.model.sessions[sid][1])
+        assert got == expected, f"update({sid!r}) returned {got}, the contract says {expected}"
+
+    @rule(sid=FEW_IDS, new_id=FEW_IDS)
+    def rotate(self, sid: str, new_id: str) -> None:
+        try:
+            got: str | None = self.call(self.lifecycle.rotate, sid, new_id)
+        except SessionIdTakenError:
+            got, taken = None, True
+        else:
+            taken = False
+        if not self._live_without_sliding(sid):
+            assert not taken, f"rotate({sid!r}) of a missing session raised SessionIdTakenError"
+            assert got is None, f"rotate({sid!r}) of a missing session returned {got}"
+            return
+        new_live = new_id == sid or self._live_without_sliding(new_id)
+        assert taken is new_live, f"rotate({sid!r}, {new_id!r}): taken={taken}, expected {new_live}"
+        if taken:
+            return
+        assert got == new_id, f"rotate({sid!r}, {new_id!r}) returned {got}"
+        data, stored = self.model.sessions.pop(sid)
+        after = stored
+        if self.model.refresh:
+            assert self.model.lifetime_ms is not None
+            after = self.model.capped(data, self.clock.now_ms + self.model.lifetime_ms)
+        moved = attrs.evolve(data, id=new_id) if data.id == sid else data
+        self.model.sessions[new_id] = (moved, after)
+        self.model.maybe_gone.discard(new_id)
+
+    def _live_without_sliding(self, sid: str) -> bool:
+        """Whether `sid` is live in the model; an expired one is removed, nothing slides."""
+        if sid not in self.model.sessions:
+            return False
+        if self.model.expired(sid, self.clock.now_ms):
+            del self.model.sessions[sid]
+            self.model.maybe_gone.discard(sid)
+            return False
+        return True
+
+
+class LifecycleModelRules(StoreFixtures):
+    """The model-based rule with create, update, rotate and the absolute timeout."""
+
+    model_settings: ClassVar[settings] = ModelRules.model_settings
+
+    def test_lifecycle_matches_reference_model(
+        self, store_factory: StoreFactory, anyio_backend: str
+    ) -> None:
+        """Random sequences of all ten methods and clock moves agree with the contract's model."""
+        with anyio.from_thread.start_blocking_portal(backend=anyio_backend) as portal:
+            machine = type(
+                "LifecycleMachine",
+                (_LifecycleMachine,),
                 {"factory": staticmethod(store_factory), "portal": portal},
             )
             run_state_machine_as_test(machine, settings=self.model_settings)
