@@ -20,7 +20,7 @@ from ._codec import Decode, decode_readable, decode_record, encode_record, inspe
 from ._codec import record_with_expiry as _with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import CorruptRecordError
-from ._expiry import EXPIRED, Clock, after_read, expiry_after_write, now_ms, sweep
+from ._expiry import EXPIRED, Clock, after_read, expiry_after_write, now_ms, stamped, sweep
 from ._log import logger, short_id
 
 __all__ = (
@@ -200,6 +200,21 @@ class StoreSpec:
         """The Redis key of a session."""
         return self.prefix + session_id
 
+    def ttl(self, now: int, expires_at: int | None) -> int | None:
+        """The Redis TTL (ms) of a record written at `now` that expires at `expires_at`.
+
+        None for a record without an expiry. Otherwise a span relative to `now`, never an
+        absolute time, a little longer than the expiry written: span + max(1 s, 10 %), where
+        the span is the lifetime, or the time left when that is longer or there is no lifetime
+        (an expiry set by the absolute timeout alone, or one carried over by `rotate`).
+        """
+        if expires_at is None:
+            return None
+        lifetime = self.config.lifetime_ms
+        left = max(0, expires_at - now)
+        span = left if lifetime is None else max(left, lifetime)
+        return span + max(1000, span // 10)
+
 
 def _as_bytes(value: Key) -> bytes:
     # A caller's client may decode replies to str; our own clients never do.
@@ -216,9 +231,15 @@ def _text(raw: Key, session_id: str) -> str:
 
 
 def write(spec: StoreSpec, session_id: str, data: SessionData) -> Op[None]:
-    """Store the record; with a lifetime it gets a TTL, without one any old TTL goes."""
-    text = encode_record(data, expiry_after_write(spec.config, now_ms(spec.clock)))
-    yield Write(spec.key(session_id), text, spec.ttl_ms)
+    """Store the record; with an expiry it gets a TTL, without one any old TTL goes.
+
+    With an absolute timeout, data without a `created_at` is stamped with now, and the
+    expiry written is capped at ``created_at + max_lifetime``.
+    """
+    now = now_ms(spec.clock)
+    data = stamped(spec.config, data, now)
+    expires_at = expiry_after_write(spec.config, now, data.created_at)
+    yield Write(spec.key(session_id), encode_record(data, expires_at), spec.ttl(now, expires_at))
 
 
 def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
@@ -234,14 +255,15 @@ def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
         raise CorruptRecordError(session_id, "the Redis key does not hold a string")
     text = _text(raw, session_id)
     data, stored = spec.decode(text, session_id)
-    after = after_read(spec.config, now_ms(spec.clock), stored)
+    now = now_ms(spec.clock)
+    after = after_read(spec.config, now, stored, data.created_at)
     if after is EXPIRED:
         yield CompareAndDelete(key, raw)
         return None
     if after is not None and after != stored:
         # If other bytes are found, a concurrent set, delete or refresh won: the data read is
         # still the right answer for this call, which happened before that write.
-        yield CompareAndSet(key, raw, _with_expiry(text, after), spec.ttl_ms)
+        yield CompareAndSet(key, raw, _with_expiry(text, after), spec.ttl(now, after))
     return data
 
 
@@ -322,12 +344,12 @@ def _sweep_batch(
         (session_id, (prefix + session_id, text), data, expires_at)
         for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
     )
-    decided = sweep(spec.config, now_ms(spec.clock), records, collect=collect)
+    now = now_ms(spec.clock)
+    decided = sweep(spec.config, now, records, collect=collect)
     found.update(decided.found)
     steps: list[KeyStep] = [CompareAndDelete(key, text) for key, text in decided.removals]
-    ttl = spec.ttl_ms
     steps.extend(
-        CompareAndSet(key, text, _with_expiry(text, expires_at), ttl)
+        CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
         for (key, text), expires_at in decided.slides
     )
     if not steps:
