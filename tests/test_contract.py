@@ -8,7 +8,7 @@ from walletmesh_sessions.testing import ForeignData, SessionStoreContract, Store
 from walletmesh_sessions.testing._rules_lifecycle import LifecycleRules
 
 STORES = ["memory", "sqlite_file", "mapping", "redis"]
-LIFECYCLE_STORES = ["memory", "sqlite_file", "mapping"]
+LIFECYCLE_STORES = STORES
 
 
 class TestContract(SessionStoreContract):

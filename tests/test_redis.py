@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,9 @@ from walletmesh_sessions import (
     CorruptRecordError,
     InvalidConfigError,
     InvalidSessionIdError,
+    LifecycleSessionStore,
     SessionData,
+    SessionIdTakenError,
     SessionStore,
     SessionStoreConfig,
     SessionStoreError,
@@ -34,9 +37,10 @@ from walletmesh_sessions import (
 )
 from walletmesh_sessions import _redis_ops as ops
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_io import COMPARE_AND_DELETE, COMPARE_AND_SET, AsyncioRunner
+from walletmesh_sessions._redis_io import COMPARE_AND_DELETE, COMPARE_AND_SET, MOVE, AsyncioRunner
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
+from walletmesh_sessions.testing._rules_lifecycle import counter, increment
 
 from .redis_server import RedisServer, free_port
 
@@ -662,6 +666,9 @@ class TestLifecycle:
             store.clear(),
             store.validate_and_refresh("id"),
             store.clean_expired(),
+            store.create("id", DATA),
+            store.update("id", lambda data: data),
+            store.rotate("id", "new"),
         ]
         for call in calls:
             with pytest.raises(StoreClosedError):
@@ -942,3 +949,320 @@ class TestErrorsHideIds:
         assert any(r.levelno == logging.ERROR for r in caplog.records)
         assert self.SECRET not in caplog.text
         assert "wm_session_" not in caplog.text
+
+
+# A child process: `count` concurrent increments through update, once the parent says go.
+# It prints how many compare-and-set races its updates lost.
+INCREMENTER = """
+import sys
+import time
+
+import anyio
+import redis
+
+from walletmesh_sessions import SessionStoreConfig
+from walletmesh_sessions import _redis_ops as ops
+from walletmesh_sessions.redis import RedisSessionStore
+from walletmesh_sessions.testing._rules_lifecycle import increment
+
+url, backend, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+lost = [0]
+plain_update = ops.update
+
+
+def counted(*args):
+    op = plain_update(*args)
+    reply = None
+    while True:
+        try:
+            step = op.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        reply = yield step
+        if isinstance(step, ops.CompareAndSet) and not reply:
+            lost[0] += 1
+
+
+ops.update = counted
+
+
+async def main() -> None:
+    config = SessionStoreConfig(lifetime=3600)
+    raw = redis.Redis.from_url(url, socket_timeout=5)
+    async with RedisSessionStore.from_url(url, config) as store:
+        await store.get("counter")  # connected before the start
+        raw.incr("ready")
+        deadline = time.monotonic() + 30
+        while not raw.exists("go"):
+            assert time.monotonic() < deadline, "never told to go"
+            await anyio.sleep(0.001)
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(store.update, "counter", increment)
+    raw.close()
+    print(lost[0])
+
+
+anyio.run(main, backend=backend)
+"""
+
+
+def count_lost_races(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count, from now on, the compare-and-set races this process's updates lose."""
+    lost = [0]
+    plain_update = ops.update
+
+    def counted(*args: Any) -> ops.Op[SessionData | None]:
+        op = plain_update(*args)
+        reply: Any = None
+        while True:
+            try:
+                step = op.send(reply)
+            except StopIteration as stop:
+                result: SessionData | None = stop.value
+                return result
+            reply = yield step
+            if isinstance(step, ops.CompareAndSet) and not reply:
+                lost[0] += 1
+
+    monkeypatch.setattr(ops, "update", counted)
+    return lost
+
+
+def real_clock_store(make: MakeStore) -> RedisSessionStore:
+    return make(config(3600), clock_=time.time)
+
+
+class TestAtomicLifecycle:
+    """create, update and rotate on a real server: atomic across tasks, stores and processes."""
+
+    @pytest.mark.anyio
+    async def test_is_a_lifecycle_store(self, make: MakeStore) -> None:
+        """RedisSessionStore satisfies LifecycleSessionStore structurally."""
+        async with make() as store:
+            assert isinstance(store, LifecycleSessionStore)
+
+    @pytest.mark.anyio
+    async def test_500_increments_none_lost_no_race(
+        self, make: MakeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """500 concurrent updates from one store: none lost, and taking turns none races."""
+        lost = count_lost_races(monkeypatch)
+        async with real_clock_store(make) as store:
+            await store.set("counter", counter(0))
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(500):
+                        tg.start_soon(store.update, "counter", increment)
+            assert await store.get("counter") == counter(500)
+            assert store._turns._turns == {}, "a key's lock outlived its users"
+        assert lost == [0], f"{lost[0]} races lost inside one store"
+
+    @pytest.mark.anyio
+    async def test_four_processes_and_500_tasks(
+        self,
+        make: MakeStore,
+        redis_url: str,
+        redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """4 processes x 100 increments while 500 tasks increment here: the count is exact."""
+        lost = count_lost_races(monkeypatch)
+        children_lost: list[int] = []
+
+        async def child(backend: str) -> None:
+            command = [sys.executable, "-c", INCREMENTER, redis_url, backend, "100"]
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            done = await anyio.run_process(command, cwd=ROOT, env=env, check=True)
+            children_lost.append(int(done.stdout.decode().split()[-1]))
+
+        async with real_clock_store(make) as store:
+            await store.set("counter", counter(0))
+            with anyio.fail_after(120):
+                async with anyio.create_task_group() as tg:
+                    for backend in ("asyncio", "asyncio", "trio", "trio"):
+                        tg.start_soon(child, backend)
+                    for _ in range(6000):  # the children start, connect and report ready
+                        if int(redis_client.get("ready") or 0) == 4:
+                            break
+                        await anyio.sleep(0.01)
+                    redis_client.set("go", 1)
+                    for _ in range(500):
+                        tg.start_soon(store.update, "counter", increment)
+            final = await store.get("counter")
+        races = f"compare-and-set races lost: here {lost[0]}, in the children {children_lost}"
+        assert final == counter(900), f"ended at {final}; {races}"
+        assert len(children_lost) == 4, races
+
+    @pytest.mark.anyio
+    async def test_200_creators_one_winner(self, make: MakeStore) -> None:
+        """200 tasks over two store objects create one id: exactly one True, its data kept."""
+        async with real_clock_store(make) as one, real_clock_store(make) as two:
+            winners: list[int] = []
+
+            async def creator(n: int) -> None:
+                if await (one if n % 2 else two).create("contested", counter(n)):
+                    winners.append(n)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for n in range(200):
+                        tg.start_soon(creator, n)
+            assert len(winners) == 1, f"{len(winners)} of 200 creators won"
+            assert await one.get("contested") == counter(winners[0])
+
+    @pytest.mark.anyio
+    async def test_concurrent_rotates_one_winner(self, make: MakeStore) -> None:
+        """50 rotates of one id over two store objects: exactly one moves it."""
+        async with real_clock_store(make) as one, real_clock_store(make) as two:
+            await one.set("id", DATA)
+            moved: list[str] = []
+
+            async def rotator(n: int) -> None:
+                new_id = await (one if n % 2 else two).rotate("id", f"new-{n}")
+                if new_id is not None:
+                    moved.append(new_id)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for n in range(50):
+                        tg.start_soon(rotator, n)
+            assert len(moved) == 1, f"{len(moved)} of 50 rotates won"
+            assert list(await two.get_all()) == moved
+
+    @pytest.mark.anyio
+    async def test_rotates_into_one_new_id(self, make: MakeStore) -> None:
+        """Two sessions rotated to the same new id at once: one wins, the other is refused."""
+        async with real_clock_store(make) as store:
+            for n in range(20):
+                await store.set(f"a{n}", DATA)
+                await store.set(f"b{n}", OTHER)
+            outcomes: list[str] = []
+
+            async def rotate(old: str, new: str) -> None:
+                try:
+                    await store.rotate(old, new)
+                    outcomes.append("moved")
+                except SessionIdTakenError:
+                    outcomes.append("refused")
+
+            async with anyio.create_task_group() as tg:
+                for n in range(20):
+                    tg.start_soon(rotate, f"a{n}", f"x{n}")
+                    tg.start_soon(rotate, f"b{n}", f"x{n}")
+            assert sorted(outcomes) == ["moved"] * 20 + ["refused"] * 20
+            remaining = await store.get_all()
+            assert len(remaining) == 40
+            for n in range(20):
+                assert (f"a{n}" in remaining) != (f"b{n}" in remaining)
+
+    @pytest.mark.anyio
+    async def test_rotate_sets_key_ttl_and_removes_old(
+        self, make: MakeStore, redis_client: redis.Redis
+    ) -> None:
+        """After rotate the old key is gone and the new one has the record and the TTL."""
+        async with make(config(refresh=True)) as store:
+            await store.set("old", SessionData("old", "https://a.example"))
+            assert await store.rotate("old", "new") == "new"
+            assert redis_client.exists("wm_session_old") == 0
+            assert LIFETIME_MS < redis_client.pttl("wm_session_new") <= LIFETIME_MS + GRACE_MS
+            assert await store.get("new") == SessionData("new", "https://a.example")
+
+    @pytest.mark.anyio
+    async def test_absolute_timeout_without_lifetime_gets_a_ttl(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """max_lifetime alone: createdAt stamped, expiry capped, PX of time left + 10 %."""
+        cfg = SessionStoreConfig(lifetime=None, max_lifetime=600)
+        async with make(cfg) as store:
+            assert await store.create("id", DATA) is True
+            record = json.loads(redis_client.get("wm_session_id") or b"")
+            assert record["data"]["createdAt"] == clock.now_ms
+            assert record["expiresAt"] == clock.now_ms + 600_000
+            assert 600_000 < redis_client.pttl("wm_session_id") <= 660_000
+
+    @pytest.mark.anyio
+    async def test_corrupt_or_wrong_type_raises(
+        self, make: MakeStore, redis_client: redis.Redis
+    ) -> None:
+        """create, update and rotate of an unreadable record raise CorruptRecordError."""
+        redis_client.set("wm_session_bad", b"not json")
+        redis_client.hset("wm_session_hash", "a", "b")
+        async with make() as store:
+            for session_id in ("bad", "hash"):
+                with pytest.raises(CorruptRecordError):
+                    await store.create(session_id, DATA)
+                with pytest.raises(CorruptRecordError):
+                    await store.update(session_id, increment)
+                with pytest.raises(CorruptRecordError):
+                    await store.rotate(session_id)
+            await store.set("id", DATA)
+            with pytest.raises(CorruptRecordError):
+                await store.rotate("id", "hash")
+            assert await store.get("id") == DATA
+        assert redis_client.get("wm_session_bad") == b"not json"
+
+    def test_move_script_directly(self, redis_client: redis.Redis) -> None:
+        """Move changes both keys only when both hold exactly what is expected."""
+        move = redis_client.register_script(MOVE.source)
+        assert move.sha == MOVE.sha
+        redis_client.set("a", "A")
+        assert move(keys=["a", "b"], args=["X", "moved", ""]) == 0, "old differs"
+        redis_client.set("b", "B")
+        assert move(keys=["a", "b"], args=["A", "moved", ""]) == 0, "new must be absent"
+        assert move(keys=["a", "b"], args=["A", "moved", "", "other"]) == 0, "new differs"
+        assert redis_client.mget(["a", "b"]) == [b"A", b"B"]
+        assert move(keys=["a", "b"], args=["A", "moved", 5000, "B"]) == 1
+        assert redis_client.mget(["a", "b"]) == [None, b"moved"]
+        assert 0 < redis_client.pttl("b") <= 5000
+        redis_client.set("c", "C", px=5000)
+        assert move(keys=["c", "d"], args=["C", "plain", ""]) == 1
+        assert redis_client.pttl("d") == -1, "no TTL asked, none left"
+        redis_client.set("e", "E")
+        redis_client.hset("h", "f", "v")
+        assert move(keys=["e", "h"], args=["E", "x", ""]) == 0, "a hash is not absent"
+        assert move(keys=["h", "z"], args=["E", "x", ""]) == 0, "a hash is not the old text"
+        assert redis_client.get("e") == b"E"
+
+    @pytest.mark.anyio
+    async def test_caller_client(self, redis_server: RedisServer) -> None:
+        """With a caller's redis.Redis (no budget of the store's), on asyncio and trio."""
+        client = redis_server.client()
+        try:
+            async with RedisSessionStore(client, config()) as store:
+                assert await store.create("id", counter(0)) is True
+                assert await store.update("id", increment) == counter(1)
+                assert await store.rotate("id", "new") == "new"
+                assert await store.get("new") == counter(1)
+                await store.clear()
+        finally:
+            client.close()
+
+    @pytest.mark.anyio
+    async def test_update_waits_are_bounded(
+        self, make: MakeStore, dedicated_redis: Callable[..., RedisServer]
+    ) -> None:
+        """A frozen server: updates in flight and those waiting for their turn fail on time."""
+        server = dedicated_redis()
+        async with make(url=server.url, timeout=0.3, retries=0) as store:
+            await store.set("counter", counter(0))
+            server.pause()
+            failed: list[type[BaseException]] = []
+
+            async def update() -> None:
+                try:
+                    await store.update("counter", increment)
+                except StoreUnavailableError as exc:
+                    failed.append(type(exc))
+
+            start = time.monotonic()
+            try:
+                with anyio.fail_after(10):
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(5):
+                            tg.start_soon(update)
+            finally:
+                server.resume()
+            assert failed == [StoreUnavailableError] * 5
+            assert time.monotonic() - start < 3
+            assert store._turns._turns == {}

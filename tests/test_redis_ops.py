@@ -11,16 +11,24 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
 
-from walletmesh_sessions import CorruptRecordError, SessionData, SessionStoreConfig
+from walletmesh_sessions import (
+    CorruptRecordError,
+    InvalidSessionDataError,
+    SessionData,
+    SessionIdTakenError,
+    SessionStoreConfig,
+)
 from walletmesh_sessions import _redis_ops as ops
 from walletmesh_sessions._codec import encode_record
 from walletmesh_sessions._decode_cache import DecodeCache
 from walletmesh_sessions._redis_io import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
+    MOVE,
     exchange,
     translate,
 )
@@ -87,10 +95,20 @@ class FakeRedis:
             self.ttl[_b(step.key)] = step.ttl_ms
             return None
         if isinstance(step, ops.CompareAndSet):
-            if self.data.get(_b(step.key)) != _b(step.old):
+            if not self._holds(step.key, step.old):
                 return False
             self.data[_b(step.key)] = step.new.encode()
             self.ttl[_b(step.key)] = step.ttl_ms
+            return True
+        if isinstance(step, ops.Move):
+            if not (
+                self._holds(step.old_key, step.old) and self._holds(step.new_key, step.new_old)
+            ):
+                return False
+            del self.data[_b(step.old_key)]
+            self.ttl.pop(_b(step.old_key), None)
+            self.data[_b(step.new_key)] = step.text.encode()
+            self.ttl[_b(step.new_key)] = step.ttl_ms
             return True
         if isinstance(step, ops.CompareAndDelete):
             if self.data.get(_b(step.key)) != _b(step.old):
@@ -105,6 +123,12 @@ class FakeRedis:
                 self.other_types.pop(k, None)
             return len(found)
         raise AssertionError(f"unknown step {step!r}")
+
+    def _holds(self, key: str | bytes, value: str | bytes | None) -> bool:
+        """Does `key` hold exactly `value` (`None`: nothing at all, of any type)?"""
+        if value is None:
+            return _b(key) not in self.data and _b(key) not in self.other_types
+        return self.data.get(_b(key)) == _b(value)
 
     def _scan(self, step: ops.Scan) -> ops.ScanPage:
         # The pattern is an escaped prefix and "*": unescape it, as Redis would match it.
@@ -133,8 +157,16 @@ def fake() -> FakeRedis:
     return FakeRedis()
 
 
-def spec(clock: FakeClock, *, lifetime: float | None = 60, refresh: bool = False) -> ops.StoreSpec:
-    config = SessionStoreConfig(lifetime=lifetime, refresh_on_access=refresh)
+def spec(
+    clock: FakeClock,
+    *,
+    lifetime: float | None = 60,
+    refresh: bool = False,
+    max_lifetime: float | None = None,
+) -> ops.StoreSpec:
+    config = SessionStoreConfig(
+        lifetime=lifetime, refresh_on_access=refresh, max_lifetime=max_lifetime
+    )
     return ops.StoreSpec(PREFIX, config, clock, DecodeCache().decode)
 
 
@@ -339,6 +371,338 @@ class TestSweep:
         assert fake.other_types == {}
 
 
+def once(action: Callable[[], object]) -> Callable[[Any], None]:
+    """A `before` hook that acts as another client the first time only."""
+    done: list[bool] = []
+
+    def hook(step: Any) -> None:
+        if not done:
+            done.append(True)
+            action()
+
+    return hook
+
+
+def counter(n: int) -> SessionData:
+    return SessionData("c", "https://count.example", {"count": [str(n)]})
+
+
+def increment(data: SessionData) -> SessionData:
+    return attrs.evolve(data, permissions={"count": [str(int(data.permissions["count"][0]) + 1)]})
+
+
+class TestSpecTTL:
+    """The Redis TTL follows the expiry written: a little longer, relative to now."""
+
+    def test_lifetime_rule(self, clock: FakeClock) -> None:
+        """lifetime + max(1 s, 10 %), also when the expiry is capped nearer; none without one."""
+        s = spec(clock)
+        assert s.ttl(clock.now_ms, clock.now_ms + LIFETIME_MS) == LIFETIME_MS + 6_000
+        assert s.ttl(clock.now_ms, clock.now_ms + 5) == LIFETIME_MS + 6_000
+        assert s.ttl(clock.now_ms, None) is None
+        assert spec(clock, lifetime=1).ttl(clock.now_ms, clock.now_ms + 1000) == 2_000
+
+    def test_expiry_without_lifetime(self, clock: FakeClock) -> None:
+        """An expiry set by the absolute timeout alone: time left + max(1 s, 10 %)."""
+        s = spec(clock, lifetime=None, max_lifetime=600)
+        assert s.ttl(clock.now_ms, clock.now_ms + 600_000) == 660_000
+        assert s.ttl(clock.now_ms, clock.now_ms + 2_000) == 3_000
+        assert s.ttl(clock.now_ms, clock.now_ms) == 1_000, "PX must stay positive"
+
+    def test_expiry_beyond_the_lifetime(self, clock: FakeClock) -> None:
+        """A longer expiry carried over (by rotate) is never cut short by the lifetime's TTL."""
+        s = spec(clock)
+        assert s.ttl(clock.now_ms, clock.now_ms + 10 * LIFETIME_MS) == 11 * LIFETIME_MS
+
+
+class TestWriteStamps:
+    """`set` stamps created_at and caps the expiry under an absolute timeout."""
+
+    def test_stamped_and_capped(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """No lifetime, max_lifetime 10 min: createdAt now, expiresAt now + 10 min, a TTL."""
+        fake.run(ops.write(spec(clock, lifetime=None, max_lifetime=600), "id", DATA))
+        record = fake.record("id")
+        assert record["data"]["createdAt"] == clock.now_ms
+        assert record["expiresAt"] == clock.now_ms + 600_000
+        assert fake.ttl[b"wm_session_id"] == 660_000
+
+    def test_capped_below_the_lifetime(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """Data created long ago gets the earlier, absolute expiry."""
+        old = attrs.evolve(DATA, created_at=clock.now_ms - 590_000)
+        fake.run(ops.write(spec(clock, max_lifetime=600), "id", old))
+        assert fake.record("id")["expiresAt"] == clock.now_ms + 10_000
+        assert fake.record("id")["data"]["createdAt"] == clock.now_ms - 590_000
+
+    def test_read_honours_the_absolute_timeout(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A refreshing read never slides past created_at + max_lifetime, and expires after it."""
+        s = spec(clock, refresh=True, max_lifetime=90)
+        fake.run(ops.write(s, "id", DATA))
+        clock.advance(seconds=50)
+        assert fake.run(ops.read(s, "id")) is not None
+        assert fake.record("id")["expiresAt"] == clock.now_ms + 40_000
+        clock.advance(ms=40_001)
+        assert fake.run(ops.read(s, "id")) is None
+
+
+class TestCreate:
+    """`create` writes only over nothing or an expired record, compared exactly."""
+
+    def test_absent(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A free id: one Read, one compare-and-set-if-absent with the write's TTL."""
+        assert fake.run(ops.create(spec(clock), "id", DATA)) is True
+        (_, write) = fake.steps
+        assert write == ops.CompareAndSet(
+            "wm_session_id",
+            None,
+            encode_record(DATA, clock.now_ms + LIFETIME_MS),
+            LIFETIME_MS + 6_000,
+        )
+
+    def test_live_is_refused_unchanged(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A live session (valid at exactly its expiry) is never written over."""
+        text = plant(fake, "id", OTHER, clock.now_ms)
+        assert fake.run(ops.create(spec(clock), "id", DATA)) is False
+        assert fake.data[b"wm_session_id"] == text
+        assert [type(s) for s in fake.steps] == [ops.Read]
+
+    def test_expired_is_replaced_over_its_exact_bytes(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """An expired record is replaced by a compare-and-set of the very bytes read."""
+        text = plant(fake, "id", OTHER, clock.now_ms - 1)
+        assert fake.run(ops.create(spec(clock), "id", DATA)) is True
+        assert fake.steps[-1].old == text
+        assert fake.record("id")["data"]["id"] == DATA.id
+
+    def test_lost_race_to_a_live_write(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """Another creator writes between Read and write: the compare fails, re-read, False."""
+        theirs = plant(FakeRedis(), "id", OTHER, clock.now_ms + 10)
+        fake.before[ops.CompareAndSet] = once(lambda: fake.data.update({b"wm_session_id": theirs}))
+        assert fake.run(ops.create(spec(clock), "id", DATA)) is False
+        assert fake.data[b"wm_session_id"] == theirs
+        assert [type(s) for s in fake.steps] == [
+            ops.Read,
+            ops.CompareAndSet,
+            ops.Checkpoint,
+            ops.Read,
+        ]
+
+    def test_lost_race_to_a_delete_decides_again(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """The expired record read is deleted meanwhile: the second try creates over nothing."""
+        plant(fake, "id", OTHER, clock.now_ms - 1)
+        fake.before[ops.CompareAndSet] = once(fake.data.clear)
+        assert fake.run(ops.create(spec(clock), "id", DATA)) is True
+        assert fake.steps[-1].old is None
+        assert fake.record("id")["data"]["id"] == DATA.id
+
+    def test_gives_up_after_bounded_races(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A key rewritten (expired) before every compare: False after CREATE_ATTEMPTS."""
+        n = [0]
+
+        def churn(step: Any) -> None:
+            n[0] += 1
+            plant(fake, "id", OTHER, clock.now_ms - n[0])
+
+        fake.before[ops.CompareAndSet] = churn
+        assert fake.run(ops.create(spec(clock), "id", DATA)) is False
+        assert n[0] == ops.CREATE_ATTEMPTS
+
+    def test_corrupt_or_wrong_type_raises(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A record that is not a session raises CorruptRecordError (as get), unchanged."""
+        fake.data[b"wm_session_a"] = b"not json"
+        fake.other_types[b"wm_session_b"] = "list"
+        for session_id in "ab":
+            with pytest.raises(CorruptRecordError) as info:
+                fake.run(ops.create(spec(clock), session_id, DATA))
+            assert info.value.session_id == session_id
+        assert fake.data == {b"wm_session_a": b"not json"}
+
+    def test_stamps_created_at(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """Under an absolute timeout the created record carries createdAt, capped expiry."""
+        assert fake.run(ops.create(spec(clock, lifetime=None, max_lifetime=60), "id", DATA))
+        record = fake.record("id")
+        assert record["data"]["createdAt"] == clock.now_ms
+        assert record["expiresAt"] == clock.now_ms + 60_000
+        assert fake.ttl[b"wm_session_id"] == 66_000
+
+
+class TestUpdate:
+    """`update`: compare-and-set over the exact bytes read, retried when it loses."""
+
+    def test_missing(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A missing session is None and change is never called."""
+        assert fake.run(ops.update(spec(clock), "id", lambda d: pytest.fail("called"))) is None
+
+    def test_expired_is_removed(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """An expired session is None and removed by compare-and-delete, as a read does."""
+        text = plant(fake, "id", counter(0), clock.now_ms - 1)
+        assert fake.run(ops.update(spec(clock), "id", increment)) is None
+        assert fake.steps[-1] == ops.CompareAndDelete("wm_session_id", text)
+        assert fake.data == {}
+
+    def test_replaces_with_expiry_as_after_a_read(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """Without refresh the expiry stays; with refresh it slides, and the TTL follows."""
+        plant(fake, "id", counter(0), clock.now_ms + 10)
+        assert fake.run(ops.update(spec(clock), "id", increment)) == counter(1)
+        assert fake.record("id")["expiresAt"] == clock.now_ms + 10
+        assert fake.run(ops.update(spec(clock, refresh=True), "id", increment)) == counter(2)
+        assert fake.record("id")["expiresAt"] == clock.now_ms + LIFETIME_MS
+        assert fake.ttl[b"wm_session_id"] == LIFETIME_MS + 6_000
+
+    def test_lost_race_retries_with_the_newer_data(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """An increment lands between Read and write: the retry builds on it, none is lost."""
+        plant(fake, "id", counter(0), clock.now_ms + 10)
+        calls: list[SessionData] = []
+
+        def counting(data: SessionData) -> SessionData:
+            calls.append(data)
+            return increment(data)
+
+        def other_client() -> None:
+            plant(fake, "id", counter(5), clock.now_ms + 10)
+
+        fake.before[ops.CompareAndSet] = once(other_client)
+        assert fake.run(ops.update(spec(clock), "id", counting)) == counter(6)
+        assert calls == [counter(0), counter(5)]
+        assert ops.CHECKPOINT in fake.steps
+
+    def test_many_lost_races(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """No small fixed bound: 50 lost races in a row and the 51st try still wins."""
+        plant(fake, "id", counter(0), clock.now_ms + 10)
+        n = [0]
+
+        def other_client(step: Any) -> None:
+            if n[0] < 50:
+                n[0] += 1
+                plant(fake, "id", counter(1000 + n[0]), clock.now_ms + 10)
+
+        fake.before[ops.CompareAndSet] = other_client
+        assert fake.run(ops.update(spec(clock), "id", increment)) == counter(1051)
+
+    def test_delete_between_read_and_write_is_not_undone(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """A delete before the write: the compare fails, the re-read finds nothing, None."""
+        plant(fake, "id", counter(0), clock.now_ms + 10)
+        fake.before[ops.CompareAndSet] = once(fake.data.clear)
+        assert fake.run(ops.update(spec(clock), "id", increment)) is None
+        assert fake.data == {}
+
+    def test_keeps_created_at_and_its_cap(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """New data without created_at keeps the current one; the expiry stays capped."""
+        s = spec(clock, refresh=True, max_lifetime=90)
+        fake.run(ops.write(s, "id", counter(0)))
+        created = clock.now_ms
+        clock.advance(seconds=60)
+        new = fake.run(ops.update(s, "id", lambda data: counter(7)))
+        assert new == attrs.evolve(counter(7), created_at=created)
+        assert fake.record("id")["expiresAt"] == created + 90_000
+
+    def test_bad_change_writes_nothing(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A change that returns no SessionData raises; the record is untouched."""
+        text = plant(fake, "id", counter(0), clock.now_ms + 10)
+        with pytest.raises(InvalidSessionDataError):
+            fake.run(ops.update(spec(clock), "id", lambda data: None))  # type: ignore[arg-type,return-value]
+        assert fake.data[b"wm_session_id"] == text
+
+    def test_corrupt_raises(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A corrupt record raises CorruptRecordError naming the id."""
+        fake.data[b"wm_session_id"] = b"[]"
+        with pytest.raises(CorruptRecordError):
+            fake.run(ops.update(spec(clock), "id", increment))
+
+
+class TestRotate:
+    """`rotate`: one `Move` compares both keys with what was read."""
+
+    def test_missing_or_expired(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """None for a missing session; an expired one is removed by compare-and-delete."""
+        assert fake.run(ops.rotate(spec(clock), "old", "new")) is None
+        text = plant(fake, "old", DATA, clock.now_ms - 1)
+        assert fake.run(ops.rotate(spec(clock), "old", "new")) is None
+        assert fake.steps[-1] == ops.CompareAndDelete("wm_session_old", text)
+        assert fake.data == {}
+
+    def test_moves_with_id_expiry_and_ttl(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """One Move: the data's id follows, the expiry is the read's, the TTL the rule's."""
+        old_data = attrs.evolve(DATA, id="old")
+        text = plant(fake, "old", old_data, clock.now_ms + 10)
+        assert fake.run(ops.rotate(spec(clock, refresh=True), "old", "new")) == "new"
+        moved = encode_record(attrs.evolve(DATA, id="new"), clock.now_ms + LIFETIME_MS)
+        assert fake.steps[-1] == ops.Move(
+            "wm_session_old", text, "wm_session_new", None, moved, LIFETIME_MS + 6_000
+        )
+        assert list(fake.data) == [b"wm_session_new"]
+
+    def test_no_expiry_no_ttl(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A session without an expiry moves without one, and without a TTL."""
+        plant(fake, "old", DATA, None)
+        assert fake.run(ops.rotate(spec(clock), "old", "new")) == "new"
+        assert "expiresAt" not in fake.record("new")
+        assert fake.ttl[b"wm_session_new"] is None
+
+    def test_taken_or_same_id_refused_unchanged(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A live new id, or the same id: SessionIdTakenError, and no write step at all."""
+        before = {
+            b"wm_session_old": plant(fake, "old", DATA, clock.now_ms + 10),
+            b"wm_session_new": plant(fake, "new", OTHER, clock.now_ms),
+        }
+        for new_id in ("new", "old"):
+            with pytest.raises(SessionIdTakenError) as info:
+                fake.run(ops.rotate(spec(clock), "old", new_id))
+            assert info.value.session_id == new_id
+        assert fake.data == before
+        assert {type(s) for s in fake.steps} == {ops.ReadMany}
+
+    def test_expired_new_id_is_replaced_over_its_bytes(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """An expired session under the new id is compared exactly and replaced."""
+        plant(fake, "old", DATA, clock.now_ms + 10)
+        stale = plant(fake, "new", OTHER, clock.now_ms - 1)
+        assert fake.run(ops.rotate(spec(clock), "old", "new")) == "new"
+        assert fake.steps[-1].new_old == stale
+        assert fake.record("new")["data"]["origin"] == DATA.origin
+
+    def test_write_to_old_meanwhile_is_moved_not_lost(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """A set of the old id before the Move: the Move fails, the retry moves the newer data."""
+        plant(fake, "old", DATA, clock.now_ms + 10)
+        fake.before[ops.Move] = once(lambda: plant(fake, "old", OTHER, clock.now_ms + 10))
+        assert fake.run(ops.rotate(spec(clock), "old", "new")) == "new"
+        assert fake.record("new")["data"]["origin"] == OTHER.origin
+        assert list(fake.data) == [b"wm_session_new"]
+
+    def test_concurrent_rotate_meanwhile(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """Another rotate moved the session first: the retry finds it gone, None."""
+        plant(fake, "old", DATA, clock.now_ms + 10)
+
+        def other_rotate() -> None:
+            fake.data[b"wm_session_elsewhere"] = fake.data.pop(b"wm_session_old")
+
+        fake.before[ops.Move] = once(other_rotate)
+        assert fake.run(ops.rotate(spec(clock), "old", "new")) is None
+        assert list(fake.data) == [b"wm_session_elsewhere"]
+
+    def test_new_id_taken_meanwhile(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """A create of the new id before the Move: the retry refuses it, the old id stays."""
+        text = plant(fake, "old", DATA, clock.now_ms + 10)
+        fake.before[ops.Move] = once(lambda: plant(fake, "new", OTHER, clock.now_ms + 10))
+        with pytest.raises(SessionIdTakenError):
+            fake.run(ops.rotate(spec(clock), "old", "new"))
+        assert fake.data[b"wm_session_old"] == text
+        assert fake.record("new")["data"]["origin"] == OTHER.origin
+
+    def test_corrupt_new_id_raises(self, fake: FakeRedis, clock: FakeClock) -> None:
+        """Something unreadable under the new id: CorruptRecordError naming it, no change."""
+        plant(fake, "old", DATA, clock.now_ms + 10)
+        fake.other_types[b"wm_session_new"] = "hash"
+        with pytest.raises(CorruptRecordError) as info:
+            fake.run(ops.rotate(spec(clock), "old", "new"))
+        assert info.value.session_id == "new"
+
+
 def drive(step: ops.Step, answer: Callable[[list[tuple[Any, ...]]], list[Any]]) -> Any:
     """Run the driver core's exchange for `step`, answering each round trip with `answer`."""
     talk = exchange(step)
@@ -429,3 +793,35 @@ class TestDriverCore:
         assert "SECRET" not in str(exc)
         assert "ERR" in str(error)
         assert "clean_expired" in str(error)
+
+    def test_compare_and_set_if_absent_is_set_nx(self) -> None:
+        """old=None needs no script: SET NX, with PX when there is a TTL; nil means lost."""
+        sent: list[tuple[Any, ...]] = []
+
+        def answer(commands: list[tuple[Any, ...]]) -> list[Any]:
+            sent.extend(commands)
+            return [True if len(sent) == 1 else None]
+
+        assert drive(ops.CompareAndSet("k", None, "n", 1000), answer) is True
+        assert drive(ops.CompareAndSet("k", None, "n", None), answer) is False
+        assert sent == [("SET", "k", "n", "NX", "PX", 1000), ("SET", "k", "n", "NX")]
+
+    def test_move_is_one_script_on_two_keys(self) -> None:
+        """Move: EVALSHA over both keys; the expected new value only when there is one."""
+        sent: list[tuple[Any, ...]] = []
+
+        def answer(commands: list[tuple[Any, ...]]) -> list[Any]:
+            sent.extend(commands)
+            if len(sent) == 1:
+                return [NoScriptError("NOSCRIPT No matching script.")]
+            return ["sha" if c[0] == "SCRIPT" else 1 for c in commands]
+
+        assert drive(ops.Move("a", b"x", "b", None, "t", 500), answer) is True
+        assert sent == [
+            ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", 500),
+            ("SCRIPT", "LOAD", MOVE.source),
+            ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", 500),
+        ]
+        sent.clear()
+        drive(ops.Move("a", b"x", "b", b"y", "t", None), answer)
+        assert sent[0] == ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", "", b"y")

@@ -34,6 +34,7 @@ from ._redis_ops import (
     CompareAndDelete,
     CompareAndSet,
     Delete,
+    Move,
     NonString,
     Op,
     Read,
@@ -47,6 +48,7 @@ from ._redis_ops import (
 __all__ = (
     "COMPARE_AND_DELETE",
     "COMPARE_AND_SET",
+    "MOVE",
     "AsyncioRunner",
     "Conversation",
     "Script",
@@ -100,6 +102,29 @@ return 0
 )
 """KEYS[1] holds exactly ARGV[1]? then delete it. 1 if deleted."""
 
+# The one script on two keys: both compared, then both changed, with nothing in between. On
+# Redis Cluster it runs only when both keys hash to one slot (see `_redis_ops.Move`).
+MOVE = _script(
+    """\
+local held = redis.pcall('GET', KEYS[2])
+if #ARGV >= 4 then
+  if held ~= ARGV[4] then return 0 end
+elseif held ~= false then
+  return 0
+end
+if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1
+"""
+)
+"""KEYS[1] holds exactly ARGV[1], and KEYS[2] exactly ARGV[4] (no ARGV[4]: nothing)? then
+delete KEYS[1] and write ARGV[2] under KEYS[2], with a TTL of ARGV[3] ms unless it is ''."""
+
 
 # -- the sans-IO core ----------------------------------------------------------------------
 
@@ -132,8 +157,8 @@ def _write(step: Write) -> Exchange:
     _checked(reply)
 
 
-def _run_script(script: Script, key: Any, *args: Any) -> Exchange:
-    command = ("EVALSHA", script.sha, 1, key, *args)
+def _run_script(script: Script, keys: tuple[Any, ...], *args: Any) -> Exchange:
+    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
     (reply,) = yield [command]
     if isinstance(reply, NoScriptError):
         # After a restart or SCRIPT FLUSH: load it and run it again in the same round trip.
@@ -143,12 +168,27 @@ def _run_script(script: Script, key: Any, *args: Any) -> Exchange:
 
 
 def _compare_and_set(step: CompareAndSet) -> Exchange:
+    if step.old is None:
+        return _set_if_absent(step)
     ttl = () if step.ttl_ms is None else (step.ttl_ms,)
-    return _run_script(COMPARE_AND_SET, step.key, step.old, step.new, *ttl)
+    return _run_script(COMPARE_AND_SET, (step.key,), step.old, step.new, *ttl)
+
+
+def _set_if_absent(step: CompareAndSet) -> Exchange:
+    # SET NX is atomic by itself; a key of any type counts as present.
+    ttl = () if step.ttl_ms is None else ("PX", step.ttl_ms)
+    (reply,) = yield [("SET", step.key, step.new, "NX", *ttl)]
+    return bool(_checked(reply))
 
 
 def _compare_and_delete(step: CompareAndDelete) -> Exchange:
-    return _run_script(COMPARE_AND_DELETE, step.key, step.old)
+    return _run_script(COMPARE_AND_DELETE, (step.key,), step.old)
+
+
+def _move(step: Move) -> Exchange:
+    ttl = "" if step.ttl_ms is None else step.ttl_ms
+    expected = () if step.new_old is None else (step.new_old,)
+    return _run_script(MOVE, (step.old_key, step.new_key), step.old, step.text, ttl, *expected)
 
 
 def _delete(step: Delete) -> Exchange:
@@ -218,6 +258,7 @@ _EXCHANGES: dict[type, Callable[[Any], Exchange]] = {
     CompareAndSet: _compare_and_set,
     CompareAndDelete: _compare_and_delete,
     Delete: _delete,
+    Move: _move,
     Scan: _scan,
     ReadMany: _read_many,
     Batch: _batch,
@@ -298,9 +339,10 @@ def translate(exc: Exception, operation: str) -> SessionStoreError:
     return SessionStoreError(f"Redis refused a command ({operation}): {kind}")
 
 
-def _late(operation: str, budget: float) -> StoreUnavailableError:
+def _late(operation: str, budget: float | None) -> StoreUnavailableError:
+    within = "before the call's deadline" if budget is None else f"within {budget:.3g} s"
     return StoreUnavailableError(
-        f"Redis did not answer ({operation}) within {budget:.3g} s: no reply, or no free connection"
+        f"Redis did not answer ({operation}) {within}: no reply, or no free connection"
     )
 
 
@@ -325,17 +367,31 @@ class AsyncioRunner:
         self._slots = None if limit is None else asyncio.Semaphore(limit)
         self._budget = budget
 
-    async def run(self, op: Op[T], name: str) -> T:
-        """Drive `op` to its result; Redis errors become the library's, with the cause kept."""
+    @property
+    def budget(self) -> float | None:
+        """Seconds each call may take, or `None` (the client's own timeouts apply)."""
+        return self._budget
+
+    async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
+        """Drive `op` to its result; Redis errors become the library's, with the cause kept.
+
+        `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
+        """
         budget = self._budget
-        if budget is None:
-            return await self._guarded(op, name)
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            if budget is None:
+                return await self._guarded(op, name)
+            deadline = loop.time() + budget
+        else:
+            budget = None
         try:
             if sys.version_info >= (3, 11):
-                async with asyncio.timeout(budget):
+                async with asyncio.timeout_at(deadline):
                     return await self._guarded(op, name)
             else:  # pragma: no cover
-                return await asyncio.wait_for(self._guarded(op, name), budget)
+                left = max(0.0, deadline - loop.time())
+                return await asyncio.wait_for(self._guarded(op, name), left)
         except asyncio.TimeoutError:
             op.close()
             raise _late(name, budget) from None
@@ -395,26 +451,35 @@ class ThreadRunner:
         self._limiter: anyio.CapacityLimiter | None = None
         self._budget = budget
 
+    @property
+    def budget(self) -> float | None:
+        """Seconds each call may take, or `None` (the client's own timeouts apply)."""
+        return self._budget
+
     def new_loop(self) -> None:
         """Forget what belongs to the previous event loop (a limiter is bound to its run)."""
         self._limiter = None
 
-    async def run(self, op: Op[T], name: str) -> T:
+    async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result, one thread hop per stretch between checkpoints.
 
         A cancelled call waits for the command in flight (a thread cannot be interrupted) and
         stops at the next checkpoint; only the call's own deadline abandons a thread.
+        `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
         """
         talk = Conversation(op, name)
         limiter = self._limiter
         if limiter is None and self._limit is not None:
             limiter = self._limiter = anyio.CapacityLimiter(self._limit)
         budget = self._budget
-        if budget is None:
-            while not await anyio.to_thread.run_sync(self._advance, talk, limiter=limiter):
-                pass
-            return talk.result
-        deadline = anyio.current_time() + budget
+        if deadline is None:
+            if budget is None:
+                while not await anyio.to_thread.run_sync(self._advance, talk, limiter=limiter):
+                    pass
+                return talk.result
+            deadline = anyio.current_time() + budget
+        else:
+            budget = None
         while True:
             done = False
             with anyio.CancelScope(shield=True), anyio.CancelScope(deadline=deadline) as scope:

@@ -19,12 +19,23 @@ import attrs
 from ._codec import Decode, decode_readable, decode_record, encode_record, inspect_record
 from ._codec import record_with_expiry as _with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
-from ._errors import CorruptRecordError
-from ._expiry import EXPIRED, Clock, after_read, expiry_after_write, now_ms, sweep
+from ._errors import CorruptRecordError, SessionIdTakenError
+from ._expiry import (
+    EXPIRED,
+    Clock,
+    after_read,
+    expiry_after_update,
+    expiry_after_write,
+    now_ms,
+    stamped,
+    sweep,
+)
+from ._lifecycle import Change, rotated, updated
 from ._log import logger, short_id
 
 __all__ = (
     "CHECKPOINT",
+    "CREATE_ATTEMPTS",
     "WRONG_TYPE",
     "Batch",
     "Checkpoint",
@@ -32,6 +43,7 @@ __all__ = (
     "CompareAndSet",
     "Delete",
     "KeyStep",
+    "Move",
     "NonString",
     "Op",
     "Read",
@@ -44,11 +56,14 @@ __all__ = (
     "WrongType",
     "clean_expired",
     "clear",
+    "create",
     "delete",
     "get_all",
     "glob_escape",
     "inspect",
     "read",
+    "rotate",
+    "update",
     "write",
 )
 
@@ -130,10 +145,11 @@ class Write(NamedTuple):
 
 
 class CompareAndSet(NamedTuple):
-    """If `key` holds exactly `old`, store `new` with a TTL of `ttl_ms`. Reply: written?"""
+    """If `key` holds exactly `old` (`None`: if it is absent), store `new` with a TTL of
+    `ttl_ms`. Reply: written?"""
 
     key: Key
-    old: Key
+    old: Key | None
     new: str
     ttl_ms: int | None
 
@@ -151,6 +167,26 @@ class Delete(NamedTuple):
     keys: tuple[Key, ...]
 
 
+class Move(NamedTuple):
+    """Atomically: if `old_key` holds exactly `old` and `new_key` holds exactly `new_old`
+    (`None`: is absent), delete `old_key` and store `text` under `new_key` with a TTL of
+    `ttl_ms`; else change nothing. Reply: moved?
+
+    The one step on two keys. On Redis Cluster both keys must hash to one slot for it to be
+    one script; a cluster driver whose keys do not may instead run it as two one-key steps,
+    in the order that is never unsafe: store under `new_key` only if it still holds
+    `new_old`, then compare-and-delete `old_key` (undoing the first if that fails). Between
+    the two, both ids may answer for a moment; never neither.
+    """
+
+    old_key: Key
+    old: Key
+    new_key: Key
+    new_old: Key | None
+    text: str
+    ttl_ms: int | None
+
+
 KeyStep = Read | Write | CompareAndSet | CompareAndDelete
 """A step on one key: what a `Batch` holds."""
 
@@ -161,7 +197,7 @@ class Batch(NamedTuple):
     steps: tuple[KeyStep, ...]
 
 
-Step = Scan | ReadMany | Delete | Batch | KeyStep | Checkpoint
+Step = Scan | ReadMany | Delete | Batch | Move | KeyStep | Checkpoint
 Op = Generator[Step, Any, T]
 
 
@@ -200,6 +236,21 @@ class StoreSpec:
         """The Redis key of a session."""
         return self.prefix + session_id
 
+    def ttl(self, now: int, expires_at: int | None) -> int | None:
+        """The Redis TTL (ms) of a record written at `now` that expires at `expires_at`.
+
+        None for a record without an expiry. Otherwise a span relative to `now`, never an
+        absolute time, a little longer than the expiry written: span + max(1 s, 10 %), where
+        the span is the lifetime, or the time left when that is longer or there is no lifetime
+        (an expiry set by the absolute timeout alone, or one carried over by `rotate`).
+        """
+        if expires_at is None:
+            return None
+        lifetime = self.config.lifetime_ms
+        left = max(0, expires_at - now)
+        span = left if lifetime is None else max(left, lifetime)
+        return span + max(1000, span // 10)
+
 
 def _as_bytes(value: Key) -> bytes:
     # A caller's client may decode replies to str; our own clients never do.
@@ -216,9 +267,15 @@ def _text(raw: Key, session_id: str) -> str:
 
 
 def write(spec: StoreSpec, session_id: str, data: SessionData) -> Op[None]:
-    """Store the record; with a lifetime it gets a TTL, without one any old TTL goes."""
-    text = encode_record(data, expiry_after_write(spec.config, now_ms(spec.clock)))
-    yield Write(spec.key(session_id), text, spec.ttl_ms)
+    """Store the record; with an expiry it gets a TTL, without one any old TTL goes.
+
+    With an absolute timeout, data without a `created_at` is stamped with now, and the
+    expiry written is capped at ``created_at + max_lifetime``.
+    """
+    now = now_ms(spec.clock)
+    data = stamped(spec.config, data, now)
+    expires_at = expiry_after_write(spec.config, now, data.created_at)
+    yield Write(spec.key(session_id), encode_record(data, expires_at), spec.ttl(now, expires_at))
 
 
 def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
@@ -234,15 +291,118 @@ def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
         raise CorruptRecordError(session_id, "the Redis key does not hold a string")
     text = _text(raw, session_id)
     data, stored = spec.decode(text, session_id)
-    after = after_read(spec.config, now_ms(spec.clock), stored)
+    now = now_ms(spec.clock)
+    after = after_read(spec.config, now, stored, data.created_at)
     if after is EXPIRED:
         yield CompareAndDelete(key, raw)
         return None
     if after is not None and after != stored:
         # If other bytes are found, a concurrent set, delete or refresh won: the data read is
         # still the right answer for this call, which happened before that write.
-        yield CompareAndSet(key, raw, _with_expiry(text, after), spec.ttl_ms)
+        yield CompareAndSet(key, raw, _with_expiry(text, after), spec.ttl(now, after))
     return data
+
+
+# A failed compare-and-set-if-absent means another client wrote the key meanwhile; after
+# this many such races in one call the id is evidently contended, and this creator lost.
+CREATE_ATTEMPTS = 10
+
+
+def _decoded(
+    spec: StoreSpec, session_id: str, raw: Key | WrongType | NonString
+) -> tuple[SessionData, int | None]:
+    """The data and stored expiry of a value read, or `CorruptRecordError` as `get` raises."""
+    if raw is WRONG_TYPE or isinstance(raw, NonString):
+        raise CorruptRecordError(session_id, "the Redis key does not hold a string")
+    return spec.decode(_text(raw, session_id), session_id)
+
+
+def _live(
+    spec: StoreSpec, session_id: str, raw: Key | WrongType | NonString | None, now: int
+) -> tuple[SessionData, int | None] | None:
+    """``(data, expiry after a read at now)`` if `raw` is a live session, else `None`."""
+    if raw is None:
+        return None
+    data, stored = _decoded(spec, session_id, raw)
+    after = after_read(spec.config, now, stored, data.created_at)
+    return None if after is EXPIRED else (data, after)
+
+
+def create(spec: StoreSpec, session_id: str, data: SessionData) -> Op[bool]:
+    """Store the record only if no live session holds the id; True if stored.
+
+    The write compares what was read (nothing, or the exact bytes of an expired record), so
+    of concurrent creators exactly one wins. A lost compare means another client wrote the
+    key meanwhile: read again and decide again, at most `CREATE_ATTEMPTS` times, then
+    answer False (someone else's write won every race).
+    """
+    key = spec.key(session_id)
+    for _ in range(CREATE_ATTEMPTS):
+        raw = yield Read(key)
+        now = now_ms(spec.clock)
+        if _live(spec, session_id, raw, now) is not None:
+            return False
+        new = stamped(spec.config, data, now)
+        expires_at = expiry_after_write(spec.config, now, new.created_at)
+        text = encode_record(new, expires_at)
+        if (yield CompareAndSet(key, raw, text, spec.ttl(now, expires_at))):
+            return True
+        yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
+    return False
+
+
+def update(spec: StoreSpec, session_id: str, change: Change) -> Op[SessionData | None]:
+    """Replace a live session's data with ``change(current)``: the new data, or None.
+
+    Compare-and-set over the exact bytes read, so no concurrent write is lost or undone; when
+    it loses, read again and call `change` again. There is no bound on the number of tries
+    here: the caller's deadline is the bound. An expired session is removed as `read` does.
+    """
+    key = spec.key(session_id)
+    while True:
+        raw = yield Read(key)
+        if raw is None:
+            return None
+        current, stored = _decoded(spec, session_id, raw)
+        now = now_ms(spec.clock)
+        after = after_read(spec.config, now, stored, current.created_at)
+        if after is EXPIRED:
+            yield CompareAndDelete(key, raw)
+            return None
+        new = updated(spec.config, now, current, change)
+        expires_at = expiry_after_update(spec.config, after, new.created_at)
+        text = encode_record(new, expires_at)
+        if (yield CompareAndSet(key, raw, text, spec.ttl(now, expires_at))):
+            return new
+        yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
+
+
+def rotate(spec: StoreSpec, session_id: str, new_id: str) -> Op[str | None]:
+    """Move a live session to `new_id` with one `Move`; `new_id`, or None if none.
+
+    Raises `SessionIdTakenError` (having changed nothing) if `new_id` is the session's own id
+    or holds a live session; an expired one there is replaced. The `Move` compares both keys
+    with what was read, so of concurrent rotates of one id exactly one wins and a concurrent
+    write to either key is never lost; when it loses, read again and decide again, bounded
+    by the caller's deadline.
+    """
+    key, new_key = spec.key(session_id), spec.key(new_id)
+    while True:
+        raw, raw_new = yield ReadMany((key, new_key))
+        if raw is None:
+            return None
+        data, stored = _decoded(spec, session_id, raw)
+        now = now_ms(spec.clock)
+        after = after_read(spec.config, now, stored, data.created_at)
+        if after is EXPIRED:
+            yield CompareAndDelete(key, raw)
+            return None
+        if new_id == session_id or _live(spec, new_id, raw_new, now) is not None:
+            raise SessionIdTakenError(new_id)
+        text = encode_record(rotated(data, session_id, new_id), after)
+        if (yield Move(key, raw, new_key, raw_new, text, spec.ttl(now, after))):
+            return new_id
+        yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
 
 
 def delete(spec: StoreSpec, session_id: str) -> Op[None]:
@@ -322,12 +482,12 @@ def _sweep_batch(
         (session_id, (prefix + session_id, text), data, expires_at)
         for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
     )
-    decided = sweep(spec.config, now_ms(spec.clock), records, collect=collect)
+    now = now_ms(spec.clock)
+    decided = sweep(spec.config, now, records, collect=collect)
     found.update(decided.found)
     steps: list[KeyStep] = [CompareAndDelete(key, text) for key, text in decided.removals]
-    ttl = spec.ttl_ms
     steps.extend(
-        CompareAndSet(key, text, _with_expiry(text, expires_at), ttl)
+        CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
         for (key, text), expires_at in decided.slides
     )
     if not steps:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import anyio
 import redis
 import redis.asyncio
 import sniffio
@@ -20,9 +21,17 @@ from redis.retry import Retry
 
 from . import _redis_ops as ops
 from ._data import SessionData, SessionRecord, SessionStoreConfig
+from ._deadline import DEFAULT_TIMEOUT as LIFECYCLE_TIMEOUT
 from ._decode_cache import DecodeCache
-from ._errors import InvalidConfigError, SessionStoreError, StoreClosedError
+from ._errors import (
+    InvalidConfigError,
+    SessionStoreError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from ._expiry import Clock
+from ._ids import new_session_id
+from ._lifecycle import check_change
 from ._redis_io import AsyncioRunner, ThreadRunner
 from ._secrets import redact, redact_error, redact_message
 from ._validation import (
@@ -280,6 +289,41 @@ def _closed_at_shutdown(runner: AsyncioRunner) -> AsyncGenerator[None, None]:
     return closer
 
 
+class _KeyTurns:
+    """One lock per key that calls are waiting on, so this store's updates of a key take
+    turns: contention inside one process then costs no lost compare-and-set races.
+
+    A key's lock exists only while some call holds or waits for it (a count of users), so
+    the dict never grows with the keys ever updated, and no lock outlives its event loop.
+    """
+
+    def __init__(self) -> None:
+        self._turns: dict[str, tuple[anyio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str, deadline: float, name: str) -> AsyncIterator[None]:
+        """Hold the key's lock; `StoreUnavailableError` if it is not free by `deadline`."""
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = (anyio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await lock.acquire()
+            if scope.cancelled_caught:
+                msg = f"Redis store: {name} waited past the call's deadline for its turn"
+                raise StoreUnavailableError(msg)
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[key]
+
+
 def _trio_token() -> object:
     import trio.lowlevel  # only ever called on trio, so trio is there
 
@@ -289,12 +333,13 @@ def _trio_token() -> object:
 class RedisSessionStore:
     """Sessions in Redis, as the TypeScript wire format, under ``prefix + session_id``.
 
-    Satisfies `SessionStore`. Works on asyncio (with `redis.asyncio`) and on trio (with the
-    synchronous client in worker threads). Every expiring key carries a relative Redis TTL a
-    little longer than the lifetime (lifetime + max(1 s, 10 %)), so abandoned sessions vanish by
-    themselves, while only the store's `clock` decides whether a session is valid. Refresh and
-    removal of expired sessions are compare-and-set scripts over the exact bytes read, so they
-    never undo a concurrent `set` or bring back a deleted session.
+    Satisfies `SessionStore` and `LifecycleSessionStore`. Works on asyncio (with
+    `redis.asyncio`) and on trio (with the synchronous client in worker threads). Every
+    expiring key carries a relative Redis TTL a little longer than its expiry (lifetime +
+    max(1 s, 10 %)), so abandoned sessions vanish by themselves, while only the store's `clock`
+    decides whether a session is valid. Refresh, removal of expired sessions, `create`,
+    `update` and `rotate` are compare-and-set steps over the exact bytes read, so they never
+    undo a concurrent write or bring back a deleted session, across processes.
 
     Build it with `from_url` (the store owns and closes its clients) or from a client you keep:
     a `redis.asyncio.Redis` (asyncio only) or a `redis.Redis` (asyncio and trio, in threads).
@@ -378,6 +423,7 @@ class RedisSessionStore:
             check_prefix(prefix), check_config(config), check_clock(clock), self._cache.decode
         )
         self._clients = clients
+        self._turns = _KeyTurns()
         self._closed = False
 
     @property
@@ -407,11 +453,82 @@ class RedisSessionStore:
             raise StoreClosedError(msg)
         return self._clients.runner(_backend())
 
+    def _deadline(self, runner: Runner) -> float:
+        # A lifecycle call may wait for its turn and retry lost races: never without a bound.
+        budget = runner.budget
+        return anyio.current_time() + (LIFECYCLE_TIMEOUT if budget is None else budget)
+
+    async def _run_within(self, name: str, op: ops.Op[T]) -> T:
+        try:
+            runner = self._runner()
+            deadline = self._deadline(runner)
+        except BaseException:
+            op.close()
+            raise
+        return await runner.run(op, name, deadline)
+
     async def set(self, session_id: str, data: SessionData) -> None:
-        """Store `data` under `session_id`: one SET, with a TTL when there is a lifetime."""
+        """Store `data` under `session_id`: one SET, with a TTL when the record has an expiry.
+
+        With `max_lifetime`, data without a `created_at` is stamped with the clock's now.
+        """
         session_id = check_session_id(session_id)
         data = check_session_data(data)
         await self._run("set", ops.write(self._spec, session_id, data))
+
+    async def create(self, session_id: str, data: SessionData) -> bool:
+        """Store `data` only if no unexpired session holds `session_id`; `True` if stored.
+
+        Atomic across processes: the write is a compare-and-set against what was read (no
+        key, or the exact bytes of an expired record), so of concurrent creators exactly one
+        wins. The expiry is as after `set`. Raises `CorruptRecordError` if the key holds
+        something that is not a session record, as `get` does.
+        """
+        session_id = check_session_id(session_id)
+        data = check_session_data(data)
+        return await self._run_within("create", ops.create(self._spec, session_id, data))
+
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None:
+        """Replace an unexpired session's data with ``change(current)``; the new data, or `None`.
+
+        Atomic across processes: a compare-and-set over the exact bytes read, retried with a
+        fresh read (and a fresh call of `change`) when another write got there first, so no
+        concurrent write is lost or undone. Updates of one id through this store object take
+        turns, so they do not race each other. `change` must be a plain function without side
+        effects; on trio it runs in a worker thread. The call finishes or fails with
+        `StoreUnavailableError` within the store's bound for a call (for a client you pass in,
+        30 s), waiting for its turn included. The expiry changes as after a read.
+        """
+        session_id = check_session_id(session_id)
+        change = check_change(change)
+        op = ops.update(self._spec, session_id, change)
+        try:
+            runner = self._runner()
+            deadline = self._deadline(runner)
+        except BaseException:
+            op.close()
+            raise
+        try:
+            async with self._turns.turn(session_id, deadline, "update"):
+                return await runner.run(op, "update", deadline)
+        finally:
+            op.close()
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
+        """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
+
+        One Lua script compares both keys with what was read and then deletes the old key and
+        writes the new one, so after it only the new id works, with no moment where neither
+        does, and of concurrent rotates of one id exactly one wins. The data's `id` follows
+        the session id; `created_at` stays; the expiry changes as after a read. `None` if the
+        session is missing or expired. A `new_id` held by an unexpired session (or equal to
+        `session_id`) raises `SessionIdTakenError`, and nothing changes.
+        """
+        session_id = check_session_id(session_id)
+        new_id = new_session_id() if new_id is None else check_session_id(new_id)
+        return await self._run_within("rotate", ops.rotate(self._spec, session_id, new_id))
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""

@@ -251,6 +251,19 @@ class _LifecycleMachine(_StoreMachine):
         self.call(self.live.clear)
         self.model = _Reference(lifetime, refresh, max_ms)
 
+    # The seven methods on the same few ids, so lifecycle calls meet what they stored.
+    @rule(sid=FEW_IDS, data=FEW_DATA)
+    def set(self, sid: str, data: SessionData) -> None:
+        super().set(sid, data)
+
+    @rule(sid=FEW_IDS, method=st.sampled_from(["get", "validate_and_refresh"]))
+    def read(self, sid: str, method: str) -> None:
+        super().read(sid, method)
+
+    @rule(sid=FEW_IDS)
+    def delete(self, sid: str) -> None:
+        super().delete(sid)
+
     @property
     def lifecycle(self) -> LifecycleSessionStore:
         store = self.live
