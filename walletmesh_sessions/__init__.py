@@ -17,10 +17,12 @@ from ._errors import SessionStoreError as SessionStoreError
 from ._errors import StoreClosedError as StoreClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._ids import new_session_id as new_session_id
+from ._iteration import iter_sessions as iter_sessions
 from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._memory import MemorySessionStore as MemorySessionStore
 from ._protocol import ClosableSessionStore as ClosableSessionStore
 from ._protocol import Inspectable as Inspectable
+from ._protocol import IterableSessionStore as IterableSessionStore
 from ._protocol import LifecycleSessionStore as LifecycleSessionStore
 from ._protocol import SessionStore as SessionStore
 from ._urls import open_store as open_store
@@ -32,6 +34,7 @@ __all__ = (
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
+    "IterableSessionStore",
     "LifecycleSessionStore",
     "LocalStorageSessionStore",
     "MemorySessionStore",
@@ -47,6 +50,7 @@ __all__ = (
     "StoreUnavailableError",
     "clean_expired_every",
     "default_store",
+    "iter_sessions",
     "new_session_id",
     "open_store",
     "periodic_cleanup",

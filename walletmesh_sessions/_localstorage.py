@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -24,6 +24,7 @@ from ._mapping_backend import MappingBackend
 from ._protocol import DEFERRED, Backend, Deferred
 from ._sqlite_backend import SqliteBackend
 from ._validation import (
+    check_batch_size,
     check_clock,
     check_config,
     check_prefix,
@@ -219,3 +220,21 @@ class LocalStorageSessionStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
+        """Each live session as ``(session_id, data)``, read `batch_size` records at a time.
+
+        On a SQLite file each batch is one query in key order after the last key read
+        (constant memory, whatever the number of sessions), run in a worker thread. Over a
+        mapping, the keys under the prefix are listed once and read a batch at a time.
+        Batches are decided as `get_all` decides, and a refreshing store slides what it
+        yields, compare-and-set. See `IterableSessionStore.iter_sessions`.
+        """
+        batch_size = check_batch_size(batch_size)
+        cursor: object = None
+        while True:
+            found, cursor = await self._call(self._backend.page, cursor, batch_size)
+            for item in found.items():
+                yield item
+            if cursor is None:
+                return

@@ -152,9 +152,13 @@ class MappingBackend:
 
     def _sweep(self, *, collect: bool) -> Sweep[tuple[str, str]]:
         """One pass over every readable record, with its removals and slides carried out."""
+        return self._sweep_keys(self._own_keys(), collect=collect)
+
+    def _sweep_keys(self, keys: list[str], *, collect: bool) -> Sweep[tuple[str, str]]:
+        """`_sweep` over the records under `keys` still present."""
         storage = self._storage
         get = storage.get
-        rows = [(key, text) for key in self._own_keys() if (text := get(key)) is not None]
+        rows = [(key, text) for key in keys if (text := get(key)) is not None]
         records = (
             (session_id, (self._prefix + session_id, text), data, expires_at)
             for session_id, text, data, expires_at in decode_readable(
@@ -167,3 +171,15 @@ class MappingBackend:
         for (key, text), expires_at in result.slides:
             storage[key] = record_with_expiry(text, expires_at)
         return result
+
+    def page(self, wait: bool, cursor: object, n: int) -> tuple[dict[str, SessionData], object]:
+        """A batch of `n` keys from the list of our keys taken when the iteration began.
+
+        A mapping has no order to resume from, so the cursor holds that list (one reference
+        per key, no records) and a position in it.
+        """
+        keys, start = cursor if isinstance(cursor, tuple) else (self._own_keys(), 0)
+        batch = keys[start : start + n]
+        found = self._sweep_keys(batch, collect=True).found
+        end = start + n
+        return found, ((keys, end) if end < len(keys) else None)

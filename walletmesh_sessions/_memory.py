@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from anyio.lowlevel import checkpoint
 
 from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._errors import SessionIdTakenError, StoreClosedError
@@ -22,7 +25,13 @@ from ._expiry import (
 )
 from ._ids import new_session_id
 from ._lifecycle import check_change, rotated, updated
-from ._validation import check_clock, check_config, check_session_data, check_session_id
+from ._validation import (
+    check_batch_size,
+    check_clock,
+    check_config,
+    check_session_data,
+    check_session_id,
+)
 
 __all__ = ("MemorySessionStore",)
 
@@ -35,6 +44,14 @@ _RECLAIM_PER_WRITE = 2
 # grown this many times past its size at the last scan: amortized O(1), and bounded memory.
 _RESCAN_GROWTH = 2
 _RESCAN_MIN = 64
+# Entries a pass over many sessions (get_all, iteration) handles between two checkpoints, and
+# ids copied per step of its snapshot: each step stays well under a millisecond of the loop.
+_PASS_CHUNK = 2_000
+_SNAPSHOT_CHUNK = 10_000
+# Snapshots restarted because a write added or removed a session meanwhile, before the
+# snapshot is taken in one step (a single stall, rather than no progress under steady writes).
+_SNAPSHOT_ATTEMPTS = 3
+_NEVER = float("-inf")
 
 
 def _order_key(expires_at: int | None) -> float:
@@ -61,6 +78,16 @@ class MemorySessionStore:
         self._latest_expiry: float = float("-inf")
         self._size_at_scan = 0
         self._slides = slides_on_read(self._config)
+        # The hot paths inline the expiry arithmetic when there is no absolute timeout; a
+        # property test checks the inlined code against `_expiry` (tests/test_memory_expiry.py).
+        self._lifetime_ms = self._config.lifetime_ms
+        self._inline = self._config.max_lifetime_ms is None
+        # The front session's expiry when last looked at: in expiry order nothing expires
+        # before it, so a write only peeks at the front once the clock has passed it.
+        self._reclaim_after: float = _NEVER
+        # Bumped by every insertion and removal of an id: a pass's snapshot of the ids is
+        # restarted when it changed between two of its steps.
+        self._shape = 0
         self._closed = False
 
     @property
@@ -79,20 +106,50 @@ class MemorySessionStore:
             data = check_session_data(data)
         if self._closed:
             self._refuse()
-        now = now_ms(self._clock)
-        data = stamped(self._config, data, now)
-        self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
-        self._reclaim_on_write(now)
+        now = round(self._clock() * 1000)  # now_ms, inlined
+        if not self._inline:
+            data = stamped(self._config, data, now)
+            self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
+        else:
+            # expiry_after_write and _put, inlined: the hot path of every store user.
+            lifetime = self._lifetime_ms
+            sessions = self._sessions
+            if lifetime is None:
+                expires_at = None
+                key: float = float("inf")
+            else:
+                key = expires_at = now + lifetime
+            if session_id in sessions:
+                sessions[session_id] = (data, expires_at)
+                sessions.move_to_end(session_id)
+            else:
+                sessions[session_id] = (data, expires_at)
+                self._shape += 1
+            if key < self._latest_expiry:
+                self._in_expiry_order = False
+                self._reclaim_after = _NEVER
+            else:
+                self._latest_expiry = key
+        if now > self._reclaim_after:
+            self._reclaim_on_write(now)
 
     def _reclaim_on_write(self, now: int) -> None:
         if not self._in_expiry_order:
             if len(self._sessions) > _RESCAN_GROWTH * max(self._size_at_scan, _RESCAN_MIN):
                 self._clean_by_scan(now)
             return
-        # Reclaim only when the front session has expired: one peek on the common path.
-        front_expiry = next(iter(self._sessions.values()))[1]
+        sessions = self._sessions
+        if not sessions:
+            return
+        front_expiry = next(iter(sessions.values()))[1]
         if is_expired(front_expiry, now):
             self._reclaim(_RECLAIM_PER_WRITE, now)
+            if not sessions:
+                return
+            front_expiry = next(iter(sessions.values()))[1]
+            if is_expired(front_expiry, now):
+                return  # more to reclaim: the next write peeks again
+        self._reclaim_after = _order_key(front_expiry)
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
@@ -109,7 +166,8 @@ class MemorySessionStore:
             return False
         data = stamped(self._config, data, now)
         self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
-        self._reclaim_on_write(now)
+        if now > self._reclaim_after:
+            self._reclaim_on_write(now)
         return True
 
     async def update(
@@ -143,6 +201,7 @@ class MemorySessionStore:
             raise SessionIdTakenError(new_id)
         data, after = live
         del self._sessions[session_id]
+        self._shape += 1
         self._put(new_id, rotated(data, session_id, new_id), after)
         return new_id
 
@@ -155,6 +214,7 @@ class MemorySessionStore:
         after = after_read(self._config, now, stored, data.created_at)
         if after is EXPIRED:
             del self._sessions[session_id]
+            self._shape += 1
             return None
         return data, after
 
@@ -163,30 +223,94 @@ class MemorySessionStore:
         return self._read(session_id)
 
     async def get_all(self) -> Mapping[str, SessionData]:
-        """Every unexpired session, in a new dict; expired ones met on the way are removed."""
+        """Every unexpired session, in a new dict; expired ones met on the way are removed.
+
+        Built in steps with a checkpoint between them, so other tasks keep running: a session
+        overwritten, refreshed or deleted meanwhile appears as it is when its step reads it
+        (or not at all, once deleted); one added after the call began may be missing.
+        """
         if self._closed:
             self._refuse()
-        now = now_ms(self._clock)
-        sessions = self._sessions
-        result = sweep(
-            self._config,
-            now,
-            ((sid, sid, data, expires_at) for sid, (data, expires_at) in sessions.items()),
-            collect=True,
-        )
-        for session_id in result.removals:
-            del sessions[session_id]
-        found = result.found
-        for session_id, expires_at in result.slides:
-            self._put(session_id, found[session_id], expires_at)
+        found: dict[str, SessionData] = {}
+        async for batch in self._passes(await self._ids(), _PASS_CHUNK):
+            found.update(batch)
         return found
+
+    async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
+        """Each live session, as ``(session_id, data)``, read `batch_size` at a time.
+
+        As `get_all` does, each batch is decided when it is read: expired sessions met are
+        removed, and a refreshing store slides what it yields. Every session live when its
+        batch is read is yielded once; one added after the iteration began may be missing.
+        The store keeps one reference per session (its id) for the whole iteration, so that
+        writes in between can never break it; no session data is copied.
+        """
+        batch_size = check_batch_size(batch_size)
+        if self._closed:
+            self._refuse()
+        async for batch in self._passes(await self._ids(), batch_size):
+            for item in batch.items():
+                yield item
+
+    async def _ids(self) -> list[str]:
+        """The ids stored now, copied in steps with a checkpoint between them.
+
+        A step reads the plain dict under the order (the ordered view is many times slower
+        to walk); an insertion or removal between steps restarts the copy, and after a few
+        restarts it is taken in one step.
+        """
+        for _attempt in range(_SNAPSHOT_ATTEMPTS):
+            sessions, shape = self._sessions, self._shape
+            step = dict.__iter__(sessions)
+            ids: list[str] = []
+            while True:
+                chunk = list(itertools.islice(step, _SNAPSHOT_CHUNK))
+                ids.extend(chunk)
+                if len(chunk) < _SNAPSHOT_CHUNK:
+                    return ids
+                await checkpoint()
+                if self._closed:
+                    self._refuse()
+                if self._sessions is not sessions or self._shape != shape:
+                    break
+        return list(dict.__iter__(self._sessions))
+
+    async def _passes(self, ids: list[str], size: int) -> AsyncIterator[dict[str, SessionData]]:
+        """The live sessions among `ids`, `size` at a time, each batch decided when read."""
+        for start in range(0, len(ids), size):
+            if start:
+                await checkpoint()
+            if self._closed:
+                self._refuse()
+            sessions = self._sessions
+            get = sessions.get
+            result = sweep(
+                self._config,
+                now_ms(self._clock),
+                (
+                    (sid, sid, entry[0], entry[1])
+                    for sid in ids[start : start + size]
+                    if (entry := get(sid)) is not None
+                ),
+                collect=True,
+            )
+            for session_id in result.removals:
+                del sessions[session_id]
+            if result.removals:
+                self._shape += 1
+            found = result.found
+            for session_id, expires_at in result.slides:
+                self._put(session_id, found[session_id], expires_at)
+            if found:
+                yield found
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
         session_id = check_session_id(session_id)
         if self._closed:
             self._refuse()
-        self._sessions.pop(session_id, None)
+        if self._sessions.pop(session_id, None) is not None:
+            self._shape += 1
 
     async def clear(self) -> None:
         """Remove every session."""
@@ -199,6 +323,8 @@ class MemorySessionStore:
         self._in_expiry_order = True
         self._latest_expiry = float("-inf")
         self._size_at_scan = 0
+        self._reclaim_after = _NEVER
+        self._shape += 1
 
     async def clean_expired(self) -> int:
         """Remove every expired session and return how many were removed.
@@ -250,9 +376,20 @@ class MemorySessionStore:
         data, stored = entry
         if stored is None and not self._slides:
             return data  # what after_read answers, without reading the clock
-        after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
+        if not self._inline:
+            after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
+        else:
+            # after_read without an absolute timeout, inlined.
+            now = round(self._clock() * 1000)
+            if stored is not None and now > stored:
+                after = EXPIRED
+            elif self._slides:
+                after = now + self._lifetime_ms  # type: ignore[operator]  # slides: a lifetime
+            else:
+                return data
         if after is EXPIRED:
             del self._sessions[session_id]
+            self._shape += 1
             return None
         if after != stored:
             self._put(session_id, data, after)
@@ -261,11 +398,15 @@ class MemorySessionStore:
     def _put(self, session_id: str, data: SessionData, expires_at: int | None) -> None:
         sessions = self._sessions
         if session_id in sessions:
+            sessions[session_id] = (data, expires_at)
             sessions.move_to_end(session_id)
-        sessions[session_id] = (data, expires_at)
+        else:
+            sessions[session_id] = (data, expires_at)
+            self._shape += 1
         key = _order_key(expires_at)
         if key < self._latest_expiry:
             self._in_expiry_order = False
+            self._reclaim_after = _NEVER
         else:
             self._latest_expiry = key
 
@@ -279,6 +420,8 @@ class MemorySessionStore:
                 break
             del sessions[session_id]
             removed += 1
+        if removed:
+            self._shape += 1
         return removed
 
     def _clean_by_scan(self, now: int) -> int:
@@ -290,6 +433,8 @@ class MemorySessionStore:
         removed = len(self._sessions) - len(live)
         live.sort(key=lambda item: _order_key(item[1][1]))
         self._sessions = OrderedDict(live)
+        self._shape += 1
+        self._reclaim_after = _NEVER
         self._in_expiry_order = True
         self._latest_expiry = _order_key(live[-1][1][1]) if live else float("-inf")
         self._size_at_scan = len(live)

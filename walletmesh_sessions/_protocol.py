@@ -10,7 +10,7 @@ else defer to a thread.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
@@ -22,6 +22,7 @@ __all__ = (
     "ClosableSessionStore",
     "Deferred",
     "Inspectable",
+    "IterableSessionStore",
     "LifecycleSessionStore",
     "SessionStore",
 )
@@ -154,6 +155,29 @@ class Inspectable(Protocol):
         ...
 
 
+@runtime_checkable
+class IterableSessionStore(SessionStore, Protocol):
+    """A `SessionStore` that lists its live sessions a batch at a time, in constant memory.
+
+    Every shipped store satisfies it structurally. For any store, the function
+    `walletmesh_sessions.iter_sessions(store)` uses this method when there is one and falls
+    back to `get_all` otherwise.
+    """
+
+    def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
+        """Each live session as ``(session_id, data)``, reading `batch_size` at a time.
+
+        Yields each session that is live when its batch is read, at most once (on Redis,
+        at most once unless the server resizes its key space during the iteration, as SCAN
+        allows). Each batch is decided as `get_all` decides: expired sessions met are removed
+        or left as the store's `get_all` does, and a refreshing store slides the expiry of
+        what it yields, compare-and-set. Sessions written or deleted during the iteration may
+        or may not appear. Unreadable records are skipped with a warning. A `batch_size`
+        that is not a positive int raises `InvalidConfigError` on the first step.
+        """
+        ...
+
+
 class Deferred(enum.Enum):
     """The type of `DEFERRED`: a backend's answer when a call must wait in a worker thread."""
 
@@ -199,4 +223,14 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what the backend holds; blocking, called in a worker thread."""
+        ...
+
+    def page(
+        self, wait: bool, cursor: object, n: int
+    ) -> tuple[dict[str, SessionData], object] | Deferred:
+        """One batch of an iteration: about `n` records decided as `get_all` decides them.
+
+        `cursor` is `None` to start, else what the previous page returned (opaque to the
+        store); the returned cursor is `None` once the iteration is complete.
+        """
         ...

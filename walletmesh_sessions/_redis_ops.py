@@ -558,3 +558,26 @@ def inspect(spec: StoreSpec, session_id: str | None) -> Op[list[SessionRecord]]:
             return records
         cursor = page.cursor
         yield CHECKPOINT
+
+
+def iterate_page(
+    spec: StoreSpec, cursor: object, n: int
+) -> Op[tuple[dict[str, SessionData], object, bool]]:
+    """One batch of `iter_sessions`: scan pages from `cursor` until `n` sessions are found.
+
+    Each scan page is swept as `get_all` sweeps it (expired ones removed, slides
+    compare-and-set). Returns the sessions found, the cursor to go on from, and whether the
+    scan is complete; memory stays within a batch and one scan page.
+    """
+    found: dict[str, SessionData] = {}
+    while True:
+        page: ScanPage = yield Scan(spec.pattern, cursor)
+        mine = _mine(spec, page.keys)
+        if mine:
+            yield from _sweep_batch(spec, mine, found, True)
+        if page.cursor is None:
+            return found, None, True
+        cursor = page.cursor
+        if len(found) >= n:
+            return found, cursor, False
+        yield CHECKPOINT

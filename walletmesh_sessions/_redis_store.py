@@ -35,6 +35,7 @@ from ._lifecycle import check_change
 from ._redis_io import AsyncioRunner, ThreadRunner
 from ._secrets import redact, redact_error, redact_message
 from ._validation import (
+    check_batch_size,
     check_clock,
     check_config,
     check_prefix,
@@ -596,3 +597,20 @@ class RedisSessionStore:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
+        """Each live session as ``(session_id, data)``, a batch of about `batch_size` at a time.
+
+        Each batch is SCAN pages and their reads, swept as `get_all` sweeps (expired ones
+        removed, slides compare-and-set), so memory stays within a batch. As with any SCAN, a
+        session may be yielded twice if the server resizes its key space meanwhile.
+        """
+        batch_size = check_batch_size(batch_size)
+        cursor: object = None
+        while True:
+            op = ops.iterate_page(self._spec, cursor, batch_size)
+            found, cursor, done = await self._run("iter_sessions", op)
+            for item in found.items():
+                yield item
+            if done:
+                return

@@ -500,6 +500,41 @@ class SqliteBackend:
             removed += self._run_waiting(functools.partial(_delete_unchanged, records=batch))
         return removed
 
+    def page(
+        self, wait: bool, cursor: object, n: int
+    ) -> tuple[dict[str, SessionData], object] | Deferred:
+        """The next `n` rows of the prefix range after the key `cursor`, in key order.
+
+        Keyset pagination on the primary key: each page costs its own rows, whatever the
+        size of the table, and holds no read snapshot between pages.
+        """
+        if not wait:
+            return DEFERRED  # it may slide, and a commit waits for the disk
+        now = now_ms(self._clock)
+        after = "" if cursor is None else cursor
+        sql = (
+            f"SELECT key, value FROM {TABLE} WHERE {self._starts} AND key > :after"
+            " ORDER BY key LIMIT :limit"
+        )
+        params = self._params(after=after, limit=n)
+
+        def read(conn: sqlite3.Connection) -> tuple[dict[str, SessionData], object]:
+            rows = _fetch_all(conn, sql, params)
+            result = sweep(self._config, now, self._readable(rows), collect=True)
+            if result.slides:
+                with _transaction(conn):
+                    conn.executemany(
+                        _SLIDE_UNCHANGED,
+                        [
+                            {"key": key, "old": text, "new": record_with_expiry(text, exp)}
+                            for (key, text), exp in result.slides
+                        ],
+                    )
+            # Expired rows stay for clean_expired, as get_all leaves them.
+            return result.found, (rows[-1][0] if len(rows) == n else None)
+
+        return self._run(wait, read)
+
 
 def _text(raw: bytes) -> str | bytes:
     """TEXT from SQLite: str when UTF-8, else the bytes (an unreadable record, not a crash)."""

@@ -15,6 +15,7 @@ from ._expiry import Clock
 from ._text import is_unicode_text
 
 __all__ = (
+    "check_batch_size",
     "check_clock",
     "check_config",
     "check_prefix",
@@ -70,3 +71,11 @@ def check_prefix(prefix: Any) -> str:
         msg = f"prefix must be a non-empty str, got {prefix!r}"
         raise InvalidConfigError(msg)
     return str(prefix)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """Return `batch_size` if it is a positive int (not a bool), else raise `InvalidConfigError`."""
+    if type(batch_size) is not int or batch_size < 1:
+        msg = f"batch_size must be a positive int, got {batch_size!r}"
+        raise InvalidConfigError(msg)
+    return batch_size

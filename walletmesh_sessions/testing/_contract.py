@@ -13,13 +13,16 @@ from ._rules_basic import BasicRules
 from ._rules_concurrency import ConcurrencyRules
 from ._rules_expiry import ExpiryRules
 from ._rules_input import InputRules
+from ._rules_iteration import IterationRules
 from ._rules_lifecycle import LifecycleRules
 from ._rules_model import ModelRules
 
 __all__ = ("LifecycleStoreContract", "SessionStoreContract", "StoreFactory")
 
 
-class SessionStoreContract(BasicRules, ExpiryRules, InputRules, ConcurrencyRules, ModelRules):
+class SessionStoreContract(
+    BasicRules, ExpiryRules, InputRules, ConcurrencyRules, ModelRules, IterationRules
+):
     """The conformance suite. Subclass it and provide a `store_factory` fixture."""
 
 
