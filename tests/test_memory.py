@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from walletmesh_sessions import (
@@ -147,3 +148,42 @@ def test_default_store() -> None:
     """default_store is a memory store with a 24 hour lifetime and no refresh."""
     assert isinstance(default_store, MemorySessionStore)
     assert default_store.config == SessionStoreConfig(lifetime=timedelta(hours=24))
+
+
+class TestPassesInSteps:
+    """get_all and iter_sessions let other tasks run, and writes meanwhile break nothing."""
+
+    async def test_writes_during_iteration(self, clock: FakeClock) -> None:
+        """Deleting, overwriting and adding while iterating: each untouched session once."""
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        for n in range(25_000):
+            await store.set(f"id{n}", data(n))
+        seen: list[str] = []
+        async for session_id, _data in store.iter_sessions(batch_size=1000):
+            seen.append(session_id)
+            if len(seen) == 1:
+                await store.delete("id24999")
+                await store.set("id24998", data(0))
+                await store.set("added", data(0))
+        assert len(seen) == len(set(seen))
+        assert "id24999" not in seen
+        assert {f"id{n}" for n in range(24_999)} <= set(seen)
+
+    async def test_get_all_yields_to_other_tasks(self, clock: FakeClock) -> None:
+        """A task scheduled during get_all runs before it returns, and its write is safe."""
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        for n in range(30_000):
+            await store.set(f"id{n}", data(n))
+        ran: list[int] = []
+
+        async def writer() -> None:
+            await store.delete("id0")
+            await store.set("late", data(1))
+            ran.append(len(store._sessions))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            found = await store.get_all()
+        assert ran, "get_all never let the other task run"
+        assert "id0" not in found
+        assert len(found) >= 29_999

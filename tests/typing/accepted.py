@@ -10,6 +10,7 @@ from typing_extensions import assert_type
 from walletmesh_sessions import (
     ClosableSessionStore,
     Inspectable,
+    IterableSessionStore,
     LifecycleSessionStore,
     LocalStorageSessionStore,
     MemorySessionStore,
@@ -18,6 +19,7 @@ from walletmesh_sessions import (
     SessionStore,
     SessionStoreConfig,
     default_store,
+    iter_sessions,
     new_session_id,
     open_store,
 )
@@ -100,3 +102,16 @@ async def lifecycle(store: LifecycleSessionStore) -> None:
     assert_type(await store.rotate("id"), str | None)
     assert_type(await store.rotate("id", "new"), str | None)
     assert_type(absolute.max_lifetime, timedelta | None)
+
+
+iterable_memory: IterableSessionStore = MemorySessionStore()
+iterable_file: IterableSessionStore = LocalStorageSessionStore("sessions.db")
+iterable_mapping: IterableSessionStore = LocalStorageSessionStore({})
+
+
+async def iteration(store: IterableSessionStore, plain: SessionStore) -> None:
+    async for session_id, data in store.iter_sessions(batch_size=100):
+        assert_type(session_id, str)
+        assert_type(data, SessionData)
+    async for item in iter_sessions(plain):
+        assert_type(item, tuple[str, SessionData])

@@ -8,11 +8,13 @@ from collections.abc import Callable, Mapping
 from walletmesh_sessions import (
     ClosableSessionStore,
     Inspectable,
+    IterableSessionStore,
     LifecycleSessionStore,
     MemorySessionStore,
     SessionData,
     SessionStore,
     SessionStoreConfig,
+    iter_sessions,
 )
 
 
@@ -112,3 +114,13 @@ async def misuse(store: SessionStore, data: SessionData) -> None:
     count: str = await store.clean_expired()  # type: ignore[assignment]
     store.get("id").id  # type: ignore[attr-defined]
     del result, count
+
+
+not_iterable: IterableSessionStore = MissingMethod()  # type: ignore[assignment]
+
+
+async def iteration_misuse(store: IterableSessionStore) -> None:
+    await store.iter_sessions()  # type: ignore[misc]
+    async for session_id, data in iter_sessions(store, "500"):  # type: ignore[arg-type]
+        count: int = session_id  # type: ignore[assignment]
+        del count, data
