@@ -6,13 +6,16 @@ of `_redis_ops` on a dict, and lets a test act as another client between two ste
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import pytest
+import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from walletmesh_sessions import (
@@ -21,6 +24,7 @@ from walletmesh_sessions import (
     SessionData,
     SessionIdTakenError,
     SessionStoreConfig,
+    StoreUnavailableError,
 )
 from walletmesh_sessions import _redis_ops as ops
 from walletmesh_sessions._codec import decode_record, encode_record, record_with_expiry
@@ -32,6 +36,7 @@ from walletmesh_sessions._redis_io import (
     COMPARE_AND_SET,
     MOVE,
     READ_AND_SLIDE,
+    AsyncioRunner,
     exchange,
     translate,
 )
@@ -935,3 +940,45 @@ class TestDriverCore:
         sent.clear()
         drive(ops.Move("a", b"x", "b", b"y", "t", None), answer)
         assert sent[0] == ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", "", b"y")
+
+
+class _HungClient:
+    """Stands for a `redis.asyncio.Redis` whose server never answers."""
+
+    async def execute_command(self, *args: Any) -> Any:
+        await asyncio.sleep(3600)
+
+
+class TestAsyncioDeadlines:
+    """The asyncio runner's one deadline timer bounds calls as a timeout per call would."""
+
+    def test_expiry_is_unavailable_and_outside_cancellation_stays_one(
+        self, clock: FakeClock
+    ) -> None:
+        """An overdue call raises StoreUnavailableError; a caller's cancel is a cancel."""
+        runner = AsyncioRunner(cast("redis.asyncio.Redis", _HungClient()), 4, 0.2)
+        store_spec = spec(clock)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(2):  # the timer re-arms for later calls
+                start = loop.time()
+                with pytest.raises(StoreUnavailableError, match=r"within 0\.2 s"):
+                    await runner.run(ops.delete(store_spec, "id"), "delete")
+                assert 0.15 < loop.time() - start < 1.0
+            results = await asyncio.gather(
+                *(runner.run(ops.delete(store_spec, f"id{n}"), "delete") for n in range(8)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, StoreUnavailableError) for r in results)
+            call = asyncio.ensure_future(runner.run(ops.delete(store_spec, "id"), "delete"))
+            await asyncio.sleep(0.05)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            task = asyncio.current_task()
+            assert task is not None
+            if sys.version_info >= (3, 11):
+                assert task.cancelling() == 0, "a cancellation of the runner's was left behind"
+
+        asyncio.run(main())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -497,6 +498,64 @@ def _late(operation: str, budget: float | None) -> StoreUnavailableError:
 # -- the runners: I/O only --------------------------------------------------------------------
 
 
+class _Watched:
+    """One call under `_Deadlines`: its task until it finishes, and whether it was cancelled."""
+
+    __slots__ = ("cancelling", "deadline", "fired", "task")
+
+    task: asyncio.Task[Any] | None
+    deadline: float
+    cancelling: int
+    fired: bool
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+        if sys.version_info < (3, 11):  # pragma: no cover
+            raise NotImplementedError  # Python 3.10 takes `asyncio.wait_for` instead
+        self.task = task
+        self.deadline = deadline
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+
+class _Deadlines:
+    """One timer for every call of a runner, instead of a timeout per call.
+
+    Each call's deadline is when it was made plus the same budget, so deadlines come in
+    order: a queue holds the calls, and the one timer wakes at the oldest unfinished call's
+    deadline and cancels whatever is overdue. A call costs an append and a flag, not a timer
+    handle scheduled and cancelled on the loop (the bulk of a per-call ``asyncio.timeout``).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._calls: deque[_Watched] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, task: asyncio.Task[Any], deadline: float) -> _Watched:
+        calls = self._calls
+        while calls and calls[0].task is None:
+            calls.popleft()  # finished: sequential calls keep the queue at one or two
+        call = _Watched(task, deadline)
+        calls.append(call)
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._expire)
+        return call
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        calls = self._calls
+        while calls:
+            call = calls[0]
+            if call.task is not None and call.deadline > now:
+                self._timer = self.loop.call_at(call.deadline, self._expire)
+                return
+            calls.popleft()
+            if call.task is not None:
+                call.fired = True
+                call.task.cancel()
+
+
 class AsyncioRunner:
     """Runs operations on a `redis.asyncio.Redis` client, on asyncio only.
 
@@ -514,6 +573,7 @@ class AsyncioRunner:
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
         self._slots = None if limit is None else asyncio.Semaphore(limit)
         self._budget = budget
+        self._deadlines: _Deadlines | None = None
 
     @property
     def budget(self) -> float | None:
@@ -530,7 +590,9 @@ class AsyncioRunner:
         if deadline is None:
             if budget is None:
                 return await self._guarded(op, name)
-            deadline = loop.time() + budget
+            if sys.version_info >= (3, 11):
+                return await self._watched(op, name, loop, budget)
+            deadline = loop.time() + budget  # pragma: no cover
         else:
             budget = None
         try:
@@ -543,6 +605,36 @@ class AsyncioRunner:
         except asyncio.TimeoutError:
             op.close()
             raise _late(name, budget) from None
+
+    async def _watched(
+        self, op: Op[T], name: str, loop: asyncio.AbstractEventLoop, budget: float
+    ) -> T:
+        """`_guarded` within `budget` of now, under the runner's one deadline timer.
+
+        Cancels as ``asyncio.timeout`` does: only this call's own expiry becomes
+        `StoreUnavailableError`; a cancellation from outside stays a cancellation.
+        """
+        if sys.version_info < (3, 11):  # pragma: no cover
+            raise NotImplementedError  # Python 3.10 takes `asyncio.wait_for` instead
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = _Deadlines(loop)
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine awaited on asyncio always runs in a task
+        call = deadlines.watch(task, loop.time() + budget)
+        try:
+            return await self._guarded(op, name)
+        except asyncio.CancelledError:
+            if call.fired:
+                call.fired = False
+                if task.uncancel() <= call.cancelling:
+                    op.close()
+                    raise _late(name, budget) from None
+            raise
+        finally:
+            call.task = None
+            if call.fired:  # expired just as it finished: take back the cancellation
+                task.uncancel()
 
     async def _guarded(self, op: Op[T], name: str) -> T:
         slots = self._slots
