@@ -155,6 +155,52 @@ async def measure_raw_threads(url: str, ops: int) -> dict[str, float]:
     return results
 
 
+async def paired_ratios(url: str, block: int, pairs: int) -> dict[str, list[float]]:
+    """Per operation, the store's time over raw redis.asyncio's in adjacent blocks.
+
+    Both run in one event loop, alternating blocks of `block` calls (raw, store, raw, ...),
+    so a burst of load elsewhere on the machine hits both sides of a pair alike.
+    """
+    client = redis.asyncio.Redis.from_url(url)
+    script = client.register_script(READ_AND_SLIDE.source)
+    text = encode_record(DATA, 1_700_000_000_000)
+    plain = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=LIFETIME_S))
+    refreshing = RedisSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+    )
+    calls: dict[str, tuple[Callable[[int], Awaitable[Any]], Callable[[int], Awaitable[Any]]]] = {
+        "set": (
+            lambda n: client.set(f"wm_session_id{n}", text, px=TTL_MS),
+            lambda n: plain.set(f"id{n}", DATA),
+        ),
+        "get": (lambda n: client.get(f"wm_session_id{n}"), lambda n: plain.get(f"id{n}")),
+        "validate_and_refresh": (
+            lambda n: script(keys=[f"wm_session_id{n}"], args=_slide_args()),
+            lambda n: refreshing.validate_and_refresh(f"id{n}"),
+        ),
+        "delete": (
+            lambda n: client.delete(f"wm_session_id{n}"),
+            lambda n: plain.delete(f"id{n}"),
+        ),
+    }
+    ratios: dict[str, list[float]] = {}
+    try:
+        async with plain, refreshing:
+            for operation, (raw, store) in calls.items():
+                for _ in range(pairs):
+                    if operation in ("get", "validate_and_refresh"):
+                        for n in range(block):
+                            await plain.set(f"id{n}", DATA)
+                    raw_rate = await timed(block, raw)
+                    if operation in ("get", "validate_and_refresh"):
+                        for n in range(block):
+                            await plain.set(f"id{n}", DATA)
+                    ratios.setdefault(operation, []).append(raw_rate / await timed(block, store))
+    finally:
+        await client.aclose()
+    return ratios
+
+
 MEASURE = {
     "raw redis.asyncio": measure_raw_asyncio,
     "store asyncio": measure_store,
@@ -221,9 +267,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="also: this many adjacent raw/store block pairs"
+    )
     args = parser.parse_args()
+    command = f"python benchmarks/bench_redis.py --ops {args.ops} --rounds {args.rounds}"
+    if args.pairs:
+        with tempfile.TemporaryDirectory() as directory:
+            process, port = start_server(directory)
+            try:
+                paired = anyio.run(paired_ratios, f"redis://127.0.0.1:{port}/0", 500, args.pairs)
+            finally:
+                process.terminate()
+                process.wait(10)
+        print(command + f" --pairs {args.pairs}")
+        print(f"store / raw redis.asyncio, time per call, {args.pairs} adjacent pairs of 500 calls")
+        print("| operation              | command                | median | quartiles   |")
+        print("|------------------------|------------------------|-------:|------------:|")
+        for operation, ratios in paired.items():
+            q1, _, q3 = statistics.quantiles(ratios, n=4)
+            print(
+                f"| {operation:22} | {COMMANDS[operation]:22} | "
+                f"{statistics.median(ratios):6.2f} | {q1:.2f} - {q3:.2f} |"
+            )
     results = collect(args.ops, args.rounds)
-    print(f"python benchmarks/bench_redis.py --ops {args.ops} --rounds {args.rounds}")
+    print(command)
     print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
     print("ratio: time per call of the store on asyncio / of raw redis.asyncio (1.00 = raw)")
     header = f"| {'operation':22} | {'command':22} |"
