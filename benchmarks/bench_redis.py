@@ -1,7 +1,8 @@
 """RedisSessionStore next to raw redis clients sending the same commands, one task, sequential.
 
 Starts its own redis-server on a free port (no persistence), then measures ops/s of
-set, get (plain GET) and validate_and_refresh with refresh_on_access (GET + EVALSHA) for:
+set (SET PX), get (plain GET), validate_and_refresh with refresh_on_access (one EVALSHA of
+the read-and-slide script, each call sliding) and delete (DEL) for:
 
 - raw redis.asyncio on asyncio (the baseline: same commands, no JSON decoding),
 - RedisSessionStore on asyncio (redis.asyncio),
@@ -32,7 +33,7 @@ import redis.asyncio
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_io import COMPARE_AND_SET
+from walletmesh_sessions._redis_io import READ_AND_SLIDE
 from walletmesh_sessions.redis import RedisSessionStore
 
 DATA = SessionData(
@@ -40,7 +41,13 @@ DATA = SessionData(
 )
 LIFETIME_S = 3600
 TTL_MS = LIFETIME_S * 1000 + LIFETIME_S * 100
-OPERATIONS = ("set", "get", "validate_and_refresh")
+OPERATIONS = ("set", "get", "validate_and_refresh", "delete")
+COMMANDS = {
+    "set": "SET PX",
+    "get": "GET",
+    "validate_and_refresh": "EVALSHA read-and-slide",
+    "delete": "DEL",
+}
 VARIANTS = (
     ("raw redis.asyncio", "asyncio"),
     ("store asyncio", "asyncio"),
@@ -94,18 +101,22 @@ async def measure_store(url: str, ops: int) -> dict[str, float]:
         results["validate_and_refresh"] = await timed(
             ops, lambda n: refreshing.validate_and_refresh(f"id{n}")
         )
+        results["delete"] = await timed(ops, lambda n: plain.delete(f"id{n}"))
     return results
+
+
+def _slide_args() -> list[Any]:
+    # What the store passes: now, lifetime, no max_lifetime, the TTL of a slide.
+    return [round(time.time() * 1000), LIFETIME_S * 1000, "", TTL_MS]
 
 
 async def measure_raw_asyncio(url: str, ops: int) -> dict[str, float]:
     client = redis.asyncio.Redis.from_url(url)
-    script = client.register_script(COMPARE_AND_SET.source)
+    script = client.register_script(READ_AND_SLIDE.source)
     text = encode_record(DATA, 1_700_000_000_000)
-    refreshed = encode_record(DATA, 1_700_000_001_000)
 
     async def refresh(n: int) -> None:
-        raw = await client.get(f"wm_session_id{n}")
-        await script(keys=[f"wm_session_id{n}"], args=[raw, refreshed, TTL_MS])
+        await script(keys=[f"wm_session_id{n}"], args=_slide_args())
 
     try:
         results = {
@@ -113,6 +124,7 @@ async def measure_raw_asyncio(url: str, ops: int) -> dict[str, float]:
         }
         results["get"] = await timed(ops, lambda n: client.get(f"wm_session_id{n}"))
         results["validate_and_refresh"] = await timed(ops, refresh)
+        results["delete"] = await timed(ops, lambda n: client.delete(f"wm_session_id{n}"))
     finally:
         await client.aclose()
     return results
@@ -120,13 +132,11 @@ async def measure_raw_asyncio(url: str, ops: int) -> dict[str, float]:
 
 async def measure_raw_threads(url: str, ops: int) -> dict[str, float]:
     client = redis.Redis.from_url(url)
-    script = client.register_script(COMPARE_AND_SET.source)
+    script = client.register_script(READ_AND_SLIDE.source)
     text = encode_record(DATA, 1_700_000_000_000)
-    refreshed = encode_record(DATA, 1_700_000_001_000)
 
     def refresh(n: int) -> None:
-        raw = client.get(f"wm_session_id{n}")
-        script(keys=[f"wm_session_id{n}"], args=[raw, refreshed, TTL_MS])
+        script(keys=[f"wm_session_id{n}"], args=_slide_args())
 
     def hop(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return anyio.to_thread.run_sync(lambda: fn(*args))
@@ -139,9 +149,56 @@ async def measure_raw_threads(url: str, ops: int) -> dict[str, float]:
         }
         results["get"] = await timed(ops, lambda n: hop(client.get, f"wm_session_id{n}"))
         results["validate_and_refresh"] = await timed(ops, lambda n: hop(refresh, n))
+        results["delete"] = await timed(ops, lambda n: hop(client.delete, f"wm_session_id{n}"))
     finally:
         client.close()
     return results
+
+
+async def paired_ratios(url: str, block: int, pairs: int) -> dict[str, list[float]]:
+    """Per operation, the store's time over raw redis.asyncio's in adjacent blocks.
+
+    Both run in one event loop, alternating blocks of `block` calls (raw, store, raw, ...),
+    so a burst of load elsewhere on the machine hits both sides of a pair alike.
+    """
+    client = redis.asyncio.Redis.from_url(url)
+    script = client.register_script(READ_AND_SLIDE.source)
+    text = encode_record(DATA, 1_700_000_000_000)
+    plain = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=LIFETIME_S))
+    refreshing = RedisSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+    )
+    calls: dict[str, tuple[Callable[[int], Awaitable[Any]], Callable[[int], Awaitable[Any]]]] = {
+        "set": (
+            lambda n: client.set(f"wm_session_id{n}", text, px=TTL_MS),
+            lambda n: plain.set(f"id{n}", DATA),
+        ),
+        "get": (lambda n: client.get(f"wm_session_id{n}"), lambda n: plain.get(f"id{n}")),
+        "validate_and_refresh": (
+            lambda n: script(keys=[f"wm_session_id{n}"], args=_slide_args()),
+            lambda n: refreshing.validate_and_refresh(f"id{n}"),
+        ),
+        "delete": (
+            lambda n: client.delete(f"wm_session_id{n}"),
+            lambda n: plain.delete(f"id{n}"),
+        ),
+    }
+    ratios: dict[str, list[float]] = {}
+    try:
+        async with plain, refreshing:
+            for operation, (raw, store) in calls.items():
+                for _ in range(pairs):
+                    if operation in ("get", "validate_and_refresh"):
+                        for n in range(block):
+                            await plain.set(f"id{n}", DATA)
+                    raw_rate = await timed(block, raw)
+                    if operation in ("get", "validate_and_refresh"):
+                        for n in range(block):
+                            await plain.set(f"id{n}", DATA)
+                    ratios.setdefault(operation, []).append(raw_rate / await timed(block, store))
+    finally:
+        await client.aclose()
+    return ratios
 
 
 MEASURE = {
@@ -210,19 +267,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="also: this many adjacent raw/store block pairs"
+    )
     args = parser.parse_args()
+    command = f"python benchmarks/bench_redis.py --ops {args.ops} --rounds {args.rounds}"
+    if args.pairs:
+        with tempfile.TemporaryDirectory() as directory:
+            process, port = start_server(directory)
+            try:
+                paired = anyio.run(paired_ratios, f"redis://127.0.0.1:{port}/0", 500, args.pairs)
+            finally:
+                process.terminate()
+                process.wait(10)
+        print(command + f" --pairs {args.pairs}")
+        print(f"store / raw redis.asyncio, time per call, {args.pairs} adjacent pairs of 500 calls")
+        print("| operation              | command                | median | quartiles   |")
+        print("|------------------------|------------------------|-------:|------------:|")
+        for operation, ratios in paired.items():
+            q1, _, q3 = statistics.quantiles(ratios, n=4)
+            print(
+                f"| {operation:22} | {COMMANDS[operation]:22} | "
+                f"{statistics.median(ratios):6.2f} | {q1:.2f} - {q3:.2f} |"
+            )
     results = collect(args.ops, args.rounds)
+    print(command)
     print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
-    header = f"| {'operation':22} |" + "".join(f" {name:>28} |" for name, _ in VARIANTS)
-    print(header + f" {'store asyncio / raw':>20} |")
-    print("|" + "-" * 24 + "|" + ("-" * 30 + "|") * len(VARIANTS) + "-" * 22 + "|")
+    print("ratio: time per call of the store on asyncio / of raw redis.asyncio (1.00 = raw)")
+    header = f"| {'operation':22} | {'command':22} |"
+    header += "".join(f" {name:>28} |" for name, _ in VARIANTS)
+    print(header + f" {'ratio':>6} | {'ratio range':>12} |")
+    print("|" + "-" * 24 + "|" + "-" * 24 + "|" + ("-" * 29 + ":|") * len(VARIANTS), end="")
+    print("-" * 7 + ":|" + "-" * 13 + ":|")
     for operation in OPERATIONS:
         medians = [statistics.median(results[name, operation]) for name, _ in VARIANTS]
-        ratio = medians[0] / medians[1]
+        # Each round's own ratio too: rounds are interleaved, so their spread is the noise.
+        pairs = zip(
+            results[VARIANTS[0][0], operation], results[VARIANTS[1][0], operation], strict=True
+        )
+        ratios = [raw / store for raw, store in pairs]
         print(
-            f"| {operation:22} |"
+            f"| {operation:22} | {COMMANDS[operation]:22} |"
             + "".join(f" {value:>28,.0f} |" for value in medians)
-            + f" {ratio:>19.2f}x |"
+            + f" {medians[0] / medians[1]:>6.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
         )
     print(f"get_all of 10,000 sessions: {results['round trips', 'get_all 10000'][0]:.0f} commands")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ import anyio
 import pytest
 import redis
 import redis.asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from walletmesh_sessions import (
     CorruptRecordError,
@@ -36,8 +39,16 @@ from walletmesh_sessions import (
     clean_expired_every,
 )
 from walletmesh_sessions import _redis_ops as ops
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_io import COMPARE_AND_DELETE, COMPARE_AND_SET, MOVE, AsyncioRunner
+from walletmesh_sessions._codec import encode_record, record_with_expiry
+from walletmesh_sessions._expiry import EXPIRED, after_read
+from walletmesh_sessions._redis_io import (
+    COMPARE_AND_DELETE,
+    COMPARE_AND_SET,
+    MOVE,
+    AsyncioRunner,
+    ThreadRunner,
+    exchange,
+)
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 from walletmesh_sessions.testing._rules_lifecycle import counter, increment
@@ -213,6 +224,43 @@ CORRUPT_REASONS = (
 )
 
 
+def _recording(send: Callable[..., Any], sent: list[list[tuple[Any, ...]]]) -> Callable[..., Any]:
+    """A runner's `_send` that also records each round trip's commands in `sent`."""
+    if inspect.iscoroutinefunction(send):
+
+        async def async_send(self: object, commands: list[tuple[Any, ...]]) -> Any:
+            sent.append(commands)
+            return await send(self, commands)
+
+        return async_send
+
+    def sync_send(self: object, commands: list[tuple[Any, ...]]) -> Any:
+        sent.append(commands)
+        return send(self, commands)
+
+    return sync_send
+
+
+def _run_step(client: redis.Redis, step: ops.Step) -> Any:
+    """Carry out `step` through the driver core on a synchronous client, as a runner does."""
+
+    execute: Callable[..., Any] = client.execute_command
+
+    def send(command: tuple[Any, ...]) -> Any:
+        try:
+            return execute(*command)
+        except redis.ResponseError as exc:
+            return exc
+
+    talk = exchange(step)
+    commands = next(talk)
+    while True:
+        try:
+            commands = talk.send([send(c) for c in commands])
+        except StopIteration as stop:
+            return stop.value
+
+
 class TestCorruptRecords:
     """Unreadable values under the prefix never hide sessions and are never deleted silently."""
 
@@ -314,10 +362,13 @@ class TestAtomicRefresh:
     async def test_never_resurrects_a_deleted_session(
         self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
     ) -> None:
-        """A delete between the GET and the script wins: the key stays gone."""
+        """A delete between the read and the compare-and-set wins: the key stays gone.
+
+        A record with an expiresAt is read and slid by one script, so nothing can come
+        between; one without (as here) is left to a compare-and-set after the read.
+        """
         async with make(config(refresh=True)) as store:
-            await store.set("id", DATA)
-            clock.advance(ms=1_000)  # so the read slides the expiry
+            redis_client.set("wm_session_id", encode_record(DATA, None))
             op = interleave(
                 ops.read(store._spec, "id"), lambda: redis_client.delete("wm_session_id")
             )
@@ -328,11 +379,10 @@ class TestAtomicRefresh:
     async def test_never_overwrites_a_concurrent_set(
         self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
     ) -> None:
-        """A set between the GET and the script wins: its value and TTL stay."""
+        """A set between the read and the compare-and-set wins: its value and TTL stay."""
         newer = encode_record(OTHER, 1_700_000_005_000)
         async with make(config(refresh=True)) as store:
-            await store.set("id", DATA)
-            clock.advance(ms=1_000)  # so the read slides the expiry
+            redis_client.set("wm_session_id", encode_record(DATA, None))
             op = interleave(
                 ops.read(store._spec, "id"),
                 lambda: redis_client.set("wm_session_id", newer, px=5_000),
@@ -356,6 +406,42 @@ class TestAtomicRefresh:
             )
             assert await store._run("get", op) is None
             assert await store.get("id") == OTHER
+
+    @pytest.mark.anyio
+    async def test_refreshing_read_is_one_round_trip(
+        self,
+        make: MakeStore,
+        redis_client: redis.Redis,
+        clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A sliding get is one EVALSHA: the read and the slide are one atomic script."""
+        sent: list[list[tuple[Any, ...]]] = []
+        for runner in (AsyncioRunner, ThreadRunner):
+            monkeypatch.setattr(runner, "_send", _recording(runner._send, sent))
+        async with make(config(refresh=True)) as store:
+            await store.set("id", DATA)
+            clock.advance(ms=1_000)
+            sent.clear()
+            assert await store.get("id") == DATA
+        assert [[c[0] for c in commands] for commands in sent] == [["EVALSHA"]]
+        record = json.loads(redis_client.get("wm_session_id") or b"")
+        assert record["expiresAt"] == clock.now_ms + LIFETIME_MS
+        assert LIFETIME_MS < redis_client.pttl("wm_session_id") <= LIFETIME_MS + GRACE_MS
+
+    @pytest.mark.anyio
+    async def test_slid_unreadable_record_is_restored(
+        self, make: MakeStore, redis_client: redis.Redis, clock: FakeClock
+    ) -> None:
+        """A record the script can slide but that is unreadable gets its bytes and TTL back."""
+        text = b'{"data":{"id":1,"origin":"o"},"expiresAt":1700000060000}'
+        redis_client.set("wm_session_id", text)
+        async with make(config(refresh=True)) as store:
+            clock.advance(ms=1_000)
+            with pytest.raises(CorruptRecordError):
+                await store.get("id")
+        assert redis_client.get("wm_session_id") == text
+        assert redis_client.pttl("wm_session_id") == -1
 
     def test_scripts_directly(self, redis_client: redis.Redis) -> None:
         """The scripts write or delete only when the key holds exactly the expected bytes."""
@@ -410,6 +496,114 @@ class TestAtomicRefresh:
             assert dict(await store.get_all()) == {"a": DATA, "b": OTHER}
             clock.advance(ms=LIFETIME_MS)
             assert dict(await store.get_all()) == {"a": DATA, "b": OTHER}, "get_all did not slide"
+
+
+_TIMES = st.integers(min_value=-(10**14), max_value=10**14)
+_SPANS = st.integers(min_value=1, max_value=10**13)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=6,
+)
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> tuple[str, int | None, int | None]:
+    """A record text as the script meets it, with its stored expiry and createdAt."""
+    created = draw(st.none() | _TIMES)
+    stored = draw(st.none() | st.just(0) | _TIMES)
+    data: dict[str, object] = {"id": "s", "origin": "o", "permissions": {"c": ["m"]}}
+    if created is not None:
+        data["createdAt"] = created
+    if draw(st.booleans()):
+        data["extra"] = {"expiresAt": 5, "s": 'x"}\\'}  # nested look-alikes
+    if draw(st.booleans()):
+        data["more"] = draw(_JSON)
+    members: list[tuple[str, object]] = [("data", data), ("expiresAt", stored)]
+    if draw(st.booleans()):
+        members.reverse()
+    if draw(st.booleans()):
+        members.append(("future", [1.5, {"expiresAt": None}]))
+    indent = draw(st.sampled_from([None, 1, "\t"]))
+    text = json.dumps(dict(members), indent=indent, ensure_ascii=draw(st.booleans()))
+    return text, (stored or None), created
+
+
+class TestReadAndSlideAgreesWithAfterRead:
+    """The one decision that exists twice (`_expiry.after_read` and the Lua script) agrees."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        record=_records(),
+        now=_TIMES,
+        lifetime=_SPANS,
+        max_lifetime=st.none() | _SPANS,
+    )
+    def test_same_decision_and_bytes(
+        self,
+        redis_server: RedisServer,
+        record: tuple[str, int | None, int | None],
+        now: int,
+        lifetime: int,
+        max_lifetime: int | None,
+    ) -> None:
+        """Random configs, clocks and records: same verdict, same text, TTL as given."""
+        text, stored, created = record
+        cfg = SessionStoreConfig(
+            lifetime=lifetime / 1000,
+            refresh_on_access=True,
+            max_lifetime=None if max_lifetime is None else max_lifetime / 1000,
+        )
+        assert cfg.lifetime_ms == lifetime
+        assert cfg.max_lifetime_ms == max_lifetime
+        client = redis_server.client()
+        try:
+            client.set("prop", text)
+            found = _run_step(
+                client, ops.ReadAndSlide("prop", now, lifetime, max_lifetime, 777_000)
+            )
+            held, ttl = client.get("prop"), client.pttl("prop")
+        finally:
+            client.delete("prop")
+            client.close()
+        expected = after_read(cfg, now, stored, created)
+        assert isinstance(found, ops.Slide)
+        assert found.raw == text.encode()
+        if expected is EXPIRED:
+            assert found.verdict is ops.Verdict.EXPIRED
+            assert held == text.encode()
+        elif expected == stored:
+            assert found.verdict is ops.Verdict.KEPT
+            assert (held, ttl) == (text.encode(), -1)
+        else:
+            assert expected is not None
+            slid = record_with_expiry(text, expected).encode()
+            assert found == ops.Slide(ops.Verdict.SLID, text.encode(), slid, None)
+            assert held == slid
+            assert 776_000 < ttl <= 777_000
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            '{"data":{"id":"s","origin":"o"}}',  # no expiresAt: the record gains one
+            '{"data":{"id":"s","origin":"o"},"expiresAt":1.5}',
+            '{"data":{"id":"s","origin":"o"},"expiresAt":1e3}',
+            '{"data":{"id":"s","origin":"o"},"expiresAt":12345678901234567}',
+            '{"data":{"id":"s","origin":"o"},"expires\\u0041t":1}',
+            '{"data":{"id":"s","origin":"o"},"expiresAt":1,"expiresAt":2}',
+            '{"data":{"id":"s","origin":"o","createdAt":1.5},"expiresAt":1}',
+            '{"data":[],"expiresAt":1}',
+            '{"data":{"id":"s","origin":"o"},"expiresAt":1}x',
+            "not json",
+            "[1]",
+        ],
+    )
+    def test_undecided_shapes_left_unchanged(self, redis_client: redis.Redis, text: str) -> None:
+        """A shape the script does not read with certainty is returned unjudged, unchanged."""
+        redis_client.set("k", text)
+        found = _run_step(redis_client, ops.ReadAndSlide("k", 10, 60_000, None, 66_000))
+        assert found == ops.Slide(ops.Verdict.UNDECIDED, text.encode())
+        assert (redis_client.get("k"), redis_client.pttl("k")) == (text.encode(), -1)
 
 
 class TestTypeScriptRecords:

@@ -6,13 +6,16 @@ of `_redis_ops` on a dict, and lets a test act as another client between two ste
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import pytest
+import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from walletmesh_sessions import (
@@ -21,14 +24,19 @@ from walletmesh_sessions import (
     SessionData,
     SessionIdTakenError,
     SessionStoreConfig,
+    StoreUnavailableError,
 )
 from walletmesh_sessions import _redis_ops as ops
-from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._codec import decode_record, encode_record, record_with_expiry
 from walletmesh_sessions._decode_cache import DecodeCache
+from walletmesh_sessions._errors import CorruptRecordError as _Corrupt
+from walletmesh_sessions._expiry import EXPIRED, after_read
 from walletmesh_sessions._redis_io import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
     MOVE,
+    READ_AND_SLIDE,
+    AsyncioRunner,
     exchange,
     translate,
 )
@@ -85,6 +93,8 @@ class FakeRedis:
         if isinstance(step, ops.Read):
             key = _b(step.key)
             return ops.WRONG_TYPE if key in self.other_types else self.data.get(key)
+        if isinstance(step, ops.ReadAndSlide):
+            return self._read_and_slide(step)
         if isinstance(step, ops.ReadMany):
             return [
                 ops.NonString(self.other_types[k]) if k in self.other_types else self.data.get(k)
@@ -97,7 +107,7 @@ class FakeRedis:
         if isinstance(step, ops.CompareAndSet):
             if not self._holds(step.key, step.old):
                 return False
-            self.data[_b(step.key)] = step.new.encode()
+            self.data[_b(step.key)] = _b(step.new)
             self.ttl[_b(step.key)] = step.ttl_ms
             return True
         if isinstance(step, ops.Move):
@@ -123,6 +133,39 @@ class FakeRedis:
                 self.other_types.pop(k, None)
             return len(found)
         raise AssertionError(f"unknown step {step!r}")
+
+    def _read_and_slide(self, step: ops.ReadAndSlide) -> Any:
+        """What the script does, judged in Python: it leaves records without an expiresAt and
+        records `decode_record` refuses undecided (the real script may still slide the latter:
+        the tests of the undo plant them through `undecided_as`)."""
+        key = _b(step.key)
+        if key in self.other_types:
+            return ops.WRONG_TYPE
+        raw = self.data.get(key)
+        if raw is None:
+            return None
+        undecided = ops.Slide(ops.Verdict.UNDECIDED, raw)
+        try:
+            data, stored = decode_record(raw, "id")
+        except _Corrupt:
+            return undecided
+        if "expiresAt" not in json.loads(raw):
+            return undecided
+        config = SessionStoreConfig(
+            lifetime=step.lifetime_ms / 1000,
+            refresh_on_access=True,
+            max_lifetime=None if step.max_lifetime_ms is None else step.max_lifetime_ms / 1000,
+        )
+        after = after_read(config, step.now, stored, data.created_at)
+        if after is EXPIRED:
+            return ops.Slide(ops.Verdict.EXPIRED, raw)
+        if after == stored:
+            return ops.Slide(ops.Verdict.KEPT, raw)
+        assert after is not None
+        new = record_with_expiry(raw.decode(), after).encode()
+        before = self.ttl.get(key)
+        self.data[key], self.ttl[key] = new, step.ttl_ms
+        return ops.Slide(ops.Verdict.SLID, raw, new, before)
 
     def _holds(self, key: str | bytes, value: str | bytes | None) -> bool:
         """Does `key` hold exactly `value` (`None`: nothing at all, of any type)?"""
@@ -192,17 +235,45 @@ class TestRead:
         assert [type(s) for s in fake.steps] == [ops.Read]
 
     def test_refresh_slides_only_the_expiry(self, fake: FakeRedis, clock: FakeClock) -> None:
-        """A refreshing read compare-and-sets the same text with only expiresAt changed."""
+        """A refreshing read is one ReadAndSlide: same text with only expiresAt changed."""
         text = '{"data":{"id":"s","origin":"o","extra":1e3},"expiresAt":1700000001000,"x":[]}'
         fake.data[b"wm_session_id"] = text.encode()
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == SessionData("s", "o")
-        (_, step) = fake.steps
-        assert step == ops.CompareAndSet(
-            "wm_session_id",
-            text.encode(),
-            text.replace("1700000001000", str(clock.now_ms + LIFETIME_MS)),
-            LIFETIME_MS + 6_000,
-        )
+        assert fake.steps == [
+            ops.ReadAndSlide("wm_session_id", clock.now_ms, LIFETIME_MS, None, LIFETIME_MS + 6_000)
+        ]
+        slid = text.replace("1700000001000", str(clock.now_ms + LIFETIME_MS))
+        assert fake.data[b"wm_session_id"] == slid.encode()
+        assert fake.ttl[b"wm_session_id"] == LIFETIME_MS + 6_000
+
+    def test_refresh_removes_an_expired_record_by_its_bytes(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """An expired verdict is carried out as a compare-and-delete of the bytes read."""
+        text = plant(fake, "id", DATA, clock.now_ms - 1)
+        assert fake.run(ops.read(spec(clock, refresh=True), "id")) is None
+        assert fake.steps[1:] == [ops.CompareAndDelete("wm_session_id", text)]
+        assert fake.data == {}
+
+    def test_slid_unreadable_record_is_restored(self, clock: FakeClock) -> None:
+        """A record the script slid but `decode_record` refuses gets its bytes and TTL back."""
+        old = b'{"data":{"id":1,"origin":"o"},"expiresAt":1700000000000}'
+        op = ops.read(spec(clock, refresh=True), "id")
+        assert isinstance(next(op), ops.ReadAndSlide)
+        undo = op.send(ops.Slide(ops.Verdict.SLID, old, b"new", 1234))
+        assert undo == ops.CompareAndSet("wm_session_id", b"new", old, 1234)
+        with pytest.raises(CorruptRecordError) as info:
+            op.send(True)
+        assert info.value.session_id == "id"
+
+    def test_refresh_without_exact_arithmetic_reads_plainly(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """Times a script could not add exactly (>= 10**15 ms) take the read-then-CAS path."""
+        plant(fake, "id", DATA, None)
+        huge = FakeClock(10**15)
+        assert fake.run(ops.read(spec(huge, refresh=True), "id")) == DATA
+        assert [type(s) for s in fake.steps] == [ops.Read, ops.CompareAndSet]
 
     def test_refresh_gives_an_expiry_to_a_record_without_one(
         self, fake: FakeRedis, clock: FakeClock
@@ -215,9 +286,11 @@ class TestRead:
 
     def test_unchanged_expiry_is_not_written(self, fake: FakeRedis, clock: FakeClock) -> None:
         """A refreshing read at the instant of the last write has nothing to change."""
-        plant(fake, "id", DATA, clock.now_ms + LIFETIME_MS)
+        text = plant(fake, "id", DATA, clock.now_ms + LIFETIME_MS)
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == DATA
-        assert [type(s) for s in fake.steps] == [ops.Read]
+        assert [type(s) for s in fake.steps] == [ops.ReadAndSlide]
+        assert fake.data[b"wm_session_id"] == text
+        assert b"wm_session_id" not in fake.ttl
 
     def test_valid_at_exactly_its_expiry(self, fake: FakeRedis, clock: FakeClock) -> None:
         """At exactly expiresAt the session is valid; 1 ms later it is removed."""
@@ -231,21 +304,37 @@ class TestRead:
     def test_concurrent_set_between_read_and_slide_wins(
         self, fake: FakeRedis, clock: FakeClock
     ) -> None:
-        """A set between the read and the slide is not undone: the slide finds other bytes."""
-        plant(fake, "id", DATA, clock.now_ms + 10)
+        """A set between the read and the slide is not undone: the slide finds other bytes.
+
+        (A record with an expiresAt slides in one atomic step; one without is read by the
+        script, left undecided, and slid by a compare-and-set.)
+        """
+        plant(fake, "id", DATA, None)
         newer = plant(FakeRedis(), "id", OTHER, clock.now_ms + 5)
         fake.before[ops.CompareAndSet] = lambda _: fake.data.update({b"wm_session_id": newer})
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == DATA
         assert fake.data[b"wm_session_id"] == newer
+        assert [type(s) for s in fake.steps] == [ops.ReadAndSlide, ops.CompareAndSet]
 
     def test_concurrent_delete_between_read_and_slide_wins(
         self, fake: FakeRedis, clock: FakeClock
     ) -> None:
         """A delete between the read and the slide is not undone: nothing comes back."""
-        plant(fake, "id", DATA, clock.now_ms + 10)
+        plant(fake, "id", DATA, None)
         fake.before[ops.CompareAndSet] = lambda _: fake.data.clear()
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == DATA
         assert fake.data == {}
+        assert [type(s) for s in fake.steps] == [ops.ReadAndSlide, ops.CompareAndSet]
+
+    def test_concurrent_set_before_an_expired_removal_wins(
+        self, fake: FakeRedis, clock: FakeClock
+    ) -> None:
+        """After an expired verdict, a fresh set before the removal survives it."""
+        plant(fake, "id", DATA, clock.now_ms - 1)
+        fresh = plant(FakeRedis(), "id", OTHER, clock.now_ms + 10)
+        fake.before[ops.CompareAndDelete] = lambda _: fake.data.update({b"wm_session_id": fresh})
+        assert fake.run(ops.read(spec(clock, refresh=True), "id")) is None
+        assert fake.data[b"wm_session_id"] == fresh
 
     def test_concurrent_delete_between_read_and_remove(
         self, fake: FakeRedis, clock: FakeClock
@@ -268,7 +357,8 @@ class TestRead:
             with pytest.raises(CorruptRecordError) as info:
                 fake.run(ops.read(spec(clock, refresh=True), session_id))
             assert info.value.session_id == session_id
-        assert {type(s) for s in fake.steps} == {ops.Read}
+        assert {type(s) for s in fake.steps} == {ops.ReadAndSlide}
+        assert fake.ttl == {}
 
 
 class TestSweep:
@@ -722,6 +812,31 @@ class TestDriverCore:
         error = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
         assert drive(ops.Read("k"), lambda _: [error]) is ops.WRONG_TYPE
 
+    def test_read_and_slide_is_one_script(self) -> None:
+        """ReadAndSlide: one EVALSHA (loaded again after NOSCRIPT); its replies as a Slide."""
+        sent: list[tuple[Any, ...]] = []
+        replies: list[Any] = [NoScriptError("NOSCRIPT No matching script."), "sha", None]
+
+        def answer(commands: list[tuple[Any, ...]]) -> list[Any]:
+            sent.extend(commands)
+            return [replies.pop(0) for _ in commands]
+
+        step = ops.ReadAndSlide("k", 5, 60, None, 66)
+        assert drive(step, answer) is None
+        command = ("EVALSHA", READ_AND_SLIDE.sha, 1, "k", 5, 60, "", 66)
+        assert sent == [command, ("SCRIPT", "LOAD", READ_AND_SLIDE.source), command]
+        cases = [
+            ([0, b"t"], ops.Slide(ops.Verdict.KEPT, b"t")),
+            ([1, b"t", b"n", -1], ops.Slide(ops.Verdict.SLID, b"t", b"n", None)),
+            ([1, b"t", b"n", 700], ops.Slide(ops.Verdict.SLID, b"t", b"n", 700)),
+            ([2, b"t"], ops.Slide(ops.Verdict.EXPIRED, b"t")),
+            ([3, b"t"], ops.Slide(ops.Verdict.UNDECIDED, b"t")),
+        ]
+        for reply, expected in cases:
+            assert drive(ops.ReadAndSlide("k", 5, 60, 9, 66), lambda _: [reply]) == expected  # noqa: B023
+        error = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        assert drive(step, lambda _: [error]) is ops.WRONG_TYPE
+
     def test_read_many_folds_in_type(self) -> None:
         """MGET's nils are asked TYPE in one round trip; a hash becomes NonString('hash')."""
         sent: list[list[tuple[Any, ...]]] = []
@@ -825,3 +940,45 @@ class TestDriverCore:
         sent.clear()
         drive(ops.Move("a", b"x", "b", b"y", "t", None), answer)
         assert sent[0] == ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", "", b"y")
+
+
+class _HungClient:
+    """Stands for a `redis.asyncio.Redis` whose server never answers."""
+
+    async def execute_command(self, *args: Any) -> Any:
+        await asyncio.sleep(3600)
+
+
+class TestAsyncioDeadlines:
+    """The asyncio runner's one deadline timer bounds calls as a timeout per call would."""
+
+    def test_expiry_is_unavailable_and_outside_cancellation_stays_one(
+        self, clock: FakeClock
+    ) -> None:
+        """An overdue call raises StoreUnavailableError; a caller's cancel is a cancel."""
+        runner = AsyncioRunner(cast("redis.asyncio.Redis", _HungClient()), 4, 0.2)
+        store_spec = spec(clock)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(2):  # the timer re-arms for later calls
+                start = loop.time()
+                with pytest.raises(StoreUnavailableError, match=r"within 0\.2 s"):
+                    await runner.run(ops.delete(store_spec, "id"), "delete")
+                assert 0.15 < loop.time() - start < 1.0
+            results = await asyncio.gather(
+                *(runner.run(ops.delete(store_spec, f"id{n}"), "delete") for n in range(8)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, StoreUnavailableError) for r in results)
+            call = asyncio.ensure_future(runner.run(ops.delete(store_spec, "id"), "delete"))
+            await asyncio.sleep(0.05)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            task = asyncio.current_task()
+            assert task is not None
+            if sys.version_info >= (3, 11):
+                assert task.cancelling() == 0, "a cancellation of the runner's was left behind"
+
+        asyncio.run(main())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -38,10 +39,13 @@ from ._redis_ops import (
     NonString,
     Op,
     Read,
+    ReadAndSlide,
     ReadMany,
     Scan,
     ScanPage,
+    Slide,
     Step,
+    Verdict,
     Write,
 )
 
@@ -49,6 +53,7 @@ __all__ = (
     "COMPARE_AND_DELETE",
     "COMPARE_AND_SET",
     "MOVE",
+    "READ_AND_SLIDE",
     "AsyncioRunner",
     "Conversation",
     "Script",
@@ -125,6 +130,117 @@ return 1
 """KEYS[1] holds exactly ARGV[1], and KEYS[2] exactly ARGV[4] (no ARGV[4]: nothing)? then
 delete KEYS[1] and write ARGV[2] under KEYS[2], with a TTL of ARGV[3] ms unless it is ''."""
 
+# `_expiry.after_read` for a store that slides on read, on the record's text. It reads only
+# the top-level "expiresAt" and "data"."createdAt" (integers of at most 15 digits, or null),
+# rewrites only the bytes of the expiresAt value, and removes nothing: whether the rest of the
+# record is readable is for the caller to judge. Any shape it does not read with certainty
+# (an escaped or repeated name, no expiresAt, a fraction) it leaves to the caller: verdict 3.
+READ_AND_SLIDE = _script(
+    """\
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local function space(i)
+  local _, e = string.find(raw, '^[ \\t\\n\\r]*', i)
+  return e + 1
+end
+local function str(i)
+  local j, esc = i + 1, false
+  while true do
+    local k = string.find(raw, '["\\\\]', j)
+    if not k then return nil end
+    if string.byte(raw, k) == 34 then return k + 1, esc end
+    esc, j = true, k + 2
+  end
+end
+local function value(i)
+  local c = string.sub(raw, i, i)
+  if c == '"' then return (str(i)) end
+  if c == '{' or c == '[' then
+    local depth, j = 0, i
+    while true do
+      local k = string.find(raw, '[%[%]{}"]', j)
+      if not k then return nil end
+      local d = string.sub(raw, k, k)
+      if d == '"' then
+        j = str(k)
+        if not j then return nil end
+      else
+        depth = (d == '{' or d == '[') and depth + 1 or depth - 1
+        j = k + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  local _, e = string.find(raw, '^[%w%.%+%-]+', i)
+  return e and e + 1
+end
+local function members(i, wanted)
+  local found = {}
+  i = space(i + 1)
+  if string.sub(raw, i, i) == '}' then return i + 1, found end
+  while string.sub(raw, i, i) == '"' do
+    local j, esc = str(i)
+    if not j or esc then return nil end
+    local name = string.sub(raw, i + 1, j - 2)
+    j = space(j)
+    if string.sub(raw, j, j) ~= ':' then return nil end
+    local s = space(j + 1)
+    local e = value(s)
+    if not e then return nil end
+    if wanted[name] then
+      if found[name] then return nil end
+      found[name] = {s, e}
+    end
+    i = space(e)
+    local c = string.sub(raw, i, i)
+    if c == '}' then return i + 1, found end
+    if c ~= ',' then return nil end
+    i = space(i + 1)
+  end
+  return nil
+end
+local function ms(span)
+  local t = string.sub(raw, span[1], span[2] - 1)
+  if t == 'null' then return nil end
+  local digits = string.match(t, '^%-?(%d+)$')
+  if not digits or #digits > 15 then return false end
+  return tonumber(t)
+end
+local start = space(1)
+if string.sub(raw, start, start) ~= '{' then return {3, raw} end
+local stop, top = members(start, {expiresAt = true, data = true})
+if not stop or space(stop) ~= #raw + 1 then return {3, raw} end
+local exp, data = top.expiresAt, top.data
+if not exp or not data or string.sub(raw, data[1], data[1]) ~= '{' then return {3, raw} end
+local _, inner = members(data[1], {createdAt = true})
+if not inner then return {3, raw} end
+local stored = ms(exp)
+if stored == false then return {3, raw} end
+if stored == 0 then stored = nil end
+local created = nil
+if inner.createdAt then
+  created = ms(inner.createdAt)
+  if created == false then return {3, raw} end
+end
+local now, lifetime, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), nil
+if stored and now > stored then return {2, raw} end
+if ARGV[3] ~= '' and created then cap = created + tonumber(ARGV[3]) end
+if cap and now > cap then return {2, raw} end
+local after = now + lifetime
+if cap and after > cap then after = cap end
+if after == stored then return {0, raw} end
+local new = string.sub(raw, 1, exp[1] - 1) .. string.format('%.0f', after)
+new = new .. string.sub(raw, exp[2])
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[1], new, 'PX', ARGV[4])
+return {1, raw, new, ttl}
+"""
+)
+"""KEYS[1] as `_expiry.after_read` decides at now ARGV[1] for a lifetime of ARGV[2] ms and a
+max_lifetime of ARGV[3] ms ('' for none), a slide writing a TTL of ARGV[4] ms. Reply: nil if
+missing, else {verdict, text read[, text written, TTL before]}: 0 kept, 1 slid, 2 expired
+(left in place), 3 not judged (left in place). A key of another type: the WRONGTYPE error."""
+
 
 # -- the sans-IO core ----------------------------------------------------------------------
 
@@ -189,6 +305,38 @@ def _move(step: Move) -> Exchange:
     ttl = "" if step.ttl_ms is None else step.ttl_ms
     expected = () if step.new_old is None else (step.new_old,)
     return _run_script(MOVE, (step.old_key, step.new_key), step.old, step.text, ttl, *expected)
+
+
+_VERDICTS = (Verdict.KEPT, Verdict.SLID, Verdict.EXPIRED, Verdict.UNDECIDED)
+
+
+def _read_and_slide(step: ReadAndSlide) -> Exchange:
+    cap = "" if step.max_lifetime_ms is None else step.max_lifetime_ms
+    command = (
+        "EVALSHA",
+        READ_AND_SLIDE.sha,
+        1,
+        step.key,
+        step.now,
+        step.lifetime_ms,
+        cap,
+        step.ttl_ms,
+    )
+    (reply,) = yield [command]
+    if isinstance(reply, NoScriptError):
+        # After a restart or SCRIPT FLUSH: load it and run it again in the same round trip.
+        loaded, reply = yield [("SCRIPT", "LOAD", READ_AND_SLIDE.source), command]
+        _checked(loaded)
+    if isinstance(reply, ResponseError) and _code(reply) == "WRONGTYPE":
+        return WRONG_TYPE
+    reply = _checked(reply)
+    if reply is None:
+        return None
+    verdict = _VERDICTS[int(reply[0])]
+    if verdict is not Verdict.SLID:
+        return Slide(verdict, reply[1])
+    ttl = int(reply[3])
+    return Slide(verdict, reply[1], reply[2], ttl if ttl > 0 else None)
 
 
 def _delete(step: Delete) -> Exchange:
@@ -259,6 +407,7 @@ _EXCHANGES: dict[type, Callable[[Any], Exchange]] = {
     CompareAndDelete: _compare_and_delete,
     Delete: _delete,
     Move: _move,
+    ReadAndSlide: _read_and_slide,
     Scan: _scan,
     ReadMany: _read_many,
     Batch: _batch,
@@ -349,6 +498,64 @@ def _late(operation: str, budget: float | None) -> StoreUnavailableError:
 # -- the runners: I/O only --------------------------------------------------------------------
 
 
+class _Watched:
+    """One call under `_Deadlines`: its task until it finishes, and whether it was cancelled."""
+
+    __slots__ = ("cancelling", "deadline", "fired", "task")
+
+    task: asyncio.Task[Any] | None
+    deadline: float
+    cancelling: int
+    fired: bool
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+        if sys.version_info < (3, 11):  # pragma: no cover
+            raise NotImplementedError  # Python 3.10 takes `asyncio.wait_for` instead
+        self.task = task
+        self.deadline = deadline
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+
+class _Deadlines:
+    """One timer for every call of a runner, instead of a timeout per call.
+
+    Each call's deadline is when it was made plus the same budget, so deadlines come in
+    order: a queue holds the calls, and the one timer wakes at the oldest unfinished call's
+    deadline and cancels whatever is overdue. A call costs an append and a flag, not a timer
+    handle scheduled and cancelled on the loop (the bulk of a per-call ``asyncio.timeout``).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._calls: deque[_Watched] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, task: asyncio.Task[Any], deadline: float) -> _Watched:
+        calls = self._calls
+        while calls and calls[0].task is None:
+            calls.popleft()  # finished: sequential calls keep the queue at one or two
+        call = _Watched(task, deadline)
+        calls.append(call)
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._expire)
+        return call
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        calls = self._calls
+        while calls:
+            call = calls[0]
+            if call.task is not None and call.deadline > now:
+                self._timer = self.loop.call_at(call.deadline, self._expire)
+                return
+            calls.popleft()
+            if call.task is not None:
+                call.fired = True
+                call.task.cancel()
+
+
 class AsyncioRunner:
     """Runs operations on a `redis.asyncio.Redis` client, on asyncio only.
 
@@ -366,6 +573,7 @@ class AsyncioRunner:
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
         self._slots = None if limit is None else asyncio.Semaphore(limit)
         self._budget = budget
+        self._deadlines: _Deadlines | None = None
 
     @property
     def budget(self) -> float | None:
@@ -382,7 +590,9 @@ class AsyncioRunner:
         if deadline is None:
             if budget is None:
                 return await self._guarded(op, name)
-            deadline = loop.time() + budget
+            if sys.version_info >= (3, 11):
+                return await self._watched(op, name, loop, budget)
+            deadline = loop.time() + budget  # pragma: no cover
         else:
             budget = None
         try:
@@ -395,6 +605,36 @@ class AsyncioRunner:
         except asyncio.TimeoutError:
             op.close()
             raise _late(name, budget) from None
+
+    async def _watched(
+        self, op: Op[T], name: str, loop: asyncio.AbstractEventLoop, budget: float
+    ) -> T:
+        """`_guarded` within `budget` of now, under the runner's one deadline timer.
+
+        Cancels as ``asyncio.timeout`` does: only this call's own expiry becomes
+        `StoreUnavailableError`; a cancellation from outside stays a cancellation.
+        """
+        if sys.version_info < (3, 11):  # pragma: no cover
+            raise NotImplementedError  # Python 3.10 takes `asyncio.wait_for` instead
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = _Deadlines(loop)
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine awaited on asyncio always runs in a task
+        call = deadlines.watch(task, loop.time() + budget)
+        try:
+            return await self._guarded(op, name)
+        except asyncio.CancelledError:
+            if call.fired:
+                call.fired = False
+                if task.uncancel() <= call.cancelling:
+                    op.close()
+                    raise _late(name, budget) from None
+            raise
+        finally:
+            call.task = None
+            if call.fired:  # expired just as it finished: take back the cancellation
+                task.uncancel()
 
     async def _guarded(self, op: Op[T], name: str) -> T:
         slots = self._slots

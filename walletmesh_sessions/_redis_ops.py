@@ -27,6 +27,7 @@ from ._expiry import (
     expiry_after_update,
     expiry_after_write,
     now_ms,
+    slides_on_read,
     stamped,
     sweep,
 )
@@ -47,11 +48,14 @@ __all__ = (
     "NonString",
     "Op",
     "Read",
+    "ReadAndSlide",
     "ReadMany",
     "Scan",
     "ScanPage",
+    "Slide",
     "Step",
     "StoreSpec",
+    "Verdict",
     "Write",
     "WrongType",
     "clean_expired",
@@ -130,6 +134,44 @@ class Read(NamedTuple):
     key: Key
 
 
+class ReadAndSlide(NamedTuple):
+    """Read one key and, atomically with the read, do what `after_read` decides for a store
+    that slides on read (a lifetime of `lifetime_ms`, refresh on access, an absolute timeout
+    of `max_lifetime_ms` or none) at `now`: a live session whose expiry moves gets the same
+    record with only its top-level ``expiresAt`` changed, and a TTL of `ttl_ms`.
+
+    Nothing is removed: an expired session is reported, for the operation to remove once it
+    has checked that the record is readable. A record whose expiry fields the driver cannot
+    read safely is reported `UNDECIDED`, unchanged. The reply is `None` if the key is missing,
+    `WRONG_TYPE`, or a `Slide`.
+    """
+
+    key: Key
+    now: int
+    lifetime_ms: int
+    max_lifetime_ms: int | None
+    ttl_ms: int
+
+
+class Verdict(enum.Enum):
+    """What a `ReadAndSlide` decided."""
+
+    KEPT = "kept"  # live; its expiry stays
+    SLID = "slid"  # live; its expiry moved (written)
+    EXPIRED = "expired"  # expired; left in place
+    UNDECIDED = "undecided"  # not judged (a shape the driver does not rewrite); left in place
+
+
+class Slide(NamedTuple):
+    """The reply to `ReadAndSlide`: the bytes read and the verdict; for `SLID`, the bytes
+    written and the key's TTL before (`None`: it had none), so the write can be undone."""
+
+    verdict: Verdict
+    raw: Key
+    new: Key | None = None
+    old_ttl_ms: int | None = None
+
+
 class ReadMany(NamedTuple):
     """Read these keys: values aligned with `keys`, each also `None` or a `NonString`."""
 
@@ -150,7 +192,7 @@ class CompareAndSet(NamedTuple):
 
     key: Key
     old: Key | None
-    new: str
+    new: Key
     ttl_ms: int | None
 
 
@@ -197,7 +239,7 @@ class Batch(NamedTuple):
     steps: tuple[KeyStep, ...]
 
 
-Step = Scan | ReadMany | Delete | Batch | Move | KeyStep | Checkpoint
+Step = Scan | ReadMany | Delete | Batch | Move | ReadAndSlide | KeyStep | Checkpoint
 Op = Generator[Step, Any, T]
 
 
@@ -222,6 +264,7 @@ class StoreSpec:
     prefix_bytes: bytes = attrs.field(init=False)
     pattern: bytes = attrs.field(init=False)
     ttl_ms: int | None = attrs.field(init=False)
+    slides: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         lifetime = self.config.lifetime_ms
@@ -231,6 +274,10 @@ class StoreSpec:
         object.__setattr__(self, "prefix_bytes", self.prefix.encode())
         object.__setattr__(self, "pattern", (glob_escape(self.prefix) + "*").encode())
         object.__setattr__(self, "ttl_ms", ttl)
+        # A read slides in one `ReadAndSlide` only while the driver's arithmetic (on doubles,
+        # in Lua) is exact: every sum of times stays far below 2**53.
+        bounded = all(v is None or v < _EXACT for v in (lifetime, self.config.max_lifetime_ms))
+        object.__setattr__(self, "slides", slides_on_read(self.config) and bounded)
 
     def key(self, session_id: str) -> str:
         """The Redis key of a session."""
@@ -278,20 +325,63 @@ def write(spec: StoreSpec, session_id: str, data: SessionData) -> Op[None]:
     yield Write(spec.key(session_id), encode_record(data, expires_at), spec.ttl(now, expires_at))
 
 
+# Times (ms) below this add up exactly in a double, as a driver's script computes them.
+_EXACT = 10**15
+
+
 def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
     """Read, then do what `after_read` decides: return, remove if expired, or slide.
 
-    Removal and slide compare the exact bytes read, so a concurrent write or delete wins.
+    On a store that slides on read, the read and the slide are one atomic `ReadAndSlide`
+    (one round trip); a record it leaves undecided is decided here, as on any other store.
+    Removal, and a slide made here, compare the exact bytes read, so a concurrent write or
+    delete wins.
     """
     key = spec.key(session_id)
+    config = spec.config
+    lifetime, ttl = config.lifetime_ms, spec.ttl_ms
+    if spec.slides and lifetime is not None and ttl is not None:
+        now = now_ms(spec.clock)
+        if -_EXACT < now < _EXACT:
+            found = yield ReadAndSlide(key, now, lifetime, config.max_lifetime_ms, ttl)
+            return (yield from _slid(spec, session_id, key, found, now))
     raw = yield Read(key)
+    return (yield from _decide(spec, session_id, key, raw, now_ms(spec.clock)))
+
+
+def _slid(
+    spec: StoreSpec, session_id: str, key: Key, found: Slide | WrongType | None, now: int
+) -> Op[SessionData | None]:
+    """Carry a `ReadAndSlide` through: the answer, a removal, or the decision left to us."""
+    if found is None or found is WRONG_TYPE:
+        return (yield from _decide(spec, session_id, key, found, now))
+    if found.verdict is Verdict.UNDECIDED:
+        return (yield from _decide(spec, session_id, key, found.raw, now))
+    raw = found.raw
+    try:
+        data, _stored = spec.decode(_text(raw, session_id), session_id)
+    except CorruptRecordError:
+        if found.new is not None:
+            # The script reads only the expiry fields: a record that is unreadable elsewhere
+            # gets its exact bytes and TTL back, so nothing unreadable changes or expires.
+            yield CompareAndSet(key, found.new, raw, found.old_ttl_ms)
+        raise
+    if found.verdict is Verdict.EXPIRED:
+        yield CompareAndDelete(key, raw)
+        return None
+    return data
+
+
+def _decide(
+    spec: StoreSpec, session_id: str, key: Key, raw: Key | WrongType | None, now: int
+) -> Op[SessionData | None]:
+    """`read`'s decision on the value `raw` read at `now`, carried out by compare-and-set."""
     if raw is None:
         return None
     if raw is WRONG_TYPE:
         raise CorruptRecordError(session_id, "the Redis key does not hold a string")
     text = _text(raw, session_id)
     data, stored = spec.decode(text, session_id)
-    now = now_ms(spec.clock)
     after = after_read(spec.config, now, stored, data.created_at)
     if after is EXPIRED:
         yield CompareAndDelete(key, raw)
