@@ -980,18 +980,31 @@ class TestBoundedCalls:
                 failures.append(exc)
             elapsed.append(time.monotonic() - start)
 
+        lag = [0.0]
+
+        async def heartbeat() -> None:
+            # How late the event loop itself ran: time no call could have used, on a busy host.
+            while True:
+                before = time.monotonic()
+                await anyio.sleep(0.01)
+                lag[0] = max(lag[0], time.monotonic() - before - 0.01)
+
         server.pause()
         try:
             with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    for n in range(200):
-                        tg.start_soon(call, n)
+                async with anyio.create_task_group() as outer:
+                    outer.start_soon(heartbeat)
+                    async with anyio.create_task_group() as tg:
+                        for n in range(200):
+                            tg.start_soon(call, n)
+                    outer.cancel_scope.cancel()
         finally:
             server.resume()
         with anyio.fail_after(10):
             await store.aclose()
         assert len(failures) == 200
-        assert max(elapsed) < bound + 0.6, f"slowest call took {max(elapsed):.2f} s"
+        slowest = max(elapsed)
+        assert slowest < bound + 0.6 + lag[0], f"slowest call: {slowest:.2f} s, lag {lag[0]:.2f}"
 
 
 class TestEventLoops:
