@@ -12,6 +12,7 @@ pytest_plugins = ("pytester",)
 SUITE = textwrap.dedent(
     """
     import pytest
+    from hypothesis import HealthCheck, Phase, settings
     from tests.kit_subjects import SimpleForeignData, SimpleStore
     from walletmesh_sessions.testing import LifecycleStoreContract
 
@@ -19,6 +20,16 @@ SUITE = textwrap.dedent(
 
 
     class TestSimpleStore(LifecycleStoreContract):
+        # A broken store's failure is what these runs look for: finding it is enough,
+        # shrinking it to the smallest example would take minutes.
+        model_settings = settings(
+            max_examples=100,
+            stateful_step_count=30,
+            deadline=None,
+            phases=[Phase.explicit, Phase.reuse, Phase.generate],
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        )
+
         @pytest.fixture
         def storage(self):
             return {{}}

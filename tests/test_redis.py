@@ -501,7 +501,11 @@ class TestAtomicRefresh:
 _TIMES = st.integers(min_value=-(10**14), max_value=10**14)
 _SPANS = st.integers(min_value=1, max_value=10**13)
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
     max_leaves=6,
 )
