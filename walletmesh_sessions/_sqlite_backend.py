@@ -296,11 +296,18 @@ class SqliteBackend:
             raise
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database without waiting for readers (PASSIVE), in a thread."""
+        """Copy the WAL into the database without waiting for anyone (PASSIVE), in a thread.
+
+        On a connection of its own, without the store's lock: writes on the caller's thread go
+        on meanwhile (a passive checkpoint takes no write lock).
+        """
         try:
-            self._run_waiting(lambda conn: _fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ()))
-        except SessionStoreError:
-            pass  # closed, moved or busy: the next checkpoint, or SQLite's on close, does it
+            if self._closed or not self._is_same_file():
+                return
+            with contextlib.closing(sqlite3.connect(self._path, timeout=0)) as conn:
+                _fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ())
+        except sqlite3.Error:
+            pass  # busy or moved: the next checkpoint, or SQLite's own on close, does it
         finally:
             self._checkpointing.release()
 
