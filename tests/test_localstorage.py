@@ -506,6 +506,94 @@ class TestReadsOnTheCallingThread:
             assert sqlite.get(False, "a") is None
 
 
+class TestDurability:
+    """The durability option: its values, and the synchronous setting each one gives."""
+
+    @pytest.mark.parametrize(("durability", "synchronous"), [("process", 1), ("power", 2)])
+    async def test_sets_synchronous(
+        self, tmp_path: Path, durability: Durability, synchronous: int
+    ) -> None:
+        """Both connections of the store run with NORMAL (process) or FULL (power)."""
+        async with LocalStorageSessionStore(tmp_path / "s.db", durability=durability) as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert sqlite.durability == durability
+            for conn in (sqlite._conn, sqlite._reader):
+                assert conn is not None
+                assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+                assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    def test_default_and_bad_values(self) -> None:
+        """The default is "process"; anything but "process" or "power" is refused."""
+        store = LocalStorageSessionStore("unused.db")
+        assert store._sqlite is not None
+        assert store._sqlite.durability == "process"
+        for bad in ("full", "", None, 1, b"power", "POWER"):
+            with pytest.raises(InvalidConfigError, match="durability"):
+                LocalStorageSessionStore("unused.db", durability=bad)  # type: ignore[arg-type]
+
+
+class TestWritesOnTheCallingThread:
+    """With "process", writes run on the calling thread unless a lock is taken."""
+
+    async def test_inline_when_free(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Each per-session write answers at once, without a worker thread."""
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(path, config, clock=clock) as store:
+            await store.get("open")
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert sqlite.set(False, "a", data(1)) is None
+            assert sqlite.create(False, "b", data(2)) is True
+            assert sqlite.update(False, "b", lambda d: d) == data(2)
+            clock.advance(ms=1)
+            assert sqlite.get(False, "a") == data(1)  # and slid, on this thread
+            assert sqlite.rotate(False, "b", "c") == "c"
+            assert sqlite.delete(False, "a") is None
+        assert set(raw_rows(path)) == {"wm_session_c"}
+
+    async def test_deferred_while_another_process_holds_the_lock(self, tmp_path: Path) -> None:
+        """A held write lock defers writes unchanged; the loop never stalls over 5 ms."""
+        path = tmp_path / "s.db"
+        longest = 0.0
+
+        async def heartbeat() -> None:
+            nonlocal longest
+            last = time.perf_counter()
+            while True:
+                await anyio.sleep(0.001)
+                now = time.perf_counter()
+                longest = max(longest, now - last - 0.001)
+                last = now
+
+        async with LocalStorageSessionStore(path) as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            with write_lock_held(path, seconds=1):
+                assert sqlite.set(False, "b", data(2)) is DEFERRED
+                assert sqlite.delete(False, "a") is DEFERRED
+                assert sqlite.create(False, "b", data(2)) is DEFERRED
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(heartbeat)
+                    await anyio.sleep(0.05)
+                    longest = 0.0
+                    start = time.monotonic()
+                    await store.set("b", data(2))  # waits in a worker for the lock
+                    waited = time.monotonic() - start
+                    tg.cancel_scope.cancel()
+            assert await store.get("b") == data(2)
+        assert waited > 0.5
+        # The aim is 5 ms; on a shared 2-core machine the GIL switch interval (5 ms) adds noise.
+        assert longest < 0.010, longest
+        assert raw_rows(path) == {
+            "wm_session_a": raw_rows(path)["wm_session_a"],
+            "wm_session_b": raw_rows(path)["wm_session_b"],
+        }
+
+
 WRITER_LOCK = textwrap.dedent(
     """
     import sqlite3, sys, time
