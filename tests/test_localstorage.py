@@ -35,7 +35,7 @@ from walletmesh_sessions import (
 from walletmesh_sessions._codec import encode_record
 from walletmesh_sessions._data import SessionRecord
 from walletmesh_sessions._protocol import DEFERRED
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE, prefix_upper_bound
+from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE, Durability, prefix_upper_bound
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -451,9 +451,11 @@ class TestReadsOnTheCallingThread:
             assert sqlite.get(False, "missing") is None
 
     async def test_writes_are_deferred(self, tmp_path: Path, clock: FakeClock) -> None:
-        """Removing an expired session or sliding an expiry goes to the worker thread."""
+        """With durability "power", removing or sliding (a synced commit) goes to the thread."""
         config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
-        async with LocalStorageSessionStore(tmp_path / "s.db", config, clock=clock) as store:
+        async with LocalStorageSessionStore(
+            tmp_path / "s.db", config, clock=clock, durability="power"
+        ) as store:
             await store.set("a", data(1))
             sqlite = store._sqlite
             assert sqlite is not None
@@ -463,6 +465,15 @@ class TestReadsOnTheCallingThread:
             clock.advance(seconds=61)
             assert sqlite.get(False, "a") is DEFERRED
             assert await store.get("a") is None
+            for write in (
+                lambda: sqlite.set(False, "b", data(2)),
+                lambda: sqlite.delete(False, "a"),
+                lambda: sqlite.create(False, "b", data(2)),
+                lambda: sqlite.update(False, "a", lambda d: d),
+                lambda: sqlite.rotate(False, "a", "c"),
+            ):
+                assert write() is DEFERRED
+        assert raw_rows(tmp_path / "s.db") == {}
 
     async def test_other_writer_does_not_block_reads(self, tmp_path: Path) -> None:
         """While another process holds the write lock, lookups still answer at once."""
@@ -493,6 +504,94 @@ class TestReadsOnTheCallingThread:
             assert sqlite.get(False, "a") is DEFERRED
             assert await store.get("a") is None
             assert sqlite.get(False, "a") is None
+
+
+class TestDurability:
+    """The durability option: its values, and the synchronous setting each one gives."""
+
+    @pytest.mark.parametrize(("durability", "synchronous"), [("process", 1), ("power", 2)])
+    async def test_sets_synchronous(
+        self, tmp_path: Path, durability: Durability, synchronous: int
+    ) -> None:
+        """Both connections of the store run with NORMAL (process) or FULL (power)."""
+        async with LocalStorageSessionStore(tmp_path / "s.db", durability=durability) as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert sqlite.durability == durability
+            for conn in (sqlite._conn, sqlite._reader):
+                assert conn is not None
+                assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+                assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    def test_default_and_bad_values(self) -> None:
+        """The default is "process"; anything but "process" or "power" is refused."""
+        store = LocalStorageSessionStore("unused.db")
+        assert store._sqlite is not None
+        assert store._sqlite.durability == "process"
+        for bad in ("full", "", None, 1, b"power", "POWER"):
+            with pytest.raises(InvalidConfigError, match="durability"):
+                LocalStorageSessionStore("unused.db", durability=bad)  # type: ignore[arg-type]
+
+
+class TestWritesOnTheCallingThread:
+    """With "process", writes run on the calling thread unless a lock is taken."""
+
+    async def test_inline_when_free(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Each per-session write answers at once, without a worker thread."""
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(path, config, clock=clock) as store:
+            await store.get("open")
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert sqlite.set(False, "a", data(1)) is None
+            assert sqlite.create(False, "b", data(2)) is True
+            assert sqlite.update(False, "b", lambda d: d) == data(2)
+            clock.advance(ms=1)
+            assert sqlite.get(False, "a") == data(1)  # and slid, on this thread
+            assert sqlite.rotate(False, "b", "c") == "c"
+            assert sqlite.delete(False, "a") is None
+        assert set(raw_rows(path)) == {"wm_session_c"}
+
+    async def test_deferred_while_another_process_holds_the_lock(self, tmp_path: Path) -> None:
+        """A held write lock defers writes unchanged; the loop never stalls over 5 ms."""
+        path = tmp_path / "s.db"
+        longest = 0.0
+
+        async def heartbeat() -> None:
+            nonlocal longest
+            last = time.perf_counter()
+            while True:
+                await anyio.sleep(0.001)
+                now = time.perf_counter()
+                longest = max(longest, now - last - 0.001)
+                last = now
+
+        async with LocalStorageSessionStore(path) as store:
+            await store.set("a", data(1))
+            sqlite = store._sqlite
+            assert sqlite is not None
+            with write_lock_held(path, seconds=1):
+                assert sqlite.set(False, "b", data(2)) is DEFERRED
+                assert sqlite.delete(False, "a") is DEFERRED
+                assert sqlite.create(False, "b", data(2)) is DEFERRED
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(heartbeat)
+                    await anyio.sleep(0.05)
+                    longest = 0.0
+                    start = time.monotonic()
+                    await store.set("b", data(2))  # waits in a worker for the lock
+                    waited = time.monotonic() - start
+                    tg.cancel_scope.cancel()
+            assert await store.get("b") == data(2)
+        assert waited > 0.5
+        # The aim is 5 ms; on a shared 2-core machine the GIL switch interval (5 ms) adds noise.
+        assert longest < 0.010, longest
+        assert raw_rows(path) == {
+            "wm_session_a": raw_rows(path)["wm_session_a"],
+            "wm_session_b": raw_rows(path)["wm_session_b"],
+        }
 
 
 WRITER_LOCK = textwrap.dedent(
@@ -872,11 +971,14 @@ class TestBoundedWaiting:
         config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
         store = LocalStorageSessionStore(tmp_path / "s.db", config, clock=clock, timeout=0.5)
         await store.set("a", data(1))
-        store._sqlite._clock = slow_clock  # type: ignore[union-attr]
+        sqlite = store._sqlite
+        assert sqlite is not None
+        sqlite._clock = slow_clock
         clock.advance(ms=1)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(store.get, "a")
+                # The sliding get as its worker thread runs it (on the loop it would not wait).
+                tg.start_soon(anyio.to_thread.run_sync, sqlite.get, True, "a")
                 await anyio.sleep(0.1)
                 start = time.monotonic()
                 with pytest.raises(StoreUnavailableError, match="other calls on this store"):
@@ -907,7 +1009,9 @@ class TestBoundedWaiting:
 
     async def test_waiting_for_a_worker_thread_counts(self, tmp_path: Path) -> None:
         """A call that cannot get a worker thread in time fails, naming the timeout."""
-        async with LocalStorageSessionStore(tmp_path / "s.db", timeout=0.5) as store:
+        # With "power" every write needs a worker thread (its commit syncs to disk).
+        path = tmp_path / "s.db"
+        async with LocalStorageSessionStore(path, timeout=0.5, durability="power") as store:
             await store.set("a", data(1))
             limiter = anyio.to_thread.current_default_thread_limiter()
             tokens = limiter.total_tokens
@@ -1019,22 +1123,30 @@ class TestConcurrentWriters:
             assert await store.get("a") == data(2)
         assert raw_rows(path)["wm_session_a"] == fresh
 
-    async def test_set_between_get_read_and_slide(self, tmp_path: Path, clock: FakeClock) -> None:
+    @pytest.mark.parametrize("durability", ["process", "power"])
+    async def test_set_between_get_read_and_slide(
+        self, tmp_path: Path, clock: FakeClock, durability: Durability
+    ) -> None:
         """New data written after a refreshing get read the old stays: the slide is skipped."""
         path = tmp_path / "s.db"
         new = encode_record(SessionData("a", "https://new.example"), clock.now_ms + 5_000)
-        loop_thread = threading.current_thread()
+        # With "process" the slide runs on the calling thread, with "power" in the worker.
+        slides_on = threading.current_thread() if durability == "process" else None
         armed = [False]
 
         def clock_that_writes() -> float:
-            # The worker reads the clock after reading the record and before sliding it.
-            if armed[0] and threading.current_thread() is not loop_thread:
+            # The get reads the clock after reading the record and before sliding it.
+            here = threading.current_thread()
+            if armed[0] and (here is slides_on or (slides_on is None and here is not loop)):
                 armed[0] = False
                 write_raw(path, "wm_session_a", new)
             return clock()
 
+        loop = threading.current_thread()
         config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
-        async with LocalStorageSessionStore(path, config, clock=clock_that_writes) as store:
+        async with LocalStorageSessionStore(
+            path, config, clock=clock_that_writes, durability=durability
+        ) as store:
             await store.set("a", data(1))
             clock.advance(seconds=1)
             armed[0] = True

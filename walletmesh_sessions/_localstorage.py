@@ -22,7 +22,7 @@ from ._ids import new_session_id
 from ._lifecycle import check_change
 from ._mapping_backend import MappingBackend
 from ._protocol import DEFERRED, Backend, Deferred
-from ._sqlite_backend import SqliteBackend
+from ._sqlite_backend import Durability, SqliteBackend, check_durability
 from ._validation import (
     check_batch_size,
     check_clock,
@@ -50,6 +50,10 @@ class LocalStorageSessionStore:
     `timeout` (seconds, default 30) bounds each call, measured from when it is made: waiting
     for a worker thread, for other calls on this store and for another process's lock on the
     file all count, and running out raises `StoreUnavailableError`.
+
+    `durability` (SQLite files only) says what a write survives once the call returns:
+    "process" (the default: a crash or kill of the process; commits are not synced to disk)
+    or "power" (also power loss or an operating-system crash; every commit is synced).
     """
 
     def __init__(
@@ -60,8 +64,10 @@ class LocalStorageSessionStore:
         prefix: str = "wm_session_",
         clock: Clock = time.time,
         timeout: float = DEFAULT_TIMEOUT,
+        durability: Durability = "process",
     ) -> None:
         config = check_config(config)
+        durability = check_durability(durability)
         prefix = check_prefix(prefix)
         clock = check_clock(clock)
         self._timeout = check_timeout(timeout)
@@ -75,7 +81,9 @@ class LocalStorageSessionStore:
             if not isinstance(path, str) or not path:
                 msg = f"storage path must be a non-empty str path, got {storage!r}"
                 raise InvalidConfigError(msg)
-            self._sqlite = self._backend = SqliteBackend(path, prefix, config, clock, self._timeout)
+            self._sqlite = self._backend = SqliteBackend(
+                path, prefix, config, clock, self._timeout, durability
+            )
             self._description = f"sqlite file {path!r}"
         elif isinstance(storage, MutableMapping):
             self._backend = MappingBackend(storage, prefix, config, clock)

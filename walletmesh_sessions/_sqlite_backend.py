@@ -4,10 +4,11 @@ The file holds one key/value table, like a browser's localStorage: our records l
 ``prefix + session_id`` and any other keys in it are left alone. Each record's expiry is also
 computed by SQLite from its JSON (a generated column, so it can never disagree with the
 record) and indexed, so that expired sessions are found fast. The backend follows the
-`Backend` seam: a plain lookup runs at once on the caller's thread over a read-only connection
-that never waits; everything else, and any lookup that would have to write or wait, runs in a
-worker thread, one statement or one short transaction at a time, so the event loop never waits
-on a commit and another process never waits on us for long.
+`Backend` seam: a lookup, and with durability "process" a per-session write too, runs at once
+on the caller's thread over a second connection that never waits (busy timeout 0, no automatic
+checkpoint); anything that would wait (a lock held, a commit that syncs to disk) leaves nothing
+behind and runs in a worker thread instead, one statement or one short transaction at a time,
+so the event loop never waits on the disk and another process never waits on us for long.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from ._codec import decode_readable, encode_record, inspect_record, record_with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
@@ -26,6 +27,7 @@ from ._deadline import DEFAULT_TIMEOUT, Deadline, current_deadline
 from ._decode_cache import DecodeCache
 from ._errors import (
     CorruptRecordError,
+    InvalidConfigError,
     SessionIdTakenError,
     SessionStoreError,
     StoreClosedError,
@@ -45,7 +47,15 @@ from ._lifecycle import Change, rotated, updated
 from ._log import logger
 from ._protocol import DEFERRED, Deferred
 
-__all__ = ("SCHEMA", "TABLE", "SqliteBackend", "prefix_upper_bound")
+__all__ = (
+    "DURABILITY",
+    "SCHEMA",
+    "TABLE",
+    "Durability",
+    "SqliteBackend",
+    "check_durability",
+    "prefix_upper_bound",
+)
 
 T = TypeVar("T")
 
@@ -87,6 +97,28 @@ _UPSERT = (
 # SQLite's primary result codes for "another connection holds the lock".
 _BUSY_CODES = frozenset({5, 6})
 
+Durability = Literal["process", "power"]
+DURABILITY: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
+"""Each durability level and the ``PRAGMA synchronous`` it sets (the file is always in WAL)."""
+# Commits on the calling thread between two checkpoints run by a background thread: the WAL
+# stays a few MiB, and no checkpoint (which syncs the database file) runs on the event loop.
+CHECKPOINT_EVERY = 500
+
+
+def check_durability(durability: object) -> Durability:
+    """Return `durability` if it is "process" or "power", else raise `InvalidConfigError`."""
+    if durability == "process" and isinstance(durability, str):
+        return "process"
+    if durability == "power" and isinstance(durability, str):
+        return "power"
+    msg = f'durability must be "process" or "power", got {durability!r}'
+    raise InvalidConfigError(msg)
+
+
+class _MustWait(Exception):
+    """Raised inside an operation on the calling thread: defer it to the worker instead."""
+
+
 Operation = Callable[[sqlite3.Connection], T]
 # A readable record of a scan: (session_id, (key, text read), data, expires_at).
 _Readable = tuple[str, tuple[str, str], SessionData, int | None]
@@ -112,8 +144,9 @@ def prefix_upper_bound(prefix: str) -> str | None:
 class SqliteBackend:
     """The seven operations over a SQLite file, for `LocalStorageSessionStore`.
 
-    One writing connection per store, used by one worker thread at a time, and one read-only
-    connection that never waits, for lookups on the caller's thread.
+    One writing connection per store, used by one worker thread at a time, and one connection
+    that never waits, for the caller's thread: lookups always, writes too with durability
+    "process" (where a commit does not sync to disk); with "power" it is read-only.
     """
 
     def __init__(
@@ -123,8 +156,15 @@ class SqliteBackend:
         config: SessionStoreConfig,
         clock: Clock,
         timeout: float = DEFAULT_TIMEOUT,
+        durability: Durability = "process",
     ) -> None:
         self._path = path
+        self._durability = check_durability(durability)
+        self._writes_now = self._durability == "process"
+        self._synchronous = DURABILITY[self._durability]
+        self._inline_commits = 0
+        self._seen_changes = 0
+        self._checkpointing = threading.Lock()
         self._timeout = timeout
         self._prefix = prefix
         self._upper = prefix_upper_bound(prefix)
@@ -156,13 +196,22 @@ class SqliteBackend:
         """The file's path, as given."""
         return self._path
 
+    @property
+    def durability(self) -> Durability:
+        """What an acknowledged write survives: "process" (a crash) or "power" (power loss)."""
+        return self._durability
+
     # -- plumbing --------------------------------------------------------------------------
 
-    def _run(self, wait: bool, operation: Operation[T]) -> T | Deferred:
-        """Run `operation` now on the reader (or `DEFERRED`), or, with `wait`, on the writer."""
+    def _run(self, wait: bool, operation: Operation[T], *, writes: bool = False) -> T | Deferred:
+        """Run `operation` now on the caller's thread (or `DEFERRED`), or, with `wait`, on the
+        writer. An operation that `writes` is tried now only where commits need no disk sync.
+        """
         if wait:
             return self._run_waiting(operation)
-        return self._run_now(operation)
+        if writes and not self._writes_now:
+            return DEFERRED  # a commit that syncs to disk: never on the event loop
+        return self._run_now(operation, writes=writes)
 
     def _run_waiting(self, operation: Operation[T]) -> T:
         """Run `operation` on the writing connection (opened on first use); errors translated.
@@ -199,12 +248,13 @@ class SqliteBackend:
         finally:
             self._lock.release()
 
-    def _run_now(self, operation: Operation[T]) -> T | Deferred:
-        """Run `operation` on the read-only connection if that needs no waiting at all.
+    def _run_now(self, operation: Operation[T], *, writes: bool = False) -> T | Deferred:
+        """Run `operation` on the caller's connection if that needs no waiting at all.
 
-        Anything that would wait (the store not opened yet, another call on the reader, a busy
-        lock) or write (the reader is query-only), or a file that is no longer the one opened,
-        leaves nothing behind and answers `DEFERRED`.
+        Anything that would wait (the store not opened yet, another call on that connection,
+        a call of this store in a worker thread when this one `writes`, a busy lock), a write
+        where the connection is read-only, or a file that is no longer the one opened, rolls
+        back whatever it began and answers `DEFERRED`: the worker then runs the same operation.
         """
         if not self._reader_lock.acquire(blocking=False):
             return DEFERRED
@@ -212,15 +262,54 @@ class SqliteBackend:
             reader = self._reader
             if reader is None or self._closed or not self._is_same_file():
                 return DEFERRED
+            if writes and self._lock.locked():
+                return DEFERRED  # calls already queued in worker threads go first
             try:
-                return operation(reader)
-            except sqlite3.Error:
-                # Busy, a write, or an error the waiting path reports properly.
+                result = operation(reader)
+            except (sqlite3.Error, _MustWait):
+                # Busy, a write refused, or an error the waiting path reports properly.
                 if reader.in_transaction:
                     reader.rollback()
                 return DEFERRED
+            if reader.total_changes != self._seen_changes:
+                self._seen_changes = reader.total_changes
+                self._committed_now()
+            return result
         finally:
             self._reader_lock.release()
+
+    def _may_write_now(self, conn: sqlite3.Connection) -> None:
+        """Before a write inside an operation: on the caller's thread, defer it if it must wait."""
+        if conn is self._reader and (not self._writes_now or self._lock.locked()):
+            raise _MustWait
+
+    def _committed_now(self) -> None:
+        """Count a commit made on the caller's thread; every so often, checkpoint elsewhere."""
+        self._inline_commits += 1
+        if self._inline_commits < CHECKPOINT_EVERY or not self._checkpointing.acquire(False):
+            return
+        self._inline_commits = 0
+        try:
+            threading.Thread(target=self._checkpoint, name="wm-sessions-checkpoint").start()
+        except BaseException:
+            self._checkpointing.release()
+            raise
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database without waiting for anyone (PASSIVE), in a thread.
+
+        On a connection of its own, without the store's lock: writes on the caller's thread go
+        on meanwhile (a passive checkpoint takes no write lock).
+        """
+        try:
+            if self._closed or not self._is_same_file():
+                return
+            with contextlib.closing(sqlite3.connect(self._path, timeout=0)) as conn:
+                _fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ())
+        except sqlite3.Error:
+            pass  # busy or moved: the next checkpoint, or SQLite's own on close, does it
+        finally:
+            self._checkpointing.release()
 
     def _describe(self) -> str:
         return f"SQLite session store {self._path!r}"
@@ -240,9 +329,10 @@ class SqliteBackend:
         reader = None
         try:
             conn.text_factory = _text
-            # WAL: readers never block the writer; FULL: a commit is on disk when acknowledged.
+            # WAL: readers never block the writer. NORMAL: a commit survives a crash of the
+            # process (it is in the WAL); FULL: it is also synced, surviving power loss.
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
             _ensure_schema(conn)
             reader = self._open_reader()
         except BaseException:
@@ -258,7 +348,12 @@ class SqliteBackend:
             self._path, timeout=0, isolation_level=None, check_same_thread=False
         )
         reader.text_factory = _text
-        reader.execute("PRAGMA query_only=1")
+        reader.execute(f"PRAGMA synchronous={self._synchronous}")
+        # A checkpoint syncs the database file: never on the caller's thread (see _checkpoint).
+        reader.execute("PRAGMA wal_autocheckpoint=0")
+        if not self._writes_now:
+            reader.execute("PRAGMA query_only=1")
+        self._seen_changes = reader.total_changes
         return reader
 
     def _is_same_file(self) -> bool:
@@ -321,16 +416,11 @@ class SqliteBackend:
     # -- the operations --------------------------------------------------------------------
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None:
-        if not wait:
-            return DEFERRED  # a commit waits for the disk: never on the event loop
         now = now_ms(self._clock)
         key, value = self._record(session_id, stamped(self._config, data, now), now)
-        return self._run(wait, lambda conn: _none(conn.execute(_UPSERT, (key, value))))
+        return self._run(wait, lambda conn: _none(conn.execute(_UPSERT, (key, value))), writes=True)
 
     def create(self, wait: bool, session_id: str, data: SessionData) -> bool | Deferred:
-        if not wait:
-            return DEFERRED
-
         def create(conn: sqlite3.Connection) -> bool:
             now = now_ms(self._clock)
             with _transaction(conn):
@@ -340,12 +430,9 @@ class SqliteBackend:
                 conn.execute(_UPSERT, (key, value))
                 return True
 
-        return self._run(wait, create)
+        return self._run(wait, create, writes=True)
 
     def update(self, wait: bool, session_id: str, change: Change) -> SessionData | Deferred | None:
-        if not wait:
-            return DEFERRED
-
         def update(conn: sqlite3.Connection) -> SessionData | None:
             now = now_ms(self._clock)
             # The write lock is held from the read to the write: no concurrent write is lost.
@@ -356,15 +443,18 @@ class SqliteBackend:
                 _text, current, after = live
                 new = updated(self._config, now, current, change)
                 expires_at = expiry_after_update(self._config, after, new.created_at)
-                conn.execute(_UPSERT, (self._prefix + session_id, encode_record(new, expires_at)))
+                record = (self._prefix + session_id, encode_record(new, expires_at))
+                try:
+                    conn.execute(_UPSERT, record)
+                except sqlite3.Error as exc:
+                    # `change` has run: report it here rather than run it again in a worker.
+                    msg = f"{self._describe()}: {exc}"
+                    raise StoreUnavailableError(msg) from exc
                 return new
 
-        return self._run(wait, update)
+        return self._run(wait, update, writes=True)
 
     def rotate(self, wait: bool, session_id: str, new_id: str) -> str | Deferred | None:
-        if not wait:
-            return DEFERRED
-
         def rotate(conn: sqlite3.Connection) -> str | None:
             now = now_ms(self._clock)
             with _transaction(conn):
@@ -379,7 +469,7 @@ class SqliteBackend:
                 conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (self._prefix + session_id,))
                 return new_id
 
-        return self._run(wait, rotate)
+        return self._run(wait, rotate, writes=True)
 
     def _record(self, session_id: str, data: SessionData, now: int) -> tuple[str, str]:
         expires_at = expiry_after_write(self._config, now, data.created_at)
@@ -412,9 +502,11 @@ class SqliteBackend:
             data, stored = decode(text, session_id)
             after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
             if after is EXPIRED:
+                self._may_write_now(conn)
                 _delete_unchanged(conn, [(key, text)])
                 return None
             if after != stored and after is not None:
+                self._may_write_now(conn)
                 # If the record changed since we read it, a concurrent set or delete wins.
                 new = record_with_expiry(text, after)
                 conn.execute(_SLIDE_UNCHANGED, {"key": key, "old": text, "new": new})
@@ -446,10 +538,10 @@ class SqliteBackend:
         return self._run(wait, read)
 
     def delete(self, wait: bool, session_id: str) -> Deferred | None:
-        if not wait:
-            return DEFERRED
         key = self._prefix + session_id
-        return self._run(wait, lambda conn: _none(conn.execute(_DELETE_ONE, (key, key))))
+        return self._run(
+            wait, lambda conn: _none(conn.execute(_DELETE_ONE, (key, key))), writes=True
+        )
 
     def clear(self, wait: bool) -> Deferred | None:
         if not wait:
