@@ -15,6 +15,7 @@ from typing import Final, Generic, TypeVar
 import attrs
 
 from ._data import SessionData, SessionStoreConfig
+from ._session_map import SessionMap
 
 __all__ = (
     "EXPIRED",
@@ -140,7 +141,7 @@ class Sweep(Generic[Handle]):
     to find the record again and compare it (a key, the text read, or both).
     """
 
-    found: dict[str, SessionData] = attrs.field(factory=dict)
+    found: SessionMap = attrs.field(factory=SessionMap)
     removals: list[Handle] = attrs.field(factory=list)
     slides: list[tuple[Handle, int]] = attrs.field(factory=list)
 
@@ -165,7 +166,7 @@ def sweep(
         if after is EXPIRED:
             removals.append(handle)
         elif collect:
-            found[session_id] = data
+            found._put(session_id, data)
             if after is not None and after != stored:
                 slides.append((handle, after))
     return result

@@ -24,6 +24,7 @@ from ._expiry import (
     sweep,
 )
 from ._lifecycle import Change, rotated, updated
+from ._session_map import SessionMap
 
 __all__ = ("MappingBackend",)
 
@@ -121,7 +122,7 @@ class MappingBackend:
         expires_at = expiry_after_write(self._config, now, data.created_at)
         self._storage[self._prefix + session_id] = encode_record(data, expires_at)
 
-    def get_all(self, wait: bool) -> dict[str, SessionData]:
+    def get_all(self, wait: bool) -> SessionMap:
         return self._sweep(collect=True).found
 
     def delete(self, wait: bool, session_id: str) -> None:
@@ -172,7 +173,7 @@ class MappingBackend:
             storage[key] = record_with_expiry(text, expires_at)
         return result
 
-    def page(self, wait: bool, cursor: object, n: int) -> tuple[dict[str, SessionData], object]:
+    def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object]:
         """A batch of `n` keys from the list of our keys taken when the iteration began.
 
         A mapping has no order to resume from, so the cursor holds that list (one reference

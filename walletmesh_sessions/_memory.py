@@ -25,6 +25,7 @@ from ._expiry import (
 )
 from ._ids import new_session_id
 from ._lifecycle import check_change, rotated, updated
+from ._session_map import SessionMap
 from ._validation import (
     check_batch_size,
     check_clock,
@@ -231,9 +232,9 @@ class MemorySessionStore:
         """
         if self._closed:
             self._refuse()
-        found: dict[str, SessionData] = {}
+        found = SessionMap()
         async for batch in self._passes(await self._ids(), _PASS_CHUNK):
-            found.update(batch)
+            found._put_all(batch)
         return found
 
     async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
@@ -275,7 +276,7 @@ class MemorySessionStore:
                     break
         return list(dict.__iter__(self._sessions))
 
-    async def _passes(self, ids: list[str], size: int) -> AsyncIterator[dict[str, SessionData]]:
+    async def _passes(self, ids: list[str], size: int) -> AsyncIterator[SessionMap]:
         """The live sessions among `ids`, `size` at a time, each batch decided when read."""
         for start in range(0, len(ids), size):
             if start:

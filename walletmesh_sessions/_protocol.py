@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from ._data import SessionData, SessionRecord
+from ._session_map import SessionMap
 
 __all__ = (
     "DEFERRED",
@@ -203,7 +204,7 @@ class Backend(Protocol):
 
     def get(self, wait: bool, session_id: str) -> SessionData | Deferred | None: ...
 
-    def get_all(self, wait: bool) -> dict[str, SessionData] | Deferred: ...
+    def get_all(self, wait: bool) -> SessionMap | Deferred: ...
 
     def create(self, wait: bool, session_id: str, data: SessionData) -> bool | Deferred: ...
 
@@ -225,9 +226,7 @@ class Backend(Protocol):
         """Release what the backend holds; blocking, called in a worker thread."""
         ...
 
-    def page(
-        self, wait: bool, cursor: object, n: int
-    ) -> tuple[dict[str, SessionData], object] | Deferred:
+    def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object] | Deferred:
         """One batch of an iteration: about `n` records decided as `get_all` decides them.
 
         `cursor` is `None` to start, else what the previous page returned (opaque to the

@@ -33,6 +33,7 @@ from ._expiry import (
 )
 from ._lifecycle import Change, rotated, updated
 from ._log import logger, short_id
+from ._session_map import SessionMap
 
 __all__ = (
     "CHECKPOINT",
@@ -535,9 +536,9 @@ def _mine(spec: StoreSpec, keys: list[Key]) -> list[bytes]:
     return [k for k in map(_as_bytes, keys) if k.startswith(prefix)]
 
 
-def _sweep(spec: StoreSpec, collect: bool) -> Op[tuple[dict[str, SessionData], int]]:
+def _sweep(spec: StoreSpec, collect: bool) -> Op[tuple[SessionMap, int]]:
     """The scan behind `get_all` (collect=True) and `clean_expired` (collect=False)."""
-    found: dict[str, SessionData] = {}
+    found = SessionMap()
     removed = 0
     cursor: object = None
     while True:
@@ -551,9 +552,7 @@ def _sweep(spec: StoreSpec, collect: bool) -> Op[tuple[dict[str, SessionData], i
         yield CHECKPOINT
 
 
-def _sweep_batch(
-    spec: StoreSpec, keys: list[bytes], found: dict[str, SessionData], collect: bool
-) -> Op[int]:
+def _sweep_batch(spec: StoreSpec, keys: list[bytes], found: SessionMap, collect: bool) -> Op[int]:
     """One page of a sweep: read, let `sweep` decide, carry it out; returns removals confirmed."""
     values = yield ReadMany(tuple(keys))
     rows: list[tuple[str, str]] = []
@@ -574,7 +573,7 @@ def _sweep_batch(
     )
     now = now_ms(spec.clock)
     decided = sweep(spec.config, now, records, collect=collect)
-    found.update(decided.found)
+    found._put_all(decided.found)
     steps: list[KeyStep] = [CompareAndDelete(key, text) for key, text in decided.removals]
     steps.extend(
         CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
@@ -587,7 +586,7 @@ def _sweep_batch(
     return sum(1 for deleted in replies[: len(decided.removals)] if deleted)
 
 
-def get_all(spec: StoreSpec) -> Op[dict[str, SessionData]]:
+def get_all(spec: StoreSpec) -> Op[SessionMap]:
     """Every live session under the prefix; expired ones met are removed, corrupt ones kept."""
     found, _ = yield from _sweep(spec, collect=True)
     return found
@@ -650,16 +649,14 @@ def inspect(spec: StoreSpec, session_id: str | None) -> Op[list[SessionRecord]]:
         yield CHECKPOINT
 
 
-def iterate_page(
-    spec: StoreSpec, cursor: object, n: int
-) -> Op[tuple[dict[str, SessionData], object, bool]]:
+def iterate_page(spec: StoreSpec, cursor: object, n: int) -> Op[tuple[SessionMap, object, bool]]:
     """One batch of `iter_sessions`: scan pages from `cursor` until `n` sessions are found.
 
     Each scan page is swept as `get_all` sweeps it (expired ones removed, slides
     compare-and-set). Returns the sessions found, the cursor to go on from, and whether the
     scan is complete; memory stays within a batch and one scan page.
     """
-    found: dict[str, SessionData] = {}
+    found = SessionMap()
     while True:
         page: ScanPage = yield Scan(spec.pattern, cursor)
         mine = _mine(spec, page.keys)

@@ -46,6 +46,7 @@ from ._expiry import (
 from ._lifecycle import Change, rotated, updated
 from ._log import logger
 from ._protocol import DEFERRED, Deferred
+from ._session_map import SessionMap
 
 __all__ = (
     "DURABILITY",
@@ -514,14 +515,14 @@ class SqliteBackend:
 
         return self._run(wait, read)
 
-    def get_all(self, wait: bool) -> dict[str, SessionData] | Deferred:
+    def get_all(self, wait: bool) -> SessionMap | Deferred:
         if not wait:
             return DEFERRED  # a scan takes long: never on the event loop
         now = now_ms(self._clock)
         # Every row in range is decoded: the record, not the column, decides what is live.
         sql = f"SELECT key, value FROM {TABLE} WHERE {self._starts}"
 
-        def read(conn: sqlite3.Connection) -> dict[str, SessionData]:
+        def read(conn: sqlite3.Connection) -> SessionMap:
             with contextlib.closing(conn.execute(sql, self._params())) as rows:
                 result = sweep(self._config, now, self._readable(rows), collect=True)
             if result.slides:
@@ -592,9 +593,7 @@ class SqliteBackend:
             removed += self._run_waiting(functools.partial(_delete_unchanged, records=batch))
         return removed
 
-    def page(
-        self, wait: bool, cursor: object, n: int
-    ) -> tuple[dict[str, SessionData], object] | Deferred:
+    def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object] | Deferred:
         """The next `n` rows of the prefix range after the key `cursor`, in key order.
 
         Keyset pagination on the primary key: each page costs its own rows, whatever the
@@ -610,7 +609,7 @@ class SqliteBackend:
         )
         params = self._params(after=after, limit=n)
 
-        def read(conn: sqlite3.Connection) -> tuple[dict[str, SessionData], object]:
+        def read(conn: sqlite3.Connection) -> tuple[SessionMap, object]:
             rows = _fetch_all(conn, sql, params)
             result = sweep(self._config, now, self._readable(rows), collect=True)
             if result.slides:
