@@ -22,6 +22,8 @@ the longest event-loop stall seen by a heartbeat task while SQLite works.
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import os
 import platform
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,14 +47,15 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
 )
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
+from walletmesh_sessions._codec import encode_record, record_with_expiry
+from walletmesh_sessions._sqlite_backend import DURABILITY, SCHEMA, TABLE, Durability
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(
     "s", "https://app.example.com", {"eip155:1": ["eth_accounts", "eth_sendTransaction"]}
 )
 LIFETIME = 3600
+DURABILITY_LEVELS: tuple[Durability, ...] = ("process", "power")
 KEYS = 1000  # distinct ids cycled through by the per-session loops
 
 Call = Callable[[int], Awaitable[Any]]
@@ -152,16 +156,23 @@ def fill_sqlite(
         )
 
 
-async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]:
+async def bench_sqlite(
+    rounds: int, ops: int, directory: Path, durability: Durability
+) -> dict[str, Any]:
+    """Per-session methods at one durability, next to raw `sqlite3` at the same durability."""
     clock = FakeClock()
-    path = directory / "per-op.db"
+    path = directory / f"per-op-{durability}.db"
     fill_sqlite(path, KEYS, clock.now_ms + 3_600_000)
-    plain = LocalStorageSessionStore(path, SessionStoreConfig(lifetime=LIFETIME), clock=clock)
+    config = SessionStoreConfig(lifetime=LIFETIME)
+    plain = LocalStorageSessionStore(path, config, clock=clock, durability=durability)
     sliding = LocalStorageSessionStore(
-        path, SessionStoreConfig(lifetime=LIFETIME, refresh_on_access=True), clock=clock
+        path,
+        SessionStoreConfig(lifetime=LIFETIME, refresh_on_access=True),
+        clock=clock,
+        durability=durability,
     )
     raw = sqlite3.connect(path, isolation_level=None, timeout=30)
-    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
     keys = [f"wm_session_id{n}" for n in range(KEYS)]
     ids = [f"id{n}" for n in range(KEYS)]
     record = encode_record(DATA, clock.now_ms + 3_600_000)
@@ -180,9 +191,12 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
         clock.advance(ms=1)  # each read slides the expiry: a real write every time
         row = raw.execute(f"SELECT value FROM {TABLE} WHERE key = ?", (keys[n],)).fetchone()
         raw.execute(
-            f"UPDATE {TABLE} SET value = json_set(value, '$.expiresAt', :exp)"
-            " WHERE key = :key AND value = :old",
-            {"exp": clock.now_ms + 3_600_000, "key": keys[n], "old": row[0]},
+            f"UPDATE {TABLE} SET value = :new WHERE key = :key AND value = :old",
+            {
+                "new": record_with_expiry(row[0], clock.now_ms + 3_600_000),
+                "key": keys[n],
+                "old": row[0],
+            },
         )
         return row
 
@@ -213,6 +227,23 @@ async def bench_sqlite(rounds: int, ops: int, directory: Path) -> dict[str, Any]
         raw.close()
         await plain.aclose()
         await sliding.aclose()
+    return {f"{method} [{durability}]": row for method, row in result.items()}
+
+
+async def bench_sqlite_clean(rounds: int, directory: Path) -> dict[str, Any]:
+    """clean_expired of 5,000 expired among 10,000 next to raw `sqlite3`'s one DELETE."""
+    import bench_sqlite  # a script beside this one, like bench_redis
+
+    result: dict[str, Any] = {}
+    for durability in DURABILITY_LEVELS:
+        pairs = [await bench_sqlite.clean(durability, directory) for _ in range(rounds)]
+        store = statistics.median(p[0] for p in pairs)
+        floor = statistics.median(p[1] for p in pairs)
+        result[durability] = {
+            "store_ms": store * 1e3,
+            "floor_ms": floor * 1e3,
+            "ratio": store / floor,
+        }
     return result
 
 
@@ -356,6 +387,86 @@ async def bench_lock_stall(directory: Path) -> dict[str, Any]:
 # -- main ------------------------------------------------------------------------------------
 
 
+async def bench_footprint(sessions: int) -> dict[str, float]:
+    """Bytes per session a memory store allocates, next to a dict of (data, expiry) tuples.
+
+    Measured with tracemalloc over storing `sessions` sessions whose data objects (one per
+    session) exist before the measurement: only what the store itself keeps is counted.
+    """
+    ids = [f"id{n:07d}" for n in range(sessions)]
+    datas = [SessionData(sid, DATA.origin, DATA.permissions) for sid in ids]
+    clock = FakeClock()
+    expiry = clock.now_ms + LIFETIME * 1000
+
+    async def memory_store() -> object:
+        store = MemorySessionStore(SessionStoreConfig(lifetime=LIFETIME), clock=clock)
+        for sid, data in zip(ids, datas, strict=True):
+            await store.set(sid, data)
+        return store
+
+    async def floor() -> object:
+        table: dict[str, tuple[SessionData, int]] = {}
+        for sid, data in zip(ids, datas, strict=True):
+            table[sid] = (data, expiry + len(table))  # distinct ints, as real expiries are
+        return table
+
+    result = {}
+    for name, build in (("memory", memory_store), ("floor", floor)):
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        kept = await build()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        result[name] = (after - before) / sessions
+        del kept
+    return result
+
+
+async def bench_big_stalls(sessions: int, runs: int, directory: Path) -> list[dict[str, Any]]:
+    """The longest event-loop stall, over `runs` runs, of get_all and of iterating every
+    session, on memory and SQLite stores holding `sessions` sessions."""
+
+    async def iterate(store: Any) -> int:
+        count = 0
+        async for _ in store.iter_sessions():
+            count += 1
+        return count
+
+    rows = []
+    clock = FakeClock()
+    config = SessionStoreConfig(lifetime=LIFETIME)
+    memory = MemorySessionStore(config, clock=clock)
+    for n in range(sessions):
+        await memory.set(f"id{n}", DATA)
+    path = directory / "stall.db"
+    fill_sqlite(path, sessions, clock.now_ms + 3_600_000)
+    sqlite = LocalStorageSessionStore(path, config, clock=clock)
+    for kind, store in (("memory", memory), ("sqlite", sqlite)):
+        calls = (("get_all", store.get_all), ("iter_sessions", functools.partial(iterate, store)))
+        for method, call in calls:
+            stalls, seconds = [], []
+            for _ in range(runs):
+                elapsed, stall, value = await timed(call)
+                count = len(value) if method == "get_all" else value
+                assert count == sessions, (kind, method, count)
+                del value
+                stalls.append(stall * 1000)
+                seconds.append(elapsed)
+            rows.append(
+                {
+                    "store": kind,
+                    "method": method,
+                    "sessions": sessions,
+                    "runs": runs,
+                    "max_stall_ms": max(stalls),
+                    "median_s": statistics.median(seconds),
+                }
+            )
+    await sqlite.aclose()
+    return rows
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -370,23 +481,32 @@ async def run(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         directory = Path(tmp)
         result: dict[str, Any] = {"backend": backend}
         result["memory"] = await bench_memory(args.rounds, args.ops)
-        result["sqlite"] = await bench_sqlite(args.rounds, args.sqlite_ops, directory)
+        result["sqlite"] = {}
+        for durability in DURABILITY_LEVELS:
+            result["sqlite"].update(
+                await bench_sqlite(args.rounds, args.sqlite_ops, directory, durability)
+            )
         result["thread_hop_ops"] = await bench_thread_hop(args.sqlite_ops)
         if backend == "asyncio":
             result["scaling"] = await bench_scaling(args.sizes, directory)
             result["lock_stall"] = await bench_lock_stall(directory)
             result["fixed_expired"] = await bench_fixed_expired(args.sizes[1:], directory)
+            result["sqlite_clean"] = await bench_sqlite_clean(args.rounds, directory)
+            result["footprint"] = await bench_footprint(args.footprint_sessions)
+            result["big_stalls"] = await bench_big_stalls(
+                args.sizes[-1], args.stall_runs, directory
+            )
         return result
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
     head = ("store", "method", "backend", "store ops/s", "floor ops/s", "ratio")
-    print(f"{head[0]:8} {head[1]:24} {head[2]:8} {head[3]:>12} {head[4]:>12} {head[5]:>6}")
+    print(f"{head[0]:8} {head[1]:32} {head[2]:8} {head[3]:>12} {head[4]:>12} {head[5]:>6}")
     for result in results:
         for kind in ("memory", "sqlite", "redis"):
             for method, row in result.get(kind, {}).items():
                 print(
-                    f"{kind:8} {method:24} {result['backend']:8} {row['store_ops']:12,.0f}"
+                    f"{kind:8} {method:32} {result['backend']:8} {row['store_ops']:12,.0f}"
                     f" {row['floor_ops']:12,.0f} {row['ratio']:6.2f}"
                 )
     for result in results:
@@ -407,6 +527,23 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 print(
                     f"  {row['sessions']:>9,} sessions: {row['clean_expired_s'] * 1000:7.2f} ms,"
                     f" removed {row['expired']}, longest stall {row['max_stall_ms']:.1f} ms"
+                )
+            for durability, row in result["sqlite_clean"].items():
+                print(
+                    f"SQLite clean_expired, 5,000 of 10,000 expired [{durability}]:"
+                    f" {row['store_ms']:.2f} ms, raw DELETE {row['floor_ms']:.2f} ms,"
+                    f" ratio {row['ratio']:.2f}"
+                )
+            footprint = result["footprint"]
+            print(
+                f"\nmemory per session: store {footprint['memory']:.0f} bytes,"
+                f" dict of (data, expiry) tuples {footprint['floor']:.0f} bytes"
+            )
+            for row in result["big_stalls"]:
+                print(
+                    f"{row['store']:8} {row['method']:14} {row['sessions']:,} sessions:"
+                    f" {row['median_s']:.2f} s, longest stall over {row['runs']} runs"
+                    f" {row['max_stall_ms']:.1f} ms"
                 )
             lock = result["lock_stall"]
             print(
@@ -431,6 +568,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="write the JSON results here ('-' for stdout); without it they are not saved",
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis part")
+    parser.add_argument(
+        "--chart", type=Path, default=None, help="draw the scaling results as an SVG here"
+    )
     args = parser.parse_args(argv)
     if args.quick and args.output is not None and args.output.resolve() == TRACKED_RESULTS:
         parser.error(
@@ -441,6 +581,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.ops = 20_000 if args.quick else 100_000
     args.sqlite_ops = 1_000 if args.quick else 3_000
     args.sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    args.footprint_sessions = 10_000 if args.quick else 100_000
+    args.stall_runs = 2 if args.quick else 5
     return args
 
 
@@ -469,6 +611,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results[0]["scaling"] += bench_redis.scaling(args.sizes)
     print_table(results)
     write_results(results, args.output)
+    if args.chart is not None:
+        import chart  # a script beside this one; needs matplotlib (the "bench" extra)
+
+        chart.draw(results, args.chart)
+        print(f"wrote {args.chart}")
 
 
 if __name__ == "__main__":

@@ -162,12 +162,13 @@ class TestPassesInSteps:
         async for session_id, _data in store.iter_sessions(batch_size=1000):
             seen.append(session_id)
             if len(seen) == 1:
-                await store.delete("id24999")
-                await store.set("id24998", data(0))
+                # A middle batch: not read yet, whichever end the iteration starts from.
+                await store.delete("id12000")
+                await store.set("id12001", data(0))
                 await store.set("added", data(0))
         assert len(seen) == len(set(seen))
-        assert "id24999" not in seen
-        assert {f"id{n}" for n in range(24_999)} <= set(seen)
+        assert "id12000" not in seen
+        assert {f"id{n}" for n in range(25_000)} - {"id12000"} <= set(seen)
 
     async def test_get_all_yields_to_other_tasks(self, clock: FakeClock) -> None:
         """A task scheduled during get_all runs before it returns, and its write is safe."""

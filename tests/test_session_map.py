@@ -45,7 +45,8 @@ class TestMapping:
             sessions["nope"]
         assert "nope" not in sessions
         assert "id0" in sessions
-        assert [] not in sessions
+        unhashable: object = []
+        assert unhashable not in sessions
         assert sessions.get("nope") is None
 
     def test_read_only(self) -> None:

@@ -152,14 +152,16 @@ def sweep(
     records: Iterable[tuple[str, Handle, SessionData, int | None]],
     *,
     collect: bool,
+    into: SessionMap | None = None,
 ) -> Sweep[Handle]:
     """Decide a pass over ``(session_id, handle, data, expires_at)`` records at `now`.
 
     Expired records are always listed for removal. With `collect` (`get_all`), live ones are
     returned in `found` and each is read as `after_read` says, so a refreshing store slides
-    them; without it (`clean_expired`), live ones are left alone.
+    them; without it (`clean_expired`), live ones are left alone. `into`: collect into this
+    mapping rather than a new one sized for a whole store (a batch's, or one being built).
     """
-    result: Sweep[Handle] = Sweep()
+    result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
     found, removals, slides = result.found, result.removals, result.slides
     for session_id, handle, data, stored in records:
         after = after_read(config, now, stored, data.created_at)

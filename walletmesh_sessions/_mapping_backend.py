@@ -155,8 +155,10 @@ class MappingBackend:
         """One pass over every readable record, with its removals and slides carried out."""
         return self._sweep_keys(self._own_keys(), collect=collect)
 
-    def _sweep_keys(self, keys: list[str], *, collect: bool) -> Sweep[tuple[str, str]]:
-        """`_sweep` over the records under `keys` still present."""
+    def _sweep_keys(
+        self, keys: list[str], *, collect: bool, into: SessionMap | None = None
+    ) -> Sweep[tuple[str, str]]:
+        """`_sweep` over the records under `keys` still present (collected `into`, if given)."""
         storage = self._storage
         get = storage.get
         rows = [(key, text) for key in keys if (text := get(key)) is not None]
@@ -166,7 +168,7 @@ class MappingBackend:
                 rows, self._prefix, self._decode
             )
         )
-        result = sweep(self._config, now_ms(self._clock), records, collect=collect)
+        result = sweep(self._config, now_ms(self._clock), records, collect=collect, into=into)
         for key, _text in result.removals:
             del storage[key]
         for (key, text), expires_at in result.slides:
@@ -181,6 +183,6 @@ class MappingBackend:
         """
         keys, start = cursor if isinstance(cursor, tuple) else (self._own_keys(), 0)
         batch = keys[start : start + n]
-        found = self._sweep_keys(batch, collect=True).found
+        found = self._sweep_keys(batch, collect=True, into=SessionMap(shards=1)).found
         end = start + n
         return found, ((keys, end) if end < len(keys) else None)

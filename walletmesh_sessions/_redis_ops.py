@@ -572,8 +572,7 @@ def _sweep_batch(spec: StoreSpec, keys: list[bytes], found: SessionMap, collect:
         for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
     )
     now = now_ms(spec.clock)
-    decided = sweep(spec.config, now, records, collect=collect)
-    found._put_all(decided.found)
+    decided = sweep(spec.config, now, records, collect=collect, into=found)
     steps: list[KeyStep] = [CompareAndDelete(key, text) for key, text in decided.removals]
     steps.extend(
         CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))

@@ -17,8 +17,7 @@ from ._data import SessionData
 __all__ = ("SessionMap",)
 
 # Shards, a power of two: at a million sessions each holds about 4,000.
-_SHARDS: Final = 256
-_MASK: Final = _SHARDS - 1
+SHARDS: Final = 256
 
 
 class SessionMap(Mapping[str, SessionData]):
@@ -28,10 +27,17 @@ class SessionMap(Mapping[str, SessionData]):
     not the order sessions were stored in; `dict(m)` or `sorted(m)` give one of your own.
     """
 
-    __slots__ = ("_length", "_shards")
+    __slots__ = ("_length", "_mask", "_shards")
 
-    def __init__(self, items: Mapping[str, SessionData] | Iterable[tuple[str, SessionData]] = ()):
-        self._shards: list[dict[str, SessionData] | None] = [None] * _SHARDS
+    def __init__(
+        self,
+        items: Mapping[str, SessionData] | Iterable[tuple[str, SessionData]] = (),
+        *,
+        shards: int = SHARDS,
+    ) -> None:
+        """`shards` (a power of two): 1 for a small batch, the default for a whole store."""
+        self._shards: list[dict[str, SessionData] | None] = [None] * shards
+        self._mask = shards - 1
         self._length = 0
         pairs = items.items() if isinstance(items, Mapping) else items
         for session_id, data in pairs:
@@ -39,7 +45,7 @@ class SessionMap(Mapping[str, SessionData]):
 
     def _put(self, session_id: str, data: SessionData) -> None:
         """Add or replace one session; only while the mapping is being built."""
-        index = hash(session_id) & _MASK
+        index = hash(session_id) & self._mask
         shard = self._shards[index]
         if shard is None:
             shard = self._shards[index] = {}
@@ -53,14 +59,14 @@ class SessionMap(Mapping[str, SessionData]):
             self._put(session_id, data)
 
     def __getitem__(self, session_id: str) -> SessionData:
-        shard = self._shards[hash(session_id) & _MASK]
+        shard = self._shards[hash(session_id) & self._mask]
         if shard is None:
             raise KeyError(session_id)
         return shard[session_id]
 
     def __contains__(self, session_id: object) -> bool:
         try:
-            shard = self._shards[hash(session_id) & _MASK]
+            shard = self._shards[hash(session_id) & self._mask]
         except TypeError:  # unhashable: never a key
             return False
         return shard is not None and session_id in shard
@@ -87,4 +93,4 @@ class SessionMap(Mapping[str, SessionData]):
         return f"SessionMap({dict(self.items())!r})"
 
     def __reduce__(self) -> tuple[type[SessionMap], tuple[dict[str, SessionData]]]:
-        return (SessionMap, (dict(self.items()),))
+        return (SessionMap, (dict(self.items()),))  # the shard count is not worth keeping

@@ -611,7 +611,8 @@ class SqliteBackend:
 
         def read(conn: sqlite3.Connection) -> tuple[SessionMap, object]:
             rows = _fetch_all(conn, sql, params)
-            result = sweep(self._config, now, self._readable(rows), collect=True)
+            batch = SessionMap(shards=1)
+            result = sweep(self._config, now, self._readable(rows), collect=True, into=batch)
             if result.slides:
                 with _transaction(conn):
                     conn.executemany(
