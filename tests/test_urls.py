@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,36 @@ class TestSchemes:
         async with open_store(f"sqlite:///{tmp_path}/with%20space.db") as store:
             await store.set("a", SessionData("a", "https://a.example"))
         assert (tmp_path / "with space.db").exists()
+
+    async def test_sqlite_durability_and_timeout(self, tmp_path: Path) -> None:
+        """durability and timeout, from the query or as keyword options."""
+        store = open_store(f"sqlite:///{tmp_path}/a.db?durability=power&timeout=2.5")
+        assert isinstance(store, LocalStorageSessionStore)
+        assert (store.durability, store.timeout) == ("power", 2.5)
+        store = open_store(f"sqlite:///{tmp_path}/a.db", durability="power", timeout=1)
+        assert isinstance(store, LocalStorageSessionStore)
+        assert (store.durability, store.timeout) == ("power", 1)
+        store = open_store(f"sqlite:///{tmp_path}/a.db")
+        assert isinstance(store, LocalStorageSessionStore)
+        assert (store.durability, store.timeout) == ("process", 30.0)
+
+    @pytest.mark.parametrize(
+        ("url", "options", "message"),
+        [
+            ("a.db?durability=disk", {}, "durability must be"),
+            ("a.db?timeout=soon", {}, "timeout in"),
+            ("a.db?timeout=1&timeout=2", {}, "timeout given twice"),
+            ("a.db?durability=power", {"durability": "power"}, "not both"),
+            ("a.db?journal=wal", {}, "unknown option(s) journal"),
+        ],
+    )
+    def test_sqlite_bad_options(
+        self, tmp_path: Path, url: str, options: dict[str, Any], message: str
+    ) -> None:
+        """Bad SQLite options are refused when the store is made."""
+        with pytest.raises(InvalidConfigError) as exc:
+            open_store(f"sqlite:///{tmp_path}/{url}", **options)
+        assert message in str(exc.value)
 
     @pytest.mark.parametrize(
         "url", ["redis://127.0.0.1:6379/0", "rediss://h:6380/1", "unix:///run/redis.sock?db=2"]

@@ -110,6 +110,11 @@ class LocalStorageSessionStore:
         return None if self._sqlite is None else self._sqlite.path
 
     @property
+    def durability(self) -> Durability | None:
+        """What an acknowledged write survives on a SQLite file; `None` over a mapping."""
+        return None if self._sqlite is None else self._sqlite.durability
+
+    @property
     def prefix(self) -> str:
         """The key prefix that marks this store's records."""
         return self._prefix

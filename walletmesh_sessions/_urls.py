@@ -19,6 +19,8 @@ __all__ = ("open_store",)
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
 # Query parameters that configure the store rather than the connection.
 STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
+# Query parameters (or keyword options) of a SQLite URL: the store's own options.
+SQLITE_PARAMETERS = frozenset({"durability", "timeout"})
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
@@ -39,7 +41,9 @@ def open_store(
       (extra ``redis``); other query parameters and `options` go to the Redis client.
 
     Query parameters ``prefix``, ``lifetime`` (seconds) and ``refresh_on_access``
-    (true/false) configure the store; give either them or `config`, not both.
+    (true/false) configure the store; give either them or `config`, not both. A SQLite URL
+    also takes ``durability`` ("process" or "power") and ``timeout`` (seconds), in the query or
+    as keyword `options`.
     """
     if not isinstance(url, str):
         msg = f"store URL must be a str, got {url!r}"
@@ -66,12 +70,13 @@ def open_store(
         _refuse_extras(shown, rest, options)
         return MemorySessionStore(config, clock=clock)
     if scheme == "sqlite":
-        _refuse_extras(shown, rest, options)
+        sqlite_options = _sqlite_options(shown, rest, options)
+        _refuse_extras(shown, [(k, v) for k, v in rest if k not in SQLITE_PARAMETERS], options)
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if parts.netloc or not path:
             msg = f"a SQLite URL is sqlite:///relative.db or sqlite:////abs/path.db, got {shown!r}"
             raise InvalidConfigError(msg)
-        return LocalStorageSessionStore(path, config, prefix=prefix, clock=clock)
+        return LocalStorageSessionStore(path, config, prefix=prefix, clock=clock, **sqlite_options)
     try:
         from .redis import RedisSessionStore
     except ImportError as exc:
@@ -127,3 +132,31 @@ def _refuse_extras(url: str, query: list[tuple[str, str]], options: dict[str, An
     if unknown:
         msg = f"unknown option(s) {', '.join(unknown)} for {url!r}"
         raise InvalidConfigError(msg)
+
+
+def _sqlite_options(
+    url: str, query: list[tuple[str, str]], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The SQLite store's own options, from the URL's query and the keyword `options`.
+
+    Those taken are removed from `options`; their values are checked by the store.
+    """
+    found: dict[str, Any] = {}
+    for key, value in query:
+        if key in SQLITE_PARAMETERS:
+            if key in found:
+                msg = f"{key} given twice in {url!r}"
+                raise InvalidConfigError(msg)
+            found[key] = value
+    for key in SQLITE_PARAMETERS & set(options):
+        if key in found:
+            msg = f"give {key} in the URL or as an argument, not both: {url!r}"
+            raise InvalidConfigError(msg)
+        found[key] = options.pop(key)
+    if isinstance(found.get("timeout"), str):
+        try:
+            found["timeout"] = float(found["timeout"])
+        except ValueError:
+            msg = f"timeout in {url!r} must be seconds, got {found['timeout']!r}"
+            raise InvalidConfigError(msg) from None
+    return found
