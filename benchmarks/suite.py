@@ -423,6 +423,27 @@ async def bench_footprint(sessions: int) -> dict[str, float]:
     return result
 
 
+class GcPauses:
+    """The longest garbage-collector pause while the block runs (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 async def bench_big_stalls(sessions: int, runs: int, directory: Path) -> list[dict[str, Any]]:
     """The longest event-loop stall, over `runs` runs, of get_all and of iterating every
     session, on memory and SQLite stores holding `sessions` sessions."""
@@ -445,14 +466,16 @@ async def bench_big_stalls(sessions: int, runs: int, directory: Path) -> list[di
     for kind, store in (("memory", memory), ("sqlite", sqlite)):
         calls = (("get_all", store.get_all), ("iter_sessions", functools.partial(iterate, store)))
         for method, call in calls:
-            stalls, seconds = [], []
+            stalls, seconds, pauses = [], [], []
             for _ in range(runs):
-                elapsed, stall, value = await timed(call)
+                with GcPauses() as gc_pauses:
+                    elapsed, stall, value = await timed(call)
                 count = len(value) if method == "get_all" else value
                 assert count == sessions, (kind, method, count)
                 del value
                 stalls.append(stall * 1000)
                 seconds.append(elapsed)
+                pauses.append(gc_pauses.longest * 1000)
             rows.append(
                 {
                     "store": kind,
@@ -460,6 +483,8 @@ async def bench_big_stalls(sessions: int, runs: int, directory: Path) -> list[di
                     "sessions": sessions,
                     "runs": runs,
                     "max_stall_ms": max(stalls),
+                    "stalls_ms": stalls,
+                    "max_gc_pause_ms": max(pauses),
                     "median_s": statistics.median(seconds),
                 }
             )
@@ -544,6 +569,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
                     f"{row['store']:8} {row['method']:14} {row['sessions']:,} sessions:"
                     f" {row['median_s']:.2f} s, longest stall over {row['runs']} runs"
                     f" {row['max_stall_ms']:.1f} ms"
+                    f" (longest GC pause {row['max_gc_pause_ms']:.1f} ms)"
                 )
             lock = result["lock_stall"]
             print(

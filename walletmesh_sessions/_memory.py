@@ -47,7 +47,7 @@ _RESCAN_GROWTH = 2
 _RESCAN_MIN = 64
 # Entries a pass over many sessions (get_all, iteration) handles between two checkpoints, and
 # ids copied per step of its snapshot: each step stays well under a millisecond of the loop.
-_PASS_CHUNK = 2_000
+_PASS_CHUNK = 500
 _SNAPSHOT_CHUNK = 10_000
 # Snapshots restarted because a write added or removed a session meanwhile, before the
 # snapshot is taken in one step (a single stall, rather than no progress under steady writes).
