@@ -89,7 +89,9 @@ FILE_MODE = 0o600
 _SLIDE_UNCHANGED = f"UPDATE {TABLE} SET value = :new WHERE key = :key AND value = :old"
 _DELETE_UNCHANGED = f"DELETE FROM {TABLE} WHERE key = ? AND value = ?"
 # A key written as a BLOB (bytes from another program) is the same key to a reader of text.
-_SELECT_ONE = f"SELECT key, value FROM {TABLE} WHERE key IN (?, CAST(? AS BLOB))"
+# A text parameter equals only a TEXT key; a BLOB key with the same bytes needs the CAST.
+_SELECT_TEXT_KEY = f"SELECT value FROM {TABLE} WHERE key = ?"
+_SELECT_BLOB_KEY = f"SELECT 1 FROM {TABLE} WHERE key = CAST(? AS BLOB)"
 _DELETE_ONE = f"DELETE FROM {TABLE} WHERE key IN (?, CAST(? AS BLOB))"
 _UPSERT = (
     f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
@@ -652,11 +654,11 @@ def _lookup(conn: sqlite3.Connection, key: str, session_id: str) -> Any:
     A key stored as a BLOB holds a record no text lookup finds, yet it is under the prefix:
     it is an unreadable record (a text key, when there is one too, wins).
     """
-    rows = _fetch_all(conn, _SELECT_ONE, (key, key))
-    for row_key, value in rows:
-        if isinstance(row_key, str):
-            return value
+    rows = _fetch_all(conn, _SELECT_TEXT_KEY, (key,))
     if rows:
+        return rows[0][0]
+    # Only when there is no text key: the lookup of a live session stays one plain statement.
+    if _fetch_all(conn, _SELECT_BLOB_KEY, (key,)):
         raise CorruptRecordError(session_id, "its key is stored as a BLOB, not as text")
     return None
 
