@@ -169,6 +169,8 @@ class SqliteBackend:
         self._seen_changes = 0
         self._checkpointing = threading.Lock()
         self._timeout = timeout
+        # The writing connection's busy timeout, as last set (None: not set on this one).
+        self._busy_ms: int | None = None
         self._prefix = prefix
         self._upper = prefix_upper_bound(prefix)
         self._config = config
@@ -235,7 +237,10 @@ class SqliteBackend:
                     conn = self._connect(deadline)
                 else:
                     self._check_same_file()
-                conn.execute(f"PRAGMA busy_timeout = {deadline.remaining_ms()}")
+                busy_ms = _busy_timeout_ms(deadline.remaining_ms())
+                if busy_ms != self._busy_ms:
+                    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                    self._busy_ms = busy_ms
                 return operation(conn)
             except SessionStoreError:
                 raise
@@ -398,6 +403,7 @@ class SqliteBackend:
                     conn.close()
             self._conn = self._reader = None
             self._identity = None
+            self._busy_ms = None
         self._cache.clear()
 
     def close(self) -> None:
@@ -679,6 +685,12 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
     return rows[0] if rows else None
 
 
+def _busy_timeout_ms(remaining_ms: int) -> int:
+    """A busy timeout within `remaining_ms`: over a second, rounded down to 100 ms, so that
+    calls in a row find it already set (each new value compiles a statement)."""
+    return remaining_ms if remaining_ms < 1000 else remaining_ms - remaining_ms % 100
+
+
 def _fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
     with contextlib.closing(conn.execute(sql, params)) as cursor:
         return cursor.fetchall()
@@ -725,6 +737,7 @@ class _transaction:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._busy_ms = None
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
