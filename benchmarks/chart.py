@@ -22,6 +22,7 @@ def draw(results: list[dict[str, Any]], output: Path) -> None:
 
     matplotlib.use("svg")
     matplotlib.rcParams["svg.hashsalt"] = "walletmesh-sessions"  # the same file for the same data
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: searchable, and smaller
     import matplotlib.pyplot as plt
 
     rows = [row for result in results for row in result.get("scaling", [])]

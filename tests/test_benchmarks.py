@@ -83,3 +83,44 @@ class TestOutput:
         args = suite.parse_args(["--quick", "--output", "-"])
         suite.write_results([{"backend": "trio"}], args.output)
         assert json.loads(capsys.readouterr().out)["results"] == [{"backend": "trio"}]
+
+
+def _script(name: str) -> Any:
+    """benchmarks/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestReports:
+    """The tables and the chart in docs/performance.md come from the tracked results."""
+
+    def test_tables_cover_every_store(self) -> None:
+        """Each store's per-session rows and scaling rows are printed from results.json."""
+        results = json.loads(TRACKED.read_text(encoding="utf-8"))["results"]
+        tables = _script("tables")
+        per_session = "\n".join(tables.per_session(results))
+        for row in ("| memory | `set` |", "| sqlite | `set [process]` |", "| redis | `get` |"):
+            assert row in per_session
+        scaling = "\n".join(tables.scaling(results))
+        assert "| memory | 1,000,000 |" in scaling
+        assert "| sqlite | 1,000,000 |" in scaling
+        assert "| memory | `get_all` | 1,000,000 |" in "\n".join(tables.big_stalls(results))
+
+    def test_chart_is_an_svg_of_the_scaling(self, tmp_path: Path) -> None:
+        """The chart draws from results.json: an SVG with both panels' titles."""
+        results = json.loads(TRACKED.read_text(encoding="utf-8"))["results"]
+        target = tmp_path / "scaling.svg"
+        _script("chart").draw(results, target)
+        svg = target.read_text(encoding="utf-8")
+        assert svg.startswith("<?xml")
+        assert "<svg" in svg
+        assert "Longest stall of the event loop during get_all" in svg
+
+    def test_docs_show_the_tracked_chart(self) -> None:
+        """docs/performance.md embeds docs/scaling.svg, which exists."""
+        assert (ROOT / "docs" / "scaling.svg").is_file()
+        assert "](scaling.svg)" in (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")

@@ -25,6 +25,7 @@ from ._protocol import Inspectable as Inspectable
 from ._protocol import IterableSessionStore as IterableSessionStore
 from ._protocol import LifecycleSessionStore as LifecycleSessionStore
 from ._protocol import SessionStore as SessionStore
+from ._session_map import SessionMap as SessionMap
 from ._urls import open_store as open_store
 
 __all__ = (
@@ -42,6 +43,7 @@ __all__ = (
     "SessionData",
     "SessionIdTakenError",
     "SessionIdTypeError",
+    "SessionMap",
     "SessionRecord",
     "SessionStore",
     "SessionStoreConfig",
