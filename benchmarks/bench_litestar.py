@@ -1,0 +1,101 @@
+"""RedisSessionStore next to litestar's RedisStore doing the comparable operation, on asyncio.
+
+The same redis-server (started here on a free port, as bench_redis.py does), one task,
+sequential calls, rounds interleaved, medians printed:
+
+- set: our `set` (SET PX of the JSON record) and litestar's `set(key, bytes, expires_in)`;
+- get: our `get` of a store that does not slide, and litestar's `get(key)` (a plain GET);
+- sliding read: our `validate_and_refresh` with `refresh_on_access` (one script that reads,
+  decides and slides) and litestar's `get(key, renew_for=...)` (one script: GET, then EXPIRE);
+- delete: both a DEL.
+
+Litestar stores opaque bytes: it decodes nothing and checks nothing, so this compares the
+round trips and the client work around them.
+
+Run: pip install litestar; python benchmarks/bench_litestar.py [--ops 3000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from typing import Any
+
+import anyio
+import redis.asyncio
+from bench_redis import DATA, LIFETIME_S, start_server, timed
+from litestar.stores.redis import RedisStore
+
+from walletmesh_sessions import SessionStoreConfig
+from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions.redis import RedisSessionStore
+
+OPERATIONS = ("set", "get", "sliding read", "delete")
+
+
+async def ours(url: str, ops: int) -> dict[str, float]:
+    plain = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=LIFETIME_S))
+    sliding = RedisSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+    )
+    async with plain, sliding:
+        return {
+            "set": await timed(ops, lambda n: plain.set(f"id{n}", DATA)),
+            "get": await timed(ops, lambda n: plain.get(f"id{n}")),
+            "sliding read": await timed(ops, lambda n: sliding.validate_and_refresh(f"id{n}")),
+            "delete": await timed(ops, lambda n: plain.delete(f"id{n}")),
+        }
+
+
+async def litestar(url: str, ops: int) -> dict[str, float]:
+    client = redis.asyncio.Redis.from_url(url)
+    store = RedisStore(client, namespace="litestar_bench", handle_client_shutdown=False)
+    value = encode_record(DATA, 1_700_000_000_000).encode()
+    try:
+        return {
+            "set": await timed(ops, lambda n: store.set(f"id{n}", value, expires_in=LIFETIME_S)),
+            "get": await timed(ops, lambda n: store.get(f"id{n}")),
+            "sliding read": await timed(ops, lambda n: store.get(f"id{n}", renew_for=LIFETIME_S)),
+            "delete": await timed(ops, lambda n: store.delete(f"id{n}")),
+        }
+    finally:
+        await client.aclose()
+
+
+async def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    samples: dict[str, dict[str, list[float]]] = {
+        who: {op: [] for op in OPERATIONS} for who in ("walletmesh-sessions", "litestar")
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        server, port = start_server(directory)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            for _ in range(args.rounds):
+                for who, run in (("walletmesh-sessions", ours), ("litestar", litestar)):
+                    for op, rate in (await run(url, args.ops)).items():
+                        samples[who][op].append(rate)
+        finally:
+            server.terminate()
+            server.wait()
+    return {
+        who: {op: statistics.median(rates) for op, rates in ops.items()}
+        for who, ops in samples.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    result: Any = anyio.run(measure, args)
+    print("| operation | walletmesh-sessions ops/s | litestar RedisStore ops/s | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for op in OPERATIONS:
+        mine, theirs = result["walletmesh-sessions"][op], result["litestar"][op]
+        print(f"| {op} | {mine:,.0f} | {theirs:,.0f} | {theirs / mine:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
