@@ -1,0 +1,294 @@
+"""Running `_postgres_ops` operations on connections: natively on asyncio, or in worker threads.
+
+A *source* hands out one connection at a time: a psycopg pool (the store's own or a caller's)
+or a single caller's connection, which calls then take turns on. `run_async` drives an
+operation on an `AsyncConnection`; `run_in_thread` drives it on a synchronous `Connection` in
+an anyio worker thread. Both finish or fail within the call's `Deadline`: waiting for a
+connection, every statement, retries after a lost connection, all of it. A worker thread
+cannot be cancelled, so when its call runs out of time the socket it is blocked on is shut
+down under it (`Watch`), and the thread ends at once with an error nobody waits for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import psycopg
+import psycopg.errors
+import psycopg_pool
+
+from ._deadline import Deadline
+from ._errors import InvalidSessionIdError, SessionStoreError, StoreUnavailableError
+from ._postgres_ops import BEGIN, Op, Plan
+from ._secrets import redact_message
+
+__all__ = (
+    "AsyncConnectionSource",
+    "AsyncPoolSource",
+    "AsyncSource",
+    "SyncConnectionSource",
+    "SyncPoolSource",
+    "SyncSource",
+    "Watch",
+    "run_async",
+    "run_in_thread",
+)
+
+T = TypeVar("T")
+
+AsyncConn = psycopg.AsyncConnection[Any]
+SyncConn = psycopg.Connection[Any]
+
+
+class AsyncPoolSource:
+    """Connections from an `AsyncConnectionPool`."""
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self, deadline: Deadline) -> AsyncIterator[AsyncConn]:
+        async with self.pool.connection(timeout=max(deadline.remaining(), 0.001)) as conn:
+            yield conn
+
+
+class AsyncConnectionSource:
+    """One caller's `AsyncConnection`: calls take turns on it."""
+
+    def __init__(self, conn: AsyncConn) -> None:
+        self.conn = conn
+        self._lock: anyio.Lock | None = None
+
+    @contextlib.asynccontextmanager
+    async def connection(self, deadline: Deadline) -> AsyncIterator[AsyncConn]:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        with anyio.move_on_after(deadline.remaining()):
+            async with self._lock:
+                yield self.conn
+                return
+        raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
+
+
+class SyncPoolSource:
+    """Connections from a `ConnectionPool`, used from worker threads."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    @contextlib.contextmanager
+    def connection(self, deadline: Deadline) -> Iterator[SyncConn]:
+        with self.pool.connection(timeout=max(deadline.remaining(), 0.001)) as conn:
+            yield conn
+
+
+class SyncConnectionSource:
+    """One caller's synchronous `Connection`: calls take turns on it, from worker threads."""
+
+    def __init__(self, conn: SyncConn) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self, deadline: Deadline) -> Iterator[SyncConn]:
+        if not deadline.acquire(self._lock):
+            raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
+        try:
+            yield self.conn
+        finally:
+            self._lock.release()
+
+
+AsyncSource = AsyncPoolSource | AsyncConnectionSource
+SyncSource = SyncPoolSource | SyncConnectionSource
+
+
+def _within(deadline: Deadline) -> anyio.CancelScope:
+    """A scope that only the call's own deadline cancels."""
+    return anyio.CancelScope(shield=True, deadline=anyio.current_time() + deadline.remaining())
+
+
+def _lost(exc: BaseException, conn: AsyncConn | SyncConn) -> bool:
+    """True if `exc` came from a connection that is gone (a restart, a dropped socket)."""
+    return isinstance(exc, psycopg.OperationalError) and conn.closed
+
+
+def _fail(what: str, exc: Exception, url: str | None) -> SessionStoreError:
+    """The library's error for a psycopg or pool error, its message masked against `url`."""
+    if isinstance(exc, SessionStoreError):
+        return exc
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        msg = f"{what}: a session id (or record) too large for PostgreSQL's index: {exc}"
+        return InvalidSessionIdError(msg)
+    text = f"{type(exc).__name__}: {exc}".strip()
+    if url is not None:
+        text = redact_message(text, url)
+    return StoreUnavailableError(f"{what}: {text}")
+
+
+async def run_async(
+    source: AsyncSource, plan: Plan, deadline: Deadline, what: str, url: str | None
+) -> Any:
+    """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
+    failure: SessionStoreError | None = None
+    # Shielded: a statement sent is seen through (within the deadline), so a call cancelled
+    # from outside never leaves one running on the server after it returns.
+    with _within(deadline):
+        try:
+            return await _attempts_async(source, plan, deadline)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            failure = _fail(what, exc, url)
+            cause: BaseException = exc
+    if failure is None:
+        raise deadline.exceeded(what, "PostgreSQL")
+    # Raised here, outside the handler: an unmasked message never rides along as context.
+    raise failure from (cause if str(failure).endswith(str(cause)) else None)
+
+
+async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
+    while True:
+        async with source.connection(deadline) as conn:
+            try:
+                return await _drive_async(conn, plan.make())
+            except psycopg.Error as exc:
+                if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                    raise
+        # The pool drops the lost connection; try again on another.
+
+
+async def _drive_async(conn: AsyncConn, op: Op[T]) -> T:
+    explicit = not conn.autocommit
+    async with contextlib.AsyncExitStack() as stack:
+        if explicit:
+            await stack.enter_async_context(conn.transaction())
+        cursor = await stack.enter_async_context(conn.cursor())
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if step is BEGIN:
+                    if not explicit:
+                        await stack.enter_async_context(conn.transaction())
+                    reply = None
+                    continue
+                await cursor.execute(step.query, step.params)
+                reply = await cursor.fetchall() if step.fetch else cursor.rowcount
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            op.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Watch:
+    """What a worker thread is blocked on, so that its caller can cut it loose in time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: SyncConn | None = None
+        self._abandoned = False
+
+    def use(self, conn: SyncConn) -> bool:
+        """Record `conn` as in use; False if the call was already abandoned."""
+        with self._lock:
+            self._conn = conn
+            return not self._abandoned
+
+    def done(self) -> None:
+        with self._lock:
+            self._conn = None
+
+    def abandon(self) -> None:
+        """Shut down the socket of the connection in use: the thread's wait ends at once.
+
+        The connection is then broken, and its pool drops it.
+        """
+        with self._lock:
+            self._abandoned = True
+            conn = self._conn
+            if conn is None or conn.closed:
+                return
+            with contextlib.suppress(OSError):
+                fd = os.dup(conn.pgconn.socket)
+                with socket.socket(fileno=fd) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+async def run_in_thread(
+    source: SyncSource,
+    plan: Plan,
+    deadline: Deadline,
+    what: str,
+    url: str | None,
+    limiter: anyio.CapacityLimiter,
+) -> Any:
+    """Drive `plan` on a connection of `source` in a worker thread, within `deadline`."""
+    watch = Watch()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, _attempts_sync(source, plan, deadline, watch)))
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            outcome.append((False, exc))
+
+    with _within(deadline):
+        await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    if not outcome:
+        watch.abandon()
+        raise deadline.exceeded(what, "PostgreSQL")
+    ok, value = outcome[0]
+    if ok:
+        return value
+    failure = _fail(what, value, url)
+    raise failure from (value if str(failure).endswith(str(value)) else None)
+
+
+def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: Watch) -> Any:
+    while True:
+        with source.connection(deadline) as conn:
+            if not watch.use(conn):
+                raise psycopg_pool.PoolTimeout("the call ran out of time before it started")
+            try:
+                return _drive_sync(conn, plan.make())
+            except psycopg.Error as exc:
+                if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                    raise
+            finally:
+                watch.done()
+
+
+def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
+    explicit = not conn.autocommit
+    with contextlib.ExitStack() as stack:
+        if explicit:
+            stack.enter_context(conn.transaction())
+        cursor = stack.enter_context(conn.cursor())
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if step is BEGIN:
+                    if not explicit:
+                        stack.enter_context(conn.transaction())
+                    reply = None
+                    continue
+                cursor.execute(step.query, step.params)
+                reply = cursor.fetchall() if step.fetch else cursor.rowcount
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            op.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+Runner = Callable[..., Any]
