@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -120,24 +120,42 @@ def _lost(exc: BaseException, conn: AsyncConn | SyncConn) -> bool:
     return isinstance(exc, psycopg.OperationalError) and conn.closed
 
 
-def _fail(what: str, exc: Exception, url: str | None) -> SessionStoreError:
-    """The library's error for a psycopg or pool error, its message masked against `url`."""
-    if isinstance(exc, SessionStoreError):
-        return exc
+def _fail(what: str, exc: Exception, url: str | None) -> tuple[SessionStoreError, Exception]:
+    """The library's error for a psycopg or pool error, and the cause to chain to it.
+
+    With the store's `url`, every message is masked against it; a cause whose chain shows a
+    secret gives way to a stand-in that carries the masked message only.
+    """
     if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
         msg = f"{what}: a session id (or record) too large for PostgreSQL's index: {exc}"
-        return InvalidSessionIdError(msg)
+        return InvalidSessionIdError(msg), exc
     text = f"{type(exc).__name__}: {exc}".strip()
-    if url is not None:
-        text = redact_message(text, url)
-    return StoreUnavailableError(f"{what}: {text}")
+    if url is None:
+        return StoreUnavailableError(f"{what}: {text}"), exc
+    error = StoreUnavailableError(f"{what}: {redact_message(text, url)}")
+    return error, (exc if _clean(exc, url) else Exception(redact_message(str(exc), url)))
+
+
+def _clean(exc: BaseException, url: str) -> bool:
+    """True if no message along `exc`'s chain of causes and contexts shows a secret."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if redact_message(str(current), url) != str(current):
+            return False
+        pending += [current.__cause__, current.__context__]
+    return True
 
 
 async def run_async(
     source: AsyncSource, plan: Plan, deadline: Deadline, what: str, url: str | None
 ) -> Any:
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
-    failure: SessionStoreError | None = None
+    failure: tuple[SessionStoreError, Exception] | None = None
     # Shielded: a statement sent is seen through (within the deadline), so a call cancelled
     # from outside never leaves one running on the server after it returns.
     with _within(deadline):
@@ -145,11 +163,11 @@ async def run_async(
             return await _attempts_async(source, plan, deadline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             failure = _fail(what, exc, url)
-            cause: BaseException = exc
     if failure is None:
         raise deadline.exceeded(what, "PostgreSQL")
     # Raised here, outside the handler: an unmasked message never rides along as context.
-    raise failure from (cause if str(failure).endswith(str(cause)) else None)
+    error, cause = failure
+    raise error from cause
 
 
 async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
@@ -248,8 +266,8 @@ async def run_in_thread(
     ok, value = outcome[0]
     if ok:
         return value
-    failure = _fail(what, value, url)
-    raise failure from (value if str(failure).endswith(str(value)) else None)
+    error, cause = _fail(what, value, url)
+    raise error from cause
 
 
 def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: Watch) -> Any:
@@ -289,6 +307,3 @@ def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
         finally:
             op.close()
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-Runner = Callable[..., Any]

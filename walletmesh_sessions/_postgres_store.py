@@ -38,7 +38,7 @@ from ._postgres_io import (
     run_in_thread,
 )
 from ._postgres_sql import DEFAULT_TABLE, Statements, check_table
-from ._secrets import redact, redact_error, redact_message
+from ._secrets import misread_userinfo, redact, redact_error, redact_message
 from ._validation import (
     check_batch_size,
     check_clock,
@@ -327,6 +327,11 @@ class PostgresSessionStore:
         shown = redact(given)
         if urlsplit(given).scheme.lower() not in SCHEMES:
             msg = f"a PostgreSQL URL starts with postgresql:// or postgres://, got {shown!r}"
+            raise InvalidConfigError(msg)
+        if misread_userinfo(given):
+            msg = (
+                f"percent-encode any '#', '/', '?' or '@' in the user name or password of {shown!r}"
+            )
             raise InvalidConfigError(msg)
         conninfo, from_query = _split_url(given)
         refused: psycopg.Error | None = None

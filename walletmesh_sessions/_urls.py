@@ -12,7 +12,7 @@ from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
 from ._memory import MemorySessionStore
 from ._protocol import ClosableSessionStore
-from ._secrets import redact, redact_message
+from ._secrets import misread_userinfo, redact, redact_message
 
 __all__ = ("open_store",)
 
@@ -106,6 +106,9 @@ def _postgres(
     clock: Clock,
     options: dict[str, Any],
 ) -> ClosableSessionStore:
+    if misread_userinfo(url):
+        msg = f"percent-encode any '#', '/', '?' or '@' in the user name or password: {shown!r}"
+        raise InvalidConfigError(msg)
     if prefix is not None or "prefix" in store_query:
         msg = f"a PostgreSQL store has no prefix: give each store its own table=... in {shown!r}"
         raise InvalidConfigError(msg)
