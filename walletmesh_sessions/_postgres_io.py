@@ -53,10 +53,8 @@ class AsyncPoolSource:
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
-    @contextlib.asynccontextmanager
-    async def connection(self, deadline: Deadline) -> AsyncIterator[AsyncConn]:
-        async with self.pool.connection(timeout=max(deadline.remaining(), 0.001)) as conn:
-            yield conn
+    def connection(self, deadline: Deadline) -> contextlib.AbstractAsyncContextManager[AsyncConn]:
+        return self.pool.connection(timeout=max(deadline.remaining(), 0.001))
 
 
 class AsyncConnectionSource:
@@ -186,7 +184,7 @@ async def _drive_async(conn: AsyncConn, op: Op[T]) -> T:
     async with contextlib.AsyncExitStack() as stack:
         if explicit:
             await stack.enter_async_context(conn.transaction())
-        cursor = await stack.enter_async_context(conn.cursor())
+        cursor = conn.cursor()  # client-side: nothing to close on the server
         reply: Any = None
         try:
             while True:
@@ -289,7 +287,7 @@ def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
     with contextlib.ExitStack() as stack:
         if explicit:
             stack.enter_context(conn.transaction())
-        cursor = stack.enter_context(conn.cursor())
+        cursor = conn.cursor()  # client-side: nothing to close on the server
         reply: Any = None
         try:
             while True:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
-from psycopg import sql
 
 from ._codec import Decode, decode_readable, encode_record, inspect_record, record_with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
@@ -63,7 +62,7 @@ DELETE_BATCH: Final = 5000
 class Statement(NamedTuple):
     """One statement and its parameters; `fetch`: answer its rows, else its row count."""
 
-    query: sql.SQL | sql.Composed
+    query: bytes
     params: Sequence[Any] | None = None
     fetch: bool = False
 
@@ -130,7 +129,7 @@ def ensure_schema(spec: Spec) -> Op[None]:
     qualified = ".".join(f'"{part}"' for part in statements.table_name.split("."))
     yield BEGIN
     yield Statement(
-        sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s))"), (statements.schema_lock_key,), True
+        b"SELECT pg_advisory_xact_lock(hashtext(%s))", (statements.schema_lock_key,), True
     )
     rows = yield Statement(statements.columns, (qualified,), True)
     if not rows:

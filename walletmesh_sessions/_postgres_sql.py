@@ -75,63 +75,92 @@ def check_table(table: object) -> tuple[str, ...]:
     return parts
 
 
+def _render(query: sql.Composable) -> bytes:
+    """The statement's text, rendered once: identifiers here are plain, so quoting them needs
+    no connection (and each call then skips composing it again)."""
+    return query.as_bytes(None)
+
+
 class Statements:
-    """Every statement on one table, composed once per store (identifiers quoted)."""
+    """Every statement on one table, composed once per store (identifiers quoted), as bytes."""
 
     def __init__(self, table: tuple[str, ...]) -> None:
         self.table_name = ".".join(table)
         t = sql.Identifier(*table)
         index = sql.Identifier(f"{table[-1]}_expires_at")
         self.schema_lock_key = f"walletmesh_sessions:{self.table_name}"
-        self.create_table = sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {t} (id bytea PRIMARY KEY, value text NOT NULL,"
-            " expires_at bigint GENERATED ALWAYS AS ({expires_at}) STORED)"
-        ).format(t=t, expires_at=sql.SQL(EXPIRES_AT))
-        self.create_index = sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
-        ).format(index=index, t=t)
-        self.columns = sql.SQL(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''"
-            " FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
-            " AND a.attnum > 0 AND NOT a.attisdropped"
+        self.create_table = _render(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (id bytea PRIMARY KEY, value text NOT NULL,"
+                " expires_at bigint GENERATED ALWAYS AS ({expires_at}) STORED)"
+            ).format(t=t, expires_at=sql.SQL(EXPIRES_AT))
         )
-        self.get = sql.SQL("SELECT value FROM {t} WHERE id = %s").format(t=t)
-        self.get_for_update = sql.SQL("SELECT value FROM {t} WHERE id = %s FOR UPDATE").format(t=t)
-        self.get_two_for_update = sql.SQL(
-            "SELECT id, value FROM {t} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
-        ).format(t=t)
-        self.upsert = sql.SQL(
-            "INSERT INTO {t} (id, value) VALUES (%s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET value = excluded.value"
-        ).format(t=t)
-        self.insert_if_absent = sql.SQL(
-            "INSERT INTO {t} (id, value) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING"
-        ).format(t=t)
+        self.create_index = _render(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"
+                " WHERE expires_at IS NOT NULL"
+            ).format(index=index, t=t)
+        )
+        self.columns = _render(
+            sql.SQL(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''"
+                " FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
+                " AND a.attnum > 0 AND NOT a.attisdropped"
+            )
+        )
+        self.get = _render(sql.SQL("SELECT value FROM {t} WHERE id = %s").format(t=t))
+        self.get_for_update = _render(
+            sql.SQL("SELECT value FROM {t} WHERE id = %s FOR UPDATE").format(t=t)
+        )
+        self.get_two_for_update = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE id = ANY(%s) ORDER BY id FOR UPDATE").format(
+                t=t
+            )
+        )
+        self.upsert = _render(
+            sql.SQL(
+                "INSERT INTO {t} (id, value) VALUES (%s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET value = excluded.value"
+            ).format(t=t)
+        )
+        self.insert_if_absent = _render(
+            sql.SQL(
+                "INSERT INTO {t} (id, value) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING"
+            ).format(t=t)
+        )
         # Replace a record only if it still holds exactly the text read (compare-and-set).
-        self.replace_unchanged = sql.SQL(
-            "UPDATE {t} SET value = %s WHERE id = %s AND value = %s"
-        ).format(t=t)
-        self.delete_unchanged = sql.SQL("DELETE FROM {t} WHERE id = %s AND value = %s").format(t=t)
-        self.delete = sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=t)
-        self.clear = sql.SQL("DELETE FROM {t}").format(t=t)
-        self.all = sql.SQL("SELECT id, value FROM {t}").format(t=t)
-        self.page = sql.SQL("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s").format(
-            t=t
+        self.replace_unchanged = _render(
+            sql.SQL("UPDATE {t} SET value = %s WHERE id = %s AND value = %s").format(t=t)
         )
-        self.inspect_all = sql.SQL("SELECT id, value FROM {t} ORDER BY id").format(t=t)
-        self.inspect_one = sql.SQL("SELECT id, value FROM {t} WHERE id = %s").format(t=t)
+        self.delete_unchanged = _render(
+            sql.SQL("DELETE FROM {t} WHERE id = %s AND value = %s").format(t=t)
+        )
+        self.delete = _render(sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=t))
+        self.clear = _render(sql.SQL("DELETE FROM {t}").format(t=t))
+        self.all = _render(sql.SQL("SELECT id, value FROM {t}").format(t=t))
+        self.page = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s").format(t=t)
+        )
+        self.inspect_all = _render(sql.SQL("SELECT id, value FROM {t} ORDER BY id").format(t=t))
+        self.inspect_one = _render(sql.SQL("SELECT id, value FROM {t} WHERE id = %s").format(t=t))
         # Candidates only: each is decided from its record, then removed compare-and-set.
-        self.expired_candidates = sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s").format(
-            t=t
+        self.expired_candidates = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s").format(t=t)
         )
-        self.expired_candidates_created = sql.SQL(
-            "SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s"
-        ).format(t=t, created_at=sql.SQL(CREATED_AT))
-        self.delete_many_unchanged = sql.SQL(
-            "DELETE FROM {t} USING unnest(%s::bytea[], %s::text[]) AS v(id, value)"
-            " WHERE {t}.id = v.id AND {t}.value = v.value"
-        ).format(t=t)
-        self.slide_many_unchanged = sql.SQL(
-            "UPDATE {t} SET value = v.new FROM unnest(%s::bytea[], %s::text[], %s::text[])"
-            " AS v(id, old, new) WHERE {t}.id = v.id AND {t}.value = v.old"
-        ).format(t=t)
+        self.expired_candidates_created = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s").format(
+                t=t, created_at=sql.SQL(CREATED_AT)
+            )
+        )
+        self.delete_many_unchanged = _render(
+            sql.SQL(
+                "DELETE FROM {t} USING unnest(%s::bytea[], %s::text[]) AS v(id, value)"
+                " WHERE {t}.id = v.id AND {t}.value = v.value"
+            ).format(t=t)
+        )
+        self.slide_many_unchanged = _render(
+            sql.SQL(
+                "UPDATE {t} SET value = v.new FROM unnest(%s::bytea[], %s::text[], %s::text[])"
+                " AS v(id, old, new) WHERE {t}.id = v.id AND {t}.value = v.old"
+            ).format(t=t)
+        )
