@@ -277,6 +277,53 @@ class TestRecords:
                 assert rows[key.encode()] == record_with_expiry(records[key], clock.now_ms + 60_000)
 
     @pytest.mark.anyio
+    async def test_one_statement_slide_matches_the_codec(
+        self, postgres_conn: psycopg.Connection[Any], url: str, postgres_table: str
+    ) -> None:
+        """The server-side slide leaves every record as record_with_expiry would, whatever its
+        layout; an unreadable record is left as it was."""
+        clock = FakeClock()
+        data = '{"id":"x","origin":"o","permissions":{"expiresAt":["m"]},"expiresAt":5}'
+        live = clock.now_ms + 1000
+        readable = [
+            f'{{"data":{data},"expiresAt":{live}}}',
+            f' {{ "data" : {data} ,\n "expiresAt" :\t{live}.75 }} ',
+            f'{{"expiresAt":{live},"data":{data}}}',
+            f'{{"data":{data},"expiresAt":{live / 1000}e3}}',
+            f'{{"data":{data}}}',
+            f'{{"data":{data},"expiresAt":null}}',
+            f'{{"data":{data},"a\\"expiresAt":1,"expiresAt":{live}}}',
+            f'{{"data":{data},"expiresAt":{clock.now_ms - 1}}}',
+        ]
+        corrupt = [f'{{"data":{{"id":1}},"expiresAt":{live}}}', f'{{"expiresAt":{live}}}']
+        config = SessionStoreConfig(lifetime=60, refresh_on_access=True)
+        async with PostgresSessionStore.from_url(url, config, clock=clock) as store:
+            await store.create_schema()
+            for n, text in enumerate(readable + corrupt):
+                postgres_conn.execute(
+                    f"INSERT INTO {postgres_table} (id, value) VALUES (%s, %s)",
+                    (f"{n}".encode(), text),
+                )
+            for n, text in enumerate(readable):
+                got = await store.get(f"{n}")
+                row = postgres_conn.execute(
+                    f"SELECT value FROM {postgres_table} WHERE id = %s", (f"{n}".encode(),)
+                ).fetchone()
+                if n == len(readable) - 1:
+                    assert got is None
+                    assert row is None
+                else:
+                    assert got is not None
+                    assert row == (record_with_expiry(text, clock.now_ms + 60_000),), text
+            for n, text in enumerate(corrupt, start=len(readable)):
+                with pytest.raises(CorruptRecordError):
+                    await store.get(f"{n}")
+                row = postgres_conn.execute(
+                    f"SELECT value FROM {postgres_table} WHERE id = %s", (f"{n}".encode(),)
+                ).fetchone()
+                assert row == (text,)
+
+    @pytest.mark.anyio
     async def test_corrupt_records_never_hide_others(
         self,
         postgres_conn: psycopg.Connection[Any],

@@ -9,14 +9,14 @@ decision is `_expiry`'s and `_lifecycle`'s; every record text is `_codec`'s.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 
 from ._codec import Decode, decode_readable, encode_record, inspect_record, record_with_expiry
 from ._data import SessionData, SessionRecord, SessionStoreConfig
-from ._errors import InvalidConfigError, SessionIdTakenError
+from ._errors import CorruptRecordError, InvalidConfigError, SessionIdTakenError
 from ._expiry import (
     EXPIRED,
     Clock,
@@ -29,7 +29,7 @@ from ._expiry import (
 )
 from ._lifecycle import Change, rotated, updated
 from ._log import logger
-from ._postgres_sql import EXPECTED_COLUMNS, Statements
+from ._postgres_sql import EXPECTED_COLUMNS, SLIDE_PATTERN, Statements
 
 __all__ = (
     "BEGIN",
@@ -48,6 +48,7 @@ __all__ = (
     "inspect",
     "page",
     "read",
+    "read_and_slide",
     "rotate",
     "update",
     "write",
@@ -63,7 +64,7 @@ class Statement(NamedTuple):
     """One statement and its parameters; `fetch`: answer its rows, else its row count."""
 
     query: bytes
-    params: Sequence[Any] | None = None
+    params: Sequence[Any] | Mapping[str, Any] | None = None
     fetch: bool = False
 
 
@@ -170,6 +171,43 @@ def read(spec: Spec, session_id: str) -> Op[SessionData | None]:
         # If the record changed since it was read, a concurrent set or delete wins.
         new = record_with_expiry(text, after)
         yield Statement(spec.sql.replace_unchanged, (new, key, text))
+    return data
+
+
+def read_and_slide(spec: Spec, session_id: str) -> Op[SessionData | None]:
+    """`read` in one statement for a store that slides on read (no absolute timeout): the
+    server rewrites the expiresAt digits of a live record as the store asked. The record is
+    then decided as `read` decides it, and whatever the server wrote that differs from that
+    decision (a record of another layout, an unreadable one) is set right, compare-and-set."""
+    key = _key(session_id)
+    now = now_ms(spec.clock)
+    new = after_read(spec.config, now, None)  # what a live record's expiry becomes
+    assert isinstance(new, int)
+    params = {
+        "id": key,
+        "pattern": SLIDE_PATTERN,
+        "replacement": f"\\1{new}\\2",
+        "now": now,
+        "new": new,
+    }
+    rows = yield Statement(spec.sql.read_and_slide, params, True)
+    if not rows:
+        return None
+    text, slid = rows[0]
+    current = text if slid is None else slid
+    try:
+        data, stored = spec.decode(text, session_id)
+    except CorruptRecordError:
+        if slid is not None:
+            yield Statement(spec.sql.replace_unchanged, (text, key, slid))
+        raise
+    after = after_read(spec.config, now, stored, data.created_at)
+    if after is EXPIRED:
+        yield Statement(spec.sql.delete_unchanged, (key, current))
+        return None
+    expected = text if after is None or after == stored else record_with_expiry(text, after)
+    if current != expected:
+        yield Statement(spec.sql.replace_unchanged, (expected, key, current))
     return data
 
 

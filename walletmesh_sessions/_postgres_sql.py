@@ -18,6 +18,7 @@ from ._errors import InvalidConfigError
 __all__ = (
     "DEFAULT_TABLE",
     "EXPECTED_COLUMNS",
+    "SLIDE_PATTERN",
     "Statements",
     "check_table",
 )
@@ -51,6 +52,12 @@ def _number(path: str, absent: str) -> str:
 EXPIRES_AT: Final = "NULLIF(" + _number("-> 'expiresAt'", "0") + ", 0)"
 # The record's data.createdAt (9e18 when it has none): only finds candidates; the record decides.
 CREATED_AT: Final = _number("-> 'data' -> 'createdAt'", "9e18")
+
+# A record whose last top-level member is expiresAt, a number (as every record the TypeScript
+# store or this library writes ends): group 1 is the text before the number, group 2 after.
+# An escaped quote is preceded by a backslash, never by '{' or ',': the key is a real key.
+_WS = "[ \t\n\r]*"
+SLIDE_PATTERN: Final = f'^(.*[{{,]{_WS}"expiresAt"{_WS}:{_WS})-?[0-9][0-9.eE+-]*({_WS}}}{_WS})$'
 
 EXPECTED_COLUMNS: Final = {
     "id": ("bytea", False),
@@ -131,6 +138,20 @@ class Statements:
         # Replace a record only if it still holds exactly the text read (compare-and-set).
         self.replace_unchanged = _render(
             sql.SQL("UPDATE {t} SET value = %s WHERE id = %s AND value = %s").format(t=t)
+        )
+        # One statement reads a record and, if it is live, rewrites its expiresAt digits
+        # (compare-and-set on the text read); it answers the text read and the text written.
+        # The caller checks the rewrite against record_with_expiry and mends any difference.
+        self.read_and_slide = _render(
+            sql.SQL(
+                "WITH old AS (SELECT value, expires_at FROM {t} WHERE id = %(id)s),"
+                " slid AS (UPDATE {t} SET value = regexp_replace(old.value, %(pattern)s,"
+                " %(replacement)s) FROM old WHERE {t}.id = %(id)s AND {t}.value = old.value"
+                " AND (old.expires_at IS NULL OR old.expires_at >= %(now)s)"
+                " AND old.expires_at IS DISTINCT FROM %(new)s AND old.value ~ %(pattern)s"
+                " RETURNING {t}.value)"
+                " SELECT old.value, (SELECT value FROM slid) FROM old"
+            ).format(t=t)
         )
         self.delete_unchanged = _render(
             sql.SQL("DELETE FROM {t} WHERE id = %s AND value = %s").format(t=t)

@@ -23,7 +23,7 @@ from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._deadline import Deadline, check_timeout
 from ._decode_cache import DecodeCache
 from ._errors import InvalidConfigError, StoreClosedError, StoreUnavailableError
-from ._expiry import Clock
+from ._expiry import Clock, slides_on_read
 from ._ids import new_session_id
 from ._lifecycle import check_change
 from ._loops import closed_at_shutdown, trio_token
@@ -371,6 +371,9 @@ class PostgresSessionStore:
             self._statements, check_config(config), check_clock(clock), self._cache.decode
         )
         self._timeout = check_timeout(timeout)
+        config = self._spec.config
+        # With an absolute timeout the new expiry depends on the record's createdAt: read first.
+        self._slides_in_one = slides_on_read(config) and config.max_lifetime_ms is None
         self._schema_ready = False
         self._closed = False
 
@@ -451,12 +454,15 @@ class PostgresSessionStore:
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`.
 
-        One SELECT; a slide or a removal is one more statement, compare-and-set on the text
-        read. Raises `CorruptRecordError` if the stored record is not readable.
+        One statement: a SELECT, or on a store that slides (without `max_lifetime`) one that
+        reads and rewrites the expiresAt digits of a live record, compare-and-set. Removing an
+        expired record is one more statement, compare-and-set on the text read. Raises
+        `CorruptRecordError` if the stored record is not readable.
         """
         session_id = check_session_id(session_id)
+        read = ops.read_and_slide if self._slides_in_one else ops.read
         result: SessionData | None = await self._run(
-            ops.Plan("get", lambda: ops.read(self._spec, session_id))
+            ops.Plan("get", lambda: read(self._spec, session_id))
         )
         return result
 
