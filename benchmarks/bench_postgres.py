@@ -2,10 +2,11 @@
 
 Starts its own PostgreSQL (initdb into a temporary directory, fsync off; as ``nobody`` when
 run as root), or uses ``--url``. Measures ops/s of set (one upsert), get (one SELECT),
-validate_and_refresh with refresh_on_access (the SELECT and the compare-and-set UPDATE of
-the slide), delete (one DELETE) and create (one INSERT ... ON CONFLICT DO NOTHING) for:
+validate_and_refresh with refresh_on_access (the one statement that reads and slides,
+compare-and-set), delete (one DELETE) and create (one INSERT ... ON CONFLICT DO NOTHING) for:
 
 - raw psycopg.AsyncConnection on asyncio (the baseline: same statements, no JSON decoding),
+- raw psycopg with an AsyncConnectionPool, a checkout per call (what pooling alone costs),
 - PostgresSessionStore on asyncio (its own AsyncConnectionPool),
 - PostgresSessionStore on trio (the synchronous pool in worker threads),
 - raw psycopg.Connection in anyio worker threads on trio (what the thread hop alone costs).
@@ -30,12 +31,13 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import psycopg
+import psycopg_pool
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._codec import encode_record, record_with_expiry
-from walletmesh_sessions._postgres_sql import Statements
+from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._postgres_sql import SLIDE_PATTERN, Statements
 from walletmesh_sessions.postgres import PostgresSessionStore
 
 DATA = SessionData(
@@ -47,12 +49,13 @@ OPERATIONS = ("set", "get", "validate_and_refresh", "delete", "create")
 STATEMENTS = {
     "set": "INSERT ON CONFLICT DO UPDATE",
     "get": "SELECT",
-    "validate_and_refresh": "SELECT + UPDATE (CAS)",
+    "validate_and_refresh": "read-and-slide (CAS)",
     "delete": "DELETE",
     "create": "INSERT ON CONFLICT NOTHING",
 }
 VARIANTS = (
     ("raw psycopg async", "asyncio"),
+    ("raw psycopg pool", "asyncio"),
     ("store asyncio", "asyncio"),
     ("store trio", "trio"),
     ("raw psycopg thread, trio", "trio"),
@@ -109,6 +112,20 @@ def _now_ms() -> int:
     return round(time.time() * 1000)
 
 
+def _slide_params(n: int) -> dict[str, Any]:
+    # What the store sends: now, and the expiry a live record gets.
+    now = _now_ms()
+    new = now + LIFETIME_S * 1000
+    replacement = f"\\1{new}\\2"
+    return {
+        "id": _key(n),
+        "pattern": SLIDE_PATTERN,
+        "replacement": replacement,
+        "now": now,
+        "new": new,
+    }
+
+
 async def measure_raw_asyncio(url: str, ops: int, run: int) -> dict[str, float]:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
 
@@ -117,10 +134,8 @@ async def measure_raw_asyncio(url: str, ops: int, run: int) -> dict[str, float]:
         return await cur.fetchall()
 
     async def refresh(n: int) -> None:
-        cur = await conn.execute(SQL.get, (_key(n),))
-        text = (await cur.fetchall())[0][0]
-        new = record_with_expiry(text, _now_ms() + LIFETIME_S * 1000)
-        await conn.execute(SQL.replace_unchanged, (new, _key(n), text))
+        cur = await conn.execute(SQL.read_and_slide, _slide_params(n))
+        await cur.fetchall()
 
     def record() -> str:
         return encode_record(DATA, _now_ms() + LIFETIME_S * 1000)
@@ -146,9 +161,7 @@ async def measure_raw_threads(url: str, ops: int, run: int) -> dict[str, float]:
         return conn.execute(SQL.get, (_key(n),)).fetchall()
 
     def refresh(n: int) -> None:
-        text = conn.execute(SQL.get, (_key(n),)).fetchall()[0][0]
-        new = record_with_expiry(text, _now_ms() + LIFETIME_S * 1000)
-        conn.execute(SQL.replace_unchanged, (new, _key(n), text))
+        conn.execute(SQL.read_and_slide, _slide_params(n)).fetchall()
 
     def record() -> str:
         return encode_record(DATA, _now_ms() + LIFETIME_S * 1000)
@@ -174,8 +187,39 @@ async def measure_raw_threads(url: str, ops: int, run: int) -> dict[str, float]:
     return results
 
 
+async def measure_raw_pool(url: str, ops: int, run: int) -> dict[str, float]:
+    pool = psycopg_pool.AsyncConnectionPool(
+        url, kwargs={"autocommit": True}, min_size=1, max_size=10, open=False
+    )
+    await pool.open(wait=True)
+
+    async def execute(query: bytes, params: Any, fetch: bool = False) -> None:
+        async with pool.connection(timeout=5) as conn:
+            cur = await conn.execute(query, params)
+            if fetch:
+                await cur.fetchall()
+
+    def record() -> str:
+        return encode_record(DATA, _now_ms() + LIFETIME_S * 1000)
+
+    try:
+        results = {"set": await timed(ops, lambda n: execute(SQL.upsert, (_key(n), record())))}
+        results["get"] = await timed(ops, lambda n: execute(SQL.get, (_key(n),), True))
+        results["validate_and_refresh"] = await timed(
+            ops, lambda n: execute(SQL.read_and_slide, _slide_params(n), True)
+        )
+        results["delete"] = await timed(ops, lambda n: execute(SQL.delete, (_key(n),)))
+        results["create"] = await timed(
+            ops, lambda n: execute(SQL.insert_if_absent, (f"rawp{run}-{n}".encode(), record()))
+        )
+    finally:
+        await pool.close()
+    return results
+
+
 MEASURE = {
     "raw psycopg async": measure_raw_asyncio,
+    "raw psycopg pool": measure_raw_pool,
     "store asyncio": measure_store,
     "store trio": measure_store,
     "raw psycopg thread, trio": measure_raw_threads,
@@ -261,22 +305,24 @@ def main() -> None:
     command = f"python benchmarks/bench_postgres.py --ops {args.ops} --rounds {args.rounds}"
     print(command + f" --sessions {args.sessions}")
     print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
-    print("ratio: time per call of the store on asyncio / of raw psycopg async (1.00 = raw)")
+    print("ratio: time per call of the store on asyncio / of raw psycopg async (1.00 = raw);")
+    print("pool ratio: the same, over raw psycopg with a pool checkout per call")
     header = f"| {'operation':20} | {'statements':28} |"
     header += "".join(f" {name:>24} |" for name, _ in VARIANTS)
-    print(header + f" {'ratio':>6} | {'ratio range':>12} |")
+    print(header + f" {'ratio':>6} | {'ratio range':>12} | {'pool ratio':>10} |")
     print("|" + "-" * 22 + "|" + "-" * 30 + "|" + ("-" * 25 + ":|") * len(VARIANTS), end="")
-    print("-" * 7 + ":|" + "-" * 13 + ":|")
+    print("-" * 7 + ":|" + "-" * 13 + ":|" + "-" * 11 + ":|")
     for operation in OPERATIONS:
         medians = [statistics.median(results[name, operation]) for name, _ in VARIANTS]
         pairs = zip(
-            results[VARIANTS[0][0], operation], results[VARIANTS[1][0], operation], strict=True
+            results[VARIANTS[0][0], operation], results[VARIANTS[2][0], operation], strict=True
         )
         ratios = [raw / store for raw, store in pairs]
         print(
             f"| {operation:20} | {STATEMENTS[operation]:28} |"
             + "".join(f" {value:>24,.0f} |" for value in medians)
-            + f" {medians[0] / medians[1]:>6.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
+            + f" {medians[0] / medians[2]:>6.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
+            + f" {medians[1] / medians[2]:>10.2f} |"
         )
     print()
     print(f"{args.sessions:,} sessions (1 % expired), seconds, median of 3, asyncio")

@@ -67,6 +67,13 @@ class TestUrls:
             assert store.table == "app.sessions"
             assert store.timeout == 2.0
 
+    def test_connect_options(self) -> None:
+        """psycopg's own connect keywords pass; an unknown libpq keyword is refused."""
+        PostgresSessionStore.from_url("postgresql://127.0.0.1/db", prepare_threshold=None)
+        PostgresSessionStore.from_url("postgresql://127.0.0.1/db", application_name="app")
+        with pytest.raises(InvalidConfigError):
+            PostgresSessionStore.from_url("postgresql://127.0.0.1/db", colour="red")
+
     def test_config_from_the_url(self) -> None:
         """lifetime and refresh_on_access in the query configure the store."""
         store = open_store("postgresql://127.0.0.1/db?lifetime=60&refresh_on_access=true")

@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -53,8 +53,12 @@ class AsyncPoolSource:
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
-    def connection(self, deadline: Deadline) -> contextlib.AbstractAsyncContextManager[AsyncConn]:
-        return self.pool.connection(timeout=max(deadline.remaining(), 0.001))
+    async def acquire(self, deadline: Deadline) -> AsyncConn:
+        conn: AsyncConn = await self.pool.getconn(timeout=max(deadline.remaining(), 0.001))
+        return conn
+
+    async def release(self, conn: AsyncConn) -> None:
+        await self.pool.putconn(conn)  # the pool drops a broken one
 
 
 class AsyncConnectionSource:
@@ -64,15 +68,17 @@ class AsyncConnectionSource:
         self.conn = conn
         self._lock: anyio.Lock | None = None
 
-    @contextlib.asynccontextmanager
-    async def connection(self, deadline: Deadline) -> AsyncIterator[AsyncConn]:
+    async def acquire(self, deadline: Deadline) -> AsyncConn:
         if self._lock is None:
             self._lock = anyio.Lock()
         with anyio.move_on_after(deadline.remaining()):
-            async with self._lock:
-                yield self.conn
-                return
+            await self._lock.acquire()
+            return self.conn
         raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
+
+    async def release(self, conn: AsyncConn) -> None:
+        assert self._lock is not None
+        self._lock.release()
 
 
 class SyncPoolSource:
@@ -170,12 +176,14 @@ async def run_async(
 
 async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
     while True:
-        async with source.connection(deadline) as conn:
-            try:
-                return await _drive_async(conn, plan.make())
-            except psycopg.Error as exc:
-                if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
-                    raise
+        conn = await source.acquire(deadline)
+        try:
+            return await _drive_async(conn, plan.make())
+        except psycopg.Error as exc:
+            if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                raise
+        finally:
+            await source.release(conn)
         # The pool drops the lost connection; try again on another.
 
 

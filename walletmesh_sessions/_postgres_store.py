@@ -54,6 +54,10 @@ _S = TypeVar("_S", bound="PostgresSessionStore")
 DEFAULT_TIMEOUT: Final = 5.0
 DEFAULT_MAX_CONNECTIONS: Final = 10
 SCHEMES: Final = ("postgresql", "postgres")
+# Keywords of psycopg.connect itself rather than of libpq's connection string.
+PSYCOPG_CONNECT_OPTIONS: Final = frozenset(
+    {"autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory"}
+)
 # The name of the pools the store makes (and so opens and closes).
 OWN_POOL: Final = "walletmesh-sessions"
 # URL query parameters of the store itself; every other one is libpq's.
@@ -167,10 +171,10 @@ class _UrlSources(_Sources):
         self._conninfo = conninfo
         self._kwargs = kwargs
         self._size = size
-        self._async: psycopg_pool.AsyncConnectionPool[Any] | None = None
+        self._async: AsyncPoolSource | None = None
         self._loop: object = None
         self._closer: AsyncGenerator[None, None] | None = None
-        self._sync: psycopg_pool.ConnectionPool[Any] | None = None
+        self._sync: SyncPoolSource | None = None
         self._limiters = _Limiters(size)
 
     def asyncio_source(self) -> AsyncSource:
@@ -188,12 +192,13 @@ class _UrlSources(_Sources):
             async def close() -> None:
                 await pool.close(timeout=1.0)
 
-            self._async, self._loop, self._closer = pool, loop, closed_at_shutdown(close)
-        return AsyncPoolSource(self._async)
+            source = AsyncPoolSource(pool)
+            self._async, self._loop, self._closer = source, loop, closed_at_shutdown(close)
+        return self._async
 
     def trio_source(self) -> SyncSource:
         if self._sync is None:
-            self._sync = psycopg_pool.ConnectionPool(
+            pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
                 self._conninfo,
                 kwargs=self._kwargs,
                 min_size=1,
@@ -201,7 +206,8 @@ class _UrlSources(_Sources):
                 open=False,
                 name=OWN_POOL,
             )
-        return SyncPoolSource(self._sync)
+            self._sync = SyncPoolSource(pool)
+        return self._sync
 
     def limiter(self) -> anyio.CapacityLimiter:
         return self._limiters.get()
@@ -212,7 +218,7 @@ class _UrlSources(_Sources):
         sync, self._sync = self._sync, None
         try:
             if sync is not None:
-                await anyio.to_thread.run_sync(lambda: sync.close(timeout=1.0))
+                await anyio.to_thread.run_sync(lambda: sync.pool.close(timeout=1.0))
         finally:
             # An asyncio pool can only be closed on its own loop; elsewhere its loop did it.
             if closer is not None and _on_asyncio() and asyncio.get_running_loop() is loop:
@@ -335,8 +341,12 @@ class PostgresSessionStore:
             raise InvalidConfigError(msg)
         conninfo, from_query = _split_url(given)
         refused: psycopg.Error | None = None
+        libpq = {k: v for k, v in connect_options.items() if k not in PSYCOPG_CONNECT_OPTIONS}
         try:
-            params = psycopg.conninfo.conninfo_to_dict(conninfo, **connect_options)
+            # make_conninfo checks every keyword against libpq's own list.
+            params = psycopg.conninfo.conninfo_to_dict(
+                psycopg.conninfo.make_conninfo(conninfo, **libpq)
+            )
         except psycopg.Error as exc:
             refused = exc
         if refused is not None:
