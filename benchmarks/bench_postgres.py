@@ -283,6 +283,71 @@ async def bulk(url: str, sessions: int, rounds: int) -> dict[str, tuple[float, f
     }
 
 
+def prepare(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(SQL.create_table)
+        conn.execute(SQL.create_index)
+
+
+def collect(url: str, ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
+    """ops/s samples per (variant, operation), rounds interleaved."""
+    prepare(url)
+    results: dict[tuple[str, str], list[float]] = {}
+    for run in range(rounds):
+        for name, backend in VARIANTS:
+            measured = anyio.run(MEASURE[name], url, ops, run, backend=backend)
+            for operation, value in measured.items():
+                results.setdefault((name, operation), []).append(value)
+    return results
+
+
+def suite_rows(ops: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Rows for benchmarks/suite.py: the store on asyncio next to raw psycopg async."""
+    with server(None) as url:
+        results = collect(url, ops, rounds)
+    rows = {}
+    for operation in OPERATIONS:
+        store = statistics.median(results["store asyncio", operation])
+        floor = statistics.median(results["raw psycopg async", operation])
+        trio = statistics.median(results["store trio", operation])
+        rows[operation] = {"store_ops": store, "floor_ops": floor, "ratio": floor / store,
+                           "store_trio_ops": trio}  # fmt: skip
+    return rows
+
+
+async def _scale_one(url: str, size: int) -> dict[str, Any]:
+    from suite import timed as timed_with_stall  # the suite's heartbeat-measured timer
+
+    now_ms = 1_700_000_000_000
+    fill(url, size, now_ms)
+    store = PostgresSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S), table=TABLE, clock=lambda: now_ms / 1000,
+        timeout=600,
+    )  # fmt: skip
+    async with store:
+        await store.create_schema()
+        clean_s, clean_stall, removed = await timed_with_stall(store.clean_expired)
+        get_all_s, get_all_stall, found = await timed_with_stall(store.get_all)
+    return {
+        "store": "postgres",
+        "sessions": size,
+        "clean_expired_s": clean_s,
+        "clean_expired_removed": removed,
+        "clean_expired_max_stall_ms": clean_stall * 1000,
+        "get_all_s": get_all_s,
+        "get_all_found": len(found),
+        "get_all_max_stall_ms": get_all_stall * 1000,
+    }
+
+
+def scaling(sizes: list[int]) -> list[dict[str, Any]]:
+    """get_all and clean_expired (1 % expired) at each size, on asyncio, on a server of our own."""
+    with server(None) as url:
+        prepare(url)
+        return [anyio.run(_scale_one, url, size) for size in sizes]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=2000, help="operations per measurement")
@@ -290,17 +355,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000, help="for get_all, clean_expired")
     parser.add_argument("--url", help="an existing database (default: start a server)")
     args = parser.parse_args()
-    results: dict[tuple[str, str], list[float]] = {}
     with server(args.url) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
-            conn.execute(SQL.create_table)
-            conn.execute(SQL.create_index)
-        for run in range(args.rounds):
-            for name, backend in VARIANTS:
-                measured = anyio.run(MEASURE[name], url, args.ops, run, backend=backend)
-                for operation, value in measured.items():
-                    results.setdefault((name, operation), []).append(value)
+        results = collect(url, args.ops, args.rounds)
         scaled = anyio.run(bulk, url, args.sessions, 3)
     command = f"python benchmarks/bench_postgres.py --ops {args.ops} --rounds {args.rounds}"
     print(command + f" --sessions {args.sessions}")

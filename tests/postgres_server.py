@@ -156,10 +156,13 @@ class PostgresServer:
 
     @staticmethod
     def _signal_all(pid: int, sig: signal.Signals) -> None:
-        for child in _children(pid):
+        # Children listed before (a killed postmaster's are adopted by init) and after (a
+        # stopped postmaster forks no more, but may have forked one since the first look).
+        before = _children(pid)
+        os.kill(pid, sig)
+        for child in {*before, *_children(pid)}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, sig)
-        os.kill(pid, sig)
 
     def _output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
