@@ -51,6 +51,7 @@ class AsyncPoolSource:
     """Connections from an `AsyncConnectionPool`."""
 
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+        self.ready = False  # the store opens its own pool on first use
         self.pool = pool
 
     async def acquire(self, deadline: Deadline) -> AsyncConn:
@@ -65,6 +66,7 @@ class AsyncConnectionSource:
     """One caller's `AsyncConnection`: calls take turns on it."""
 
     def __init__(self, conn: AsyncConn) -> None:
+        self.ready = False  # the store opens its own pool on first use
         self.conn = conn
         self._lock: anyio.Lock | None = None
 
@@ -85,6 +87,7 @@ class SyncPoolSource:
     """Connections from a `ConnectionPool`, used from worker threads."""
 
     def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+        self.ready = False  # the store opens its own pool on first use
         self.pool = pool
 
     @contextlib.contextmanager
@@ -97,6 +100,7 @@ class SyncConnectionSource:
     """One caller's synchronous `Connection`: calls take turns on it, from worker threads."""
 
     def __init__(self, conn: SyncConn) -> None:
+        self.ready = False  # the store opens its own pool on first use
         self.conn = conn
         self._lock = threading.Lock()
 
@@ -156,7 +160,7 @@ def _clean(exc: BaseException, url: str) -> bool:
 
 
 async def run_async(
-    source: AsyncSource, plan: Plan, deadline: Deadline, what: str, url: str | None
+    source: AsyncSource, plan: Plan, deadline: Deadline, store: str, url: str | None
 ) -> Any:
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
     failure: tuple[SessionStoreError, Exception] | None = None
@@ -166,9 +170,9 @@ async def run_async(
         try:
             return await _attempts_async(source, plan, deadline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            failure = _fail(what, exc, url)
+            failure = _fail(f"{store}: {plan.name}", exc, url)
     if failure is None:
-        raise deadline.exceeded(what, "PostgreSQL")
+        raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
     # Raised here, outside the handler: an unmasked message never rides along as context.
     error, cause = failure
     raise error from cause
@@ -188,28 +192,32 @@ async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -
 
 
 async def _drive_async(conn: AsyncConn, op: Op[T]) -> T:
-    explicit = not conn.autocommit
-    async with contextlib.AsyncExitStack() as stack:
-        if explicit:
-            await stack.enter_async_context(conn.transaction())
-        cursor = conn.cursor()  # client-side: nothing to close on the server
-        reply: Any = None
-        try:
-            while True:
-                step = op.send(reply)
-                if step is BEGIN:
-                    if not explicit:
-                        await stack.enter_async_context(conn.transaction())
-                    reply = None
+    if conn.autocommit:
+        return await _steps_async(conn, op, False)
+    async with conn.transaction():  # a connection that is not autocommit: one per call
+        return await _steps_async(conn, op, True)
+
+
+async def _steps_async(conn: AsyncConn, op: Op[T], in_transaction: bool) -> T:
+    """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
+    cursor = conn.cursor()  # client-side: nothing to close on the server
+    reply: Any = None
+    try:
+        while True:
+            step = op.send(reply)
+            if step is BEGIN:
+                reply = None
+                if in_transaction:
                     continue
-                await cursor.execute(step.query, step.params)
-                reply = await cursor.fetchall() if step.fetch else cursor.rowcount
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        finally:
-            op.close()
-    raise AssertionError("unreachable")  # pragma: no cover
+                async with conn.transaction():
+                    return await _steps_async(conn, op, True)
+            await cursor.execute(step.query, step.params)
+            reply = await cursor.fetchall() if step.fetch else cursor.rowcount
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        op.close()
 
 
 class Watch:
@@ -250,7 +258,7 @@ async def run_in_thread(
     source: SyncSource,
     plan: Plan,
     deadline: Deadline,
-    what: str,
+    store: str,
     url: str | None,
     limiter: anyio.CapacityLimiter,
 ) -> Any:
@@ -268,11 +276,11 @@ async def run_in_thread(
         await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
     if not outcome:
         watch.abandon()
-        raise deadline.exceeded(what, "PostgreSQL")
+        raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
     ok, value = outcome[0]
     if ok:
         return value
-    error, cause = _fail(what, value, url)
+    error, cause = _fail(f"{store}: {plan.name}", value, url)
     raise error from cause
 
 
@@ -291,25 +299,29 @@ def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: Wa
 
 
 def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
-    explicit = not conn.autocommit
-    with contextlib.ExitStack() as stack:
-        if explicit:
-            stack.enter_context(conn.transaction())
-        cursor = conn.cursor()  # client-side: nothing to close on the server
-        reply: Any = None
-        try:
-            while True:
-                step = op.send(reply)
-                if step is BEGIN:
-                    if not explicit:
-                        stack.enter_context(conn.transaction())
-                    reply = None
+    if conn.autocommit:
+        return _steps_sync(conn, op, False)
+    with conn.transaction():  # a connection that is not autocommit: one per call
+        return _steps_sync(conn, op, True)
+
+
+def _steps_sync(conn: SyncConn, op: Op[T], in_transaction: bool) -> T:
+    """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
+    cursor = conn.cursor()  # client-side: nothing to close on the server
+    reply: Any = None
+    try:
+        while True:
+            step = op.send(reply)
+            if step is BEGIN:
+                reply = None
+                if in_transaction:
                     continue
-                cursor.execute(step.query, step.params)
-                reply = cursor.fetchall() if step.fetch else cursor.rowcount
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        finally:
-            op.close()
-    raise AssertionError("unreachable")  # pragma: no cover
+                with conn.transaction():
+                    return _steps_sync(conn, op, True)
+            cursor.execute(step.query, step.params)
+            reply = cursor.fetchall() if step.fetch else cursor.rowcount
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        op.close()

@@ -229,15 +229,14 @@ class _UrlSources(_Sources):
         return redact(self.url)
 
 
-async def _opened(source: AsyncSource | SyncSource) -> None:
+async def _open(source: AsyncSource | SyncSource) -> None:
     """Open the store's own pool on first use (a caller's is the caller's to open)."""
-    if not isinstance(source, (AsyncPoolSource, SyncPoolSource)):
-        return
-    if source.pool.closed and source.pool.name == OWN_POOL:
+    if isinstance(source, (AsyncPoolSource, SyncPoolSource)) and source.pool.name == OWN_POOL:
         if isinstance(source, AsyncPoolSource):
             await source.pool.open(wait=False)
         else:
             source.pool.open(wait=False)
+    source.ready = True
 
 
 def _split_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -376,6 +375,7 @@ class PostgresSessionStore:
     ) -> None:
         self._sources = sources
         self._statements = Statements(check_table(table))
+        self._what = f"PostgreSQL session store {self._statements.table_name!r}"
         self._cache = DecodeCache()
         self._spec = ops.Spec(
             self._statements, check_config(config), check_clock(clock), self._cache.decode
@@ -427,16 +427,17 @@ class PostgresSessionStore:
             raise
 
     async def _drive(self, plan: ops.Plan, deadline: Deadline) -> Any:
-        what = f"PostgreSQL session store {self.table!r}: {plan.name}"
-        url = self._sources.url
+        what, url = self._what, self._sources.url
         if _on_asyncio():
             source = self._sources.asyncio_source()
-            await _opened(source)
+            if not source.ready:
+                await _open(source)
             if isinstance(source, (AsyncPoolSource, AsyncConnectionSource)):
                 return await run_async(source, plan, deadline, what, url)
         else:
             source = self._sources.trio_source()
-            await _opened(source)
+            if not source.ready:
+                await _open(source)
         limiter = self._sources.limiter()
         return await run_in_thread(source, plan, deadline, what, url, limiter)
 
