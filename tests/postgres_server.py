@@ -213,18 +213,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(server.directory, ignore_errors=True)
 
 
-@pytest.fixture
-def dedicated_postgres() -> Iterator[PostgresServer]:
-    """A server of the test's own (started), for tests that stop, restart or freeze it."""
-    server = make_server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -132,6 +133,22 @@ class TestUrls:
 @pytest.fixture
 def url(postgres_url: str, postgres_table: str) -> str:
     return f"{postgres_url}?table={postgres_table}"
+
+
+class TestCommandLine:
+    """The command line reaches the store through open_store."""
+
+    def test_list(self, url: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """--store postgresql://...?table=... lists what the table holds."""
+        from walletmesh_sessions import _cli
+
+        async def plant() -> None:
+            async with open_store(url) as store:
+                await store.set("abc", DATA)
+
+        anyio.run(plant)
+        assert _cli.main(["--store", url, "list"]) == 0
+        assert "abc" in capsys.readouterr().out
 
 
 class TestTables:
@@ -454,6 +471,7 @@ def fault_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 class TestFaults:
