@@ -10,7 +10,7 @@ from walletmesh_sessions.testing import ForeignData, LifecycleStoreContract, Sto
 STORES = ["memory", "sqlite_file", "mapping", "redis", "postgres"]
 # Each store of these opens a server connection of its own (a new PostgreSQL backend costs
 # ~10 ms): the model checks, which make a store per example, run fewer examples on them.
-MODEL_EXAMPLES = {"postgres": 30}
+MODEL_EXAMPLES = {"postgres": 20}
 
 
 class TestContract(LifecycleStoreContract):
