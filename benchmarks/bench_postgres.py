@@ -20,6 +20,7 @@ Run: python benchmarks/bench_postgres.py [--ops 2000] [--rounds 5] [--sessions 1
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import time
@@ -76,6 +77,7 @@ def server(url: str | None) -> Iterator[str]:
         yield started.url
     finally:
         started.stop()
+        shutil.rmtree(started.directory, ignore_errors=True)
 
 
 async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
