@@ -12,7 +12,8 @@ in the same run, and their ratio (store time / floor time: 1.0 is the floor). Fl
 
 - memory: an ``async def`` doing the bare dict operation and the expiry comparison;
 - sqlite: the ``sqlite3`` module running the same statements in the calling thread;
-- redis: ``redis.asyncio`` sending the same commands (see bench_redis.py).
+- redis: ``redis.asyncio`` sending the same commands (see bench_redis.py);
+- postgres: ``psycopg.AsyncConnection`` running the same statements (see bench_postgres.py).
 
 Rounds are interleaved (store, floor, store, floor, ...) so machine noise hits both alike, and
 medians are reported. Then `clean_expired` with 1 % expired and `get_all` at growing sizes, and
@@ -532,7 +533,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     head = ("store", "method", "backend", "store ops/s", "floor ops/s", "ratio")
     print(f"{head[0]:8} {head[1]:32} {head[2]:8} {head[3]:>12} {head[4]:>12} {head[5]:>6}")
     for result in results:
-        for kind in ("memory", "sqlite", "redis"):
+        for kind in ("memory", "sqlite", "redis", "postgres"):
             for method, row in result.get(kind, {}).items():
                 print(
                     f"{kind:8} {method:32} {result['backend']:8} {row['store_ops']:12,.0f}"
@@ -598,6 +599,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="write the JSON results here ('-' for stdout); without it they are not saved",
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis part")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL part")
     parser.add_argument(
         "--chart", type=Path, default=None, help="draw the scaling results as an SVG here"
     )
@@ -639,6 +641,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             3_000 if not args.quick else 1_000, args.rounds
         )
         results[0]["scaling"] += bench_redis.scaling(args.sizes)
+    if not args.no_postgres:
+        import bench_postgres
+
+        results[0]["postgres"] = bench_postgres.suite_rows(
+            2_000 if not args.quick else 500, args.rounds
+        )
+        results[0]["scaling"] += bench_postgres.scaling(args.sizes)
     print_table(results)
     write_results(results, args.output)
     if args.chart is not None:

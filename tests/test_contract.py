@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from walletmesh_sessions.testing import ForeignData, LifecycleStoreContract, StoreFactory
 
-STORES = ["memory", "sqlite_file", "mapping", "redis"]
+STORES = ["memory", "sqlite_file", "mapping", "redis", "postgres"]
+# Each store of these opens a server connection of its own (a new PostgreSQL backend costs
+# ~10 ms): the model checks, which make a store per example, run fewer examples on them.
+MODEL_EXAMPLES = {"postgres": 20}
 
 
 class TestContract(LifecycleStoreContract):
@@ -18,6 +22,11 @@ class TestContract(LifecycleStoreContract):
 
     @pytest.fixture
     def store_factory(self, store_kind: str, request: pytest.FixtureRequest) -> StoreFactory:
+        if store_kind in MODEL_EXAMPLES:
+            # For this test's instance only (the kit declares it a class variable).
+            self.__dict__["model_settings"] = settings(
+                self.model_settings, max_examples=MODEL_EXAMPLES[store_kind]
+            )
         factory: StoreFactory = request.getfixturevalue(f"{store_kind}_factory")
         return factory
 

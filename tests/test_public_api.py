@@ -20,7 +20,12 @@ CONTRACT_NAMES = {
     "new_session_id",
     "SessionStoreError",
 }
-PUBLIC_MODULES = ["walletmesh_sessions", "walletmesh_sessions.testing", "walletmesh_sessions.redis"]
+PUBLIC_MODULES = [
+    "walletmesh_sessions",
+    "walletmesh_sessions.testing",
+    "walletmesh_sessions.redis",
+    "walletmesh_sessions.postgres",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
@@ -102,9 +107,11 @@ def test_shipped_stores_do_not_inherit_the_protocols() -> None:
         MemorySessionStore,
         SessionStore,
     )
+    from walletmesh_sessions.postgres import PostgresSessionStore
     from walletmesh_sessions.redis import RedisSessionStore
 
-    for store in (MemorySessionStore, LocalStorageSessionStore, RedisSessionStore):
+    stores = (LocalStorageSessionStore, RedisSessionStore, PostgresSessionStore)
+    for store in (MemorySessionStore, *stores):
         bases = set(store.__mro__)
         assert bases.isdisjoint({SessionStore, ClosableSessionStore, Inspectable}), store
         assert issubclass(store, ClosableSessionStore)

@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from walletmesh_sessions import InvalidConfigError, open_store
-from walletmesh_sessions._secrets import NOTICE, redact, redact_error, redact_message
+from walletmesh_sessions._secrets import (
+    NOTICE,
+    misread_userinfo,
+    redact,
+    redact_error,
+    redact_message,
+)
 from walletmesh_sessions.redis import RedisSessionStore
 
 # Characters URL parsers treat specially, which a password may still hold.
@@ -186,3 +192,21 @@ def test_an_encoded_password_does_not_withhold_plain_messages() -> None:
     url = "redis://:ab%23t@127.0.0.1:6397/0"
     message = "Redis is unavailable (inspect): ConnectionError"
     assert redact_message(message, url) == message
+
+
+@pytest.mark.parametrize(
+    ("url", "misread"),
+    [
+        ("postgresql://user:pa%23ss@host/db", False),
+        ("postgresql://user:plain@host/db?x=1", False),
+        ("postgresql://host/db", False),
+        ("postgresql://user:pa#ss@host/db", True),
+        ("postgresql://user:pa/ss@host/db", True),
+        ("postgresql://user:pa?ss@host/db", True),
+        ("postgresql://user:p@ss@host/db", True),
+        ("postgresql://us/er@host/db", True),
+    ],
+)
+def test_misread_userinfo(url: str, misread: bool) -> None:
+    """A user name or password with an unencoded '#', '/', '?' or '@' is told apart."""
+    assert misread_userinfo(url) is misread

@@ -153,8 +153,8 @@ def _parser() -> argparse.ArgumentParser:
         "--store",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help=f"store URL (memory://, sqlite:///file.db, redis://host:6379/0, ...) or the path "
-        f"of a SQLite file; default: ${URL_VARIABLE}, else {DEFAULT_URL}",
+        help="store URL (memory://, sqlite:///file.db, redis://host:6379/0, postgresql://host/db,"
+        f" ...) or the path of a SQLite file; default: ${URL_VARIABLE}, else {DEFAULT_URL}",
     )
     parser = _Parser(
         prog=PROG,

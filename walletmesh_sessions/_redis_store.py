@@ -32,6 +32,7 @@ from ._errors import (
 from ._expiry import Clock
 from ._ids import new_session_id
 from ._lifecycle import check_change
+from ._loops import closed_at_shutdown, trio_token
 from ._redis_io import AsyncioRunner, ThreadRunner
 from ._secrets import redact, redact_error, redact_message
 from ._validation import (
@@ -208,7 +209,7 @@ class _UrlClients:
 
     An asyncio client belongs to the loop it first ran on: when another loop calls (a second
     ``anyio.run``), a fresh client is made for it. The old one was already closed by its own
-    loop as that loop shut down (see `_closed_at_shutdown`); the store then just drops it. The
+    loop as that loop shut down (see `_loops.closed_at_shutdown`); the store then just drops it. The
     synchronous client serves every trio run; only its thread limiter is per run.
     """
 
@@ -231,12 +232,12 @@ class _UrlClients:
             loop = asyncio.get_running_loop()
             if self._loop is not loop or self._asyncio is None:
                 runner = AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
-                self._closer = _closed_at_shutdown(runner)
+                self._closer = closed_at_shutdown(runner.aclose)
                 self._asyncio, self._loop = runner, loop
             return self._asyncio
         if self._threads is None:
             self._threads = ThreadRunner(self._sync_client(), self._limit, self._budget)
-        token = _trio_token()
+        token = trio_token()
         if self._run_token is not token:
             self._threads.new_loop()
             self._run_token = token
@@ -268,26 +269,6 @@ class _UrlClients:
             # An asyncio client can only be closed on its own loop; elsewhere its loop did it.
             if closer is not None and backend == "asyncio" and asyncio.get_running_loop() is loop:
                 await closer.aclose()
-
-
-def _closed_at_shutdown(runner: AsyncioRunner) -> AsyncGenerator[None, None]:
-    """An async generator, already started, that closes `runner` when it is closed.
-
-    asyncio closes every unfinished async generator of a loop as the loop shuts down
-    (``asyncio.run`` and ``anyio.run`` do), while the loop still runs: so a store that
-    outlives its event loop has its connections closed properly, on their own loop.
-    """
-
-    async def close_at_exit() -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await runner.aclose()
-
-    closer = close_at_exit()
-    with contextlib.suppress(StopIteration):
-        closer.asend(None).send(None)  # run to the yield now: nothing there awaits
-    return closer
 
 
 class _KeyTurns:
@@ -323,12 +304,6 @@ class _KeyTurns:
             users[0] -= 1
             if not users[0]:
                 del self._turns[key]
-
-
-def _trio_token() -> object:
-    import trio.lowlevel  # only ever called on trio, so trio is there
-
-    return trio.lowlevel.current_trio_token()
 
 
 class RedisSessionStore:

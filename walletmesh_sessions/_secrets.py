@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, unquote_plus
 
-__all__ = ("MASK", "redact", "redact_error", "redact_message")
+__all__ = ("MASK", "misread_userinfo", "redact", "redact_error", "redact_message")
 
 MASK = "***"
 # A query parameter holds a secret when its name (lower case, alphanumeric) contains one of these.
@@ -41,6 +41,19 @@ def _userinfo(url: str) -> tuple[int, int] | None:
     if colon < 0 or colon + 1 == end:
         return None
     return colon + 1, end
+
+
+def misread_userinfo(url: str) -> bool:
+    """True if `url`'s user name or password holds an unencoded '#', '/', '?' or '@': a URL
+    parser would take part of the password for the host, path, query or fragment."""
+    span = _userinfo(url)
+    if span is None:
+        start = url.find("//")
+        userinfo = url[start + 2 : url.rfind("@")] if start >= 0 and "@" in url[start:] else ""
+    else:
+        start = url.find("//")
+        userinfo = url[start + 2 : span[1]]
+    return any(c in userinfo for c in "#/?@")
 
 
 def _spans(url: str) -> list[tuple[int, int]]:

@@ -12,11 +12,11 @@ from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
 from ._memory import MemorySessionStore
 from ._protocol import ClosableSessionStore
-from ._secrets import redact, redact_message
+from ._secrets import misread_userinfo, redact, redact_message
 
 __all__ = ("open_store",)
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
 # Query parameters that configure the store rather than the connection.
 STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
 # Query parameters (or keyword options) of a SQLite URL: the store's own options.
@@ -39,6 +39,9 @@ def open_store(
       `LocalStorageSessionStore` on that SQLite file.
     - ``redis://``, ``rediss://`` (TLS), ``unix://`` (a socket path): a `RedisSessionStore`
       (extra ``redis``); other query parameters and `options` go to the Redis client.
+    - ``postgresql://`` or ``postgres://``: a `PostgresSessionStore` (extra ``postgres``);
+      its table comes from the ``table`` query parameter (there is no prefix: each store has a
+      table of its own), other query parameters and `options` go to it and to libpq.
 
     Query parameters ``prefix``, ``lifetime`` (seconds) and ``refresh_on_access``
     (true/false) configure the store; give either them or `config`, not both. A SQLite URL
@@ -64,6 +67,8 @@ def open_store(
     store_query = {k: v for k, v in query if k in STORE_PARAMETERS}
     rest = [(k, v) for k, v in query if k not in STORE_PARAMETERS]
     config = _config(shown, config, store_query)
+    if scheme in ("postgresql", "postgres"):
+        return _postgres(url, shown, config, prefix, store_query, rest, clock, options)
     prefix = _prefix(shown, prefix, store_query)
 
     if scheme == "memory":
@@ -94,6 +99,39 @@ def open_store(
     if masked == str(refused):
         raise refused
     raise InvalidConfigError(f"not a Redis URL: {shown!r} ({masked})")
+
+
+def _postgres(
+    url: str,
+    shown: str,
+    config: SessionStoreConfig | None,
+    prefix: str | None,
+    store_query: dict[str, str],
+    rest: list[tuple[str, str]],
+    clock: Clock,
+    options: dict[str, Any],
+) -> ClosableSessionStore:
+    if misread_userinfo(url):
+        msg = f"percent-encode any '#', '/', '?' or '@' in the user name or password: {shown!r}"
+        raise InvalidConfigError(msg)
+    if prefix is not None or "prefix" in store_query:
+        msg = f"a PostgreSQL store has no prefix: give each store its own table=... in {shown!r}"
+        raise InvalidConfigError(msg)
+    try:
+        from .postgres import PostgresSessionStore
+    except ImportError as exc:
+        msg = f"{shown!r} needs the postgres extra: pip install 'walletmesh-sessions[postgres]'"
+        raise MissingDependencyError(msg) from exc
+    postgres_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
+    try:
+        return PostgresSessionStore.from_url(postgres_url, config, clock=clock, **options)
+    except InvalidConfigError as exc:
+        refused = exc
+    # Splitting off the query may have cut a misread password: mask against the whole URL.
+    masked = redact_message(str(refused), url)
+    if masked == str(refused):
+        raise refused
+    raise InvalidConfigError(f"not a PostgreSQL URL: {shown!r} ({masked})")
 
 
 def _config(

@@ -1,0 +1,394 @@
+"""PostgresSessionStore next to raw psycopg running the same statements, one task, sequential.
+
+Starts its own PostgreSQL (initdb into a temporary directory, fsync off; as ``nobody`` when
+run as root), or uses ``--url``. Measures ops/s of set (one upsert), get (one SELECT),
+validate_and_refresh with refresh_on_access (the one statement that reads and slides,
+compare-and-set), delete (one DELETE) and create (one INSERT ... ON CONFLICT DO NOTHING) for:
+
+- raw psycopg.AsyncConnection on asyncio (the baseline: same statements, no JSON decoding),
+- raw psycopg with an AsyncConnectionPool, a checkout per call (what pooling alone costs),
+- PostgresSessionStore on asyncio (its own AsyncConnectionPool),
+- PostgresSessionStore on trio (the synchronous pool in worker threads),
+- raw psycopg.Connection in anyio worker threads on trio (what the thread hop alone costs).
+
+Rounds are interleaved (every variant once per round) and the median is printed. Then
+get_all and clean_expired over 100,000 sessions (1 % expired), store and raw statements.
+
+Run: python benchmarks/bench_postgres.py [--ops 2000] [--rounds 5] [--sessions 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import psycopg
+import psycopg_pool
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from walletmesh_sessions import SessionData, SessionStoreConfig
+from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._postgres_sql import SLIDE_PATTERN, Statements
+from walletmesh_sessions.postgres import PostgresSessionStore
+
+DATA = SessionData(
+    "s", "https://app.example.com", {"eip155:1": ["eth_accounts", "eth_sendTransaction"]}
+)
+LIFETIME_S = 3600
+TABLE = "bench_sessions"
+OPERATIONS = ("set", "get", "validate_and_refresh", "delete", "create")
+STATEMENTS = {
+    "set": "INSERT ON CONFLICT DO UPDATE",
+    "get": "SELECT",
+    "validate_and_refresh": "read-and-slide (CAS)",
+    "delete": "DELETE",
+    "create": "INSERT ON CONFLICT NOTHING",
+}
+VARIANTS = (
+    ("raw psycopg async", "asyncio"),
+    ("raw psycopg pool", "asyncio"),
+    ("store asyncio", "asyncio"),
+    ("store trio", "trio"),
+    ("raw psycopg thread, trio", "trio"),
+)
+SQL = Statements((TABLE,))
+
+
+@contextmanager
+def server(url: str | None) -> Iterator[str]:
+    if url is not None:
+        yield url
+        return
+    from tests.postgres_server import make_server
+
+    started = make_server()
+    started.start()
+    try:
+        yield started.url
+    finally:
+        started.stop()
+        shutil.rmtree(started.directory, ignore_errors=True)
+
+
+async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
+    for n in range(50):
+        await call(n)
+    start = time.perf_counter()
+    for n in range(ops):
+        await call(n)
+    return ops / (time.perf_counter() - start)
+
+
+def _key(n: int) -> bytes:
+    return f"id{n}".encode()
+
+
+async def measure_store(url: str, ops: int, run: int) -> dict[str, float]:
+    config = SessionStoreConfig(lifetime=LIFETIME_S)
+    plain = PostgresSessionStore.from_url(url, config, table=TABLE)
+    refreshing = PostgresSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True), table=TABLE
+    )
+    async with plain, refreshing:
+        results = {"set": await timed(ops, lambda n: plain.set(f"id{n}", DATA))}
+        results["get"] = await timed(ops, lambda n: plain.get(f"id{n}"))
+        results["validate_and_refresh"] = await timed(
+            ops, lambda n: refreshing.validate_and_refresh(f"id{n}")
+        )
+        results["delete"] = await timed(ops, lambda n: plain.delete(f"id{n}"))
+        results["create"] = await timed(ops, lambda n: plain.create(f"new{run}-{n}", DATA))
+    return results
+
+
+def _now_ms() -> int:
+    return round(time.time() * 1000)
+
+
+def _slide_params(n: int) -> dict[str, Any]:
+    # What the store sends: now, and the expiry a live record gets.
+    now = _now_ms()
+    new = now + LIFETIME_S * 1000
+    replacement = f"\\1{new}\\2"
+    return {
+        "id": _key(n),
+        "pattern": SLIDE_PATTERN,
+        "replacement": replacement,
+        "now": now,
+        "new": new,
+    }
+
+
+async def measure_raw_asyncio(url: str, ops: int, run: int) -> dict[str, float]:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+    async def get(n: int) -> Any:
+        cur = await conn.execute(SQL.get, (_key(n),))
+        return await cur.fetchall()
+
+    async def refresh(n: int) -> None:
+        cur = await conn.execute(SQL.read_and_slide, _slide_params(n))
+        await cur.fetchall()
+
+    def record() -> str:
+        return encode_record(DATA, _now_ms() + LIFETIME_S * 1000)
+
+    try:
+        results = {"set": await timed(ops, lambda n: conn.execute(SQL.upsert, (_key(n), record())))}
+        results["get"] = await timed(ops, get)
+        results["validate_and_refresh"] = await timed(ops, refresh)
+        results["delete"] = await timed(ops, lambda n: conn.execute(SQL.delete, (_key(n),)))
+        results["create"] = await timed(
+            ops,
+            lambda n: conn.execute(SQL.insert_if_absent, (f"raw{run}-{n}".encode(), record())),
+        )
+    finally:
+        await conn.close()
+    return results
+
+
+async def measure_raw_threads(url: str, ops: int, run: int) -> dict[str, float]:
+    conn = psycopg.connect(url, autocommit=True)
+
+    def get(n: int) -> Any:
+        return conn.execute(SQL.get, (_key(n),)).fetchall()
+
+    def refresh(n: int) -> None:
+        conn.execute(SQL.read_and_slide, _slide_params(n)).fetchall()
+
+    def record() -> str:
+        return encode_record(DATA, _now_ms() + LIFETIME_S * 1000)
+
+    def hop(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return anyio.to_thread.run_sync(lambda: fn(*args))
+
+    try:
+        results = {
+            "set": await timed(ops, lambda n: hop(conn.execute, SQL.upsert, (_key(n), record())))
+        }
+        results["get"] = await timed(ops, lambda n: hop(get, n))
+        results["validate_and_refresh"] = await timed(ops, lambda n: hop(refresh, n))
+        results["delete"] = await timed(ops, lambda n: hop(conn.execute, SQL.delete, (_key(n),)))
+        results["create"] = await timed(
+            ops,
+            lambda n: hop(
+                conn.execute, SQL.insert_if_absent, (f"rawt{run}-{n}".encode(), record())
+            ),
+        )
+    finally:
+        conn.close()
+    return results
+
+
+async def measure_raw_pool(url: str, ops: int, run: int) -> dict[str, float]:
+    pool = psycopg_pool.AsyncConnectionPool(
+        url, kwargs={"autocommit": True}, min_size=1, max_size=10, open=False
+    )
+    await pool.open(wait=True)
+
+    async def execute(query: bytes, params: Any, fetch: bool = False) -> None:
+        async with pool.connection(timeout=5) as conn:
+            cur = await conn.execute(query, params)
+            if fetch:
+                await cur.fetchall()
+
+    def record() -> str:
+        return encode_record(DATA, _now_ms() + LIFETIME_S * 1000)
+
+    try:
+        results = {"set": await timed(ops, lambda n: execute(SQL.upsert, (_key(n), record())))}
+        results["get"] = await timed(ops, lambda n: execute(SQL.get, (_key(n),), True))
+        results["validate_and_refresh"] = await timed(
+            ops, lambda n: execute(SQL.read_and_slide, _slide_params(n), True)
+        )
+        results["delete"] = await timed(ops, lambda n: execute(SQL.delete, (_key(n),)))
+        results["create"] = await timed(
+            ops, lambda n: execute(SQL.insert_if_absent, (f"rawp{run}-{n}".encode(), record()))
+        )
+    finally:
+        await pool.close()
+    return results
+
+
+MEASURE = {
+    "raw psycopg async": measure_raw_asyncio,
+    "raw psycopg pool": measure_raw_pool,
+    "store asyncio": measure_store,
+    "store trio": measure_store,
+    "raw psycopg thread, trio": measure_raw_threads,
+}
+
+
+def fill(url: str, sessions: int, now_ms: int) -> None:
+    """`sessions` rows, the first 1 % expired at `now_ms`, written with COPY."""
+    expired = max(1, sessions // 100)
+    live = encode_record(DATA, now_ms + LIFETIME_S * 1000)
+    old = encode_record(DATA, now_ms - 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLE}")
+        with conn.cursor().copy(f"COPY {TABLE} (id, value) FROM STDIN") as copy:
+            for n in range(sessions):
+                copy.write_row((f"id{n:07}".encode(), old if n < expired else live))
+        conn.execute(f"VACUUM ANALYZE {TABLE}")
+
+
+async def bulk(url: str, sessions: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Seconds (median of `rounds`) of get_all and clean_expired, store and raw statements."""
+    now_ms = 1_700_000_000_000
+    config = SessionStoreConfig(lifetime=LIFETIME_S)
+    samples: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        fill(url, sessions, now_ms)
+        async with PostgresSessionStore.from_url(
+            url, config, table=TABLE, clock=lambda: now_ms / 1000, timeout=60
+        ) as store:
+            await store.create_schema()
+            start = time.perf_counter()
+            found = await store.get_all()
+            samples.setdefault("get_all store", []).append(time.perf_counter() - start)
+            assert len(found) == sessions - max(1, sessions // 100)
+            start = time.perf_counter()
+            removed = await store.clean_expired()
+            samples.setdefault("clean_expired store", []).append(time.perf_counter() - start)
+            assert removed == max(1, sessions // 100)
+        fill(url, sessions, now_ms)
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        try:
+            start = time.perf_counter()
+            rows = await (await conn.execute(SQL.all)).fetchall()
+            samples.setdefault("get_all raw", []).append(time.perf_counter() - start)
+            assert len(rows) == sessions
+            start = time.perf_counter()
+            cur = await conn.execute(SQL.expired_candidates, (now_ms,))
+            candidates = await cur.fetchall()
+            await conn.execute(
+                SQL.delete_many_unchanged, ([r[0] for r in candidates], [r[1] for r in candidates])
+            )
+            samples.setdefault("clean_expired raw", []).append(time.perf_counter() - start)
+        finally:
+            await conn.close()
+    return {
+        name: (
+            statistics.median(samples[f"{name} store"]),
+            statistics.median(samples[f"{name} raw"]),
+        )
+        for name in ("get_all", "clean_expired")
+    }
+
+
+def prepare(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(SQL.create_table)
+        conn.execute(SQL.create_index)
+
+
+def collect(url: str, ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
+    """ops/s samples per (variant, operation), rounds interleaved."""
+    prepare(url)
+    results: dict[tuple[str, str], list[float]] = {}
+    for run in range(rounds):
+        for name, backend in VARIANTS:
+            measured = anyio.run(MEASURE[name], url, ops, run, backend=backend)
+            for operation, value in measured.items():
+                results.setdefault((name, operation), []).append(value)
+    return results
+
+
+def suite_rows(ops: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Rows for benchmarks/suite.py: the store on asyncio next to raw psycopg async."""
+    with server(None) as url:
+        results = collect(url, ops, rounds)
+    rows = {}
+    for operation in OPERATIONS:
+        store = statistics.median(results["store asyncio", operation])
+        floor = statistics.median(results["raw psycopg async", operation])
+        trio = statistics.median(results["store trio", operation])
+        rows[operation] = {"store_ops": store, "floor_ops": floor, "ratio": floor / store,
+                           "store_trio_ops": trio}  # fmt: skip
+    return rows
+
+
+async def _scale_one(url: str, size: int) -> dict[str, Any]:
+    from suite import timed as timed_with_stall  # the suite's heartbeat-measured timer
+
+    now_ms = 1_700_000_000_000
+    fill(url, size, now_ms)
+    store = PostgresSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S), table=TABLE, clock=lambda: now_ms / 1000,
+        timeout=600,
+    )  # fmt: skip
+    async with store:
+        await store.create_schema()
+        clean_s, clean_stall, removed = await timed_with_stall(store.clean_expired)
+        get_all_s, get_all_stall, found = await timed_with_stall(store.get_all)
+    return {
+        "store": "postgres",
+        "sessions": size,
+        "clean_expired_s": clean_s,
+        "clean_expired_removed": removed,
+        "clean_expired_max_stall_ms": clean_stall * 1000,
+        "get_all_s": get_all_s,
+        "get_all_found": len(found),
+        "get_all_max_stall_ms": get_all_stall * 1000,
+    }
+
+
+def scaling(sizes: list[int]) -> list[dict[str, Any]]:
+    """get_all and clean_expired (1 % expired) at each size, on asyncio, on a server of our own."""
+    with server(None) as url:
+        prepare(url)
+        return [anyio.run(_scale_one, url, size) for size in sizes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=2000, help="operations per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=100_000, help="for get_all, clean_expired")
+    parser.add_argument("--url", help="an existing database (default: start a server)")
+    args = parser.parse_args()
+    with server(args.url) as url:
+        results = collect(url, args.ops, args.rounds)
+        scaled = anyio.run(bulk, url, args.sessions, 3)
+    command = f"python benchmarks/bench_postgres.py --ops {args.ops} --rounds {args.rounds}"
+    print(command + f" --sessions {args.sessions}")
+    print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
+    print("ratio: time per call of the store on asyncio / of raw psycopg async (1.00 = raw);")
+    print("pool ratio: the same, over raw psycopg with a pool checkout per call")
+    header = f"| {'operation':20} | {'statements':28} |"
+    header += "".join(f" {name:>24} |" for name, _ in VARIANTS)
+    print(header + f" {'ratio':>6} | {'ratio range':>12} | {'pool ratio':>10} |")
+    print("|" + "-" * 22 + "|" + "-" * 30 + "|" + ("-" * 25 + ":|") * len(VARIANTS), end="")
+    print("-" * 7 + ":|" + "-" * 13 + ":|" + "-" * 11 + ":|")
+    for operation in OPERATIONS:
+        medians = [statistics.median(results[name, operation]) for name, _ in VARIANTS]
+        pairs = zip(
+            results[VARIANTS[0][0], operation], results[VARIANTS[2][0], operation], strict=True
+        )
+        ratios = [raw / store for raw, store in pairs]
+        print(
+            f"| {operation:20} | {STATEMENTS[operation]:28} |"
+            + "".join(f" {value:>24,.0f} |" for value in medians)
+            + f" {medians[0] / medians[2]:>6.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
+            + f" {medians[1] / medians[2]:>10.2f} |"
+        )
+    print()
+    print(f"{args.sessions:,} sessions (1 % expired), seconds, median of 3, asyncio")
+    print("| operation     | store  | raw statements | ratio |")
+    print("|---------------|-------:|---------------:|------:|")
+    for name, (store_s, raw_s) in scaled.items():
+        print(f"| {name:13} | {store_s:6.3f} | {raw_s:14.3f} | {store_s / raw_s:5.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Running `_postgres_ops` operations on connections: natively on asyncio, or in worker threads.
+
+A *source* hands out one connection at a time: a psycopg pool (the store's own or a caller's)
+or a single caller's connection, which calls then take turns on. `run_async` drives an
+operation on an `AsyncConnection`; `run_in_thread` drives it on a synchronous `Connection` in
+an anyio worker thread. Both finish or fail within the call's `Deadline`: waiting for a
+connection, every statement, retries after a lost connection, all of it. A worker thread
+cannot be cancelled, so when its call runs out of time the socket it is blocked on is shut
+down under it (`Watch`), and the thread ends at once with an error nobody waits for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import psycopg
+import psycopg.errors
+import psycopg_pool
+
+from ._deadline import Deadline
+from ._errors import InvalidSessionIdError, SessionStoreError, StoreUnavailableError
+from ._postgres_ops import BEGIN, Op, Plan
+from ._secrets import redact_message
+
+__all__ = (
+    "AsyncConnectionSource",
+    "AsyncPoolSource",
+    "AsyncSource",
+    "SyncConnectionSource",
+    "SyncPoolSource",
+    "SyncSource",
+    "Watch",
+    "run_async",
+    "run_in_thread",
+)
+
+T = TypeVar("T")
+
+AsyncConn = psycopg.AsyncConnection[Any]
+SyncConn = psycopg.Connection[Any]
+
+
+class AsyncPoolSource:
+    """Connections from an `AsyncConnectionPool`."""
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+        self.ready = False  # the store opens its own pool on first use
+        self.pool = pool
+
+    async def acquire(self, deadline: Deadline) -> AsyncConn:
+        conn: AsyncConn = await self.pool.getconn(timeout=max(deadline.remaining(), 0.001))
+        return conn
+
+    async def release(self, conn: AsyncConn) -> None:
+        await self.pool.putconn(conn)  # the pool drops a broken one
+
+
+class AsyncConnectionSource:
+    """One caller's `AsyncConnection`: calls take turns on it."""
+
+    def __init__(self, conn: AsyncConn) -> None:
+        self.ready = False  # the store opens its own pool on first use
+        self.conn = conn
+        self._lock: anyio.Lock | None = None
+
+    async def acquire(self, deadline: Deadline) -> AsyncConn:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        with anyio.move_on_after(deadline.remaining()):
+            await self._lock.acquire()
+            return self.conn
+        raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
+
+    async def release(self, conn: AsyncConn) -> None:
+        assert self._lock is not None
+        self._lock.release()
+
+
+class SyncPoolSource:
+    """Connections from a `ConnectionPool`, used from worker threads."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+        self.ready = False  # the store opens its own pool on first use
+        self.pool = pool
+
+    @contextlib.contextmanager
+    def connection(self, deadline: Deadline) -> Iterator[SyncConn]:
+        with self.pool.connection(timeout=max(deadline.remaining(), 0.001)) as conn:
+            yield conn
+
+
+class SyncConnectionSource:
+    """One caller's synchronous `Connection`: calls take turns on it, from worker threads."""
+
+    def __init__(self, conn: SyncConn) -> None:
+        self.ready = False  # the store opens its own pool on first use
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self, deadline: Deadline) -> Iterator[SyncConn]:
+        if not deadline.acquire(self._lock):
+            raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
+        try:
+            yield self.conn
+        finally:
+            self._lock.release()
+
+
+AsyncSource = AsyncPoolSource | AsyncConnectionSource
+SyncSource = SyncPoolSource | SyncConnectionSource
+
+
+def _within(deadline: Deadline) -> anyio.CancelScope:
+    """A scope that only the call's own deadline cancels."""
+    return anyio.CancelScope(shield=True, deadline=anyio.current_time() + deadline.remaining())
+
+
+def _lost(exc: BaseException, conn: AsyncConn | SyncConn) -> bool:
+    """True if `exc` came from a connection that is gone (a restart, a dropped socket)."""
+    return isinstance(exc, psycopg.OperationalError) and conn.closed
+
+
+def _fail(what: str, exc: Exception, url: str | None) -> tuple[SessionStoreError, Exception]:
+    """The library's error for a psycopg or pool error, and the cause to chain to it.
+
+    With the store's `url`, every message is masked against it; a cause whose chain shows a
+    secret gives way to a stand-in that carries the masked message only.
+    """
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        msg = f"{what}: a session id (or record) too large for PostgreSQL's index: {exc}"
+        return InvalidSessionIdError(msg), exc
+    text = f"{type(exc).__name__}: {exc}".strip()
+    if url is None:
+        return StoreUnavailableError(f"{what}: {text}"), exc
+    error = StoreUnavailableError(f"{what}: {redact_message(text, url)}")
+    return error, (exc if _clean(exc, url) else Exception(redact_message(str(exc), url)))
+
+
+def _clean(exc: BaseException, url: str) -> bool:
+    """True if no message along `exc`'s chain of causes and contexts shows a secret."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if redact_message(str(current), url) != str(current):
+            return False
+        pending += [current.__cause__, current.__context__]
+    return True
+
+
+async def run_async(
+    source: AsyncSource, plan: Plan, deadline: Deadline, store: str, url: str | None
+) -> Any:
+    """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
+    failure: tuple[SessionStoreError, Exception] | None = None
+    # Shielded: a statement sent is seen through (within the deadline), so a call cancelled
+    # from outside never leaves one running on the server after it returns.
+    with _within(deadline):
+        try:
+            return await _attempts_async(source, plan, deadline)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            failure = _fail(f"{store}: {plan.name}", exc, url)
+    if failure is None:
+        raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
+    # Raised here, outside the handler: an unmasked message never rides along as context.
+    error, cause = failure
+    raise error from cause
+
+
+async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
+    while True:
+        conn = await source.acquire(deadline)
+        try:
+            return await _drive_async(conn, plan.make())
+        except psycopg.Error as exc:
+            if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                raise
+        finally:
+            await source.release(conn)
+        # The pool drops the lost connection; try again on another.
+
+
+async def _drive_async(conn: AsyncConn, op: Op[T]) -> T:
+    if conn.autocommit:
+        return await _steps_async(conn, op, False)
+    async with conn.transaction():  # a connection that is not autocommit: one per call
+        return await _steps_async(conn, op, True)
+
+
+async def _steps_async(conn: AsyncConn, op: Op[T], in_transaction: bool) -> T:
+    """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
+    cursor = conn.cursor()  # client-side: nothing to close on the server
+    reply: Any = None
+    try:
+        while True:
+            step = op.send(reply)
+            if step is BEGIN:
+                reply = None
+                if in_transaction:
+                    continue
+                async with conn.transaction():
+                    return await _steps_async(conn, op, True)
+            await cursor.execute(step.query, step.params)
+            reply = await cursor.fetchall() if step.fetch else cursor.rowcount
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        op.close()
+
+
+class Watch:
+    """What a worker thread is blocked on, so that its caller can cut it loose in time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: SyncConn | None = None
+        self._abandoned = False
+
+    def use(self, conn: SyncConn) -> bool:
+        """Record `conn` as in use; False if the call was already abandoned."""
+        with self._lock:
+            self._conn = conn
+            return not self._abandoned
+
+    def done(self) -> None:
+        with self._lock:
+            self._conn = None
+
+    def abandon(self) -> None:
+        """Shut down the socket of the connection in use: the thread's wait ends at once.
+
+        The connection is then broken, and its pool drops it.
+        """
+        with self._lock:
+            self._abandoned = True
+            conn = self._conn
+            if conn is None or conn.closed:
+                return
+            with contextlib.suppress(OSError):
+                fd = os.dup(conn.pgconn.socket)
+                with socket.socket(fileno=fd) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+async def run_in_thread(
+    source: SyncSource,
+    plan: Plan,
+    deadline: Deadline,
+    store: str,
+    url: str | None,
+    limiter: anyio.CapacityLimiter,
+) -> Any:
+    """Drive `plan` on a connection of `source` in a worker thread, within `deadline`."""
+    watch = Watch()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, _attempts_sync(source, plan, deadline, watch)))
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            outcome.append((False, exc))
+
+    with _within(deadline):
+        await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    if not outcome:
+        watch.abandon()
+        raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
+    ok, value = outcome[0]
+    if ok:
+        return value
+    error, cause = _fail(f"{store}: {plan.name}", value, url)
+    raise error from cause
+
+
+def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: Watch) -> Any:
+    while True:
+        with source.connection(deadline) as conn:
+            if not watch.use(conn):
+                raise psycopg_pool.PoolTimeout("the call ran out of time before it started")
+            try:
+                return _drive_sync(conn, plan.make())
+            except psycopg.Error as exc:
+                if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                    raise
+            finally:
+                watch.done()
+
+
+def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
+    if conn.autocommit:
+        return _steps_sync(conn, op, False)
+    with conn.transaction():  # a connection that is not autocommit: one per call
+        return _steps_sync(conn, op, True)
+
+
+def _steps_sync(conn: SyncConn, op: Op[T], in_transaction: bool) -> T:
+    """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
+    cursor = conn.cursor()  # client-side: nothing to close on the server
+    reply: Any = None
+    try:
+        while True:
+            step = op.send(reply)
+            if step is BEGIN:
+                reply = None
+                if in_transaction:
+                    continue
+                with conn.transaction():
+                    return _steps_sync(conn, op, True)
+            cursor.execute(step.query, step.params)
+            reply = cursor.fetchall() if step.fetch else cursor.rowcount
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        op.close()

@@ -1,0 +1,18 @@
+"""`PostgresSessionStore`: sessions shared by many processes through a PostgreSQL table.
+
+Needs the ``postgres`` extra: ``pip install 'walletmesh-sessions[postgres]'``.
+"""
+
+try:
+    import psycopg as _psycopg  # noqa: F401
+    import psycopg_pool as _psycopg_pool  # noqa: F401
+except ImportError as _exc:
+    _msg = (
+        "walletmesh_sessions.postgres needs the postgres extra: "
+        f"pip install 'walletmesh-sessions[postgres]' ({_exc})"
+    )
+    raise ImportError(_msg, name=_exc.name) from _exc
+
+from ._postgres_store import PostgresSessionStore as PostgresSessionStore
+
+__all__ = ("PostgresSessionStore",)
