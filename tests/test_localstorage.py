@@ -69,6 +69,11 @@ def plant(path: Path, rows: dict[str, str]) -> None:
         conn.executemany(f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)", rows.items())
 
 
+def largest_file(*paths: Path) -> int:
+    """The size in bytes of the largest of `paths`."""
+    return max(os.stat(p).st_size for p in paths)
+
+
 @pytest.fixture(params=["file", "mapping"])
 def storage_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -592,6 +597,39 @@ class TestWritesOnTheCallingThread:
             "wm_session_a": raw_rows(path)["wm_session_a"],
             "wm_session_b": raw_rows(path)["wm_session_b"],
         }
+
+    @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+    @pytest.mark.parametrize("durability", ["process", "power"])
+    async def test_update_whose_commit_fails_runs_change_once(
+        self, tmp_path: Path, durability: Durability
+    ) -> None:
+        """A commit that fails (the disk is full) fails the update; `change` ran only once."""
+        import resource
+
+        path = tmp_path / "s.db"
+        calls = 0
+
+        def change(current: SessionData) -> SessionData:
+            nonlocal calls
+            calls += 1
+            return SessionData(current.id, current.origin + "x" * 20_000)
+
+        async with LocalStorageSessionStore(path, durability=durability) as store:
+            await store.set("a", data(1))
+            full = largest_file(path, path.with_name(path.name + "-wal"))
+            limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+            handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (full, limits[1]))
+            try:
+                with pytest.raises(StoreUnavailableError):
+                    await store.update("a", change)
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+                signal.signal(signal.SIGXFSZ, handler)
+            assert calls == 1
+            assert await store.get("a") == data(1)
+            await store.set("b", data(2))  # no transaction left open on either connection
+            assert await store.get("b") == data(2)
 
 
 WRITER_LOCK = textwrap.dedent(

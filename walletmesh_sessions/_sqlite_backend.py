@@ -444,22 +444,28 @@ class SqliteBackend:
     def update(self, wait: bool, session_id: str, change: Change) -> SessionData | Deferred | None:
         def update(conn: sqlite3.Connection) -> SessionData | None:
             now = now_ms(self._clock)
-            # The write lock is held from the read to the write: no concurrent write is lost.
-            with _transaction(conn):
-                live = self._live(conn, session_id, now)
-                if live is None:
-                    return None
-                _text, current, after = live
-                new = updated(self._config, now, current, change)
-                expires_at = expiry_after_update(self._config, after, new.created_at)
-                record = (self._prefix + session_id, encode_record(new, expires_at))
-                try:
-                    conn.execute(_UPSERT, record)
-                except sqlite3.Error as exc:
-                    # `change` has run: report it here rather than run it again in a worker.
-                    msg = f"{self._describe()}: {exc}"
-                    raise StoreUnavailableError(msg) from exc
-                return new
+            changed = False
+            try:
+                # The write lock is held from the read to the write: no concurrent write is lost.
+                with _transaction(conn):
+                    live = self._live(conn, session_id, now)
+                    if live is None:
+                        return None
+                    _text, current, after = live
+                    changed = True
+                    new = updated(self._config, now, current, change)
+                    expires_at = expiry_after_update(self._config, after, new.created_at)
+                    conn.execute(
+                        _UPSERT, (self._prefix + session_id, encode_record(new, expires_at))
+                    )
+                    return new
+            except sqlite3.Error as exc:
+                if not changed:
+                    raise
+                # `change` has run (the write or the commit failed): report it here rather
+                # than run it again in a worker.
+                msg = f"{self._describe()}: {exc}"
+                raise StoreUnavailableError(msg) from exc
 
         return self._run(wait, update, writes=True)
 
@@ -737,13 +743,23 @@ class _transaction:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._busy_ms = None
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            if self._conn.in_transaction:  # an I/O error may have rolled it back already
+                self._conn.execute("ROLLBACK")
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # A failed commit may leave the transaction open, holding the write lock.
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            raise
 
 
 def _delete_unchanged(conn: sqlite3.Connection, records: list[tuple[str, str]]) -> int:
