@@ -35,7 +35,13 @@ from walletmesh_sessions import (
 from walletmesh_sessions._codec import encode_record
 from walletmesh_sessions._data import SessionRecord
 from walletmesh_sessions._protocol import DEFERRED
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE, Durability, prefix_upper_bound
+from walletmesh_sessions._sqlite_backend import (
+    CHECKPOINT_EVERY,
+    SCHEMA,
+    TABLE,
+    Durability,
+    prefix_upper_bound,
+)
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -802,6 +808,18 @@ class TestFilesReleased:
             with contextlib.suppress(FileNotFoundError):  # the WAL and SHM go on a clean close
                 os.rename(f"{path}{suffix}", f"{path}{suffix}.moved")
         assert len(failures) == 3
+
+    @needs_proc
+    async def test_while_a_checkpoint_runs(self, tmp_path: Path) -> None:
+        """aclose right after the commit that starts a background checkpoint waits for it."""
+        path = tmp_path / "s.db"
+        big = SessionData("s", "https://app.example", {"eip155:1": ["m" * 100_000]})
+        store = LocalStorageSessionStore(path)
+        await store.get("open")
+        for n in range(CHECKPOINT_EVERY):  # on the calling thread, the last one starts it
+            await store.set(f"s{n}", big)
+        await store.aclose()
+        assert open_files_under(tmp_path) == []
 
 
 OLD_SCHEMA = (

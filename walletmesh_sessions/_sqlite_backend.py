@@ -410,6 +410,10 @@ class SqliteBackend:
         with self._lock:
             self._closed = True
             self._drop_connections(moved=not self._is_same_file())
+        # A background checkpoint holds the file open on a connection of its own: wait for it
+        # (one that has not started yet sees the store closed and opens nothing).
+        with self._checkpointing:
+            pass
 
     def _params(self, **extra: object) -> dict[str, object]:
         return {"lo": self._prefix, "hi": self._upper, "n": len(self._prefix.encode()), **extra}
