@@ -60,6 +60,25 @@ class TestOutput:
         assert exc.value.code == 2
         assert "results.json" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        "path",
+        ["docs/scaling.svg", str(ROOT / "docs" / "scaling.svg")],
+        ids=["relative", "absolute"],
+    )
+    def test_quick_refuses_the_tracked_chart(
+        self,
+        suite: Any,
+        path: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`--quick --chart docs/scaling.svg` is a usage error: the docs show that chart."""
+        monkeypatch.chdir(ROOT)
+        with pytest.raises(SystemExit) as exc:
+            suite.parse_args(["--quick", "--chart", path])
+        assert exc.value.code == 2
+        assert "scaling.svg" in capsys.readouterr().err
+
     def test_full_run_may_rewrite_the_tracked_file(
         self, suite: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
