@@ -143,3 +143,15 @@ class TestReports:
         """docs/performance.md embeds docs/scaling.svg, which exists."""
         assert (ROOT / "docs" / "scaling.svg").is_file()
         assert "](scaling.svg)" in (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+
+
+class TestBenchExtra:
+    """`pip install -e '.[bench]'` brings everything the suite imports or runs on."""
+
+    def test_has_every_backend_the_suite_runs(self) -> None:
+        """The suite runs on trio as well as asyncio: the extra must install trio."""
+        tomllib = pytest.importorskip("tomllib")
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        bench = project["project"]["optional-dependencies"]["bench"]
+        names = {requirement.split(">")[0].split("=")[0].split("[")[0] for requirement in bench}
+        assert {"redis", "matplotlib", "trio"} <= names, bench
