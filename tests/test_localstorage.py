@@ -394,11 +394,12 @@ class TestProcesses:
         assert {f"{tag}-{n}" for tag in ("p1", "p2", "me") for n in range(300)} == set(sessions)
 
     def test_sigkill_keeps_acknowledged_writes(self, tmp_path: Path) -> None:
-        """Every set acknowledged before SIGKILL is there when the file is reopened."""
+        """Every set acknowledged before SIGKILL, mid-run and past the first background
+        checkpoint, is there when the file is reopened (durability "process", the default)."""
         path = tmp_path / "crash.db"
-        proc = spawn_writer(path, "hang", 200)
+        proc = spawn_writer(path, "hang", 20 * CHECKPOINT_EVERY)
         assert proc.stdout is not None
-        acknowledged = [proc.stdout.readline().strip() for _ in range(120)]
+        acknowledged = [proc.stdout.readline().strip() for _ in range(3 * CHECKPOINT_EVERY)]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
