@@ -129,6 +129,21 @@ class TestReports:
         assert "| sqlite | 1,000,000 |" in scaling
         assert "| memory | `get_all` | 1,000,000 |" in "\n".join(tables.big_stalls(results))
 
+    def test_big_stalls_header_counts_the_runs_made(self) -> None:
+        """The header says how many runs each stall is the longest of (a quick run makes 2)."""
+        row = {
+            "store": "memory",
+            "method": "get_all",
+            "sessions": 10_000,
+            "runs": 2,
+            "max_stall_ms": 7.9,
+            "max_gc_pause_ms": 0.0,
+            "median_s": 0.0448,
+        }
+        lines = _script("tables").big_stalls([{"big_stalls": [row]}])
+        assert "longest stall, 2 runs" in lines[0]
+        assert "| memory | `get_all` | 10,000 | 44.8 ms | 7.9 ms | 0.0 ms |" in lines
+
     def test_chart_is_an_svg_of_the_scaling(self, tmp_path: Path) -> None:
         """The chart draws from results.json: an SVG with both panels' titles."""
         results = json.loads(TRACKED.read_text(encoding="utf-8"))["results"]
