@@ -1064,6 +1064,41 @@ class TestBoundedWaiting:
             releaser.join(5)
         assert 1.4 < took < 3.0  # a fresh timeout for the file's lock would make it about 3.5 s
 
+    async def test_every_kind_of_write_waits_out_a_lock(self, tmp_path: Path) -> None:
+        """Hundreds of set/create/update/rotate calls queued behind another process's lock all
+        complete once it is released: each applied once, none lost or half done."""
+        path = tmp_path / "s.db"
+        ran: dict[int, int] = {}
+
+        def change(n: int) -> Callable[[SessionData], SessionData]:
+            def bump(current: SessionData) -> SessionData:
+                ran[n] = ran.get(n, 0) + 1
+                return SessionData(current.id, current.origin + "+")
+
+            return bump
+
+        async with LocalStorageSessionStore(path, timeout=10) as store:
+            for n in range(50):
+                await store.set(f"u{n}", SessionData(f"u{n}", "o"))
+                await store.set(f"r{n}", SessionData(f"r{n}", "o"))
+            async with anyio.create_task_group() as tg:
+                with write_lock_held(path):
+                    for n in range(50):
+                        tg.start_soon(store.set, f"s{n}", data(n))
+                        tg.start_soon(store.create, f"c{n}", data(n))
+                        tg.start_soon(store.update, f"u{n}", change(n))
+                        tg.start_soon(store.rotate, f"r{n}", f"R{n}")
+                    await anyio.sleep(0.3)
+                    assert await store.get("s0") is None  # all still waiting
+            sessions = await store.get_all()
+        assert ran == dict.fromkeys(range(50), 1)
+        for n in range(50):
+            assert sessions[f"s{n}"] == sessions[f"c{n}"] == data(n)
+            assert sessions[f"u{n}"].origin == "o+"
+            assert f"r{n}" not in sessions
+            assert sessions[f"R{n}"].id == f"R{n}"
+        assert len(sessions) == 200
+
     async def test_waiting_for_a_worker_thread_counts(self, tmp_path: Path) -> None:
         """A call that cannot get a worker thread in time fails, naming the timeout."""
         # With "power" every write needs a worker thread (its commit syncs to disk).
