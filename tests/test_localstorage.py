@@ -1064,6 +1064,20 @@ class TestBoundedWaiting:
             releaser.join(5)
         assert 1.4 < took < 3.0  # a fresh timeout for the file's lock would make it about 3.5 s
 
+    async def test_first_open_waits_for_a_rollback_journal_lock(self, tmp_path: Path) -> None:
+        """A file not yet in WAL whose write lock another program holds: the first call waits
+        for it within the timeout (SQLite answers "busy" at once there, without waiting)."""
+        path = tmp_path / "s.db"
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("CREATE TABLE other_program (x)")  # journal_mode stays "delete"
+        async with LocalStorageSessionStore(path, timeout=5) as store:
+            with write_lock_held(path, seconds=0.3):
+                start = time.monotonic()
+                await store.set("a", data(1))
+                waited = time.monotonic() - start
+            assert await store.get("a") == data(1)
+        assert 0.1 < waited < 4, waited
+
     async def test_every_kind_of_write_waits_out_a_lock(self, tmp_path: Path) -> None:
         """Hundreds of set/create/update/rotate calls queued behind another process's lock all
         complete once it is released: each applied once, none lost or half done."""

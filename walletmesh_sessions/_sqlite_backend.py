@@ -18,6 +18,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, TypeVar
 
@@ -339,7 +340,7 @@ class SqliteBackend:
             conn.text_factory = _text
             # WAL: readers never block the writer. NORMAL: a commit survives a crash of the
             # process (it is in the WAL); FULL: it is also synced, surviving power loss.
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(conn, deadline)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             _ensure_schema(conn)
             reader = self._open_reader()
@@ -721,6 +722,24 @@ def _create_private(path: str) -> tuple[int, int]:
     finally:
         os.close(fd)
     return st.st_dev, st.st_ino
+
+
+def _enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
+    """Put the file in WAL mode, waiting within `deadline` for another connection's lock.
+
+    On a file still in rollback-journal mode whose write lock another connection holds,
+    SQLite answers "busy" at once here, without its busy handler: retry until the deadline.
+    """
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or deadline.remaining() <= 0:
+                raise
+        time.sleep(min(pause, deadline.remaining()))
+        pause = min(pause * 2, 0.05)
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
