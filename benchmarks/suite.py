@@ -584,6 +584,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 TRACKED_RESULTS = (Path(__file__).parent / "results.json").resolve()
+TRACKED_CHART = (Path(__file__).parent.parent / "docs" / "scaling.svg").resolve()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -608,6 +609,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--quick would overwrite the tracked {TRACKED_RESULTS.name} with rough numbers;"
             " give another --output path, or run the full suite"
+        )
+    if args.quick and args.chart is not None and args.chart.resolve() == TRACKED_CHART:
+        parser.error(
+            f"--quick would overwrite the tracked {TRACKED_CHART.name} (shown in the docs) with"
+            " rough numbers; give another --chart path, or run the full suite"
         )
     args.rounds = 3 if args.quick else 7
     args.ops = 20_000 if args.quick else 100_000

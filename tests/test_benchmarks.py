@@ -60,6 +60,25 @@ class TestOutput:
         assert exc.value.code == 2
         assert "results.json" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        "path",
+        ["docs/scaling.svg", str(ROOT / "docs" / "scaling.svg")],
+        ids=["relative", "absolute"],
+    )
+    def test_quick_refuses_the_tracked_chart(
+        self,
+        suite: Any,
+        path: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`--quick --chart docs/scaling.svg` is a usage error: the docs show that chart."""
+        monkeypatch.chdir(ROOT)
+        with pytest.raises(SystemExit) as exc:
+            suite.parse_args(["--quick", "--chart", path])
+        assert exc.value.code == 2
+        assert "scaling.svg" in capsys.readouterr().err
+
     def test_full_run_may_rewrite_the_tracked_file(
         self, suite: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -110,6 +129,21 @@ class TestReports:
         assert "| sqlite | 1,000,000 |" in scaling
         assert "| memory | `get_all` | 1,000,000 |" in "\n".join(tables.big_stalls(results))
 
+    def test_big_stalls_header_counts_the_runs_made(self) -> None:
+        """The header says how many runs each stall is the longest of (a quick run makes 2)."""
+        row = {
+            "store": "memory",
+            "method": "get_all",
+            "sessions": 10_000,
+            "runs": 2,
+            "max_stall_ms": 7.9,
+            "max_gc_pause_ms": 0.0,
+            "median_s": 0.0448,
+        }
+        lines = _script("tables").big_stalls([{"big_stalls": [row]}])
+        assert "longest stall, 2 runs" in lines[0]
+        assert "| memory | `get_all` | 10,000 | 44.8 ms | 7.9 ms | 0.0 ms |" in lines
+
     def test_chart_is_an_svg_of_the_scaling(self, tmp_path: Path) -> None:
         """The chart draws from results.json: an SVG with both panels' titles."""
         results = json.loads(TRACKED.read_text(encoding="utf-8"))["results"]
@@ -124,3 +158,15 @@ class TestReports:
         """docs/performance.md embeds docs/scaling.svg, which exists."""
         assert (ROOT / "docs" / "scaling.svg").is_file()
         assert "](scaling.svg)" in (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+
+
+class TestBenchExtra:
+    """`pip install -e '.[bench]'` brings everything the suite imports or runs on."""
+
+    def test_has_every_backend_the_suite_runs(self) -> None:
+        """The suite runs on trio as well as asyncio: the extra must install trio."""
+        tomllib = pytest.importorskip("tomllib")
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        bench = project["project"]["optional-dependencies"]["bench"]
+        names = {requirement.split(">")[0].split("=")[0].split("[")[0] for requirement in bench}
+        assert {"redis", "matplotlib", "trio"} <= names, bench

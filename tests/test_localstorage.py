@@ -35,7 +35,13 @@ from walletmesh_sessions import (
 from walletmesh_sessions._codec import encode_record
 from walletmesh_sessions._data import SessionRecord
 from walletmesh_sessions._protocol import DEFERRED
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE, Durability, prefix_upper_bound
+from walletmesh_sessions._sqlite_backend import (
+    CHECKPOINT_EVERY,
+    SCHEMA,
+    TABLE,
+    Durability,
+    prefix_upper_bound,
+)
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -67,6 +73,11 @@ def plant(path: Path, rows: dict[str, str]) -> None:
         for statement in SCHEMA:
             conn.execute(statement)
         conn.executemany(f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)", rows.items())
+
+
+def largest_file(*paths: Path) -> int:
+    """The size in bytes of the largest of `paths`."""
+    return max(os.stat(p).st_size for p in paths)
 
 
 @pytest.fixture(params=["file", "mapping"])
@@ -383,11 +394,12 @@ class TestProcesses:
         assert {f"{tag}-{n}" for tag in ("p1", "p2", "me") for n in range(300)} == set(sessions)
 
     def test_sigkill_keeps_acknowledged_writes(self, tmp_path: Path) -> None:
-        """Every set acknowledged before SIGKILL is there when the file is reopened."""
+        """Every set acknowledged before SIGKILL, mid-run and past the first background
+        checkpoint, is there when the file is reopened (durability "process", the default)."""
         path = tmp_path / "crash.db"
-        proc = spawn_writer(path, "hang", 200)
+        proc = spawn_writer(path, "hang", 20 * CHECKPOINT_EVERY)
         assert proc.stdout is not None
-        acknowledged = [proc.stdout.readline().strip() for _ in range(120)]
+        acknowledged = [proc.stdout.readline().strip() for _ in range(3 * CHECKPOINT_EVERY)]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
@@ -593,6 +605,39 @@ class TestWritesOnTheCallingThread:
             "wm_session_b": raw_rows(path)["wm_session_b"],
         }
 
+    @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+    @pytest.mark.parametrize("durability", ["process", "power"])
+    async def test_update_whose_commit_fails_runs_change_once(
+        self, tmp_path: Path, durability: Durability
+    ) -> None:
+        """A commit that fails (the disk is full) fails the update; `change` ran only once."""
+        import resource
+
+        path = tmp_path / "s.db"
+        calls = 0
+
+        def change(current: SessionData) -> SessionData:
+            nonlocal calls
+            calls += 1
+            return SessionData(current.id, current.origin + "x" * 20_000)
+
+        async with LocalStorageSessionStore(path, durability=durability) as store:
+            await store.set("a", data(1))
+            full = largest_file(path, path.with_name(path.name + "-wal"))
+            limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+            handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (full, limits[1]))
+            try:
+                with pytest.raises(StoreUnavailableError):
+                    await store.update("a", change)
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+                signal.signal(signal.SIGXFSZ, handler)
+            assert calls == 1
+            assert await store.get("a") == data(1)
+            await store.set("b", data(2))  # no transaction left open on either connection
+            assert await store.get("b") == data(2)
+
 
 WRITER_LOCK = textwrap.dedent(
     """
@@ -764,6 +809,18 @@ class TestFilesReleased:
             with contextlib.suppress(FileNotFoundError):  # the WAL and SHM go on a clean close
                 os.rename(f"{path}{suffix}", f"{path}{suffix}.moved")
         assert len(failures) == 3
+
+    @needs_proc
+    async def test_while_a_checkpoint_runs(self, tmp_path: Path) -> None:
+        """aclose right after the commit that starts a background checkpoint waits for it."""
+        path = tmp_path / "s.db"
+        big = SessionData("s", "https://app.example", {"eip155:1": ["m" * 100_000]})
+        store = LocalStorageSessionStore(path)
+        await store.get("open")
+        for n in range(CHECKPOINT_EVERY):  # on the calling thread, the last one starts it
+            await store.set(f"s{n}", big)
+        await store.aclose()
+        assert open_files_under(tmp_path) == []
 
 
 OLD_SCHEMA = (
@@ -1006,6 +1063,55 @@ class TestBoundedWaiting:
                 took = time.monotonic() - start
             releaser.join(5)
         assert 1.4 < took < 3.0  # a fresh timeout for the file's lock would make it about 3.5 s
+
+    async def test_first_open_waits_for_a_rollback_journal_lock(self, tmp_path: Path) -> None:
+        """A file not yet in WAL whose write lock another program holds: the first call waits
+        for it within the timeout (SQLite answers "busy" at once there, without waiting)."""
+        path = tmp_path / "s.db"
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("CREATE TABLE other_program (x)")  # journal_mode stays "delete"
+        async with LocalStorageSessionStore(path, timeout=5) as store:
+            with write_lock_held(path, seconds=0.3):
+                start = time.monotonic()
+                await store.set("a", data(1))
+                waited = time.monotonic() - start
+            assert await store.get("a") == data(1)
+        assert 0.1 < waited < 4, waited
+
+    async def test_every_kind_of_write_waits_out_a_lock(self, tmp_path: Path) -> None:
+        """Hundreds of set/create/update/rotate calls queued behind another process's lock all
+        complete once it is released: each applied once, none lost or half done."""
+        path = tmp_path / "s.db"
+        ran: dict[int, int] = {}
+
+        def change(n: int) -> Callable[[SessionData], SessionData]:
+            def bump(current: SessionData) -> SessionData:
+                ran[n] = ran.get(n, 0) + 1
+                return SessionData(current.id, current.origin + "+")
+
+            return bump
+
+        async with LocalStorageSessionStore(path, timeout=10) as store:
+            for n in range(50):
+                await store.set(f"u{n}", SessionData(f"u{n}", "o"))
+                await store.set(f"r{n}", SessionData(f"r{n}", "o"))
+            async with anyio.create_task_group() as tg:
+                with write_lock_held(path):
+                    for n in range(50):
+                        tg.start_soon(store.set, f"s{n}", data(n))
+                        tg.start_soon(store.create, f"c{n}", data(n))
+                        tg.start_soon(store.update, f"u{n}", change(n))
+                        tg.start_soon(store.rotate, f"r{n}", f"R{n}")
+                    await anyio.sleep(0.3)
+                    assert await store.get("s0") is None  # all still waiting
+            sessions = await store.get_all()
+        assert ran == dict.fromkeys(range(50), 1)
+        for n in range(50):
+            assert sessions[f"s{n}"] == sessions[f"c{n}"] == data(n)
+            assert sessions[f"u{n}"].origin == "o+"
+            assert f"r{n}" not in sessions
+            assert sessions[f"R{n}"].id == f"R{n}"
+        assert len(sessions) == 200
 
     async def test_waiting_for_a_worker_thread_counts(self, tmp_path: Path) -> None:
         """A call that cannot get a worker thread in time fails, naming the timeout."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping, MutableMapping
 
 import pytest
 
-from walletmesh_sessions import SessionData
+from walletmesh_sessions import InvalidConfigError, SessionData
 from walletmesh_sessions._session_map import SessionMap
 
 
@@ -93,3 +93,31 @@ class TestRepresentation:
         assert type(copied) is SessionMap
         assert copied == sessions
         assert pickle.loads(pickle.dumps(SessionMap())) == {}
+
+    def test_copies_keep_a_subclass(self) -> None:
+        """A subclass is copied and unpickled as itself, not as a plain SessionMap."""
+        copied = copy.copy(_Named({"a": _data(1)}))
+        assert type(copied) is _Named
+        assert type(pickle.loads(pickle.dumps(_Named()))) is _Named
+
+
+class _Named(SessionMap):
+    """A subclass, as a caller might define one (module level: picklable)."""
+
+    __slots__ = ()
+
+
+class TestShards:
+    @pytest.mark.parametrize("shards", [1, 2, 64, 256, 1024])
+    def test_powers_of_two(self, shards: int) -> None:
+        """Any power of two holds every session."""
+        sessions = SessionMap({f"id{n}": _data(n) for n in range(100)}, shards=shards)
+        assert len(sessions) == 100
+        assert all(sessions[f"id{n}"] == _data(n) for n in range(100))
+
+    @pytest.mark.parametrize("shards", [0, -1, 3, 100, 1.0, True, "4", None])
+    def test_anything_else_is_refused(self, shards: object) -> None:
+        """A shard count that is not a positive power of two is a clear ValueError at once."""
+        with pytest.raises(InvalidConfigError, match="shards"):
+            SessionMap(shards=shards)  # type: ignore[arg-type]
+        assert issubclass(InvalidConfigError, ValueError)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Final
 
 from ._data import SessionData
+from ._errors import InvalidConfigError
 
 __all__ = ("SessionMap",)
 
@@ -36,6 +37,9 @@ class SessionMap(Mapping[str, SessionData]):
         shards: int = SHARDS,
     ) -> None:
         """`shards` (a power of two): 1 for a small batch, the default for a whole store."""
+        if type(shards) is not int or shards < 1 or shards & (shards - 1):  # bool is no count
+            msg = f"shards must be a positive power of two, got {shards!r}"
+            raise InvalidConfigError(msg)
         self._shards: list[dict[str, SessionData] | None] = [None] * shards
         self._mask = shards - 1
         self._length = 0
@@ -93,4 +97,4 @@ class SessionMap(Mapping[str, SessionData]):
         return f"SessionMap({dict(self.items())!r})"
 
     def __reduce__(self) -> tuple[type[SessionMap], tuple[dict[str, SessionData]]]:
-        return (SessionMap, (dict(self.items()),))  # the shard count is not worth keeping
+        return (type(self), (dict(self.items()),))  # the shard count is not worth keeping

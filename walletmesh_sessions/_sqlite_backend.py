@@ -18,6 +18,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, TypeVar
 
@@ -339,7 +340,7 @@ class SqliteBackend:
             conn.text_factory = _text
             # WAL: readers never block the writer. NORMAL: a commit survives a crash of the
             # process (it is in the WAL); FULL: it is also synced, surviving power loss.
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(conn, deadline)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             _ensure_schema(conn)
             reader = self._open_reader()
@@ -410,6 +411,10 @@ class SqliteBackend:
         with self._lock:
             self._closed = True
             self._drop_connections(moved=not self._is_same_file())
+        # A background checkpoint holds the file open on a connection of its own: wait for it
+        # (one that has not started yet sees the store closed and opens nothing).
+        with self._checkpointing:
+            pass
 
     def _params(self, **extra: object) -> dict[str, object]:
         return {"lo": self._prefix, "hi": self._upper, "n": len(self._prefix.encode()), **extra}
@@ -444,22 +449,28 @@ class SqliteBackend:
     def update(self, wait: bool, session_id: str, change: Change) -> SessionData | Deferred | None:
         def update(conn: sqlite3.Connection) -> SessionData | None:
             now = now_ms(self._clock)
-            # The write lock is held from the read to the write: no concurrent write is lost.
-            with _transaction(conn):
-                live = self._live(conn, session_id, now)
-                if live is None:
-                    return None
-                _text, current, after = live
-                new = updated(self._config, now, current, change)
-                expires_at = expiry_after_update(self._config, after, new.created_at)
-                record = (self._prefix + session_id, encode_record(new, expires_at))
-                try:
-                    conn.execute(_UPSERT, record)
-                except sqlite3.Error as exc:
-                    # `change` has run: report it here rather than run it again in a worker.
-                    msg = f"{self._describe()}: {exc}"
-                    raise StoreUnavailableError(msg) from exc
-                return new
+            changed = False
+            try:
+                # The write lock is held from the read to the write: no concurrent write is lost.
+                with _transaction(conn):
+                    live = self._live(conn, session_id, now)
+                    if live is None:
+                        return None
+                    _text, current, after = live
+                    changed = True
+                    new = updated(self._config, now, current, change)
+                    expires_at = expiry_after_update(self._config, after, new.created_at)
+                    conn.execute(
+                        _UPSERT, (self._prefix + session_id, encode_record(new, expires_at))
+                    )
+                    return new
+            except sqlite3.Error as exc:
+                if not changed:
+                    raise
+                # `change` has run (the write or the commit failed): report it here rather
+                # than run it again in a worker.
+                msg = f"{self._describe()}: {exc}"
+                raise StoreUnavailableError(msg) from exc
 
         return self._run(wait, update, writes=True)
 
@@ -713,6 +724,24 @@ def _create_private(path: str) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def _enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
+    """Put the file in WAL mode, waiting within `deadline` for another connection's lock.
+
+    On a file still in rollback-journal mode whose write lock another connection holds,
+    SQLite answers "busy" at once here, without its busy handler: retry until the deadline.
+    """
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or deadline.remaining() <= 0:
+                raise
+        time.sleep(min(pause, deadline.remaining()))
+        pause = min(pause * 2, 0.05)
+
+
 def _ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the table, or migrate one with a plain expires_at column, in one transaction.
 
@@ -737,13 +766,23 @@ class _transaction:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._busy_ms = None
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            if self._conn.in_transaction:  # an I/O error may have rolled it back already
+                self._conn.execute("ROLLBACK")
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # A failed commit may leave the transaction open, holding the write lock.
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            raise
 
 
 def _delete_unchanged(conn: sqlite3.Connection, records: list[tuple[str, str]]) -> int:
