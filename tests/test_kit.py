@@ -52,6 +52,11 @@ def run_kit(pytester: pytest.Pytester, bugs: set[str], *select: str) -> pytest.R
     return pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-W", "error", *narrow)
 
 
+# Bugs one task's sequence of calls shows, so the model-based rule finds them too; the others
+# need concurrency or foreign data, which the model does not make.
+MODEL_FINDS = frozenset({"off_by_one", "miscount"})
+
+
 class TestKit:
     """Run the kit against a small store, correct and deliberately broken."""
 
@@ -84,23 +89,19 @@ class TestKit:
         self, pytester: pytest.Pytester, bug: str, failing_rule: str, message: str
     ) -> None:
         """The kit fails a broken store, in the rule it breaks, with a message that says why."""
-        # The rule the bug breaks, and the model-based rules, which catch most bugs too; the
-        # whole kit passing on the correct store is test_correct_store_passes.
-        result = run_kit(pytester, {bug}, failing_rule, "matches_reference_model")
+        # The rule the bug breaks, and, for bugs a sequence of calls shows, the model-based
+        # rules too; the whole kit passing on the correct store is test_correct_store_passes.
+        model_finds_it = bug in MODEL_FINDS
+        select = (failing_rule, "matches_reference_model") if model_finds_it else (failing_rule,)
+        result = run_kit(pytester, {bug}, *select)
         outcomes = result.parseoutcomes()
         assert outcomes.get("failed", 0) > 0
         output = result.stdout.str()
         assert f"{failing_rule}[asyncio]" in output
         assert f"{failing_rule}[trio]" in output
         assert message in output
-        assert "test_matches_reference_model" in output or bug in {
-            "stale_refresh",
-            "revive_deleted",
-            "greedy_clear",
-            "racy_create",
-            "lossy_update",
-            "gappy_rotate",
-        }
+        if model_finds_it:
+            assert "test_matches_reference_model" in output
 
 
 SUBCLASS_SUITE = textwrap.dedent(

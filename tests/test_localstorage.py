@@ -40,6 +40,7 @@ from walletmesh_sessions._sqlite_backend import (
     SCHEMA,
     TABLE,
     Durability,
+    open_existing,
     prefix_upper_bound,
 )
 from walletmesh_sessions.testing import FakeClock
@@ -419,11 +420,11 @@ class TestEventLoopNotBlocked:
     """Disk work runs off the event loop: other tasks keep running during big scans."""
 
     async def test_heartbeat_during_big_scans(self, tmp_path: Path) -> None:
-        """A heartbeat task ticks while get_all and clean_expired walk 100,000 sessions."""
+        """A heartbeat task ticks while get_all and clean_expired walk 30,000 sessions."""
         path = tmp_path / "big.db"
         clock = FakeClock()
         expires = clock.now_ms + 60_000
-        rows = [(f"wm_session_id{n}", encode_record(data(n), expires)) for n in range(100_000)]
+        rows = [(f"wm_session_id{n}", encode_record(data(n), expires)) for n in range(30_000)]
         with sqlite3.connect(path) as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
@@ -441,10 +442,10 @@ class TestEventLoopNotBlocked:
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(heartbeat)
-            assert len(await store.get_all()) == 100_000
+            assert len(await store.get_all()) == 30_000
             ticks_during_get_all = ticks
             clock.advance(seconds=61)
-            assert await store.clean_expired() == 100_000
+            assert await store.clean_expired() == 30_000
             tg.cancel_scope.cancel()
         assert ticks_during_get_all >= 3
         assert ticks >= ticks_during_get_all + 3
@@ -544,6 +545,40 @@ class TestDurability:
         for bad in ("full", "", None, 1, b"power", "POWER"):
             with pytest.raises(InvalidConfigError, match="durability"):
                 LocalStorageSessionStore("unused.db", durability=bad)  # type: ignore[arg-type]
+
+    def test_mapping_takes_no_durability(self) -> None:
+        """A mapping has no disk: asking it for "power" is refused, the default is fine."""
+        with pytest.raises(InvalidConfigError, match="SQLite files only"):
+            LocalStorageSessionStore({}, durability="power")
+        assert LocalStorageSessionStore({}).durability is None
+
+    def test_checkpoint_never_creates_the_file(self, tmp_path: Path) -> None:
+        """The checkpoint's connection opens an existing file only, whatever its name."""
+        path = tmp_path / "gone 100% #1?.db"
+        with pytest.raises(sqlite3.OperationalError):
+            open_existing(str(path))
+        assert not path.exists()
+        sqlite3.connect(path).close()
+        open_existing(str(path)).close()
+
+    async def test_no_thread_for_a_checkpoint_is_no_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When no thread can start (interpreter shutdown), a committed write still succeeds."""
+        async with LocalStorageSessionStore(tmp_path / "s.db") as store:
+            await store.get("open")
+
+            def refuse(_thread: threading.Thread) -> None:
+                raise RuntimeError("can't create new thread at interpreter shutdown")
+
+            monkeypatch.setattr(threading.Thread, "start", refuse)
+            for n in range(CHECKPOINT_EVERY + 5):
+                await store.set(f"s{n}", data(n))
+            monkeypatch.undo()
+            assert len(await store.get_all()) == CHECKPOINT_EVERY + 5
+            sqlite = store._sqlite
+            assert sqlite is not None
+            assert not sqlite._checkpointing.locked()
 
 
 class TestWritesOnTheCallingThread:

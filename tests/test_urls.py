@@ -69,6 +69,7 @@ class TestSchemes:
             ("a.db?timeout=1&timeout=2", {}, "timeout given twice"),
             ("a.db?durability=power", {"durability": "power"}, "not both"),
             ("a.db?journal=wal", {}, "unknown option(s) journal"),
+            ("a.db", {"timeout": "5"}, "timeout must be a positive, finite number"),
         ],
     )
     def test_sqlite_bad_options(

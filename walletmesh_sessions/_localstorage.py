@@ -86,6 +86,9 @@ class LocalStorageSessionStore:
             )
             self._description = f"sqlite file {path!r}"
         elif isinstance(storage, MutableMapping):
+            if durability != "process":
+                msg = f"durability={durability!r} applies to SQLite files only, not to a mapping"
+                raise InvalidConfigError(msg)
             self._backend = MappingBackend(storage, prefix, config, clock)
             self._description = f"{type(storage).__name__} mapping"
         else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pathlib
 import sqlite3
 import threading
 import time
@@ -56,6 +57,7 @@ __all__ = (
     "Durability",
     "SqliteBackend",
     "check_durability",
+    "open_existing",
     "prefix_upper_bound",
 )
 
@@ -300,6 +302,10 @@ class SqliteBackend:
         self._inline_commits = 0
         try:
             threading.Thread(target=self._checkpoint, name="wm-sessions-checkpoint").start()
+        except RuntimeError:
+            # No new threads (the interpreter is shutting down). The write has committed:
+            # report no error for it; SQLite checkpoints when the connection closes.
+            self._checkpointing.release()
         except BaseException:
             self._checkpointing.release()
             raise
@@ -313,7 +319,7 @@ class SqliteBackend:
         try:
             if self._closed or not self._is_same_file():
                 return
-            with contextlib.closing(sqlite3.connect(self._path, timeout=0)) as conn:
+            with contextlib.closing(open_existing(self._path)) as conn:
                 _fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ())
         except sqlite3.Error:
             pass  # busy or moved: the next checkpoint, or SQLite's own on close, does it
@@ -694,6 +700,13 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
     # keeps the file open; fetchall also beats a with-block on this hot path.
     rows = conn.execute(sql, params).fetchall()
     return rows[0] if rows else None
+
+
+def open_existing(path: str) -> sqlite3.Connection:
+    """A connection to the database file at `path`, which must exist: SQLite raises
+    rather than create a new file (with the process's default permissions, not 0600)."""
+    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=rw"
+    return sqlite3.connect(uri, uri=True, timeout=0)
 
 
 def _busy_timeout_ms(remaining_ms: int) -> int:

@@ -186,15 +186,15 @@ def _sqlite_options(
                 msg = f"{key} given twice in {url!r}"
                 raise InvalidConfigError(msg)
             found[key] = value
-    for key in SQLITE_PARAMETERS & set(options):
-        if key in found:
-            msg = f"give {key} in the URL or as an argument, not both: {url!r}"
-            raise InvalidConfigError(msg)
-        found[key] = options.pop(key)
-    if isinstance(found.get("timeout"), str):
+    if "timeout" in found:  # from the query: text to convert
         try:
             found["timeout"] = float(found["timeout"])
         except ValueError:
             msg = f"timeout in {url!r} must be seconds, got {found['timeout']!r}"
             raise InvalidConfigError(msg) from None
+    for key in SQLITE_PARAMETERS & set(options):
+        if key in found:
+            msg = f"give {key} in the URL or as an argument, not both: {url!r}"
+            raise InvalidConfigError(msg)
+        found[key] = options.pop(key)  # as given: the store checks its type
     return found
