@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-STORES = {"memory": "memory", "sqlite": "SQLite", "redis": "Redis"}
+STORES = {"memory": "memory", "sqlite": "SQLite", "redis": "Redis", "postgres": "PostgreSQL"}
 STALL_TARGET_MS = 5.0
 
 

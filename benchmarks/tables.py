@@ -19,7 +19,7 @@ def per_session(results: list[dict[str, Any]]) -> list[str]:
         "| store | method | asyncio ops/s | floor ops/s | ratio | trio ops/s | trio ratio |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for kind in ("memory", "sqlite", "redis"):
+    for kind in ("memory", "sqlite", "redis", "postgres"):
         for method, row in asyncio.get(kind, {}).items():
             if not row["floor_ops"]:
                 continue  # a count, not a rate
