@@ -1,4 +1,4 @@
-"""The mapping `get_all` returns: read-only, and built without ever stalling the event loop.
+"""The mapping `get_all` returns: read-only, and built without one long copy of a big table.
 
 A plain dict of a million sessions grows by copying its whole table: the last copy moves
 about 700,000 entries in one C call (60 ms here), and nothing else runs on that thread, or
@@ -56,11 +56,6 @@ class SessionMap(Mapping[str, SessionData]):
         before = len(shard)
         shard[session_id] = data
         self._length += len(shard) - before
-
-    def _put_all(self, sessions: Mapping[str, SessionData]) -> None:
-        """Add every session of `sessions` (a batch); only while the mapping is being built."""
-        for session_id, data in sessions.items():
-            self._put(session_id, data)
 
     def __getitem__(self, session_id: str) -> SessionData:
         shard = self._shards[hash(session_id) & self._mask]
