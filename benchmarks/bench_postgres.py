@@ -15,6 +15,12 @@ Rounds are interleaved (every variant once per round) and the median is printed.
 get_all and clean_expired over 100,000 sessions (1 % expired), store and raw statements.
 
 Run: python benchmarks/bench_postgres.py [--ops 2000] [--rounds 5] [--sessions 100000]
+
+With ``--stalls`` it measures instead the longest event-loop stall (a heartbeat task that
+sleeps 1 ms in a loop records the largest gap) during clean_expired with 1,000 and 10,000
+expired sessions and get_all of 100,000 sessions, on asyncio:
+
+    python benchmarks/bench_postgres.py --stalls [--rounds 3]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import attrs
 import psycopg
 import psycopg_pool
 
@@ -228,16 +235,21 @@ MEASURE = {
 }
 
 
-def fill(url: str, sessions: int, now_ms: int) -> None:
-    """`sessions` rows, the first 1 % expired at `now_ms`, written with COPY."""
-    expired = max(1, sessions // 100)
-    live = encode_record(DATA, now_ms + LIFETIME_S * 1000)
-    old = encode_record(DATA, now_ms - 1)
+def fill(url: str, sessions: int, now_ms: int, expired: int | None = None) -> None:
+    """`sessions` rows, the first `expired` (default 1 %) expired at `now_ms`, with COPY.
+
+    Each record holds its own id, as real ones do: no two texts are alike, so no decoding is
+    saved by the store's cache of decoded records.
+    """
+    expired = max(1, sessions // 100) if expired is None else expired
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLE}")
         with conn.cursor().copy(f"COPY {TABLE} (id, value) FROM STDIN") as copy:
             for n in range(sessions):
-                copy.write_row((f"id{n:07}".encode(), old if n < expired else live))
+                session_id = f"id{n:07}"
+                data = attrs.evolve(DATA, id=session_id)
+                expires_at = now_ms - 1 if n < expired else now_ms + LIFETIME_S * 1000
+                copy.write_row((session_id.encode(), encode_record(data, expires_at)))
         conn.execute(f"VACUUM ANALYZE {TABLE}")
 
 
@@ -350,13 +362,67 @@ def scaling(sizes: list[int]) -> list[dict[str, Any]]:
         return [anyio.run(_scale_one, url, size) for size in sizes]
 
 
+# (what, sessions, expired): the stalls `--stalls` measures.
+STALL_CASES = (
+    ("clean_expired", 11_000, 1_000),
+    ("clean_expired", 20_000, 10_000),
+    ("get_all", 100_000, 0),
+)
+
+
+async def _stall_one(url: str, what: str, sessions: int, expired: int) -> tuple[float, float]:
+    """Seconds and the longest event-loop stall of one call, on a freshly filled table."""
+    import gc
+
+    from suite import timed as timed_with_stall  # the suite's heartbeat-measured timer
+
+    now_ms = 1_700_000_000_000
+    fill(url, sessions, now_ms, expired)
+    store = PostgresSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S), table=TABLE, clock=lambda: now_ms / 1000,
+        timeout=600,
+    )  # fmt: skip
+    async with store:
+        await store.create_schema()
+        await store.delete("warm-up")  # the pool is open and a connection made
+        gc.collect()
+        seconds, stall, result = await timed_with_stall(getattr(store, what))
+    expected = expired if what == "clean_expired" else sessions - expired
+    assert (result if what == "clean_expired" else len(result)) == expected
+    return seconds, stall
+
+
+def stalls(url: str, rounds: int) -> None:
+    """Print the longest event-loop stall of each of `STALL_CASES`, over `rounds` runs."""
+    prepare(url)
+    print(f"python benchmarks/bench_postgres.py --stalls --rounds {rounds}")
+    print(f"longest event-loop stall (ms) of each of {rounds} runs, asyncio, and seconds taken")
+    print("| call | sessions | expired | stalls (ms) | median stall (ms) | median s |")
+    print("|---|---:|---:|---|---:|---:|")
+    for what, sessions, expired in STALL_CASES:
+        runs = [anyio.run(_stall_one, url, what, sessions, expired) for _ in range(rounds)]
+        gaps = [stall * 1000 for _s, stall in runs]
+        shown = ", ".join(f"{gap:.1f}" for gap in gaps)
+        print(
+            f"| {what} | {sessions:,} | {expired:,} | {shown} | {statistics.median(gaps):.1f} |"
+            f" {statistics.median(s for s, _stall in runs):.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=2000, help="operations per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=100_000, help="for get_all, clean_expired")
     parser.add_argument("--url", help="an existing database (default: start a server)")
+    parser.add_argument(
+        "--stalls", action="store_true", help="measure event-loop stalls of the bulk calls only"
+    )
     args = parser.parse_args()
+    if args.stalls:
+        with server(args.url) as url:
+            stalls(url, args.rounds)
+        return
     with server(args.url) as url:
         results = collect(url, args.ops, args.rounds)
         scaled = anyio.run(bulk, url, args.sessions, 3)
