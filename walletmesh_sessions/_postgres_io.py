@@ -11,6 +11,7 @@ down under it (`Watch`), and the thread ends at once with an error nobody waits 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -26,7 +27,7 @@ import psycopg_pool
 
 from ._deadline import Deadline
 from ._errors import InvalidSessionIdError, SessionStoreError, StoreUnavailableError
-from ._postgres_ops import BEGIN, Op, Plan
+from ._postgres_ops import BEGIN, CHECKPOINT, Op, Plan, Unsure
 from ._secrets import redact_message
 
 __all__ = (
@@ -42,6 +43,9 @@ __all__ = (
 )
 
 T = TypeVar("T")
+
+# Rows turned into Python objects between two checkpoints of a big result, on asyncio.
+FETCH_STEP = 2000
 
 AsyncConn = psycopg.AsyncConnection[Any]
 SyncConn = psycopg.Connection[Any]
@@ -178,46 +182,107 @@ async def run_async(
     raise error from cause
 
 
+class _Sent:
+    """Whether an attempt has sent what may have committed: a statement outside a
+    transaction, or a COMMIT."""
+
+    __slots__ = ("may_commit",)
+
+    def __init__(self) -> None:
+        self.may_commit = False
+
+
+def _again(plan: Plan, exc: psycopg.Error, conn: AsyncConn | SyncConn, sent: _Sent) -> bool:
+    """True if `plan` may run again after `exc`, on another connection.
+
+    Only after a lost connection. An idempotent plan always may; another only if nothing it
+    sent can have committed, or if it recognises its own earlier effect (it is then told so).
+    """
+    if not _lost(exc, conn):
+        return False
+    if plan.retry or not sent.may_commit:
+        return True
+    if plan.attempts is None:
+        return False
+    plan.attempts.unsure = True
+    return True
+
+
+def _unsure(plan: Plan) -> psycopg.OperationalError:
+    msg = (
+        f"the connection was lost as the {plan.name} was committed, and the row has changed"
+        " since: it may or may not have taken effect"
+    )
+    return psycopg.OperationalError(msg)
+
+
 async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
+    lost: psycopg.Error | None = None
     while True:
         conn = await source.acquire(deadline)
+        sent = _Sent()
         try:
-            return await _drive_async(conn, plan.make())
+            return await _drive_async(conn, plan.make(), sent)
+        except Unsure:
+            raise _unsure(plan) from lost
         except psycopg.Error as exc:
-            if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+            if not (deadline.remaining() > 0 and _again(plan, exc, conn, sent)):
                 raise
+            lost = exc
         finally:
             await source.release(conn)
         # The pool drops the lost connection; try again on another.
 
 
-async def _drive_async(conn: AsyncConn, op: Op[T]) -> T:
+async def _drive_async(conn: AsyncConn, op: Op[T], sent: _Sent) -> T:
     if conn.autocommit:
-        return await _steps_async(conn, op, False)
+        return await _steps_async(conn, op, False, sent)
     async with conn.transaction():  # a connection that is not autocommit: one per call
-        return await _steps_async(conn, op, True)
+        result = await _steps_async(conn, op, True, sent)
+        sent.may_commit = True  # the COMMIT goes out as the block ends
+    return result
 
 
-async def _steps_async(conn: AsyncConn, op: Op[T], in_transaction: bool) -> T:
+async def _steps_async(conn: AsyncConn, op: Op[T], in_transaction: bool, sent: _Sent) -> T:
     """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
     cursor = conn.cursor()  # client-side: nothing to close on the server
     reply: Any = None
     try:
         while True:
             step = op.send(reply)
+            reply = None
+            if step is CHECKPOINT:
+                await asyncio.sleep(0)  # other tasks run; the call's own scope still applies
+                continue
             if step is BEGIN:
-                reply = None
                 if in_transaction:
                     continue
                 async with conn.transaction():
-                    return await _steps_async(conn, op, True)
+                    done = await _steps_async(conn, op, True, sent)
+                    sent.may_commit = True  # the COMMIT goes out as the block ends
+                return done
+            if not in_transaction:
+                sent.may_commit = True
             await cursor.execute(step.query, step.params)
-            reply = await cursor.fetchall() if step.fetch else cursor.rowcount
+            reply = await _fetch_async(cursor) if step.fetch else cursor.rowcount
     except StopIteration as stop:
         result: T = stop.value
         return result
     finally:
         op.close()
+
+
+async def _fetch_async(cursor: psycopg.AsyncCursor[Any]) -> list[Any]:
+    """Every row of the result, `FETCH_STEP` at a time with other tasks run in between."""
+    if cursor.rowcount <= FETCH_STEP:
+        return await cursor.fetchall()
+    rows: list[Any] = []
+    while True:
+        part = await cursor.fetchmany(FETCH_STEP)
+        rows += part
+        if len(part) < FETCH_STEP:
+            return rows
+        await asyncio.sleep(0)
 
 
 class Watch:
@@ -285,39 +350,52 @@ async def run_in_thread(
 
 
 def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: Watch) -> Any:
+    lost: psycopg.Error | None = None
     while True:
         with source.connection(deadline) as conn:
             if not watch.use(conn):
                 raise psycopg_pool.PoolTimeout("the call ran out of time before it started")
+            sent = _Sent()
             try:
-                return _drive_sync(conn, plan.make())
+                return _drive_sync(conn, plan.make(), sent)
+            except Unsure:
+                raise _unsure(plan) from lost
             except psycopg.Error as exc:
-                if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                if not (deadline.remaining() > 0 and _again(plan, exc, conn, sent)):
                     raise
+                lost = exc
             finally:
                 watch.done()
 
 
-def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
+def _drive_sync(conn: SyncConn, op: Op[T], sent: _Sent) -> T:
     if conn.autocommit:
-        return _steps_sync(conn, op, False)
+        return _steps_sync(conn, op, False, sent)
     with conn.transaction():  # a connection that is not autocommit: one per call
-        return _steps_sync(conn, op, True)
+        result = _steps_sync(conn, op, True, sent)
+        sent.may_commit = True  # the COMMIT goes out as the block ends
+    return result
 
 
-def _steps_sync(conn: SyncConn, op: Op[T], in_transaction: bool) -> T:
+def _steps_sync(conn: SyncConn, op: Op[T], in_transaction: bool, sent: _Sent) -> T:
     """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
     cursor = conn.cursor()  # client-side: nothing to close on the server
     reply: Any = None
     try:
         while True:
             step = op.send(reply)
+            reply = None
+            if step is CHECKPOINT:
+                continue  # a worker thread: the interpreter shares its time with the loop's
             if step is BEGIN:
-                reply = None
                 if in_transaction:
                     continue
                 with conn.transaction():
-                    return _steps_sync(conn, op, True)
+                    done = _steps_sync(conn, op, True, sent)
+                    sent.may_commit = True  # the COMMIT goes out as the block ends
+                return done
+            if not in_transaction:
+                sent.may_commit = True
             cursor.execute(step.query, step.params)
             reply = cursor.fetchall() if step.fetch else cursor.rowcount
     except StopIteration as stop:

@@ -487,7 +487,13 @@ class PostgresSessionStore:
         """
         session_id = check_session_id(session_id)
         data = check_session_data(data)
-        plan = ops.Plan("create", lambda: ops.create(self._spec, session_id, data), retry=False)
+        attempts = ops.Attempts()
+        plan = ops.Plan(
+            "create",
+            lambda: ops.create(self._spec, session_id, data, attempts),
+            retry=False,
+            attempts=attempts,
+        )
         result: bool = await self._run(plan)
         return result
 
@@ -502,7 +508,13 @@ class PostgresSessionStore:
         """
         session_id = check_session_id(session_id)
         change = check_change(change)
-        plan = ops.Plan("update", lambda: ops.update(self._spec, session_id, change), retry=False)
+        attempts = ops.Attempts()
+        plan = ops.Plan(
+            "update",
+            lambda: ops.update(self._spec, session_id, change, attempts),
+            retry=False,
+            attempts=attempts,
+        )
         result: SessionData | None = await self._run(plan)
         return result
 
@@ -515,7 +527,13 @@ class PostgresSessionStore:
         """
         session_id = check_session_id(session_id)
         target = new_session_id() if new_id is None else check_session_id(new_id)
-        plan = ops.Plan("rotate", lambda: ops.rotate(self._spec, session_id, target), retry=False)
+        attempts = ops.Attempts()
+        plan = ops.Plan(
+            "rotate",
+            lambda: ops.rotate(self._spec, session_id, target, attempts),
+            retry=False,
+            attempts=attempts,
+        )
         result: str | None = await self._run(plan)
         return result
 
