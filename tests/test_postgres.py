@@ -650,3 +650,27 @@ class TestRetries:
             with pytest.raises(StoreUnavailableError, match="may or may not have taken effect"):
                 await store.update("a", _granting([]))
             assert await store.get("a") == other
+
+
+class TestReconnect:
+    """The store's own pool after the server was down a while."""
+
+    @pytest.mark.anyio
+    async def test_calls_work_once_the_server_is_back(
+        self, fault_server: PostgresServer, postgres_table: str
+    ) -> None:
+        """After 8 s down, the first call made once the server answers succeeds within its own
+        timeout (psycopg_pool's own policy tries at about 1, 3, 7 and then 15 s)."""
+        if not fault_server.running:
+            fault_server.start()
+        store = PostgresSessionStore.from_url(fault_server.url, table=postgres_table, timeout=2.0)
+        async with store:
+            await store.set("a", A)
+            fault_server.stop()
+            try:
+                with pytest.raises(StoreUnavailableError):
+                    await store.get("a")  # the pool finds its connection lost, and reconnects
+                await anyio.sleep(6)  # failed attempts meanwhile: the pool's wait grows
+            finally:
+                fault_server.start()
+            assert await store.get("a") == A

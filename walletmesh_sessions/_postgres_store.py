@@ -37,6 +37,7 @@ from ._postgres_io import (
     run_async,
     run_in_thread,
 )
+from ._postgres_pools import OwnAsyncPool, OwnPool
 from ._postgres_sql import DEFAULT_TABLE, Statements, check_table
 from ._secrets import misread_userinfo, redact, redact_error, redact_message
 from ._session_map import SessionMap
@@ -181,7 +182,7 @@ class _UrlSources(_Sources):
     def asyncio_source(self) -> AsyncSource:
         loop = asyncio.get_running_loop()
         if self._async is None or self._loop is not loop:
-            pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
+            pool: psycopg_pool.AsyncConnectionPool[Any] = OwnAsyncPool(
                 self._conninfo,
                 kwargs=self._kwargs,
                 min_size=1,
@@ -199,7 +200,7 @@ class _UrlSources(_Sources):
 
     def trio_source(self) -> SyncSource:
         if self._sync is None:
-            pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+            pool: psycopg_pool.ConnectionPool[Any] = OwnPool(
                 self._conninfo,
                 kwargs=self._kwargs,
                 min_size=1,
