@@ -45,7 +45,7 @@ __all__ = (
 T = TypeVar("T")
 
 # Rows turned into Python objects between two checkpoints of a big result, on asyncio.
-FETCH_STEP = 2000
+FETCH_STEP = 500
 
 AsyncConn = psycopg.AsyncConnection[Any]
 SyncConn = psycopg.Connection[Any]
