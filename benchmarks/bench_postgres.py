@@ -20,7 +20,9 @@ With ``--stalls`` it measures instead the longest event-loop stall (a heartbeat 
 sleeps 1 ms in a loop records the largest gap) during clean_expired with 1,000 and 10,000
 expired sessions and get_all of 100,000 sessions, on asyncio:
 
-    python benchmarks/bench_postgres.py --stalls [--rounds 3]
+    python benchmarks/bench_postgres.py --stalls [--rounds 3] [--gc-off]
+
+``--gc-off`` turns the garbage collector off during each call, to show its share.
 """
 
 from __future__ import annotations
@@ -87,12 +89,19 @@ def server(url: str | None) -> Iterator[str]:
         shutil.rmtree(started.directory, ignore_errors=True)
 
 
+# Client CPU time per call (µs) of each `timed` measurement, in the order they were made.
+_cpu_log: list[float] = []
+
+
 async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
+    """ops/s of `call`; its CPU time per call in this process (every thread) goes to `_cpu_log`:
+    what the client side costs, whatever the server and a busy machine add to the wall time."""
     for n in range(50):
         await call(n)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for n in range(ops):
         await call(n)
+    _cpu_log.append((time.process_time() - cpu) / ops * 1e6)
     return ops / (time.perf_counter() - start)
 
 
@@ -304,15 +313,21 @@ def prepare(url: str) -> None:
         conn.execute(SQL.create_index)
 
 
+# Client CPU µs per call, per (variant, operation), filled by `collect`.
+CPU_US: dict[tuple[str, str], list[float]] = {}
+
+
 def collect(url: str, ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
-    """ops/s samples per (variant, operation), rounds interleaved."""
+    """ops/s samples per (variant, operation), rounds interleaved (CPU samples in `CPU_US`)."""
     prepare(url)
     results: dict[tuple[str, str], list[float]] = {}
     for run in range(rounds):
         for name, backend in VARIANTS:
+            _cpu_log.clear()
             measured = anyio.run(MEASURE[name], url, ops, run, backend=backend)
-            for operation, value in measured.items():
+            for (operation, value), cpu in zip(measured.items(), _cpu_log, strict=True):
                 results.setdefault((name, operation), []).append(value)
+                CPU_US.setdefault((name, operation), []).append(cpu)
     return results
 
 
@@ -385,7 +400,7 @@ class GcPauses:
 
 
 async def _stall_one(
-    url: str, what: str, sessions: int, expired: int
+    url: str, what: str, sessions: int, expired: int, gc_off: bool
 ) -> tuple[float, float, float, float]:
     """Seconds, the longest event-loop stall (wall clock, and CPU time of the loop's thread)
     and the longest GC pause of one call, on a freshly filled table."""
@@ -403,6 +418,8 @@ async def _stall_one(
         await store.create_schema()
         await store.delete("warm-up")  # the pool is open and a connection made
         gc.collect()
+        if gc_off:
+            gc.disable()
         pauses = GcPauses()
         gc.callbacks.append(pauses)
         beat = Heartbeat()
@@ -418,15 +435,17 @@ async def _stall_one(
                 tg.cancel_scope.cancel()
         finally:
             gc.callbacks.remove(pauses)
+            gc.enable()
     expected = expired if what == "clean_expired" else sessions - expired
     assert (result if what == "clean_expired" else len(result)) == expected
     return seconds, beat.longest, beat.longest_cpu, pauses.longest
 
 
-def stalls(url: str, rounds: int) -> None:
+def stalls(url: str, rounds: int, gc_off: bool) -> None:
     """Print the longest event-loop stall of each of `STALL_CASES`, over `rounds` runs."""
     prepare(url)
-    print(f"python benchmarks/bench_postgres.py --stalls --rounds {rounds}")
+    gc_flag = " --gc-off" if gc_off else ""
+    print(f"python benchmarks/bench_postgres.py --stalls --rounds {rounds}{gc_flag}")
     print(f"longest event-loop stall (ms) in each of {rounds} runs, asyncio: wall clock, and")
     print("the most CPU time the loop's thread used between two heartbeats (the part that is")
     print("work on the loop, not waiting for a core); the longest garbage-collector pause (ms)")
@@ -434,7 +453,7 @@ def stalls(url: str, rounds: int) -> None:
     print("| call | sessions | expired | stalls, wall (ms) | stalls, CPU (ms) | GC pause | s |")
     print("|---|---:|---:|---|---|---:|---:|")
     for what, sessions, expired in STALL_CASES:
-        runs = [anyio.run(_stall_one, url, what, sessions, expired) for _ in range(rounds)]
+        runs = [anyio.run(_stall_one, url, what, sessions, expired, gc_off) for _ in range(rounds)]
         wall = ", ".join(f"{run[1] * 1000:.1f}" for run in runs)
         cpu = ", ".join(f"{run[2] * 1000:.1f}" for run in runs)
         print(
@@ -448,19 +467,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=2000, help="operations per measurement")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--sessions", type=int, default=100_000, help="for get_all, clean_expired")
+    parser.add_argument(
+        "--sessions", type=int, default=100_000, help="for get_all, clean_expired (0: skip them)"
+    )
     parser.add_argument("--url", help="an existing database (default: start a server)")
     parser.add_argument(
         "--stalls", action="store_true", help="measure event-loop stalls of the bulk calls only"
     )
+    parser.add_argument(
+        "--gc-off",
+        action="store_true",
+        help="with --stalls: the garbage collector off during each call, to see its share",
+    )
     args = parser.parse_args()
     if args.stalls:
         with server(args.url) as url:
-            stalls(url, args.rounds)
+            stalls(url, args.rounds, args.gc_off)
         return
     with server(args.url) as url:
         results = collect(url, args.ops, args.rounds)
-        scaled = anyio.run(bulk, url, args.sessions, 3)
+        scaled = anyio.run(bulk, url, args.sessions, 3) if args.sessions else {}
     command = f"python benchmarks/bench_postgres.py --ops {args.ops} --rounds {args.rounds}"
     print(command + f" --sessions {args.sessions}")
     print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
@@ -483,6 +509,15 @@ def main() -> None:
             + f" {medians[0] / medians[2]:>6.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
             + f" {medians[1] / medians[2]:>10.2f} |"
         )
+    print()
+    print("client CPU time per call (µs, this process, every thread), median of the rounds;")
+    print("CPU ratio: store on asyncio / raw psycopg async")
+    print("| operation | " + " | ".join(name for name, _ in VARIANTS) + " | CPU ratio |")
+    print("|---|" + "---:|" * (len(VARIANTS) + 1))
+    for operation in OPERATIONS:
+        cpu = [statistics.median(CPU_US[name, operation]) for name, _ in VARIANTS]
+        shown = " | ".join(f"{value:,.0f}" for value in cpu)
+        print(f"| {operation} | {shown} | {cpu[2] / cpu[0]:.2f} |")
     print()
     print(f"{args.sessions:,} sessions (1 % expired), seconds, median of 3, asyncio")
     print("| operation     | store  | raw statements | ratio |")
