@@ -16,6 +16,8 @@ import contextlib
 import os
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -34,6 +36,7 @@ __all__ = (
     "AsyncConnectionSource",
     "AsyncPoolSource",
     "AsyncSource",
+    "Deadlines",
     "SyncConnectionSource",
     "SyncPoolSource",
     "SyncSource",
@@ -46,24 +49,67 @@ T = TypeVar("T")
 
 # Rows turned into Python objects between two checkpoints of a big result, on asyncio.
 FETCH_STEP = 500
+# Seconds a connection of the store's own pool may stay kept aside by it between check-ins.
+KEEP_SECONDS = 30.0
+IDLE = psycopg.pq.TransactionStatus.IDLE
 
 AsyncConn = psycopg.AsyncConnection[Any]
 SyncConn = psycopg.Connection[Any]
 
 
 class AsyncPoolSource:
-    """Connections from an `AsyncConnectionPool`."""
+    """Connections from an `AsyncConnectionPool`.
 
-    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+    With `keep` (the store's own pool, which nothing else uses), a connection a call is done
+    with is kept aside for the next call rather than checked in: taking it back costs a list
+    pop, not the pool's checkout (its locks and bookkeeping). A broken connection, one left
+    in a transaction, or any while a call waits on the pool goes back to the pool; and every
+    `KEEP_SECONDS` all kept ones do, so that the pool's own upkeep (maximum lifetime, idle
+    shrinking) still applies. The pool's `max_size` still bounds the connections open.
+    """
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any], *, keep: bool = False) -> None:
         self.ready = False  # the store opens its own pool on first use
         self.pool = pool
+        self.deadlines: Deadlines | None = None
+        self._keep = keep
+        self._kept: list[AsyncConn] = []
+        self._waiting = 0
+        self._check_in_at = time.monotonic() + KEEP_SECONDS
 
     async def acquire(self, deadline: Deadline) -> AsyncConn:
-        conn: AsyncConn = await self.pool.getconn(timeout=max(deadline.remaining(), 0.001))
-        return conn
+        kept = self._kept
+        while kept:
+            conn = kept.pop()
+            if not conn.closed:
+                return conn
+            await self.pool.putconn(conn)  # the pool replaces it
+        self._waiting += 1
+        try:
+            got: AsyncConn = await self.pool.getconn(timeout=max(deadline.remaining(), 0.001))
+        finally:
+            self._waiting -= 1
+        return got
 
     async def release(self, conn: AsyncConn) -> None:
+        if (
+            self._keep
+            and not self._waiting
+            and conn.pgconn.transaction_status == IDLE
+            and not conn.closed
+        ):
+            if time.monotonic() < self._check_in_at:
+                self._kept.append(conn)
+                return
+            self._check_in_at = time.monotonic() + KEEP_SECONDS
+            await self.check_in()
         await self.pool.putconn(conn)  # the pool drops a broken one
+
+    async def check_in(self) -> None:
+        """Give every kept connection back to the pool (before it closes, for one)."""
+        kept, self._kept = self._kept, []
+        for conn in kept:
+            await self.pool.putconn(conn)
 
 
 class AsyncConnectionSource:
@@ -71,6 +117,7 @@ class AsyncConnectionSource:
 
     def __init__(self, conn: AsyncConn) -> None:
         self.ready = False  # the store opens its own pool on first use
+        self.deadlines: Deadlines | None = None
         self.conn = conn
         self._lock: anyio.Lock | None = None
 
@@ -127,6 +174,63 @@ def _within(deadline: Deadline) -> anyio.CancelScope:
     return anyio.CancelScope(shield=True, deadline=anyio.current_time() + deadline.remaining())
 
 
+class _Watched:
+    """One call under `Deadlines`: its scope until the call is done."""
+
+    __slots__ = ("end", "scope")
+
+    def __init__(self, scope: anyio.CancelScope, end: float) -> None:
+        self.scope: anyio.CancelScope | None = scope
+        self.end = end
+
+
+class Deadlines:
+    """One timer for the deadlines of every call on a source, instead of one per call.
+
+    A store's calls all get the same timeout, so their deadlines come in the order they were
+    made: a queue holds them, and one timer wakes at the oldest unfinished call's deadline
+    and cancels the scope of whatever is overdue. A call costs an append and a flag, not a
+    timer handle scheduled and cancelled on the loop (as an `anyio.CancelScope` deadline is).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._calls: deque[_Watched] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, scope: anyio.CancelScope, end: float) -> _Watched:
+        calls = self._calls
+        while calls and calls[0].scope is None:
+            calls.popleft()  # done: sequential calls keep the queue at one or two
+        call = _Watched(scope, end)
+        calls.append(call)
+        if self._timer is None:
+            self._timer = self.loop.call_at(end, self._expire)
+        return call
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        calls = self._calls
+        while calls:
+            call = calls[0]
+            if call.scope is not None and call.end > now:
+                self._timer = self.loop.call_at(call.end, self._expire)
+                return
+            calls.popleft()
+            if call.scope is not None:
+                call.scope.cancel()
+
+
+def _deadlines(source: AsyncSource) -> Deadlines:
+    """The source's `Deadlines` on the running loop (a source may outlive a loop)."""
+    loop = asyncio.get_running_loop()
+    deadlines = source.deadlines
+    if deadlines is None or deadlines.loop is not loop:
+        deadlines = source.deadlines = Deadlines(loop)
+    return deadlines
+
+
 def _lost(exc: BaseException, conn: AsyncConn | SyncConn) -> bool:
     """True if `exc` came from a connection that is gone (a restart, a dropped socket)."""
     return isinstance(exc, psycopg.OperationalError) and conn.closed
@@ -169,12 +273,16 @@ async def run_async(
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
     failure: tuple[SessionStoreError, Exception] | None = None
     # Shielded: a statement sent is seen through (within the deadline), so a call cancelled
-    # from outside never leaves one running on the server after it returns.
-    with _within(deadline):
+    # from outside never leaves one running on the server after it returns. Only the
+    # source's `Deadlines` cancel it, at the call's deadline (asyncio's clock is monotonic).
+    with anyio.CancelScope(shield=True) as scope:
+        call = _deadlines(source).watch(scope, time.monotonic() + deadline.remaining())
         try:
             return await _attempts_async(source, plan, deadline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             failure = _fail(f"{store}: {plan.name}", exc, url)
+        finally:
+            call.scope = None
     if failure is None:
         raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
     # Raised here, outside the handler: an unmasked message never rides along as context.

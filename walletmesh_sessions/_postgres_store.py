@@ -191,10 +191,12 @@ class _UrlSources(_Sources):
                 name=OWN_POOL,
             )
 
+            source = AsyncPoolSource(pool, keep=True)
+
             async def close() -> None:
+                await source.check_in()
                 await pool.close(timeout=1.0)
 
-            source = AsyncPoolSource(pool)
             self._async, self._loop, self._closer = source, loop, closed_at_shutdown(close)
         return self._async
 
