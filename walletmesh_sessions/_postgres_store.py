@@ -486,7 +486,9 @@ class PostgresSessionStore:
 
         One INSERT ... ON CONFLICT DO NOTHING; when the id is taken, one transaction with the
         row locked replaces it if it has expired. Of concurrent creators exactly one wins.
-        Raises `CorruptRecordError` if the id holds an unreadable record.
+        Raises `CorruptRecordError` if the id holds an unreadable record. After a lost
+        connection it is tried again, and knows its own record if its insert did commit
+        (see "Connection loss" in the PostgreSQL docs).
         """
         session_id = check_session_id(session_id)
         data = check_session_data(data)
@@ -507,7 +509,9 @@ class PostgresSessionStore:
 
         One transaction holds the row locked from the read to the write, so `change` runs
         once and no concurrent write is lost; keep it quick (on trio it runs in a worker
-        thread). The expiry changes as after a read.
+        thread). The expiry changes as after a read. After a connection lost at the commit,
+        the retry finds what it wrote (done) or what it read (it writes its result), without
+        calling `change` again; otherwise it raises `StoreUnavailableError`.
         """
         session_id = check_session_id(session_id)
         change = check_change(change)
@@ -527,6 +531,8 @@ class PostgresSessionStore:
         One transaction with both rows locked: afterwards only the new id works, with no
         moment where neither does. `None` if the session is missing or expired; a `new_id`
         held by an unexpired session raises `SessionIdTakenError`, and nothing changes.
+        After a connection lost at the commit, the retry knows whether it took effect, or
+        raises `StoreUnavailableError`.
         """
         session_id = check_session_id(session_id)
         target = new_session_id() if new_id is None else check_session_id(new_id)
