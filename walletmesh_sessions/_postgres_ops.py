@@ -160,17 +160,22 @@ def _text_ids(rows: Iterable[Sequence[Any]]) -> Iterable[tuple[str, Any]]:
 
 
 def _decided(
-    spec: Spec, now: int, rows: Sequence[Sequence[Any]], *, collect: bool, into: SessionMap
+    spec: Spec, now: int, rows: list[Sequence[Any]], *, collect: bool, into: SessionMap
 ) -> Generator[Begin, Any, Sweep[tuple[bytes, str]]]:
     """`sweep` over `rows`, decoded a few at a time, with a `CHECKPOINT` whenever a step has
-    taken `STEP_SECONDS`: a big table never holds the event loop for long."""
+    taken `STEP_SECONDS`: a big table never holds the event loop for long.
+
+    `rows` is consumed from its end, a step at a time, so that its hundred thousand rows are
+    never all released in one step (that alone would take tens of milliseconds).
+    """
     total: Sweep[tuple[bytes, str]] = Sweep(found=into)
     started = time.perf_counter()
-    for start in range(0, len(rows), DECODE_STEP):
+    while rows:
         if time.perf_counter() - started > STEP_SECONDS:
             yield CHECKPOINT
             started = time.perf_counter()
-        part = rows[start : start + DECODE_STEP]
+        part = rows[-DECODE_STEP:]
+        del rows[-DECODE_STEP:]
         found = sweep(spec.config, now, _readable(part, spec.decode), collect=collect, into=into)
         total.removals += found.removals
         total.slides += found.slides
@@ -410,11 +415,12 @@ def get_all(spec: Spec) -> Op[SessionMap]:
 def page(spec: Spec, cursor: bytes | None, n: int) -> Op[tuple[SessionMap, bytes | None]]:
     """The next `n` rows after the id `cursor`, in id order (keyset pagination)."""
     rows = yield Statement(spec.sql.page, (cursor or b"", n), True)
+    after = bytes(rows[-1][0]) if len(rows) == n else None
     batch = SessionMap(shards=1)
     now = now_ms(spec.clock)
     result = yield from _decided(spec, now, rows, collect=True, into=batch)
     yield from _slide(spec, result.slides)
-    return result.found, (bytes(rows[-1][0]) if len(rows) == n else None)
+    return result.found, after
 
 
 def delete(spec: Spec, session_id: str) -> Op[None]:
