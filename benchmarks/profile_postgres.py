@@ -1,11 +1,13 @@
 """Profile PostgresSessionStore calls on asyncio: what each part of a call costs the client.
 
-Starts its own PostgreSQL (as bench_postgres.py does), stores 100 sessions, then profiles
-`--calls` sequential calls of one method with cProfile timed by CPU time (so that waiting for
-the server and a busy machine do not count), and prints the CPU time per call of the parts
-the store adds to psycopg's own statement: the call's deadline, the connection checkout, the
-decoding of the record, and psycopg's execute itself; then the top functions by own time.
-Figures under the profiler are larger than without it: compare them with each other.
+Starts its own PostgreSQL (as bench_postgres.py does), stores `--calls` sessions, then
+profiles `--calls` sequential calls of one method (each `get` reads another session, as
+bench_postgres.py's do, so each record is decoded rather than found in the store's cache)
+with cProfile timed by CPU time, so that waiting for the server and a busy machine do not
+count. It prints the CPU time per call of the parts the store adds to psycopg's own
+statement (the call's deadline, the connection checkout, the decoding of the record) and of
+psycopg's execute itself, then the top functions by own time. Figures under the profiler
+are larger than without it: compare them with each other.
 
 Run: python benchmarks/profile_postgres.py [--method get] [--calls 3000]
 """
@@ -41,16 +43,16 @@ PARTS = (
 async def profiled(url: str, method: str, calls: int) -> pstats.Stats:
     config = SessionStoreConfig(lifetime=3600)
     async with PostgresSessionStore.from_url(url, config, table=TABLE) as store:
-        for n in range(100):
+        for n in range(calls + 200):
             await store.set(f"id{n}", DATA)
         run: dict[str, Any] = {
-            "get": lambda n: store.get(f"id{n % 100}"),
-            "set": lambda n: store.set(f"id{n % 100}", DATA),
+            "get": lambda n: store.get(f"id{n}"),
+            "set": lambda n: store.set(f"id{n}", DATA),
             "delete": lambda n: store.delete(f"gone{n}"),
             "create": lambda n: store.create(f"new{n}", DATA),
         }
         call = run[method]
-        for n in range(200):  # warm: connections made, statements prepared
+        for n in range(calls, calls + 200):  # warm: statements prepared
             await call(n)
         profile = cProfile.Profile(time.process_time)
         profile.enable()
