@@ -45,6 +45,8 @@ import psycopg_pool
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
+from harness import interleaved, timed
+
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._codec import encode_record
 from walletmesh_sessions._postgres_sql import SLIDE_PATTERN, Statements
@@ -87,22 +89,6 @@ def server(url: str | None) -> Iterator[str]:
     finally:
         started.stop()
         shutil.rmtree(started.directory, ignore_errors=True)
-
-
-# Client CPU time per call (µs) of each `timed` measurement, in the order they were made.
-_cpu_log: list[float] = []
-
-
-async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
-    """ops/s of `call`; its CPU time per call in this process (every thread) goes to `_cpu_log`:
-    what the client side costs, whatever the server and a busy machine add to the wall time."""
-    for n in range(50):
-        await call(n)
-    start, cpu = time.perf_counter(), time.process_time()
-    for n in range(ops):
-        await call(n)
-    _cpu_log.append((time.process_time() - cpu) / ops * 1e6)
-    return ops / (time.perf_counter() - start)
 
 
 def _key(n: int) -> bytes:
@@ -322,14 +308,8 @@ def collect(
 ) -> dict[tuple[str, str], list[float]]:
     """ops/s samples per (variant, operation), rounds interleaved (CPU samples in `CPU_US`)."""
     prepare(url)
-    results: dict[tuple[str, str], list[float]] = {}
-    for run in range(rounds):
-        for name, backend in variants:
-            _cpu_log.clear()
-            measured = anyio.run(MEASURE[name], url, ops, run, backend=backend)
-            for (operation, value), cpu in zip(measured.items(), _cpu_log, strict=True):
-                results.setdefault((name, operation), []).append(value)
-                CPU_US.setdefault((name, operation), []).append(cpu)
+    results, cpu = interleaved(rounds, variants, MEASURE, url, ops)
+    CPU_US.update(cpu)
     return results
 
 
