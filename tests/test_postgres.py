@@ -651,6 +651,29 @@ class TestRetries:
                 await store.update("a", _granting([]))
             assert await store.get("a") == other
 
+    @pytest.mark.anyio
+    async def test_create_taken_since_is_reported_not_guessed(
+        self, proxy: CuttingProxy, fault_server: PostgresServer, postgres_table: str
+    ) -> None:
+        """Another live record under the id when a create retries after a lost answer: it
+        cannot tell whether its own insert happened first, and says so."""
+        store = PostgresSessionStore.from_url(proxy.url, table=postgres_table)
+        other = attrs.evolve(DATA, id="b", origin="https://other.example")
+
+        def overwrite() -> None:
+            with fault_server.connect() as conn:
+                conn.execute(
+                    f'UPDATE "{postgres_table}" SET value = %s WHERE id = %s',
+                    (encode_record(other, None), b"b"),
+                )
+
+        async with store:
+            await store.create_schema()
+            proxy.cut_after(b"DO NOTHING", then=overwrite)
+            with pytest.raises(StoreUnavailableError, match="may or may not have taken effect"):
+                await store.create("b", attrs.evolve(DATA, id="b"))
+            assert await store.get("b") == other
+
 
 class TestReconnect:
     """The store's own pool after the server was down a while."""

@@ -277,7 +277,8 @@ def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -
     """Insert if absent (one statement); else, in a transaction, take over an expired one.
 
     The record is encoded once per call: a retry after a lost connection that finds exactly
-    that record under the id knows it as its own earlier insert.
+    that record under the id knows it as its own earlier insert; another live one raises
+    `Unsure`.
     """
     key = _key(session_id)
     if attempts.intent is None:
@@ -300,6 +301,8 @@ def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -
         return True  # stored by this call's earlier attempt, whose answer was lost
     current, stored = spec.decode(rows[0][0], session_id)
     if after_read(spec.config, now, stored, current.created_at) is not EXPIRED:
+        if attempts.unsure:
+            raise Unsure  # taken before the earlier attempt, or written over after it
         return False
     yield Statement(spec.sql.upsert, (key, value))
     return True
