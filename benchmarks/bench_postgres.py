@@ -15,6 +15,14 @@ Rounds are interleaved (every variant once per round) and the median is printed.
 get_all and clean_expired over 100,000 sessions (1 % expired), store and raw statements.
 
 Run: python benchmarks/bench_postgres.py [--ops 2000] [--rounds 5] [--sessions 100000]
+
+With ``--stalls`` it measures instead the longest event-loop stall (a heartbeat task that
+sleeps 1 ms in a loop records the largest gap) during clean_expired with 1,000 and 10,000
+expired sessions and get_all of 100,000 sessions, on asyncio:
+
+    python benchmarks/bench_postgres.py --stalls [--rounds 3] [--gc-off]
+
+``--gc-off`` turns the garbage collector off during each call, to show its share.
 """
 
 from __future__ import annotations
@@ -31,10 +39,13 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import attrs
 import psycopg
 import psycopg_pool
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from harness import interleaved, timed
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._codec import encode_record
@@ -78,15 +89,6 @@ def server(url: str | None) -> Iterator[str]:
     finally:
         started.stop()
         shutil.rmtree(started.directory, ignore_errors=True)
-
-
-async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
-    for n in range(50):
-        await call(n)
-    start = time.perf_counter()
-    for n in range(ops):
-        await call(n)
-    return ops / (time.perf_counter() - start)
 
 
 def _key(n: int) -> bytes:
@@ -228,16 +230,21 @@ MEASURE = {
 }
 
 
-def fill(url: str, sessions: int, now_ms: int) -> None:
-    """`sessions` rows, the first 1 % expired at `now_ms`, written with COPY."""
-    expired = max(1, sessions // 100)
-    live = encode_record(DATA, now_ms + LIFETIME_S * 1000)
-    old = encode_record(DATA, now_ms - 1)
+def fill(url: str, sessions: int, now_ms: int, expired: int | None = None) -> None:
+    """`sessions` rows, the first `expired` (default 1 %) expired at `now_ms`, with COPY.
+
+    Each record holds its own id, as real ones do: no two texts are alike, so no decoding is
+    saved by the store's cache of decoded records.
+    """
+    expired = max(1, sessions // 100) if expired is None else expired
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLE}")
         with conn.cursor().copy(f"COPY {TABLE} (id, value) FROM STDIN") as copy:
             for n in range(sessions):
-                copy.write_row((f"id{n:07}".encode(), old if n < expired else live))
+                session_id = f"id{n:07}"
+                data = attrs.evolve(DATA, id=session_id)
+                expires_at = now_ms - 1 if n < expired else now_ms + LIFETIME_S * 1000
+                copy.write_row((session_id.encode(), encode_record(data, expires_at)))
         conn.execute(f"VACUUM ANALYZE {TABLE}")
 
 
@@ -292,15 +299,17 @@ def prepare(url: str) -> None:
         conn.execute(SQL.create_index)
 
 
-def collect(url: str, ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
-    """ops/s samples per (variant, operation), rounds interleaved."""
+# Client CPU µs per call, per (variant, operation), filled by `collect`.
+CPU_US: dict[tuple[str, str], list[float]] = {}
+
+
+def collect(
+    url: str, ops: int, rounds: int, variants: tuple[tuple[str, str], ...] = VARIANTS
+) -> dict[tuple[str, str], list[float]]:
+    """ops/s samples per (variant, operation), rounds interleaved (CPU samples in `CPU_US`)."""
     prepare(url)
-    results: dict[tuple[str, str], list[float]] = {}
-    for run in range(rounds):
-        for name, backend in VARIANTS:
-            measured = anyio.run(MEASURE[name], url, ops, run, backend=backend)
-            for operation, value in measured.items():
-                results.setdefault((name, operation), []).append(value)
+    results, cpu = interleaved(rounds, variants, MEASURE, url, ops)
+    CPU_US.update(cpu)
     return results
 
 
@@ -350,28 +359,137 @@ def scaling(sizes: list[int]) -> list[dict[str, Any]]:
         return [anyio.run(_scale_one, url, size) for size in sizes]
 
 
+# (what, sessions, expired): the stalls `--stalls` measures.
+STALL_CASES = (
+    ("clean_expired", 11_000, 1_000),
+    ("clean_expired", 20_000, 10_000),
+    ("get_all", 100_000, 0),
+)
+
+
+class GcPauses:
+    """The longest pause of the garbage collector while installed (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._start)
+
+
+async def _stall_one(
+    url: str, what: str, sessions: int, expired: int, gc_off: bool
+) -> tuple[float, float, float, float]:
+    """Seconds, the longest event-loop stall (wall clock, and CPU time of the loop's thread)
+    and the longest GC pause of one call, on a freshly filled table."""
+    import gc
+
+    from suite import Heartbeat
+
+    now_ms = 1_700_000_000_000
+    fill(url, sessions, now_ms, expired)
+    store = PostgresSessionStore.from_url(
+        url, SessionStoreConfig(lifetime=LIFETIME_S), table=TABLE, clock=lambda: now_ms / 1000,
+        timeout=600,
+    )  # fmt: skip
+    async with store:
+        await store.create_schema()
+        await store.delete("warm-up")  # the pool is open and a connection made
+        gc.collect()
+        if gc_off:
+            gc.disable()
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
+        beat = Heartbeat()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(beat.run)
+                await anyio.sleep(0.01)
+                beat.reset()
+                start = time.perf_counter()
+                result = await getattr(store, what)()
+                seconds = time.perf_counter() - start
+                beat.stop()
+                tg.cancel_scope.cancel()
+        finally:
+            gc.callbacks.remove(pauses)
+            gc.enable()
+    expected = expired if what == "clean_expired" else sessions - expired
+    assert (result if what == "clean_expired" else len(result)) == expected
+    return seconds, beat.longest, beat.longest_cpu, pauses.longest
+
+
+def stalls(url: str, rounds: int, gc_off: bool) -> None:
+    """Print the longest event-loop stall of each of `STALL_CASES`, over `rounds` runs."""
+    prepare(url)
+    gc_flag = " --gc-off" if gc_off else ""
+    print(f"python benchmarks/bench_postgres.py --stalls --rounds {rounds}{gc_flag}")
+    print(f"longest event-loop stall (ms) in each of {rounds} runs, asyncio: wall clock, and")
+    print("the most CPU time the loop's thread used between two heartbeats (the part that is")
+    print("work on the loop, not waiting for a core); the longest garbage-collector pause (ms)")
+    print("in those runs; median seconds taken")
+    print("| call | sessions | expired | stalls, wall (ms) | stalls, CPU (ms) | GC pause | s |")
+    print("|---|---:|---:|---|---|---:|---:|")
+    for what, sessions, expired in STALL_CASES:
+        runs = [anyio.run(_stall_one, url, what, sessions, expired, gc_off) for _ in range(rounds)]
+        wall = ", ".join(f"{run[1] * 1000:.1f}" for run in runs)
+        cpu = ", ".join(f"{run[2] * 1000:.1f}" for run in runs)
+        print(
+            f"| {what} | {sessions:,} | {expired:,} | {wall} | {cpu} |"
+            f" {max(run[3] for run in runs) * 1000:.1f} |"
+            f" {statistics.median(run[0] for run in runs):.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=2000, help="operations per measurement")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--sessions", type=int, default=100_000, help="for get_all, clean_expired")
+    parser.add_argument(
+        "--sessions", type=int, default=100_000, help="for get_all, clean_expired (0: skip them)"
+    )
     parser.add_argument("--url", help="an existing database (default: start a server)")
+    parser.add_argument(
+        "--asyncio-only",
+        action="store_true",
+        help="measure only the store on asyncio and raw psycopg (async, and with a pool)",
+    )
+    parser.add_argument(
+        "--stalls", action="store_true", help="measure event-loop stalls of the bulk calls only"
+    )
+    parser.add_argument(
+        "--gc-off",
+        action="store_true",
+        help="with --stalls: the garbage collector off during each call, to see its share",
+    )
     args = parser.parse_args()
+    if args.stalls:
+        with server(args.url) as url:
+            stalls(url, args.rounds, args.gc_off)
+        return
     with server(args.url) as url:
-        results = collect(url, args.ops, args.rounds)
-        scaled = anyio.run(bulk, url, args.sessions, 3)
+        # --asyncio-only: the store on asyncio and its two raw baselines, more rounds per minute.
+        variants = VARIANTS[:3] if args.asyncio_only else VARIANTS
+        results = collect(url, args.ops, args.rounds, variants)
+        scaled = anyio.run(bulk, url, args.sessions, 3) if args.sessions else {}
     command = f"python benchmarks/bench_postgres.py --ops {args.ops} --rounds {args.rounds}"
-    print(command + f" --sessions {args.sessions}")
+    print(
+        command + f" --sessions {args.sessions}" + (" --asyncio-only" if args.asyncio_only else "")
+    )
     print(f"ops/s, median of {args.rounds} interleaved rounds of {args.ops} sequential ops")
     print("ratio: time per call of the store on asyncio / of raw psycopg async (1.00 = raw);")
     print("pool ratio: the same, over raw psycopg with a pool checkout per call")
     header = f"| {'operation':20} | {'statements':28} |"
-    header += "".join(f" {name:>24} |" for name, _ in VARIANTS)
+    header += "".join(f" {name:>24} |" for name, _ in variants)
     print(header + f" {'ratio':>6} | {'ratio range':>12} | {'pool ratio':>10} |")
-    print("|" + "-" * 22 + "|" + "-" * 30 + "|" + ("-" * 25 + ":|") * len(VARIANTS), end="")
+    print("|" + "-" * 22 + "|" + "-" * 30 + "|" + ("-" * 25 + ":|") * len(variants), end="")
     print("-" * 7 + ":|" + "-" * 13 + ":|" + "-" * 11 + ":|")
     for operation in OPERATIONS:
-        medians = [statistics.median(results[name, operation]) for name, _ in VARIANTS]
+        medians = [statistics.median(results[name, operation]) for name, _ in variants]
         pairs = zip(
             results[VARIANTS[0][0], operation], results[VARIANTS[2][0], operation], strict=True
         )
@@ -382,6 +500,15 @@ def main() -> None:
             + f" {medians[0] / medians[2]:>6.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
             + f" {medians[1] / medians[2]:>10.2f} |"
         )
+    print()
+    print("client CPU time per call (µs, this process, every thread), median of the rounds;")
+    print("CPU ratio: store on asyncio / raw psycopg async")
+    print("| operation | " + " | ".join(name for name, _ in variants) + " | CPU ratio |")
+    print("|---|" + "---:|" * (len(variants) + 1))
+    for operation in OPERATIONS:
+        cpu = [statistics.median(CPU_US[name, operation]) for name, _ in variants]
+        shown = " | ".join(f"{value:,.0f}" for value in cpu)
+        print(f"| {operation} | {shown} | {cpu[2] / cpu[0]:.2f} |")
     print()
     print(f"{args.sessions:,} sessions (1 % expired), seconds, median of 3, asyncio")
     print("| operation     | store  | raw statements | ratio |")

@@ -30,6 +30,7 @@ import anyio
 import anyio.to_thread
 import redis
 import redis.asyncio
+from harness import timed
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._codec import encode_record
@@ -79,15 +80,6 @@ def start_server(directory: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.02)
     probe.close()
     return process, port
-
-
-async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
-    for n in range(50):
-        await call(n)
-    start = time.perf_counter()
-    for n in range(ops):
-        await call(n)
-    return ops / (time.perf_counter() - start)
 
 
 async def measure_store(url: str, ops: int) -> dict[str, float]:

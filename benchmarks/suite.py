@@ -256,14 +256,31 @@ class Heartbeat:
 
     def __init__(self) -> None:
         self.longest = 0.0
+        # The most CPU time the loop's thread used between two ticks: the part of a stall
+        # that is work on the loop, not the thread waiting for a core on a busy machine.
+        self.longest_cpu = 0.0
+        self.last = time.perf_counter()
+        self.last_cpu = time.thread_time()
+
+    def reset(self) -> None:
+        self.longest = self.longest_cpu = 0.0
+
+    def _tick(self) -> None:
+        now, cpu = time.perf_counter(), time.thread_time()
+        self.longest = max(self.longest, now - self.last - 0.001)
+        self.longest_cpu = max(self.longest_cpu, cpu - self.last_cpu)
+        self.last, self.last_cpu = now, cpu
 
     async def run(self) -> None:
-        last = time.perf_counter()
+        self.last, self.last_cpu = time.perf_counter(), time.thread_time()
         while True:
             await anyio.sleep(0.001)
-            now = time.perf_counter()
-            self.longest = max(self.longest, now - last - 0.001)
-            last = now
+            self._tick()
+
+    def stop(self) -> None:
+        """Count the gap since the last tick too: a stall that ends the call is never seen by
+        a tick (the task is cancelled before it runs again)."""
+        self._tick()
 
 
 async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
@@ -272,10 +289,11 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(beat.run)
         await anyio.sleep(0.01)
-        beat.longest = 0.0
+        beat.reset()
         start = time.perf_counter()
         value = await call()
         elapsed = time.perf_counter() - start
+        beat.stop()
         tg.cancel_scope.cancel()
     return elapsed, beat.longest, value
 

@@ -10,16 +10,18 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import anyio
+import attrs
 import psycopg
 import psycopg_pool
 import pytest
 
+from tests.postgres_proxy import CuttingProxy
 from tests.postgres_server import PostgresServer, make_server
 from tests.redis_server import free_port
 from walletmesh_sessions import (
@@ -540,3 +542,158 @@ class TestFaults:
                     if time.monotonic() > give_up:
                         raise
                     await anyio.sleep(0.1)
+
+
+@pytest.fixture
+def proxy(fault_server: PostgresServer) -> Iterator[CuttingProxy]:
+    """A proxy to the fault server that can lose a connection just after the server acted."""
+    if not fault_server.running:
+        fault_server.start()
+    cutting = CuttingProxy(fault_server.port)
+    try:
+        yield cutting
+    finally:
+        cutting.close()
+
+
+A = attrs.evolve(DATA, id="a")
+
+
+def _granting(calls: list[str]) -> Callable[[SessionData], SessionData]:
+    def grant(data: SessionData) -> SessionData:
+        calls.append(data.id)
+        return attrs.evolve(data, permissions={**data.permissions, "eip155:10": ["eth_chainId"]})
+
+    return grant
+
+
+class TestRetries:
+    """create, update and rotate after a lost connection: retried when the outcome is known."""
+
+    @pytest.mark.anyio
+    async def test_retried_after_a_restart(
+        self, fault_server: PostgresServer, postgres_table: str
+    ) -> None:
+        """A connection cut by a restart before the call: each succeeds on a new one."""
+        if not fault_server.running:
+            fault_server.start()
+        store = PostgresSessionStore.from_url(fault_server.url, table=postgres_table)
+        calls: list[str] = []
+        async with store:
+            await store.set("a", A)
+            fault_server.restart()
+            assert await store.create("b", DATA) is True
+            fault_server.restart()
+            updated = await store.update("a", _granting(calls))
+            assert updated is not None
+            assert calls == ["a"]
+            fault_server.restart()
+            assert await store.rotate("a", "c") == "c"
+            assert await store.get("a") is None
+            assert await store.get("c") == attrs.evolve(updated, id="c")
+            assert await store.get("b") == DATA
+
+    @pytest.mark.anyio
+    async def test_create_recognises_its_own_insert(
+        self, proxy: CuttingProxy, postgres_table: str
+    ) -> None:
+        """The answer to a create's INSERT is lost: the retry finds its record, True."""
+        store = PostgresSessionStore.from_url(proxy.url, table=postgres_table)
+        async with store:
+            await store.create_schema()
+            proxy.cut_after(b"DO NOTHING")
+            assert await store.create("b", DATA) is True
+            assert proxy.cuts == 1
+            assert await store.get("b") == DATA
+            assert await store.create("b", DATA) is False
+
+    @pytest.mark.anyio
+    async def test_update_and_rotate_recognise_their_commit(
+        self, proxy: CuttingProxy, postgres_table: str
+    ) -> None:
+        """The answer to the COMMIT is lost: the retry sees it done; change ran once."""
+        store = PostgresSessionStore.from_url(proxy.url, table=postgres_table)
+        calls: list[str] = []
+        async with store:
+            await store.set("a", A)
+            proxy.cut_after(b"COMMIT")
+            updated = await store.update("a", _granting(calls))
+            assert proxy.cuts == 1
+            assert calls == ["a"]
+            assert updated is not None
+            assert await store.get("a") == updated
+            proxy.cut_after(b"COMMIT")
+            assert await store.rotate("a", "c") == "c"
+            assert proxy.cuts == 2
+            assert await store.get("a") is None
+            assert await store.get("c") == attrs.evolve(updated, id="c")
+
+    @pytest.mark.anyio
+    async def test_changed_since_is_reported_not_guessed(
+        self, proxy: CuttingProxy, fault_server: PostgresServer, postgres_table: str
+    ) -> None:
+        """The row changed between the lost COMMIT and the retry: an error that says so, and
+        the other writer's record stays."""
+        store = PostgresSessionStore.from_url(proxy.url, table=postgres_table)
+        other = attrs.evolve(A, origin="https://other.example")
+
+        def overwrite() -> None:
+            with fault_server.connect() as conn:
+                conn.execute(
+                    f'UPDATE "{postgres_table}" SET value = %s WHERE id = %s',
+                    (encode_record(other, None), b"a"),
+                )
+
+        async with store:
+            await store.set("a", A)
+            proxy.cut_after(b"COMMIT", then=overwrite)
+            with pytest.raises(StoreUnavailableError, match="may or may not have taken effect"):
+                await store.update("a", _granting([]))
+            assert await store.get("a") == other
+
+    @pytest.mark.anyio
+    async def test_create_taken_since_is_reported_not_guessed(
+        self, proxy: CuttingProxy, fault_server: PostgresServer, postgres_table: str
+    ) -> None:
+        """Another live record under the id when a create retries after a lost answer: it
+        cannot tell whether its own insert happened first, and says so."""
+        store = PostgresSessionStore.from_url(proxy.url, table=postgres_table)
+        other = attrs.evolve(DATA, id="b", origin="https://other.example")
+
+        def overwrite() -> None:
+            with fault_server.connect() as conn:
+                conn.execute(
+                    f'UPDATE "{postgres_table}" SET value = %s WHERE id = %s',
+                    (encode_record(other, None), b"b"),
+                )
+
+        async with store:
+            await store.create_schema()
+            proxy.cut_after(b"DO NOTHING", then=overwrite)
+            with pytest.raises(StoreUnavailableError, match="may or may not have taken effect"):
+                await store.create("b", attrs.evolve(DATA, id="b"))
+            assert await store.get("b") == other
+
+
+class TestReconnect:
+    """The store's own pool after the server was down a while."""
+
+    @pytest.mark.anyio
+    async def test_calls_work_once_the_server_is_back(
+        self, fault_server: PostgresServer, postgres_table: str
+    ) -> None:
+        """After 8 s down, the first call made once the server answers succeeds within its own
+        timeout (psycopg_pool's own policy tries at about 1, 3, 7 and then 15 s)."""
+        if not fault_server.running:
+            fault_server.start()
+        store = PostgresSessionStore.from_url(fault_server.url, table=postgres_table, timeout=2.0)
+        async with store:
+            await store.set("a", A)
+            fault_server.stop()
+            try:
+                with pytest.raises(StoreUnavailableError):
+                    await store.get("a")  # the pool finds its connection lost, and reconnects
+                await anyio.sleep(6)  # failed attempts meanwhile: the pool's wait grows
+            finally:
+                fault_server.start()
+            assert await store.get("a") == A

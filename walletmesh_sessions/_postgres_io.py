@@ -11,10 +11,13 @@ down under it (`Watch`), and the thread ends at once with an error nobody waits 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -26,13 +29,14 @@ import psycopg_pool
 
 from ._deadline import Deadline
 from ._errors import InvalidSessionIdError, SessionStoreError, StoreUnavailableError
-from ._postgres_ops import BEGIN, Op, Plan
+from ._postgres_ops import BEGIN, CHECKPOINT, Op, Plan, Unsure
 from ._secrets import redact_message
 
 __all__ = (
     "AsyncConnectionSource",
     "AsyncPoolSource",
     "AsyncSource",
+    "Deadlines",
     "SyncConnectionSource",
     "SyncPoolSource",
     "SyncSource",
@@ -43,23 +47,69 @@ __all__ = (
 
 T = TypeVar("T")
 
+# Rows turned into Python objects between two checkpoints of a big result, on asyncio.
+FETCH_STEP = 500
+# Seconds a connection of the store's own pool may stay kept aside by it between check-ins.
+KEEP_SECONDS = 30.0
+IDLE = psycopg.pq.TransactionStatus.IDLE
+
 AsyncConn = psycopg.AsyncConnection[Any]
 SyncConn = psycopg.Connection[Any]
 
 
 class AsyncPoolSource:
-    """Connections from an `AsyncConnectionPool`."""
+    """Connections from an `AsyncConnectionPool`.
 
-    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+    With `keep` (the store's own pool, which nothing else uses), a connection a call is done
+    with is kept aside for the next call rather than checked in: taking it back costs a list
+    pop, not the pool's checkout (its locks and bookkeeping). A broken connection, one left
+    in a transaction, or any while a call waits on the pool goes back to the pool; and every
+    `KEEP_SECONDS` all kept ones do, so that the pool's own upkeep (maximum lifetime, idle
+    shrinking) still applies. The pool's `max_size` still bounds the connections open.
+    """
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any], *, keep: bool = False) -> None:
         self.ready = False  # the store opens its own pool on first use
         self.pool = pool
+        self.deadlines: Deadlines | None = None
+        self._keep = keep
+        self._kept: list[AsyncConn] = []
+        self._waiting = 0
+        self._check_in_at = time.monotonic() + KEEP_SECONDS
 
     async def acquire(self, deadline: Deadline) -> AsyncConn:
-        conn: AsyncConn = await self.pool.getconn(timeout=max(deadline.remaining(), 0.001))
-        return conn
+        kept = self._kept
+        while kept:
+            conn = kept.pop()
+            if not conn.closed:
+                return conn
+            await self.pool.putconn(conn)  # the pool replaces it
+        self._waiting += 1
+        try:
+            got: AsyncConn = await self.pool.getconn(timeout=max(deadline.remaining(), 0.001))
+        finally:
+            self._waiting -= 1
+        return got
 
     async def release(self, conn: AsyncConn) -> None:
+        if (
+            self._keep
+            and not self._waiting
+            and conn.pgconn.transaction_status == IDLE
+            and not conn.closed
+        ):
+            if time.monotonic() < self._check_in_at:
+                self._kept.append(conn)
+                return
+            self._check_in_at = time.monotonic() + KEEP_SECONDS
+            await self.check_in()
         await self.pool.putconn(conn)  # the pool drops a broken one
+
+    async def check_in(self) -> None:
+        """Give every kept connection back to the pool (before it closes, for one)."""
+        kept, self._kept = self._kept, []
+        for conn in kept:
+            await self.pool.putconn(conn)
 
 
 class AsyncConnectionSource:
@@ -67,6 +117,7 @@ class AsyncConnectionSource:
 
     def __init__(self, conn: AsyncConn) -> None:
         self.ready = False  # the store opens its own pool on first use
+        self.deadlines: Deadlines | None = None
         self.conn = conn
         self._lock: anyio.Lock | None = None
 
@@ -123,6 +174,63 @@ def _within(deadline: Deadline) -> anyio.CancelScope:
     return anyio.CancelScope(shield=True, deadline=anyio.current_time() + deadline.remaining())
 
 
+class _Watched:
+    """One call under `Deadlines`: its scope until the call is done."""
+
+    __slots__ = ("end", "scope")
+
+    def __init__(self, scope: anyio.CancelScope, end: float) -> None:
+        self.scope: anyio.CancelScope | None = scope
+        self.end = end
+
+
+class Deadlines:
+    """One timer for the deadlines of every call on a source, instead of one per call.
+
+    A store's calls all get the same timeout, so their deadlines come in the order they were
+    made: a queue holds them, and one timer wakes at the oldest unfinished call's deadline
+    and cancels the scope of whatever is overdue. A call costs an append and a flag, not a
+    timer handle scheduled and cancelled on the loop (as an `anyio.CancelScope` deadline is).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._calls: deque[_Watched] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, scope: anyio.CancelScope, end: float) -> _Watched:
+        calls = self._calls
+        while calls and calls[0].scope is None:
+            calls.popleft()  # done: sequential calls keep the queue at one or two
+        call = _Watched(scope, end)
+        calls.append(call)
+        if self._timer is None:
+            self._timer = self.loop.call_at(end, self._expire)
+        return call
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        calls = self._calls
+        while calls:
+            call = calls[0]
+            if call.scope is not None and call.end > now:
+                self._timer = self.loop.call_at(call.end, self._expire)
+                return
+            calls.popleft()
+            if call.scope is not None:
+                call.scope.cancel()
+
+
+def _deadlines(source: AsyncSource) -> Deadlines:
+    """The source's `Deadlines` on the running loop (a source may outlive a loop)."""
+    loop = asyncio.get_running_loop()
+    deadlines = source.deadlines
+    if deadlines is None or deadlines.loop is not loop:
+        deadlines = source.deadlines = Deadlines(loop)
+    return deadlines
+
+
 def _lost(exc: BaseException, conn: AsyncConn | SyncConn) -> bool:
     """True if `exc` came from a connection that is gone (a restart, a dropped socket)."""
     return isinstance(exc, psycopg.OperationalError) and conn.closed
@@ -165,12 +273,16 @@ async def run_async(
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
     failure: tuple[SessionStoreError, Exception] | None = None
     # Shielded: a statement sent is seen through (within the deadline), so a call cancelled
-    # from outside never leaves one running on the server after it returns.
-    with _within(deadline):
+    # from outside never leaves one running on the server after it returns. Only the
+    # source's `Deadlines` cancel it, at the call's deadline (asyncio's clock is monotonic).
+    with anyio.CancelScope(shield=True) as scope:
+        call = _deadlines(source).watch(scope, time.monotonic() + deadline.remaining())
         try:
             return await _attempts_async(source, plan, deadline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             failure = _fail(f"{store}: {plan.name}", exc, url)
+        finally:
+            call.scope = None
     if failure is None:
         raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
     # Raised here, outside the handler: an unmasked message never rides along as context.
@@ -178,46 +290,107 @@ async def run_async(
     raise error from cause
 
 
+class _Sent:
+    """Whether an attempt has sent what may have committed: a statement outside a
+    transaction, or a COMMIT."""
+
+    __slots__ = ("may_commit",)
+
+    def __init__(self) -> None:
+        self.may_commit = False
+
+
+def _again(plan: Plan, exc: psycopg.Error, conn: AsyncConn | SyncConn, sent: _Sent) -> bool:
+    """True if `plan` may run again after `exc`, on another connection.
+
+    Only after a lost connection. An idempotent plan always may; another only if nothing it
+    sent can have committed, or if it recognises its own earlier effect (it is then told so).
+    """
+    if not _lost(exc, conn):
+        return False
+    if plan.retry or not sent.may_commit:
+        return True
+    if plan.attempts is None:
+        return False
+    plan.attempts.unsure = True
+    return True
+
+
+def _unsure(plan: Plan) -> psycopg.OperationalError:
+    msg = (
+        f"the connection was lost as the {plan.name} was committed, and the row has changed"
+        " since: it may or may not have taken effect"
+    )
+    return psycopg.OperationalError(msg)
+
+
 async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
+    lost: psycopg.Error | None = None
     while True:
         conn = await source.acquire(deadline)
+        sent = _Sent()
         try:
-            return await _drive_async(conn, plan.make())
+            return await _drive_async(conn, plan.make(), sent)
+        except Unsure:
+            raise _unsure(plan) from lost
         except psycopg.Error as exc:
-            if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+            if not (deadline.remaining() > 0 and _again(plan, exc, conn, sent)):
                 raise
+            lost = exc
         finally:
             await source.release(conn)
         # The pool drops the lost connection; try again on another.
 
 
-async def _drive_async(conn: AsyncConn, op: Op[T]) -> T:
+async def _drive_async(conn: AsyncConn, op: Op[T], sent: _Sent) -> T:
     if conn.autocommit:
-        return await _steps_async(conn, op, False)
+        return await _steps_async(conn, op, False, sent)
     async with conn.transaction():  # a connection that is not autocommit: one per call
-        return await _steps_async(conn, op, True)
+        result = await _steps_async(conn, op, True, sent)
+        sent.may_commit = True  # the COMMIT goes out as the block ends
+    return result
 
 
-async def _steps_async(conn: AsyncConn, op: Op[T], in_transaction: bool) -> T:
+async def _steps_async(conn: AsyncConn, op: Op[T], in_transaction: bool, sent: _Sent) -> T:
     """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
     cursor = conn.cursor()  # client-side: nothing to close on the server
     reply: Any = None
     try:
         while True:
             step = op.send(reply)
+            reply = None
+            if step is CHECKPOINT:
+                await asyncio.sleep(0)  # other tasks run; the call's own scope still applies
+                continue
             if step is BEGIN:
-                reply = None
                 if in_transaction:
                     continue
                 async with conn.transaction():
-                    return await _steps_async(conn, op, True)
+                    done = await _steps_async(conn, op, True, sent)
+                    sent.may_commit = True  # the COMMIT goes out as the block ends
+                return done
+            if not in_transaction:
+                sent.may_commit = True
             await cursor.execute(step.query, step.params)
-            reply = await cursor.fetchall() if step.fetch else cursor.rowcount
+            reply = await _fetch_async(cursor) if step.fetch else cursor.rowcount
     except StopIteration as stop:
         result: T = stop.value
         return result
     finally:
         op.close()
+
+
+async def _fetch_async(cursor: psycopg.AsyncCursor[Any]) -> list[Any]:
+    """Every row of the result, `FETCH_STEP` at a time with other tasks run in between."""
+    if cursor.rowcount <= FETCH_STEP:
+        return await cursor.fetchall()
+    rows: list[Any] = []
+    while True:
+        part = await cursor.fetchmany(FETCH_STEP)
+        rows += part
+        if len(part) < FETCH_STEP:
+            return rows
+        await asyncio.sleep(0)
 
 
 class Watch:
@@ -285,39 +458,52 @@ async def run_in_thread(
 
 
 def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: Watch) -> Any:
+    lost: psycopg.Error | None = None
     while True:
         with source.connection(deadline) as conn:
             if not watch.use(conn):
                 raise psycopg_pool.PoolTimeout("the call ran out of time before it started")
+            sent = _Sent()
             try:
-                return _drive_sync(conn, plan.make())
+                return _drive_sync(conn, plan.make(), sent)
+            except Unsure:
+                raise _unsure(plan) from lost
             except psycopg.Error as exc:
-                if not (plan.retry and _lost(exc, conn) and deadline.remaining() > 0):
+                if not (deadline.remaining() > 0 and _again(plan, exc, conn, sent)):
                     raise
+                lost = exc
             finally:
                 watch.done()
 
 
-def _drive_sync(conn: SyncConn, op: Op[T]) -> T:
+def _drive_sync(conn: SyncConn, op: Op[T], sent: _Sent) -> T:
     if conn.autocommit:
-        return _steps_sync(conn, op, False)
+        return _steps_sync(conn, op, False, sent)
     with conn.transaction():  # a connection that is not autocommit: one per call
-        return _steps_sync(conn, op, True)
+        result = _steps_sync(conn, op, True, sent)
+        sent.may_commit = True  # the COMMIT goes out as the block ends
+    return result
 
 
-def _steps_sync(conn: SyncConn, op: Op[T], in_transaction: bool) -> T:
+def _steps_sync(conn: SyncConn, op: Op[T], in_transaction: bool, sent: _Sent) -> T:
     """Run `op`'s statements; at `BEGIN`, the rest of them in one transaction."""
     cursor = conn.cursor()  # client-side: nothing to close on the server
     reply: Any = None
     try:
         while True:
             step = op.send(reply)
+            reply = None
+            if step is CHECKPOINT:
+                continue  # a worker thread: the interpreter shares its time with the loop's
             if step is BEGIN:
-                reply = None
                 if in_transaction:
                     continue
                 with conn.transaction():
-                    return _steps_sync(conn, op, True)
+                    done = _steps_sync(conn, op, True, sent)
+                    sent.may_commit = True  # the COMMIT goes out as the block ends
+                return done
+            if not in_transaction:
+                sent.may_commit = True
             cursor.execute(step.query, step.params)
             reply = cursor.fetchall() if step.fetch else cursor.rowcount
     except StopIteration as stop:

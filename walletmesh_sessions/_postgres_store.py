@@ -37,6 +37,7 @@ from ._postgres_io import (
     run_async,
     run_in_thread,
 )
+from ._postgres_pools import OwnAsyncPool, OwnPool
 from ._postgres_sql import DEFAULT_TABLE, Statements, check_table
 from ._secrets import misread_userinfo, redact, redact_error, redact_message
 from ._session_map import SessionMap
@@ -181,7 +182,7 @@ class _UrlSources(_Sources):
     def asyncio_source(self) -> AsyncSource:
         loop = asyncio.get_running_loop()
         if self._async is None or self._loop is not loop:
-            pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
+            pool: psycopg_pool.AsyncConnectionPool[Any] = OwnAsyncPool(
                 self._conninfo,
                 kwargs=self._kwargs,
                 min_size=1,
@@ -190,16 +191,18 @@ class _UrlSources(_Sources):
                 name=OWN_POOL,
             )
 
+            source = AsyncPoolSource(pool, keep=True)
+
             async def close() -> None:
+                await source.check_in()
                 await pool.close(timeout=1.0)
 
-            source = AsyncPoolSource(pool)
             self._async, self._loop, self._closer = source, loop, closed_at_shutdown(close)
         return self._async
 
     def trio_source(self) -> SyncSource:
         if self._sync is None:
-            pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+            pool: psycopg_pool.ConnectionPool[Any] = OwnPool(
                 self._conninfo,
                 kwargs=self._kwargs,
                 min_size=1,
@@ -421,6 +424,10 @@ class PostgresSessionStore:
             await self._drive(schema, deadline)
             self._schema_ready = True
         try:
+            if _on_asyncio():  # the hot path, inline: one coroutine less per call
+                source = self._sources.asyncio_source()
+                if source.ready and isinstance(source, (AsyncPoolSource, AsyncConnectionSource)):
+                    return await run_async(source, plan, deadline, self._what, self._sources.url)
             return await self._drive(plan, deadline)
         except StoreUnavailableError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
@@ -461,7 +468,12 @@ class PostgresSessionStore:
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
-        return await self.validate_and_refresh(session_id)
+        session_id = check_session_id(session_id)
+        read = ops.read_and_slide if self._slides_in_one else ops.read
+        result: SessionData | None = await self._run(
+            ops.Plan("get", lambda: read(self._spec, session_id))
+        )
+        return result
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`.
@@ -483,11 +495,19 @@ class PostgresSessionStore:
 
         One INSERT ... ON CONFLICT DO NOTHING; when the id is taken, one transaction with the
         row locked replaces it if it has expired. Of concurrent creators exactly one wins.
-        Raises `CorruptRecordError` if the id holds an unreadable record.
+        Raises `CorruptRecordError` if the id holds an unreadable record. After a lost
+        connection it is tried again, and knows its own record if its insert did commit
+        (see "Connection loss" in the PostgreSQL docs).
         """
         session_id = check_session_id(session_id)
         data = check_session_data(data)
-        plan = ops.Plan("create", lambda: ops.create(self._spec, session_id, data), retry=False)
+        attempts = ops.Attempts()
+        plan = ops.Plan(
+            "create",
+            lambda: ops.create(self._spec, session_id, data, attempts),
+            retry=False,
+            attempts=attempts,
+        )
         result: bool = await self._run(plan)
         return result
 
@@ -498,11 +518,19 @@ class PostgresSessionStore:
 
         One transaction holds the row locked from the read to the write, so `change` runs
         once and no concurrent write is lost; keep it quick (on trio it runs in a worker
-        thread). The expiry changes as after a read.
+        thread). The expiry changes as after a read. After a connection lost at the commit,
+        the retry finds what it wrote (done) or what it read (it writes its result), without
+        calling `change` again; otherwise it raises `StoreUnavailableError`.
         """
         session_id = check_session_id(session_id)
         change = check_change(change)
-        plan = ops.Plan("update", lambda: ops.update(self._spec, session_id, change), retry=False)
+        attempts = ops.Attempts()
+        plan = ops.Plan(
+            "update",
+            lambda: ops.update(self._spec, session_id, change, attempts),
+            retry=False,
+            attempts=attempts,
+        )
         result: SessionData | None = await self._run(plan)
         return result
 
@@ -512,10 +540,18 @@ class PostgresSessionStore:
         One transaction with both rows locked: afterwards only the new id works, with no
         moment where neither does. `None` if the session is missing or expired; a `new_id`
         held by an unexpired session raises `SessionIdTakenError`, and nothing changes.
+        After a connection lost at the commit, the retry knows whether it took effect, or
+        raises `StoreUnavailableError`.
         """
         session_id = check_session_id(session_id)
         target = new_session_id() if new_id is None else check_session_id(new_id)
-        plan = ops.Plan("rotate", lambda: ops.rotate(self._spec, session_id, target), retry=False)
+        attempts = ops.Attempts()
+        plan = ops.Plan(
+            "rotate",
+            lambda: ops.rotate(self._spec, session_id, target, attempts),
+            retry=False,
+            attempts=attempts,
+        )
         result: str | None = await self._run(plan)
         return result
 
