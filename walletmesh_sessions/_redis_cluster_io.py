@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from typing import Any
 
@@ -37,14 +38,43 @@ class ClusterConversation(Conversation[Any]):
     exchanges = CLUSTER_EXCHANGES
 
 
+def _loaded(commands: list[Args], replies: list[Any]) -> list[Args]:
+    """The round with every script load folded into the EVALSHA after it.
+
+    A cluster has no one node to load a script on: an EVALSHA that needs its script becomes
+    EVAL of the source, sent where the EVALSHA would go (which caches it there), and the load
+    is answered with the script's hash at once.
+    """
+    sources: dict[str, Any] = {}
+    for i, command in enumerate(commands):
+        body = command[1:] if isinstance(command[0], At) else command
+        if body[:2] == ("SCRIPT", "LOAD"):
+            sha = hashlib.sha1(str(body[2]).encode()).hexdigest()
+            sources[sha] = body[2]
+            replies[i] = sha.encode()
+    if not sources:
+        return commands
+    folded: list[Args] = []
+    for command in commands:
+        at = command[:1] if isinstance(command[0], At) else ()
+        body = command[len(at) :]
+        if body[:1] == ("EVALSHA",) and body[1] in sources:
+            command = (*at, "EVAL", sources[body[1]], *body[2:])
+        folded.append(command)
+    return folded
+
+
 def _split(commands: list[Args]) -> tuple[list[int], list[int]]:
-    """Indexes of the commands for the client's routing, and of the rest (in order)."""
+    """Indexes of the commands for the client's routing, and of the rest (answered already:
+    script loads), in order."""
     routed: list[int] = []
     other: list[int] = []
     for i, command in enumerate(commands):
         head = command[0]
-        keyed = not isinstance(head, At) and head not in (LOCATE, REFRESH) and head != "SCRIPT"
-        (routed if keyed else other).append(i)
+        body = command[1:] if isinstance(head, At) else command
+        if body[:2] == ("SCRIPT", "LOAD"):
+            continue
+        (other if isinstance(head, At) or head in (LOCATE, REFRESH) else routed).append(i)
     return routed, other
 
 
@@ -68,8 +98,9 @@ class ClusterAsyncioRunner(AsyncioRunner):
 
     async def _send(self, commands: list[Args]) -> list[Any]:
         replies: list[Any] = [None] * len(commands)
+        commands = _loaded(commands, replies)
         routed, other = _split(commands)
-        for i in other:  # SCRIPT LOAD first: it may precede a routed EVALSHA of this round
+        for i in other:
             replies[i] = await self._local(commands[i])
         if len(routed) == 1:
             try:
@@ -96,16 +127,14 @@ class ClusterAsyncioRunner(AsyncioRunner):
             with contextlib.suppress(*_NODE_ERRORS):
                 await cluster.nodes_manager.initialize()
             return None
-        if isinstance(head, At):
-            host, _, port = head.address.rpartition(":")
-            node = cluster.get_node(host, int(port))
-            if node is None:
-                return redis.ConnectionError("the cluster's topology does not list this node")
-            try:
-                return await cluster.execute_command(*args, target_nodes=node)
-            except _NODE_ERRORS as exc:
-                return exc
-        return await cluster.execute_command(*command)  # SCRIPT LOAD: every primary
+        host, _, port = head.address.rpartition(":")
+        node = cluster.get_node(host, int(port))
+        if node is None:
+            return redis.ConnectionError("the cluster's topology does not list this node")
+        try:
+            return await cluster.execute_command(*args, target_nodes=node)
+        except _NODE_ERRORS as exc:
+            return exc
 
     def _locate(self, slot: int) -> str | None:
         try:
@@ -131,6 +160,7 @@ class ClusterThreadRunner(ThreadRunner):
 
     def _send(self, commands: list[Args]) -> list[Any]:
         replies: list[Any] = [None] * len(commands)
+        commands = _loaded(commands, replies)
         routed, other = _split(commands)
         for i in other:
             replies[i] = self._local(commands[i])
@@ -159,16 +189,14 @@ class ClusterThreadRunner(ThreadRunner):
             with contextlib.suppress(*_NODE_ERRORS):
                 cluster.nodes_manager.initialize()
             return None
-        if isinstance(head, At):
-            host, _, port = head.address.rpartition(":")
-            node = cluster.get_node(host, int(port))
-            if node is None:
-                return redis.ConnectionError("the cluster's topology does not list this node")
-            try:
-                return cluster.execute_command(*args, target_nodes=node)
-            except _NODE_ERRORS as exc:
-                return exc
-        return cluster.execute_command(*command)  # SCRIPT LOAD: every primary
+        host, _, port = head.address.rpartition(":")
+        node = cluster.get_node(host, int(port))
+        if node is None:
+            return redis.ConnectionError("the cluster's topology does not list this node")
+        try:
+            return cluster.execute_command(*args, target_nodes=node)
+        except _NODE_ERRORS as exc:
+            return exc
 
     def _locate(self, slot: int) -> str | None:
         try:
