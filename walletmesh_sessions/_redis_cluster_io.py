@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -93,10 +93,22 @@ class ClusterAsyncioRunner(AsyncioRunner):
         limit: int | None = None,
         budget: float | None = None,
     ) -> None:
-        super().__init__(client, limit, budget)
+        # The single-server runner uses only what both clients have (commands, pipelines).
+        super().__init__(cast("redis.asyncio.Redis", client), limit, budget)
         self.cluster = client
 
     async def _send(self, commands: list[Args]) -> list[Any]:
+        try:
+            # Topology first, under the client's lock: redis-py's lazy start, raced by many
+            # first commands at once, can drop connections that are just being opened.
+            await self.cluster.initialize()
+            return await self._send_ready(commands)
+        except AttributeError as exc:
+            # What such a dropped connection raises in redis-py (a write to no socket).
+            msg = f"a cluster connection was closed while in use ({exc})"
+            raise redis.ConnectionError(msg) from exc
+
+    async def _send_ready(self, commands: list[Args]) -> list[Any]:
         replies: list[Any] = [None] * len(commands)
         commands = _loaded(commands, replies)
         routed, other = _split(commands)
@@ -139,7 +151,7 @@ class ClusterAsyncioRunner(AsyncioRunner):
     def _locate(self, slot: int) -> str | None:
         try:
             return _address(self.cluster.nodes_manager.get_node_from_slot(slot))
-        except RedisClusterException:
+        except (RedisClusterException, KeyError):
             return None
 
 
@@ -154,7 +166,7 @@ class ClusterThreadRunner(ThreadRunner):
         limit: int | None = None,
         budget: float | None = None,
     ) -> None:
-        super().__init__(client, limit, budget)
+        super().__init__(cast("redis.Redis", client), limit, budget)
         # redis-py leaves the synchronous cluster client untyped.
         self.cluster: Any = client
 
@@ -201,5 +213,5 @@ class ClusterThreadRunner(ThreadRunner):
     def _locate(self, slot: int) -> str | None:
         try:
             return _address(self.cluster.nodes_manager.get_node_from_slot(slot))
-        except RedisClusterException:
+        except (RedisClusterException, KeyError):
             return None

@@ -192,8 +192,21 @@ if mark then
   return {state, address(mark[2]), slot + 1, out}
 end
 if not stop then return {'none', '', slot, out} end
+for m in pairs(marks) do
+  if m > slot and m <= stop then stop = m - 1 end
+end
+if budget > 0 and redis.call('DBSIZE') <= budget then
+  -- A small node: the whole settled run in one pass over its few keys.
+  for _, k in ipairs(redis.call('KEYS', ARGV[4])) do
+    local ks = redis.call('CLUSTER', 'KEYSLOT', k)
+    if ks >= slot and ks <= stop and string.sub(k, 1, #prefix) == prefix then
+      out[#out + 1] = k
+    end
+  end
+  return {'stable', '', stop + 1, out}
+end
 local s = slot
-while s <= stop and not marks[s] do
+while s <= stop do
   collect(s)
   s = s + 1
   if #out >= budget then break end
@@ -201,8 +214,9 @@ end
 return {'stable', '', s, out}
 """
 )
-"""Keys with prefix ARGV[1] from slot ARGV[2] on, while this node owns the slots and none is
-moving, until at least ARGV[3] keys (0: one slot): {state, peer address, next slot, keys}.
+"""Keys with prefix ARGV[1] (glob ARGV[4]) from slot ARGV[2] on, while this node owns the slots
+and none is moving, until at least ARGV[3] keys (0: one slot): {state, peer address, next
+slot, keys}. A node holding at most ARGV[3] keys answers with one KEYS instead of slot by slot.
 State ``stable`` (read whole), ``migrating`` (to the peer; this slot's keys still here),
 ``importing`` (from the peer; the keys that arrived), ``none`` (not this node's slot)."""
 
@@ -340,19 +354,20 @@ def _part(reply: Any) -> _Part | None:
     return _Part(_as_text(state), _as_text(peer), int(after), list(keys))
 
 
-def _scan_node(address: str, prefix: bytes, slot: int, budget: int) -> Exchange:
-    (reply,) = yield from _on_nodes(SCAN_ON_NODE, [(address, (prefix, slot, budget))])
+def _scan_node(address: str, step: Scan, slot: int, budget: int) -> Exchange:
+    args = (_prefix(step.pattern), slot, budget, step.pattern)
+    (reply,) = yield from _on_nodes(SCAN_ON_NODE, [(address, args)])
     return _part(reply)
 
 
-def _moving(source: str, target: str, prefix: bytes, slot: int, keys: list[Key]) -> Exchange:
+def _moving(source: str, target: str, step: Scan, slot: int, keys: list[Key]) -> Exchange:
     """A migrating slot: `keys` were read on the source; now its target, after it.
 
     MIGRATE puts a key on the target before it leaves the source, so every key present
     throughout is in one of the two reads. The slot counts as read only if the target was
     still importing it from this source, or had become its owner; else None.
     """
-    part: _Part | None = yield from _scan_node(target, prefix, slot, 0)
+    part: _Part | None = yield from _scan_node(target, step, slot, 0)
     if part is None:
         return None
     done = part.state == "stable" or (part.state == "importing" and part.peer == source)
@@ -368,7 +383,6 @@ def _scan(step: Scan) -> Exchange:
     """One page, from the slot in the cursor: a run of one node's settled slots, or one slot
     that is migrating (read on its source, then its target). The next slot is the cursor."""
     slot = 0 if step.cursor is None else int(str(step.cursor))
-    prefix = _prefix(step.pattern)
     for attempt in range(SCAN_ATTEMPTS):
         if attempt:
             yield [(REFRESH, min(0.01 * attempt, 0.2))]
@@ -376,7 +390,7 @@ def _scan(step: Scan) -> Exchange:
         owner = where[0]
         if owner is None:
             continue
-        part: _Part | None = yield from _scan_node(owner, prefix, slot, PAGE_KEYS)
+        part: _Part | None = yield from _scan_node(owner, step, slot, PAGE_KEYS)
         if part is None or part.state == "none" or (not part.peer and part.state != "stable"):
             continue
         if part.state == "stable":
@@ -384,10 +398,10 @@ def _scan(step: Scan) -> Exchange:
         source, target = (owner, part.peer) if part.state == "migrating" else (part.peer, owner)
         if part.state == "importing":
             # Asked the target first: read the source now, and the target again after it.
-            part = yield from _scan_node(source, prefix, slot, 0)
+            part = yield from _scan_node(source, step, slot, 0)
             if part is None or part.state != "migrating" or part.peer != target:
                 continue
-        keys = yield from _moving(source, target, prefix, slot, part.keys)
+        keys = yield from _moving(source, target, step, slot, part.keys)
         if keys is not None:
             return ScanPage(keys, slot + 1 if slot + 1 < SLOTS else None)
     msg = "the cluster's slots kept moving: a scan page could not be read"

@@ -23,7 +23,6 @@ import anyio.lowlevel
 import anyio.to_thread
 import redis
 import redis.asyncio
-import redis.cluster
 from redis.exceptions import (
     ClusterError,
     NoScriptError,
@@ -592,7 +591,7 @@ class AsyncioRunner:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+        client: redis.asyncio.Redis,
         limit: int | None = None,
         budget: float | None = None,
     ) -> None:
@@ -715,7 +714,7 @@ class ThreadRunner:
 
     def __init__(
         self,
-        client: redis.Redis | redis.cluster.RedisCluster,
+        client: redis.Redis,
         limit: int | None = None,
         budget: float | None = None,
     ) -> None:
