@@ -58,6 +58,8 @@ class RedisClusterNodes:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(node_dir / "nodes.conf"),
                 "--cluster-node-timeout", str(node_timeout_ms),
+                # A replica syncs at once, not after the default 5 s wait for more replicas.
+                "--repl-diskless-sync-delay", "0",
                 # Its own bus port: the default (port + 10000) may be taken or out of range.
                 "--cluster-port", str(free_port()),
             )  # fmt: skip
@@ -119,13 +121,17 @@ class RedisClusterNodes:
                 return False
             finally:
                 client.close()
-        return len(views) == 1
+        if len(views) != 1:
+            return False
+        (view,) = views
+        # Every range served by a primary with a replica, when every node runs.
+        return all(replicas >= 1 for *_, replicas in view) or len(self.running_nodes()) < 6
 
     @staticmethod
-    def _slot_view(client: Any) -> tuple[tuple[int, int, int], ...]:
-        # CLUSTER SLOTS: (start, end, primary port) per range, as this node sees it.
+    def _slot_view(client: Any) -> tuple[tuple[int, int, int, int], ...]:
+        # CLUSTER SLOTS: (start, end, primary port, replicas) per range, as this node sees it.
         reply = client.execute_command("CLUSTER", "SLOTS")
-        return tuple(sorted((int(r[0]), int(r[1]), int(r[2][1])) for r in reply))
+        return tuple(sorted((int(r[0]), int(r[1]), int(r[2][1]), len(r) - 3) for r in reply))
 
     def primaries(self) -> list[tuple[int, str]]:
         """``(port, node id)`` of every primary, as the first running node sees them."""
@@ -142,15 +148,25 @@ class RedisClusterNodes:
                 found.append((int(address.split("@")[0].rpartition(":")[2]), node_id))
         return sorted(found)
 
+    def slots_of(self, port: int) -> set[int]:
+        """The slots the primary on `port` serves, as the first running node sees it."""
+        client = self.node_client(self.running_nodes()[0].port)
+        try:
+            view = self._slot_view(client)
+        finally:
+            client.close()
+        return {s for start, end, owner, _ in view if owner == port for s in range(start, end + 1)}
+
     def node(self, port: int) -> RedisServer:
         return next(node for node in self.nodes if node.port == port)
 
     def flush(self) -> None:
-        """Empty every primary (replicas follow)."""
-        for port, _ in self.primaries():
-            client = self.node_client(port)
+        """Empty every primary (replicas follow), each asked for its own role."""
+        for node in self.running_nodes():
+            client = self.node_client(node.port)
             try:
-                client.flushall()
+                if client.execute_command("ROLE")[0] in (b"master", "master"):
+                    client.flushall()
             finally:
                 client.close()
 
