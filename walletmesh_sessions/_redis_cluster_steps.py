@@ -99,6 +99,26 @@ def slot_of(key: Key) -> int:
 READ_ON_NODE = _script(
     """\
 #!lua flags=no-writes,allow-cross-slot-keys
+local owners = nil
+local function owner(k)
+  if not owners then
+    owners = {}
+    for l in string.gmatch(redis.call('CLUSTER', 'NODES'), '[^\\n]+') do
+      local address, n = string.match(l, '^%S+ ([^@,%s]+)') or '', 0
+      for f in string.gmatch(l, '%S+') do
+        n = n + 1
+        local a, b = string.match(f, '^(%d+)%-(%d+)$')
+        if not a and string.match(f, '^%d+$') then a, b = f, f end
+        if n > 8 and a then owners[#owners + 1] = {tonumber(a), tonumber(b), address} end
+      end
+    end
+  end
+  local s = redis.call('CLUSTER', 'KEYSLOT', k)
+  for _, r in ipairs(owners) do
+    if r[1] <= s and s <= r[2] then return r[3] end
+  end
+  return ''
+end
 local out = {}
 for i, k in ipairs(ARGV) do
   local v = redis.pcall('GET', k)
@@ -106,7 +126,7 @@ for i, k in ipairs(ARGV) do
     if string.sub(v.err, 1, 9) == 'WRONGTYPE' then
       out[i] = {1, redis.call('TYPE', k).ok}
     else
-      out[i] = {2}
+      out[i] = {2, owner(k)}
     end
   elseif v then
     out[i] = {0, v}
@@ -117,8 +137,8 @@ end
 return out
 """
 )
-"""Each ARGV key on this node: {0, value}, {1, type} (not a string), {2} (not served here),
-{3} (missing)."""
+"""Each ARGV key on this node: {0, value}, {1, type} (not a string), {2, owner's address as
+this node sees it} (not served here: moved or moving), {3} (missing)."""
 
 DELETE_ON_NODE = _script(
     """\
@@ -191,7 +211,23 @@ if mark then
   collect(slot)
   return {state, address(mark[2]), slot + 1, out}
 end
-if not stop then return {'none', '', slot, out} end
+if not stop then
+  -- Not this node's slot: name the node that owns it, as this node sees the cluster.
+  for l in string.gmatch(nodes, '[^\\n]+') do
+    local n = 0
+    for f in string.gmatch(l, '%S+') do
+      n = n + 1
+      if n > 8 then
+        local a, b = string.match(f, '^(%d+)%-(%d+)$')
+        if not a and string.match(f, '^%d+$') then a, b = f, f end
+        if a and tonumber(a) <= slot and slot <= tonumber(b) then
+          return {'none', string.match(l, '^%S+ ([^@,%s]+)') or '', slot, out}
+        end
+      end
+    end
+  end
+  return {'none', '', slot, out}
+end
 for m in pairs(marks) do
   if m > slot and m <= stop then stop = m - 1 end
 end
@@ -218,7 +254,8 @@ return {'stable', '', s, out}
 and none is moving, until at least ARGV[3] keys (0: one slot): {state, peer address, next
 slot, keys}. A node holding at most ARGV[3] keys answers with one KEYS instead of slot by slot.
 State ``stable`` (read whole), ``migrating`` (to the peer; this slot's keys still here),
-``importing`` (from the peer; the keys that arrived), ``none`` (not this node's slot)."""
+``importing`` (from the peer; the keys that arrived), ``none`` (not this node's slot; the peer
+is its owner as this node sees it, or '')."""
 
 
 def _on_nodes(script: Script, calls: list[tuple[str, tuple[Any, ...]]]) -> Exchange:
@@ -274,16 +311,25 @@ def _read_many(step: ReadMany) -> Exchange:
         return values
     groups: dict[str | None, list[int]] = yield from _by_node(keys)
     routed = groups.pop(None, [])
-    calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a is not None]
-    replies = yield from _on_nodes(READ_ON_NODE, calls)
-    for group, reply in zip(groups.values(), replies, strict=True):
-        for i, (kind, *value) in zip(group, _checked(reply), strict=True):
-            if kind == 0:
-                values[i] = value[0]
-            elif kind == 1:
-                values[i] = NonString(_as_text(value[0]))
-            elif kind == 2:
-                routed.append(i)
+    for last in (False, True):
+        # A key whose slot moved is asked again where its node says it went; a second miss
+        # (a slot still moving) goes through the client, which follows MOVED and ASK.
+        moved: dict[str | None, list[int]] = {}
+        calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a]
+        replies = yield from _on_nodes(READ_ON_NODE, calls)
+        for (address, _), group, reply in zip(calls, groups.values(), replies, strict=True):
+            for i, (kind, *value) in zip(group, _checked(reply), strict=True):
+                if kind == 0:
+                    values[i] = value[0]
+                elif kind == 1:
+                    values[i] = NonString(_as_text(value[0]))
+                elif kind == 2:
+                    hint = _as_text(value[0])
+                    goes = routed if last or hint in ("", address) else moved.setdefault(hint, [])
+                    goes.append(i)
+        if not moved:
+            break
+        groups = moved
     if routed:
         yield from _read_routed(keys, sorted(routed), values)
     return values
@@ -383,18 +429,27 @@ def _scan(step: Scan) -> Exchange:
     """One page, from the slot in the cursor: a run of one node's settled slots, or one slot
     that is migrating (read on its source, then its target). The next slot is the cursor."""
     slot = 0 if step.cursor is None else int(str(step.cursor))
+    hint: str | None = None
     for attempt in range(SCAN_ATTEMPTS):
-        if attempt:
-            yield [(REFRESH, min(0.01 * attempt, 0.2))]
-        (where,) = yield [(LOCATE, slot)]
-        owner = where[0]
+        owner = hint
         if owner is None:
-            continue
+            if attempt:
+                yield [(REFRESH, min(0.01 * attempt, 0.2))]
+            (where,) = yield [(LOCATE, slot)]
+            owner = where[0]
+            if owner is None:
+                continue
+        hint = None
         part: _Part | None = yield from _scan_node(owner, step, slot, PAGE_KEYS)
-        if part is None or part.state == "none" or (not part.peer and part.state != "stable"):
+        if part is None:
             continue
         if part.state == "stable":
             return ScanPage(part.keys, part.after if part.after < SLOTS else None)
+        if not part.peer:
+            continue
+        if part.state == "none":
+            hint = part.peer  # the owner, as the node asked sees it: ask it next
+            continue
         source, target = (owner, part.peer) if part.state == "migrating" else (part.peer, owner)
         if part.state == "importing":
             # Asked the target first: read the source now, and the target again after it.
