@@ -74,8 +74,12 @@ class RedisClusterNodes:
         """A ``redis+cluster://`` URL naming two of the nodes."""
         return f"redis+cluster://127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}"
 
-    def start(self) -> None:
-        """Start every node, create the cluster and wait until every node agrees it is ok."""
+    def start(self, *, replicas_known: bool = False) -> None:
+        """Start every node, create the cluster and wait until every node agrees it is ok.
+
+        With `replicas_known`, also until every node's view lists each primary's replica
+        (gossip takes seconds): what a failover needs, and a scan or a flush does not.
+        """
         try:
             for node in self.nodes:
                 node.start()
@@ -85,7 +89,7 @@ class RedisClusterNodes:
             done = subprocess.run(command, capture_output=True, timeout=60, check=False)
             if done.returncode != 0:
                 pytest.fail(f"redis-cli --cluster create failed:\n{done.stdout!r}")
-            self.wait_ready()
+            self.wait_ready(replicas_known=replicas_known)
         except BaseException:
             self.stop()
             raise
@@ -97,18 +101,19 @@ class RedisClusterNodes:
     def running_nodes(self) -> list[RedisServer]:
         return [node for node in self.nodes if node.running]
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Until every running node says ``cluster_state:ok`` and all agree on the slots."""
+    def wait_ready(self, timeout: float = READY_TIMEOUT, *, replicas_known: bool = False) -> None:
+        """Until every running node says ``cluster_state:ok``, all agree on the slots' primaries
+        and every replica is in sync with its primary."""
         deadline = time.monotonic() + timeout
         while True:
-            if self._agreed():
+            if self._agreed(replicas_known):
                 return
             if time.monotonic() > deadline:
                 pytest.fail("the Redis Cluster did not become ready")
             time.sleep(0.05)
 
-    def _agreed(self) -> bool:
-        views = set()
+    def _agreed(self, replicas_known: bool) -> bool:
+        views: set[tuple[tuple[int, ...], ...]] = set()
         for node in self.running_nodes():
             client = self.node_client(node.port)
             try:
@@ -116,19 +121,23 @@ class RedisClusterNodes:
                 text = info.decode() if isinstance(info, bytes) else str(info)
                 if "cluster_state:ok" not in text:
                     return False
-                views.add(self._slot_view(client))
+                role = client.execute_command("ROLE")
+                if role[0] == b"slave" and role[3] != b"connected":
+                    return False
+                view = self._slot_view(client)
+                views.add(view if replicas_known else tuple(r[:3] for r in view))
             except redis.RedisError:
                 return False
             finally:
                 client.close()
-        if len(views) != 1:
-            return False
+        if len(views) != 1 or not replicas_known:
+            return len(views) == 1
         (view,) = views
         # Every range served by a primary with a replica, when every node runs.
-        return all(replicas >= 1 for *_, replicas in view) or len(self.running_nodes()) < 6
+        return all(r[3] >= 1 for r in view) or len(self.running_nodes()) < len(self.nodes)
 
     @staticmethod
-    def _slot_view(client: Any) -> tuple[tuple[int, int, int, int], ...]:
+    def _slot_view(client: Any) -> tuple[tuple[int, ...], ...]:
         # CLUSTER SLOTS: (start, end, primary port, replicas) per range, as this node sees it.
         reply = client.execute_command("CLUSTER", "SLOTS")
         return tuple(sorted((int(r[0]), int(r[1]), int(r[2][1]), len(r) - 3) for r in reply))
@@ -220,7 +229,7 @@ def dedicated_cluster(
         directory = tmp_path_factory.mktemp("redis-cluster-dedicated")
         cluster = RedisClusterNodes(directory, DEDICATED_NODE_TIMEOUT_MS)
         started.append(cluster)
-        cluster.start()
+        cluster.start(replicas_known=True)
         return cluster
 
     try:

@@ -347,6 +347,7 @@ class TestFailover:
                 while not stop.is_set():
                     sid = f"w{n}-{count}"
                     count += 1
+                    started = time.monotonic()
                     # The bound, with room for a busy machine: a hang fails here.
                     with anyio.fail_after(bound + 5):
                         try:
@@ -361,10 +362,12 @@ class TestFailover:
                             continue
                     if (
                         killed_at
+                        and started > killed_at[0]
                         and not recovered_at
                         and slot_of("wm_session_" + sid) in victim_slots
                     ):
-                        # A write acknowledged in the killed primary's slots: its replica serves.
+                        # A write made after the kill, acknowledged in the killed primary's
+                        # slots: its replica serves them now.
                         recovered_at.append(time.monotonic())
                         recovered.set()
 
