@@ -143,18 +143,19 @@ class RedisClusterNodes:
         return tuple(sorted((int(r[0]), int(r[1]), int(r[2][1]), len(r) - 3) for r in reply))
 
     def primaries(self) -> list[tuple[int, str]]:
-        """``(port, node id)`` of every primary, as the first running node sees them."""
-        client = self.node_client(self.running_nodes()[0].port)
-        try:
-            raw = client.execute_command("CLUSTER", "NODES")
-        finally:
-            client.close()
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        """``(port, node id)`` of every primary serving slots, each node asked about itself
+        (another node's view of who is a replica lags behind by a gossip round)."""
         found = []
-        for line in text.splitlines():
-            node_id, address, flags = line.split()[:3]
-            if "master" in flags.split(",") and "fail" not in flags.split(","):
-                found.append((int(address.split("@")[0].rpartition(":")[2]), node_id))
+        for node in self.running_nodes():
+            client = self.node_client(node.port)
+            try:
+                raw = client.execute_command("CLUSTER", "NODES")
+            finally:
+                client.close()
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            myself = next(line for line in text.splitlines() if "myself" in line).split()
+            if "master" in myself[2].split(",") and len(myself) > 8:
+                found.append((node.port, myself[0]))
         return sorted(found)
 
     def slots_of(self, port: int) -> set[int]:
