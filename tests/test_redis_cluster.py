@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,6 +30,7 @@ from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 
 from .redis_cluster import RedisClusterNodes
+from .test_cli import run
 
 LIFETIME = 60.0
 DATA = SessionData("s1", "https://app.example.com", {"eip155:1": ["eth_accounts"]})
@@ -391,3 +393,19 @@ class TestFailover:
             f"{len(acknowledged)} writes acknowledged, {len(lost)} lost; errors: {dict(errors)}"
         )
         assert errors, "the kill went unnoticed: the test proved nothing"
+
+
+class TestCommandLine:
+    """The command line takes a cluster URL as --store."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+    async def test_list(
+        self, redis_cluster_client: Any, redis_cluster: RedisClusterNodes, tmp_path: Path
+    ) -> None:
+        """`list` shows the sessions of every primary."""
+        ids = [f"cli{n}" for n in range(30)]
+        plant(redis_cluster_client, ids, FakeClock(round(time.time() * 1000)))
+        result = run("list", "--store", redis_cluster.url, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert all(sid in result.stdout for sid in ids)

@@ -612,7 +612,8 @@ class RedisSessionStore:
 
         Each batch is SCAN pages and their reads, swept as `get_all` sweeps (expired ones
         removed, slides compare-and-set), so memory stays within a batch. As with any SCAN, a
-        session may be yielded twice if the server resizes its key space meanwhile.
+        session may be yielded twice if the server resizes its key space meanwhile; on Redis
+        Cluster the scan goes slot by slot and yields none twice, even while slots migrate.
         """
         batch_size = check_batch_size(batch_size)
         cursor: object = None
