@@ -119,26 +119,26 @@ local function owner(k)
   end
   return ''
 end
-local out = {}
+local values, others = {}, {}
 for i, k in ipairs(ARGV) do
   local v = redis.pcall('GET', k)
+  values[i] = false
   if type(v) == 'table' and v.err then
     if string.sub(v.err, 1, 9) == 'WRONGTYPE' then
-      out[i] = {1, redis.call('TYPE', k).ok}
+      others[#others + 1] = {i, 1, redis.call('TYPE', k).ok}
     else
-      out[i] = {2, owner(k)}
+      others[#others + 1] = {i, 2, owner(k)}
     end
   elseif v then
-    out[i] = {0, v}
-  else
-    out[i] = {3}
+    values[i] = v
   end
 end
-return out
+return {values, others}
 """
 )
-"""Each ARGV key on this node: {0, value}, {1, type} (not a string), {2, owner's address as
-this node sees it} (not served here: moved or moving), {3} (missing)."""
+"""The ARGV keys on this node: {values (nil: missing or see the others), others}, the others
+being {index, 1, type} (not a string) or {index, 2, owner's address as this node sees it}
+(not served here: moved or moving). Flat values: the reply of a page parses fast."""
 
 DELETE_ON_NODE = _script(
     """\
@@ -318,13 +318,15 @@ def _read_many(step: ReadMany) -> Exchange:
         calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a]
         replies = yield from _on_nodes(READ_ON_NODE, calls)
         for (address, _), group, reply in zip(calls, groups.values(), replies, strict=True):
-            for i, (kind, *value) in zip(group, _checked(reply), strict=True):
-                if kind == 0:
-                    values[i] = value[0]
-                elif kind == 1:
-                    values[i] = NonString(_as_text(value[0]))
-                elif kind == 2:
-                    hint = _as_text(value[0])
+            found, others = _checked(reply)
+            for i, value in zip(group, found, strict=True):
+                values[i] = value
+            for n, kind, info in others:
+                i = group[int(n) - 1]
+                if kind == 1:
+                    values[i] = NonString(_as_text(info))
+                else:
+                    hint = _as_text(info)
                     goes = routed if last or hint in ("", address) else moved.setdefault(hint, [])
                     goes.append(i)
         if not moved:
