@@ -590,10 +590,7 @@ class AsyncioRunner:
     conversation: type[Conversation[Any]] = Conversation
 
     def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        limit: int | None = None,
-        budget: float | None = None,
+        self, client: redis.asyncio.Redis, limit: int | None = None, budget: float | None = None
     ) -> None:
         self.client = client
         # redis-py leaves execute_command untyped; every reply is Any to us anyway.
@@ -713,10 +710,7 @@ class ThreadRunner:
     conversation: type[Conversation[Any]] = Conversation
 
     def __init__(
-        self,
-        client: redis.Redis,
-        limit: int | None = None,
-        budget: float | None = None,
+        self, client: redis.Redis, limit: int | None = None, budget: float | None = None
     ) -> None:
         self.client = client
         self._command: Callable[..., Any] = client.execute_command
