@@ -1,46 +1,76 @@
-"""The longest event-loop stall during get_all of a SQLite file with 1,000,000 sessions.
+"""The longest event-loop stall during get_all and iter_sessions of a store of 1,000,000 sessions.
 
-Run: python benchmarks/get_all_stall.py [--sessions 1000000] [--gc-off]
+Run: python benchmarks/get_all_stall.py [--store memory|sqlite] [--sessions 1000000] [--runs 5]
+    [--gc-off]
 With --gc-off the garbage collector is disabled for the measurement, to see how much of the
-stall it causes.
+stall it causes. Each line gives the longest stall over the runs and the longest GC pause.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import anyio
-from suite import LIFETIME, fill_sqlite, timed
+from suite import DATA, LIFETIME, GcPauses, fill_sqlite, timed
 
-from walletmesh_sessions import LocalStorageSessionStore, SessionStoreConfig
+from walletmesh_sessions import LocalStorageSessionStore, MemorySessionStore, SessionStoreConfig
 from walletmesh_sessions.testing import FakeClock
 
 
-async def main(sessions: int, gc_off: bool) -> None:
+async def iterate(store: Any) -> int:
+    count = 0
+    async for _ in store.iter_sessions():
+        count += 1
+    return count
+
+
+async def measure(store: Any, runs: int) -> None:
+    calls = (("get_all", store.get_all), ("iter_sessions", functools.partial(iterate, store)))
+    for method, call in calls:
+        stalls, pauses, seconds = [], [], []
+        for _ in range(runs):
+            with GcPauses() as gc_pauses:
+                elapsed, stall, value = await timed(call)
+            del value
+            stalls.append(stall * 1000)
+            pauses.append(gc_pauses.longest * 1000)
+            seconds.append(elapsed)
+        print(
+            f"{method}: {sorted(seconds)[len(seconds) // 2]:.2f} s (median), longest stall"
+            f" {max(stalls):.1f} ms over {runs} runs, longest GC pause {max(pauses):.1f} ms"
+        )
+
+
+async def main(kind: str, sessions: int, runs: int, gc_off: bool) -> None:
+    clock = FakeClock()
+    config = SessionStoreConfig(lifetime=LIFETIME)
     with tempfile.TemporaryDirectory() as directory:
-        clock = FakeClock()
-        path = Path(directory) / "stall.db"
-        fill_sqlite(path, sessions, clock.now_ms + 3_600_000)
+        if kind == "memory":
+            store: Any = MemorySessionStore(config, clock=clock)
+            for n in range(sessions):
+                await store.set(f"id{n}", DATA)
+        else:
+            path = Path(directory) / "stall.db"
+            fill_sqlite(path, sessions, clock.now_ms + 3_600_000)
+            store = LocalStorageSessionStore(path, config, clock=clock)
+        gc.collect()  # the fill's debt, as in the suite
         if gc_off:
             gc.disable()
-        config = SessionStoreConfig(lifetime=LIFETIME)
-        async with LocalStorageSessionStore(path, config, clock=clock) as store:
-            for _ in range(2):
-                seconds, stall, found = await timed(store.get_all)
-                stall_ms = stall * 1000
-                print(
-                    f"get_all of {len(found):,}: {seconds:.2f} s, longest stall {stall_ms:.1f} ms"
-                )
-                del found
+        async with store:
+            await measure(store, runs)
         gc.enable()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["memory", "sqlite"], default="sqlite")
     parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gc-off", action="store_true")
     args = parser.parse_args()
-    anyio.run(main, args.sessions, args.gc_off)
+    anyio.run(main, args.store, args.sessions, args.runs, args.gc_off)

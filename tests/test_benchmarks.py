@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -170,3 +171,17 @@ class TestBenchExtra:
         bench = project["project"]["optional-dependencies"]["bench"]
         names = {requirement.split(">")[0].split("=")[0].split("[")[0] for requirement in bench}
         assert {"redis", "matplotlib", "trio"} <= names, bench
+
+
+class TestStallScript:
+    """`benchmarks/get_all_stall.py`, which the performance page cites, runs on both stores."""
+
+    @pytest.mark.parametrize("store", ["memory", "sqlite"])
+    def test_small_run(self, store: str) -> None:
+        command = [sys.executable, str(BENCHMARKS / "get_all_stall.py"), "--store", store]
+        command += ["--sessions", "300", "--runs", "1"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == ["get_all", "iter_sessions"]
+        assert all("longest stall" in line and "over 1 runs" in line for line in lines)

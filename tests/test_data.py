@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ from walletmesh_sessions import (
     InvalidSessionIdError,
     SessionData,
     SessionIdTypeError,
+    SessionMap,
     SessionStoreConfig,
     SessionStoreError,
     new_session_id,
@@ -86,6 +89,33 @@ class TestSessionData:
             SessionData(**kwargs)
         assert isinstance(info.value, TypeError)
         assert isinstance(info.value, SessionStoreError)
+
+
+class TestCopies:
+    """SessionData pickles and copies (for caches, process pools), as do get_all results."""
+
+    DATA = SessionData("a", "https://app.example.com", {"eip155:1": ["x", "y"]}, created_at=5)
+
+    @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+    def test_pickle_round_trip(self, protocol: int) -> None:
+        copied: SessionData = pickle.loads(pickle.dumps(self.DATA, protocol))
+        assert copied == self.DATA
+        assert hash(copied) == hash(self.DATA)
+        assert copied.permissions == {"eip155:1": ("x", "y")}
+        with pytest.raises(TypeError):
+            copied.permissions["eip155:1"] = ()  # type: ignore[index]
+
+    def test_copy_and_deepcopy(self) -> None:
+        assert copy.copy(self.DATA) == self.DATA
+        assert copy.deepcopy(self.DATA) == self.DATA
+        assert copy.deepcopy({"s": self.DATA}) == {"s": self.DATA}
+
+    def test_a_session_map_pickles(self) -> None:
+        found = SessionMap()
+        found._put("a", self.DATA)
+        copied = pickle.loads(pickle.dumps(found))
+        assert isinstance(copied, SessionMap)
+        assert copied == {"a": self.DATA}
 
 
 class TestSessionStoreConfig:

@@ -15,6 +15,7 @@ from walletmesh_sessions import (
     StoreClosedError,
     default_store,
 )
+from walletmesh_sessions._memory import _next_step
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -188,3 +189,18 @@ class TestPassesInSteps:
         assert ran, "get_all never let the other task run"
         assert "id0" not in found
         assert len(found) >= 29_999
+
+
+class TestTimedSteps:
+    """`get_all` sizes its steps by the time the last one took."""
+
+    def test_a_slow_step_shrinks_the_next_in_proportion(self) -> None:
+        assert _next_step(1000, 0.004) == 250
+        assert _next_step(100, 1.0) == 16  # never below the floor
+
+    def test_a_quick_step_doubles_the_next_up_to_a_ceiling(self) -> None:
+        assert _next_step(200, 0.0001) == 400
+        assert _next_step(4096, 0.0) == 4096
+
+    def test_a_step_near_the_target_keeps_its_size(self) -> None:
+        assert _next_step(300, 0.0008) == 300

@@ -1090,6 +1090,21 @@ class TestUrlParameters:
             raw.delete("wm_session_id")
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize("given", [None, 3.0])
+    async def test_read_timeout_by_backend(
+        self, redis_url: str, anyio_backend: str, given: float | None
+    ) -> None:
+        """On asyncio the call's deadline bounds replies, unless a socket_timeout is given;
+        on trio each reply is bounded (a thread cannot be cancelled)."""
+        options: dict[str, Any] = {} if given is None else {"socket_timeout": given}
+        async with RedisSessionStore.from_url(redis_url, config(), timeout=2.0, **options) as store:
+            await store.get("id")
+            pool = store._runner().client.connection_pool
+            expected = given if given is not None else (None if anyio_backend == "asyncio" else 2.0)
+            assert pool.connection_kwargs["socket_timeout"] == expected
+            assert pool.connection_kwargs["socket_connect_timeout"] == 2.0
+
+    @pytest.mark.anyio
     async def test_through_open_store(self, redis_url: str, redis_client: redis.Redis) -> None:
         """open_store passes ?timeout= through to a working store."""
         from walletmesh_sessions import open_store

@@ -100,6 +100,11 @@ class SessionData:
 
         return session_to_json(self)
 
+    def __reduce__(self) -> tuple[type[SessionData], tuple[Any, ...]]:
+        """Pickle and copy through the constructor: the read-only permissions mapping cannot
+        be pickled itself, and the constructor checks and freezes them again."""
+        return SessionData, (self.id, self.origin, dict(self.permissions), self.created_at)
+
     @classmethod
     def from_json(cls, obj: Any) -> SessionData:
         """The inverse of `to_json`: read a TypeScript session object (unknown fields ignored).

@@ -45,14 +45,26 @@ _RECLAIM_PER_WRITE = 2
 # grown this many times past its size at the last scan: amortized O(1), and bounded memory.
 _RESCAN_GROWTH = 2
 _RESCAN_MIN = 64
-# Entries a pass over many sessions (get_all, iteration) handles between two checkpoints, and
-# ids copied per step of its snapshot: each step stays well under a millisecond of the loop.
-_PASS_CHUNK = 500
+# A step of `get_all` holds the loop for about this long: its size follows the time the last
+# step took (a fixed count of entries is too long on a slow or busy machine, where a task
+# waiting on the loop sees up to two steps between its own turns).
+_STEP_SECONDS = 0.001
+_STEP_FIRST, _STEP_MIN, _STEP_MAX = 200, 16, 4096
+# Ids copied per step of a snapshot (a plain list copy: a few hundred microseconds).
 _SNAPSHOT_CHUNK = 10_000
 # Snapshots restarted because a write added or removed a session meanwhile, before the
 # snapshot is taken in one step (a single stall, rather than no progress under steady writes).
 _SNAPSHOT_ATTEMPTS = 3
 _NEVER = float("-inf")
+
+
+def _next_step(size: int, took: float) -> int:
+    """The size of the next step of a timed pass, after one of `size` took `took` seconds."""
+    if took > _STEP_SECONDS:
+        return max(_STEP_MIN, int(size * _STEP_SECONDS / took))
+    if took < _STEP_SECONDS / 2:
+        return min(_STEP_MAX, size * 2)
+    return size
 
 
 def _order_key(expires_at: int | None) -> float:
@@ -233,7 +245,7 @@ class MemorySessionStore:
         if self._closed:
             self._refuse()
         found = SessionMap()
-        async for _batch in self._passes(await self._ids(), _PASS_CHUNK, into=found):
+        async for _batch in self._passes(await self._ids(), None, into=found):
             pass
         return found
 
@@ -277,14 +289,17 @@ class MemorySessionStore:
         return list(dict.__iter__(self._sessions))
 
     async def _passes(
-        self, ids: list[str], size: int, into: SessionMap | None = None
+        self, ids: list[str], size: int | None, into: SessionMap | None = None
     ) -> AsyncIterator[SessionMap]:
         """The live sessions among `ids`, `size` at a time, each batch decided when read.
 
         Each batch is a new mapping, or with `into` the live sessions are added to it (and
         it is what every step yields). `ids` is consumed from its end, a step at a time, so a
         million references are never all released in one step (that alone takes ~30 ms).
+        With `size` None, each step takes about `_STEP_SECONDS`, whatever the machine.
         """
+        timed = size is None
+        size = _STEP_FIRST if size is None else size
         first = True
         while ids:
             if not first:
@@ -292,6 +307,7 @@ class MemorySessionStore:
             first = False
             if self._closed:
                 self._refuse()
+            started = time.perf_counter()
             sessions = self._sessions
             get = sessions.get
             step = ids[-size:]
@@ -310,6 +326,8 @@ class MemorySessionStore:
             found = result.found
             for session_id, expires_at in result.slides:
                 self._put(session_id, found[session_id], expires_at)
+            if timed:
+                size = _next_step(size, time.perf_counter() - started)
             yield found
 
     async def delete(self, session_id: str) -> None:

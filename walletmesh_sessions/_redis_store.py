@@ -228,10 +228,13 @@ class _UrlClients:
     synchronous client serves every trio run; only its thread limiter is per run.
     """
 
-    def __init__(self, url: str, options: dict[str, Any], retries: int) -> None:
+    def __init__(
+        self, url: str, options: dict[str, Any], retries: int, *, read_timeout_given: bool = False
+    ) -> None:
         self._url = url
         self._options = options
         self._retries = retries
+        self._read_timeout_given = read_timeout_given
         self._limit: int = options["max_connections"]
         timeout: float | None = options["timeout"]
         # Each attempt is bounded by the timeout, and each pause between them by the backoff.
@@ -271,6 +274,10 @@ class _UrlClients:
         options = {"retry": AsyncRetry(self._backoff(), self._retries), **self._options}
         # The runner's semaphore does the waiting for a free connection (see AsyncioRunner).
         options.pop("timeout", None)
+        if self._budget is not None and not self._read_timeout_given:
+            # The runner's deadline bounds every call already; a timeout on each read of the
+            # socket would only add a timer per reply (a third of a GET's cost, measured).
+            options["socket_timeout"] = None
         pool = redis.asyncio.ConnectionPool.from_url(self._url, **options)
         return redis.asyncio.Redis.from_pool(pool)
 
@@ -371,10 +378,12 @@ class RedisSessionStore:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
 
         ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` over TLS) names
-        nodes of a Redis Cluster: the store then uses cluster clients, with the same rules.
+        nodes of a Redis Cluster: the store then uses cluster clients, with the same rules
+        (there `timeout` bounds each reply on asyncio too).
 
-        `timeout` (seconds) bounds connecting and each reply; a failed command is retried
-        `retries` times on a fresh connection; every call then finishes or fails within
+        `timeout` (seconds) bounds connecting and, on trio, each reply (on asyncio the
+        call's deadline bounds replies, unless `socket_timeout` is given); a failed command is
+        retried `retries` times on a fresh connection; every call then finishes or fails within
         ``(retries + 1) * timeout`` plus 0.1 s per retry of being made, waiting for one of the
         `max_connections` connections included. The URL's query may give ``timeout``,
         ``retries`` and ``max_connections`` too (they win over the arguments), and the
@@ -413,11 +422,14 @@ class RedisSessionStore:
         _check_limits(options, retries)
         _check_client_options(url, options, given)
         store = cls.__new__(cls)
-        clients = _UrlClients(url, options, retries)
+        given_read_timeout = "socket_timeout" in client_options
+        clients = _UrlClients(url, options, retries, read_timeout_given=given_read_timeout)
         if cluster:
             from ._redis_cluster_store import ClusterUrlClients
 
-            clients = ClusterUrlClients([_split_query(n)[0] for n in cluster], options, retries)
+            # Cluster clients keep their read timeouts: they tell a dead node from a slow one.
+            nodes = [_split_query(n)[0] for n in cluster]
+            clients = ClusterUrlClients(nodes, options, retries)
         store._setup(clients, config, prefix, clock)
         return store
 

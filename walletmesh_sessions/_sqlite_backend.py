@@ -45,6 +45,7 @@ from ._expiry import (
     stamped,
     sweep,
 )
+from ._gil import sharing_the_gil
 from ._lifecycle import Change, rotated, updated
 from ._log import logger
 from ._protocol import DEFERRED, Deferred
@@ -426,10 +427,13 @@ class SqliteBackend:
         return {"lo": self._prefix, "hi": self._upper, "n": len(self._prefix.encode()), **extra}
 
     def _readable(self, rows: Iterable[tuple[Any, Any]]) -> Iterable[_Readable]:
-        """Readable records of scanned rows, as ``(session_id, (key, text), data, expiry)``."""
+        """Readable records of scanned rows, as ``(session_id, (key, text), data, expiry)``.
+
+        Scans run in worker threads: decoding shares the GIL with the event loop's thread.
+        """
         prefix = self._prefix
         for session_id, text, data, expires_at in decode_readable(
-            _str_keys(rows, prefix.encode()), prefix, self._cache.decode
+            _str_keys(sharing_the_gil(rows), prefix.encode()), prefix, self._cache.decode
         ):
             yield session_id, (prefix + session_id, text), data, expires_at
 
