@@ -121,6 +121,13 @@ class RedisServer:
             process.kill()
             process.wait(timeout=10)
 
+    def kill(self) -> None:
+        """Kill the server outright (SIGKILL), as a crash would, and wait until it is gone."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections are still accepted, nothing is answered."""
         assert self._process is not None

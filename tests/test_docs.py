@@ -17,6 +17,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
 REDIS_URL_VARIABLE = "WALLETMESH_REDIS_URL"
 POSTGRES_URL_VARIABLE = "WALLETMESH_POSTGRES_URL"
+REDIS_CLUSTER_URL_VARIABLE = "WALLETMESH_REDIS_CLUSTER_URL"
 
 
 FILE_MARK = re.compile(r"^# file: (\S+)\n")
@@ -95,6 +96,8 @@ def test_example_runs(example: Example, tmp_path: Path, request: pytest.FixtureR
         env[REDIS_URL_VARIABLE] = request.getfixturevalue("redis_url")
     if POSTGRES_URL_VARIABLE in example.code:
         env[POSTGRES_URL_VARIABLE] = request.getfixturevalue("postgres_url")
+    if REDIS_CLUSTER_URL_VARIABLE in example.code:
+        env[REDIS_CLUSTER_URL_VARIABLE] = request.getfixturevalue("redis_cluster").url
     result = run_python(["-c", example.code], tmp_path, env)
     assert result.returncode == 0, result.stderr
     if example.expected_output is not None:

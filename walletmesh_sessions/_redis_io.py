@@ -23,7 +23,14 @@ import anyio.lowlevel
 import anyio.to_thread
 import redis
 import redis.asyncio
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 
 from ._errors import SessionStoreError, StoreUnavailableError
 from ._redis_ops import (
@@ -425,9 +432,15 @@ def exchange(step: Step) -> Exchange:
 
 
 class Conversation(Generic[T]):
-    """One operation in progress: which commands to send next, and what the replies mean."""
+    """One operation in progress: which commands to send next, and what the replies mean.
+
+    `exchanges` maps each step type to its exchange: one Redis server's here; a subclass may
+    carry the same operations out on other topologies (a cluster).
+    """
 
     __slots__ = ("_exchange", "_op", "name", "result")
+
+    exchanges: dict[type, Callable[[Any], Exchange]] = _EXCHANGES
 
     def __init__(self, op: Op[T], name: str) -> None:
         self._op = op
@@ -456,7 +469,7 @@ class Conversation(Generic[T]):
             return None
         if step is CHECKPOINT:
             return CHECKPOINT
-        talk = self._exchange = _EXCHANGES[type(step)](step)
+        talk = self._exchange = self.exchanges[type(step)](step)
         return next(talk)
 
     def fail(self, exc: Exception) -> SessionStoreError:
@@ -467,7 +480,16 @@ class Conversation(Generic[T]):
         return translate(exc, self.name)
 
 
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ReadOnlyError, OSError)
+# A cluster without an owner for a slot (failover under way) is unavailable too.
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ReadOnlyError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 def translate(exc: Exception, operation: str) -> SessionStoreError:
@@ -565,6 +587,8 @@ class AsyncioRunner:
     its turn included.
     """
 
+    conversation: type[Conversation[Any]] = Conversation
+
     def __init__(
         self, client: redis.asyncio.Redis, limit: int | None = None, budget: float | None = None
     ) -> None:
@@ -638,10 +662,11 @@ class AsyncioRunner:
 
     async def _guarded(self, op: Op[T], name: str) -> T:
         slots = self._slots
+        talk: Conversation[T] = self.conversation(op, name)
         if slots is None:
-            return await self._drive(Conversation(op, name))
+            return await self._drive(talk)
         async with slots:
-            return await self._drive(Conversation(op, name))
+            return await self._drive(talk)
 
     async def _drive(self, talk: Conversation[T]) -> T:
         try:
@@ -651,7 +676,7 @@ class AsyncioRunner:
                     commands = talk.advance(None)
                 else:
                     commands = talk.advance(await self._send(commands))
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             raise talk.fail(exc) from exc
         return talk.result
 
@@ -682,6 +707,8 @@ class ThreadRunner:
     abandoned (its socket timeout ends it soon after) and keeps its limiter token until then.
     """
 
+    conversation: type[Conversation[Any]] = Conversation
+
     def __init__(
         self, client: redis.Redis, limit: int | None = None, budget: float | None = None
     ) -> None:
@@ -707,7 +734,7 @@ class ThreadRunner:
         stops at the next checkpoint; only the call's own deadline abandons a thread.
         `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
         """
-        talk = Conversation(op, name)
+        talk: Conversation[T] = self.conversation(op, name)
         limiter = self._limiter
         if limiter is None and self._limit is not None:
             limiter = self._limiter = anyio.CapacityLimiter(self._limit)
@@ -740,7 +767,7 @@ class ThreadRunner:
                 if commands is CHECKPOINT:
                     return False
                 commands = talk.advance(self._send(commands))
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             raise talk.fail(exc) from exc
         return True
 

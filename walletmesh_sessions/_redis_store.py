@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import anyio
 import redis
 import redis.asyncio
+import redis.cluster
 import sniffio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -33,6 +34,7 @@ from ._expiry import Clock
 from ._ids import new_session_id
 from ._lifecycle import check_change
 from ._loops import closed_at_shutdown, trio_token
+from ._redis_cluster_io import ClusterAsyncioRunner, ClusterThreadRunner
 from ._redis_io import AsyncioRunner, ThreadRunner
 from ._secrets import redact, redact_error, redact_message
 from ._validation import (
@@ -168,6 +170,14 @@ def _check_client_options(url: str, options: dict[str, Any], given: str) -> None
             raise InvalidConfigError(msg) from None
 
 
+def _cluster_nodes(url: str) -> list[str]:
+    """A ``redis+cluster://`` URL's nodes, each as a URL of its own; [] for any other URL."""
+    from ._redis_cluster_store import CLUSTER_SCHEMES, node_urls
+
+    scheme = url.partition("://")[0].lower()
+    return node_urls(url) if scheme in CLUSTER_SCHEMES else []
+
+
 def _backend() -> str:
     library = sniffio.current_async_library()
     if library not in ("asyncio", "trio"):
@@ -184,10 +194,14 @@ class _CallerClient:
             self._runner: Runner = AsyncioRunner(client)
         elif isinstance(client, redis.Redis):
             self._runner = ThreadRunner(client)
+        elif isinstance(client, redis.asyncio.RedisCluster):
+            self._runner = ClusterAsyncioRunner(client)
+        elif isinstance(client, redis.cluster.RedisCluster):
+            self._runner = ClusterThreadRunner(client)
         else:
             msg = (
-                "client must be a redis.asyncio.Redis or a redis.Redis "
-                f"(Redis Cluster clients are not supported), got {client!r}"
+                "client must be a redis.asyncio.Redis, a redis.Redis, a "
+                f"redis.asyncio.RedisCluster or a redis.cluster.RedisCluster, got {client!r}"
             )
             raise InvalidConfigError(msg)
 
@@ -195,7 +209,8 @@ class _CallerClient:
         if backend == "trio" and isinstance(self._runner, AsyncioRunner):
             msg = (
                 "a redis.asyncio client works on asyncio only; on trio pass a synchronous "
-                "redis.Redis (run in worker threads) or use RedisSessionStore.from_url"
+                "redis.Redis or redis.cluster.RedisCluster (run in worker threads) or use "
+                "RedisSessionStore.from_url"
             )
             raise InvalidConfigError(msg)
         return self._runner
@@ -234,17 +249,23 @@ class _UrlClients:
         if backend == "asyncio":
             loop = asyncio.get_running_loop()
             if self._loop is not loop or self._asyncio is None:
-                runner = AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
+                runner = self._asyncio_runner()
                 self._closer = closed_at_shutdown(runner.aclose)
                 self._asyncio, self._loop = runner, loop
             return self._asyncio
         if self._threads is None:
-            self._threads = ThreadRunner(self._sync_client(), self._limit, self._budget)
+            self._threads = self._thread_runner()
         token = trio_token()
         if self._run_token is not token:
             self._threads.new_loop()
             self._run_token = token
         return self._threads
+
+    def _asyncio_runner(self) -> AsyncioRunner:
+        return AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
+
+    def _thread_runner(self) -> ThreadRunner:
+        return ThreadRunner(self._sync_client(), self._limit, self._budget)
 
     def _backoff(self) -> ExponentialWithJitterBackoff:
         return ExponentialWithJitterBackoff(base=0.01, cap=BACKOFF_CAP)
@@ -330,7 +351,10 @@ class RedisSessionStore:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis | redis.Redis,
+        client: redis.asyncio.Redis
+        | redis.Redis
+        | redis.asyncio.RedisCluster
+        | redis.cluster.RedisCluster,
         config: SessionStoreConfig | None = None,
         *,
         prefix: str = "wm_session_",
@@ -353,6 +377,10 @@ class RedisSessionStore:
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
 
+        ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` over TLS) names
+        nodes of a Redis Cluster: the store then uses cluster clients, with the same rules
+        (there `timeout` bounds each reply on asyncio too).
+
         `timeout` (seconds) bounds connecting and, on trio, each reply (on asyncio the
         call's deadline bounds replies, unless `socket_timeout` is given); a failed command is
         retried `retries` times on a fresh connection; every call then finishes or fails within
@@ -369,11 +397,13 @@ class RedisSessionStore:
             msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
             raise InvalidConfigError(msg)
         given = url  # messages mask secrets in the URL as given, whatever parsing cut off
+        cluster = _cluster_nodes(given)
         try:
-            _parse_url(given)
-            url, from_query = _split_query(given)
-            _parse_url(url)
-            _check_database(url)
+            for node in cluster or [given]:
+                _parse_url(node)
+                url, from_query = _split_query(node)
+                _parse_url(url)
+                _check_database(url)
         except ValueError as exc:
             if isinstance(exc, InvalidConfigError):
                 raise
@@ -394,6 +424,12 @@ class RedisSessionStore:
         store = cls.__new__(cls)
         given_read_timeout = "socket_timeout" in client_options
         clients = _UrlClients(url, options, retries, read_timeout_given=given_read_timeout)
+        if cluster:
+            from ._redis_cluster_store import ClusterUrlClients
+
+            # Cluster clients keep their read timeouts: they tell a dead node from a slow one.
+            nodes = [_split_query(n)[0] for n in cluster]
+            clients = ClusterUrlClients(nodes, options, retries)
         store._setup(clients, config, prefix, clock)
         return store
 
@@ -588,7 +624,8 @@ class RedisSessionStore:
 
         Each batch is SCAN pages and their reads, swept as `get_all` sweeps (expired ones
         removed, slides compare-and-set), so memory stays within a batch. As with any SCAN, a
-        session may be yielded twice if the server resizes its key space meanwhile.
+        session may be yielded twice if the server resizes its key space meanwhile; on Redis
+        Cluster the scan goes slot by slot and yields none twice, even while slots migrate.
         """
         batch_size = check_batch_size(batch_size)
         cursor: object = None

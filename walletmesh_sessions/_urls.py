@@ -16,7 +16,17 @@ from ._secrets import misread_userinfo, redact, redact_message
 
 __all__ = ("open_store",)
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
+SCHEMES = (
+    "memory",
+    "sqlite",
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "postgresql",
+    "postgres",
+)
 # Query parameters that configure the store rather than the connection.
 STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
 # Query parameters (or keyword options) of a SQLite URL: the store's own options.
@@ -39,6 +49,8 @@ def open_store(
       `LocalStorageSessionStore` on that SQLite file.
     - ``redis://``, ``rediss://`` (TLS), ``unix://`` (a socket path): a `RedisSessionStore`
       (extra ``redis``); other query parameters and `options` go to the Redis client.
+    - ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` for TLS): a
+      `RedisSessionStore` on a Redis Cluster, found through the nodes named.
     - ``postgresql://`` or ``postgres://``: a `PostgresSessionStore` (extra ``postgres``);
       its table comes from the ``table`` query parameter (there is no prefix: each store has a
       table of its own), other query parameters and `options` go to it and to libpq.

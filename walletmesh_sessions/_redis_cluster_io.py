@@ -1,0 +1,217 @@
+"""Running `_redis_ops` operations on a Redis Cluster: the two runners, I/O only.
+
+`ClusterAsyncioRunner` (a `redis.asyncio.RedisCluster`, asyncio) and `ClusterThreadRunner` (a
+`redis.cluster.RedisCluster`, in anyio worker threads) are the single-server runners with the
+cluster's exchanges (`_redis_cluster_steps`) and a sender that routes: a command for one node
+goes to it as it is, a keyed command through the client (which follows MOVED and ASK), several
+keyed ones in one cluster pipeline. Deadlines, limits and error translation are the
+single-server runners' own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+import redis.cluster
+from redis.exceptions import RedisClusterException, ResponseError
+
+from ._redis_cluster_steps import CLUSTER_EXCHANGES, LOCATE, REFRESH, At
+from ._redis_io import Args, AsyncioRunner, Conversation, ThreadRunner
+
+__all__ = ("ClusterAsyncioRunner", "ClusterConversation", "ClusterThreadRunner")
+
+# A node answer that is an error stays a value: the cluster exchanges decide what it means.
+_NODE_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+
+
+class ClusterConversation(Conversation[Any]):
+    """A `Conversation` that carries the steps out on a cluster."""
+
+    __slots__ = ()
+
+    exchanges = CLUSTER_EXCHANGES
+
+
+def _loaded(commands: list[Args], replies: list[Any]) -> list[Args]:
+    """The round with every script load folded into the EVALSHA after it.
+
+    A cluster has no one node to load a script on: an EVALSHA that needs its script becomes
+    EVAL of the source, sent where the EVALSHA would go (which caches it there), and the load
+    is answered with the script's hash at once.
+    """
+    sources: dict[str, Any] = {}
+    for i, command in enumerate(commands):
+        body = command[1:] if isinstance(command[0], At) else command
+        if body[:2] == ("SCRIPT", "LOAD"):
+            sha = hashlib.sha1(str(body[2]).encode()).hexdigest()
+            sources[sha] = body[2]
+            replies[i] = sha.encode()
+    if not sources:
+        return commands
+    folded: list[Args] = []
+    for command in commands:
+        at = command[:1] if isinstance(command[0], At) else ()
+        body = command[len(at) :]
+        if body[:1] == ("EVALSHA",) and body[1] in sources:
+            command = (*at, "EVAL", sources[body[1]], *body[2:])
+        folded.append(command)
+    return folded
+
+
+def _split(commands: list[Args]) -> tuple[list[int], list[int]]:
+    """Indexes of the commands for the client's routing, and of the rest (answered already:
+    script loads), in order."""
+    routed: list[int] = []
+    other: list[int] = []
+    for i, command in enumerate(commands):
+        head = command[0]
+        body = command[1:] if isinstance(head, At) else command
+        if body[:2] == ("SCRIPT", "LOAD"):
+            continue
+        (other if isinstance(head, At) or head in (LOCATE, REFRESH) else routed).append(i)
+    return routed, other
+
+
+def _address(node: Any) -> str | None:
+    return None if node is None else f"{node.host}:{node.port}"
+
+
+class ClusterAsyncioRunner(AsyncioRunner):
+    """Runs operations on a `redis.asyncio.RedisCluster`, on asyncio only."""
+
+    conversation = ClusterConversation
+
+    def __init__(
+        self,
+        client: redis.asyncio.RedisCluster,
+        limit: int | None = None,
+        budget: float | None = None,
+    ) -> None:
+        # The single-server runner uses only what both clients have (commands, pipelines).
+        super().__init__(cast("redis.asyncio.Redis", client), limit, budget)
+        self.cluster = client
+
+    async def _send(self, commands: list[Args]) -> list[Any]:
+        try:
+            # Topology first, under the client's lock: redis-py's lazy start, raced by many
+            # first commands at once, can drop connections that are just being opened.
+            await self.cluster.initialize()
+            return await self._send_ready(commands)
+        except AttributeError as exc:
+            # What such a dropped connection raises in redis-py (a write to no socket).
+            msg = f"a cluster connection was closed while in use ({exc})"
+            raise redis.ConnectionError(msg) from exc
+
+    async def _send_ready(self, commands: list[Args]) -> list[Any]:
+        replies: list[Any] = [None] * len(commands)
+        commands = _loaded(commands, replies)
+        routed, other = _split(commands)
+        for i in other:
+            replies[i] = await self._local(commands[i])
+        if len(routed) == 1:
+            try:
+                replies[routed[0]] = await self.cluster.execute_command(*commands[routed[0]])
+            except ResponseError as exc:
+                replies[routed[0]] = exc
+        elif routed:
+            pipe = self.cluster.pipeline()
+            for i in routed:
+                pipe.execute_command(*commands[i])
+            answers = await pipe.execute(raise_on_error=False)
+            for i, answer in zip(routed, answers, strict=True):
+                replies[i] = answer
+        return replies
+
+    async def _local(self, command: Args) -> Any:
+        head, *args = command
+        cluster = self.cluster
+        if head is LOCATE:
+            return [self._locate(slot) for slot in args]
+        if head is REFRESH:
+            await asyncio.sleep(args[0])
+            # No node answering is no error here: the exchange tries again, within the deadline.
+            with contextlib.suppress(*_NODE_ERRORS):
+                await cluster.nodes_manager.initialize()
+            return None
+        host, _, port = head.address.rpartition(":")
+        node = cluster.get_node(host, int(port))
+        if node is None:
+            return redis.ConnectionError("the cluster's topology does not list this node")
+        try:
+            return await cluster.execute_command(*args, target_nodes=node)
+        except _NODE_ERRORS as exc:
+            return exc
+
+    def _locate(self, slot: int) -> str | None:
+        try:
+            return _address(self.cluster.nodes_manager.get_node_from_slot(slot))
+        except (RedisClusterException, KeyError):
+            return None
+
+
+class ClusterThreadRunner(ThreadRunner):
+    """Runs operations on a synchronous `redis.cluster.RedisCluster` in anyio worker threads."""
+
+    conversation = ClusterConversation
+
+    def __init__(
+        self,
+        client: redis.cluster.RedisCluster,
+        limit: int | None = None,
+        budget: float | None = None,
+    ) -> None:
+        super().__init__(cast("redis.Redis", client), limit, budget)
+        # redis-py leaves the synchronous cluster client untyped.
+        self.cluster: Any = client
+
+    def _send(self, commands: list[Args]) -> list[Any]:
+        replies: list[Any] = [None] * len(commands)
+        commands = _loaded(commands, replies)
+        routed, other = _split(commands)
+        for i in other:
+            replies[i] = self._local(commands[i])
+        if len(routed) == 1:
+            try:
+                replies[routed[0]] = self.cluster.execute_command(*commands[routed[0]])
+            except ResponseError as exc:
+                replies[routed[0]] = exc
+        elif routed:
+            pipe = self.cluster.pipeline()
+            for i in routed:
+                pipe.execute_command(*commands[i])
+            answers = pipe.execute(raise_on_error=False)
+            for i, answer in zip(routed, answers, strict=True):
+                replies[i] = answer
+        return replies
+
+    def _local(self, command: Args) -> Any:
+        head, *args = command
+        cluster = self.cluster
+        if head is LOCATE:
+            return [self._locate(slot) for slot in args]
+        if head is REFRESH:
+            time.sleep(args[0])
+            # No node answering is no error here: the exchange tries again, within the deadline.
+            with contextlib.suppress(*_NODE_ERRORS):
+                cluster.nodes_manager.initialize()
+            return None
+        host, _, port = head.address.rpartition(":")
+        node = cluster.get_node(host, int(port))
+        if node is None:
+            return redis.ConnectionError("the cluster's topology does not list this node")
+        try:
+            return cluster.execute_command(*args, target_nodes=node)
+        except _NODE_ERRORS as exc:
+            return exc
+
+    def _locate(self, slot: int) -> str | None:
+        try:
+            return _address(self.cluster.nodes_manager.get_node_from_slot(slot))
+        except (RedisClusterException, KeyError):
+            return None
