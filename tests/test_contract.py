@@ -7,7 +7,7 @@ from hypothesis import settings
 
 from walletmesh_sessions.testing import ForeignData, LifecycleStoreContract, StoreFactory
 
-STORES = ["memory", "sqlite_file", "mapping", "redis", "postgres"]
+STORES = ["memory", "sqlite_file", "mapping", "redis", "redis_sentinel", "postgres"]
 # Each store of these opens a server connection of its own (a new PostgreSQL backend costs
 # ~10 ms): the model checks, which make a store per example, run fewer examples on them.
 MODEL_EXAMPLES = {"postgres": 20}

@@ -346,6 +346,10 @@ class RedisSessionStore:
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
 
+        ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]`` reaches
+        the primary of a Sentinel-managed service and follows it through failovers; the query
+        may add ``sentinel_username`` and ``sentinel_password``, the sentinels' credentials.
+
         `timeout` (seconds) bounds connecting and each reply; a failed command is retried
         `retries` times on a fresh connection; every call then finishes or fails within
         ``(retries + 1) * timeout`` plus 0.1 s per retry of being made, waiting for one of the
@@ -361,6 +365,13 @@ class RedisSessionStore:
             msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
             raise InvalidConfigError(msg)
         given = url  # messages mask secrets in the URL as given, whatever parsing cut off
+        if url.partition("://")[0].lower() == "redis+sentinel":
+            from ._redis_sentinel import sentinel_clients  # it builds on this module
+
+            clients = sentinel_clients(url, timeout, retries, max_connections, client_options)
+            store = cls.__new__(cls)
+            store._setup(clients, config, prefix, clock)
+            return store
         try:
             _parse_url(given)
             url, from_query = _split_query(given)

@@ -16,7 +16,16 @@ from ._secrets import misread_userinfo, redact, redact_message
 
 __all__ = ("open_store",)
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
+SCHEMES = (
+    "memory",
+    "sqlite",
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "unix",
+    "postgresql",
+    "postgres",
+)
 # Query parameters that configure the store rather than the connection.
 STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
 # Query parameters (or keyword options) of a SQLite URL: the store's own options.
