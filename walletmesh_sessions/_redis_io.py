@@ -706,7 +706,15 @@ class ThreadRunner:
         A cancelled call waits for the command in flight (a thread cannot be interrupted) and
         stops at the next checkpoint; only the call's own deadline abandons a thread.
         `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
+        A call made in a cancelled scope is cancelled before it starts anything.
         """
+        try:
+            # The thread hops below are shielded: without this, a task calling in a loop
+            # whose calls succeed would never see its cancellation.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            op.close()
+            raise
         talk = Conversation(op, name)
         limiter = self._limiter
         if limiter is None and self._limit is not None:
