@@ -38,8 +38,17 @@ FAILOVER_TIMEOUT_MS = 3000
 class _Process:
     """One redis-server process (a data server or a sentinel), from a config file of its own."""
 
-    def __init__(self, executable: str, directory: Path, config: str, sentinel: bool) -> None:
+    def __init__(
+        self,
+        executable: str,
+        directory: Path,
+        config: str,
+        *,
+        sentinel: bool,
+        password: str | None = None,
+    ) -> None:
         self.port = free_port()
+        self.password = password
         self.directory = directory
         self.log = directory / "redis.log"
         self._conf = directory / "redis.conf"
@@ -55,7 +64,11 @@ class _Process:
 
     def client(self, timeout: float = 5.0) -> redis.Redis:
         return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
 
     def start(self) -> None:
@@ -106,9 +119,20 @@ def _wait_for(ready: Callable[[], bool], what: str, *processes: _Process) -> Non
 
 
 class SentinelDeployment:
-    """A primary, a replica and three sentinels monitoring them as `SERVICE`."""
+    """A primary, a replica and three sentinels monitoring them as `SERVICE`.
 
-    def __init__(self, executable: str, directory: Path) -> None:
+    With `password`, the primary and the replica require it; with `sentinel_password`, the
+    sentinels require that one.
+    """
+
+    def __init__(
+        self,
+        executable: str,
+        directory: Path,
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         def directory_for(name: str) -> Path:
             path = directory / name
             path.mkdir()
@@ -118,10 +142,18 @@ class SentinelDeployment:
             'save ""\nappendonly no\nreplica-announce-ip 127.0.0.1\n'
             "repl-diskless-sync-delay 0\n"  # a replica syncs at once, not after 5 s
         )
-        self.primary = _Process(executable, directory_for("primary"), data, sentinel=False)
+        if password is not None:
+            data += f"requirepass {password}\nmasterauth {password}\n"
+        self.primary = _Process(
+            executable, directory_for("primary"), data, sentinel=False, password=password
+        )
         replica_of = f"replicaof 127.0.0.1 {self.primary.port}\n"
         self.replica = _Process(
-            executable, directory_for("replica"), data + replica_of, sentinel=False
+            executable,
+            directory_for("replica"),
+            data + replica_of,
+            sentinel=False,
+            password=password,
         )
         watch = (
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
@@ -129,8 +161,20 @@ class SentinelDeployment:
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             "sentinel announce-ip 127.0.0.1\n"
         )
+        if password is not None:
+            watch += f"sentinel auth-pass {SERVICE} {password}\n"
+        if sentinel_password is not None:
+            watch += (
+                f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
+            )
         self.sentinels = [
-            _Process(executable, directory_for(f"sentinel{n}"), watch, sentinel=True)
+            _Process(
+                executable,
+                directory_for(f"sentinel{n}"),
+                watch,
+                sentinel=True,
+                password=sentinel_password,
+            )
             for n in range(3)
         ]
 
@@ -201,6 +245,10 @@ class SentinelDeployment:
             client.close()
         return int(address[1])
 
+    def wait_for_new_primary(self, old_port: int) -> None:
+        """Return once every sentinel names a primary other than the one on `old_port`."""
+        _wait_for(lambda: self.primary_port() != old_port, "a new primary", *self.processes)
+
     def process_on(self, port: int) -> _Process:
         return next(p for p in (self.primary, self.replica) if p.port == port)
 
@@ -233,14 +281,16 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
 @pytest.fixture
 def dedicated_sentinel(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[], SentinelDeployment]]:
-    """Start deployments of a test's own (to kill a primary in); each is stopped afterwards."""
+) -> Iterator[Callable[..., SentinelDeployment]]:
+    """Start deployments of a test's own (to kill a primary in); each is stopped afterwards.
+
+    Keyword arguments `password` and `sentinel_password` as for `SentinelDeployment`.
+    """
     started: list[SentinelDeployment] = []
 
-    def start() -> SentinelDeployment:
-        deployment = SentinelDeployment(
-            _executable(), tmp_path_factory.mktemp("sentinel-dedicated")
-        )
+    def start(**passwords: str) -> SentinelDeployment:
+        directory = tmp_path_factory.mktemp("sentinel-dedicated")
+        deployment = SentinelDeployment(_executable(), directory, **passwords)
         started.append(deployment)
         deployment.start()
         return deployment

@@ -140,9 +140,10 @@ class _SentinelClients(_UrlClients):
             sentinel_kwargs={**self._sentinel_options, "retry": AsyncRetry(NoBackoff(), 0)},
         )
         options = {"retry": AsyncRetry(self._backoff(), self._retries), **self._primary_options()}
-        client: redis.asyncio.Redis = sentinel.master_for(
+        client: _AsyncPrimary = sentinel.master_for(
             self._target.service, redis_class=_AsyncPrimary, **options
         )
+        client.sentinel_clients = list(sentinel.sentinels)
         return client
 
     def _sync_client(self) -> redis.Redis:
@@ -151,30 +152,41 @@ class _SentinelClients(_UrlClients):
             sentinel_kwargs={**self._sentinel_options, "retry": Retry(NoBackoff(), 0)},
         )
         options = {"retry": Retry(self._backoff(), self._retries), **self._primary_options()}
-        client: redis.Redis = sentinel.master_for(
+        client: _SyncPrimary = sentinel.master_for(
             self._target.service, redis_class=_SyncPrimary, **options
         )
+        client.sentinel_clients = list(sentinel.sentinels)
         return client
+
+
+# The clients of the sentinels are closed from a list of their own: redis-py's `Sentinel`
+# reorders its list as concurrent calls find the primary, and that race can drop one from it.
 
 
 class _AsyncPrimary(redis.asyncio.Redis):
     """The primary's client, which closes its connections to the sentinels too."""
 
+    sentinel_clients: list[redis.asyncio.Redis]
+
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         try:
             await super().aclose(close_connection_pool)
         finally:
-            await self.connection_pool.sentinel_manager.aclose()  # type: ignore[attr-defined]
+            for sentinel in self.sentinel_clients:
+                await sentinel.aclose()
 
 
 class _SyncPrimary(redis.Redis):
     """The primary's client, which closes its connections to the sentinels too."""
 
+    sentinel_clients: list[redis.Redis]
+
     def close(self) -> None:
         try:
             super().close()
         finally:
-            self.connection_pool.sentinel_manager.close()  # type: ignore[attr-defined]
+            for sentinel in self.sentinel_clients:
+                sentinel.close()
 
 
 def sentinel_clients(
