@@ -17,6 +17,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
 REDIS_URL_VARIABLE = "WALLETMESH_REDIS_URL"
 POSTGRES_URL_VARIABLE = "WALLETMESH_POSTGRES_URL"
+SENTINEL_URL_VARIABLE = "WALLETMESH_SENTINEL_URL"
 
 
 FILE_MARK = re.compile(r"^# file: (\S+)\n")
@@ -93,6 +94,8 @@ def test_example_runs(example: Example, tmp_path: Path, request: pytest.FixtureR
     env = dict(os.environ)
     if REDIS_URL_VARIABLE in example.code:
         env[REDIS_URL_VARIABLE] = request.getfixturevalue("redis_url")
+    if SENTINEL_URL_VARIABLE in example.code:
+        env[SENTINEL_URL_VARIABLE] = request.getfixturevalue("redis_sentinel").url()
     if POSTGRES_URL_VARIABLE in example.code:
         env[POSTGRES_URL_VARIABLE] = request.getfixturevalue("postgres_url")
     result = run_python(["-c", example.code], tmp_path, env)
