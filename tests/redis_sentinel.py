@@ -1,7 +1,7 @@
 """Redis Sentinel deployments for the tests, loaded as a pytest plugin by conftest.py.
 
-A deployment is one primary, one replica and three sentinels, each a redis-server process on
-127.0.0.1 and a free port, in a temporary directory of its own. Sentinels notice a dead
+A deployment is one primary, one replica (or more) and three sentinels, each a redis-server
+process on 127.0.0.1 and a free port, in a temporary directory of its own. Sentinels notice a dead
 primary after 1 s and promote the replica. One deployment serves the whole test session (the
 conformance kit runs on it); tests that kill a primary start a dedicated one. A missing
 redis-server fails the run: it must not silently skip the Sentinel tests.
@@ -119,9 +119,9 @@ def _wait_for(ready: Callable[[], bool], what: str, *processes: _Process) -> Non
 
 
 class SentinelDeployment:
-    """A primary, a replica and three sentinels monitoring them as `SERVICE`.
+    """A primary, `replicas` replicas and three sentinels monitoring them as `SERVICE`.
 
-    With `password`, the primary and the replica require it; with `sentinel_password`, the
+    With `password`, the primary and the replicas require it; with `sentinel_password`, the
     sentinels require that one.
     """
 
@@ -132,6 +132,7 @@ class SentinelDeployment:
         *,
         password: str | None = None,
         sentinel_password: str | None = None,
+        replicas: int = 1,
     ) -> None:
         def directory_for(name: str) -> Path:
             path = directory / name
@@ -148,13 +149,17 @@ class SentinelDeployment:
             executable, directory_for("primary"), data, sentinel=False, password=password
         )
         replica_of = f"replicaof 127.0.0.1 {self.primary.port}\n"
-        self.replica = _Process(
-            executable,
-            directory_for("replica"),
-            data + replica_of,
-            sentinel=False,
-            password=password,
-        )
+        self.replicas = [
+            _Process(
+                executable,
+                directory_for(f"replica{n}"),
+                data + replica_of,
+                sentinel=False,
+                password=password,
+            )
+            for n in range(replicas)
+        ]
+        self.replica = self.replicas[0]
         watch = (
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
@@ -180,7 +185,7 @@ class SentinelDeployment:
 
     @property
     def processes(self) -> list[_Process]:
-        return [self.primary, self.replica, *self.sentinels]
+        return [self.primary, *self.replicas, *self.sentinels]
 
     def url(self, database: int = 0, query: str = "") -> str:
         """The ``redis+sentinel://`` URL of the service's database."""
@@ -192,14 +197,16 @@ class SentinelDeployment:
         return [("127.0.0.1", s.port) for s in self.sentinels]
 
     def start(self) -> None:
-        """Start everything; return once the sentinels agree and the replica is in sync.
+        """Start everything; return once the sentinels agree and the replicas are in sync.
 
-        The replica is in sync before the sentinels start, so that their first look at the
+        The replicas are in sync before the sentinels start, so that their first look at the
         primary lists it (they look again only every 10 s).
         """
         self.primary.start()
-        self.replica.start()
-        self.wait_in_sync(self.replica)
+        for replica in self.replicas:
+            replica.start()
+        for replica in self.replicas:
+            self.wait_in_sync(replica)
         for sentinel in self.sentinels:
             sentinel.start()
         _wait_for(self._sentinels_agree, "the sentinels to agree", *self.processes)
@@ -216,7 +223,7 @@ class SentinelDeployment:
             client.close()
 
     def _sentinels_agree(self) -> bool:
-        """Each running sentinel names the same live primary, knows the others and a replica."""
+        """Each running sentinel names the same live primary, knows the others and the replicas."""
         seen = set()
         for sentinel in self.sentinels:
             if not sentinel.running:
@@ -228,7 +235,7 @@ class SentinelDeployment:
                 return False
             finally:
                 client.close()
-            if state["is_sdown"] or state["is_odown"] or state["num-slaves"] < 1:
+            if state["is_sdown"] or state["is_odown"] or state["num-slaves"] < len(self.replicas):
                 return False
             if state["num-other-sentinels"] < len(self.sentinels) - 1:
                 return False
@@ -250,7 +257,7 @@ class SentinelDeployment:
         _wait_for(lambda: self.primary_port() != old_port, "a new primary", *self.processes)
 
     def process_on(self, port: int) -> _Process:
-        return next(p for p in (self.primary, self.replica) if p.port == port)
+        return next(p for p in (self.primary, *self.replicas) if p.port == port)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -284,13 +291,14 @@ def dedicated_sentinel(
 ) -> Iterator[Callable[..., SentinelDeployment]]:
     """Start deployments of a test's own (to kill a primary in); each is stopped afterwards.
 
-    Keyword arguments `password` and `sentinel_password` as for `SentinelDeployment`.
+    Keyword arguments `password`, `sentinel_password` and `replicas` as for
+    `SentinelDeployment`.
     """
     started: list[SentinelDeployment] = []
 
-    def start(**passwords: str) -> SentinelDeployment:
+    def start(**options: Any) -> SentinelDeployment:
         directory = tmp_path_factory.mktemp("sentinel-dedicated")
-        deployment = SentinelDeployment(_executable(), directory, **passwords)
+        deployment = SentinelDeployment(_executable(), directory, **options)
         started.append(deployment)
         deployment.start()
         return deployment

@@ -16,6 +16,7 @@ import redis.sentinel
 
 from walletmesh_sessions import (
     InvalidConfigError,
+    NotReplicatedError,
     SessionData,
     SessionStoreConfig,
     StoreUnavailableError,
@@ -213,6 +214,60 @@ class TestPrimary:
         await store.aclose()
 
 
+class TestWaitForReplicas:
+    """wait_for_replicas: a call that returns has its writes on that many replicas."""
+
+    @pytest.mark.parametrize(
+        ("url", "options", "match"),
+        [
+            ("redis://h/0", {"wait_for_replicas": -1}, "wait_for_replicas"),
+            ("redis://h/0", {"wait_for_replicas": "1"}, "wait_for_replicas"),
+            ("redis://h/0", {"wait_for_replicas": 1, "replica_timeout": 0}, "replica_timeout"),
+            ("redis://h/0?wait_for_replicas=1", {"timeout": 0.5}, "shorter than timeout"),
+            ("redis://h/0?wait_for_replicas=one", {}, "'wait_for_replicas'"),
+            ("redis+sentinel://h/s?wait_for_replicas=1&timeout=1", {}, "shorter than timeout"),
+            ("redis+sentinel://h/s?replica_timeout=soon", {}, "'replica_timeout'"),
+        ],
+    )
+    def test_refused(self, url: str, options: dict[str, Any], match: str) -> None:
+        """Bad settings are refused when the store is made."""
+        with pytest.raises(InvalidConfigError, match=match):
+            RedisSessionStore.from_url(url, **options)
+
+    def test_refused_with_a_caller_client(self) -> None:
+        """The constructor checks them too."""
+        with pytest.raises(InvalidConfigError, match="wait_for_replicas"):
+            RedisSessionStore(redis.Redis(), wait_for_replicas=True)
+
+    @pytest.mark.anyio
+    async def test_too_few_replicas(self, redis_url: str, redis_client: redis.Redis) -> None:
+        """With no replica to confirm, a write raises NotReplicatedError, yet is done; reads
+        that write nothing are not held up."""
+        url = f"{redis_url}?wait_for_replicas=1&replica_timeout=0.05"
+        async with RedisSessionStore.from_url(url, SessionStoreConfig()) as store:
+            with pytest.raises(NotReplicatedError, match="0 of 1 replicas"):
+                await store.set("id", DATA)
+            assert redis_client.exists("wm_session_id") == 1
+            assert await store.get("id") == DATA
+
+    @pytest.mark.anyio
+    async def test_on_the_replica_when_the_call_returns(
+        self, redis_sentinel: SentinelDeployment, redis_sentinel_primary: redis.Redis
+    ) -> None:
+        """Once set returns, the replica holds the record (no waiting by the test)."""
+        url = redis_sentinel.url(query="wait_for_replicas=1&replica_timeout=2")
+        replica = next(
+            p
+            for p in (redis_sentinel.primary, redis_sentinel.replica)
+            if p.port != redis_sentinel.primary_port()
+        )
+        async with RedisSessionStore.from_url(url, SessionStoreConfig()) as store:
+            with replica.client() as raw:
+                for n in range(20):
+                    await store.set(f"id{n}", DATA)
+                    assert raw.exists(f"wm_session_id{n}") == 1
+
+
 @attrs.define
 class Figures:
     """What a steady load saw of a failover."""
@@ -246,7 +301,8 @@ async def steady_load(
 
     The load stops once every sentinel names another primary and then 1000 calls in a row
     have succeeded; the acknowledged writes missing on the new primary are then counted as
-    lost. Only `StoreUnavailableError` is caught: any other error fails the test.
+    lost. Only `StoreUnavailableError` and `NotReplicatedError` are caught (a write that
+    raised is not counted as acknowledged): any other error fails the test.
     """
     old_port = deployment.primary_port()
     figures = Figures()
@@ -258,7 +314,7 @@ async def steady_load(
         start = time.monotonic()
         try:
             await call
-        except StoreUnavailableError:
+        except (StoreUnavailableError, NotReplicatedError):
             figures.failed += 1
             clear_run[0] = 0
             ok = False
@@ -327,23 +383,27 @@ class TestFailover:
     """The store follows the primary through a failover: prompt errors, then success again."""
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize("wait", [0, 1], ids=["no-wait", "wait-1"])
     async def test_primary_killed_under_load(
-        self, dedicated_sentinel: Callable[..., SentinelDeployment], report: list[str]
+        self, dedicated_sentinel: Callable[..., SentinelDeployment], report: list[str], wait: int
     ) -> None:
         """SIGKILL the primary under 50 busy tasks: every call ends within its bound, only
-        with StoreUnavailableError, until the replica is promoted and calls succeed again."""
-        deployment = dedicated_sentinel()
+        with StoreUnavailableError (or NotReplicatedError), until the replica is promoted and
+        calls succeed again. Waiting for a replica (of two), no acknowledged write is lost."""
+        deployment = dedicated_sentinel(replicas=1 + wait)
         timeout, retries = 0.5, 1
         bound = (retries + 1) * timeout + retries * 0.1
-        url = deployment.url(query=f"timeout={timeout}&retries={retries}")
-        store = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=3600))
+        query = f"timeout={timeout}&retries={retries}&wait_for_replicas={wait}&replica_timeout=0.3"
+        store = RedisSessionStore.from_url(deployment.url(query=query), SessionStoreConfig(3600))
         old_port = deployment.primary_port()
         async with store:
             figures = await steady_load(store, deployment, deployment.process_on(old_port).kill)
-        report.append(figures.report("SIGKILL"))
+        report.append(figures.report(f"SIGKILL, wait_for_replicas={wait}"))
         assert deployment.primary_port() != old_port
         assert figures.failed > 0
         assert figures.slowest_call <= bound + figures.lateness, figures.report("SIGKILL")
+        if wait:
+            assert figures.lost == []
 
     @pytest.mark.anyio
     async def test_manual_failover_with_a_caller_client(

@@ -195,13 +195,14 @@ def sentinel_clients(
     retries: int,
     max_connections: int,
     client_options: dict[str, Any],
-) -> _SentinelClients:
+) -> tuple[_SentinelClients, dict[str, Any]]:
     """The clients of a store on ``redis+sentinel://`` URL `given`, checked before any I/O.
 
     ``redis+sentinel://[user:password@]host[:port][,host[:port]...]/service_name[/db]``: the
     user info and the query's connection parameters are the primary's (and its replicas'),
     ``sentinel_username`` and ``sentinel_password`` the sentinels'. The store's own parameters
-    (``timeout``, ``retries``, ``max_connections``) win over the arguments, as in ``redis://``.
+    (``timeout``, ``retries``, ``max_connections``...) win over the arguments, as in
+    ``redis://``; they are returned with the clients.
     """
     try:
         target = _Target(given)
@@ -227,4 +228,4 @@ def sentinel_clients(
         "socket_connect_timeout": options["socket_connect_timeout"],
         **target.sentinel_options,
     }
-    return _SentinelClients(target, options, retries, sentinel)
+    return _SentinelClients(target, options, retries, sentinel), target.store_options

@@ -33,7 +33,7 @@ from ._expiry import Clock
 from ._ids import new_session_id
 from ._lifecycle import check_change
 from ._loops import closed_at_shutdown, trio_token
-from ._redis_io import AsyncioRunner, ThreadRunner
+from ._redis_io import AsyncioRunner, ReplicaWait, ThreadRunner, replica_wait
 from ._secrets import redact, redact_error, redact_message
 from ._validation import (
     check_batch_size,
@@ -56,6 +56,7 @@ _parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 1
 DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_REPLICA_TIMEOUT = 1.0
 # The longest pause between two attempts of a command (redis-py's jittered backoff).
 BACKOFF_CAP = 0.1
 
@@ -64,6 +65,8 @@ STORE_URL_PARAMETERS: dict[str, Callable[[str], Any]] = {
     "timeout": float,
     "retries": int,
     "max_connections": int,
+    "wait_for_replicas": int,
+    "replica_timeout": float,
 }
 CONNECTION_URL_PARAMETERS = frozenset(
     {
@@ -319,6 +322,7 @@ class RedisSessionStore:
 
     Build it with `from_url` (the store owns and closes its clients) or from a client you keep:
     a `redis.asyncio.Redis` (asyncio only) or a `redis.Redis` (asyncio and trio, in threads).
+    `wait_for_replicas` and `replica_timeout` are as for `from_url`.
     """
 
     def __init__(
@@ -328,8 +332,11 @@ class RedisSessionStore:
         *,
         prefix: str = "wm_session_",
         clock: Clock = time.time,
+        wait_for_replicas: int = 0,
+        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
-        self._setup(_CallerClient(client), config, prefix, clock)
+        wait = replica_wait(wait_for_replicas, replica_timeout, None)
+        self._setup(_CallerClient(client), config, prefix, clock, wait)
 
     @classmethod
     def from_url(
@@ -342,6 +349,8 @@ class RedisSessionStore:
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        wait_for_replicas: int = 0,
+        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
         **client_options: Any,
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
@@ -360,6 +369,11 @@ class RedisSessionStore:
         unknown `client_options` keyword. `client_options` go to redis-py's connection pool
         as they are and win over the store's defaults. The store makes a `redis.asyncio`
         client on asyncio (one per event loop) and a `redis.Redis` on trio.
+
+        With `wait_for_replicas` (also a query parameter, as is `replica_timeout`), every
+        round trip that writes ends with ``WAIT``: a call that returns has its writes on that
+        many replicas; if fewer confirm within `replica_timeout` (shorter than `timeout`), the
+        call raises `NotReplicatedError` (the write is done on the primary only).
         """
         if not isinstance(url, str):
             msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
@@ -368,9 +382,16 @@ class RedisSessionStore:
         if url.partition("://")[0].lower() == "redis+sentinel":
             from ._redis_sentinel import sentinel_clients  # it builds on this module
 
-            clients = sentinel_clients(url, timeout, retries, max_connections, client_options)
+            clients, from_query = sentinel_clients(
+                url, timeout, retries, max_connections, client_options
+            )
+            wait = replica_wait(
+                from_query.get("wait_for_replicas", wait_for_replicas),
+                from_query.get("replica_timeout", replica_timeout),
+                from_query.get("timeout", timeout),
+            )
             store = cls.__new__(cls)
-            store._setup(clients, config, prefix, clock)
+            store._setup(clients, config, prefix, clock, wait)
             return store
         try:
             _parse_url(given)
@@ -394,8 +415,13 @@ class RedisSessionStore:
         }
         _check_limits(options, retries)
         _check_client_options(url, options, given)
+        wait = replica_wait(
+            from_query.get("wait_for_replicas", wait_for_replicas),
+            from_query.get("replica_timeout", replica_timeout),
+            timeout,
+        )
         store = cls.__new__(cls)
-        store._setup(_UrlClients(url, options, retries), config, prefix, clock)
+        store._setup(_UrlClients(url, options, retries), config, prefix, clock, wait)
         return store
 
     def _setup(
@@ -404,8 +430,10 @@ class RedisSessionStore:
         config: SessionStoreConfig | None,
         prefix: str,
         clock: Clock,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self._cache = DecodeCache()
+        self._wait = wait
         self._spec = ops.StoreSpec(
             check_prefix(prefix), check_config(config), check_clock(clock), self._cache.decode
         )
@@ -438,7 +466,9 @@ class RedisSessionStore:
         if self._closed:
             msg = "this RedisSessionStore was closed with aclose()"
             raise StoreClosedError(msg)
-        return self._clients.runner(_backend())
+        runner = self._clients.runner(_backend())
+        runner.replica_wait = self._wait  # each store's runners are its own
+        return runner
 
     def _deadline(self, runner: Runner) -> float:
         # A lifecycle call may wait for its turn and retry lost races: never without a bound.
