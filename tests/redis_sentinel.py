@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ class _Process:
         self,
         executable: str,
         directory: Path,
-        config: str,
+        config: Callable[[], str],
         *,
         sentinel: bool,
         password: str | None = None,
@@ -51,10 +52,8 @@ class _Process:
         self.password = password
         self.directory = directory
         self.log = directory / "redis.log"
+        self._config = config  # read at start: it may name another process's port
         self._conf = directory / "redis.conf"
-        self._conf.write_text(
-            f'bind 127.0.0.1\nport {self.port}\ndir {directory}\nlogfile ""\n{config}'
-        )
         self._command = [executable, str(self._conf), *(["--sentinel"] if sentinel else [])]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -72,20 +71,40 @@ class _Process:
         )
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(self._command, stdout=log, stderr=subprocess.STDOUT)
-        probe = self.client(0.5)
-        try:
-            _wait_for(lambda: self._answers(probe), f"port {self.port} to answer PING", self)
-        finally:
-            probe.close()
+        """Start and wait until this very process answers (not another on a reused port).
+
+        Other programs on this host take free ports too: if the port was taken meanwhile,
+        start again on another.
+        """
+        for _attempt in range(3):
+            self._conf.write_text(
+                f'bind 127.0.0.1\nport {self.port}\ndir {self.directory}\nlogfile ""\n'
+                + self._config()
+            )
+            with self.log.open("ab") as log:
+                self._process = subprocess.Popen(
+                    self._command, stdout=log, stderr=subprocess.STDOUT
+                )
+            probe = self.client(0.5)
+            try:
+                _wait_for(partial(self._answers, probe), f"port {self.port} to answer", self)
+            finally:
+                probe.close()
+            if self.running:
+                return
+            self.port = free_port()
+        pytest.fail(f"redis-server could not start on a free port:\n{self.output()}")
 
     def _answers(self, probe: redis.Redis) -> bool:
-        if self._process is not None and self._process.poll() is not None:
+        """True once this process answers; also True if it exited for a taken port."""
+        assert self._process is not None
+        if self._process.poll() is not None:
+            if "Address already in use" in self.output():
+                return True
             pytest.fail(f"redis-server exited at start:\n{self.output()}")
         try:
-            return bool(probe.ping())
-        except redis.ConnectionError:
+            return int(probe.info("server")["process_id"]) == self._process.pid
+        except redis.RedisError:
             return False
 
     def kill(self) -> None:
@@ -146,37 +165,35 @@ class SentinelDeployment:
         if password is not None:
             data += f"requirepass {password}\nmasterauth {password}\n"
         self.primary = _Process(
-            executable, directory_for("primary"), data, sentinel=False, password=password
+            executable, directory_for("primary"), lambda: data, sentinel=False, password=password
         )
-        replica_of = f"replicaof 127.0.0.1 {self.primary.port}\n"
         self.replicas = [
             _Process(
                 executable,
                 directory_for(f"replica{n}"),
-                data + replica_of,
+                lambda: f"{data}replicaof 127.0.0.1 {self.primary.port}\n",
                 sentinel=False,
                 password=password,
             )
             for n in range(replicas)
         ]
         self.replica = self.replicas[0]
-        watch = (
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+        after = (
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             "sentinel announce-ip 127.0.0.1\n"
         )
         if password is not None:
-            watch += f"sentinel auth-pass {SERVICE} {password}\n"
+            after += f"sentinel auth-pass {SERVICE} {password}\n"
         if sentinel_password is not None:
-            watch += (
+            after += (
                 f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
             )
         self.sentinels = [
             _Process(
                 executable,
                 directory_for(f"sentinel{n}"),
-                watch,
+                lambda: f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n{after}",
                 sentinel=True,
                 password=sentinel_password,
             )
