@@ -77,7 +77,7 @@ def populate(url: str) -> None:
     anyio.run(write)
 
 
-@pytest.fixture(params=["sqlite", "redis", "redis_sentinel"])
+@pytest.fixture(params=["sqlite", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A populated store of each durable kind, with a corrupt record planted raw."""
     if request.param == "sqlite":
@@ -90,12 +90,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             conn.execute(f"INSERT INTO {TABLE} VALUES ('wm_session_broken', ?)", (CORRUPT,))
             conn.execute(f"INSERT INTO {TABLE} VALUES ('theme', 'dark')")
         return url
-    if request.param == "redis_sentinel":
-        client = request.getfixturevalue("redis_sentinel_primary")
-        url = request.getfixturevalue("redis_sentinel").url()
-    else:
-        client = request.getfixturevalue("redis_client")
-        url = str(request.getfixturevalue("redis_url"))
+    client = request.getfixturevalue("redis_client")
+    url = str(request.getfixturevalue("redis_url"))
     populate(url)
     client.set("wm_session_broken", CORRUPT)
     client.set("theme", "dark")

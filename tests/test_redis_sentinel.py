@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -212,6 +216,32 @@ class TestPrimary:
         with pytest.raises(InvalidConfigError, match="trio"):
             await store.get("id")
         await store.aclose()
+
+
+class TestCli:
+    """The command line takes a Sentinel URL as its store."""
+
+    def test_list(
+        self,
+        redis_sentinel: SentinelDeployment,
+        redis_sentinel_primary: redis.Redis,
+        tmp_path: Path,
+    ) -> None:
+        """`list --store redis+sentinel://...` shows the sessions on the primary."""
+        url = redis_sentinel.url()
+
+        async def write() -> None:
+            async with open_store(url, SessionStoreConfig(lifetime=3600)) as store:
+                await store.set("cli-session", DATA)
+
+        anyio.run(write)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETMESH_SESSIONS_")}
+        command = [sys.executable, "-m", "walletmesh_sessions", "list", "--store", url]
+        result = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert "cli-session" in result.stdout
 
 
 class TestWaitForReplicas:
