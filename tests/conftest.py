@@ -20,7 +20,12 @@ from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 from walletmesh_sessions.testing import ForeignData, StoreFactory
 from walletmesh_sessions.testing._clock import FakeClock
 
-pytest_plugins = ("tests.redis_server", "tests.redis_cluster", "tests.postgres_server")
+pytest_plugins = (
+    "tests.redis_server",
+    "tests.redis_cluster",
+    "tests.redis_sentinel",
+    "tests.postgres_server",
+)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -7,11 +7,20 @@ from hypothesis import settings
 
 from walletmesh_sessions.testing import ForeignData, LifecycleStoreContract, StoreFactory
 
-STORES = ["memory", "sqlite_file", "mapping", "redis", "redis_cluster", "postgres"]
+STORES = [
+    "memory",
+    "sqlite_file",
+    "mapping",
+    "redis",
+    "redis_cluster",
+    "redis_sentinel",
+    "postgres",
+]
 # Each store of these opens a server connection of its own (a new PostgreSQL backend costs
 # ~10 ms; a cluster client reads the topology and connects to every primary): the model
-# checks, which make a store per example, run fewer examples on them.
-MODEL_EXAMPLES = {"postgres": 20, "redis_cluster": 20}
+# checks, which make a store per example, run fewer examples on them. Sentinel runs the very
+# operations the "redis" kind runs in full; only reaching the primary differs.
+MODEL_EXAMPLES = {"postgres": 20, "redis_cluster": 20, "redis_sentinel": 20}
 
 
 class TestContract(LifecycleStoreContract):

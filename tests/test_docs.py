@@ -18,6 +18,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
 REDIS_URL_VARIABLE = "WALLETMESH_REDIS_URL"
 POSTGRES_URL_VARIABLE = "WALLETMESH_POSTGRES_URL"
 REDIS_CLUSTER_URL_VARIABLE = "WALLETMESH_REDIS_CLUSTER_URL"
+SENTINEL_URL_VARIABLE = "WALLETMESH_SENTINEL_URL"
 
 
 FILE_MARK = re.compile(r"^# file: (\S+)\n")
@@ -94,6 +95,8 @@ def test_example_runs(example: Example, tmp_path: Path, request: pytest.FixtureR
     env = dict(os.environ)
     if REDIS_URL_VARIABLE in example.code:
         env[REDIS_URL_VARIABLE] = request.getfixturevalue("redis_url")
+    if SENTINEL_URL_VARIABLE in example.code:
+        env[SENTINEL_URL_VARIABLE] = request.getfixturevalue("redis_sentinel").url()
     if POSTGRES_URL_VARIABLE in example.code:
         env[POSTGRES_URL_VARIABLE] = request.getfixturevalue("postgres_url")
     if REDIS_CLUSTER_URL_VARIABLE in example.code:

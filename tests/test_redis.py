@@ -1492,3 +1492,20 @@ class TestAtomicLifecycle:
             assert failed == [StoreUnavailableError] * 5
             assert time.monotonic() - start < 3
             assert store._turns._turns == {}
+
+
+class TestCancellation:
+    """A call in a cancelled scope is cancelled, on trio too, where the thread hops are shielded."""
+
+    @pytest.mark.anyio
+    async def test_loop_of_calls_in_a_cancelled_scope_ends(self, make: MakeStore) -> None:
+        """A task calling the store in a loop stops at its first call after being cancelled."""
+        calls = 0
+        async with make() as store:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                for _ in range(100):
+                    await store.set("id", DATA)
+                    calls += 1
+        assert scope.cancelled_caught
+        assert calls == 0

@@ -11,6 +11,7 @@ from ._errors import InvalidConfigError as InvalidConfigError
 from ._errors import InvalidSessionDataError as InvalidSessionDataError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import NotReplicatedError as NotReplicatedError
 from ._errors import SessionIdTakenError as SessionIdTakenError
 from ._errors import SessionIdTypeError as SessionIdTypeError
 from ._errors import SessionStoreError as SessionStoreError
@@ -40,6 +41,7 @@ __all__ = (
     "LocalStorageSessionStore",
     "MemorySessionStore",
     "MissingDependencyError",
+    "NotReplicatedError",
     "SessionData",
     "SessionIdTakenError",
     "SessionIdTypeError",

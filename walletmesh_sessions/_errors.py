@@ -8,6 +8,7 @@ __all__ = (
     "InvalidSessionDataError",
     "InvalidSessionIdError",
     "MissingDependencyError",
+    "NotReplicatedError",
     "SessionIdTakenError",
     "SessionIdTypeError",
     "SessionStoreError",
@@ -72,3 +73,11 @@ class StoreUnavailableError(SessionStoreError, ConnectionError):
 
 class MissingDependencyError(SessionStoreError, ImportError):
     """An optional extra is needed; the message names the `pip install` that fixes it."""
+
+
+class NotReplicatedError(SessionStoreError):
+    """A write is done on the Redis primary, but fewer replicas than the store waits for
+    confirmed it in time: a failover may still lose it.
+
+    Not a `StoreUnavailableError`: the write happened, so retrying it is not the remedy.
+    """

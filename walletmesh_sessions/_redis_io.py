@@ -32,7 +32,12 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ._errors import SessionStoreError, StoreUnavailableError
+from ._errors import (
+    InvalidConfigError,
+    NotReplicatedError,
+    SessionStoreError,
+    StoreUnavailableError,
+)
 from ._redis_ops import (
     CHECKPOINT,
     SCAN_BATCH,
@@ -63,9 +68,11 @@ __all__ = (
     "READ_AND_SLIDE",
     "AsyncioRunner",
     "Conversation",
+    "ReplicaWait",
     "Script",
     "ThreadRunner",
     "exchange",
+    "replica_wait",
     "translate",
 )
 
@@ -480,6 +487,58 @@ class Conversation(Generic[T]):
         return translate(exc, self.name)
 
 
+class ReplicaWait(NamedTuple):
+    """Follow every round trip that writes with ``WAIT replicas timeout_ms``, in the same
+    pipeline, and fail the call if fewer replicas than `replicas` confirmed the write."""
+
+    replicas: int
+    timeout_ms: int
+
+
+def replica_wait(
+    replicas: object, timeout: object, call_timeout: float | None
+) -> ReplicaWait | None:
+    """The checked setting for `wait_for_replicas` and `replica_timeout`; `None` for 0.
+
+    `replica_timeout` must be shorter than `call_timeout`, which bounds the wait's reply.
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        msg = f"wait_for_replicas must be an int >= 0, got {replicas!r}"
+        raise InvalidConfigError(msg)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        msg = f"replica_timeout must be a positive number of seconds, got {timeout!r}"
+        raise InvalidConfigError(msg)
+    if replicas and call_timeout is not None and not timeout < call_timeout:
+        msg = f"replica_timeout ({timeout!r} s) must be shorter than timeout ({call_timeout!r} s)"
+        raise InvalidConfigError(msg)
+    return ReplicaWait(replicas, max(1, round(timeout * 1000))) if replicas else None
+
+
+# Commands that write (EVALSHA may not; WAIT then answers at once, as nothing is pending).
+_WRITES = frozenset({"SET", "DEL", "EVALSHA"})
+
+
+class _ReplicasBehind(redis.RedisError):
+    """WAIT counted fewer replicas than asked for: the write is on the primary only."""
+
+
+def _with_wait(commands: list[Args], wait: ReplicaWait | None) -> list[Args]:
+    if wait is None or not any(command[0] in _WRITES for command in commands):
+        return commands
+    return [*commands, ("WAIT", wait.replicas, wait.timeout_ms)]
+
+
+def _without_wait(replies: list[Any], wait: ReplicaWait) -> list[Any]:
+    """The replies to the commands given, once WAIT's reply shows enough replicas."""
+    acked = replies.pop()
+    if isinstance(acked, Exception):
+        raise acked
+    if int(acked) < wait.replicas:
+        msg = f"{int(acked)} of {wait.replicas} replicas confirmed within {wait.timeout_ms} ms"
+        raise _ReplicasBehind(msg)
+    return replies
+
+
 # A cluster without an owner for a slot (failover under way) is unavailable too.
 _UNAVAILABLE = (
     redis.ConnectionError,
@@ -499,6 +558,8 @@ def translate(exc: Exception, operation: str) -> SessionStoreError:
     command arguments (keys, so session ids, and records), so an error reply's own text is
     cut down to its code in place too, and only then kept as the cause.
     """
+    if isinstance(exc, _ReplicasBehind):
+        return NotReplicatedError(f"Redis wrote ({operation}) on the primary only: {exc}")
     if isinstance(exc, ResponseError):
         code = _code(exc)
         exc.args = (f"{code} (the rest of the reply is withheld: it may echo arguments)",)
@@ -598,6 +659,7 @@ class AsyncioRunner:
         self._slots = None if limit is None else asyncio.Semaphore(limit)
         self._budget = budget
         self._deadlines: _Deadlines | None = None
+        self.replica_wait: ReplicaWait | None = None
 
     @property
     def budget(self) -> float | None:
@@ -681,17 +743,19 @@ class AsyncioRunner:
         return talk.result
 
     async def _send(self, commands: list[Args]) -> list[Any]:
-        if len(commands) == 1:
+        wait = self.replica_wait
+        sent = _with_wait(commands, wait)
+        if len(sent) == 1:
             try:
-                return [await self._command(*commands[0])]
+                return [await self._command(*sent[0])]
             except ResponseError as exc:
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
         queue: Callable[..., Any] = pipe.execute_command
-        for args in commands:
+        for args in sent:
             queue(*args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        return replies if sent is commands or wait is None else _without_wait(replies, wait)
 
     async def aclose(self) -> None:
         """Close the client and its connection pool."""
@@ -717,6 +781,7 @@ class ThreadRunner:
         self._limit = limit
         self._limiter: anyio.CapacityLimiter | None = None
         self._budget = budget
+        self.replica_wait: ReplicaWait | None = None
 
     @property
     def budget(self) -> float | None:
@@ -733,7 +798,15 @@ class ThreadRunner:
         A cancelled call waits for the command in flight (a thread cannot be interrupted) and
         stops at the next checkpoint; only the call's own deadline abandons a thread.
         `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
+        A call made in a cancelled scope is cancelled before it starts anything.
         """
+        try:
+            # The thread hops below are shielded: without this, a task calling in a loop
+            # whose calls succeed would never see its cancellation.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            op.close()
+            raise
         talk: Conversation[T] = self.conversation(op, name)
         limiter = self._limiter
         if limiter is None and self._limit is not None:
@@ -772,17 +845,19 @@ class ThreadRunner:
         return True
 
     def _send(self, commands: list[Args]) -> list[Any]:
-        if len(commands) == 1:
+        wait = self.replica_wait
+        sent = _with_wait(commands, wait)
+        if len(sent) == 1:
             try:
-                return [self._command(*commands[0])]
+                return [self._command(*sent[0])]
             except ResponseError as exc:
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
         queue: Callable[..., Any] = pipe.execute_command
-        for args in commands:
+        for args in sent:
             queue(*args)
         replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+        return replies if sent is commands or wait is None else _without_wait(replies, wait)
 
     async def aclose(self) -> None:
         """Close the client's connections (in a thread: disconnecting may block briefly)."""

@@ -35,7 +35,7 @@ from ._ids import new_session_id
 from ._lifecycle import check_change
 from ._loops import closed_at_shutdown, trio_token
 from ._redis_cluster_io import ClusterAsyncioRunner, ClusterThreadRunner
-from ._redis_io import AsyncioRunner, ThreadRunner
+from ._redis_io import AsyncioRunner, ReplicaWait, ThreadRunner, replica_wait
 from ._secrets import redact, redact_error, redact_message
 from ._validation import (
     check_batch_size,
@@ -58,6 +58,7 @@ _parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 1
 DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_REPLICA_TIMEOUT = 1.0
 # The longest pause between two attempts of a command (redis-py's jittered backoff).
 BACKOFF_CAP = 0.1
 
@@ -66,6 +67,8 @@ STORE_URL_PARAMETERS: dict[str, Callable[[str], Any]] = {
     "timeout": float,
     "retries": int,
     "max_connections": int,
+    "wait_for_replicas": int,
+    "replica_timeout": float,
 }
 CONNECTION_URL_PARAMETERS = frozenset(
     {
@@ -89,6 +92,12 @@ TLS_URL_PARAMETERS = frozenset(
 )
 # Options of the pool rather than of each connection.
 _POOL_OPTIONS = frozenset({"max_connections", "timeout", "connection_class", "retry"})
+
+
+_NO_CLUSTER_WAIT = (
+    "wait_for_replicas is not supported on Redis Cluster: each write goes to its slot's "
+    "primary, and the store does not follow it with WAIT there"
+)
 
 
 def _check_limits(options: dict[str, Any], retries: object) -> None:
@@ -347,6 +356,7 @@ class RedisSessionStore:
 
     Build it with `from_url` (the store owns and closes its clients) or from a client you keep:
     a `redis.asyncio.Redis` (asyncio only) or a `redis.Redis` (asyncio and trio, in threads).
+    `wait_for_replicas` and `replica_timeout` are as for `from_url`.
     """
 
     def __init__(
@@ -359,8 +369,15 @@ class RedisSessionStore:
         *,
         prefix: str = "wm_session_",
         clock: Clock = time.time,
+        wait_for_replicas: int = 0,
+        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
-        self._setup(_CallerClient(client), config, prefix, clock)
+        wait = replica_wait(wait_for_replicas, replica_timeout, None)
+        if wait is not None and isinstance(
+            client, (redis.asyncio.RedisCluster, redis.cluster.RedisCluster)
+        ):
+            raise InvalidConfigError(_NO_CLUSTER_WAIT)
+        self._setup(_CallerClient(client), config, prefix, clock, wait)
 
     @classmethod
     def from_url(
@@ -373,6 +390,8 @@ class RedisSessionStore:
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        wait_for_replicas: int = 0,
+        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
         **client_options: Any,
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
@@ -380,6 +399,10 @@ class RedisSessionStore:
         ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` over TLS) names
         nodes of a Redis Cluster: the store then uses cluster clients, with the same rules
         (there `timeout` bounds each reply on asyncio too).
+
+        ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]`` reaches
+        the primary of a Sentinel-managed service and follows it through failovers; the query
+        may add ``sentinel_username`` and ``sentinel_password``, the sentinels' credentials.
 
         `timeout` (seconds) bounds connecting and, on trio, each reply (on asyncio the
         call's deadline bounds replies, unless `socket_timeout` is given); a failed command is
@@ -392,11 +415,30 @@ class RedisSessionStore:
         unknown `client_options` keyword. `client_options` go to redis-py's connection pool
         as they are and win over the store's defaults. The store makes a `redis.asyncio`
         client on asyncio (one per event loop) and a `redis.Redis` on trio.
+
+        With `wait_for_replicas` (also a query parameter, as is `replica_timeout`), every
+        round trip that writes ends with ``WAIT``: a call that returns has its writes on that
+        many replicas; if fewer confirm within `replica_timeout` (shorter than `timeout`), the
+        call raises `NotReplicatedError` (the write is done on the primary only).
         """
         if not isinstance(url, str):
             msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
             raise InvalidConfigError(msg)
         given = url  # messages mask secrets in the URL as given, whatever parsing cut off
+        if url.partition("://")[0].lower() == "redis+sentinel":
+            from ._redis_sentinel import sentinel_clients  # it builds on this module
+
+            sentinel, from_query = sentinel_clients(
+                url, timeout, retries, max_connections, client_options
+            )
+            wait = replica_wait(
+                from_query.get("wait_for_replicas", wait_for_replicas),
+                from_query.get("replica_timeout", replica_timeout),
+                from_query.get("timeout", timeout),
+            )
+            store = cls.__new__(cls)
+            store._setup(sentinel, config, prefix, clock, wait)
+            return store
         cluster = _cluster_nodes(given)
         try:
             for node in cluster or [given]:
@@ -421,16 +463,24 @@ class RedisSessionStore:
         }
         _check_limits(options, retries)
         _check_client_options(url, options, given)
+        wait = replica_wait(
+            from_query.get("wait_for_replicas", wait_for_replicas),
+            from_query.get("replica_timeout", replica_timeout),
+            timeout,
+        )
         store = cls.__new__(cls)
         given_read_timeout = "socket_timeout" in client_options
         clients = _UrlClients(url, options, retries, read_timeout_given=given_read_timeout)
         if cluster:
             from ._redis_cluster_store import ClusterUrlClients
 
+            if wait is not None:
+                raise InvalidConfigError(_NO_CLUSTER_WAIT)
+
             # Cluster clients keep their read timeouts: they tell a dead node from a slow one.
             nodes = [_split_query(n)[0] for n in cluster]
             clients = ClusterUrlClients(nodes, options, retries)
-        store._setup(clients, config, prefix, clock)
+        store._setup(clients, config, prefix, clock, wait)
         return store
 
     def _setup(
@@ -439,8 +489,10 @@ class RedisSessionStore:
         config: SessionStoreConfig | None,
         prefix: str,
         clock: Clock,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self._cache = DecodeCache()
+        self._wait = wait
         self._spec = ops.StoreSpec(
             check_prefix(prefix), check_config(config), check_clock(clock), self._cache.decode
         )
@@ -473,7 +525,9 @@ class RedisSessionStore:
         if self._closed:
             msg = "this RedisSessionStore was closed with aclose()"
             raise StoreClosedError(msg)
-        return self._clients.runner(_backend())
+        runner = self._clients.runner(_backend())
+        runner.replica_wait = self._wait  # each store's runners are its own
+        return runner
 
     def _deadline(self, runner: Runner) -> float:
         # A lifecycle call may wait for its turn and retry lost races: never without a bound.

@@ -21,9 +21,10 @@ SCHEMES = (
     "sqlite",
     "redis",
     "rediss",
-    "unix",
     "redis+cluster",
     "rediss+cluster",
+    "redis+sentinel",
+    "unix",
     "postgresql",
     "postgres",
 )
@@ -51,6 +52,8 @@ def open_store(
       (extra ``redis``); other query parameters and `options` go to the Redis client.
     - ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` for TLS): a
       `RedisSessionStore` on a Redis Cluster, found through the nodes named.
+    - ``redis+sentinel://host:port[,host:port...]/service_name[/db]``: a `RedisSessionStore`
+      on the primary that those sentinels name for the service, followed through failovers.
     - ``postgresql://`` or ``postgres://``: a `PostgresSessionStore` (extra ``postgres``);
       its table comes from the ``table`` query parameter (there is no prefix: each store has a
       table of its own), other query parameters and `options` go to it and to libpq.

@@ -1,0 +1,231 @@
+"""Redis Sentinel for `RedisSessionStore.from_url`: the ``redis+sentinel://`` URL and its clients.
+
+The URL names the sentinels and the service; the store asks them for the primary whenever it
+opens a connection (redis-py's `SentinelConnectionPool`), so it follows the primary through a
+failover. Everything else (one asyncio client per event loop, a synchronous client in worker
+threads on trio, bounded calls) is `_UrlClients`'s, unchanged: only the making of a client
+differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ._errors import InvalidConfigError
+from ._redis_store import (
+    CONNECTION_URL_PARAMETERS,
+    STORE_URL_PARAMETERS,
+    _check_client_options,
+    _check_limits,
+    _parse_url,
+    _split_query,
+    _UrlClients,
+)
+from ._secrets import misread_userinfo, redact, redact_error, redact_message
+
+__all__ = ("DEFAULT_SENTINEL_PORT", "SCHEME", "SENTINEL_URL_PARAMETERS", "sentinel_clients")
+
+# redis-py leaves these untyped.
+_AsyncSentinel: Callable[..., Any] = redis.asyncio.sentinel.Sentinel
+_SyncSentinel: Callable[..., Any] = redis.sentinel.Sentinel
+
+SCHEME = "redis+sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+# Credentials of the sentinels themselves; those in the URL's user info are the primary's.
+SENTINEL_URL_PARAMETERS = frozenset({"sentinel_username", "sentinel_password"})
+
+
+def _refuse(message: str, given: str) -> InvalidConfigError:
+    return InvalidConfigError(f"{message}: {redact(given)!r}")
+
+
+def _address(text: str, given: str) -> tuple[str, int]:
+    """``host[:port]`` or ``[ipv6][:port]``, the port 26379 if not given."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            host, port = text, ""
+    if not host or not (port == "" or (port.isascii() and port.isdigit())):
+        msg = f"a sentinel address must be host:port, got {text!r} in the Redis Sentinel URL"
+        raise _refuse(msg, given)
+    number = int(port) if port else DEFAULT_SENTINEL_PORT
+    if not 0 < number < 65536:
+        msg = f"a sentinel port must be 1 to 65535, got {number}"
+        raise _refuse(msg, given)
+    return host, number
+
+
+class _Target:
+    """What a ``redis+sentinel://`` URL names, parsed and checked."""
+
+    def __init__(self, given: str) -> None:
+        if misread_userinfo(given):
+            msg = "percent-encode any '#', '/', '?' or '@' in the user name or password"
+            raise _refuse(msg, given)
+        try:
+            parts = urlsplit(given)
+        except ValueError:
+            raise _refuse("not a Redis Sentinel URL", given) from None
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        if not hosts:
+            raise _refuse("a Redis Sentinel URL names at least one sentinel", given)
+        self.sentinels = [_address(host, given) for host in hosts.split(",")]
+        path = parts.path.split("/")[1:]
+        service = unquote(path[0]) if path else ""
+        database = path[1] if len(path) > 1 else ""
+        if not service or len(path) > 2:
+            msg = "a Redis Sentinel URL's path is /service_name or /service_name/db"
+            raise _refuse(msg, given)
+        if database and not (database.isascii() and database.isdigit()):
+            msg = f"the database in a Redis URL's path must be a number, got {database!r}"
+            raise InvalidConfigError(msg)
+        self.service = service
+        self.sentinel_options: dict[str, Any] = {}
+        kept: list[tuple[str, str]] = []
+        known = {*STORE_URL_PARAMETERS, *CONNECTION_URL_PARAMETERS, *SENTINEL_URL_PARAMETERS}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name in SENTINEL_URL_PARAMETERS:
+                self.sentinel_options[name.removeprefix("sentinel_")] = value
+            elif name in known:
+                kept.append((name, value))
+            else:
+                allowed = ", ".join(sorted(known))
+                msg = f"unknown parameter {name!r} in the Redis URL (known: {allowed})"
+                raise InvalidConfigError(msg)
+        # The primary's connection options are what a redis:// URL with the same user info,
+        # database and query would give (the host is a placeholder: the sentinels name it).
+        at = f"{userinfo}@" if userinfo else ""
+        query = f"?{urlencode(kept, quote_via=quote)}" if kept else ""
+        self.primary_url, self.store_options = _split_query(
+            f"redis://{at}127.0.0.1/{database}{query}"
+        )
+        _parse_url(self.primary_url)
+
+
+class _SentinelClients(_UrlClients):
+    """`_UrlClients` whose clients reach the primary through the sentinels."""
+
+    def __init__(
+        self, target: _Target, options: dict[str, Any], retries: int, sentinel: dict[str, Any]
+    ) -> None:
+        super().__init__(target.primary_url, options, retries)
+        self._target = target
+        self._sentinel_options = sentinel
+
+    def _primary_options(self) -> dict[str, Any]:
+        url_options = _parse_url(self._target.primary_url)
+        for placeholder in ("host", "port"):
+            url_options.pop(placeholder, None)
+        # As with ConnectionPool.from_url, the URL's options win over the keyword ones.
+        options = {**self._options, **url_options}
+        options.pop("timeout", None)  # the runners bound the waiting for a connection
+        return options
+
+    def _asyncio_client(self) -> redis.asyncio.Redis:
+        sentinel = _AsyncSentinel(
+            self._target.sentinels,
+            sentinel_kwargs={**self._sentinel_options, "retry": AsyncRetry(NoBackoff(), 0)},
+        )
+        options = {"retry": AsyncRetry(self._backoff(), self._retries), **self._primary_options()}
+        client: _AsyncPrimary = sentinel.master_for(
+            self._target.service, redis_class=_AsyncPrimary, **options
+        )
+        client.sentinel_clients = list(sentinel.sentinels)
+        return client
+
+    def _sync_client(self) -> redis.Redis:
+        sentinel = _SyncSentinel(
+            self._target.sentinels,
+            sentinel_kwargs={**self._sentinel_options, "retry": Retry(NoBackoff(), 0)},
+        )
+        options = {"retry": Retry(self._backoff(), self._retries), **self._primary_options()}
+        client: _SyncPrimary = sentinel.master_for(
+            self._target.service, redis_class=_SyncPrimary, **options
+        )
+        client.sentinel_clients = list(sentinel.sentinels)
+        return client
+
+
+# The clients of the sentinels are closed from a list of their own: redis-py's `Sentinel`
+# reorders its list as concurrent calls find the primary, and that race can drop one from it.
+
+
+class _AsyncPrimary(redis.asyncio.Redis):
+    """The primary's client, which closes its connections to the sentinels too."""
+
+    sentinel_clients: list[redis.asyncio.Redis]
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            for sentinel in self.sentinel_clients:
+                await sentinel.aclose()
+
+
+class _SyncPrimary(redis.Redis):
+    """The primary's client, which closes its connections to the sentinels too."""
+
+    sentinel_clients: list[redis.Redis]
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for sentinel in self.sentinel_clients:
+                sentinel.close()
+
+
+def sentinel_clients(
+    given: str,
+    timeout: float | None,
+    retries: int,
+    max_connections: int,
+    client_options: dict[str, Any],
+) -> tuple[_SentinelClients, dict[str, Any]]:
+    """The clients of a store on ``redis+sentinel://`` URL `given`, checked before any I/O.
+
+    ``redis+sentinel://[user:password@]host[:port][,host[:port]...]/service_name[/db]``: the
+    user info and the query's connection parameters are the primary's (and its replicas'),
+    ``sentinel_username`` and ``sentinel_password`` the sentinels'. The store's own parameters
+    (``timeout``, ``retries``, ``max_connections``...) win over the arguments, as in
+    ``redis://``; they are returned with the clients.
+    """
+    try:
+        target = _Target(given)
+    except ValueError as exc:
+        if isinstance(exc, InvalidConfigError):
+            raise
+        msg = f"not a Redis Sentinel URL: {redact(given)!r} ({redact_message(str(exc), given)})"
+        raise InvalidConfigError(msg) from redact_error(exc, given)
+    timeout = target.store_options.get("timeout", timeout)
+    retries = target.store_options.get("retries", retries)
+    max_connections = target.store_options.get("max_connections", max_connections)
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "timeout": timeout,
+        "max_connections": max_connections,
+        **client_options,
+    }
+    _check_limits(options, retries)
+    _check_client_options(target.primary_url, options, given)
+    sentinel = {
+        "socket_timeout": options["socket_timeout"],
+        "socket_connect_timeout": options["socket_connect_timeout"],
+        **target.sentinel_options,
+    }
+    return _SentinelClients(target, options, retries, sentinel), target.store_options
