@@ -222,6 +222,16 @@ class TestClients:
 class TestUrls:
     """redis+cluster:// URLs: checked before anything connects, secrets never shown."""
 
+    def test_waiting_for_replicas_is_refused(self) -> None:
+        """A cluster store would not follow its writes with WAIT: the option is refused."""
+        with pytest.raises(InvalidConfigError, match="wait_for_replicas"):
+            RedisSessionStore.from_url("redis+cluster://127.0.0.1:1", wait_for_replicas=1)
+        with pytest.raises(InvalidConfigError, match="wait_for_replicas"):
+            RedisSessionStore.from_url("redis+cluster://127.0.0.1:1/?wait_for_replicas=1")
+        client = redis.asyncio.RedisCluster(host="127.0.0.1", port=1)
+        with pytest.raises(InvalidConfigError, match="wait_for_replicas"):
+            RedisSessionStore(client, wait_for_replicas=1)
+
     @pytest.mark.anyio
     async def test_open_store(
         self, redis_cluster_client: Any, redis_cluster: RedisClusterNodes
