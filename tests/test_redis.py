@@ -814,7 +814,9 @@ class TestClients:
         finally:
             client.close()
 
-    @pytest.mark.parametrize("client", ["redis://localhost", None, object()], ids=repr)
+    @pytest.mark.parametrize(
+        "client", ["redis://localhost", None, object()], ids=["url", "none", "object"]
+    )
     def test_not_a_client(self, client: Any) -> None:
         """Anything but a Redis client is refused at construction."""
         with pytest.raises(InvalidConfigError, match=r"redis\.Redis"):

@@ -413,7 +413,10 @@ class TestFailover:
     """The store follows the primary through a failover: prompt errors, then success again."""
 
     @pytest.mark.anyio
-    @pytest.mark.parametrize("wait", [0, 1], ids=["no-wait", "wait-1"])
+    # Each backend once, and each way of writing once: these are the slowest tests here.
+    @pytest.mark.parametrize(
+        ("anyio_backend", "wait"), [("asyncio", 0), ("trio", 1)], ids=["asyncio", "trio-wait-1"]
+    )
     async def test_primary_killed_under_load(
         self, dedicated_sentinel: Callable[..., SentinelDeployment], report: list[str], wait: int
     ) -> None:
@@ -436,6 +439,7 @@ class TestFailover:
             assert figures.lost == []
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["asyncio"])
     async def test_manual_failover_with_a_caller_client(
         self, dedicated_sentinel: Callable[..., SentinelDeployment], report: list[str]
     ) -> None:
