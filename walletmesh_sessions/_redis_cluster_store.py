@@ -85,9 +85,12 @@ class ClusterUrlClients(_UrlClients):
     def _thread_runner(self) -> ClusterThreadRunner:
         make_node: Any = redis.cluster.ClusterNode  # untyped in redis-py
         nodes = [make_node(host, port) for host, port in self._nodes]
-        client = redis.cluster.RedisCluster(
-            startup_nodes=nodes,
-            retry=Retry(self._backoff(), self._retries),
-            **self._cluster_options(),
-        )
-        return ClusterThreadRunner(client, self._limit, self._budget)
+        options = self._cluster_options()
+
+        def make() -> redis.cluster.RedisCluster:
+            # Reads the topology as it is made: the runner does it in a worker thread.
+            return redis.cluster.RedisCluster(
+                startup_nodes=nodes, retry=Retry(self._backoff(), self._retries), **options
+            )
+
+        return ClusterThreadRunner(make, self._limit, self._budget)
