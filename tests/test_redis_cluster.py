@@ -269,6 +269,7 @@ class TestUrls:
         [
             "redis+cluster://127.0.0.1:7000/3",
             "redis+cluster://127.0.0.1:7000/?db=1",
+            "redis+cluster://127.0.0.1:7000/?%64b=1",
             "redis+cluster://127.0.0.1:7000,,127.0.0.1:7001",
             "redis+cluster://127.0.0.1:7000/?colour=blue",
             "redis+cluster://127.0.0.1:notaport",
