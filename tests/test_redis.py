@@ -830,7 +830,13 @@ class TestClients:
 
     @pytest.mark.parametrize(
         "options",
-        [{"timeout": 0}, {"timeout": "5"}, {"max_connections": 0}, {"retries": -1}],
+        [
+            {"timeout": 0},
+            {"timeout": "5"},
+            {"timeout": float("inf")},
+            {"max_connections": 0},
+            {"retries": -1},
+        ],
         ids=repr,
     )
     def test_bad_limits(self, options: dict[str, Any]) -> None:

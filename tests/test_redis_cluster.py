@@ -30,6 +30,7 @@ from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 
 from .redis_cluster import RedisClusterNodes
+from .redis_server import free_port
 from .test_cli import run
 
 LIFETIME = 60.0
@@ -218,6 +219,23 @@ class TestClients:
             await store.get("id")
         await store.aclose()
 
+    @pytest.mark.anyio
+    async def test_no_node_answers(self) -> None:
+        """With no node to read the topology from, every call of a from_url store fails with
+        StoreUnavailableError, on trio too (its client reads the topology as it is made)."""
+        url = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+        calls: list[Callable[[RedisSessionStore], Any]] = [
+            lambda store: store.get("id"),
+            lambda store: store.set("id", DATA),
+            lambda store: store.get_all(),
+            lambda store: store.clear(),
+            lambda store: store.rotate("id", "other"),
+        ]
+        async with RedisSessionStore.from_url(url, config(), timeout=2.0) as store:
+            for call in calls:
+                with pytest.raises(StoreUnavailableError):
+                    await call(store)
+
 
 class TestUrls:
     """redis+cluster:// URLs: checked before anything connects, secrets never shown."""
@@ -251,6 +269,7 @@ class TestUrls:
         [
             "redis+cluster://127.0.0.1:7000/3",
             "redis+cluster://127.0.0.1:7000/?db=1",
+            "redis+cluster://127.0.0.1:7000/?%64b=1",
             "redis+cluster://127.0.0.1:7000,,127.0.0.1:7001",
             "redis+cluster://127.0.0.1:7000/?colour=blue",
             "redis+cluster://127.0.0.1:notaport",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -253,6 +254,11 @@ class TestWaitForReplicas:
             ("redis://h/0", {"wait_for_replicas": -1}, "wait_for_replicas"),
             ("redis://h/0", {"wait_for_replicas": "1"}, "wait_for_replicas"),
             ("redis://h/0", {"wait_for_replicas": 1, "replica_timeout": 0}, "replica_timeout"),
+            (
+                "redis://h/0",
+                {"wait_for_replicas": 1, "replica_timeout": math.inf, "timeout": None},
+                "replica_timeout",
+            ),
             ("redis://h/0?wait_for_replicas=1", {"timeout": 0.5}, "shorter than timeout"),
             ("redis://h/0?wait_for_replicas=one", {}, "'wait_for_replicas'"),
             ("redis+sentinel://h/s?wait_for_replicas=1&timeout=1", {}, "shorter than timeout"),

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
@@ -76,6 +78,17 @@ def _split(commands: list[Args]) -> tuple[list[int], list[int]]:
             continue
         (other if isinstance(head, At) or head in (LOCATE, REFRESH) else routed).append(i)
     return routed, other
+
+
+class _Unmade:
+    """Stands for a cluster client not made yet: closing it closes nothing."""
+
+    def execute_command(self, *args: Any) -> Any:
+        msg = "the cluster client is not made yet"
+        raise redis.ConnectionError(msg)
+
+    def close(self) -> None:
+        """No client, no connections."""
 
 
 def _address(node: Any) -> str | None:
@@ -156,19 +169,51 @@ class ClusterAsyncioRunner(AsyncioRunner):
 
 
 class ClusterThreadRunner(ThreadRunner):
-    """Runs operations on a synchronous `redis.cluster.RedisCluster` in anyio worker threads."""
+    """Runs operations on a synchronous `redis.cluster.RedisCluster` in anyio worker threads.
+
+    `client` may be a function that makes the client: redis-py's synchronous cluster client
+    reads the topology from the nodes as it is made, so it is then made in the worker thread
+    of the first call that needs it, within that call's bound and with its errors translated,
+    never on the event loop.
+    """
 
     conversation = ClusterConversation
 
     def __init__(
         self,
-        client: redis.cluster.RedisCluster,
+        client: redis.cluster.RedisCluster | Callable[[], redis.cluster.RedisCluster],
         limit: int | None = None,
         budget: float | None = None,
     ) -> None:
-        super().__init__(cast("redis.Redis", client), limit, budget)
+        made = isinstance(client, redis.cluster.RedisCluster)
+        super().__init__(cast("redis.Redis", client if made else _Unmade()), limit, budget)
         # redis-py leaves the synchronous cluster client untyped.
-        self.cluster: Any = client
+        self._cluster: Any = client if made else None
+        self._make: Any = None if made else client
+        self._making = threading.Lock()
+        self._closed = False
+
+    @property
+    def cluster(self) -> Any:
+        """The client, made now (in the calling worker thread) if it was not yet."""
+        cluster = self._cluster
+        if cluster is None:
+            with self._making:
+                if self._cluster is None:
+                    made: Any = None if self._closed else self._make()
+                    if self._closed:  # closed before or while it was made
+                        if made is not None:
+                            made.close()
+                        msg = "the store's cluster client was closed"
+                        raise redis.ConnectionError(msg)
+                    self._cluster = self.client = made
+                cluster = self._cluster
+        return cluster
+
+    async def aclose(self) -> None:
+        """Close the client if it was made; one still being made is closed when it is."""
+        self._closed = True
+        await super().aclose()
 
     def _send(self, commands: list[Args]) -> list[Any]:
         replies: list[Any] = [None] * len(commands)

@@ -10,7 +10,7 @@ its own, by the same rules, before anything connects.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import redis.asyncio
 import redis.asyncio.cluster
@@ -43,7 +43,8 @@ def node_urls(url: str) -> list[str]:
         msg = f"a Redis Cluster URL has no database (only 0): {shown!r}"
         raise InvalidConfigError(msg)
     query = tail.partition("?")[2]
-    if any(name == "db" for name, _, _ in (p.partition("=") for p in query.split("&"))):
+    # Names as the query's parser reads them: ``%64b`` is ``db`` too.
+    if any(name == "db" for name, _ in parse_qsl(query, keep_blank_values=True)):
         msg = (
             f"a Redis Cluster URL takes no db parameter (a cluster has database 0 only): {shown!r}"
         )
@@ -85,9 +86,12 @@ class ClusterUrlClients(_UrlClients):
     def _thread_runner(self) -> ClusterThreadRunner:
         make_node: Any = redis.cluster.ClusterNode  # untyped in redis-py
         nodes = [make_node(host, port) for host, port in self._nodes]
-        client = redis.cluster.RedisCluster(
-            startup_nodes=nodes,
-            retry=Retry(self._backoff(), self._retries),
-            **self._cluster_options(),
-        )
-        return ClusterThreadRunner(client, self._limit, self._budget)
+        options = self._cluster_options()
+
+        def make() -> redis.cluster.RedisCluster:
+            # Reads the topology as it is made: the runner does it in a worker thread.
+            return redis.cluster.RedisCluster(
+                startup_nodes=nodes, retry=Retry(self._backoff(), self._retries), **options
+            )
+
+        return ClusterThreadRunner(make, self._limit, self._budget)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
@@ -505,8 +506,12 @@ def replica_wait(
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         msg = f"wait_for_replicas must be an int >= 0, got {replicas!r}"
         raise InvalidConfigError(msg)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        msg = f"replica_timeout must be a positive number of seconds, got {timeout!r}"
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < math.inf  # WAIT takes whole milliseconds: infinity has none
+    ):
+        msg = f"replica_timeout must be a positive, finite number of seconds, got {timeout!r}"
         raise InvalidConfigError(msg)
     if replicas and call_timeout is not None and not timeout < call_timeout:
         msg = f"replica_timeout ({timeout!r} s) must be shorter than timeout ({call_timeout!r} s)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -103,9 +104,11 @@ _NO_CLUSTER_WAIT = (
 def _check_limits(options: dict[str, Any], retries: object) -> None:
     timeout, limit = options["timeout"], options["max_connections"]
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < math.inf  # sockets and timers take no infinite timeout
     ):
-        msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
+        msg = f"timeout must be a positive, finite number of seconds or None, got {timeout!r}"
         raise InvalidConfigError(msg)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         msg = f"max_connections must be a positive int, got {limit!r}"
