@@ -3,6 +3,7 @@ and while slots migrate, rotate across slots, clients and URLs, a primary killed
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import time
@@ -172,6 +173,29 @@ class TestRotate:
                         tg.start_soon(rotator, n)
             assert len(moved) == 1, f"{len(moved)} of 40 rotates won"
             assert list(await two.get_all()) == moved
+
+    @pytest.mark.anyio
+    async def test_cancelled_rotates_never_leave_both_ids(
+        self, redis_cluster_factory: Callable[..., RedisSessionStore]
+    ) -> None:
+        """A rotate to another slot cancelled at any point still ends, on its own, with one of
+        the two ids answering: never both for good (nor neither)."""
+        async with redis_cluster_factory(config(), time.time) as store:
+            for n in range(120):
+                old, new = f"old{n}", f"new{n}x"
+                assert slot_of("wm_session_" + old) != slot_of("wm_session_" + new)
+                await store.set(old, session(old))
+                with anyio.move_on_after((n % 40) * 0.0001):
+                    await store.rotate(old, new)
+                # A cancelled rotate goes on to its end on its own (on asyncio in a task of the
+                # runner's; on trio the call waited for its thread): wait until it has.
+                unawaited = set(getattr(store._runner(), "_unawaited", ()))
+                if unawaited:
+                    with anyio.fail_after(10):
+                        await asyncio.wait(unawaited)
+                kept, moved = await store.get(old), await store.get(new)
+                assert (kept is None) != (moved is None), (n, kept, moved)
+                assert moved is None or moved.id == new
 
 
 class TestClients:

@@ -16,7 +16,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -25,6 +25,9 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from ._redis_cluster_steps import CLUSTER_EXCHANGES, LOCATE, REFRESH, At
 from ._redis_io import Args, AsyncioRunner, Conversation, ThreadRunner
+from ._redis_ops import Op
+
+T = TypeVar("T")
 
 __all__ = ("ClusterAsyncioRunner", "ClusterConversation", "ClusterThreadRunner")
 
@@ -95,8 +98,18 @@ def _address(node: Any) -> str | None:
     return None if node is None else f"{node.host}:{node.port}"
 
 
+# Operations that run to their end once started, even if their caller is cancelled: a
+# `rotate` to another slot is two steps, and stopping between them would leave both ids valid.
+_FINISHED_ONCE_STARTED = frozenset({"rotate"})
+
+
 class ClusterAsyncioRunner(AsyncioRunner):
-    """Runs operations on a `redis.asyncio.RedisCluster`, on asyncio only."""
+    """Runs operations on a `redis.asyncio.RedisCluster`, on asyncio only.
+
+    A `rotate` runs in a task of its own that the caller's cancellation does not reach: it
+    ends, within its own deadline, as on trio, where a thread runs it to its end too. The
+    caller who is cancelled does not learn the outcome (the session was rotated or not).
+    """
 
     conversation = ClusterConversation
 
@@ -108,7 +121,26 @@ class ClusterAsyncioRunner(AsyncioRunner):
     ) -> None:
         # The single-server runner uses only what both clients have (commands, pipelines).
         super().__init__(cast("redis.asyncio.Redis", client), limit, budget)
+        self._unawaited: set[asyncio.Task[Any]] = set()
         self.cluster = client
+
+    async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
+        if name not in _FINISHED_ONCE_STARTED:
+            return await super().run(op, name, deadline)
+        task = asyncio.ensure_future(super().run(op, name, deadline))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._unawaited.add(task)
+                task.add_done_callback(self._settled)
+            raise
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        """A rotate whose caller was cancelled has ended: nobody waits for its outcome."""
+        self._unawaited.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: an error nobody awaits is not reported as lost
 
     async def _send(self, commands: list[Args]) -> list[Any]:
         try:
