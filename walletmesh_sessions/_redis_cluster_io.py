@@ -98,6 +98,14 @@ def _address(node: Any) -> str | None:
     return None if node is None else f"{node.host}:{node.port}"
 
 
+def _locate(cluster: Any, slot: int) -> str | None:
+    """The address of `slot`'s primary in the client's view of the topology, or None."""
+    try:
+        return _address(cluster.nodes_manager.get_node_from_slot(slot))
+    except (RedisClusterException, KeyError):
+        return None
+
+
 # Operations that run to their end once started, even if their caller is cancelled: a
 # `rotate` to another slot is two steps, and stopping between them would leave both ids valid.
 _FINISHED_ONCE_STARTED = frozenset({"rotate"})
@@ -177,7 +185,7 @@ class ClusterAsyncioRunner(AsyncioRunner):
         head, *args = command
         cluster = self.cluster
         if head is LOCATE:
-            return [self._locate(slot) for slot in args]
+            return [_locate(self.cluster, slot) for slot in args]
         if head is REFRESH:
             await asyncio.sleep(args[0])
             # No node answering is no error here: the exchange tries again, within the deadline.
@@ -192,12 +200,6 @@ class ClusterAsyncioRunner(AsyncioRunner):
             return await cluster.execute_command(*args, target_nodes=node)
         except _NODE_ERRORS as exc:
             return exc
-
-    def _locate(self, slot: int) -> str | None:
-        try:
-            return _address(self.cluster.nodes_manager.get_node_from_slot(slot))
-        except (RedisClusterException, KeyError):
-            return None
 
 
 class ClusterThreadRunner(ThreadRunner):
@@ -271,7 +273,7 @@ class ClusterThreadRunner(ThreadRunner):
         head, *args = command
         cluster = self.cluster
         if head is LOCATE:
-            return [self._locate(slot) for slot in args]
+            return [_locate(self.cluster, slot) for slot in args]
         if head is REFRESH:
             time.sleep(args[0])
             # No node answering is no error here: the exchange tries again, within the deadline.
@@ -286,9 +288,3 @@ class ClusterThreadRunner(ThreadRunner):
             return cluster.execute_command(*args, target_nodes=node)
         except _NODE_ERRORS as exc:
             return exc
-
-    def _locate(self, slot: int) -> str | None:
-        try:
-            return _address(self.cluster.nodes_manager.get_node_from_slot(slot))
-        except (RedisClusterException, KeyError):
-            return None
