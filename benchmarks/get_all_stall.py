@@ -1,9 +1,13 @@
 """The longest event-loop stall during get_all and iter_sessions of a store of 1,000,000 sessions.
 
 Run: python benchmarks/get_all_stall.py [--store memory|sqlite] [--sessions 1000000] [--runs 5]
-    [--gc-off]
+    [--gc-off] [--noise SECONDS]
 With --gc-off the garbage collector is disabled for the measurement, to see how much of the
 stall it causes. Each line gives the longest stall over the runs and the longest GC pause.
+With --noise, nothing is stored: the same heartbeat runs that long on an idle loop, then as
+long again beside a thread that keeps a core busy without holding the GIL. That is the floor
+of what the heartbeat can see on this machine (the scheduler, the hypervisor), whatever a
+store does.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import hashlib
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,29 @@ async def measure(store: Any, runs: int) -> None:
         )
 
 
+def _hash_until(stop: threading.Event) -> None:
+    """Keep a core busy in C code that releases the GIL (hashing a large buffer)."""
+    buffer = bytes(8 << 20)
+    while not stop.is_set():
+        hashlib.sha256(buffer).digest()
+
+
+async def noise(seconds: float) -> None:
+    """The longest stall the heartbeat sees with no store at all: idle, then beside a thread."""
+    for name in ("idle loop", "beside a busy thread without the GIL"):
+        stop = threading.Event()
+        busy = threading.Thread(target=_hash_until, args=(stop,))
+        if name != "idle loop":
+            busy.start()
+        try:
+            _elapsed, stall, _ = await timed(functools.partial(anyio.sleep, seconds))
+        finally:
+            stop.set()
+            if busy.is_alive():
+                busy.join()
+        print(f"{name}: longest stall {stall * 1000:.1f} ms over {seconds:g} s")
+
+
 async def main(kind: str, sessions: int, runs: int, gc_off: bool) -> None:
     clock = FakeClock()
     config = SessionStoreConfig(lifetime=LIFETIME)
@@ -72,5 +101,9 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gc-off", action="store_true")
+    parser.add_argument("--noise", type=float, metavar="SECONDS")
     args = parser.parse_args()
-    anyio.run(main, args.store, args.sessions, args.runs, args.gc_off)
+    if args.noise is not None:
+        anyio.run(noise, args.noise)
+    else:
+        anyio.run(main, args.store, args.sessions, args.runs, args.gc_off)

@@ -185,3 +185,14 @@ class TestStallScript:
         lines = done.stdout.splitlines()
         assert [line.split(":")[0] for line in lines] == ["get_all", "iter_sessions"]
         assert all("longest stall" in line and "over 1 runs" in line for line in lines)
+
+    def test_noise_floor(self) -> None:
+        command = [sys.executable, str(BENCHMARKS / "get_all_stall.py"), "--noise", "0.05"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == [
+            "idle loop",
+            "beside a busy thread without the GIL",
+        ]
+        assert all("longest stall" in line and "over 0.05 s" in line for line in lines)

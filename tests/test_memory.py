@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from datetime import timedelta
 
 import anyio
@@ -15,6 +17,7 @@ from walletmesh_sessions import (
     StoreClosedError,
     default_store,
 )
+from walletmesh_sessions import _memory
 from walletmesh_sessions._memory import _next_step
 from walletmesh_sessions.testing import FakeClock
 
@@ -191,8 +194,67 @@ class TestPassesInSteps:
         assert len(found) >= 29_999
 
 
+async def _turns_of_a_watcher(
+    store: MemorySessionStore, batch_size: int, each: Callable[[], None] = lambda: None
+) -> list[int]:
+    """Iterate `store`, calling `each` per session; how many were yielded at each turn that
+    another task got meanwhile."""
+    seen: list[str] = []
+    turns: list[int] = []
+
+    async def watcher() -> None:
+        while True:
+            turns.append(len(seen))
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher)
+        async for session_id, _data in store.iter_sessions(batch_size=batch_size):
+            seen.append(session_id)
+            each()
+        tg.cancel_scope.cancel()
+    assert len(seen) == len(set(seen)) == len(store._sessions)
+    return turns
+
+
+class FakeTime:
+    """Stands in for the `time` module in `_memory`: a perf_counter the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
 class TestTimedSteps:
-    """`get_all` sizes its steps by the time the last one took."""
+    """`get_all` and `iter_sessions` size their steps by the time the last one took."""
+
+    async def test_iter_sessions_never_reads_more_than_batch_size(self, clock: FakeClock) -> None:
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        for n in range(2000):
+            await store.set(f"id{n}", data(n))
+        turns = await _turns_of_a_watcher(store, batch_size=5)
+        # The watcher may see two steps between its turns, never more.
+        assert max(b - a for a, b in itertools.pairwise(turns)) <= 10
+
+    async def test_a_slow_consumer_shrinks_the_steps(
+        self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The time between two checkpoints counts the consumer's work, not only the read."""
+        store = MemorySessionStore(SessionStoreConfig(lifetime=60), clock=clock)
+        for n in range(2000):
+            await store.set(f"id{n}", data(n))
+        fake = FakeTime()
+        monkeypatch.setattr(_memory, "time", fake)
+
+        def take_a_millisecond() -> None:
+            fake.now += 0.001
+
+        turns = await _turns_of_a_watcher(store, batch_size=500, each=take_a_millisecond)
+        assert turns[0] <= 200  # the first step's size, before any time was measured
+        # Then the smallest step, 16 (the watcher may see two between its turns).
+        assert max(b - a for a, b in itertools.pairwise(turns)) <= 2 * 16
 
     def test_a_slow_step_shrinks_the_next_in_proportion(self) -> None:
         assert _next_step(1000, 0.004) == 250

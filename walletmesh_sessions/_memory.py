@@ -245,23 +245,25 @@ class MemorySessionStore:
         if self._closed:
             self._refuse()
         found = SessionMap()
-        async for _batch in self._passes(await self._ids(), None, into=found):
+        async for _batch in self._passes(await self._ids(), into=found):
             pass
         return found
 
     async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
-        """Each live session, as ``(session_id, data)``, read `batch_size` at a time.
+        """Each live session, as ``(session_id, data)``, read at most `batch_size` at a time.
 
-        As `get_all` does, each batch is decided when it is read: expired sessions met are
-        removed, and a refreshing store slides what it yields. Every session live when its
-        batch is read is yielded once; one added after the iteration began may be missing.
-        The store keeps one reference per session (its id) for the whole iteration, so that
-        writes in between can never break it; no session data is copied.
+        A step reads what takes about a millisecond, never more than `batch_size`, so the
+        loop is never held long. As `get_all` does, each step is decided when it is read:
+        expired sessions met are removed, and a refreshing store slides what it yields. Every
+        session live when its step reads it is yielded once; one added after the iteration
+        began may be missing. The store keeps one reference per session (its id) for the
+        whole iteration, so that writes in between can never break it; no session data is
+        copied.
         """
         batch_size = check_batch_size(batch_size)
         if self._closed:
             self._refuse()
-        async for batch in self._passes(await self._ids(), batch_size):
+        async for batch in self._passes(await self._ids(), most=batch_size):
             for item in batch.items():
                 yield item
 
@@ -289,22 +291,24 @@ class MemorySessionStore:
         return list(dict.__iter__(self._sessions))
 
     async def _passes(
-        self, ids: list[str], size: int | None, into: SessionMap | None = None
+        self, ids: list[str], into: SessionMap | None = None, most: int = _STEP_MAX
     ) -> AsyncIterator[SessionMap]:
-        """The live sessions among `ids`, `size` at a time, each batch decided when read.
+        """The live sessions among `ids`, a step at a time, each step decided when read.
 
-        Each batch is a new mapping, or with `into` the live sessions are added to it (and
-        it is what every step yields). `ids` is consumed from its end, a step at a time, so a
-        million references are never all released in one step (that alone takes ~30 ms).
-        With `size` None, each step takes about `_STEP_SECONDS`, whatever the machine.
+        A step reads at most `most` ids, and about as many as `_STEP_SECONDS` allows,
+        whatever the machine: the time counted runs from one checkpoint to the next, so it
+        includes what the consumer does with the step's sessions (yielding them one by one
+        costs about as much as reading them). Each step's sessions are a new mapping, or with
+        `into` they are added to it (and it is what every step yields). `ids` is consumed
+        from its end, so a million references are never all released in one step (that
+        alone takes ~30 ms).
         """
-        timed = size is None
-        size = _STEP_FIRST if size is None else size
-        first = True
+        size = min(_STEP_FIRST, most)
+        started = _NEVER
         while ids:
-            if not first:
+            if started != _NEVER:
+                size = min(most, _next_step(size, time.perf_counter() - started))
                 await checkpoint()
-            first = False
             if self._closed:
                 self._refuse()
             started = time.perf_counter()
@@ -326,8 +330,6 @@ class MemorySessionStore:
             found = result.found
             for session_id, expires_at in result.slides:
                 self._put(session_id, found[session_id], expires_at)
-            if timed:
-                size = _next_step(size, time.perf_counter() - started)
             yield found
 
     async def delete(self, session_id: str) -> None:

@@ -166,7 +166,7 @@ class IterableSessionStore(SessionStore, Protocol):
     """
 
     def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
-        """Each live session as ``(session_id, data)``, reading `batch_size` at a time.
+        """Each live session as ``(session_id, data)``, reading at most `batch_size` at a time.
 
         Yields each session that is live when its batch is read, at most once (on Redis,
         at most once unless the server resizes its key space during the iteration, as SCAN
