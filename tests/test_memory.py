@@ -15,9 +15,9 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
     StoreClosedError,
+    _memory,
     default_store,
 )
-from walletmesh_sessions import _memory
 from walletmesh_sessions._memory import _next_step
 from walletmesh_sessions.testing import FakeClock
 

@@ -527,10 +527,60 @@ def _records(draw: st.DrawFn) -> tuple[str, int | None, int | None]:
     if draw(st.booleans()):
         members.reverse()
     if draw(st.booleans()):
+        members.insert(1, ("createdAt", draw(_TIMES)))  # not data's: never read
+    if draw(st.booleans()):
         members.append(("future", [1.5, {"expiresAt": None}]))
-    indent = draw(st.sampled_from([None, 1, "\t"]))
-    text = json.dumps(dict(members), indent=indent, ensure_ascii=draw(st.booleans()))
+    # Compact, as the TypeScript store and this package write it (the script's quick path),
+    # with spaces, or indented (the path that walks the text).
+    layout = draw(st.sampled_from([(None, (",", ":")), (None, None), (1, None), ("\t", None)]))
+    indent, separators = layout
+    text = json.dumps(
+        dict(members), indent=indent, separators=separators, ensure_ascii=draw(st.booleans())
+    )
     return text, (stored or None), created
+
+
+def _script_agrees(
+    server: RedisServer,
+    text: str,
+    stored: int | None,
+    created: int | None,
+    now: int,
+    lifetime: int,
+    max_lifetime: int | None,
+) -> None:
+    """The read-and-slide script on `text` decides as `after_read` does, and writes the same
+    bytes with the TTL it is given."""
+    cfg = SessionStoreConfig(
+        lifetime=lifetime / 1000,
+        refresh_on_access=True,
+        max_lifetime=None if max_lifetime is None else max_lifetime / 1000,
+    )
+    assert cfg.lifetime_ms == lifetime
+    assert cfg.max_lifetime_ms == max_lifetime
+    client = server.client()
+    try:
+        client.set("prop", text)
+        found = _run_step(client, ops.ReadAndSlide("prop", now, lifetime, max_lifetime, 777_000))
+        held, ttl = client.get("prop"), client.pttl("prop")
+    finally:
+        client.delete("prop")
+        client.close()
+    expected = after_read(cfg, now, stored, created)
+    assert isinstance(found, ops.Slide)
+    assert found.raw == text.encode()
+    if expected is EXPIRED:
+        assert found.verdict is ops.Verdict.EXPIRED
+        assert held == text.encode()
+    elif expected == stored:
+        assert found.verdict is ops.Verdict.KEPT
+        assert (held, ttl) == (text.encode(), -1)
+    else:
+        assert expected is not None
+        slid = record_with_expiry(text, expected).encode()
+        assert found == ops.Slide(ops.Verdict.SLID, text.encode(), slid, None)
+        assert held == slid
+        assert 776_000 < ttl <= 777_000
 
 
 class TestReadAndSlideAgreesWithAfterRead:
@@ -553,38 +603,31 @@ class TestReadAndSlideAgreesWithAfterRead:
     ) -> None:
         """Random configs, clocks and records: same verdict, same text, TTL as given."""
         text, stored, created = record
-        cfg = SessionStoreConfig(
-            lifetime=lifetime / 1000,
-            refresh_on_access=True,
-            max_lifetime=None if max_lifetime is None else max_lifetime / 1000,
-        )
-        assert cfg.lifetime_ms == lifetime
-        assert cfg.max_lifetime_ms == max_lifetime
-        client = redis_server.client()
-        try:
-            client.set("prop", text)
-            found = _run_step(
-                client, ops.ReadAndSlide("prop", now, lifetime, max_lifetime, 777_000)
-            )
-            held, ttl = client.get("prop"), client.pttl("prop")
-        finally:
-            client.delete("prop")
-            client.close()
-        expected = after_read(cfg, now, stored, created)
-        assert isinstance(found, ops.Slide)
-        assert found.raw == text.encode()
-        if expected is EXPIRED:
-            assert found.verdict is ops.Verdict.EXPIRED
-            assert held == text.encode()
-        elif expected == stored:
-            assert found.verdict is ops.Verdict.KEPT
-            assert (held, ttl) == (text.encode(), -1)
-        else:
-            assert expected is not None
-            slid = record_with_expiry(text, expected).encode()
-            assert found == ops.Slide(ops.Verdict.SLID, text.encode(), slid, None)
-            assert held == slid
-            assert 776_000 < ttl <= 777_000
+        _script_agrees(redis_server, text, stored, created, now, lifetime, max_lifetime)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        created=st.none() | _TIMES,
+        stored=_TIMES.filter(bool),  # written with an expiry: without one there is none to slide
+        since=st.integers(min_value=-(10**6), max_value=10**7),
+        lifetime=st.integers(min_value=1, max_value=10**7),
+        max_lifetime=st.none() | st.integers(min_value=1, max_value=10**7),
+    )
+    def test_records_as_written(
+        self,
+        redis_server: RedisServer,
+        created: int | None,
+        stored: int,
+        since: int,
+        lifetime: int,
+        max_lifetime: int | None,
+    ) -> None:
+        """Records as this package and the TypeScript store write them (the script's quick
+        path), read near their creation, where the absolute timeout decides."""
+        data = SessionData("s", "https://o.example", {"eip155:1": ["eth_accounts"]}, created)
+        text = encode_record(data, stored)
+        now = (0 if created is None else created) + since
+        _script_agrees(redis_server, text, stored, created, now, lifetime, max_lifetime)
 
     @pytest.mark.parametrize(
         "text",
@@ -595,6 +638,9 @@ class TestReadAndSlideAgreesWithAfterRead:
             '{"data":{"id":"s","origin":"o"},"expiresAt":12345678901234567}',
             '{"data":{"id":"s","origin":"o"},"expires\\u0041t":1}',
             '{"data":{"id":"s","origin":"o"},"expiresAt":1,"expiresAt":2}',
+            '{"data":{"id":"s","origin":"o","createdAt":1,"createdAt":2},"expiresAt":1}',
+            '{"data":{"id":"s","origin":"o","createdAt":1e3},"expiresAt":1}',
+            '{"data":{"id":"s","origin":"o"},"data":{"id":"t","origin":"o"},"expiresAt":1}',
             '{"data":{"id":"s","origin":"o","createdAt":1.5},"expiresAt":1}',
             '{"data":[],"expiresAt":1}',
             '{"data":{"id":"s","origin":"o"},"expiresAt":1}x',

@@ -150,10 +150,39 @@ delete KEYS[1] and write ARGV[2] under KEYS[2], with a TTL of ARGV[3] ms unless 
 # rewrites only the bytes of the expiresAt value, and removes nothing: whether the rest of the
 # record is readable is for the caller to judge. Any shape it does not read with certainty
 # (an escaped or repeated name, no expiresAt, a fraction) it leaves to the caller: verdict 3.
+#
+# `quick` reads the shape the TypeScript store and this package write, `{"data":{...},
+# "expiresAt":N}` with no backslash anywhere (so every quote is a string's edge, and each
+# name is counted exactly): cjson checks that the text is JSON, and the tail gives the span of
+# the one top-level expiresAt. Anything else goes to `walked`, which reads the record a
+# character class at a time. On a small record the whole script took the server 55 us per
+# call with `walked` alone and 26 us with `quick` (medians of 5 runs of 5,000 calls; its
+# time now: `python benchmarks/bench_litestar.py --breakdown`).
 READ_AND_SLIDE = _script(
     """\
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
+local function once(name)
+  local i = string.find(raw, name, 1, true)
+  return i and not string.find(raw, name, i + 1, true)
+end
+local function quick()
+  if string.sub(raw, 1, 9) ~= '{"data":{' or string.find(raw, '\\\\', 1, true) then return nil end
+  local s, _, num = string.find(raw, ',"expiresAt":(%-?%d+)}[ \\t\\n\\r]*$')
+  if not s or #string.match(num, '%d+') > 15 then return nil end
+  if not once('"data"') or not once('"expiresAt"') then return nil end
+  local ok, top = pcall(cjson.decode, raw)
+  if not ok then return nil end
+  local created = top.data.createdAt
+  if created == nil or created == cjson.null then
+    created = nil
+  else
+    local digits = once('"createdAt"') and string.match(raw, '"createdAt":(%-?%d+)[,}]')
+    if not digits or #string.match(digits, '%d+') > 15 then return nil end
+    created = tonumber(digits)
+  end
+  return {s + 13, s + 13 + #num}, tonumber(num), created
+end
 local function space(i)
   local _, e = string.find(raw, '^[ \\t\\n\\r]*', i)
   return e + 1
@@ -221,22 +250,28 @@ local function ms(span)
   if not digits or #digits > 15 then return false end
   return tonumber(t)
 end
-local start = space(1)
-if string.sub(raw, start, start) ~= '{' then return {3, raw} end
-local stop, top = members(start, {expiresAt = true, data = true})
-if not stop or space(stop) ~= #raw + 1 then return {3, raw} end
-local exp, data = top.expiresAt, top.data
-if not exp or not data or string.sub(raw, data[1], data[1]) ~= '{' then return {3, raw} end
-local _, inner = members(data[1], {createdAt = true})
-if not inner then return {3, raw} end
-local stored = ms(exp)
-if stored == false then return {3, raw} end
-if stored == 0 then stored = nil end
-local created = nil
-if inner.createdAt then
-  created = ms(inner.createdAt)
-  if created == false then return {3, raw} end
+local function walked()
+  local start = space(1)
+  if string.sub(raw, start, start) ~= '{' then return nil end
+  local stop, top = members(start, {expiresAt = true, data = true})
+  if not stop or space(stop) ~= #raw + 1 then return nil end
+  local exp, data = top.expiresAt, top.data
+  if not exp or not data or string.sub(raw, data[1], data[1]) ~= '{' then return nil end
+  local _, inner = members(data[1], {createdAt = true})
+  if not inner then return nil end
+  local stored = ms(exp)
+  if stored == false then return nil end
+  local created = nil
+  if inner.createdAt then
+    created = ms(inner.createdAt)
+    if created == false then return nil end
+  end
+  return exp, stored, created
 end
+local exp, stored, created = quick()
+if not exp then exp, stored, created = walked() end
+if not exp then return {3, raw} end
+if stored == 0 then stored = nil end
 local now, lifetime, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), nil
 if stored and now > stored then return {2, raw} end
 if ARGV[3] ~= '' and created then cap = created + tonumber(ARGV[3]) end
