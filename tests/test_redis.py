@@ -45,6 +45,7 @@ from walletmesh_sessions._redis_io import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
     MOVE,
+    READ_AND_SLIDE,
     AsyncioRunner,
     ThreadRunner,
     exchange,
@@ -583,6 +584,37 @@ def _script_agrees(
         assert 776_000 < ttl <= 777_000
 
 
+# The read-and-slide script without its quick path: every text is walked.
+_WALKED_ONLY = READ_AND_SLIDE.source.replace(
+    "local exp, stored, created = quick()\n", "local exp, stored, created = nil\n"
+)
+assert READ_AND_SLIDE.source != _WALKED_ONLY
+
+_ODD_VALUES = st.sampled_from(["nan(1)", "-nan(x_1)", "NaN", "0x1F", "1e3", "-0", "007", "+1"])
+
+
+@st.composite
+def _compact_texts(draw: st.DrawFn) -> str:
+    """Records in the compact shape the script's quick path reads, some with a value that is
+    not JSON, a repeated createdAt or a NUL byte after the object's first part."""
+    data: dict[str, object] = {"id": "s", "origin": "o"}
+    if draw(st.booleans()):
+        data["createdAt"] = draw(st.none() | _TIMES)
+    data["more"] = draw(st.just("\ue000") | _JSON)
+    if draw(st.booleans()):
+        data["\ue001"] = None
+    members: dict[str, object] = {"data": data}
+    if draw(st.booleans()):
+        members["other"] = draw(st.just("\ue000") | _JSON)
+    members["expiresAt"] = draw(st.just(0) | _TIMES)
+    text = json.dumps(members, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace('"\ue000"', draw(_ODD_VALUES)).replace("\ue001", "createdAt")
+    if draw(st.integers(min_value=0, max_value=3)) == 0:
+        last = text.rindex(',"expiresAt"')
+        text = text[:last] + "}\x00" + text[last:]
+    return text
+
+
 class TestReadAndSlideAgreesWithAfterRead:
     """The one decision that exists twice (`_expiry.after_read` and the Lua script) agrees."""
 
@@ -629,6 +661,35 @@ class TestReadAndSlideAgreesWithAfterRead:
         now = (0 if created is None else created) + since
         _script_agrees(redis_server, text, stored, created, now, lifetime, max_lifetime)
 
+    @settings(max_examples=300, deadline=None)
+    @given(
+        text=_compact_texts(),
+        now=_TIMES,
+        lifetime=_SPANS,
+        max_lifetime=st.none() | _SPANS,
+    )
+    def test_quick_path_agrees_with_walking(
+        self,
+        redis_server: RedisServer,
+        text: str,
+        now: int,
+        lifetime: int,
+        max_lifetime: int | None,
+    ) -> None:
+        """On any text, the script decides and writes as it does with every text walked."""
+        client = redis_server.client()
+        cap = "" if max_lifetime is None else max_lifetime
+        replies = []
+        try:
+            for source in (READ_AND_SLIDE.source, _WALKED_ONLY):
+                client.set("prop", text)
+                reply = client.eval(source, 1, "prop", now, lifetime, cap, 777_000)
+                replies.append((reply[:3], client.get("prop"), client.pttl("prop") > 0))
+        finally:
+            client.delete("prop")
+            client.close()
+        assert replies[0] == replies[1]
+
     @pytest.mark.parametrize(
         "text",
         [
@@ -642,6 +703,9 @@ class TestReadAndSlideAgreesWithAfterRead:
             '{"data":{"id":"s","origin":"o","createdAt":1e3},"expiresAt":1}',
             '{"data":{"id":"s","origin":"o"},"data":{"id":"t","origin":"o"},"expiresAt":1}',
             '{"data":{"id":"s","origin":"o","createdAt":1.5},"expiresAt":1}',
+            '{"data":{"id":"s","origin":"o","createdAt":1,"createdAt":null},"expiresAt":100}',
+            '{"data":{"id":"s","origin":"o"}}\x00,"expiresAt":100}',  # cjson stops at a NUL
+            '{"data":{"id":"s","origin":"o","x":nan(1)},"expiresAt":100}',  # strtod reads nan(...)
             '{"data":[],"expiresAt":1}',
             '{"data":{"id":"s","origin":"o"},"expiresAt":1}x',
             "not json",
