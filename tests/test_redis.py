@@ -1129,6 +1129,53 @@ class TestBoundedCalls:
         assert slowest < bound + 0.6 + lag[0], f"slowest call: {slowest:.2f} s, lag {lag[0]:.2f}"
 
 
+def slow_scans(op: ops.Op[T], seconds: float, pages: list[int]) -> ops.Op[T]:
+    """`op`, taking `seconds` longer before each of its scan pages (a slow network, say)."""
+    reply: Any = None
+    while True:
+        try:
+            step = op.send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        if isinstance(step, ops.Scan):
+            pages.append(1)
+            time.sleep(seconds)
+        reply = yield step
+
+
+class TestBulkCallsBoundedByPage:
+    """A scan's bound is per page: a big store takes as long as it is big, and never fails
+    for that alone."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("method", ["get_all", "clean_expired", "clear", "inspect"])
+    async def test_longer_than_the_bound_in_all(
+        self,
+        make: MakeStore,
+        redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch,
+        method: str,
+    ) -> None:
+        record = encode_record(DATA, None)
+        redis_client.mset({f"wm_session_id{n}": record for n in range(3000)})
+        pages: list[int] = []
+        real = getattr(ops, method)
+
+        def slowed(*args: Any) -> ops.Op[Any]:
+            return slow_scans(real(*args), 0.06, pages)
+
+        monkeypatch.setattr(ops, method, slowed)
+        # Each page takes 0.06 s and a round trip or two: well within 0.25 s. All of them
+        # take longer.
+        async with make(timeout=0.25, retries=0) as store:
+            start = time.monotonic()
+            await getattr(store, method)()
+            elapsed = time.monotonic() - start
+        assert len(pages) * 0.06 > 0.25, f"only {len(pages)} pages: the test proves nothing"
+        assert elapsed > 0.25
+
+
 class TestEventLoops:
     """A from_url store works under successive event loops (a module-level store in tests)."""
 

@@ -38,6 +38,7 @@ from ._session_map import SessionMap
 __all__ = (
     "CHECKPOINT",
     "CREATE_ATTEMPTS",
+    "MORE",
     "WRONG_TYPE",
     "Batch",
     "Checkpoint",
@@ -45,6 +46,7 @@ __all__ = (
     "CompareAndSet",
     "Delete",
     "KeyStep",
+    "More",
     "Move",
     "NonString",
     "Op",
@@ -68,6 +70,7 @@ __all__ = (
     "inspect",
     "read",
     "rotate",
+    "until_checkpoint",
     "update",
     "write",
 )
@@ -89,6 +92,15 @@ class Checkpoint(enum.Enum):
         return "CHECKPOINT"
 
 
+class More(enum.Enum):
+    """The type of `MORE`."""
+
+    MORE = "more"
+
+    def __repr__(self) -> str:
+        return "MORE"
+
+
 class WrongType(enum.Enum):
     """The type of `WRONG_TYPE`."""
 
@@ -100,6 +112,9 @@ class WrongType(enum.Enum):
 
 CHECKPOINT: Final = Checkpoint.CHECKPOINT
 """Yielded between pages of a long scan: a place where a driver may return to its loop."""
+
+MORE: Final = More.MORE
+"""What `until_checkpoint` returns when the operation stopped at a checkpoint, not its end."""
 
 WRONG_TYPE: Final = WrongType.WRONG_TYPE
 """The reply to `Read` of a key that holds a value that is not a string (a hash, a list...)."""
@@ -667,3 +682,26 @@ def iterate_page(spec: StoreSpec, cursor: object, n: int) -> Op[tuple[SessionMap
         if len(found) >= n:
             return found, cursor, False
         yield CHECKPOINT
+
+
+def until_checkpoint(op: Op[T]) -> Op[T | More]:
+    """`op` up to its next `CHECKPOINT` (then `MORE`: run another to go on), or its result.
+
+    A bulk operation runs as a series of these, each a call of its own for a runner: each page
+    of a scan is then bounded by the call's timeout, while the whole takes as long as the
+    store is big. Closing this (a failed or abandoned call) closes `op` too.
+    """
+    reply: Any = None
+    try:
+        while True:
+            try:
+                step = op.send(reply)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            if step is CHECKPOINT:
+                return MORE
+            reply = yield step
+    except GeneratorExit:
+        op.close()
+        raise

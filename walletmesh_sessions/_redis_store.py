@@ -524,6 +524,17 @@ class RedisSessionStore:
             raise
         return await runner.run(op, name)
 
+    async def _run_pages(self, name: str, op: ops.Op[T]) -> T:
+        """`op`, a scan, run a page at a time: each page is a call of its own for the runner,
+        bounded by the timeout, and the whole takes as long as the store is big."""
+        try:
+            while True:
+                result = await self._run(name, ops.until_checkpoint(op))
+                if result is not ops.MORE:
+                    return result
+        finally:
+            op.close()
+
     def _runner(self) -> Runner:
         if self._closed:
             msg = "this RedisSessionStore was closed with aclose()"
@@ -627,7 +638,7 @@ class RedisSessionStore:
 
         Corrupt records are skipped with a warning on the ``walletmesh_sessions`` logger.
         """
-        return await self._run("get_all", ops.get_all(self._spec))
+        return await self._run_pages("get_all", ops.get_all(self._spec))
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
@@ -637,7 +648,7 @@ class RedisSessionStore:
     async def clear(self) -> None:
         """Remove every key under the prefix, and no other key."""
         try:
-            await self._run("clear", ops.clear(self._spec))
+            await self._run_pages("clear", ops.clear(self._spec))
         finally:
             self._cache.clear()
 
@@ -646,7 +657,7 @@ class RedisSessionStore:
 
         Keys Redis already dropped by their TTL are gone before this call and are not counted.
         """
-        return await self._run("clean_expired", ops.clean_expired(self._spec))
+        return await self._run_pages("clean_expired", ops.clean_expired(self._spec))
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every record under the prefix (or the one named), expired and unreadable ones included.
@@ -655,7 +666,7 @@ class RedisSessionStore:
         """
         if session_id is not None:
             session_id = check_session_id(session_id)
-        return await self._run("inspect", ops.inspect(self._spec, session_id))
+        return await self._run_pages("inspect", ops.inspect(self._spec, session_id))
 
     async def aclose(self) -> None:
         """Close the clients the store made; a caller's client is left open. Idempotent."""
