@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -533,7 +534,11 @@ class RedisSessionStore:
                 if result is not ops.MORE:
                     return result
         finally:
-            op.close()
+            # A page that ran out of time on trio may still be running in the worker thread
+            # it was abandoned to: that thread finishes its step, and the operation is closed
+            # when it is collected. Any other is closed now.
+            if inspect.getgeneratorstate(op) != inspect.GEN_RUNNING:
+                op.close()
 
     def _runner(self) -> Runner:
         if self._closed:
