@@ -196,3 +196,17 @@ class TestStallScript:
             "beside a busy thread without the GIL",
         ]
         assert all("longest stall" in line and "over 0.05 s" in line for line in lines)
+
+
+class TestSlideScriptBenchmark:
+    """`benchmarks/bench_slide_script.py`, which the changelog and the Redis docs cite."""
+
+    def test_small_run_against_a_revision(self) -> None:
+        command = [sys.executable, str(BENCHMARKS / "bench_slide_script.py")]
+        command += ["--calls", "20", "--rounds", "1", "--against", "HEAD"]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+        )
+        assert done.returncode == 0, done.stderr
+        rows = [line.split("|")[1].strip() for line in done.stdout.splitlines()[2:]]
+        assert rows == ["now", "HEAD"]

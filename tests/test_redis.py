@@ -95,10 +95,15 @@ def make(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> MakeSto
     return factory
 
 
-def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
-    """`op`, with `before_script` run between its read and its compare-and-set step.
+def before_each(
+    op: ops.Op[T],
+    kinds: type | tuple[type, ...],
+    action: Callable[[], object],
+    required: str | None = None,
+) -> ops.Op[T]:
+    """`op`, with `action` run (as another client would) just before each of its `kinds` steps.
 
-    Fails if `op` finished without such a step: the test would prove nothing.
+    With `required`, fails if `op` finished without such a step: the test would prove nothing.
     """
     reply: Any = None
     ran = False
@@ -106,13 +111,19 @@ def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
         try:
             step = op.send(reply)
         except StopIteration as stop:
-            assert ran, "the operation never reached a compare-and-set step"
+            assert ran or required is None, f"the operation never reached a {required} step"
             result: T = stop.value
             return result
-        if isinstance(step, ops.CompareAndSet | ops.CompareAndDelete):
-            before_script()
+        if isinstance(step, kinds):
+            action()
             ran = True
         reply = yield step
+
+
+def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
+    """`op`, with `before_script` run between its read and its compare-and-set step."""
+    kinds = (ops.CompareAndSet, ops.CompareAndDelete)
+    return before_each(op, kinds, before_script, required="compare-and-set")
 
 
 class TestTTL:
@@ -1025,19 +1036,14 @@ class TestMissingExtra:
 
 def before_step(op: ops.Op[T], kind: type, action: Callable[[], object]) -> ops.Op[T]:
     """`op`, with `action` run (as another client would) just before its first `kind` step."""
-    reply: Any = None
-    done = False
-    while True:
-        try:
-            step = op.send(reply)
-        except StopIteration as stop:
-            assert done, f"the operation never reached a {kind.__name__} step"
-            result: T = stop.value
-            return result
-        if isinstance(step, kind) and not done:
+    done: list[bool] = []
+
+    def once() -> None:
+        if not done:
             action()
-            done = True
-        reply = yield step
+            done.append(True)
+
+    return before_each(op, kind, once, required=kind.__name__)
 
 
 class TestRefreshAndCount:
@@ -1131,17 +1137,12 @@ class TestBoundedCalls:
 
 def slow_scans(op: ops.Op[T], seconds: float, pages: list[int]) -> ops.Op[T]:
     """`op`, taking `seconds` longer before each of its scan pages (a slow network, say)."""
-    reply: Any = None
-    while True:
-        try:
-            step = op.send(reply)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        if isinstance(step, ops.Scan):
-            pages.append(1)
-            time.sleep(seconds)
-        reply = yield step
+
+    def slow_page() -> None:
+        pages.append(1)
+        time.sleep(seconds)
+
+    return before_each(op, ops.Scan, slow_page)
 
 
 class TestBulkCallsBoundedByPage:

@@ -157,9 +157,9 @@ delete KEYS[1] and write ARGV[2] under KEYS[2], with a TTL of ARGV[3] ms unless 
 # the one top-level expiresAt. Anything else goes to `walked`, which reads the record a
 # character class at a time: so do texts cjson reads more leniently than `walked` (it stops
 # at a NUL byte, reads `nan(...)` as a number, and keeps the last of a repeated createdAt).
-# On a small record the whole script took the server 50 us per call with `walked` alone and
-# 29 us with `quick` when the expiry stays, 68 and 38 us when it slides (medians of 5 runs of
-# 5,000 calls; its time now: `python benchmarks/bench_litestar.py --breakdown`).
+# On a small record the whole script took the server 46 us per call with `walked` alone and
+# 28 us with `quick` when the expiry stays, 60 and 34 us when it slides
+# (`python benchmarks/bench_slide_script.py --against c94825c`).
 READ_AND_SLIDE = _script(
     """\
 local raw = redis.call('GET', KEYS[1])
