@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 
-__all__ = ("new_session_id",)
+__all__ = ("is_new_session_id_shape", "new_session_id")
 
 # The first character is never '-', so an id on a command line never reads as an option.
 FIRST_ALPHABET = string.ascii_letters + string.digits
 LENGTH = 43
+_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{%d}" % (LENGTH - 1))
 
 
 def new_session_id() -> str:
@@ -20,3 +22,9 @@ def new_session_id() -> str:
     """
     rest = secrets.token_urlsafe(32)[: LENGTH - 1]  # 42 of its 43 characters: 252 whole bits
     return secrets.choice(FIRST_ALPHABET) + rest
+
+
+def is_new_session_id_shape(text: str) -> bool:
+    """True if `text` could have come from `new_session_id`: 43 URL-safe characters, the first
+    a letter or digit. Lets a web layer refuse a forged or foreign cookie before any store call."""
+    return len(text) == LENGTH and _SHAPE.fullmatch(text) is not None

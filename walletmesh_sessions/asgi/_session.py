@@ -1,0 +1,216 @@
+"""`Session`: one request's handle on its session, every change an atomic store operation.
+
+Lazy: nothing is read until asked, and nothing is written back when the request ends. Each
+change is one of the store's lifecycle operations (`create`, `update`, `rotate`, `delete`),
+so two requests that change one session at once both keep their change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Literal, ParamSpec, TypeVar
+
+import attrs
+
+from .._data import SessionData, SessionStoreConfig
+from .._errors import CorruptRecordError, SessionStoreError, StoreUnavailableError
+from .._expiry import Clock, expiry_after_write, now_ms, slides_on_read, stamped
+from .._ids import new_session_id
+from .._json import JSONValue
+from .._log import logger, short_id
+from .._protocol import LifecycleSessionStore
+from ._unique import GUARD_KEY, claim, guard_id, repoint
+
+__all__ = ("Session",)
+
+Change = Callable[[SessionData], SessionData]
+Outcome = Literal["set", "expire"]
+P = ParamSpec("P")
+T = TypeVar("T")
+# Ids are 258 random bits: a second collision in a row means something else is wrong.
+_CREATE_ATTEMPTS = 3
+
+
+class Session:
+    """The session of one request, from the id its cookie or header presented.
+
+    Every method may raise `StoreUnavailableError`; the middleware answers it with 503. Made by
+    `SessionMiddleware`; reach it with `session_of(request)` or the framework helpers.
+    """
+
+    def __init__(
+        self,
+        store: LifecycleSessionStore,
+        presented: str | None,
+        config: SessionStoreConfig | None,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._id = presented
+        self._config = config
+        self._clock = clock
+        self._data: SessionData | None = None
+        self._loaded = False
+        self.outcome: Outcome | None = None
+        """What the response must tell the client: a new or refreshed id, or that it ended."""
+        self.unavailable: StoreUnavailableError | None = None
+        """The store failure this request met, if any: the middleware answers 503 for it."""
+
+    @property
+    def id(self) -> str | None:
+        """The session id this request presented or was given; `None` if it has none."""
+        return self._id
+
+    @property
+    def store(self) -> LifecycleSessionStore:
+        """The store the session lives in: the same one for every request of this process."""
+        return self._store
+
+    def cookie_max_age(self) -> int | None:
+        """Seconds the client should keep the id: never less than the session may live."""
+        if self._config is None or self._data is None:
+            return None
+        now = now_ms(self._clock)
+        expires_at = expiry_after_write(self._config, now, self._data.created_at)
+        return None if expires_at is None else -(-(expires_at - now) // 1000)
+
+    async def load(self) -> SessionData | None:
+        """The session's data, read once per request; `None` if there is no live session.
+
+        An unreadable record counts as no session: it is logged (with a short id) and kept.
+        """
+        if not self._loaded:
+            self._loaded = True
+            if self._id is not None:
+                self._data = await self._read(self._id)
+                self._note_read()
+        return self._data
+
+    async def may_call(self, chain: str, method: str) -> bool:
+        """True if the session is live and may call `method` on `chain`."""
+        data = await self.load()
+        return data is not None and data.allows(chain, method)
+
+    async def start(
+        self,
+        origin: str,
+        permissions: Mapping[str, Iterable[str]] | None = None,
+        *,
+        app_data: Mapping[str, JSONValue] | None = None,
+        one_per: str | None = None,
+    ) -> SessionData | None:
+        """Start a session under a fresh random id and send it to the client.
+
+        A session this request already had is ended. With `one_per` (a wallet address, say), at
+        most one live session holds each origin and key: if another live session holds them,
+        nothing changes and the answer is `None`; if this request's own session holds them, it
+        is returned as it is.
+        """
+        data = SessionData("-", origin, permissions or {}, app_data=app_data or {})
+        if self._config is not None:  # the absolute timeout starts now, and the cookie knows it
+            data = stamped(self._config, data, now_ms(self._clock))
+        guard = None if one_per is None else guard_id(origin, one_per)
+        if guard is not None:
+            current = await self.load()
+            if current is not None and current.app_data.get(GUARD_KEY) == guard:
+                return current
+            data = data.with_app_data({GUARD_KEY: guard})
+        old_id = self._id
+        data = await self._create(data)
+        if guard is not None and not await self._guarded(claim, self._store, guard, data):
+            await self._guarded(self._store.delete, data.id)
+            return None
+        self._id, self._data, self._loaded, self.outcome = data.id, data, True, "set"
+        if old_id is not None:
+            await self._guarded(self._store.delete, old_id)
+        return data
+
+    async def update(self, change: Change) -> SessionData | None:
+        """Replace the data with ``change(current)`` atomically (the store's `update`).
+
+        `change` may run more than once and must have no side effects. `None` if there is no
+        live session.
+        """
+        if self._id is None:
+            return None
+        self._data = await self._guarded(self._store.update, self._id, change)
+        self._loaded = True
+        self._note_read()
+        return self._data
+
+    async def grant(self, chain: str, *methods: str) -> SessionData | None:
+        """Allow `methods` on `chain` (those already allowed stay as they are)."""
+        return await self.update(lambda data: data.granted(chain, *methods))
+
+    async def revoke(self, chain: str, *methods: str) -> SessionData | None:
+        """Withdraw `methods` on `chain`, or the whole chain when none are named."""
+        return await self.update(lambda data: data.revoked(chain, *methods))
+
+    async def update_app_data(self, values: Mapping[str, JSONValue]) -> SessionData | None:
+        """Merge `values` into the session's application data."""
+        return await self.update(lambda data: data.with_app_data(values))
+
+    async def rotate(self, change: Change | None = None) -> SessionData | None:
+        """Move the session to a fresh id (at login, at any privilege change), then apply `change`.
+
+        Afterwards only the new id works, and it goes to the client. Of concurrent rotations of
+        one session exactly one wins; the others get `None`, see no session for the rest of the
+        request, and leave the client's cookie alone so the winner's new one stands.
+        """
+        old_id = self._id
+        if old_id is None:
+            return None
+        new_id = await self._guarded(self._store.rotate, old_id)
+        self._loaded = True
+        if new_id is None:
+            self._id, self._data = None, None
+            return None
+        self._id, self.outcome = new_id, "set"
+        if change is None:
+            self._data = await self._guarded(self._store.get, new_id)
+        else:
+            self._data = await self._guarded(self._store.update, new_id, change)
+        guard = None if self._data is None else self._data.app_data.get(GUARD_KEY)
+        if isinstance(guard, str):
+            await self._guarded(repoint, self._store, guard, old_id, new_id)
+        return self._data
+
+    async def end(self) -> None:
+        """Delete the session and tell the client to drop its id (logout)."""
+        if self._id is not None:
+            await self._guarded(self._store.delete, self._id)
+        self._id, self._data, self._loaded, self.outcome = None, None, True, "expire"
+
+    async def _create(self, data: SessionData) -> SessionData:
+        for _ in range(_CREATE_ATTEMPTS):
+            candidate = attrs.evolve(data, id=new_session_id())
+            if await self._guarded(self._store.create, candidate.id, candidate):
+                return candidate
+        msg = "the store refused three fresh random session ids in a row"
+        raise SessionStoreError(msg)
+
+    async def _read(self, session_id: str) -> SessionData | None:
+        try:
+            return await self._guarded(self._store.get, session_id)
+        except CorruptRecordError as exc:
+            logger.warning(
+                "session %s is unreadable, treated as none: %s", short_id(session_id), exc.reason
+            )
+            return None
+
+    def _note_read(self) -> None:
+        # A store that slides on read has just moved the expiry: the cookie follows it.
+        config = self._config
+        if self._data is not None and self.outcome is None and config is not None:
+            if slides_on_read(config):
+                self.outcome = "set"
+
+    async def _guarded(
+        self, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run one store call, remembering a store failure so the response can be a 503."""
+        try:
+            return await call(*args, **kwargs)
+        except StoreUnavailableError as exc:
+            self.unavailable = exc
+            raise
