@@ -27,13 +27,13 @@ _SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 
 def _check_name(_instance: object, _attribute: object, value: object) -> None:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        msg = f"cookie name must be a non-empty token of ASCII letters, digits or !#$%&'*+.^_`|~-, got {value!r}"
+        msg = f"cookie name must be a token (ASCII letters, digits, !#$%&'*+.^_`|~-), got {value!r}"
         raise InvalidConfigError(msg)
 
 
 def _check_path(_instance: object, _attribute: object, value: object) -> None:
-    if not isinstance(value, str) or not value.startswith("/") or not _ATTRIBUTE_VALUE.fullmatch(value):
-        msg = f"cookie path must start with '/' and hold printable ASCII other than ';', got {value!r}"
+    if not (isinstance(value, str) and value[:1] == "/" and _ATTRIBUTE_VALUE.fullmatch(value)):
+        msg = f"cookie path must start with '/', printable ASCII but ';', got {value!r}"
         raise InvalidConfigError(msg)
 
 
@@ -80,13 +80,13 @@ class CookieOptions:
 
     @property
     def full_name(self) -> str:
-        """The name as sent: with ``__Host-`` when `host_prefix` is set and the options allow it."""
+        """The name as sent: ``__Host-`` first when `host_prefix` is set and the options allow."""
         if self.host_prefix and self.secure and self.path == "/" and self.domain is None:
             return _HOST_PREFIX + self.name
         return self.name
 
     def set_header(self, session_id: str, max_age: int | None) -> bytes:
-        """The ``Set-Cookie`` value carrying `session_id`; no `max_age`: a browser-session cookie."""
+        """The ``Set-Cookie`` value for `session_id`; no `max_age`: a browser-session cookie."""
         lifetime = "" if max_age is None else f"; Max-Age={max(max_age, 0)}"
         return f"{self.full_name}={session_id}{lifetime}{self._attributes()}".encode("ascii")
 

@@ -122,7 +122,7 @@ class SessionMiddleware:
         try:
             await self.app(scope, receive, send_with_session)
         except Exception:
-            if session.unavailable is None or started or kind != "http":
+            if session.unavailable is None or started or scope["type"] != "http":
                 raise
             logger.warning("session store unavailable, answered 503: %s", session.unavailable)
             await self._unavailable(send)

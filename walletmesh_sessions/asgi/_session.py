@@ -202,8 +202,7 @@ class Session:
         # A store that slides on read has just moved the expiry: the cookie follows it.
         config = self._config
         if self._data is not None and self.outcome is None and config is not None:
-            if slides_on_read(config):
-                self.outcome = "set"
+            self.outcome = "set" if slides_on_read(config) else None
 
     async def _guarded(
         self, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs

@@ -10,6 +10,7 @@ wins. A guard that names a session which is gone is free to be claimed again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import attrs
 
@@ -55,9 +56,7 @@ async def claim(store: LifecycleSessionStore, guard: str, data: SessionData) -> 
             return True
         if await _holder_is_live(store, holder):
             return False
-        taken = await store.update(
-            guard, lambda d: attrs.evolve(d, id=data.id) if d.id == holder else d
-        )
+        taken = await store.update(guard, _moved(holder, data.id))
         if taken is not None and taken.id == data.id:
             return True
         if taken is not None and taken.id != holder:
@@ -67,4 +66,9 @@ async def claim(store: LifecycleSessionStore, guard: str, data: SessionData) -> 
 
 async def repoint(store: LifecycleSessionStore, guard: str, old_id: str, new_id: str) -> None:
     """After a rotate: the guard follows its session to `new_id` (if it still names `old_id`)."""
-    await store.update(guard, lambda d: attrs.evolve(d, id=new_id) if d.id == old_id else d)
+    await store.update(guard, _moved(old_id, new_id))
+
+
+def _moved(old_id: str, new_id: str) -> Callable[[SessionData], SessionData]:
+    """A compare-and-set change: name `new_id` if the guard still names `old_id`."""
+    return lambda data: attrs.evolve(data, id=new_id) if data.id == old_id else data
