@@ -11,7 +11,7 @@ __all__ = ("is_new_session_id_shape", "new_session_id")
 # The first character is never '-', so an id on a command line never reads as an option.
 FIRST_ALPHABET = string.ascii_letters + string.digits
 LENGTH = 43
-_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{%d}" % (LENGTH - 1))
+_SHAPE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{{LENGTH - 1}}}")
 
 
 def new_session_id() -> str:

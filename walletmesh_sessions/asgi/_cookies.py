@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from .._errors import InvalidConfigError
 from .._ids import is_new_session_id_shape
 
-__all__ = ("CookieOptions", "session_id_from_cookies")
+__all__ = ("CookieOptions", "is_token", "session_id_from_cookies")
 
 # RFC 6265's cookie-name is an RFC 7230 token.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -25,25 +25,30 @@ _HOST_PREFIX = "__Host-"
 _SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 
 
-def _check_name(_instance: object, _attribute: object, value: object) -> None:
-    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+def is_token(value: object) -> bool:
+    """True if `value` is an HTTP token: what a cookie or header name must be."""
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+
+
+def _check_name(_instance: object, _attribute: object, value: Any) -> None:
+    if not is_token(value):
         msg = f"cookie name must be a token (ASCII letters, digits, !#$%&'*+.^_`|~-), got {value!r}"
         raise InvalidConfigError(msg)
 
 
-def _check_path(_instance: object, _attribute: object, value: object) -> None:
+def _check_path(_instance: object, _attribute: object, value: Any) -> None:
     if not (isinstance(value, str) and value[:1] == "/" and _ATTRIBUTE_VALUE.fullmatch(value)):
         msg = f"cookie path must start with '/', printable ASCII but ';', got {value!r}"
         raise InvalidConfigError(msg)
 
 
-def _check_domain(_instance: object, _attribute: object, value: object) -> None:
+def _check_domain(_instance: object, _attribute: object, value: Any) -> None:
     if value is not None and (not isinstance(value, str) or not _ATTRIBUTE_VALUE.fullmatch(value)):
         msg = f"cookie domain must be None or printable ASCII other than ';', got {value!r}"
         raise InvalidConfigError(msg)
 
 
-def _check_same_site(instance: CookieOptions, _attribute: object, value: object) -> None:
+def _check_same_site(instance: CookieOptions, _attribute: object, value: Any) -> None:
     if value not in _SAME_SITE:
         msg = f"same_site must be 'lax', 'strict' or 'none', got {value!r}"
         raise InvalidConfigError(msg)
@@ -52,7 +57,7 @@ def _check_same_site(instance: CookieOptions, _attribute: object, value: object)
         raise InvalidConfigError(msg)
 
 
-def _check_bool(_instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
+def _check_bool(_instance: object, attribute: attrs.Attribute[bool], value: Any) -> None:
     if not isinstance(value, bool):
         msg = f"{attribute.name} must be a bool, got {value!r}"
         raise InvalidConfigError(msg)

@@ -19,7 +19,7 @@ from .._log import logger
 from .._protocol import ClosableSessionStore, LifecycleSessionStore
 from .._urls import open_store
 from .._validation import check_clock
-from ._cookies import CookieOptions, session_id_from_cookies
+from ._cookies import CookieOptions, is_token, session_id_from_cookies
 from ._session import Session
 from ._types import AnyASGIApp, Message, Receive, Scope, Send
 
@@ -56,10 +56,8 @@ class SessionMiddleware:
         if cookie is not None and not isinstance(cookie, CookieOptions):
             msg = f"cookie must be CookieOptions or None, got {cookie!r}"
             raise InvalidConfigError(msg)
-        if header is not None and (
-            not isinstance(header, str) or not header.isascii() or not header.strip()
-        ):
-            msg = f"header must be a non-empty ASCII header name or None, got {header!r}"
+        if header is not None and not is_token(header):
+            msg = f"header must be a header name (an HTTP token) or None, got {header!r}"
             raise InvalidConfigError(msg)
         if cookie is None and header is None:
             msg = "give a cookie, a header, or both: the session id needs a way to travel"
@@ -70,7 +68,7 @@ class SessionMiddleware:
         self.app = app
         self._cookie = cookie
         self._cookie_name = None if cookie is None else cookie.full_name
-        self._header = None if header is None else header.strip().lower().encode("ascii")
+        self._header = None if header is None else header.lower().encode("ascii")
         self._retry_after = str(retry_after).encode("ascii")
         self._clock = check_clock(clock)
         self._open, self._store = _source(store)
@@ -140,16 +138,15 @@ class SessionMiddleware:
 
     def _tell(self, session: Session, by_header: bool) -> list[tuple[bytes, bytes]]:
         """The response headers that carry the session's outcome to the client."""
-        outcome = session.outcome
-        if outcome is None:
+        outcome, session_id = session.outcome, session.id
+        if outcome == "expire" and not by_header and self._cookie is not None:
+            return [(b"set-cookie", self._cookie.expire_header())]
+        if outcome != "set" or session_id is None:
             return []
         if by_header or self._cookie is None:
-            if outcome == "set" and session.id is not None and self._header is not None:
-                return [(self._header, session.id.encode("ascii"))]
-            return []
-        if outcome == "expire" or session.id is None:
-            return [(b"set-cookie", self._cookie.expire_header())]
-        return [(b"set-cookie", self._cookie.set_header(session.id, session.cookie_max_age()))]
+            assert self._header is not None  # no cookie: there is a header
+            return [(self._header, session_id.encode("ascii"))]
+        return [(b"set-cookie", self._cookie.set_header(session_id, session.cookie_max_age()))]
 
     async def _unavailable(self, send: Send) -> None:
         body = b"session store unavailable, try again shortly\n"

@@ -162,8 +162,8 @@ class Session:
             return None
         new_id = await self._guarded(self._store.rotate, old_id)
         self._loaded = True
-        if new_id is None:
-            self._id, self._data = None, None
+        if new_id is None:  # lost to a concurrent rotate (or gone): the client's cookie stays
+            self._id, self._data, self.outcome = None, None, None
             return None
         self._id, self.outcome = new_id, "set"
         if change is None:
