@@ -131,3 +131,17 @@ class TestRaces:
         assert sorted(r.status_code for r in responses) == [200] + [409] * 99
         winner = next(set_id(r) for r in responses if r.status_code == 200)
         assert await sessions_of(store_url, "0xconnects") == [winner]
+
+
+def test_the_docs_page_shows_this_app() -> None:
+    """docs/web-apps.md shows docs/wallet_app.py whole, so the tested app is the one readers see."""
+    root = Path(__file__).parent.parent
+    app = (root / "docs" / "wallet_app.py").read_text(encoding="utf-8")
+    page = (root / "docs" / "web-apps.md").read_text(encoding="utf-8")
+    assert f"```python\n{app}```" in page
+
+
+def test_the_app_is_short() -> None:
+    """The whole app, six endpoints and both timeouts, stays within 110 lines."""
+    root = Path(__file__).parent.parent
+    assert len((root / "docs" / "wallet_app.py").read_text(encoding="utf-8").splitlines()) <= 110
