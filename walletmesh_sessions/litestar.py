@@ -19,5 +19,5 @@ def provide_session(scope: Scope) -> Session:
     return session_from_scope(scope)
 
 
-session_dependency = Provide(provide_session, sync_to_thread=False)
+session_dependency: Provide = Provide(provide_session, sync_to_thread=False)
 """The dependency to register under the name your handlers use, e.g. ``"session"``."""

@@ -11,12 +11,14 @@ from ._middleware import HasScope as HasScope
 from ._middleware import SessionMiddleware as SessionMiddleware
 from ._middleware import session_from_scope as session_from_scope
 from ._middleware import session_of as session_of
+from ._session import ResponseStartedError as ResponseStartedError
 from ._session import Session as Session
 
 __all__ = (
     "SCOPE_KEY",
     "CookieOptions",
     "HasScope",
+    "ResponseStartedError",
     "Session",
     "SessionMiddleware",
     "session_from_scope",

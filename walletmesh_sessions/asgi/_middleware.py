@@ -28,6 +28,11 @@ __all__ = ("SCOPE_KEY", "HasScope", "SessionMiddleware", "session_from_scope", "
 SCOPE_KEY: Final = "walletmesh_sessions.session"
 """Where the middleware puts each request's `Session` in the ASGI scope."""
 
+# After these the app serves no more requests: an owned store is closed.
+_LIFESPAN_ENDS = frozenset(
+    {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
+)
+
 StoreSource = LifecycleSessionStore | str | Callable[[], LifecycleSessionStore]
 
 
@@ -108,9 +113,10 @@ class SessionMiddleware:
             nonlocal started, replaced
             if replaced:
                 return  # the app's own error response, already answered with a 503
-            if message["type"] == "http.response.start":
-                started = True
-                if session.unavailable is not None and message["status"] >= 500:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                started = session.sent = True
+                # A framework that turned the store error into its own 500 (Litestar): 503.
+                if session.unavailable is not None and message.get("status") == 500:
                     replaced = True
                     await self._unavailable(send)
                     return
@@ -119,8 +125,8 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_with_session)
-        except Exception:
-            if session.unavailable is None or started or scope["type"] != "http":
+        except Exception as exc:
+            if started or scope["type"] != "http" or not _caused_by(exc, session.unavailable):
                 raise
             logger.warning("session store unavailable, answered 503: %s", session.unavailable)
             await self._unavailable(send)
@@ -130,7 +136,7 @@ class SessionMiddleware:
         if self._header is not None:
             for key, value in headers:
                 if key.lower() == self._header:
-                    text = value.decode("latin-1").strip()
+                    text = value.strip(b" \t").decode("latin-1")
                     return True, text if is_new_session_id_shape(text) else None
         if self._cookie_name is None:
             return False, None
@@ -174,7 +180,7 @@ class SessionMiddleware:
 
     def _lifespan_send(self, send: Send) -> Send:
         async def send_closing(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if message["type"] in _LIFESPAN_ENDS:
                 await self._close()
             await send(message)
 
@@ -202,6 +208,24 @@ def _source(
         return store, None
     msg = f"store must be a store URL, a store factory or a LifecycleSessionStore, got {store!r}"
     raise InvalidConfigError(msg)
+
+
+def _caused_by(exc: BaseException, cause: BaseException | None) -> bool:
+    """True if `exc` is `cause`, or has it in its chain or (as an exception group) inside it."""
+    if cause is None:
+        return False
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is cause:
+            return True
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        pending.extend(getattr(current, "exceptions", ()))
+    return False
 
 
 class HasScope(Protocol):

@@ -10,18 +10,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Literal, ParamSpec, TypeVar
 
+import anyio
 import attrs
 
 from .._data import SessionData, SessionStoreConfig
-from .._errors import CorruptRecordError, SessionStoreError, StoreUnavailableError
+from .._errors import (
+    CorruptRecordError,
+    InvalidSessionDataError,
+    NotReplicatedError,
+    SessionStoreError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from .._expiry import Clock, expiry_after_write, now_ms, slides_on_read, stamped
 from .._ids import new_session_id
 from .._json import JSONValue
 from .._log import logger, short_id
 from .._protocol import LifecycleSessionStore
-from ._unique import GUARD_KEY, claim, guard_id, repoint
+from ._unique import GUARD_KEY, begin_move, claim, end_move, guard_id
 
-__all__ = ("Session",)
+__all__ = ("ResponseStartedError", "Session")
 
 Change = Callable[[SessionData], SessionData]
 Outcome = Literal["set", "expire"]
@@ -29,6 +37,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 # Ids are 258 random bits: a second collision in a row means something else is wrong.
 _CREATE_ATTEMPTS = 3
+# How long cleaning up after a failed start may take, even when the request is cancelled.
+_CLEANUP_SECONDS = 5.0
+# Store errors that make a request a 503: the store could not do, or confirm, what was asked.
+_UNAVAILABLE = (StoreUnavailableError, StoreClosedError, NotReplicatedError)
+
+
+class ResponseStartedError(SessionStoreError, RuntimeError):
+    """`start`, `rotate` or `end` after the response began: the new id could not reach the
+    client, so nothing was changed. Change the session before sending the response."""
 
 
 class Session:
@@ -53,8 +70,10 @@ class Session:
         self._loaded = False
         self.outcome: Outcome | None = None
         """What the response must tell the client: a new or refreshed id, or that it ended."""
-        self.unavailable: StoreUnavailableError | None = None
+        self.unavailable: SessionStoreError | None = None
         """The store failure this request met, if any: the middleware answers 503 for it."""
+        self.sent = False
+        """True once the response (or WebSocket accept) carrying the outcome has gone out."""
 
     @property
     def id(self) -> str | None:
@@ -67,12 +86,18 @@ class Session:
         return self._store
 
     def cookie_max_age(self) -> int | None:
-        """Seconds the client should keep the id: never less than the session may live."""
-        if self._config is None or self._data is None:
+        """Seconds the client should keep the id: about as long as the session can live.
+
+        A store that slides on read keeps it one lifetime from now; one that does not, one
+        lifetime from when the session started; never past the absolute timeout.
+        """
+        config, data = self._config, self._data
+        if config is None or data is None:
             return None
         now = now_ms(self._clock)
-        expires_at = expiry_after_write(self._config, now, self._data.created_at)
-        return None if expires_at is None else -(-(expires_at - now) // 1000)
+        written = now if slides_on_read(config) or data.created_at is None else data.created_at
+        expires_at = expiry_after_write(config, written, data.created_at)
+        return None if expires_at is None else max(0, -(-(expires_at - now) // 1000))
 
     async def load(self) -> SessionData | None:
         """The session's data, read once per request; `None` if there is no live session.
@@ -80,10 +105,10 @@ class Session:
         An unreadable record counts as no session: it is logged (with a short id) and kept.
         """
         if not self._loaded:
-            self._loaded = True
             if self._id is not None:
                 self._data = await self._read(self._id)
                 self._note_read()
+            self._loaded = True
         return self._data
 
     async def may_call(self, chain: str, method: str) -> bool:
@@ -106,23 +131,34 @@ class Session:
         nothing changes and the answer is `None`; if this request's own session holds them, it
         is returned as it is.
         """
+        self._check_not_sent()
         data = SessionData("-", origin, permissions or {}, app_data=app_data or {})
-        if self._config is not None:  # the absolute timeout starts now, and the cookie knows it
-            data = stamped(self._config, data, now_ms(self._clock))
+        data = attrs.evolve(data, created_at=now_ms(self._clock))  # the cookie counts from it
+        if one_per is not None and not isinstance(one_per, str):
+            msg = f"one_per must be a str (a wallet address, say), got {one_per!r}"
+            raise InvalidSessionDataError(msg)
         guard = None if one_per is None else guard_id(origin, one_per)
         if guard is not None:
             current = await self.load()
             if current is not None and current.app_data.get(GUARD_KEY) == guard:
                 return current
             data = data.with_app_data({GUARD_KEY: guard})
-        old_id = self._id
+        if self._config is not None:
+            data = stamped(self._config, data, now_ms(self._clock))
         data = await self._create(data)
-        if guard is not None and not await self._guarded(claim, self._store, guard, data):
-            await self._guarded(self._store.delete, data.id)
-            return None
+        if guard is not None:
+            try:
+                claimed = await self._guarded(claim, self._store, guard, data)
+            except BaseException:
+                await self._discard(data.id)
+                raise
+            if not claimed:
+                await self._discard(data.id)
+                return None
+        old_id = self._id
         self._id, self._data, self._loaded, self.outcome = data.id, data, True, "set"
         if old_id is not None:
-            await self._guarded(self._store.delete, old_id)
+            await self._end_quietly(old_id)
         return data
 
     async def update(self, change: Change) -> SessionData | None:
@@ -153,33 +189,47 @@ class Session:
     async def rotate(self, change: Change | None = None) -> SessionData | None:
         """Move the session to a fresh id (at login, at any privilege change), then apply `change`.
 
-        Afterwards only the new id works, and it goes to the client. Of concurrent rotations of
-        one session exactly one wins; the others get `None`, see no session for the rest of the
+        Afterwards only the new id works, and it goes to the client. `change` is tried on the
+        current data first, so one that raises changes nothing. Of concurrent rotations of one
+        session exactly one wins; the others get `None`, see no session for the rest of the
         request, and leave the client's cookie alone so the winner's new one stands.
         """
+        self._check_not_sent()
+        current = await self.load()
         old_id = self._id
-        if old_id is None:
+        if current is None or old_id is None:
             return None
-        new_id = await self._guarded(self._store.rotate, old_id)
-        self._loaded = True
-        if new_id is None:  # lost to a concurrent rotate (or gone): the client's cookie stays
+        if change is not None and not isinstance(change(current), SessionData):
+            msg = f"change must return a SessionData, got {change(current)!r}"
+            raise InvalidSessionDataError(msg)
+        new_id = new_session_id()
+        guard = current.app_data.get(GUARD_KEY)
+        if isinstance(guard, str):  # the guard stands for both ids while the session moves
+            await self._guarded(begin_move, self._store, guard, old_id, new_id)
+        moved = await self._guarded(self._store.rotate, old_id, new_id)
+        if moved is None:  # lost to a concurrent rotate (or gone): the client's cookie stays
             self._id, self._data, self.outcome = None, None, None
             return None
         self._id, self.outcome = new_id, "set"
+        if isinstance(guard, str):
+            await self._guarded(end_move, self._store, guard, old_id, new_id)
         if change is None:
             self._data = await self._guarded(self._store.get, new_id)
         else:
             self._data = await self._guarded(self._store.update, new_id, change)
-        guard = None if self._data is None else self._data.app_data.get(GUARD_KEY)
-        if isinstance(guard, str):
-            await self._guarded(repoint, self._store, guard, old_id, new_id)
         return self._data
 
     async def end(self) -> None:
         """Delete the session and tell the client to drop its id (logout)."""
+        self._check_not_sent()
         if self._id is not None:
             await self._guarded(self._store.delete, self._id)
         self._id, self._data, self._loaded, self.outcome = None, None, True, "expire"
+
+    def _check_not_sent(self) -> None:
+        if self.sent:
+            msg = "the response has started: a new session id could no longer reach the client"
+            raise ResponseStartedError(msg)
 
     async def _create(self, data: SessionData) -> SessionData:
         for _ in range(_CREATE_ATTEMPTS):
@@ -188,6 +238,21 @@ class Session:
                 return candidate
         msg = "the store refused three fresh random session ids in a row"
         raise SessionStoreError(msg)
+
+    async def _discard(self, session_id: str) -> None:
+        """Delete a session the client will never learn of; shielded, bounded, never raising."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
+            try:
+                await self._store.delete(session_id)
+            except SessionStoreError as exc:
+                logger.warning("could not remove unused session %s: %s", short_id(session_id), exc)
+
+    async def _end_quietly(self, session_id: str) -> None:
+        """End the session a new one replaces; if that fails it simply expires."""
+        try:
+            await self._store.delete(session_id)
+        except SessionStoreError as exc:
+            logger.warning("could not end replaced session %s: %s", short_id(session_id), exc)
 
     async def _read(self, session_id: str) -> SessionData | None:
         try:
@@ -210,6 +275,6 @@ class Session:
         """Run one store call, remembering a store failure so the response can be a 503."""
         try:
             return await call(*args, **kwargs)
-        except StoreUnavailableError as exc:
+        except _UNAVAILABLE as exc:
             self.unavailable = exc
             raise
