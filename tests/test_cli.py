@@ -255,6 +255,9 @@ class TestUsage:
         [
             (["--store", "ftp://x", "list"], 2, "unknown store URL scheme"),
             (["--store", "sqlite:///db?lifetime=-5", "list"], 2, "lifetime must be > 0"),
+            (["--store", "sqlite:///db?max_lifetime=soon", "list"], 2, "max_lifetime in"),
+            (["--store", "sqlite:///db?max_lifetime=0", "list"], 2, "max_lifetime must be > 0"),
+            (["--store", "sqlite:///db?lifetime=1&lifetime=2", "list"], 2, "given twice"),
             (["--store", "memory://?colour=red", "list"], 2, "unknown option(s) colour"),
             (["--store", "redis://127.0.0.1:1/0?colour=red", "list"], 2, "unknown parameter"),
             (["--store", "redis://127.0.0.1:notaport/0", "list"], 2, "not a Redis URL"),
@@ -356,6 +359,25 @@ class TestStoreOption:
         assert result.returncode == 3
         assert "no session file at 'nope.db'" in result.stderr
         assert not (tmp_path / "nope.db").exists()
+
+    def test_whole_configuration_in_the_url(self, tmp_path: Path) -> None:
+        """max_lifetime in the URL (here from the variable) reaches the store: clean uses it."""
+        path = tmp_path / "aged.db"
+        now = round(time.time() * 1000)
+
+        async def write() -> None:
+            async with open_store(f"sqlite:///{path}", SessionStoreConfig(lifetime=3600)) as store:
+                aged = SessionData("aged", "https://a.example", created_at=now - 7_200_000)
+                await store.set("aged", aged)
+                await store.set("young", SessionData("young", "https://a.example", created_at=now))
+
+        anyio.run(write)
+        url = f"sqlite:///{path}?lifetime=3600&refresh_on_access=true&max_lifetime=3600"
+        assert run("clean", "--store", f"sqlite:///{path}", cwd=tmp_path).stdout == "0\n"
+        result = run("clean", cwd=tmp_path, url=url)
+        assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
+        listed = json.loads(run("list", "--json", cwd=tmp_path, url=url).stdout)
+        assert [record["sessionId"] for record in listed] == ["young"]
 
     def test_version(self, tmp_path: Path) -> None:
         """--version prints the installed distribution's version."""
@@ -500,6 +522,8 @@ class TestSecrets:
             "redis://127.0.0.1:notaport/0?password=Sekr3t",
             "redis://127.0.0.1:1/0?colour=red&password=Sekr3t",
             "redis://:Sekr3t@127.0.0.1:1/0",
+            "redis://:Sekr3t@127.0.0.1:1/0?max_lifetime=soon",
+            "postgresql://u:Sekr3t@127.0.0.1:1/db?max_lifetime=1&max_lifetime=2",
             "redis://user:Sek#r3t@127.0.0.1:1/0",
             "sqlite:///s.db?password=Sekr3t",
             "ftp://u:Sekr3t@h/",

@@ -12,6 +12,7 @@ import pytest
 
 from walletmesh_sessions import (
     ClosableSessionStore,
+    FullSessionStore,
     InvalidConfigError,
     LocalStorageSessionStore,
     MemorySessionStore,
@@ -19,7 +20,9 @@ from walletmesh_sessions import (
     SessionStoreConfig,
     open_store,
 )
+from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.redis import RedisSessionStore
+from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -147,6 +150,152 @@ class TestParameters:
             open_store("redis://user:hunter2@h:6379/0?lifetime=soon")
         assert "hunter2" not in str(info.value)
         assert "user:***@h" in str(info.value)
+
+
+def with_query(url: str, query: str) -> str:
+    """`url` with `query` appended to whatever query it has."""
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+WHOLE = "lifetime=900&refresh_on_access=true&max_lifetime=3600"
+WHOLE_CONFIG = SessionStoreConfig(lifetime=900, refresh_on_access=True, max_lifetime=3600)
+# One URL of every scheme; nothing connects, so no server is needed.
+EVERY_SCHEME = [
+    ("memory://", MemorySessionStore),
+    ("sqlite:///sessions.db", LocalStorageSessionStore),
+    ("redis://127.0.0.1:1/0", RedisSessionStore),
+    ("rediss://h:6380/1", RedisSessionStore),
+    ("unix:///run/redis.sock?db=2", RedisSessionStore),
+    ("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", RedisSessionStore),
+    ("rediss+cluster://127.0.0.1:7000", RedisSessionStore),
+    ("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/sessions/0", RedisSessionStore),
+    ("postgresql://app@127.0.0.1:1/app?table=sessions", PostgresSessionStore),
+    ("postgres://app@127.0.0.1:1/app", PostgresSessionStore),
+]
+
+
+class TestWholeConfiguration:
+    """lifetime, refresh_on_access and max_lifetime: one URL carries a whole configuration."""
+
+    @pytest.mark.parametrize(("url", "kind"), EVERY_SCHEME)
+    def test_every_scheme_gets_the_config(self, url: str, kind: type[object]) -> None:
+        """Each scheme's store has the URL's config and is a FullSessionStore."""
+        store = open_store(with_query(url, WHOLE))
+        assert type(store) is kind
+        assert isinstance(store, FullSessionStore)
+        assert store.config == WHOLE_CONFIG
+
+    @pytest.mark.parametrize(("url", "kind"), EVERY_SCHEME)
+    def test_config_argument_for_every_scheme(self, url: str, kind: type[object]) -> None:
+        """Without the parameters, each scheme's store has the config argument."""
+        assert open_store(url, WHOLE_CONFIG).config is WHOLE_CONFIG
+
+    @pytest.mark.parametrize("value", ["", "none", "None"])
+    def test_none(self, value: str) -> None:
+        """An empty max_lifetime or lifetime, or none, means no such limit."""
+        store = open_store(f"memory://?lifetime=60&max_lifetime={value}")
+        assert store.config == SessionStoreConfig(lifetime=60)
+        store = open_store(f"memory://?lifetime={value}&max_lifetime=60")
+        assert store.config == SessionStoreConfig(max_lifetime=60)
+
+    def test_fractional_seconds(self) -> None:
+        """Seconds may be fractional, as for lifetime."""
+        store = open_store("sqlite:///s.db?max_lifetime=1.5")
+        assert store.config.max_lifetime == timedelta(seconds=1.5)
+
+    @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+    def live_url(self, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        """A store URL of each family, on a real server where it needs one."""
+        if request.param == "memory":
+            return "memory://"
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / 'sessions.db'}"
+        if request.param == "redis":
+            request.getfixturevalue("redis_client")  # an emptied database
+            return str(request.getfixturevalue("redis_url"))
+        table = request.getfixturevalue("postgres_table")
+        return f"{request.getfixturevalue('postgres_url')}?table={table}"
+
+    async def test_max_lifetime_caps_refreshes(self, live_url: str, clock: FakeClock) -> None:
+        """Refreshes slide the expiry, but never past created_at + max_lifetime."""
+        url = with_query(live_url, "lifetime=60&refresh_on_access=true&max_lifetime=100")
+        async with open_store(url, clock=clock) as store:
+            assert store.config.max_lifetime == timedelta(seconds=100)
+            await store.set("a", SessionData("a", "https://a.example"))
+            clock.advance(seconds=50)
+            assert await store.get("a") is not None  # slid to 110, capped at 100
+            clock.advance(seconds=50)
+            assert await store.get("a") is not None  # exactly at the cap: still valid
+            clock.advance(ms=1)
+            assert await store.get("a") is None
+
+    @pytest.mark.parametrize(
+        ("url", "kwargs", "message"),
+        [
+            ("memory://?max_lifetime=soon", {}, "max_lifetime in 'memory://?max_lifetime=soon'"),
+            ("memory://?max_lifetime=soon", {}, "must be seconds or none, got 'soon'"),
+            ("memory://?max_lifetime=0", {}, "max_lifetime must be > 0"),
+            ("memory://?max_lifetime=-60", {}, "max_lifetime must be > 0"),
+            ("memory://?max_lifetime=nan", {}, "max_lifetime must be finite"),
+            ("memory://?max_lifetime=0.0001", {}, "at least 1 millisecond"),
+            ("memory://?max_lifetime=0", {}, "(in 'memory://?max_lifetime=0')"),
+            ("redis://h:6379/0?max_lifetime=x", {}, "max_lifetime in 'redis://h:6379/0?"),
+            ("postgresql://h/db?max_lifetime=x", {}, "max_lifetime in 'postgresql://h/db?"),
+            ("memory://?max_lifetime=60", {"config": SessionStoreConfig()}, "not both"),
+            ("memory://?max_lifetime=", {"config": SessionStoreConfig()}, "not both"),
+            ("sqlite:///s.db?max_lifetime=6", {"config": SessionStoreConfig()}, "max_lifetime"),
+            ("redis://h:6379/0?max_lifetime=6", {"config": SessionStoreConfig()}, "not both"),
+            ("postgres://h/db?max_lifetime=6", {"config": SessionStoreConfig()}, "not both"),
+        ],
+    )
+    def test_mistakes(self, url: str, kwargs: dict[str, object], message: str) -> None:
+        """A bad max_lifetime is an InvalidConfigError that names the URL."""
+        with pytest.raises(InvalidConfigError) as info:
+            open_store(url, **kwargs)  # type: ignore[arg-type]
+        assert message in str(info.value)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "memory://?lifetime=1&lifetime=2",
+            "memory://?lifetime=5&lifetime=5",
+            "sqlite:///s.db?refresh_on_access=true&refresh_on_access=false",
+            "redis://h:6379/0?max_lifetime=1&max_lifetime=2",
+            "redis+cluster://h:7000?max_lifetime=1&max_lifetime=",
+            "redis+sentinel://h:26379/svc/0?lifetime=1&db=0&lifetime=2",
+            "postgresql://h/db?max_lifetime=1&table=t&max_lifetime=2",
+            "sqlite:///s.db?prefix=a_&prefix=b_",
+            "redis://h:6379/0?prefix=a_&prefix=a_",
+        ],
+    )
+    def test_repeated_parameter(self, url: str) -> None:
+        """A store parameter given twice is refused, even with the same value."""
+        with pytest.raises(InvalidConfigError, match="given twice in"):
+            open_store(url)
+
+    @pytest.mark.parametrize(
+        ("url", "kwargs"),
+        [
+            ("redis://user:hunter2@h:6379/0?max_lifetime=soon", {}),
+            ("redis://user:hunter2@h:6379/0?max_lifetime=0", {}),
+            ("redis://user:hunter2@h:6379/0?max_lifetime=1&max_lifetime=2", {}),
+            ("redis://user:hunter2@h:6379/0?max_lifetime=6", {"config": SessionStoreConfig()}),
+            ("rediss+cluster://user:hunter2@h:7000?max_lifetime=nan", {}),
+            ("redis+sentinel://user:hunter2@h:26379/svc/0?max_lifetime=-1", {}),
+            ("postgresql://user:hunter2@h/db?max_lifetime=soon", {}),
+            ("postgresql://user:hunter2@h/db?max_lifetime=60&max_lifetime=60", {}),
+            ("sqlite:///s.db?password=hunter2&max_lifetime=0", {}),
+        ],
+    )
+    def test_password_masked(self, url: str, kwargs: dict[str, object]) -> None:
+        """No refusal shows the password, in its message or any chained exception."""
+        with pytest.raises(InvalidConfigError) as info:
+            open_store(url, **kwargs)  # type: ignore[arg-type]
+        assert "***" in str(info.value)
+        error: BaseException | None = info.value
+        while error is not None:
+            assert "hunter2" not in str(error), str(error)
+            error = error.__cause__ or error.__context__
 
 
 def test_missing_redis_extra_names_the_install() -> None:

@@ -3,6 +3,8 @@
 `SessionStore` is the contract. `LifecycleSessionStore` adds the atomic lifecycle operations
 (create-if-absent, update, rotate the id). `ClosableSessionStore` adds closing (`aclose`,
 ``async with``), and `Inspectable` the operator's read-only view that the command line uses.
+`FullSessionStore` is all of them at once, plus `config`: what every shipped store has, and
+what `open_store` returns.
 `Backend` (private) is the seam under stores whose storage blocks (a SQLite file): try now,
 else defer to a thread.
 """
@@ -14,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
-from ._data import SessionData, SessionRecord
+from ._data import SessionData, SessionRecord, SessionStoreConfig
 from ._session_map import SessionMap
 
 __all__ = (
@@ -22,6 +24,7 @@ __all__ = (
     "Backend",
     "ClosableSessionStore",
     "Deferred",
+    "FullSessionStore",
     "Inspectable",
     "IterableSessionStore",
     "LifecycleSessionStore",
@@ -176,6 +179,25 @@ class IterableSessionStore(SessionStore, Protocol):
         or may not appear. Unreadable records are skipped with a warning. A `batch_size`
         that is not a positive int raises `InvalidConfigError` on the first step.
         """
+        ...
+
+
+@runtime_checkable
+class FullSessionStore(
+    LifecycleSessionStore, IterableSessionStore, ClosableSessionStore, Inspectable, Protocol
+):
+    """Everything every shipped store has: what `open_store` returns, so no narrowing is needed.
+
+    The seven methods of `SessionStore`, the lifecycle of `LifecycleSessionStore`, the
+    batched iteration of `IterableSessionStore`, `inspect` of `Inspectable`, closing of
+    `ClosableSessionStore` (``async with store as s`` gives back the store with its own type)
+    and the read-only `config`. Satisfied structurally, as the others are. `isinstance`
+    works on it; `issubclass` does not, as for any protocol with a non-method member.
+    """
+
+    @property
+    def config(self) -> SessionStoreConfig:
+        """The store's lifetime, refresh and absolute-timeout settings (read-only)."""
         ...
 
 

@@ -11,7 +11,7 @@ from ._errors import InvalidConfigError, MissingDependencyError
 from ._expiry import Clock
 from ._localstorage import LocalStorageSessionStore
 from ._memory import MemorySessionStore
-from ._protocol import ClosableSessionStore
+from ._protocol import FullSessionStore
 from ._secrets import misread_userinfo, redact, redact_message
 
 __all__ = ("open_store",)
@@ -28,8 +28,10 @@ SCHEMES = (
     "postgresql",
     "postgres",
 )
+# Query parameters that build the store's SessionStoreConfig.
+CONFIG_PARAMETERS = ("lifetime", "refresh_on_access", "max_lifetime")
 # Query parameters that configure the store rather than the connection.
-STORE_PARAMETERS = frozenset({"prefix", "lifetime", "refresh_on_access"})
+STORE_PARAMETERS = frozenset({"prefix", *CONFIG_PARAMETERS})
 # Query parameters (or keyword options) of a SQLite URL: the store's own options.
 SQLITE_PARAMETERS = frozenset({"durability", "timeout"})
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
@@ -42,8 +44,11 @@ def open_store(
     prefix: str | None = None,
     clock: Clock = time.time,
     **options: Any,
-) -> ClosableSessionStore:
+) -> FullSessionStore:
     """The store a URL names; nothing is opened or connected until first use.
+
+    Typed as `FullSessionStore`: the lifecycle operations, ``iter_sessions``, ``inspect``,
+    ``config`` and ``async with`` need no narrowing, whatever the scheme.
 
     - ``memory://``: a `MemorySessionStore`.
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: a
@@ -58,10 +63,16 @@ def open_store(
       its table comes from the ``table`` query parameter (there is no prefix: each store has a
       table of its own), other query parameters and `options` go to it and to libpq.
 
-    Query parameters ``prefix``, ``lifetime`` (seconds) and ``refresh_on_access``
-    (true/false) configure the store; give either them or `config`, not both. A SQLite URL
-    also takes ``durability`` ("process" or "power") and ``timeout`` (seconds), in the query or
-    as keyword `options`.
+    Query parameters configure the store, for every scheme: ``lifetime`` (seconds),
+    ``refresh_on_access`` (true/false) and ``max_lifetime`` (seconds, the absolute timeout)
+    build its `SessionStoreConfig` (``none`` or an empty value: no such limit), so one
+    string such as ``sqlite:///sessions.db?lifetime=900&refresh_on_access=true&max_lifetime=3600``
+    holds a whole configuration; give them or `config`, not both. ``prefix`` (not for
+    PostgreSQL) is the `prefix` argument; again, not both. Each may appear once: a repeated
+    one is refused, not decided by the last. A SQLite URL also takes ``durability``
+    ("process" or "power") and ``timeout`` (seconds), in the query or as keyword `options`.
+    Every mistake raises `InvalidConfigError` before anything is opened, the URL shown with
+    its password masked.
     """
     if not isinstance(url, str):
         msg = f"store URL must be a str, got {url!r}"
@@ -79,7 +90,7 @@ def open_store(
         )
         raise InvalidConfigError(msg)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    store_query = {k: v for k, v in query if k in STORE_PARAMETERS}
+    store_query = _store_query(shown, query)
     rest = [(k, v) for k, v in query if k not in STORE_PARAMETERS]
     config = _config(shown, config, store_query)
     if scheme in ("postgresql", "postgres"):
@@ -125,7 +136,7 @@ def _postgres(
     rest: list[tuple[str, str]],
     clock: Clock,
     options: dict[str, Any],
-) -> ClosableSessionStore:
+) -> FullSessionStore:
     if misread_userinfo(url):
         msg = f"percent-encode any '#', '/', '?' or '@' in the user name or password: {shown!r}"
         raise InvalidConfigError(msg)
@@ -149,26 +160,54 @@ def _postgres(
     raise InvalidConfigError(f"not a PostgreSQL URL: {shown!r} ({masked})")
 
 
+def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
+    """The store parameters of the query; one given twice is refused, never the last one won."""
+    found: dict[str, str] = {}
+    for key, value in query:
+        if key in STORE_PARAMETERS:
+            if key in found:
+                msg = f"{key} given twice in {shown!r}"
+                raise InvalidConfigError(msg)
+            found[key] = value
+    return found
+
+
 def _config(
-    url: str, config: SessionStoreConfig | None, query: dict[str, str]
+    shown: str, config: SessionStoreConfig | None, query: dict[str, str]
 ) -> SessionStoreConfig | None:
-    if "lifetime" not in query and "refresh_on_access" not in query:
+    given = [name for name in CONFIG_PARAMETERS if name in query]
+    if not given:
         return config
     if config is not None:
-        msg = f"give lifetime/refresh_on_access in the URL or as config, not both: {url!r}"
+        msg = f"give {'/'.join(given)} in the URL or as config, not both: {shown!r}"
         raise InvalidConfigError(msg)
-    lifetime: float | None = None
-    if query.get("lifetime", "") not in ("", "none"):
-        try:
-            lifetime = float(query["lifetime"])
-        except ValueError:
-            msg = f"lifetime in {url!r} must be seconds, got {query['lifetime']!r}"
-            raise InvalidConfigError(msg) from None
-    refresh = query.get("refresh_on_access", "false").lower()
-    if refresh not in TRUE | FALSE:
-        msg = f"refresh_on_access in {url!r} must be true or false, got {refresh!r}"
+    lifetime = _seconds(shown, query, "lifetime")
+    max_lifetime = _seconds(shown, query, "max_lifetime")
+    refresh = query.get("refresh_on_access", "false")
+    if refresh.lower() not in TRUE | FALSE:
+        msg = f"refresh_on_access in {shown!r} must be true or false, got {refresh!r}"
         raise InvalidConfigError(msg)
-    return SessionStoreConfig(lifetime=lifetime, refresh_on_access=refresh in TRUE)
+    try:
+        return SessionStoreConfig(
+            lifetime=lifetime,
+            refresh_on_access=refresh.lower() in TRUE,
+            max_lifetime=max_lifetime,
+        )
+    except InvalidConfigError as exc:  # e.g. "lifetime must be > 0": say which URL
+        msg = f"{exc} (in {shown!r})"
+        raise InvalidConfigError(msg) from exc
+
+
+def _seconds(shown: str, query: dict[str, str], name: str) -> float | None:
+    """The duration `name` of the query in seconds; `None` when absent, empty or "none"."""
+    value = query.get(name, "")
+    if value.lower() in ("", "none"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        msg = f"{name} in {shown!r} must be seconds or none, got {value!r}"
+        raise InvalidConfigError(msg) from None
 
 
 def _prefix(url: str, prefix: str | None, query: dict[str, str]) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
+from types import TracebackType
 
-from typing_extensions import assert_type
+from typing_extensions import Self, assert_type
 
 from walletmesh_sessions import (
     ClosableSessionStore,
+    FullSessionStore,
     Inspectable,
     IterableSessionStore,
     LifecycleSessionStore,
@@ -23,6 +25,8 @@ from walletmesh_sessions import (
     new_session_id,
     open_store,
 )
+from walletmesh_sessions.postgres import PostgresSessionStore
+from walletmesh_sessions.redis import RedisSessionStore
 
 
 class DictStore:
@@ -83,7 +87,7 @@ inspectable: Inspectable = MemorySessionStore()
 
 async def closing() -> None:
     async with open_store("memory://") as opened:
-        assert_type(opened, ClosableSessionStore)
+        assert_type(opened, FullSessionStore)
         assert_type(await opened.get("id"), SessionData | None)
     async with MemorySessionStore() as own:
         assert_type(own, MemorySessionStore)
@@ -115,3 +119,86 @@ async def iteration(store: IterableSessionStore, plain: SessionStore) -> None:
         assert_type(data, SessionData)
     async for item in iter_sessions(plain):
         assert_type(item, tuple[str, SessionData])
+
+
+# Every shipped store is a FullSessionStore, structurally: no cast, no isinstance.
+full_memory: FullSessionStore = MemorySessionStore()
+full_file: FullSessionStore = LocalStorageSessionStore("sessions.db")
+full_mapping: FullSessionStore = LocalStorageSessionStore({})
+full_redis: FullSessionStore = RedisSessionStore.from_url("redis://localhost:6379/0")
+full_postgres: FullSessionStore = PostgresSessionStore.from_url("postgresql://localhost/app")
+full_opened: FullSessionStore = open_store("memory://")
+# ... and a FullSessionStore is each of the narrower protocols.
+full_as_plain: SessionStore = full_opened
+full_as_lifecycle: LifecycleSessionStore = full_opened
+full_as_iterable: IterableSessionStore = full_opened
+full_as_closable: ClosableSessionStore = full_opened
+full_as_inspectable: Inspectable = full_opened
+
+
+async def whole_store_from_one_url() -> None:
+    url = "sqlite:///sessions.db?lifetime=900&refresh_on_access=true&max_lifetime=3600"
+    async with open_store(url) as s:
+        assert_type(s, FullSessionStore)
+        assert_type(await s.create("id", data), bool)
+        assert_type(await s.update("id", lambda current: current), SessionData | None)
+        assert_type(await s.rotate("id"), str | None)
+        async for session_id, session in s.iter_sessions(batch_size=100):
+            assert_type(session_id, str)
+            assert_type(session, SessionData)
+        assert_type(await s.inspect(), list[SessionRecord])
+        assert_type(await s.inspect("id"), list[SessionRecord])
+        assert_type(s.config, SessionStoreConfig)
+        assert_type(s.config.max_lifetime, timedelta | None)
+        assert_type(await s.get("id"), SessionData | None)
+        async with s as again:
+            assert_type(again, FullSessionStore)
+        assert_type(await s.aclose(), None)
+
+
+async def takes_full(store: FullSessionStore) -> SessionStoreConfig:
+    await store.clean_expired()
+    return store.config
+
+
+class CompleteDictStore(DictStore):
+    """A user's store with every member FullSessionStore names, and no base class of ours."""
+
+    async def create(self, session_id: str, data: SessionData) -> bool:
+        return self._sessions.setdefault(session_id, data) is data
+
+    async def update(
+        self, session_id: str, change: Callable[[SessionData], SessionData]
+    ) -> SessionData | None:
+        return None
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
+        return None
+
+    async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
+        for item in list(self._sessions.items()):
+            yield item
+
+    async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
+        return []
+
+    @property
+    def config(self) -> SessionStoreConfig:
+        return SessionStoreConfig()
+
+    async def aclose(self) -> None:
+        pass
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+
+full_custom: FullSessionStore = CompleteDictStore()

@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+
+from typing_extensions import Self
 
 from walletmesh_sessions import (
     ClosableSessionStore,
+    FullSessionStore,
     Inspectable,
     IterableSessionStore,
     LifecycleSessionStore,
+    LocalStorageSessionStore,
     MemorySessionStore,
     SessionData,
+    SessionRecord,
     SessionStore,
     SessionStoreConfig,
     iter_sessions,
+    open_store,
 )
 
 
@@ -124,3 +131,60 @@ async def iteration_misuse(store: IterableSessionStore) -> None:
     async for session_id, data in iter_sessions(store, "500"):  # type: ignore[arg-type]
         count: int = session_id  # type: ignore[assignment]
         del count, data
+
+
+class AllButRotateAndConfig(NoRotate):
+    """Iteration, inspect and closing on top of NoRotate: still no rotate, no config."""
+
+    def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]: ...
+    async def inspect(self, session_id: str | None = None) -> list[SessionRecord]: ...
+    async def aclose(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class AllButRotate(AllButRotateAndConfig):
+    """Everything FullSessionStore names except rotate."""
+
+    @property
+    def config(self) -> SessionStoreConfig: ...
+
+
+class AllButConfig(AllButRotateAndConfig):
+    """Everything FullSessionStore names except config."""
+
+    async def rotate(self, session_id: str, new_id: str | None = None) -> str | None: ...
+
+
+class WrongConfig(AllButConfig):
+    """config is there, but not a SessionStoreConfig."""
+
+    @property
+    def config(self) -> dict[str, int]: ...
+
+
+full_without_rotate: FullSessionStore = AllButRotate()  # type: ignore[assignment]
+full_without_config: FullSessionStore = AllButConfig()  # type: ignore[assignment]
+full_wrong_config: FullSessionStore = WrongConfig()  # type: ignore[assignment]
+full_plain: FullSessionStore = DictLike()  # type: ignore[assignment]
+
+
+def needs_memory(store: MemorySessionStore) -> None: ...
+def needs_file(store: LocalStorageSessionStore) -> None: ...
+
+
+async def misuse_full(config: SessionStoreConfig) -> None:
+    needs_memory(open_store("memory://"))  # type: ignore[arg-type]
+    async with open_store("sqlite:///sessions.db?max_lifetime=3600") as s:
+        needs_file(s)  # type: ignore[arg-type]
+        s.config = config  # type: ignore[misc]
+        s.prefix  # type: ignore[attr-defined]
+        await s.rotate("id", 5)  # type: ignore[arg-type]
+        await s.iter_sessions()  # type: ignore[misc]
+        lifetime: int | None = s.config.max_lifetime  # type: ignore[assignment]
+        del lifetime
