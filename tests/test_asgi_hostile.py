@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -35,7 +35,7 @@ from walletmesh_sessions.asgi import SessionMiddleware, session_of
 from walletmesh_sessions.testing import FakeClock
 
 from .redis_server import RedisServer, free_port
-from .web_clients import COOKIE, load_docs_module, presenting, serving, set_id
+from .web_clients import COOKIE, concurrently, load_docs_module, presenting, serving, set_id
 
 pytestmark = pytest.mark.anyio
 
@@ -106,21 +106,6 @@ def max_age(response: httpx.Response) -> int:
     match = re.search(r"Max-Age=(-?\d+)", response.headers["set-cookie"])
     assert match is not None
     return int(match.group(1))
-
-
-async def concurrently(
-    calls: list[Callable[[], Awaitable[httpx.Response]]],
-) -> list[httpx.Response]:
-    responses: list[httpx.Response] = []
-
-    async def one(call: Callable[[], Awaitable[httpx.Response]]) -> None:
-        responses.append(await call())
-
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            for call in calls:
-                tg.start_soon(one, call)
-    return responses
 
 
 async def live_sessions_of(store_url: str, wallet: str) -> list[str]:

@@ -8,16 +8,16 @@ PostgreSQL, through the app's real middleware stack, on both anyio backends.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-import anyio
 import httpx
 import pytest
 
 from walletmesh_sessions import open_store
 
-from .web_clients import load_docs_module, presenting, serving, set_id
+from .web_clients import concurrently, load_docs_module, presenting, serving, set_id
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +39,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"{base}?table=webapp_{n}&{TIMEOUTS}"
 
 
+@pytest.fixture
+def wallet_app(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh copy of the docs' app, on this test's store."""
+    monkeypatch.setenv("SESSIONS_URL", store_url)
+    return load_docs_module("wallet_app.py").app
+
+
 async def connect(client: httpx.AsyncClient, wallet: str) -> httpx.Response:
     return await client.post("/connect", json={"origin": ORIGIN, "wallet": wallet})
 
@@ -47,20 +54,6 @@ async def login(client: httpx.AsyncClient, session_id: str, wallet: str) -> http
     return await client.post(
         "/login", json={"signature": f"signed-by-{wallet}"}, headers=presenting(session_id)
     )
-
-
-async def concurrently(
-    n: int, call: Callable[[int], Awaitable[httpx.Response]]
-) -> list[httpx.Response]:
-    responses: list[httpx.Response] = []
-
-    async def one(i: int) -> None:
-        responses.append(await call(i))
-
-    async with anyio.create_task_group() as tg:
-        for i in range(n):
-            tg.start_soon(one, i)
-    return responses
 
 
 async def sessions_of(store_url: str, wallet: str) -> list[str]:
@@ -72,13 +65,9 @@ async def sessions_of(store_url: str, wallet: str) -> list[str]:
 class TestRaces:
     """Exact counts under concurrency: nothing lost, one winner, nothing duplicated."""
 
-    async def test_concurrent_grants_all_stay(
-        self, store_url: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_concurrent_grants_all_stay(self, store_url: str, wallet_app: Any) -> None:
         """200 concurrent grants to one session: every one is there afterwards (0 lost)."""
-        monkeypatch.setenv("SESSIONS_URL", store_url)
-        app = load_docs_module("wallet_app.py").app
-        async with serving(app) as client:
+        async with serving(wallet_app) as client:
             started = await connect(client, "0xgrants")
             first = set_id(started)
             assert first
@@ -92,22 +81,18 @@ class TestRaces:
                 body = {"chain": f"eip155:{i % 3}", "methods": [f"m{i}"]}
                 return await client.post("/grant", json=body, headers=presenting(session_id))
 
-            responses = await concurrently(200, grant)
+            responses = await concurrently(partial(grant, i) for i in range(200))
             assert [r.status_code for r in responses] == [200] * 200
             me = await client.get("/me", headers=presenting(session_id))
         granted = {m for methods in me.json()["permissions"].values() for m in methods}
         assert granted == {f"m{i}" for i in range(200)}
 
-    async def test_concurrent_logins_one_winner(
-        self, store_url: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_concurrent_logins_one_winner(self, store_url: str, wallet_app: Any) -> None:
         """100 concurrent logins of one session: one rotates, the old id is dead, one copy."""
-        monkeypatch.setenv("SESSIONS_URL", store_url)
-        app = load_docs_module("wallet_app.py").app
-        async with serving(app) as client:
+        async with serving(wallet_app) as client:
             old = set_id(await connect(client, "0xlogins"))
             assert old
-            responses = await concurrently(100, lambda _: login(client, old, "0xlogins"))
+            responses = await concurrently([partial(login, client, old, "0xlogins")] * 100)
             winners = [r for r in responses if r.status_code == 200]
             assert len(winners) == 1
             assert sorted({r.status_code for r in responses}) == [200, 401]
@@ -120,14 +105,10 @@ class TestRaces:
             assert (await client.get("/me", headers=presenting(new))).json()["appData"]["logged_in"]
         assert await sessions_of(store_url, "0xlogins") == [new]
 
-    async def test_concurrent_connects_one_session(
-        self, store_url: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_concurrent_connects_one_session(self, store_url: str, wallet_app: Any) -> None:
         """100 concurrent connects of one wallet to one origin: one session, 99 refused."""
-        monkeypatch.setenv("SESSIONS_URL", store_url)
-        app = load_docs_module("wallet_app.py").app
-        async with serving(app) as client:
-            responses = await concurrently(100, lambda _: connect(client, "0xconnects"))
+        async with serving(wallet_app) as client:
+            responses = await concurrently([partial(connect, client, "0xconnects")] * 100)
         assert sorted(r.status_code for r in responses) == [200] + [409] * 99
         winner = next(set_id(r) for r in responses if r.status_code == 200)
         assert await sessions_of(store_url, "0xconnects") == [winner]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio
 import httpx
 from asgi_lifespan import LifespanManager
 
@@ -60,3 +61,19 @@ def set_id(response: httpx.Response) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+async def concurrently(
+    calls: Iterable[Callable[[], Awaitable[httpx.Response]]],
+) -> list[httpx.Response]:
+    """Run every call at once; their responses, in the order they finished (within 60 s)."""
+    responses: list[httpx.Response] = []
+
+    async def one(call: Callable[[], Awaitable[httpx.Response]]) -> None:
+        responses.append(await call())
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(one, call)
+    return responses

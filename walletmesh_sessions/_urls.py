@@ -161,10 +161,15 @@ def _postgres(
 
 
 def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
-    """The store parameters of the query; one given twice is refused, never the last one won."""
+    """The store parameters of the query."""
+    return _taken_once(shown, query, STORE_PARAMETERS)
+
+
+def _taken_once(shown: str, query: list[tuple[str, str]], names: frozenset[str]) -> dict[str, str]:
+    """The query parameters named in `names`; one given twice is refused, never the last won."""
     found: dict[str, str] = {}
     for key, value in query:
-        if key in STORE_PARAMETERS:
+        if key in names:
             if key in found:
                 msg = f"{key} given twice in {shown!r}"
                 raise InvalidConfigError(msg)
@@ -233,13 +238,7 @@ def _sqlite_options(
 
     Those taken are removed from `options`; their values are checked by the store.
     """
-    found: dict[str, Any] = {}
-    for key, value in query:
-        if key in SQLITE_PARAMETERS:
-            if key in found:
-                msg = f"{key} given twice in {url!r}"
-                raise InvalidConfigError(msg)
-            found[key] = value
+    found: dict[str, Any] = dict(_taken_once(url, query, SQLITE_PARAMETERS))
     if "timeout" in found:  # from the query: text to convert
         try:
             found["timeout"] = float(found["timeout"])
