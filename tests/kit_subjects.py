@@ -74,7 +74,9 @@ class SimpleStore:
     def _stamp(self, data: SessionData) -> SessionData:
         if self.config.max_lifetime_ms is None or data.created_at is not None:
             return data
-        return SessionData(data.id, data.origin, data.permissions, self._now())
+        return SessionData(
+            data.id, data.origin, data.permissions, self._now(), app_data=data.app_data
+        )
 
     def _until(self, data: SessionData, expires_at: int | None) -> int | None:
         """`expires_at`, capped by the absolute timeout."""
@@ -149,7 +151,9 @@ class SimpleStore:
         if key not in self.storage:
             return None  # deleted meanwhile: an update never brings a session back
         if current.created_at is not None:
-            new = SessionData(new.id, new.origin, new.permissions, current.created_at)
+            new = SessionData(
+                new.id, new.origin, new.permissions, current.created_at, app_data=new.app_data
+            )
         new = self._stamp(new)
         self.storage[key] = (new, self._until(new, self.storage[key][1]))
         return new
@@ -166,7 +170,9 @@ class SimpleStore:
         entry = self.storage.pop(key)
         if "gappy_rotate" in self.bugs:
             await anyio.lowlevel.checkpoint()  # the old id is gone, the new one not yet there
-        moved = SessionData(new_id, data.origin, data.permissions, data.created_at)
+        moved = SessionData(
+            new_id, data.origin, data.permissions, data.created_at, app_data=data.app_data
+        )
         self.storage[new_key] = (moved if data.id == session_id else data, entry[1])
         return new_id
 

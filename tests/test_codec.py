@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from walletmesh_sessions import CorruptRecordError, SessionData
+from walletmesh_sessions import CorruptRecordError, JSONValue, SessionData
 from walletmesh_sessions._codec import (
     decode_record,
     encode_record,
@@ -30,12 +30,37 @@ def load_fixture() -> tuple[int, dict[str, str]]:
 
 
 text = st.text(st.characters(blacklist_categories=["Cs"]))
+safe_integers = st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
+json_values: st.SearchStrategy[JSONValue] = st.recursive(
+    st.none()
+    | st.booleans()
+    | safe_integers
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text
+    | st.sampled_from(["createdAt", "expiresAt", "data", "appData", '"}', "\\", "\x00"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)
+app_data = st.dictionaries(
+    text | st.sampled_from(["createdAt", "expiresAt", "data"]), json_values, max_size=4
+)
+
+
+def nested_arrays(levels: int) -> JSONValue:
+    """``[[...[]...]]``, `levels` arrays deep."""
+    value: JSONValue = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 sessions = st.builds(
     SessionData,
     id=text,
     origin=text,
     permissions=st.dictionaries(text, st.lists(text, max_size=4), max_size=4),
-    created_at=st.none() | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),
+    created_at=st.none() | safe_integers,
+    app_data=st.just({}) | app_data,
 )
 
 
@@ -53,6 +78,18 @@ class TestWireFormat:
             '{"data":{"id":"s","origin":"o","permissions":{},"createdAt":5}}'
         )
 
+    def test_app_data_text(self) -> None:
+        """appData inside data, after createdAt, compact; absent when empty."""
+        data = SessionData("s", "o", {"c": ["m"]}, 5, app_data={"a": [1, 2.5, None, True], "b": {}})
+        assert encode_record(data, 9) == (
+            '{"data":{"id":"s","origin":"o","permissions":{"c":["m"]},"createdAt":5,'
+            '"appData":{"a":[1,2.5,null,true],"b":{}}},"expiresAt":9}'
+        )
+        assert encode_record(SessionData("s", "o", app_data={"k": "caf\u00e9"}), None) == (
+            '{"data":{"id":"s","origin":"o","permissions":{},"appData":{"k":"caf\u00e9"}}}'
+        )
+        assert "appData" not in encode_record(SessionData("s", "o", app_data={}), None)
+
     def test_non_ascii_is_kept_raw(self) -> None:
         """Like JSON.stringify, non-ASCII text is not escaped."""
         assert '"origin":"https://caf\u00e9.example"' in encode_record(
@@ -68,6 +105,52 @@ class TestWireFormat:
     def test_json_object_round_trip(self, data: SessionData) -> None:
         """session_from_json(session_to_json(x)) == x."""
         assert session_from_json(session_to_json(data)) == data
+
+    @given(app_data, st.none() | st.integers(min_value=1, max_value=2**62))
+    def test_app_data_round_trip(
+        self, values: dict[str, JSONValue], expires_at: int | None
+    ) -> None:
+        """Any JSON object survives encode and decode: equal, as the same plain JSON, and
+        encoded again to the same bytes."""
+        data = SessionData("s", "o", created_at=1, app_data=values)
+        record = encode_record(data, expires_at)
+        decoded, expiry = decode_record(record, "id")
+        assert (decoded, expiry) == (data, expires_at)
+        assert decoded.to_json() == data.to_json()
+        assert json.loads(record)["data"].get("appData", {}) == data.to_json().get("appData", {})
+        assert encode_record(decoded, expiry) == record
+
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ('{"data":{"id":"a","origin":"o","appData":{}}}', {}),
+            (
+                '{"data":{"id":"a","origin":"o","appData":{"x":[1,{"y":null}]}}}',
+                {"x": [1, {"y": None}]},
+            ),
+            # Before createdAt, as a TypeScript application may order its object.
+            (
+                '{"data":{"id":"a","origin":"o","appData":{"createdAt":1},"createdAt":2}}',
+                {"createdAt": 1},
+            ),
+            # JavaScript has only doubles: twenty digits are the double they spell.
+            (
+                '{"data":{"id":"a","origin":"o","appData":{"n":[100000000000000000000]}}}',
+                {"n": [1e20]},
+            ),
+            ('{"data":{"id":"a","origin":"o","appData":{"n":9007199254740993}}}', {"n": 2.0**53}),
+            # As deep as app_data may nest: itself and 63 arrays.
+            (
+                '{"data":{"id":"a","origin":"o","appData":{"x":' + "[" * 63 + "]" * 63 + "}}}",
+                {"x": nested_arrays(63)},
+            ),
+        ],
+    )
+    def test_app_data_reads(self, raw: str, expected: dict[str, JSONValue]) -> None:
+        """appData reads frozen, wherever it stands in data; huge integers as doubles."""
+        data, _ = decode_record(raw, "id")
+        assert data.to_json().get("appData", {}) == expected
+        assert data == SessionData("a", "o", created_at=data.created_at, app_data=expected)
 
     @pytest.mark.parametrize(
         ("raw", "expires_at"),
@@ -95,6 +178,16 @@ class TestWireFormat:
             '{"data":{"id":"a","origin":"o","permissions":null}}',
             '{"data":{"id":"a","origin":"o"},"expiresAt":"5"}',
             '{"data":{"id":"a","origin":"o","createdAt":true}}',
+            # appData must be an object of JSON values JavaScript reads as Python does.
+            '{"data":{"id":"a","origin":"o","appData":null}}',
+            '{"data":{"id":"a","origin":"o","appData":[]}}',
+            '{"data":{"id":"a","origin":"o","appData":"x"}}',
+            '{"data":{"id":"a","origin":"o","appData":1}}',
+            '{"data":{"id":"a","origin":"o","appData":{"x":1e999}}}',
+            '{"data":{"id":"a","origin":"o","appData":{"x":[NaN]}}}',
+            '{"data":{"id":"a","origin":"o","appData":{"x":"\\ud800"}}}',
+            '{"data":{"id":"a","origin":"o","appData":{"x":1,"x":2}}}',
+            '{"data":{"id":"a","origin":"o","appData":{"x":' + "[" * 64 + "]" * 64 + "}}}",
             # NaN and Infinity are not JSON (JSON.parse refuses them), wherever they stand.
             '{"data":{"id":"a","origin":"o"},"x":NaN}',
             '{"data":{"id":"a","origin":"o"},"x":[-Infinity]}',
@@ -214,6 +307,19 @@ class TestTypeScriptFixture:
             if key.startswith(PREFIX):
                 data, expires_at = decode_record(value, key)
                 assert encode_record(data, expires_at) == value
+
+    def test_records_without_app_data_are_byte_identical(self) -> None:
+        """Every fixture record reads with empty app_data and encodes to its very bytes; adding
+        app_data and removing it again gives those bytes back too."""
+        _, records = load_fixture()
+        sessions = {k: v for k, v in records.items() if k.startswith(PREFIX)}
+        assert len(sessions) == 4
+        for value in sessions.values():
+            data, expires_at = decode_record(value.encode("utf-8"), "id")
+            assert dict(data.app_data) == {}
+            assert encode_record(data, expires_at).encode("utf-8") == value.encode("utf-8")
+            again = data.with_app_data({"a": 1}).without_app_data("a")
+            assert encode_record(again, expires_at) == value
 
     def test_unknown_field_types(self) -> None:
         """Python reads the permission lists in order."""

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,25 @@ CONTRACT_NAMES = {
     "new_session_id",
     "SessionStoreError",
 }
+# What FullSessionStore names: every member of every store protocol, and config.
+FULL_MEMBERS = (
+    "set",
+    "get",
+    "get_all",
+    "delete",
+    "clear",
+    "validate_and_refresh",
+    "clean_expired",
+    "create",
+    "update",
+    "rotate",
+    "iter_sessions",
+    "inspect",
+    "aclose",
+    "__aenter__",
+    "__aexit__",
+    "config",
+)
 PUBLIC_MODULES = [
     "walletmesh_sessions",
     "walletmesh_sessions.testing",
@@ -102,7 +122,10 @@ def test_shipped_stores_do_not_inherit_the_protocols() -> None:
     """Our own stores satisfy every protocol structurally, never by subclassing one."""
     from walletmesh_sessions import (
         ClosableSessionStore,
+        FullSessionStore,
         Inspectable,
+        IterableSessionStore,
+        LifecycleSessionStore,
         LocalStorageSessionStore,
         MemorySessionStore,
         SessionStore,
@@ -110,9 +133,58 @@ def test_shipped_stores_do_not_inherit_the_protocols() -> None:
     from walletmesh_sessions.postgres import PostgresSessionStore
     from walletmesh_sessions.redis import RedisSessionStore
 
+    protocols = {
+        SessionStore,
+        LifecycleSessionStore,
+        IterableSessionStore,
+        ClosableSessionStore,
+        Inspectable,
+        FullSessionStore,
+    }
     stores = (LocalStorageSessionStore, RedisSessionStore, PostgresSessionStore)
     for store in (MemorySessionStore, *stores):
         bases = set(store.__mro__)
-        assert bases.isdisjoint({SessionStore, ClosableSessionStore, Inspectable}), store
+        assert bases.isdisjoint(protocols), store
         assert issubclass(store, ClosableSessionStore)
         assert issubclass(store, Inspectable)
+
+
+class TestFullSessionStore:
+    """FullSessionStore: every shipped store has all of it, at runtime too."""
+
+    def test_every_shipped_store_is_one(self, tmp_path: Path) -> None:
+        """Each store, however built, passes isinstance (nothing connects)."""
+        from walletmesh_sessions import (
+            FullSessionStore,
+            LocalStorageSessionStore,
+            MemorySessionStore,
+            default_store,
+        )
+        from walletmesh_sessions.postgres import PostgresSessionStore
+        from walletmesh_sessions.redis import RedisSessionStore
+
+        stores: list[object] = [
+            MemorySessionStore(),
+            default_store,
+            LocalStorageSessionStore(tmp_path / "s.db"),
+            LocalStorageSessionStore({}),
+            RedisSessionStore.from_url("redis://127.0.0.1:1/0"),
+            RedisSessionStore.from_url("redis+cluster://127.0.0.1:7000"),
+            RedisSessionStore.from_url("redis+sentinel://127.0.0.1:26379/sessions"),
+            PostgresSessionStore.from_url("postgresql://app@127.0.0.1:1/app"),
+        ]
+        for store in stores:
+            assert isinstance(store, FullSessionStore), store
+
+    def test_a_missing_member_fails_isinstance(self) -> None:
+        """A look-alike lacking any one member is not a FullSessionStore; with all, it is."""
+        from walletmesh_sessions import FullSessionStore, SessionStoreConfig
+
+        async def method(*args: object) -> None: ...
+
+        members: dict[str, object] = dict.fromkeys(FULL_MEMBERS, method)
+        members["config"] = SessionStoreConfig()
+        assert isinstance(type("Complete", (), members)(), FullSessionStore)
+        for name in FULL_MEMBERS:
+            incomplete = type("Incomplete", (), {k: v for k, v in members.items() if k != name})
+            assert not isinstance(incomplete(), FullSessionStore), name

@@ -19,9 +19,11 @@ from ._errors import StoreClosedError as StoreClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._ids import new_session_id as new_session_id
 from ._iteration import iter_sessions as iter_sessions
+from ._json import JSONValue as JSONValue
 from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._memory import MemorySessionStore as MemorySessionStore
 from ._protocol import ClosableSessionStore as ClosableSessionStore
+from ._protocol import FullSessionStore as FullSessionStore
 from ._protocol import Inspectable as Inspectable
 from ._protocol import IterableSessionStore as IterableSessionStore
 from ._protocol import LifecycleSessionStore as LifecycleSessionStore
@@ -32,11 +34,13 @@ from ._urls import open_store as open_store
 __all__ = (
     "ClosableSessionStore",
     "CorruptRecordError",
+    "FullSessionStore",
     "Inspectable",
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
     "IterableSessionStore",
+    "JSONValue",
     "LifecycleSessionStore",
     "LocalStorageSessionStore",
     "MemorySessionStore",

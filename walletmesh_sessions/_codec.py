@@ -7,7 +7,9 @@ A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
      "expiresAt":1700000060000}
 
 ``expiresAt`` is integer ms since the epoch, absent (or ``null``, or ``0``) for no expiry;
-``createdAt`` inside ``data`` appears only when set; unknown fields are ignored on read.
+``createdAt`` inside ``data`` appears only when set, and ``appData`` (an object, after it)
+only when not empty, so a session without application state is written as it always was;
+unknown fields are ignored on read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cattrs.preconf.json import make_converter
 
 from ._data import SessionData, SessionRecord
 from ._errors import CorruptRecordError, InvalidSessionDataError
+from ._json import MAX_DEPTH, MAX_SAFE_INTEGER, thaw
 from ._log import logger, short_id
 
 __all__ = (
@@ -79,6 +82,7 @@ def _make_converter() -> cattrs.Converter:
             conv,
             permissions=override(unstruct_hook=lambda p: {k: list(v) for k, v in p.items()}),
             created_at=override(rename="createdAt", omit_if_default=True),
+            app_data=override(rename="appData", omit_if_default=True, unstruct_hook=thaw),
         ),
     )
     conv.register_structure_hook(
@@ -88,6 +92,7 @@ def _make_converter() -> cattrs.Converter:
             conv,
             permissions=override(struct_hook=_structure_permissions),
             created_at=override(rename="createdAt"),
+            app_data=override(rename="appData", struct_hook=_structure_app_data),
         ),
     )
     conv.register_unstructure_hook(
@@ -108,6 +113,32 @@ def _structure_permissions(value: Any, _type: Any) -> dict[str, list[str]]:
     if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
         msg = f"permissions must be an object of arrays, got {value!r}"
         raise TypeError(msg)
+    return value
+
+
+def _structure_app_data(value: Any, _type: Any) -> dict[str, Any]:
+    # Only the JSON shape is checked here (an object); SessionData checks and freezes the rest.
+    if not isinstance(value, dict):
+        msg = f"appData must be an object, got {value!r}"
+        raise TypeError(msg)
+    result: dict[str, Any] = _as_javascript_reads(value, 1)
+    return result
+
+
+def _as_javascript_reads(value: Any, depth: int) -> Any:
+    """`value` with each integer JavaScript cannot hold exactly as the double it reads.
+
+    A JavaScript writer has only doubles: ``JSON.stringify(1e20)`` writes twenty digits, which
+    Python parses as an int. Below `MAX_DEPTH` only: SessionData refuses anything deeper.
+    """
+    if type(value) is int:
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
+    if depth > MAX_DEPTH:
+        return value
+    if type(value) is dict:
+        return {key: _as_javascript_reads(item, depth + 1) for key, item in value.items()}
+    if type(value) is list:
+        return [_as_javascript_reads(item, depth + 1) for item in value]
     return value
 
 

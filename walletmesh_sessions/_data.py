@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._errors import InvalidConfigError, InvalidSessionDataError
+from ._json import MAX_SAFE_INTEGER, JSONValue, freeze_object, json_eq_key, thaw
 from ._text import is_unicode_text
 
 __all__ = ("SessionData", "SessionRecord", "SessionStoreConfig")
@@ -49,10 +51,6 @@ def _check_text(_instance: object, attribute: attrs.Attribute[Any], value: objec
         raise InvalidSessionDataError(msg)
 
 
-# The largest integer JavaScript reads back exactly: createdAt must survive JSON.parse.
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
 def _check_created_at(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (type(value) is not int):
         msg = f"SessionData.created_at must be an int (ms since the epoch) or None, got {value!r}"
@@ -70,6 +68,15 @@ def _permissions_repr(value: Mapping[str, tuple[str, ...]]) -> str:
     return repr(dict(value))
 
 
+def _freeze_app_data(value: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
+    return freeze_object(value, "app_data")
+
+
+def _app_data_repr(value: Mapping[str, JSONValue]) -> str:
+    # Objects as dicts (not mappingproxy(...)), arrays as the tuples they are.
+    return repr(thaw(value, tuple))
+
+
 @attrs.frozen
 class SessionData:
     """One session: which dApp `origin` may call which methods on which chains.
@@ -77,6 +84,14 @@ class SessionData:
     Immutable and hashable. `permissions` maps a chain id (``"eip155:1"``) to the method names
     allowed on it; it is copied on construction into a read-only mapping of tuples, so a
     `SessionData` never changes after it is made. `created_at` is ms since the Unix epoch.
+
+    `app_data` (keyword-only) holds the application's own state as JSON values: str keys;
+    values None, bool, int within +/-(2**53 - 1) (JavaScript reads them exactly), finite
+    float, str, and lists and mappings of those, nested at most 64 levels, `app_data` itself
+    included. It is copied and frozen on construction too: objects become read-only mappings
+    and arrays tuples. Anything else raises `InvalidSessionDataError` naming where it stands
+    (``app_data['a'][2]``). Equality compares `app_data` as JSON: ``True`` and ``1`` differ,
+    ``1`` and ``1.0`` do not; the hash leaves it (and `permissions`) out.
     """
 
     id: str = attrs.field(validator=_check_text)
@@ -88,22 +103,85 @@ class SessionData:
         repr=_permissions_repr,
     )
     created_at: int | None = attrs.field(default=None, validator=_check_created_at)
+    app_data: Mapping[str, JSONValue] = attrs.field(
+        factory=dict,
+        converter=_freeze_app_data,
+        kw_only=True,
+        eq=json_eq_key,
+        hash=False,
+        repr=_app_data_repr,
+    )
+
+    def allows(self, chain: str, method: str) -> bool:
+        """True if `method` is granted on `chain`."""
+        return method in self.permissions.get(chain, ())
+
+    def granted(self, chain: str, *methods: str) -> SessionData:
+        """This session with `methods` granted on `chain`: those not already there are added
+        after the chain's current ones, in the order given, each once. With nothing to add
+        (no methods, or all granted already) it is this very session: no chain is added with
+        no methods. Raises `InvalidSessionDataError` for a name that is not valid text."""
+        current = self.permissions.get(chain, ())
+        names = list(current)
+        for method in methods:
+            if method not in names:
+                names.append(method)
+        if len(names) == len(current):
+            return self
+        return attrs.evolve(self, permissions={**self.permissions, chain: names})
+
+    def revoked(self, chain: str, *methods: str) -> SessionData:
+        """This session with `methods` no longer granted on `chain` (with no methods: the
+        whole chain). A chain left with no methods is removed. Nothing to revoke: this very
+        session."""
+        current = self.permissions.get(chain)
+        if current is None:
+            return self
+        left = tuple(name for name in current if name not in methods) if methods else ()
+        if left == current and left:
+            return self
+        permissions = dict(self.permissions)
+        if left:
+            permissions[chain] = left
+        else:
+            del permissions[chain]
+        return attrs.evolve(self, permissions=permissions)
+
+    def with_app_data(self, values: Mapping[str, JSONValue]) -> SessionData:
+        """This session with `values` merged over its `app_data`: a key given replaces the
+        current value whole (no deep merge), other keys stay. Raises
+        `InvalidSessionDataError`, naming where, for a value that is not JSON."""
+        if not isinstance(values, Mapping):
+            msg = f"with_app_data takes a mapping of str keys to JSON values, got {values!r}"
+            raise InvalidSessionDataError(msg)
+        return attrs.evolve(self, app_data={**self.app_data, **values})
+
+    def without_app_data(self, *keys: str) -> SessionData:
+        """This session without those keys of its `app_data` (keys it lacks are ignored).
+        Nothing to remove: this very session."""
+        app_data = {key: value for key, value in self.app_data.items() if key not in keys}
+        if len(app_data) == len(self.app_data):
+            return self
+        return attrs.evolve(self, app_data=app_data)
 
     def to_json(self) -> dict[str, Any]:
         """This session as plain JSON types, exactly the TypeScript package's session object.
 
-        ``{"id", "origin", "permissions": {chain: [methods]}}``, plus ``"createdAt"`` when set:
-        lists, not tuples, so it compares equal to parsed JSON and any web framework can
-        return it.
+        ``{"id", "origin", "permissions": {chain: [methods]}}``, plus ``"createdAt"`` when set
+        and ``"appData"`` when not empty: dicts and lists, not read-only mappings and tuples,
+        so it compares equal to parsed JSON and any web framework can return it.
         """
         from ._codec import session_to_json  # the wire format's one home imports this module
 
         return session_to_json(self)
 
-    def __reduce__(self) -> tuple[type[SessionData], tuple[Any, ...]]:
-        """Pickle and copy through the constructor: the read-only permissions mapping cannot
-        be pickled itself, and the constructor checks and freezes them again."""
-        return SessionData, (self.id, self.origin, dict(self.permissions), self.created_at)
+    def __reduce__(self) -> tuple[Callable[..., SessionData], tuple[Any, ...]]:
+        """Pickle and copy through the constructor: read-only mappings cannot be pickled
+        themselves, and the constructor checks and freezes them again."""
+        args = (self.id, self.origin, dict(self.permissions), self.created_at)
+        if not self.app_data:
+            return SessionData, args  # what pickles made before app_data existed hold
+        return functools.partial(SessionData, app_data=thaw(self.app_data)), args
 
     @classmethod
     def from_json(cls, obj: Any) -> SessionData:

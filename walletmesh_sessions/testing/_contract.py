@@ -9,6 +9,7 @@ classes.
 from __future__ import annotations
 
 from ._kit_base import StoreFactory
+from ._rules_app_data import AppDataLifecycleRules, AppDataRules
 from ._rules_basic import BasicRules
 from ._rules_concurrency import ConcurrencyRules
 from ._rules_expiry import ExpiryRules
@@ -21,11 +22,18 @@ __all__ = ("LifecycleStoreContract", "SessionStoreContract", "StoreFactory")
 
 
 class SessionStoreContract(
-    BasicRules, ExpiryRules, InputRules, ConcurrencyRules, ModelRules, IterationRules
+    BasicRules,
+    ExpiryRules,
+    InputRules,
+    ConcurrencyRules,
+    ModelRules,
+    IterationRules,
+    AppDataRules,
 ):
     """The conformance suite. Subclass it and provide a `store_factory` fixture."""
 
 
-class LifecycleStoreContract(SessionStoreContract, LifecycleRules):
+class LifecycleStoreContract(SessionStoreContract, LifecycleRules, AppDataLifecycleRules):
     """The suite for a `LifecycleSessionStore`: every `SessionStoreContract` rule, plus atomic
-    create, update and rotate under concurrency, and the absolute timeout."""
+    create, update and rotate under concurrency (of permissions and of app_data), and the
+    absolute timeout."""

@@ -25,6 +25,7 @@ from .._errors import SessionIdTakenError
 from .._protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
 from ._kit_base import StoreFactory, StoreFixtures, close_store
+from ._rules_app_data import APP_DATA
 
 __all__ = ("LifecycleModelRules", "ModelRules")
 
@@ -39,6 +40,7 @@ DATA = st.builds(
         st.lists(st.sampled_from(["eth_accounts", "personal_sign"]), max_size=2),
         max_size=2,
     ),
+    app_data=APP_DATA,
 )
 
 
@@ -224,13 +226,15 @@ FEW_DATA = st.builds(
     id=st.sampled_from(["a", "s1", "s2"]),
     origin=st.just("https://a.example"),
     permissions=st.just({"eip155:1": ["eth_accounts"]}),
+    app_data=APP_DATA,
 )
 
 
 def _add_chain(data: SessionData) -> SessionData:
-    """The change the lifecycle model applies through `update`: one more chain."""
+    """The change the lifecycle model applies through `update`: one more chain, and a mark in
+    app_data next to whatever it holds."""
     permissions = {**data.permissions, "eip155:10": ("personal_sign",)}
-    return attrs.evolve(data, permissions=permissions)
+    return attrs.evolve(data, permissions=permissions).with_app_data({"updated": True})
 
 
 class _LifecycleMachine(_StoreMachine):
