@@ -45,6 +45,9 @@ PUBLIC_MODULES = [
     "walletmesh_sessions.testing",
     "walletmesh_sessions.redis",
     "walletmesh_sessions.postgres",
+    "walletmesh_sessions.asgi",
+    "walletmesh_sessions.fastapi",
+    "walletmesh_sessions.litestar",
 ]
 
 
@@ -99,6 +102,34 @@ def test_public_names_are_documented(name: str) -> None:
                 if isinstance(value, (classmethod, staticmethod)):
                     value = value.__func__
                 assert value.__doc__, f"{name}.{attr}.{member} has no docstring"
+
+
+def test_the_middleware_needs_no_framework() -> None:
+    """walletmesh_sessions.asgi is pure ASGI: it imports and serves with no web framework."""
+    code = (
+        "import sys\n"
+        "for name in ('starlette', 'fastapi', 'litestar', 'quart', 'httpx', 'uvicorn'):\n"
+        "    sys.modules[name] = None\n"
+        "import anyio\n"
+        "from walletmesh_sessions.asgi import SessionMiddleware, session_from_scope\n"
+        "async def app(scope, receive, send):\n"
+        "    data = await session_from_scope(scope).start('https://a.example')\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': data.id.encode()})\n"
+        "sent = []\n"
+        "async def send(message):\n"
+        "    sent.append(message)\n"
+        "async def receive():\n"
+        "    return {'type': 'http.request', 'body': b''}\n"
+        "scope = {'type': 'http', 'headers': [], 'path': '/', 'method': 'POST'}\n"
+        "anyio.run(SessionMiddleware(app, store='memory://'), scope, receive, send)\n"
+        "cookie = dict(sent[0]['headers'])[b'set-cookie'].decode()\n"
+        "print(cookie.startswith('__Host-wm_session=' + sent[1]['body'].decode() + ';'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "True\n"
 
 
 def test_fake_clock_needs_no_test_dependencies() -> None:

@@ -3,22 +3,21 @@
 Needs FastAPI (it is not a dependency of this package); the middleware itself does not.
 """
 
-from __future__ import annotations
+from typing import Annotated as _Annotated
 
-from typing import Annotated
+from fastapi import Depends as _Depends
+from starlette.requests import HTTPConnection as _HTTPConnection
 
-from fastapi import Depends
-from starlette.requests import HTTPConnection
-
-from .asgi import Session, session_of
+from .asgi import Session as _Session
+from .asgi import session_of as _session_of
 
 __all__ = ("SessionDep", "current_session")
 
 
-async def current_session(connection: HTTPConnection) -> Session:
+async def current_session(connection: _HTTPConnection) -> _Session:
     """The request's `Session`, as a FastAPI dependency (HTTP and WebSocket routes alike)."""
-    return session_of(connection)
+    return _session_of(connection)
 
 
-SessionDep = Annotated[Session, Depends(current_session)]
+SessionDep = _Annotated[_Session, _Depends(current_session)]
 """Annotate a parameter with it: ``async def me(session: SessionDep) -> ...``."""

@@ -1,23 +1,23 @@
 """Litestar access to the session: a dependency, so handlers take ``session: Session``.
 
 Needs Litestar (it is not a dependency of this package); the middleware itself does not.
-Register it once: ``Litestar(..., dependencies={"session": session_dependency})``.
+Register it once: ``Litestar(..., dependencies={"session": session_dependency})``, then
+declare ``session: NamedDependency[Session]`` in a handler.
 """
 
-from __future__ import annotations
+from litestar.di import Provide as _Provide
+from litestar.types import Scope as _Scope
 
-from litestar.di import Provide
-from litestar.types import Scope
-
-from .asgi import Session, session_from_scope
+from .asgi import Session as _Session
+from .asgi import session_from_scope as _session_from_scope
 
 __all__ = ("provide_session", "session_dependency")
 
 
-def provide_session(scope: Scope) -> Session:
+def provide_session(scope: _Scope) -> _Session:
     """The request's `Session` (HTTP and WebSocket handlers alike)."""
-    return session_from_scope(scope)
+    return _session_from_scope(scope)
 
 
-session_dependency: Provide = Provide(provide_session, sync_to_thread=False)
+session_dependency: _Provide = _Provide(provide_session, sync_to_thread=False)
 """The dependency to register under the name your handlers use, e.g. ``"session"``."""

@@ -14,11 +14,11 @@ from ._middleware import session_of as session_of
 from ._session import ResponseStartedError as ResponseStartedError
 from ._session import Session as Session
 
-__all__ = (
-    "SCOPE_KEY",
+__all__ = (  # noqa: RUF022  (plain sorted order, as the public API test checks)
     "CookieOptions",
     "HasScope",
     "ResponseStartedError",
+    "SCOPE_KEY",
     "Session",
     "SessionMiddleware",
     "session_from_scope",
