@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Response
 from pydantic import BaseModel
 
+from walletmesh_sessions import SessionData
 from walletmesh_sessions.asgi import SessionMiddleware
 from walletmesh_sessions.fastapi import SessionDep
 
@@ -62,12 +63,15 @@ async def login(body: Login, session: SessionDep) -> dict[str, Any]:
 
 @app.post("/grant")
 async def grant(body: Grant, session: SessionDep) -> dict[str, Any]:
-    current = await session.load()
-    if current is None or current.app_data.get("logged_in") is not True:
-        raise HTTPException(401, "log in first")
-    data = await session.grant(body.chain, *body.methods)  # atomic: concurrent grants all stay
+    def change(data: SessionData) -> SessionData:
+        # Checked inside the atomic update: no logout can slip in between check and grant.
+        if data.app_data.get("logged_in") is not True:
+            raise HTTPException(401, "log in first")
+        return data.granted(body.chain, *body.methods)
+
+    data = await session.update(change)  # atomic: concurrent grants all stay
     if data is None:
-        raise HTTPException(401, "session ended")
+        raise HTTPException(401, "no session")
     return data.to_json()
 
 
