@@ -529,6 +529,8 @@ def _records(draw: st.DrawFn) -> tuple[str, int | None, int | None]:
     created = draw(st.none() | _TIMES)
     stored = draw(st.none() | st.just(0) | _TIMES)
     data: dict[str, object] = {"id": "s", "origin": "o", "permissions": {"c": ["m"]}}
+    if draw(st.booleans()):  # app state naming createdAt, written before data's own
+        data["appData"] = {"createdAt": draw(_TIMES), "note": "createdAt"}
     if created is not None:
         data["createdAt"] = created
     if draw(st.booleans()):
