@@ -120,7 +120,9 @@ class SessionMiddleware:
                     replaced = True
                     await self._unavailable(send)
                     return
-                message["headers"] = [*message.get("headers", ()), *self._tell(session, by_header)]
+                told = self._tell(session, by_header)
+                if told:
+                    message["headers"] = [*message.get("headers", ()), *told]
             await send(message)
 
         try:

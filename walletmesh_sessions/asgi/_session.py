@@ -22,7 +22,7 @@ from .._errors import (
     StoreClosedError,
     StoreUnavailableError,
 )
-from .._expiry import Clock, expiry_after_write, now_ms, slides_on_read, stamped
+from .._expiry import Clock, expiry_after_write, now_ms, slides_on_read
 from .._ids import new_session_id
 from .._json import JSONValue
 from .._log import logger, short_id
@@ -132,8 +132,9 @@ class Session:
         is returned as it is.
         """
         self._check_not_sent()
-        data = SessionData("-", origin, permissions or {}, app_data=app_data or {})
-        data = attrs.evolve(data, created_at=now_ms(self._clock))  # the cookie counts from it
+        # Stamped now: the absolute timeout and the cookie's lifetime count from it.
+        created_at = now_ms(self._clock)
+        data = SessionData("-", origin, permissions or {}, created_at, app_data=app_data or {})
         if one_per is not None and not isinstance(one_per, str):
             msg = f"one_per must be a str (a wallet address, say), got {one_per!r}"
             raise InvalidSessionDataError(msg)
@@ -143,8 +144,6 @@ class Session:
             if current is not None and current.app_data.get(GUARD_KEY) == guard:
                 return current
             data = data.with_app_data({GUARD_KEY: guard})
-        if self._config is not None:
-            data = stamped(self._config, data, now_ms(self._clock))
         data = await self._create(data)
         if guard is not None:
             try:
@@ -199,9 +198,11 @@ class Session:
         old_id = self._id
         if current is None or old_id is None:
             return None
-        if change is not None and not isinstance(change(current), SessionData):
-            msg = f"change must return a SessionData, got {change(current)!r}"
-            raise InvalidSessionDataError(msg)
+        if change is not None:
+            tried = change(current)
+            if not isinstance(tried, SessionData):
+                msg = f"change must return a SessionData, got {tried!r}"
+                raise InvalidSessionDataError(msg)
         new_id = new_session_id()
         guard = current.app_data.get(GUARD_KEY)
         if isinstance(guard, str):  # the guard stands for both ids while the session moves
