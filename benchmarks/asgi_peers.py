@@ -68,7 +68,15 @@ def _granted(session: dict[str, Any], body: Grant) -> None:
 
 
 def _shown(session_id: str | None, session: dict[str, Any]) -> dict[str, Any]:
-    return {"id": session_id, **session}
+    """What the page sees, as docs/wallet_app.py shows it (never the id)."""
+    del session_id  # kept in the calls: each framework finds the id its own way
+    app_data = session["appData"]
+    return {
+        "origin": session["origin"],
+        "permissions": session["permissions"],
+        "wallet": app_data.get("wallet"),
+        "loggedIn": app_data.get("logged_in") is True,
+    }
 
 
 def _logged_in(session: dict[str, Any]) -> bool:

@@ -376,7 +376,7 @@ async def live_for(clients: Sequence[Client], ids: set[str], wallet: str) -> int
         for answer in answers
         if answer is not None
         and answer.status_code == 200
-        and answer.json()["appData"].get("wallet") == wallet
+        and answer.json().get("wallet") == wallet
     )
 
 

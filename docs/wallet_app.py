@@ -33,6 +33,13 @@ class Grant(BaseModel):
     methods: list[str]
 
 
+def public(data: SessionData) -> dict[str, Any]:
+    """What the page may see: never the id, which the HttpOnly cookie keeps from scripts."""
+    logged_in = data.app_data.get("logged_in") is True
+    shown = {"origin": data.origin, "permissions": data.to_json()["permissions"]}
+    return {**shown, "wallet": data.app_data.get("wallet"), "loggedIn": logged_in}
+
+
 def signed_by(wallet: str, signature: str) -> bool:
     """Stands in for checking the wallet's signature of a login challenge."""
     return signature == f"signed-by-{wallet}"
@@ -44,7 +51,7 @@ async def connect(body: Connect, session: SessionDep) -> dict[str, Any]:
     data = await session.start(body.origin, app_data={"wallet": body.wallet}, one_per=body.wallet)
     if data is None:
         raise HTTPException(409, "this wallet is already connected to this origin")
-    return data.to_json()
+    return public(data)
 
 
 @app.post("/login")
@@ -58,7 +65,7 @@ async def login(body: Login, session: SessionDep) -> dict[str, Any]:
     data = await session.rotate(lambda d: d.with_app_data({"logged_in": True}))
     if data is None:  # a concurrent login of this session won and holds the new id
         raise HTTPException(401, "the session moved on")
-    return data.to_json()
+    return public(data)
 
 
 @app.post("/grant")
@@ -72,7 +79,7 @@ async def grant(body: Grant, session: SessionDep) -> dict[str, Any]:
     data = await session.update(change)  # atomic: concurrent grants all stay
     if data is None:
         raise HTTPException(401, "no session")
-    return data.to_json()
+    return public(data)
 
 
 @app.post("/rpc/{chain}/{method}")
@@ -87,7 +94,7 @@ async def me(session: SessionDep) -> dict[str, Any]:
     data = await session.load()
     if data is None:
         raise HTTPException(401, "no session")
-    return data.to_json()
+    return public(data)
 
 
 @app.post("/logout", status_code=204)

@@ -102,7 +102,7 @@ class TestRaces:
             assert new
             assert new != old
             assert (await client.get("/me", headers=presenting(old))).status_code == 401
-            assert (await client.get("/me", headers=presenting(new))).json()["appData"]["logged_in"]
+            assert (await client.get("/me", headers=presenting(new))).json()["loggedIn"]
         assert await sessions_of(store_url, "0xlogins") == [new]
 
     async def test_concurrent_connects_one_session(self, store_url: str, wallet_app: Any) -> None:
