@@ -285,6 +285,19 @@ class TestUsage:
         assert result.returncode == 3
         assert "hunter2" not in result.stderr + result.stdout
 
+    @pytest.mark.parametrize("where", ["option", "variable"])
+    def test_libpq_key_value_string_is_refused_masked(self, tmp_path: Path, where: str) -> None:
+        """A libpq key=value string is a usage error (2), in one line, its password masked."""
+        dsn = "host=127.0.0.1 port=1 dbname=app password=hun%ter2"
+        args = ("--store", dsn, "stats") if where == "option" else ("stats",)
+        result = run(*args, cwd=tmp_path, url=dsn if where == "variable" else None)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "key=value" in result.stderr
+        for form in ("hun%ter2", "hun%25ter2", "ter2"):
+            assert form not in result.stderr + result.stdout
+        assert not list(tmp_path.iterdir())  # no SQLite file made of it
+
 
 def plant(path: Path, records: dict[str, str]) -> None:
     """Raw rows in a SQLite store file: key (without prefix) -> value as written."""

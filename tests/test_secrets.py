@@ -115,6 +115,45 @@ class TestForms:
             assert written not in shown
 
 
+class TestConnectionStrings:
+    """A libpq key=value string's password is masked, however it is written."""
+
+    @pytest.mark.parametrize(
+        ("dsn", "shown"),
+        [
+            ("host=db password=Sekr3t", "host=db password=***"),
+            ("host=db password = Sekr3t user=u", "host=db password = *** user=u"),
+            ("password='Sek r3t' host=db", "password=*** host=db"),
+            ("host=db password='Sek\\'r3t' user=u", "host=db password=*** user=u"),
+            ("host=db\tPASSWORD=Sekr3t", "host=db\tPASSWORD=***"),
+            ("host=db sslpassword=Sekr3t", "host=db sslpassword=***"),
+            ("host=db password='Sekr3t", "host=db password=***"),
+        ],
+    )
+    def test_forms(self, dsn: str, shown: str) -> None:
+        """Bare, spaced, quoted, escaped, upper-case and unterminated values."""
+        assert redact(dsn) == shown
+
+    @given(PASSWORDS)
+    def test_any_quoted_password(self, password: str) -> None:
+        """Whatever the characters, a quoted password is gone, as written and encoded."""
+        written = password.replace("\\", "\\\\").replace("'", "\\'")
+        dsn = f"host=db password='{written}' dbname=app"
+        assert password not in redact(dsn)
+        message = f"no file at {quote(dsn)} ({dsn})"
+        assert "Sekr3t" not in redact_message(message, dsn)
+
+    def test_where_they_go(self) -> None:
+        """open_store and PostgresSessionStore.from_url refuse one without showing it."""
+        from walletmesh_sessions.postgres import PostgresSessionStore
+
+        dsn = "host=127.0.0.1 dbname=app password=Sekr3t"
+        for make in (open_store, PostgresSessionStore.from_url):
+            with pytest.raises(InvalidConfigError) as info:
+                make(dsn)
+            assert_clean(info.value, ("Sekr3t",))
+
+
 class TestMessages:
     """Text about a URL, such as a parser's error, is masked too."""
 

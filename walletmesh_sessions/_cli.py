@@ -25,7 +25,7 @@ from ._expiry import now_ms
 from ._localstorage import LocalStorageSessionStore
 from ._protocol import ClosableSessionStore, Inspectable
 from ._secrets import NOTICE, redact, redact_message
-from ._urls import open_store
+from ._urls import CONNINFO_HINT, is_conninfo, open_store
 
 __all__ = ("main", "main_entry")
 
@@ -123,6 +123,9 @@ def _store_url(value: str | None) -> str:
         return DEFAULT_URL
     if SCHEME.match(value):
         return value
+    if is_conninfo(value):  # not a file name: never quote it into one (nor its password)
+        msg = f"error: a libpq key=value string is not a store: {redact(value)!r}; {CONNINFO_HINT}"
+        raise CommandFailed(msg, EXIT_USAGE)
     return "sqlite:///" + quote(os.path.expanduser(value))
 
 

@@ -6,7 +6,7 @@ Everything that puts a store URL, or a parser's words about one, into text goes 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 __all__ = ("MASK", "misread_userinfo", "redact", "redact_error", "redact_message")
 
@@ -17,6 +17,10 @@ SECRET_KEYS = frozenset({"key", "privatekey", "sig", "signature"})
 # A parser cuts a password it misreads at these characters and may quote the pieces.
 _PIECE_BREAKS = re.compile(r"[/?#@:&;=]")
 _QUERY_PAIR = re.compile(r"(?<=[?&])([^=&]*)=([^&]*)")
+# A libpq key=value connection string ("host=db password='a b'"): a keyword at the start or
+# after white space, '=' with optional spaces, and a value, single-quoted (with \' and \\)
+# or up to the next white space.
+_CONNINFO_PAIR = re.compile(r"(?:^|(?<=\s))([A-Za-z_]\w*)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)")
 NOTICE = (
     "details withheld: they quote part of the password; "
     "percent-encode any '#', '/', '?' or '@' in it"
@@ -57,10 +61,12 @@ def misread_userinfo(url: str) -> bool:
 
 
 def _spans(url: str) -> list[tuple[int, int]]:
-    """Where `url`'s secrets lie: the password and every secret query value, in text order."""
+    """Where `url`'s secrets lie: the password, every secret query value, and every secret
+    value of a libpq key=value string, in text order."""
     spans = [
         match.span(2)
-        for match in _QUERY_PAIR.finditer(url)
+        for pairs in (_QUERY_PAIR, _CONNINFO_PAIR)
+        for match in pairs.finditer(url)
         if match.group(2) and is_secret_key(match.group(1))
     ]
     userinfo = _userinfo(url)
@@ -102,7 +108,13 @@ def redact_message(message: str, url: str) -> str:
     way to a fixed notice: nothing of a password ever reaches the caller.
     """
     secrets = _secrets(url)
-    forms = sorted({f for s in secrets for f in (s, unquote(s), unquote_plus(s)) if f}, key=len)
+    # As written, decoded, and encoded (the command line turns a bare path into a file URL).
+    written = (
+        f
+        for s in secrets
+        for f in (s, unquote(s), unquote_plus(s), quote(s, safe=""), quote_plus(s), quote(s))
+    )
+    forms = sorted({f for f in written if f}, key=len)
     for form in reversed(forms):
         message = message.replace(form, MASK)
     # A parser misreads only what is written: pieces of the secrets as written, not decoded.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -14,7 +15,7 @@ from ._memory import MemorySessionStore
 from ._protocol import FullSessionStore
 from ._secrets import misread_userinfo, redact, redact_message
 
-__all__ = ("open_store",)
+__all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
 
 SCHEMES = (
     "memory",
@@ -34,6 +35,12 @@ CONFIG_PARAMETERS = ("lifetime", "refresh_on_access", "max_lifetime")
 STORE_PARAMETERS = frozenset({"prefix", *CONFIG_PARAMETERS})
 # Query parameters (or keyword options) of a SQLite URL: the store's own options.
 SQLITE_PARAMETERS = frozenset({"durability", "timeout"})
+# libpq's connection keywords that a key=value string starts with or carries.
+_CONNINFO = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|service|"
+    r"connect_timeout|options|application_name|target_session_attrs)\s*=",
+)
+CONNINFO_HINT = "write it as postgresql://user:password@host:port/dbname"
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
@@ -84,6 +91,9 @@ def open_store(
         msg = f"not a store URL: {shown!r} ({redact_message(str(exc), url)})"
         raise InvalidConfigError(msg) from None
     scheme = parts.scheme.lower()
+    if is_conninfo(url):
+        msg = f"a libpq key=value string is not a store URL: {shown!r}; {CONNINFO_HINT}"
+        raise InvalidConfigError(msg)
     if scheme not in SCHEMES:
         msg = f"unknown store URL scheme in {shown!r}: use one of " + ", ".join(
             f"{s}://" for s in SCHEMES
@@ -125,6 +135,11 @@ def open_store(
     if masked == str(refused):
         raise refused
     raise InvalidConfigError(f"not a Redis URL: {shown!r} ({masked})")
+
+
+def is_conninfo(text: str) -> bool:
+    """True if `text` is a libpq key=value connection string, not a URL (no ``://``)."""
+    return "://" not in text and _CONNINFO.search(text) is not None
 
 
 def _postgres(
