@@ -15,6 +15,7 @@ from walletmesh_sessions._codec import (
     decode_record,
     encode_record,
     record_with_expiry,
+    same_but_expiry,
     session_from_json,
     session_to_json,
 )
@@ -327,3 +328,31 @@ class TestTypeScriptFixture:
         value: Any = json.loads(records["wm_session_https://dapp.example.org_s-multi"])
         data = session_from_json(value["data"])
         assert list(data.permissions) == ["eip155:1", "eip155:137", "aztec:testnet"]
+
+
+class TestSameButExpiry:
+    """Two record texts are one record if only expiresAt differs: what a sliding read leaves."""
+
+    TEXT = encode_record(SessionData("s", "https://a.example", {"c": ["m"]}), 1_000)
+
+    def test_a_slide_is_the_same_record(self) -> None:
+        """Another expiresAt, added or changed, as text or bytes: the same record."""
+        assert same_but_expiry(self.TEXT, record_with_expiry(self.TEXT, 2_000))
+        assert same_but_expiry(record_with_expiry(self.TEXT, 2_000).encode(), self.TEXT)
+        no_expiry = encode_record(SessionData("s", "https://a.example", {"c": ["m"]}), None)
+        assert same_but_expiry(no_expiry, self.TEXT)
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            encode_record(SessionData("s", "https://b.example", {"c": ["m"]}), 1_000),
+            encode_record(SessionData("s", "https://a.example", {"c": ["m", "n"]}), 1_000),
+            encode_record(SessionData("t", "https://a.example", {"c": ["m"]}), 1_000),
+            "not json",
+            b"\xff",
+            None,
+        ],
+    )
+    def test_anything_else_is_not(self, other: object) -> None:
+        """Other data, or anything unreadable, is not the same record."""
+        assert not same_but_expiry(self.TEXT, other)

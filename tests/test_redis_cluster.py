@@ -25,8 +25,10 @@ from walletmesh_sessions import (
     StoreUnavailableError,
     open_store,
 )
-from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions import _redis_cluster_steps as cluster_steps
+from walletmesh_sessions._codec import encode_record, record_with_expiry
 from walletmesh_sessions._redis_cluster_steps import slot_of
+from walletmesh_sessions._redis_ops import Move
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 
@@ -462,3 +464,106 @@ class TestCommandLine:
         result = run("list", "--store", redis_cluster.url, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert all(sid in result.stdout for sid in ids)
+
+
+def _drive(exchange: Any, client: Any, before: Callable[[tuple[Any, ...]], None]) -> Any:
+    """Run a cluster exchange's commands on `client` one by one, calling `before` first."""
+    try:
+        commands = exchange.send(None)
+        while True:
+            replies: list[Any] = []
+            for command in commands:
+                before(command)
+                try:
+                    replies.append(client.execute_command(*command))
+                except redis.exceptions.RedisError as exc:
+                    replies.append(exc)
+            commands = exchange.send(replies)
+    except StopIteration as stop:
+        return stop.value
+
+
+class TestMoveAcrossSlotsUnderSlides:
+    """A sliding read between the two steps of a cross-slot move changes no data: the move
+    still happens, and a copy to take back is still taken back."""
+
+    OLD, NEW = "wm_session_slid-old", "wm_session_slid-new"
+
+    def _step(self, client: Any) -> tuple[Move, str]:
+        assert slot_of(self.OLD) != slot_of(self.NEW)
+        old = encode_record(session("slid-old"), 1_700_000_060_000)
+        client.set(self.OLD, old)
+        text = encode_record(session("slid-new"), 1_700_000_070_000)
+        return Move(self.OLD, old, self.NEW, None, text, 60_000), old
+
+    def test_old_key_slid_between_the_steps(self, redis_cluster_client: Any) -> None:
+        """The old key's expiresAt moved after the copy was made: the move completes."""
+        step, old = self._step(redis_cluster_client)
+        slid = False
+
+        def slide(command: tuple[Any, ...]) -> None:
+            nonlocal slid
+            if command[0] == "EVALSHA" and self.OLD in command and not slid:
+                slid = True
+                redis_cluster_client.set(self.OLD, record_with_expiry(old, 1_700_000_090_000))
+
+        moved = _drive(cluster_steps._move(step), redis_cluster_client, slide)
+        assert moved is True
+        assert redis_cluster_client.get(self.OLD) is None
+        assert redis_cluster_client.get(self.NEW) == step.text.encode()
+
+    def test_copy_slid_before_it_is_taken_back(self, redis_cluster_client: Any) -> None:
+        """The old key was really changed, and the copy slid meanwhile: the copy still goes."""
+        step, _old = self._step(redis_cluster_client)
+        changed = encode_record(SessionData("slid-old", "https://b.example"), 1)
+
+        def change_then_slide(command: tuple[Any, ...]) -> None:
+            if command[0] == "EVALSHA" and self.OLD in command:
+                redis_cluster_client.set(self.OLD, changed)
+            if command[0] == "EVALSHA" and self.NEW in command:
+                redis_cluster_client.set(self.NEW, record_with_expiry(step.text, 1_700_000_099_000))
+
+        moved = _drive(cluster_steps._move(step), redis_cluster_client, change_then_slide)
+        assert moved is False
+        assert redis_cluster_client.get(self.OLD) == changed.encode()
+        assert redis_cluster_client.get(self.NEW) is None
+
+
+class TestRotateUnderReaders:
+    """A refreshing store: rotates with a store-chosen id while other tasks read the old id."""
+
+    @pytest.mark.anyio
+    async def test_each_rotate_leaves_one_live_id(
+        self, redis_cluster_factory: Callable[..., RedisSessionStore]
+    ) -> None:
+        """Every rotate wins, the old id is dead, the new one live, and no error for an id the
+        caller never chose."""
+        problems: list[str] = []
+        async with redis_cluster_factory(config(refresh=True), time.time) as store:
+            for n in range(40):
+                old = f"read-{n}"
+                await store.set(old, session(old))
+                done = anyio.Event()
+                moved: list[str | None] = []
+
+                async def reader(old: str = old, done: anyio.Event = done) -> None:
+                    while not done.is_set():
+                        await store.get(old)
+
+                async def rotate(
+                    old: str = old, done: anyio.Event = done, moved: list[str | None] = moved
+                ) -> None:
+                    try:
+                        moved.append(await store.rotate(old))
+                    finally:
+                        done.set()
+
+                with anyio.fail_after(30):
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(3):
+                            tg.start_soon(reader)
+                        tg.start_soon(rotate)
+                (new,) = moved
+                if new is None or await store.get(old) is not None or not await store.get(new):
+                    problems.append(f"{n}: rotate gave {new!r}")
+        assert problems == []

@@ -36,6 +36,7 @@ __all__ = (
     "encode_record",
     "inspect_record",
     "record_with_expiry",
+    "same_but_expiry",
     "session_from_json",
     "session_to_json",
 )
@@ -241,6 +242,27 @@ def record_with_expiry(text: str, expires_at: int) -> str:
     body = text[:close].rstrip(_WHITESPACE)
     separator = "" if body.endswith("{") else ","
     return f'{body}{separator}"expiresAt":{value}{text[len(body) :]}'
+
+
+def same_but_expiry(text: object, other: object) -> bool:
+    """True if two stored record texts are one record whose ``expiresAt`` alone may differ:
+    what a sliding read leaves, which changes nothing else. Anything unreadable: False."""
+    try:
+        first, second = (_parse_object(_as_str(t)) for t in (text, other))
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return False
+    first.pop("expiresAt", None)
+    second.pop("expiresAt", None)
+    return first == second
+
+
+def _as_str(text: object) -> str:
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text).decode("utf-8")
+    if not isinstance(text, str):
+        msg = f"expected text, got {type(text).__name__}"
+        raise TypeError(msg)
+    return text
 
 
 def _expires_at_span(text: str) -> tuple[int, int] | None:

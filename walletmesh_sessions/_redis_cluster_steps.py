@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from redis.crc import key_slot
 from redis.exceptions import ClusterError, NoScriptError, ResponseError
 
+from ._codec import same_but_expiry
 from ._redis_io import (
     _EXCHANGES as _ONE_SERVER,
 )
@@ -358,7 +359,11 @@ def _delete(step: Delete) -> Exchange:
 
 
 def _move(step: Move) -> Exchange:
-    """One script when both keys share a slot; else the two-step order of `Move`'s docstring."""
+    """One script when both keys share a slot; else the two-step order of `Move`'s docstring.
+
+    Between the two steps a sliding read may rewrite either key's ``expiresAt``: that changes
+    no data, so it neither fails the move nor keeps the copy from being taken back.
+    """
     if slot_of(step.old_key) == slot_of(step.new_key):
         return (yield from _move_script(step))
     stored = yield from _compare_and_set(
@@ -366,11 +371,30 @@ def _move(step: Move) -> Exchange:
     )
     if not stored:
         return False
-    if (yield from _compare_and_delete(CompareAndDelete(step.old_key, step.old))):
+    if (yield from _delete_unless_changed(step.old_key, step.old)):
         return True
     # The old key changed meanwhile (another rotate, a write, a delete): take back the copy,
-    # unless something else was written over it since.
-    yield from _compare_and_delete(CompareAndDelete(step.new_key, step.text))
+    # unless something other than a slide was written over it since.
+    yield from _delete_unless_changed(step.new_key, step.text)
+    return False
+
+
+# How many slides in a row one compare-and-delete follows before it gives up (the caller
+# then reads again and decides again, within its deadline).
+_SLIDES_FOLLOWED = 8
+
+
+def _delete_unless_changed(key: Key, written: Key) -> Exchange:
+    """Compare-and-delete `key` if it holds `written`, or `written` slid (only its
+    ``expiresAt`` moved by a read since); True if deleted."""
+    expected = written
+    for _ in range(_SLIDES_FOLLOWED):
+        if (yield from _compare_and_delete(CompareAndDelete(key, expected))):
+            return True
+        (current,) = yield [("GET", key)]
+        if isinstance(current, Exception) or not same_but_expiry(current, written):
+            return False
+        expected = current
     return False
 
 
