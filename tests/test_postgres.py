@@ -89,6 +89,8 @@ class TestUrls:
             "postgresql://127.0.0.1/db?table=bad-name",
             "postgresql://127.0.0.1/db?table=a.b.c",
             "postgresql://127.0.0.1/db?table=1abc",
+            "postgresql://127.0.0.1/db?table=pg_temp.sessions",
+            "postgresql://127.0.0.1/db?table=PG_TEMP_3.sessions",
             "postgresql://127.0.0.1/db?prefix=x_",
             "postgresql://127.0.0.1/db?no_such_option=1",
             "postgresql://127.0.0.1/db?timeout=-1",
@@ -97,7 +99,8 @@ class TestUrls:
         ],
     )
     def test_bad_options_refused(self, url: str) -> None:
-        """A bad table, a prefix, an unknown libpq parameter or a bad number: refused now."""
+        """A bad table (one in a connection's own temporary schema too), a prefix, an unknown
+        libpq parameter or a bad number: refused now."""
         with pytest.raises(InvalidConfigError):
             open_store(url)
 

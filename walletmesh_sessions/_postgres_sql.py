@@ -79,6 +79,11 @@ def check_table(table: object) -> tuple[str, ...]:
             f" digit), optionally qualified by a schema as 'schema.table', got {table!r}"
         )
         raise InvalidConfigError(msg)
+    if len(parts) == 2 and parts[0].lower().startswith("pg_temp"):
+        # Every connection has a temporary schema of its own: each pooled connection of the
+        # store would see a different, private table.
+        msg = f"table must not be in a temporary schema (one per connection), got {table!r}"
+        raise InvalidConfigError(msg)
     return parts
 
 
