@@ -258,14 +258,17 @@ class TestUsage:
             (["--store", "sqlite:///db?max_lifetime=soon", "list"], 2, "max_lifetime in"),
             (["--store", "sqlite:///db?max_lifetime=0", "list"], 2, "max_lifetime must be > 0"),
             (["--store", "sqlite:///db?lifetime=1&lifetime=2", "list"], 2, "given twice"),
-            (["--store", "memory://?colour=red", "list"], 2, "unknown option(s) colour"),
+            (["--store", "sqlite:///s.db?colour=red", "list"], 2, "unknown option(s) colour"),
+            (["--store", "memory://", "stats"], 2, "a memory store lives inside one process"),
+            (["--store", "MEMORY://", "list"], 2, "a memory store lives inside one process"),
+            (["--store", "sqlite:///%00x.db", "stats"], 2, "must not hold a NUL"),
             (["--store", "redis://127.0.0.1:1/0?colour=red", "list"], 2, "unknown parameter"),
             (["--store", "redis://127.0.0.1:notaport/0", "list"], 2, "not a Redis URL"),
             (["list", "--store", "redis://127.0.0.1:1/0"], 3, "error:"),
             (["frobnicate"], 2, "invalid choice"),
             (["--bogus", "list"], 2, "unrecognized arguments: --bogus"),
             (["show"], 2, "the following arguments are required: ID"),
-            (["--store", "memory://", "show", ""], 2, "session id must be a non-empty str"),
+            (["--store", "redis://127.0.0.1:1/0", "show", ""], 2, "session id must be a non"),
             (["show", "-abc"], 2, "use -- before an id that starts with '-'"),
         ],
     )
@@ -498,7 +501,7 @@ class TestFailures:
             raise KeyboardInterrupt
 
         monkeypatch.setattr(_cli, "open_store", interrupted)
-        assert _cli.main(["--store", "memory://", "stats"]) == 130
+        assert _cli.main(["--store", "redis://127.0.0.1:1/0", "stats"]) == 130
         assert capsys.readouterr().err == "walletmesh-sessions: interrupted\n"
 
 

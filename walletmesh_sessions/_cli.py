@@ -122,6 +122,9 @@ def _store_url(value: str | None) -> str:
     if not value:
         return DEFAULT_URL
     if SCHEME.match(value):
+        if value.split(":", 1)[0].lower() == "memory":
+            msg = "error: a memory store lives inside one process: here it would always be empty"
+            raise CommandFailed(msg, EXIT_USAGE)
         return value
     if is_conninfo(value):  # not a file name: never quote it into one (nor its password)
         msg = f"error: a libpq key=value string is not a store: {redact(value)!r}; {CONNINFO_HINT}"

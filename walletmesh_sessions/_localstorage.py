@@ -81,6 +81,9 @@ class LocalStorageSessionStore:
             if not isinstance(path, str) or not path:
                 msg = f"storage path must be a non-empty str path, got {storage!r}"
                 raise InvalidConfigError(msg)
+            if "\x00" in path:  # no file system takes one: refused now, not at the first call
+                msg = f"storage path must not hold a NUL character, got {storage!r}"
+                raise InvalidConfigError(msg)
             self._sqlite = self._backend = SqliteBackend(
                 path, prefix, config, clock, self._timeout, durability
             )

@@ -108,6 +108,9 @@ def open_store(
     prefix = _prefix(shown, prefix, store_query)
 
     if scheme == "memory":
+        if parts.netloc or parts.path not in ("", "/"):
+            msg = f"a memory store has no host or path (memory://?lifetime=...), got {shown!r}"
+            raise InvalidConfigError(msg)
         _refuse_extras(shown, rest, options)
         return MemorySessionStore(config, clock=clock)
     if scheme == "sqlite":
