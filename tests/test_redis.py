@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import attrs
 import pytest
 import redis
 import redis.asyncio
@@ -1692,3 +1693,27 @@ class TestCancellation:
                     calls += 1
         assert scope.cancelled_caught
         assert calls == 0
+
+
+class TestFarExpiry:
+    """A record whose expiresAt lies beyond any Redis TTL (written elsewhere) is used fully."""
+
+    FAR = 99_999_999_999_999_999_999_999_999
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("refresh", [False, True])
+    async def test_update_and_rotate(
+        self, make: MakeStore, redis_client: redis.Redis, refresh: bool
+    ) -> None:
+        """get, update and rotate all work, and the key keeps a TTL Redis accepts."""
+        record = f'{{"data":{{"id":"far","origin":"https://a.example"}},"expiresAt":{self.FAR}}}'
+        redis_client.set("wm_session_far", record)
+        cfg = SessionStoreConfig(lifetime=60, refresh_on_access=refresh)
+        async with make(cfg) as store:
+            assert await store.get("far") is not None
+            updated = await store.update("far", lambda d: d.granted("eip155:1", "eth_accounts"))
+            assert updated is not None
+            assert updated.allows("eip155:1", "eth_accounts")
+            assert await store.rotate("far", "far2") == "far2"
+            assert await store.get("far2") == attrs.evolve(updated, id="far2")
+        assert redis_client.pttl("wm_session_far2") > 0

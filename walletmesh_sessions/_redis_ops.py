@@ -312,7 +312,9 @@ class StoreSpec:
         lifetime = self.config.lifetime_ms
         left = max(0, expires_at - now)
         span = left if lifetime is None else max(left, lifetime)
-        return span + max(1000, span // 10)
+        # A far expiry a record may carry (written elsewhere) would overflow Redis's TTL:
+        # 10**15 ms (31,700 years) is as good as forever, and Redis takes it.
+        return min(span + max(1000, span // 10), _EXACT)
 
 
 def _as_bytes(value: Key) -> bytes:
