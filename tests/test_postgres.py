@@ -70,6 +70,14 @@ class TestUrls:
             assert store.table == "app.sessions"
             assert store.timeout == 2.0
 
+    @pytest.mark.parametrize(
+        "query",
+        ["sslmode=verify-full", "port=5433", "keepalives=0", "target_session_attrs=read-write"],
+    )
+    def test_good_libpq_values_pass(self, query: str) -> None:
+        """The values libpq takes are taken."""
+        assert isinstance(open_store(f"postgresql://127.0.0.1/db?{query}"), PostgresSessionStore)
+
     def test_connect_options(self) -> None:
         """psycopg's own connect keywords pass; an unknown libpq keyword is refused."""
         PostgresSessionStore.from_url("postgresql://127.0.0.1/db", prepare_threshold=None)
@@ -96,11 +104,19 @@ class TestUrls:
             "postgresql://127.0.0.1/db?timeout=-1",
             "postgresql://127.0.0.1/db?timeout=soon",
             "postgresql://127.0.0.1/db?max_connections=0",
+            "postgresql://127.0.0.1/db?sslmode=bogus",
+            "postgresql://127.0.0.1/db?connect_timeout=x",
+            "postgresql://127.0.0.1/db?keepalives=maybe",
+            "postgresql://127.0.0.1/db?target_session_attrs=bogus",
+            "postgresql://127.0.0.1/db?gssencmode=bogus",
+            "postgresql://127.0.0.1/db?port=x",
+            "postgresql://127.0.0.1:x/db",
         ],
     )
     def test_bad_options_refused(self, url: str) -> None:
         """A bad table (one in a connection's own temporary schema too), a prefix, an unknown
-        libpq parameter or a bad number: refused now."""
+        libpq parameter, a libpq value libpq would refuse only when connecting, or a bad
+        number: refused now."""
         with pytest.raises(InvalidConfigError):
             open_store(url)
 

@@ -261,6 +261,45 @@ def _split_url(url: str) -> tuple[str, dict[str, Any]]:
     return base + (f"?{urlencode(kept)}" if kept else ""), store
 
 
+# libpq takes these only from a fixed set, or as whole numbers, but says so only when it
+# connects: checked when the store is made, so a typo is an error there and then.
+_LIBPQ_CHOICES: dict[str, frozenset[str]] = {
+    "sslmode": frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+    "gssencmode": frozenset({"disable", "prefer", "require"}),
+    "channel_binding": frozenset({"disable", "prefer", "require"}),
+    "target_session_attrs": frozenset(
+        {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
+    ),
+    "load_balance_hosts": frozenset({"disable", "random"}),
+}
+_LIBPQ_NUMBERS = frozenset(
+    {
+        "port",
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    }
+)
+
+
+def _check_libpq_values(params: dict[str, Any], shown: str) -> None:
+    """Refuse a libpq value libpq would refuse at connect time (``sslmode=bogus``, ``port=x``)."""
+    for name, value in params.items():
+        text = str(value)
+        choices = _LIBPQ_CHOICES.get(name)
+        if choices is not None and text not in choices:
+            msg = f"{name} must be one of {', '.join(sorted(choices))}, got {text!r} in {shown!r}"
+            raise InvalidConfigError(msg)
+        # A list of ports (one per host) is comma-separated; an empty one means the default.
+        parts = text.split(",") if name == "port" else [text]
+        if name in _LIBPQ_NUMBERS and not all(p.strip().isdigit() or not p for p in parts):
+            msg = f"{name} must be a whole number, got {text!r} in {shown!r}"
+            raise InvalidConfigError(msg)
+
+
 def _check_max_connections(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         msg = f"max_connections must be a positive int, got {value!r}"
@@ -356,6 +395,7 @@ class PostgresSessionStore:
             masked = redact_message(str(refused), given)
             msg = f"not a PostgreSQL URL: {shown!r} ({masked})"
             raise InvalidConfigError(msg) from redact_error(refused, given)
+        _check_libpq_values(params, shown)
         timeout = check_timeout(from_query.get("timeout", timeout))
         max_connections = _check_max_connections(from_query.get("max_connections", max_connections))
         kwargs: dict[str, Any] = {**connect_options, "autocommit": True}
