@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ("ASGIApp", "AnyASGIApp", "Message", "Receive", "Scope", "Send")
+__all__ = ("AnyASGIApp", "Message", "Receive", "Scope", "Send")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 AnyASGIApp = Callable[[Any, Any, Any], Awaitable[Any]]
 """What the middleware wraps: any ASGI app, whatever its own scope and message types."""
