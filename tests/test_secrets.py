@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import given
@@ -249,3 +249,39 @@ def test_an_encoded_password_does_not_withhold_plain_messages() -> None:
 def test_misread_userinfo(url: str, misread: bool) -> None:
     """A user name or password with an unencoded '#', '/', '?' or '@' is told apart."""
     assert misread_userinfo(url) is misread
+
+
+class TestPlusAsSpace:
+    """A space in a password may be written '+' (form encoding): a message that shows the
+    password decoded that way, with spaces, is masked too."""
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "redis://127.0.0.1:6379/0?password=two+words+here",
+            "postgresql://app@db.example/sessions?password=two+words+here&sslmode=disable",
+            "redis://user:two+words+here@127.0.0.1:6379/0",
+        ],
+    )
+    def test_spaces_for_plus(self, url: str) -> None:
+        """'two+words+here' in the URL: 'two words here' in a message is masked."""
+        message = "authentication failed: password 'two words here' rejected"
+        masked = redact_message(message, url)
+        assert "two words" not in masked
+        assert "words here" not in masked
+        assert masked == "authentication failed: password '***' rejected"
+
+    def test_error_quoting_spaces_for_plus(self) -> None:
+        """An error that quotes the '+'-decoded password gives way to a masked stand-in."""
+        url = "redis://127.0.0.1:6379/0?auth=open+sesame"
+        masked = redact_error(ValueError("bad auth 'open sesame'"), url)
+        assert isinstance(masked, ValueError)
+        assert "open sesame" not in str(masked)
+
+    @given(PASSWORDS.filter(lambda p: " " in p))
+    def test_any_password_with_spaces(self, password: str) -> None:
+        """Form-encoded in the query, a password with spaces never shows decoded."""
+        url = f"redis://127.0.0.1:6379/0?password={quote_plus(password)}"
+        masked = redact_message(f"refused: {password}", url)
+        assert password not in masked
+        assert "Sekr3t" not in masked
