@@ -110,6 +110,8 @@ DURABILITY: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
 # Commits on the calling thread between two checkpoints run by a background thread: the WAL
 # stays a few MiB, and no checkpoint (which syncs the database file) runs on the event loop.
 CHECKPOINT_EVERY = 500
+# Held while a store creates a missing file (see _create_private).
+_CREATING = threading.Lock()
 
 
 def check_durability(durability: object) -> Durability:
@@ -732,13 +734,25 @@ def _is_busy(exc: sqlite3.DatabaseError) -> bool:
 
 
 def _create_private(path: str) -> tuple[int, int]:
-    """Create `path` owner-only if missing (an existing file keeps its mode); its identity."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    return st.st_dev, st.st_ino
+    """Create `path` owner-only if missing (an existing file keeps its mode); its identity.
+
+    An existing file is never opened here: closing a descriptor of a file drops every POSIX
+    lock this process holds on it, the shared lock of another store's SQLite connection
+    included, and a process whose last connection closes while no lock shows ours deletes the
+    WAL under our feet (our later commits go to a file no one else reads: lost updates).
+    Under `_CREATING`, no store of this process connects to a file this call has just created
+    before the descriptor is closed.
+    """
+    with _CREATING:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(path)
+            return st.st_dev, st.st_ino
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return st.st_dev, st.st_ino
 
 
 def _enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
