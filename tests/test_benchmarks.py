@@ -210,3 +210,36 @@ class TestSlideScriptBenchmark:
         assert done.returncode == 0, done.stderr
         rows = [line.split("|")[1].strip() for line in done.stdout.splitlines()[2:]]
         assert rows == ["now", "HEAD"]
+
+
+class TestSoakScript:
+    """`benchmarks/soak_sqlite.py`, whose totals docs/performance.md reports."""
+
+    def test_small_run(self, tmp_path: Path) -> None:
+        """Two processes of two stores, with reopening, lifecycles and a CPU burner: all held."""
+        command = [sys.executable, str(BENCHMARKS / "soak_sqlite.py"), "--processes", "2"]
+        command += ["--rounds", "12", "--sessions", "2", "--runs", "1", "--load", "1"]
+        command += ["--reopen-every", "5", "--lifecycle-every", "4", "--dir", str(tmp_path)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[-2].startswith("total: 1 runs, 2 processes, 4 store objects;")
+        assert "acknowledged 48, lost 0, duplicated 0," in lines[-2]
+        assert lines[-1] == "held: nothing lost"
+        assert list(tmp_path.iterdir()) == []
+
+    def test_counts_a_loss_and_a_duplicate(self) -> None:
+        """A counter found below the last acknowledged value is a loss; one above it by more
+        than the failed calls since, a duplicate; in between, failed calls applied anyway."""
+        spec = importlib.util.spec_from_file_location("soak_sqlite", BENCHMARKS / "soak_sqlite.py")
+        assert spec is not None
+        assert spec.loader is not None
+        soak = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = soak  # its dataclasses look their module up there
+        spec.loader.exec_module(soak)
+        tally = soak.Tally()
+        soak.settle(soak.Counted(last=5), 3, tally, "w0")
+        soak.settle(soak.Counted(last=5, errors_since=1), 8, tally, "w1")
+        soak.settle(soak.Counted(last=5, errors_since=2), 6, tally, "w2")
+        assert (tally.lost, tally.duplicated, tally.applied_despite_error) == (2, 2, 1)
+        assert tally.failed
