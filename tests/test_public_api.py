@@ -155,6 +155,7 @@ def test_shipped_stores_do_not_inherit_the_protocols() -> None:
         ClosableSessionStore,
         FullSessionStore,
         Inspectable,
+        IterableRecords,
         IterableSessionStore,
         LifecycleSessionStore,
         LocalStorageSessionStore,
@@ -170,6 +171,7 @@ def test_shipped_stores_do_not_inherit_the_protocols() -> None:
         IterableSessionStore,
         ClosableSessionStore,
         Inspectable,
+        IterableRecords,
         FullSessionStore,
     }
     stores = (LocalStorageSessionStore, RedisSessionStore, PostgresSessionStore)
@@ -178,6 +180,7 @@ def test_shipped_stores_do_not_inherit_the_protocols() -> None:
         assert bases.isdisjoint(protocols), store
         assert issubclass(store, ClosableSessionStore)
         assert issubclass(store, Inspectable)
+        assert issubclass(store, IterableRecords)
 
 
 class TestFullSessionStore:
@@ -187,6 +190,7 @@ class TestFullSessionStore:
         """Each store, however built, passes isinstance (nothing connects)."""
         from walletmesh_sessions import (
             FullSessionStore,
+            IterableRecords,
             LocalStorageSessionStore,
             MemorySessionStore,
             default_store,
@@ -206,6 +210,7 @@ class TestFullSessionStore:
         ]
         for store in stores:
             assert isinstance(store, FullSessionStore), store
+            assert isinstance(store, IterableRecords), store  # apart from FullSessionStore
 
     def test_a_missing_member_fails_isinstance(self) -> None:
         """A look-alike lacking any one member is not a FullSessionStore; with all, it is."""

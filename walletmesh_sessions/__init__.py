@@ -25,6 +25,7 @@ from ._memory import MemorySessionStore as MemorySessionStore
 from ._protocol import ClosableSessionStore as ClosableSessionStore
 from ._protocol import FullSessionStore as FullSessionStore
 from ._protocol import Inspectable as Inspectable
+from ._protocol import IterableRecords as IterableRecords
 from ._protocol import IterableSessionStore as IterableSessionStore
 from ._protocol import LifecycleSessionStore as LifecycleSessionStore
 from ._protocol import SessionStore as SessionStore
@@ -39,6 +40,7 @@ __all__ = (
     "InvalidConfigError",
     "InvalidSessionDataError",
     "InvalidSessionIdError",
+    "IterableRecords",
     "IterableSessionStore",
     "JSONValue",
     "LifecycleSessionStore",

@@ -257,3 +257,19 @@ class LocalStorageSessionStore:
                 yield item
             if cursor is None:
                 return
+
+    async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        """Every record under the prefix as `inspect` shows it, `batch_size` records per call.
+
+        Paged as `iter_sessions` is (on a SQLite file, in key order after the last key read;
+        over a mapping, from the list of keys taken at the start), each page one call within
+        the store's timeout. Nothing is refreshed or removed; unreadable records are yielded.
+        """
+        batch_size = check_batch_size(batch_size)
+        cursor: object = None
+        while True:
+            records, cursor = await self._call(self._backend.inspect_page, cursor, batch_size)
+            for record in records:
+                yield record
+            if cursor is None:
+                return

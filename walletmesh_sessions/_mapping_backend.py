@@ -138,9 +138,21 @@ class MappingBackend:
 
     def inspect(self, wait: bool, session_id: str | None) -> list[SessionRecord]:
         keys = self._own_keys() if session_id is None else [self._prefix + session_id]
+        return self._inspected(keys)
+
+    def _inspected(self, keys: list[str]) -> list[SessionRecord]:
+        """The records under `keys` still present, as `inspect` shows them."""
         cut = len(self._prefix)
         get = self._storage.get
         return [inspect_record(key[cut:], text) for key in keys if (text := get(key)) is not None]
+
+    def inspect_page(
+        self, wait: bool, cursor: object, n: int
+    ) -> tuple[list[SessionRecord], object]:
+        """`n` records from the list of our keys taken when the iteration began, as `page`."""
+        keys, start = cursor if isinstance(cursor, tuple) else (self._own_keys(), 0)
+        end = start + n
+        return self._inspected(keys[start:end]), ((keys, end) if end < len(keys) else None)
 
     def close(self) -> None:
         """Forget cached records; the mapping itself belongs to the caller."""

@@ -377,6 +377,28 @@ class MemorySessionStore:
             entries = list(self._sessions.items())
         return [SessionRecord(sid, data, expires_at) for sid, (data, expires_at) in entries]
 
+    async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        """Every stored session as `inspect` shows it, `batch_size` at a time; nothing changes.
+
+        The ids are taken when the iteration begins (as `iter_sessions` takes them), and each
+        batch is read with a checkpoint before it; a session deleted meanwhile is left out.
+        """
+        batch_size = check_batch_size(batch_size)
+        if self._closed:
+            self._refuse()
+        ids = await self._ids()
+        while ids:
+            await checkpoint()
+            if self._closed:
+                self._refuse()
+            # From the end, as `_passes` reads, so the ids are released a batch at a time.
+            batch = ids[-batch_size:]
+            del ids[-batch_size:]
+            for session_id in batch:
+                # Looked up as each is yielded: the consumer may let writes run in between.
+                if (entry := self._sessions.get(session_id)) is not None:
+                    yield SessionRecord(session_id, entry[0], entry[1])
+
     async def aclose(self) -> None:
         """Drop every session; later calls raise `StoreClosedError`. Closing twice is fine."""
         self._closed = True

@@ -461,6 +461,20 @@ def inspect(spec: Spec, session_id: str | None) -> Op[list[SessionRecord]]:
         rows = yield Statement(spec.sql.inspect_all, None, True)
     else:
         rows = yield Statement(spec.sql.inspect_one, (_key(session_id),), True)
+    return (yield from _inspected(rows))
+
+
+def inspect_page(
+    spec: Spec, cursor: bytes | None, n: int
+) -> Op[tuple[list[SessionRecord], bytes | None]]:
+    """The next `n` rows after the id `cursor` as `inspect` shows them (keyset, as `page`)."""
+    rows = yield Statement(spec.sql.page, (cursor or b"", n), True)
+    after = bytes(rows[-1][0]) if len(rows) == n else None
+    return (yield from _inspected(rows)), after
+
+
+def _inspected(rows: list[Any]) -> Op[list[SessionRecord]]:
+    """Rows of ``(id, value)`` as records, unreadable ones included, in short steps."""
     records = []
     started = time.perf_counter()
     for raw, text in rows:

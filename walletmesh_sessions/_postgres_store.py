@@ -655,6 +655,26 @@ class PostgresSessionStore:
             if cursor is None:
                 return
 
+    async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        """Every record as `inspect` shows it, `batch_size` rows per query, in id order.
+
+        Keyset pagination on the primary key, as `iter_sessions`: each batch is one call
+        within the timeout and costs its own rows. Nothing is refreshed or removed, and
+        unreadable records are yielded.
+        """
+        batch_size = check_batch_size(batch_size)
+        cursor: bytes | None = None
+        while True:
+            plan = ops.Plan(
+                "iter_records", functools.partial(ops.inspect_page, self._spec, cursor, batch_size)
+            )
+            records: list[SessionRecord]
+            records, cursor = await self._run(plan)
+            for record in records:
+                yield record
+            if cursor is None:
+                return
+
     async def aclose(self) -> None:
         """Close the pools the store made; a caller's pool or connection is left open.
 

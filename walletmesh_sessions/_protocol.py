@@ -2,9 +2,10 @@
 
 `SessionStore` is the contract. `LifecycleSessionStore` adds the atomic lifecycle operations
 (create-if-absent, update, rotate the id). `ClosableSessionStore` adds closing (`aclose`,
-``async with``), and `Inspectable` the operator's read-only view that the command line uses.
-`FullSessionStore` is all of them at once, plus `config`: what every shipped store has, and
-what `open_store` returns.
+``async with``), `Inspectable` the operator's read-only view that the command line uses, and
+`IterableRecords` the same view a page at a time.
+`FullSessionStore` is all of them at once but `IterableRecords`, plus `config`: what
+`open_store` returns (every shipped store also has `iter_records`).
 `Backend` (private) is the seam under stores whose storage blocks (a SQLite file): try now,
 else defer to a thread.
 """
@@ -160,6 +161,26 @@ class Inspectable(Protocol):
 
 
 @runtime_checkable
+class IterableRecords(Protocol):
+    """A store that shows its records as `inspect` does, a page at a time, in constant memory.
+
+    Every shipped store has it: the command line lists and counts through it, and falls back
+    to `inspect` for a store without it.
+    """
+
+    def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        """Every record, expired and unreadable ones included, reading about `batch_size` a time.
+
+        Nothing is refreshed or removed, and an unreadable record is yielded (with `data`
+        `None` and the reason in `error`), never raised. Records come in the store's own
+        order; each page is one call, bounded by the store's timeout. Records written or
+        deleted during the iteration may or may not appear. A `batch_size` that is not a
+        positive int raises `InvalidConfigError` on the first step.
+        """
+        ...
+
+
+@runtime_checkable
 class IterableSessionStore(SessionStore, Protocol):
     """A `SessionStore` that lists its live sessions a batch at a time, in constant memory.
 
@@ -253,5 +274,14 @@ class Backend(Protocol):
 
         `cursor` is `None` to start, else what the previous page returned (opaque to the
         store); the returned cursor is `None` once the iteration is complete.
+        """
+        ...
+
+    def inspect_page(
+        self, wait: bool, cursor: object, n: int
+    ) -> tuple[list[SessionRecord], object] | Deferred:
+        """One batch of `iter_records`: about `n` records as `inspect` shows them.
+
+        The cursor works as for `page`; nothing is refreshed or removed.
         """
         ...

@@ -645,23 +645,51 @@ def inspect(spec: StoreSpec, session_id: str | None) -> Op[list[SessionRecord]]:
         return [] if raw is None else [_inspect_one(session_id, raw)]
     records: list[SessionRecord] = []
     cursor: object = None
-    cut = len(spec.prefix_bytes)
     while True:
         page: ScanPage = yield Scan(spec.pattern, cursor)
-        mine = _mine(spec, page.keys)
-        if mine:
-            values = yield ReadMany(tuple(mine))
-            for key, raw in zip(mine, values, strict=True):
-                if raw is None:
-                    continue  # deleted since the scan
-                sid = key[cut:].decode(errors="replace")
-                if _readable_key(spec, key) is None:
-                    records.append(SessionRecord(sid, None, None, "the key holds no session id"))
-                else:
-                    records.append(_inspect_one(sid, raw))
+        records.extend((yield from _inspect_scanned(spec, page.keys)))
         if page.cursor is None:
             return records
         cursor = page.cursor
+        yield CHECKPOINT
+
+
+def _inspect_scanned(spec: StoreSpec, keys: list[Key]) -> Op[list[SessionRecord]]:
+    """The records under the store's keys of one scan page, read as `inspect` shows them."""
+    mine = _mine(spec, keys)
+    if not mine:
+        return []
+    values = yield ReadMany(tuple(mine))
+    cut = len(spec.prefix_bytes)
+    records: list[SessionRecord] = []
+    for key, raw in zip(mine, values, strict=True):
+        if raw is None:
+            continue  # deleted since the scan
+        sid = key[cut:].decode(errors="replace")
+        if _readable_key(spec, key) is None:
+            records.append(SessionRecord(sid, None, None, "the key holds no session id"))
+        else:
+            records.append(_inspect_one(sid, raw))
+    return records
+
+
+def inspect_page(
+    spec: StoreSpec, cursor: object, n: int
+) -> Op[tuple[list[SessionRecord], object, bool]]:
+    """One batch of `iter_records`: scan pages from `cursor` until `n` records are read.
+
+    Read as `inspect` reads (nothing refreshed or removed). Returns the records, the cursor to
+    go on from, and whether the scan is complete, as `iterate_page` does.
+    """
+    records: list[SessionRecord] = []
+    while True:
+        page: ScanPage = yield Scan(spec.pattern, cursor)
+        records.extend((yield from _inspect_scanned(spec, page.keys)))
+        if page.cursor is None:
+            return records, None, True
+        cursor = page.cursor
+        if len(records) >= n:
+            return records, cursor, False
         yield CHECKPOINT
 
 

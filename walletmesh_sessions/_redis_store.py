@@ -709,3 +709,22 @@ class RedisSessionStore:
                 yield item
             if done:
                 return
+
+    async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        """Every record under the prefix as `inspect` shows it, about `batch_size` per call.
+
+        Each batch is SCAN pages and their reads, as for `iter_sessions` (one call within the
+        timeout, memory within a batch and one scan page), in SCAN order; nothing is refreshed
+        or removed, and unreadable records are yielded. As with any SCAN, a record may be
+        yielded twice if the server resizes its key space meanwhile (never on Redis Cluster,
+        which is scanned slot by slot).
+        """
+        batch_size = check_batch_size(batch_size)
+        cursor: object = None
+        while True:
+            op = ops.inspect_page(self._spec, cursor, batch_size)
+            records, cursor, done = await self._run("iter_records", op)
+            for record in records:
+                yield record
+            if done:
+                return

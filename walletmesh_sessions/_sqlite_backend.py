@@ -633,12 +633,7 @@ class SqliteBackend:
         if not wait:
             return DEFERRED  # it may slide, and a commit waits for the disk
         now = now_ms(self._clock)
-        after = "" if cursor is None else cursor
-        sql = (
-            f"SELECT key, value FROM {TABLE} WHERE {self._starts} AND key > :after"
-            " ORDER BY key LIMIT :limit"
-        )
-        params = self._params(after=after, limit=n)
+        sql, params = self._page_query(cursor, n)
 
         def read(conn: sqlite3.Connection) -> tuple[SessionMap, object]:
             rows = _fetch_all(conn, sql, params)
@@ -657,6 +652,29 @@ class SqliteBackend:
             return result.found, (rows[-1][0] if len(rows) == n else None)
 
         return self._run(wait, read)
+
+    def inspect_page(
+        self, wait: bool, cursor: object, n: int
+    ) -> tuple[list[SessionRecord], object] | Deferred:
+        """The next `n` rows after the key `cursor`, as `inspect` shows them (keyset, as `page`)."""
+        if not wait:
+            return DEFERRED  # a scan of the file: never on the event loop, as inspect
+        sql, params = self._page_query(cursor, n)
+        rows = self._run_waiting(lambda conn: _fetch_all(conn, sql, params))
+        cut = len(self._prefix.encode())
+        records = [inspect_record(_shown_id(key, cut), text) for key, text in rows]
+        return records, (rows[-1][0] if len(rows) == n else None)
+
+    def _page_query(self, cursor: object, n: int) -> tuple[str, dict[str, object]]:
+        """The statement of one keyset page: `n` rows of the prefix range after key `cursor`.
+
+        The cursor is the last key read as stored (text, or a BLOB, which sorts after text).
+        """
+        sql = (
+            f"SELECT key, value FROM {TABLE} WHERE {self._starts} AND key > :after"
+            " ORDER BY key LIMIT :limit"
+        )
+        return sql, self._params(after="" if cursor is None else cursor, limit=n)
 
 
 def _text(raw: bytes) -> str | bytes:
