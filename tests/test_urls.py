@@ -343,3 +343,40 @@ class TestBadRedisUrls:
         while error is not None:
             assert "Zq9x" not in str(error), str(error)
             error = error.__cause__ or error.__context__
+
+
+class TestRepeatedStoreParameters:
+    """A PostgreSQL or Redis URL parameter given twice is refused, not decided by the last."""
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "postgresql://h/db?table=a&table=b",
+            "postgresql://h/db?table=a&table=a",
+            "postgresql://h/db?timeout=1&max_connections=2&timeout=3",
+            "postgresql://h/db?max_connections=1&max_connections=2",
+            "postgresql://h/db?sslmode=disable&sslmode=require",
+            "redis://h:6379/0?timeout=1&timeout=2",
+            "redis://h:6379/0?retries=1&retries=1",
+            "redis://h:6379/0?db=1&db=2",
+            "rediss://h:6379/0?ssl_cert_reqs=none&ssl_cert_reqs=required",
+            "redis+cluster://h:7000,h:7001?max_connections=1&max_connections=2",
+            "redis+sentinel://h:26379/svc/0?timeout=1&timeout=2",
+        ],
+    )
+    def test_refused(self, url: str) -> None:
+        """open_store and from_url both refuse it, naming the parameter."""
+        name = url.rpartition("&")[2].partition("=")[0]
+        with pytest.raises(InvalidConfigError, match=f"{name} given twice in"):
+            open_store(url)
+        store_class = PostgresSessionStore if url.startswith("postgresql") else RedisSessionStore
+        with pytest.raises(InvalidConfigError, match=f"{name} given twice in"):
+            store_class.from_url(url)
+
+    def test_password_masked(self) -> None:
+        """The refusal shows the URL with its password masked."""
+        url = "postgresql://user:hunter2@h/db?table=a&table=b"
+        with pytest.raises(InvalidConfigError) as info:
+            PostgresSessionStore.from_url(url)
+        assert "***" in str(info.value)
+        assert "hunter2" not in str(info.value)

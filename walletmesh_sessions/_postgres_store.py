@@ -41,6 +41,7 @@ from ._postgres_pools import OwnAsyncPool, OwnPool
 from ._postgres_sql import DEFAULT_TABLE, Statements, check_table
 from ._secrets import misread_userinfo, redact, redact_error, redact_message
 from ._session_map import SessionMap
+from ._urls import taken_once
 from ._validation import (
     check_batch_size,
     check_clock,
@@ -244,11 +245,16 @@ async def _open(source: AsyncSource | SyncSource) -> None:
 
 
 def _split_url(url: str) -> tuple[str, dict[str, Any]]:
-    """`url` without the store's own query parameters, and those parameters parsed."""
+    """`url` without the store's own query parameters, and those parameters parsed.
+
+    Any parameter given twice is refused: neither libpq's last one nor ours decides.
+    """
     base, _, query = url.partition("?")
     store: dict[str, Any] = {}
     kept: list[tuple[str, str]] = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    pairs = parse_qsl(query, keep_blank_values=True)
+    taken_once(repr(redact(url)), pairs)
+    for name, value in pairs:
         parse = STORE_URL_PARAMETERS.get(name)
         if parse is None:
             kept.append((name, value))

@@ -123,14 +123,19 @@ def _split_query(url: str) -> tuple[str, dict[str, Any]]:
     """`url` without the store's own query parameters, and those parameters parsed.
 
     Refuses a parameter neither the store nor its connections know, naming it, so a typo
-    fails when the store is made rather than at its first call.
+    fails when the store is made rather than at its first call; and one given twice (redis-py
+    would take the first, the store the last).
     """
+    from ._urls import taken_once  # _urls imports the Redis store when a URL asks for it
+
     base, _, query = url.partition("?")
     scheme = urlsplit(url).scheme.lower()
     known = CONNECTION_URL_PARAMETERS | (TLS_URL_PARAMETERS if scheme == "rediss" else set())
     store: dict[str, Any] = {}
     kept: list[tuple[str, str]] = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    pairs = parse_qsl(query, keep_blank_values=True)
+    taken_once("the Redis URL", pairs)
+    for name, value in pairs:
         if name in STORE_URL_PARAMETERS:
             try:
                 store[name] = STORE_URL_PARAMETERS[name](value)

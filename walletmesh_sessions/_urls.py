@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Container, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -15,7 +16,7 @@ from ._memory import MemorySessionStore
 from ._protocol import FullSessionStore
 from ._secrets import misread_userinfo, redact, redact_message
 
-__all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
+__all__ = ("CONNINFO_HINT", "is_conninfo", "open_store", "taken_once")
 
 SCHEMES = (
     "memory",
@@ -180,16 +181,19 @@ def _postgres(
 
 def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
     """The store parameters of the query."""
-    return _taken_once(shown, query, STORE_PARAMETERS)
+    return taken_once(repr(shown), query, STORE_PARAMETERS)
 
 
-def _taken_once(shown: str, query: list[tuple[str, str]], names: frozenset[str]) -> dict[str, str]:
-    """The query parameters named in `names`; one given twice is refused, never the last won."""
+def taken_once(
+    where: str, query: Iterable[tuple[str, str]], names: Container[str] | None = None
+) -> dict[str, str]:
+    """The query parameters named in `names` (default: all of them); one given twice is
+    refused, never the last won. `where` names the URL in the message (secrets masked)."""
     found: dict[str, str] = {}
     for key, value in query:
-        if key in names:
+        if names is None or key in names:
             if key in found:
-                msg = f"{key} given twice in {shown!r}"
+                msg = f"{key} given twice in {where}"
                 raise InvalidConfigError(msg)
             found[key] = value
     return found
@@ -256,7 +260,7 @@ def _sqlite_options(
 
     Those taken are removed from `options`; their values are checked by the store.
     """
-    found: dict[str, Any] = dict(_taken_once(url, query, SQLITE_PARAMETERS))
+    found: dict[str, Any] = dict(taken_once(repr(url), query, SQLITE_PARAMETERS))
     if "timeout" in found:  # from the query: text to convert
         try:
             found["timeout"] = float(found["timeout"])
