@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import inspect
@@ -18,10 +19,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import attrs
 import pytest
 import redis
 import redis.asyncio
+import trio
+import trio.lowlevel
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -1148,9 +1153,65 @@ def slow_scans(op: ops.Op[T], seconds: float, pages: list[int]) -> ops.Op[T]:
     return before_each(op, ops.Scan, slow_page)
 
 
+class _JumpingLoop(asyncio.SelectorEventLoop):
+    """An asyncio event loop whose clock a test moves forward: time passes without waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.skipped
+
+
+def _jump_trio_clock(seconds: float) -> None:
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    clock.jump(seconds)
+
+
 class TestBulkCallsBoundedByPage:
     """A scan's bound is per page: a big store takes as long as it is big, and never fails
     for that alone."""
+
+    # The bound per page, and how long each page takes on the event loop's clock: moved
+    # forward by the test, so a page's own running time (a few milliseconds, seconds on a
+    # loaded machine) would have to exceed the difference for the test to be wrong.
+    BOUND = 10.0
+    PAGE = 4.0
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+        """Both backends, each with a clock the test moves forward (from the running loop's
+        thread on asyncio, from a worker thread on trio, where Redis calls run)."""
+        if request.param == "asyncio":
+            return "asyncio", {"loop_factory": _JumpingLoop}
+        return "trio", {"clock": trio.testing.MockClock(rate=1.0)}
+
+    @pytest.fixture
+    def jump(self, anyio_backend: tuple[str, dict[str, Any]]) -> Callable[[float], None]:
+        """Move the event loop's clock forward by that many seconds, from inside an operation."""
+
+        def on_asyncio(seconds: float) -> None:
+            loop = asyncio.get_running_loop()
+            assert isinstance(loop, _JumpingLoop)
+            loop.skipped += seconds
+
+        def on_trio(seconds: float) -> None:
+            anyio.from_thread.run_sync(_jump_trio_clock, seconds)
+
+        return on_asyncio if anyio_backend[0] == "asyncio" else on_trio
+
+    def jumping_scans(
+        self, op: ops.Op[T], seconds: float, jump: Callable[[float], None], pages: list[int]
+    ) -> ops.Op[T]:
+        """`op`, each of its scan pages taking `seconds` on the event loop's clock."""
+
+        def slow_page() -> None:
+            pages.append(1)
+            jump(seconds)
+
+        return before_each(op, ops.Scan, slow_page)
 
     @pytest.mark.anyio
     @pytest.mark.parametrize("method", ["get_all", "clean_expired", "clear", "inspect"])
@@ -1159,25 +1220,48 @@ class TestBulkCallsBoundedByPage:
         make: MakeStore,
         redis_client: redis.Redis,
         monkeypatch: pytest.MonkeyPatch,
+        jump: Callable[[float], None],
         method: str,
     ) -> None:
+        """Pages of 40 % of the bound each, more than the bound together: the call succeeds."""
         record = encode_record(DATA, None)
         redis_client.mset({f"wm_session_id{n}": record for n in range(3000)})
         pages: list[int] = []
         real = getattr(ops, method)
 
         def slowed(*args: Any) -> ops.Op[Any]:
-            return slow_scans(real(*args), 0.25, pages)
+            return self.jumping_scans(real(*args), self.PAGE, jump, pages)
 
         monkeypatch.setattr(ops, method, slowed)
-        # Each page takes 0.25 s and a round trip or two: well within 0.8 s, even on a busy
-        # machine. All of them take longer.
-        async with make(timeout=0.8, retries=0) as store:
-            start = time.monotonic()
+        async with make(timeout=self.BOUND, retries=0) as store:
+            start = anyio.current_time()
             await getattr(store, method)()
-            elapsed = time.monotonic() - start
-        assert len(pages) * 0.25 > 0.8, f"only {len(pages)} pages: the test proves nothing"
-        assert elapsed > 0.8
+            elapsed = anyio.current_time() - start
+        assert len(pages) * self.PAGE > self.BOUND, f"only {len(pages)} pages: proves nothing"
+        assert elapsed > self.BOUND
+
+    @pytest.mark.anyio
+    async def test_the_bound_reads_the_moved_clock(
+        self,
+        make: MakeStore,
+        redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch,
+        jump: Callable[[float], None],
+    ) -> None:
+        """One page moved past the bound fails: the clock the test above moves is the one
+        the bound is measured on, so its success is not for want of a deadline."""
+        redis_client.mset({f"wm_session_id{n}": encode_record(DATA, None) for n in range(50)})
+        real = ops.get_all
+
+        def slowed(*args: Any) -> ops.Op[Any]:
+            return self.jumping_scans(real(*args), self.BOUND + self.PAGE, jump, [])
+
+        monkeypatch.setattr(ops, "get_all", slowed)
+        async with make(timeout=self.BOUND, retries=0) as store:
+            with anyio.fail_after(self.BOUND * 3), pytest.raises(StoreUnavailableError):
+                await store.get_all()
+            monkeypatch.setattr(ops, "get_all", real)
+            assert len(await store.get_all()) == 50
 
     @pytest.mark.anyio
     async def test_a_page_longer_than_the_bound_fails(
