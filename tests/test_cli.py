@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import time
+import weakref
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import redis
 
-from walletmesh_sessions import SessionData, SessionStoreConfig, _cli, open_store
+from walletmesh_sessions import (
+    SessionData,
+    SessionRecord,
+    SessionStoreConfig,
+    StoreUnavailableError,
+    _cli,
+    open_store,
+)
+from walletmesh_sessions import _sqlite_backend as sqlite_backend
+from walletmesh_sessions._codec import inspect_record
 from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
 
 ROOT = Path(__file__).parent.parent
@@ -161,10 +174,11 @@ class TestCommands:
         assert run("delete", "live-a", "--store", store_url, cwd=tmp_path).returncode == 1
 
     def test_clean(self, store_url: str, tmp_path: Path) -> None:
-        """clean removes the expired session, prints the count, leaves the corrupt one."""
+        """clean removes the expired session, says how many, leaves the corrupt one."""
         result = run("clean", "--store", store_url, cwd=tmp_path)
-        assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
-        assert run("clean", "--store", store_url, cwd=tmp_path).stdout == "0\n"
+        assert (result.returncode, result.stdout) == (0, "removed 1 expired session(s)\n")
+        again = run("clean", "--store", store_url, cwd=tmp_path).stdout
+        assert again == "removed 0 expired session(s)\n"
         assert run("show", "broken", "--store", store_url, cwd=tmp_path).returncode == 0
 
     def test_clear_asks(self, store_url: str, tmp_path: Path) -> None:
@@ -389,9 +403,10 @@ class TestStoreOption:
 
         anyio.run(write)
         url = f"sqlite:///{path}?lifetime=3600&refresh_on_access=true&max_lifetime=3600"
-        assert run("clean", "--store", f"sqlite:///{path}", cwd=tmp_path).stdout == "0\n"
+        plain = run("clean", "--store", f"sqlite:///{path}", cwd=tmp_path).stdout
+        assert plain == "removed 0 expired session(s)\n"
         result = run("clean", cwd=tmp_path, url=url)
-        assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
+        assert (result.returncode, result.stdout) == (0, "removed 1 expired session(s)\n")
         listed = json.loads(run("list", "--json", cwd=tmp_path, url=url).stdout)
         assert [record["sessionId"] for record in listed] == ["young"]
 
@@ -552,3 +567,405 @@ class TestSecrets:
         assert result.stderr.count("\n") == 1, result.stderr
         for piece in ("Sekr3t", "Sek", "r3t"):
             assert piece not in result.stdout + result.stderr
+
+
+# Records the command reads per store call (its `PAGE`).
+PAGE = 500
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the command in this process (the test's working directory, no variables)."""
+    code = _cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's directory as the working directory, without the command's variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("WALLETMESH_SESSIONS_URL", "WALLETMESH_SESSIONS_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def many(path: Path, n: int) -> None:
+    """`n` readable sessions s00000, s00001, ... in a SQLite store file."""
+    plant(path, {f"s{i:05}": record(f"s{i:05}") for i in range(n)})
+
+
+class Counted:
+    """Counts, while installed, the records the SQLite backend decodes and the pages it reads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.records = self.pages = 0
+        decode = inspect_record
+        page = sqlite_backend.SqliteBackend.inspect_page
+
+        def counting_decode(session_id: str, text: object) -> SessionRecord:
+            self.records += 1
+            return decode(session_id, text)
+
+        def counting_page(backend: Any, wait: bool, cursor: object, n: int) -> Any:
+            answer = page(backend, wait, cursor, n)
+            self.pages += wait  # the call that reads; without `wait` it only defers
+            return answer
+
+        monkeypatch.setattr(sqlite_backend, "inspect_record", counting_decode)
+        monkeypatch.setattr(sqlite_backend.SqliteBackend, "inspect_page", counting_page)
+
+
+class TestListOptions:
+    """list --limit, --origin, --jsonl and --sort."""
+
+    def test_limit_reads_one_page(
+        self, here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--limit 5 over 3,000 records prints 5 and reads one page of 5 from the store."""
+        many(here / "sessions.db", 3000)
+        counted = Counted(monkeypatch)
+        code, out, err = cli(capsys, "list", "--limit", "5", "--jsonl")
+        assert (code, err) == (0, "")
+        assert [json.loads(line)["sessionId"] for line in out.splitlines()] == [
+            f"s{i:05}" for i in range(5)
+        ]
+        assert (counted.pages, counted.records) == (1, 5)
+
+    def test_limit_table_says_so(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The table's last line says the limit cut the listing."""
+        many(here / "sessions.db", 30)
+        code, out, _ = cli(capsys, "list", "--limit", "3")
+        lines = out.splitlines()
+        assert code == 0
+        assert len(lines) == 5  # header, three rows, summary
+        assert lines[-1] == "3 record(s) in sqlite:///sessions.db (the --limit)"
+
+    @pytest.mark.parametrize("value", ["0", "-1", "many", "1.5"])
+    def test_bad_limit(self, value: str, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A limit that is not a whole number of at least 1 is a one-line usage error."""
+        code, out, err = cli(capsys, "list", "--limit", value)
+        assert (code, out) == (2, "")
+        assert "--limit: must be a whole number of at least 1" in err
+        assert err.count("\n") == 1
+
+    def test_origin(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--origin keeps that dApp's sessions only (not unreadable ones), up to --limit."""
+        other = json.dumps({"data": {"id": "o", "origin": "https://other.example"}})
+        plant(
+            here / "sessions.db",
+            {"a": record("a"), "b": other, "c": record("c"), "d": CORRUPT, "e": record("e")},
+        )
+        code, out, _ = cli(capsys, "list", "--jsonl", "--origin", "https://far.example")
+        assert code == 0
+        assert [json.loads(line)["sessionId"] for line in out.splitlines()] == ["a", "c", "e"]
+        _, out, _ = cli(capsys, "list", "--origin", "https://far.example", "--limit", "2")
+        assert out.splitlines()[-1] == (
+            "2 record(s) of origin https://far.example in sqlite:///sessions.db (the --limit)"
+        )
+        _, out, _ = cli(capsys, "list", "--json", "--origin", "https://none.example")
+        assert out == "[]\n"
+
+    def test_jsonl_same_objects_as_json(
+        self, store_url: str, here: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--jsonl: one object per line, the very objects --json prints (as json.dump would)."""
+        code, lines, _ = cli(capsys, "list", "--jsonl", "--store", store_url)
+        assert code == 0
+        objects = [json.loads(line) for line in lines.splitlines()]
+        assert len(objects) == 5
+        _, text, _ = cli(capsys, "list", "--json", "--store", store_url)
+        assert json.loads(text) == objects
+        assert text == json.dumps(objects, indent=2, ensure_ascii=False) + "\n"
+
+    def test_store_order(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """On SQLite the store's order is key order; --help says which order is used."""
+        plant(here / "sessions.db", {k: record(k) for k in ("b", "c", "a")})
+        _, out, _ = cli(capsys, "list", "--jsonl")
+        assert [json.loads(line)["sessionId"] for line in out.splitlines()] == ["a", "b", "c"]
+        with pytest.raises(SystemExit):
+            _cli._parser().parse_args(["list", "--help"])
+        assert "in the store's order" in " ".join(capsys.readouterr().out.split())
+
+    def test_sort(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--sort with --limit: the N soonest- or latest-expiring, unreadable ones last."""
+        plant(
+            here / "sessions.db",
+            {
+                "late": record("late", "3000"),
+                "never": record("never"),
+                "bad": CORRUPT,
+                "soon": record("soon", "1000"),
+                "mid": record("mid", "2000"),
+                "mid2": record("mid2", "2000"),
+            },
+        )
+
+        def ids(*args: str) -> list[str]:
+            code, out, _ = cli(capsys, "list", "--jsonl", *args)
+            assert code == 0
+            return [json.loads(line)["sessionId"] for line in out.splitlines()]
+
+        assert ids("--sort", "soonest", "--limit", "3") == ["soon", "mid", "mid2"]
+        assert ids("--sort", "latest", "--limit", "2") == ["never", "late"]
+        assert ids("--sort", "soonest", "--limit", "9")[-2:] == ["never", "bad"]
+        assert ids("--sort", "latest", "--limit", "1", "--origin", "nowhere") == []
+
+    def test_sort_needs_limit(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--sort alone would hold every record: refused in one line, exit 2."""
+        many(here / "sessions.db", 3)
+        code, out, err = cli(capsys, "list", "--sort", "soonest")
+        assert (code, out) == (2, "")
+        assert "--sort needs --limit N" in err
+        assert err.count("\n") == 1
+
+    def test_json_and_jsonl_exclusive(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json and --jsonl together are a usage error."""
+        code, _, err = cli(capsys, "list", "--json", "--jsonl")
+        assert code == 2
+        assert "not allowed with argument" in err
+
+
+class InspectedStore:
+    """A store without iter_records that counts the records it handed out still alive.
+
+    Delegates to `inner`; `peak` is the most alive at once (weakly held), checked at each.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.alive: weakref.WeakSet[SessionRecord] = weakref.WeakSet()
+        self.peak = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "iter_records":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _handed(self, record: SessionRecord) -> SessionRecord:
+        self.alive.add(record)
+        self.peak = max(self.peak, len(self.alive))
+        return record
+
+    async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
+        return [self._handed(r) for r in await self.inner.inspect(session_id)]
+
+    async def __aenter__(self) -> InspectedStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.inner.aclose()
+
+
+class WatchedStore(InspectedStore):
+    """`InspectedStore` with iter_records, whose records it counts too."""
+
+    async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        async for record in self.inner.iter_records(batch_size):
+            yield self._handed(record)
+
+
+@pytest.fixture
+def watched(here: Path, monkeypatch: pytest.MonkeyPatch) -> list[WatchedStore]:
+    """The stores the command opens, watched (appended as they are opened)."""
+    opened: list[WatchedStore] = []
+
+    def watching(url: str) -> WatchedStore:
+        opened.append(WatchedStore(open_store(url)))
+        return opened[-1]
+
+    monkeypatch.setattr(_cli, "open_store", watching)
+    return opened
+
+
+class TestStreaming:
+    """list and stats hold about a page of records at a time, whatever the store's size."""
+
+    N = 10_000
+
+    @pytest.mark.parametrize(
+        "args", [["stats"], ["stats", "--json"], ["list", "--jsonl"], ["list"], ["clear", "--yes"]]
+    )
+    def test_at_most_a_page_alive(
+        self,
+        args: list[str],
+        watched: list[WatchedStore],
+        here: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Over 10,000 records, never more than one page (500) of them alive at once."""
+        many(here / "sessions.db", self.N)
+        code, out, _ = cli(capsys, *args)
+        assert code == 0
+        assert str(self.N) in out or len(out.splitlines()) >= self.N
+        assert 0 < watched[0].peak <= PAGE
+
+    def test_stats_counts_every_record(
+        self, watched: list[WatchedStore], here: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Streaming changes no number: 10,000 live sessions, one origin."""
+        many(here / "sessions.db", self.N)
+        stats = json.loads(cli(capsys, "stats", "--json")[1])
+        assert (stats["sessions"], stats["origins"]) == (self.N, {"https://far.example": self.N})
+
+    def test_falls_back_to_inspect(
+        self, here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A store without iter_records is read with one inspect(): the same output."""
+        many(here / "sessions.db", 3)
+        expected = cli(capsys, "list", "--jsonl")
+        monkeypatch.setattr(_cli, "open_store", lambda url: InspectedStore(open_store(url)))
+        assert cli(capsys, "list", "--jsonl") == expected
+
+    @pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["list", "--jsonl"]])
+    def test_closed_output_stops_the_reads(self, args: list[str], tmp_path: Path) -> None:
+        """A reader gone before the first line: one page read of 3,000 records, exit 1, quiet."""
+        many(tmp_path / "sessions.db", 3000)
+        counts = tmp_path / "counts.json"
+        code = (
+            "import json, sys\n"
+            "import pytest\n"
+            "from tests.test_cli import Counted\n"
+            "from walletmesh_sessions import _cli\n"
+            "with pytest.MonkeyPatch.context() as patch:\n"
+            "    counted = Counted(patch)\n"
+            "    status = _cli.main(sys.argv[2:])\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    json.dump([counted.pages, counted.records], f)\n"
+            "sys.exit(status)\n"
+        )
+        env = environment(PYTHONPATH=str(ROOT))
+        command = [sys.executable, "-c", code, str(counts), *args]
+        with subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            process.stdout.close()  # as `| head` that has already read what it wanted
+            stderr = process.stderr.read()
+            assert process.wait(timeout=60) == 1
+        assert stderr == b""
+        assert json.loads(counts.read_text()) == [1, PAGE]
+
+    def test_head_exits_quietly(self, tmp_path: Path) -> None:
+        """`list --jsonl | head -1` in a shell: one line out, and the command exits 1, quietly."""
+        many(tmp_path / "sessions.db", 3000)
+        shell = f"'{SCRIPT}' list --jsonl | head -1; echo \"status ${{PIPESTATUS[0]}}\""
+        result = subprocess.run(
+            ["bash", "-c", shell],
+            cwd=tmp_path,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        lines = result.stdout.splitlines()
+        assert json.loads(lines[0])["sessionId"] == "s00000"
+        assert lines[1:] == ["status 1"]
+        assert result.stderr == ""
+
+
+class TestProgress:
+    """A progress line on stderr, only on a terminal and only with tqdm installed."""
+
+    @pytest.fixture
+    def terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Stderr seen as a terminal."""
+        monkeypatch.setattr(_cli, "_stderr_is_terminal", lambda: True)
+
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (["stats"], "counting records"),
+            (["list"], "reading records"),
+            (["clean"], "removing expired sessions"),
+            (["clear", "--yes"], "removing every record"),
+        ],
+    )
+    @pytest.mark.usefixtures("terminal")
+    def test_on_a_terminal(
+        self, args: list[str], line: str, here: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Each long command shows its line on stderr, and its output stays as it is."""
+        many(here / "sessions.db", 1200)
+        code, out, err = cli(capsys, *args)
+        assert code == 0
+        assert line in err
+        assert "Traceback" not in err
+        assert "\n" not in out.splitlines()[-1]
+
+    @pytest.mark.usefixtures("terminal")
+    def test_records_counted(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The line counts the records read."""
+        many(here / "sessions.db", 1200)
+        err = cli(capsys, "stats")[2]
+        assert re.search(r"counting records: \d[\d.]*k? records", err), err
+
+    @pytest.mark.parametrize("args", [["stats"], ["list"], ["clean"], ["clear", "--yes"]])
+    def test_not_a_terminal(
+        self, args: list[str], here: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Stderr not a terminal (a pipe, a log, cron): nothing on it."""
+        many(here / "sessions.db", 1200)
+        code, _, err = cli(capsys, *args)
+        assert (code, err) == (0, "")
+
+    @pytest.mark.usefixtures("terminal")
+    def test_not_over_the_listing(
+        self, here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """list to the terminal itself: the records are the progress, no line cuts into them."""
+        monkeypatch.setattr(_cli, "_stdout_is_terminal", lambda: True)
+        many(here / "sessions.db", 1200)
+        code, _, err = cli(capsys, "list")
+        assert (code, err) == (0, "")
+
+    @pytest.mark.usefixtures("terminal")
+    def test_without_tqdm(
+        self, here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without the `cli` extra: the same output, no progress, no error."""
+        many(here / "sessions.db", 1200)
+        monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
+        for args in (["stats"], ["list", "--limit", "3"], ["clean"]):
+            code, out, err = cli(capsys, *args)
+            assert (code, err) == (0, "")
+            assert out
+
+    @pytest.mark.anyio
+    @pytest.mark.usefixtures("terminal")
+    async def test_store_error_while_waiting(self) -> None:
+        """A store call that fails under the progress line raises its own error, ungrouped."""
+
+        async def failing() -> None:
+            raise StoreUnavailableError("the store is down")
+
+        with pytest.raises(StoreUnavailableError, match="the store is down"):
+            await _cli._waiting("removing expired sessions", failing)
+
+
+class TestPlainWords:
+    """Outputs a newcomer reads without the manual."""
+
+    def test_empty_stats(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """An empty store's stats say so in words; --json keeps its keys."""
+        plant(here / "sessions.db", {})
+        assert cli(capsys, "stats") == (0, "no sessions in sqlite:///sessions.db\n", "")
+        stats = json.loads(cli(capsys, "stats", "--json")[1])
+        assert stats == {
+            "store": "sqlite:///sessions.db",
+            "sessions": 0,
+            "expired": 0,
+            "unreadable": 0,
+            "neverExpire": 0,
+            "soonestExpiry": None,
+            "latestExpiry": None,
+            "origins": {},
+        }
+
+    def test_clean_says_what_it_counts(
+        self, here: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """clean names the number it prints."""
+        plant(here / "sessions.db", {"old": record("old", "1000"), "new": record("new")})
+        assert cli(capsys, "clean") == (0, "removed 1 expired session(s)\n", "")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import heapq
 import json
 import os
 import re
 import sys
+import textwrap
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, NoReturn, TextIO
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -23,11 +27,16 @@ from ._data import SessionRecord
 from ._errors import InvalidConfigError, InvalidSessionIdError, SessionStoreError
 from ._expiry import now_ms
 from ._localstorage import LocalStorageSessionStore
-from ._protocol import ClosableSessionStore, Inspectable
+from ._protocol import ClosableSessionStore, Inspectable, IterableRecords
 from ._secrets import NOTICE, redact, redact_message
 from ._urls import CONNINFO_HINT, is_conninfo, open_store
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 __all__ = ("main", "main_entry")
+
+T = TypeVar("T")
 
 PROG = "walletmesh-sessions"
 URL_VARIABLE = "WALLETMESH_SESSIONS_URL"
@@ -40,7 +49,24 @@ EPILOG = (
 )
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Arguments that are options of some command, so never a mistyped id.
-OPTIONS = frozenset({"-h", "--help", "--version", "--store", "--json", "--yes"})
+OPTIONS = frozenset(
+    {
+        "-h",
+        "--help",
+        "--version",
+        "--store",
+        "--json",
+        "--jsonl",
+        "--yes",
+        "--limit",
+        "--origin",
+        "--sort",
+    }
+)
+# Records per store call when a command reads them all: memory stays within about a page.
+PAGE = 500
+# Table rows read before the column widths are set: the rest are printed as they come.
+TABLE_HEAD = 50
 
 
 class CommandFailed(Exception):
@@ -176,18 +202,50 @@ def _parser() -> argparse.ArgumentParser:
             name, parents=[store], help=text, description=text, epilog=EPILOG
         )
 
-    listing = command("list", "list every record: live, expired and unreadable")
-    listing.add_argument("--json", action="store_true", help="print JSON for machines")
+    listing = command(
+        "list",
+        "list records (live, expired and unreadable) as they are read, in the store's order:"
+        " by key on SQLite and PostgreSQL, in no set order on Redis (SCAN order)",
+    )
+    output = listing.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON array for machines")
+    output.add_argument(
+        "--jsonl", action="store_true", help="print one JSON object per line (as --json's)"
+    )
+    listing.add_argument(
+        "--limit", type=_positive, metavar="N", help="stop after N records (reads only those)"
+    )
+    listing.add_argument(
+        "--origin", metavar="ORIGIN", help="only sessions of this dApp origin (exact match)"
+    )
+    listing.add_argument(
+        "--sort",
+        choices=("soonest", "latest"),
+        help="with --limit N: the N records that expire soonest (or latest; never expiring"
+        " counts as latest), from a read of the whole store that keeps only N in memory",
+    )
     show = command("show", "print one session as JSON (an id starting with '-': show -- ID)")
     show.add_argument("session_id", metavar="ID")
     delete = command("delete", "remove one session (an id starting with '-': delete -- ID)")
     delete.add_argument("session_id", metavar="ID")
-    command("clean", "remove expired sessions and print how many were removed")
+    command("clean", "remove expired sessions and say how many were removed")
     clear = command("clear", "remove every record of the store (asks first)")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     stats = command("stats", "counts, expiry range and sessions per origin")
     stats.add_argument("--json", action="store_true", help="print JSON for machines")
     return parser
+
+
+def _positive(text: str) -> int:
+    """An option's value that must be a whole number of at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        msg = f"must be a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
 
 
 async def _run(args: argparse.Namespace, store: ClosableSessionStore, url: str) -> int:
@@ -203,13 +261,147 @@ async def _run(args: argparse.Namespace, store: ClosableSessionStore, url: str) 
         return await handler(store, args, url)
 
 
-async def _records(
-    store: ClosableSessionStore, session_id: str | None = None
-) -> list[SessionRecord]:
+def _stderr_is_terminal() -> bool:
+    """Progress is for people: shown only when stderr is a terminal (tests replace this)."""
+    return _is_terminal(sys.stderr)
+
+
+def _stdout_is_terminal() -> bool:
+    """Whether the output itself is on a terminal, where a progress line would cut into it."""
+    return _is_terminal(sys.stdout)
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def _bar(description: str, bar_format: str) -> tqdm[Any] | None:
+    """A tqdm progress line on stderr, or `None`: not a terminal, or tqdm not installed.
+
+    tqdm comes with the `cli` extra; without it the commands work the same, silently.
+    """
+    if not _stderr_is_terminal():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(
+        desc=description,
+        file=sys.stderr,
+        leave=False,  # the line goes once the command prints its result
+        unit=" records",
+        unit_scale=True,
+        mininterval=0.25,
+        bar_format=bar_format,
+    )
+
+
+class _Progress:
+    """A progress line on stderr while a command reads many records or waits on the store.
+
+    Does nothing where no one watches (see `_bar`), so callers never check.
+    """
+
+    RECORDS = "{desc}: {n_fmt} records [{elapsed}, {rate_fmt}]"
+    WAITING = "{desc}... {elapsed}"
+
+    def __init__(self, description: str, bar_format: str = RECORDS, *, show: bool = True) -> None:
+        self._bar = _bar(description, bar_format) if show else None
+
+    @property
+    def shown(self) -> bool:
+        return self._bar is not None
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.update()
+
+    def refresh(self) -> None:
+        if self._bar is not None:
+            self._bar.refresh()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+async def _waiting(description: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``await call()``, one store call that may take long, with a line counting the time."""
+    with _Progress(description, _Progress.WAITING) as progress:
+        if not progress.shown:
+            return await call()
+        results: list[T] = []
+        failures: list[Exception] = []
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_tick, progress)
+            try:
+                results.append(await call())
+            except Exception as exc:  # raised as it is below, not wrapped in a group
+                failures.append(exc)
+            tasks.cancel_scope.cancel()
+        if failures:
+            raise failures[0]
+        return results[0]
+
+
+async def _tick(progress: _Progress) -> None:
+    while True:
+        await anyio.sleep(0.5)
+        progress.refresh()
+
+
+async def _stream(
+    store: ClosableSessionStore, progress: _Progress, batch_size: int = PAGE
+) -> AsyncGenerator[SessionRecord, None]:
+    """Every record of the store, each counted on `progress`.
+
+    Through `iter_records`, a page of `batch_size` at a time, so memory stays within a page
+    and a reader that stops early stops the reads; a store without it is read with one
+    `inspect()`.
+    """
+    if isinstance(store, IterableRecords):
+        async with _closing(store.iter_records(batch_size)) as records:
+            async for record in records:
+                progress.advance()
+                yield record
+        return
     if not isinstance(store, Inspectable):
         raise CommandFailed(f"error: {type(store).__name__} cannot list its records", EXIT_STORE)
+    for record in await store.inspect():
+        progress.advance()
+        yield record
+
+
+@contextlib.asynccontextmanager
+async def _closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
+    """`iterator`, closed on the way out when it can be (an async generator): a reader that
+    stops early ends the store's iteration there, not when it is collected."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _named(store: ClosableSessionStore, session_id: str) -> SessionRecord | None:
+    """The record stored under `session_id`, readable or not, or `None`."""
+    if not isinstance(store, Inspectable):
+        raise CommandFailed(f"error: {type(store).__name__} cannot show its records", EXIT_STORE)
     records = await store.inspect(session_id)
-    return sorted(records, key=lambda r: r.session_id)
+    return records[0] if records else None
 
 
 def _state(record: SessionRecord, now: int) -> str:
@@ -240,46 +432,181 @@ def _as_json(record: SessionRecord, now: int) -> dict[str, Any]:
     }
 
 
-def _print_json(value: object, out: TextIO = sys.stdout) -> None:
-    json.dump(value, out, indent=2, ensure_ascii=False)
-    out.write("\n")
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _of_origin(record: SessionRecord, origin: str | None) -> bool:
+    return origin is None or (record.data is not None and record.data.origin == origin)
+
+
+def _expiry_order(sort: str) -> Callable[[SessionRecord], tuple[bool, float]]:
+    """The key that puts records in `--sort` order; unreadable records (no expiry) go last."""
+    sign = 1 if sort == "soonest" else -1
+
+    def key(record: SessionRecord) -> tuple[bool, float]:
+        expires = float("inf") if record.expires_at is None else record.expires_at
+        return record.data is None, sign * expires
+
+    return key
+
+
+async def _first(
+    records: AsyncIterator[SessionRecord],
+    n: int,
+    key: Callable[[SessionRecord], tuple[bool, float]],
+    origin: str | None,
+) -> list[SessionRecord]:
+    """The `n` records of `origin` first by `key` (ties in the order read), holding at most
+    `n` at once."""
+    # A max-heap of the n kept so far, by negated key: its top is the first to give up.
+    heap: list[tuple[bool, float, int, SessionRecord]] = []
+    seen = 0
+    async for record in records:
+        if not _of_origin(record, origin):
+            continue
+        late, value = key(record)
+        entry = (not late, -value, -seen, record)
+        seen += 1
+        if len(heap) < n:
+            heapq.heappush(heap, entry)
+        elif entry[:3] > heap[0][:3]:
+            heapq.heapreplace(heap, entry)
+    return [entry[3] for entry in sorted(heap, key=lambda e: e[:3], reverse=True)]
+
+
+async def _listed(
+    store: ClosableSessionStore, args: argparse.Namespace, progress: _Progress
+) -> AsyncGenerator[SessionRecord, None]:
+    """What `list` prints: records of --origin, at most --limit, in store or --sort order."""
+    limit: int | None = args.limit
+    # With only --limit, a first page of that size is all there is to read.
+    plain = limit is not None and args.origin is None and args.sort is None
+    batch = min(limit, PAGE) if plain and limit is not None else PAGE
+    async with contextlib.aclosing(_stream(store, progress, batch)) as records:
+        if args.sort is not None and limit is not None:
+            key = _expiry_order(args.sort)
+            for record in await _first(records, limit, key, args.origin):
+                yield record
+            return
+        count = 0
+        async for record in records:
+            if not _of_origin(record, args.origin):
+                continue
+            yield record
+            count += 1
+            if count == limit:
+                return
+
+
+class _Table:
+    """Records as aligned columns, printed as they come: the first rows set the widths."""
+
+    HEADER = ("SESSION ID", "STATE", "EXPIRES (UTC)", "ORIGIN", "PERMISSIONS")
+
+    def __init__(self, now: int) -> None:
+        self._now = now
+        self._head: list[tuple[str, ...]] | None = [self.HEADER]
+        self._widths = [0, 0, 0, 0]
+
+    def add(self, record: SessionRecord) -> None:
+        row = self._row(record)
+        if self._head is None:
+            self._print(row)
+            return
+        self._head.append(row)
+        if len(self._head) > TABLE_HEAD:
+            self.flush()
+
+    def flush(self) -> None:
+        """Print the rows held back to set the widths; later rows print as they come."""
+        if self._head is None:
+            return
+        head, self._head = self._head, None
+        self._widths = [max(len(row[i]) for row in head) for i in range(4)]
+        for row in head:
+            self._print(row)
+
+    def _print(self, row: tuple[str, ...]) -> None:
+        # A later cell wider than the first rows' widens its column from there on.
+        self._widths = [max(w, len(cell)) for w, cell in zip(self._widths, row, strict=False)]
+        cells = zip(row[:4], self._widths, strict=True)
+        print("  ".join(cell.ljust(width) for cell, width in cells) + "  " + row[4])
+
+    def _row(self, r: SessionRecord) -> tuple[str, ...]:
+        if r.data is None:
+            return (r.session_id, "unreadable", "-", "-", r.error or "")
+        permissions = " ".join(f"{chain}({len(m)})" for chain, m in r.data.permissions.items())
+        expires = _when(r.expires_at) or "never"
+        return (r.session_id, _state(r, self._now), expires, r.data.origin, permissions or "-")
+
+
+class _JsonArray:
+    """Records as one JSON array, written an object at a time (as `json.dump` would, indent 2)."""
+
+    def __init__(self, now: int) -> None:
+        self._now = now
+        self._started = False
+
+    def add(self, record: SessionRecord) -> None:
+        text = json.dumps(_as_json(record, self._now), indent=2, ensure_ascii=False)
+        sys.stdout.write(("[\n" if not self._started else ",\n") + textwrap.indent(text, "  "))
+        self._started = True
+
+    def flush(self) -> None:
+        sys.stdout.write("\n]\n" if self._started else "[]\n")
+
+
+class _JsonLines:
+    """Records as JSON lines: one object per line, the objects of `--json`."""
+
+    def __init__(self, now: int) -> None:
+        self._now = now
+
+    def add(self, record: SessionRecord) -> None:
+        print(json.dumps(_as_json(record, self._now), ensure_ascii=False))
+
+    def flush(self) -> None:
+        pass
 
 
 async def _list(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    if args.sort is not None and args.limit is None:
+        msg = "error: --sort needs --limit N: it keeps only N records in memory"
+        raise CommandFailed(msg, EXIT_USAGE)
     now = now_ms(time.time)
-    records = await _records(store)
-    if args.json:
-        _print_json([_as_json(r, now) for r in records])
-        return EXIT_OK
-    rows = [("SESSION ID", "STATE", "EXPIRES (UTC)", "ORIGIN", "PERMISSIONS")]
-    for r in records:
-        if r.data is None:
-            rows.append((r.session_id, "unreadable", "-", "-", r.error or ""))
-            continue
-        permissions = " ".join(f"{chain}({len(m)})" for chain, m in r.data.permissions.items())
-        expires = _when(r.expires_at) or "never"
-        rows.append((r.session_id, _state(r, now), expires, r.data.origin, permissions or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
-            + "  "
-            + row[4]
-        )
-    print(f"{len(records)} record(s) in {url}")
+    out = (_JsonLines if args.jsonl else _JsonArray if args.json else _Table)(now)
+    count = 0
+    # The records are the progress when they go to the terminal; else a line counts them.
+    with _Progress("reading records", show=not _stdout_is_terminal()) as progress:
+        async with contextlib.aclosing(_listed(store, args, progress)) as records:
+            async for record in records:
+                out.add(record)
+                count += 1
+    out.flush()
+    if isinstance(out, _Table):
+        print(_summary(count, args, url))
     return EXIT_OK
 
 
+def _summary(count: int, args: argparse.Namespace, url: str) -> str:
+    """The table's last line: how many records, of which origin, in which store."""
+    origin = "" if args.origin is None else f" of origin {args.origin}"
+    limit = " (the --limit)" if count == args.limit else ""
+    return f"{count} record(s){origin} in {url}{limit}"
+
+
 async def _show(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    records = await _records(store, args.session_id)
-    if not records:
+    record = await _named(store, args.session_id)
+    if record is None:
         raise CommandFailed(f"no session with id {args.session_id!r} in {url}", EXIT_NOT_FOUND)
-    _print_json(_as_json(records[0], now_ms(time.time)))
+    _print_json(_as_json(record, now_ms(time.time)))
     return EXIT_OK
 
 
 async def _delete(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    if not await _records(store, args.session_id):
+    if await _named(store, args.session_id) is None:
         raise CommandFailed(f"no session with id {args.session_id!r} in {url}", EXIT_NOT_FOUND)
     await store.delete(args.session_id)
     print(f"deleted session {args.session_id!r}")
@@ -287,18 +614,23 @@ async def _delete(store: ClosableSessionStore, args: argparse.Namespace, url: st
 
 
 async def _clean(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    print(await store.clean_expired())
+    removed = await _waiting("removing expired sessions", store.clean_expired)
+    print(f"removed {removed} expired session(s)")
     return EXIT_OK
 
 
 async def _clear(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    count = len(await _records(store))
+    count = 0
+    with _Progress("counting records") as progress:
+        async with contextlib.aclosing(_stream(store, progress)) as records:
+            async for _record in records:
+                count += 1
     if not args.yes:
         question = f"Remove all {count} record(s) of the store at {url}? [y/N] "
         answer = await anyio.to_thread.run_sync(_ask, question)
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandFailed("aborted: nothing was removed", EXIT_NOT_FOUND)
-    await store.clear()
+    await _waiting("removing every record", store.clear)
     print(f"removed {count} record(s)")
     return EXIT_OK
 
@@ -312,25 +644,67 @@ def _ask(question: str) -> str:
         return ""
 
 
+class _Tally:
+    """What `stats` reports, added up one record at a time: memory holds no record."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+        self.records = self.live = self.expired = self.unreadable = self.never = 0
+        self.soonest: int | None = None
+        self.latest: int | None = None
+        self.origins: Counter[str] = Counter()
+
+    def add(self, record: SessionRecord) -> None:
+        self.records += 1
+        state = _state(record, self.now)
+        if state == "unreadable":
+            self.unreadable += 1
+        elif state == "expired":
+            self.expired += 1
+        else:
+            self.live += 1
+            self._count_live(record)
+
+    def _count_live(self, record: SessionRecord) -> None:
+        assert record.data is not None  # a live record was read
+        self.origins[record.data.origin] += 1
+        expires = record.expires_at
+        if expires is None:
+            self.never += 1
+            return
+        self.soonest = expires if self.soonest is None else min(self.soonest, expires)
+        self.latest = expires if self.latest is None else max(self.latest, expires)
+
+    def as_json(self, url: str) -> dict[str, Any]:
+        return {
+            "store": url,
+            "sessions": self.live,
+            "expired": self.expired,
+            "unreadable": self.unreadable,
+            "neverExpire": self.never,
+            "soonestExpiry": _when(self.soonest),
+            "latestExpiry": _when(self.latest),
+            "origins": dict(self.origins.most_common()),
+        }
+
+
 async def _stats(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    now = now_ms(time.time)
-    records = await _records(store)
-    live = [r for r in records if _state(r, now) == "live"]
-    expiries = [r.expires_at for r in live if r.expires_at is not None]
-    origins = Counter(r.data.origin for r in live if r.data is not None)
-    stats: dict[str, Any] = {
-        "store": url,
-        "sessions": len(live),
-        "expired": sum(_state(r, now) == "expired" for r in records),
-        "unreadable": sum(r.data is None for r in records),
-        "neverExpire": sum(r.expires_at is None for r in live),
-        "soonestExpiry": _when(min(expiries, default=None)),
-        "latestExpiry": _when(max(expiries, default=None)),
-        "origins": dict(origins.most_common()),
-    }
+    tally = _Tally(now_ms(time.time))
+    with _Progress("counting records") as progress:
+        async with contextlib.aclosing(_stream(store, progress)) as records:
+            async for record in records:
+                tally.add(record)
+    stats = tally.as_json(url)
     if args.json:
         _print_json(stats)
-        return EXIT_OK
+    elif tally.records == 0:
+        print(f"no sessions in {url}")
+    else:
+        _print_stats(stats)
+    return EXIT_OK
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
     labels = {
         "neverExpire": "never expire",
         "soonestExpiry": "soonest expiry",
@@ -340,10 +714,10 @@ async def _stats(store: ClosableSessionStore, args: argparse.Namespace, url: str
         print(f"{labels.get(key, key) + ':':16}{stats[key]}")
     for key in ("soonestExpiry", "latestExpiry"):
         print(f"{labels[key] + ':':16}{stats[key] or '-'}")
+    origins: dict[str, int] = stats["origins"]
     print("origins:" + ("" if origins else "         -"))
-    for origin, count in origins.most_common():
+    for origin, count in origins.items():
         print(f"  {count:6}  {origin}")
-    return EXIT_OK
 
 
 def main_entry() -> None:
