@@ -37,7 +37,7 @@ from ._postgres_io import (
     run_async,
     run_in_thread,
 )
-from ._postgres_pools import OwnAsyncPool, OwnPool
+from ._postgres_pools import POOL_NAME, OwnAsyncPool, OwnPool
 from ._postgres_sql import DEFAULT_TABLE, Statements, check_table
 from ._secrets import misread_userinfo, redact, redact_error, redact_message
 from ._session_map import SessionMap
@@ -61,8 +61,6 @@ SCHEMES: Final = ("postgresql", "postgres")
 PSYCOPG_CONNECT_OPTIONS: Final = frozenset(
     {"autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory"}
 )
-# The name of the pools the store makes (and so opens and closes).
-OWN_POOL: Final = "walletmesh-sessions"
 # URL query parameters of the store itself; every other one is libpq's.
 STORE_URL_PARAMETERS: Final[dict[str, Callable[[str], Any]]] = {
     "table": str,
@@ -170,7 +168,7 @@ class _UrlSources(_Sources):
     asyncio loop, one `ConnectionPool` (in worker threads) for every trio run."""
 
     def __init__(self, url: str, conninfo: str, kwargs: dict[str, Any], size: int) -> None:
-        self.url = url
+        self.url = self._url = url
         self._conninfo = conninfo
         self._kwargs = kwargs
         self._size = size
@@ -185,11 +183,11 @@ class _UrlSources(_Sources):
         if self._async is None or self._loop is not loop:
             pool: psycopg_pool.AsyncConnectionPool[Any] = OwnAsyncPool(
                 self._conninfo,
+                url=self._url,
                 kwargs=self._kwargs,
                 min_size=1,
                 max_size=self._size,
                 open=False,
-                name=OWN_POOL,
             )
 
             source = AsyncPoolSource(pool, keep=True)
@@ -205,11 +203,11 @@ class _UrlSources(_Sources):
         if self._sync is None:
             pool: psycopg_pool.ConnectionPool[Any] = OwnPool(
                 self._conninfo,
+                url=self._url,
                 kwargs=self._kwargs,
                 min_size=1,
                 max_size=self._size,
                 open=False,
-                name=OWN_POOL,
             )
             self._sync = SyncPoolSource(pool)
         return self._sync
@@ -236,7 +234,7 @@ class _UrlSources(_Sources):
 
 async def _open(source: AsyncSource | SyncSource) -> None:
     """Open the store's own pool on first use (a caller's is the caller's to open)."""
-    if isinstance(source, (AsyncPoolSource, SyncPoolSource)) and source.pool.name == OWN_POOL:
+    if isinstance(source, (AsyncPoolSource, SyncPoolSource)) and source.pool.name == POOL_NAME:
         if isinstance(source, AsyncPoolSource):
             await source.pool.open(wait=False)
         else:
