@@ -969,3 +969,64 @@ class TestPlainWords:
         """clean names the number it prints."""
         plant(here / "sessions.db", {"old": record("old", "1000"), "new": record("new")})
         assert cli(capsys, "clean") == (0, "removed 1 expired session(s)\n", "")
+
+
+class TestPostgres:
+    """PostgreSQL from the command line: one line with libpq's cause, and no table created."""
+
+    @pytest.fixture
+    def host(self, postgres_server: Any) -> str:
+        return f"127.0.0.1:{postgres_server.port}"
+
+    def test_refused_is_one_line(self, tmp_path: Path) -> None:
+        """Nothing listening: one line saying so, exit 3, well before the 5 s timeout."""
+        from tests.redis_server import free_port
+
+        start = time.monotonic()
+        result = run("--store", f"postgresql://127.0.0.1:{free_port()}/x", "stats", cwd=tmp_path)
+        assert time.monotonic() - start < 4.5
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "Connection refused" in result.stderr
+
+    def test_missing_database_is_one_line(self, host: str, tmp_path: Path) -> None:
+        """A database that does not exist: one line naming it, exit 3."""
+        result = run("--store", f"postgresql://postgres@{host}/nope", "stats", cwd=tmp_path)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert 'database "nope" does not exist' in result.stderr
+        assert "within the timeout" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [["stats"], ["list"], ["show", "x"], ["delete", "x"], ["clean"], ["clear", "--yes"]],
+    )
+    def test_missing_table_is_not_created(
+        self,
+        args: list[str],
+        postgres_url: str,
+        postgres_table: str,
+        postgres_conn: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A mistyped table= is an error, exit 3, as a missing SQLite file is; none is made."""
+        url = f"{postgres_url}?table={postgres_table}"
+        assert _cli.main(["--store", url, *args]) == 3
+        err = capsys.readouterr().err
+        assert err == f"walletmesh-sessions: error: no session table {postgres_table!r} in {url}\n"
+        found = postgres_conn.execute("SELECT to_regclass(%s)", (postgres_table,)).fetchone()
+        assert found == (None,)
+
+    def test_existing_table_is_used(
+        self, postgres_url: str, postgres_table: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A table a store made is read as before."""
+        url = f"{postgres_url}?table={postgres_table}"
+
+        async def plant() -> None:
+            async with open_store(url) as store:
+                await store.set("abc", SessionData("a", "https://app.example.com"))
+
+        anyio.run(plant)
+        assert _cli.main(["--store", url, "show", "abc"]) == 0
+        assert "https://app.example.com" in capsys.readouterr().out

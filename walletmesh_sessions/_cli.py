@@ -169,7 +169,18 @@ def _open(url: str) -> ClosableSessionStore:
         # Opening would create an empty file: in the wrong directory that hides the mistake.
         msg = f"error: no session file at {path!r} (from {redact(url)})"
         raise CommandFailed(msg, EXIT_STORE)
+    if url.split(":", 1)[0].lower() in ("postgresql", "postgres"):
+        _existing_table_only(store)
     return store
+
+
+def _existing_table_only(store: ClosableSessionStore) -> None:
+    """A PostgreSQL store checks its table on first use rather than creating it: a mistyped
+    ``table=`` is then an error, as a missing SQLite file is, not a new empty table."""
+    from ._postgres_store import PostgresSessionStore
+
+    if isinstance(store, PostgresSessionStore):
+        store._existing_table_only()
 
 
 def _version() -> str:

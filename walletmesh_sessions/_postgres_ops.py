@@ -182,19 +182,24 @@ def _decided(
     return total
 
 
-def ensure_schema(spec: Spec) -> Op[None]:
+def ensure_schema(spec: Spec, where: str | None = None) -> Op[None]:
     """Create the table and its index if missing, or check that the table has our shape.
 
     Under a transaction-scoped advisory lock, so two processes starting at once create it
-    once.
+    once. With `where` (the store, as shown to users), a missing table is not created but
+    refused, naming it there: tools that only look must not make an empty table of a typo.
     """
     statements = spec.sql
     qualified = ".".join(f'"{part}"' for part in statements.table_name.split("."))
-    yield BEGIN
-    yield Statement(
-        b"SELECT pg_advisory_xact_lock(hashtext(%s))", (statements.schema_lock_key,), True
-    )
+    if where is None:
+        yield BEGIN
+        yield Statement(
+            b"SELECT pg_advisory_xact_lock(hashtext(%s))", (statements.schema_lock_key,), True
+        )
     rows = yield Statement(statements.columns, (qualified,), True)
+    if not rows and where is not None:
+        msg = f"no session table {statements.table_name!r} in {where}"
+        raise InvalidConfigError(msg)
     if not rows:
         yield Statement(statements.create_table)
         yield Statement(statements.create_index)

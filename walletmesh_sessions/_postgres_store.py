@@ -433,6 +433,7 @@ class PostgresSessionStore:
         # With an absolute timeout the new expiry depends on the record's createdAt: read first.
         self._slides_in_one = slides_on_read(config) and config.max_lifetime_ms is None
         self._schema_ready = False
+        self._creates_table = True
         self._closed = False
 
     @property
@@ -464,8 +465,7 @@ class PostgresSessionStore:
             raise StoreClosedError(msg)
         deadline = Deadline(self._timeout)
         if not self._schema_ready:
-            schema = ops.Plan("create_schema", lambda: ops.ensure_schema(self._spec))
-            await self._drive(schema, deadline)
+            await self._drive(self._schema_plan(), deadline)
             self._schema_ready = True
         try:
             if _on_asyncio():  # the hot path, inline: one coroutine less per call
@@ -477,6 +477,19 @@ class PostgresSessionStore:
             if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
                 self._schema_ready = False  # dropped under us: made again on the next call
             raise
+
+    def _schema_plan(self) -> ops.Plan:
+        """What the first call does: create the table if missing, or only check it."""
+        if self._creates_table:
+            return ops.Plan("create_schema", lambda: ops.ensure_schema(self._spec))
+        where = self._sources.describe()
+        return ops.Plan("check_table", lambda: ops.ensure_schema(self._spec, where))
+
+    def _existing_table_only(self) -> None:
+        """Never create the table on first use, only check it: for tools that only look or
+        remove (the command line), where a mistyped table must be an error, not a new table.
+        """
+        self._creates_table = False
 
     async def _drive(self, plan: ops.Plan, deadline: Deadline) -> Any:
         what, url = self._what, self._sources.url
@@ -502,6 +515,7 @@ class PostgresSessionStore:
         exists with another shape.
         """
         self._schema_ready = False
+        self._creates_table = True  # asked for: also on a store that only checked its table
         await self._run(ops.Plan("create_schema", lambda: ops.ensure_schema(self._spec)))
 
     async def set(self, session_id: str, data: SessionData) -> None:
