@@ -899,7 +899,7 @@ class TestProgress:
         """The line counts the records read."""
         many(here / "sessions.db", 1200)
         err = cli(capsys, "stats")[2]
-        assert re.search(r"counting records: \d[\d.]*k? records", err), err
+        assert re.search(r"counting records: \d+ records", err), err
 
     @pytest.mark.parametrize("args", [["stats"], ["list"], ["clean"], ["clear", "--yes"]])
     def test_not_a_terminal(

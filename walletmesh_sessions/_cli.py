@@ -305,7 +305,6 @@ def _bar(description: str, bar_format: str) -> tqdm[Any] | None:
         file=sys.stderr,
         leave=False,  # the line goes once the command prints its result
         unit=" records",
-        unit_scale=True,
         mininterval=0.25,
         bar_format=bar_format,
     )
