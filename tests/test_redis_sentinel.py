@@ -27,6 +27,7 @@ from walletmesh_sessions import (
     StoreUnavailableError,
     open_store,
 )
+from walletmesh_sessions._redis_sentinel import PRIMARY_RECHECK
 from walletmesh_sessions.redis import RedisSessionStore
 
 from .redis_sentinel import SERVICE, SentinelDeployment
@@ -470,3 +471,66 @@ class TestFailover:
             sentinel.close()
         report.append(figures.report("SENTINEL FAILOVER"))
         assert deployment.primary_port() != old_port
+
+
+class TestStaleConnections:
+    """Once the sentinels name a new primary, the store stops using its connections to the old
+    one, even while the old primary lives on and still takes writes."""
+
+    @pytest.mark.anyio
+    async def test_writes_after_a_manual_failover_reach_the_new_primary(
+        self, dedicated_sentinel: Callable[..., SentinelDeployment], report: list[str]
+    ) -> None:
+        """SENTINEL FAILOVER while 10 callers hold pooled connections to the primary; from
+        PRIMARY_RECHECK after every sentinel names the new primary, 200 sequential writes all
+        succeed and all are on the new primary (none went to the old one, to be discarded)."""
+        deployment = dedicated_sentinel()
+        old_port = deployment.primary_port()
+        store = RedisSessionStore.from_url(deployment.url(query="timeout=2"), SessionStoreConfig())
+        busy_failed: list[str] = []
+        failed: list[str] = []
+        written: list[str] = []
+        warm, switched = anyio.Event(), anyio.Event()
+
+        async def caller(n: int) -> None:
+            i = 0
+            while not switched.is_set():
+                key = f"c{n}-{i}"
+                i += 1
+                try:
+                    await store.set(key, SessionData(key, "https://app.example.com"))
+                except (StoreUnavailableError, NotReplicatedError) as exc:
+                    busy_failed.append(repr(exc))
+                if i == 20:
+                    warm.set()
+
+        async with store:
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for n in range(10):
+                        tg.start_soon(caller, n)
+                    await warm.wait()
+                    with deployment.sentinels[0].client() as raw:
+                        raw.execute_command("SENTINEL", "FAILOVER", SERVICE)
+                    await anyio.to_thread.run_sync(deployment.wait_for_new_primary, old_port)
+                    switched.set()
+                # The callers' connections, to the old primary, are idle in the pool now.
+                await anyio.sleep(PRIMARY_RECHECK)
+                for n in range(200):
+                    key = f"after-{n}"
+                    try:
+                        await store.set(key, SessionData(key, "https://app.example.com"))
+                    except (StoreUnavailableError, NotReplicatedError) as exc:
+                        failed.append(repr(exc))
+                    else:
+                        written.append(key)
+        new_primary = deployment.process_on(deployment.primary_port())
+        with new_primary.client() as primary:
+            found = primary.mget([f"wm_session_{key}" for key in written])
+        lost = [key for key, value in zip(written, found, strict=True) if value is None]
+        report.append(
+            f"{len(busy_failed)} calls failed during the failover; of 200 writes after it, "
+            f"{len(failed)} failed and {len(lost)} missed the new primary"
+        )
+        assert failed == []
+        assert lost == []

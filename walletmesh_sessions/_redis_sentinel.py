@@ -1,15 +1,19 @@
 """Redis Sentinel for `RedisSessionStore.from_url`: the ``redis+sentinel://`` URL and its clients.
 
 The URL names the sentinels and the service; the store asks them for the primary whenever it
-opens a connection (redis-py's `SentinelConnectionPool`), so it follows the primary through a
-failover. Everything else (one asyncio client per event loop, a synchronous client in worker
+opens a connection (redis-py's `SentinelConnectionPool`), and again at most once a second while
+it uses open ones, so it follows the primary through a failover even when the old primary lives
+on. Everything else (one asyncio client per event loop, a synchronous client in worker
 threads on trio, bounded calls) is `_UrlClients`'s, unchanged: only the making of a client
 differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -43,6 +47,8 @@ SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
 # Credentials of the sentinels themselves; those in the URL's user info are the primary's.
 SENTINEL_URL_PARAMETERS = frozenset({"sentinel_username", "sentinel_password"})
+# Seconds between two questions to the sentinels about the primary, while the pool is in use.
+PRIMARY_RECHECK = 1.0
 
 
 def _refuse(message: str, given: str) -> InvalidConfigError:
@@ -141,7 +147,10 @@ class _SentinelClients(_UrlClients):
         )
         options = {"retry": AsyncRetry(self._backoff(), self._retries), **self._primary_options()}
         client: _AsyncPrimary = sentinel.master_for(
-            self._target.service, redis_class=_AsyncPrimary, **options
+            self._target.service,
+            redis_class=_AsyncPrimary,
+            connection_pool_class=_AsyncPrimaryPool,
+            **options,
         )
         client.sentinel_clients = list(sentinel.sentinels)
         return client
@@ -153,10 +162,69 @@ class _SentinelClients(_UrlClients):
         )
         options = {"retry": Retry(self._backoff(), self._retries), **self._primary_options()}
         client: _SyncPrimary = sentinel.master_for(
-            self._target.service, redis_class=_SyncPrimary, **options
+            self._target.service,
+            redis_class=_SyncPrimary,
+            connection_pool_class=_SyncPrimaryPool,
+            **options,
         )
         client.sentinel_clients = list(sentinel.sentinels)
         return client
+
+
+# After a failover that leaves the old primary running (`SENTINEL FAILOVER`, a partition), the
+# old primary goes on taking writes until Sentinel turns it into a replica, some 10 s later, and
+# then discards them. redis-py asks the sentinels for the primary only when it opens a
+# connection, and drops only idle connections when their answer changes: the pooled connections
+# kept reaching the old primary, and every write made on them in those seconds was acknowledged
+# and then lost. These pools ask the sentinels again at most once a `PRIMARY_RECHECK`, in the
+# call that takes a connection then (a failed question changes nothing), and never hand out a
+# connection to any address but the primary they last heard of: a stale one is closed and opened
+# again, before any command is sent on it, so nothing is sent twice. A command already under way
+# on the old primary finishes there.
+_RECHECK_ERRORS = (redis.RedisError, OSError)
+# redis-py leaves these untyped: each asks the sentinels, and if the primary moved, records its
+# address and closes the pool's idle connections.
+_ask_async: Callable[[Any], Awaitable[Any]] = (
+    redis.asyncio.sentinel.SentinelConnectionPool.get_master_address
+)
+_ask_sync: Callable[[Any], Any] = redis.sentinel.SentinelConnectionPool.get_master_address
+
+
+class _AsyncPrimaryPool(redis.asyncio.sentinel.SentinelConnectionPool):
+    """The primary's pool on asyncio: it hands out connections to the primary last named only."""
+
+    recheck_at = -math.inf
+
+    async def ensure_connection(self, connection: Any) -> None:
+        now = time.monotonic()
+        if now >= self.recheck_at:
+            self.recheck_at = now + PRIMARY_RECHECK
+            if self.master_address is not None:  # else connecting asks anyway
+                with suppress(*_RECHECK_ERRORS):
+                    await _ask_async(self)
+        await super().ensure_connection(connection)
+        if (connection.host, connection.port) != self.master_address:
+            await connection.disconnect()
+            await super().ensure_connection(connection)
+
+
+class _SyncPrimaryPool(redis.sentinel.SentinelConnectionPool):
+    """The primary's pool in worker threads: it hands out connections to the primary last
+    named only."""
+
+    recheck_at = -math.inf
+
+    def ensure_connection(self, connection: Any) -> None:
+        now = time.monotonic()
+        if now >= self.recheck_at:
+            self.recheck_at = now + PRIMARY_RECHECK
+            if self.master_address is not None:  # else connecting asks anyway
+                with suppress(*_RECHECK_ERRORS):
+                    _ask_sync(self)
+        super().ensure_connection(connection)
+        if (connection.host, connection.port) != self.master_address:
+            connection.disconnect()
+            super().ensure_connection(connection)
 
 
 # The clients of the sentinels are closed from a list of their own: redis-py's `Sentinel`
