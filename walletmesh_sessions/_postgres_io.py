@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -52,6 +53,10 @@ FETCH_STEP = 500
 # Seconds a connection of the store's own pool may stay kept aside by it between check-ins.
 KEEP_SECONDS = 30.0
 IDLE = psycopg.pq.TransactionStatus.IDLE
+# Seconds a cancelled call spends at most asking the server to cancel its statement.
+CANCEL_SECONDS = 1.0
+POLL_READING = psycopg.pq.PollingStatus.READING
+POLL_WRITING = psycopg.pq.PollingStatus.WRITING
 
 AsyncConn = psycopg.AsyncConnection[Any]
 SyncConn = psycopg.Connection[Any]
@@ -169,11 +174,6 @@ AsyncSource = AsyncPoolSource | AsyncConnectionSource
 SyncSource = SyncPoolSource | SyncConnectionSource
 
 
-def _within(deadline: Deadline) -> anyio.CancelScope:
-    """A scope that only the call's own deadline cancels."""
-    return anyio.CancelScope(shield=True, deadline=anyio.current_time() + deadline.remaining())
-
-
 class _Watched:
     """One call under `Deadlines`: its scope until the call is done."""
 
@@ -272,10 +272,10 @@ async def run_async(
 ) -> Any:
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
     failure: tuple[SessionStoreError, Exception] | None = None
-    # Shielded: a statement sent is seen through (within the deadline), so a call cancelled
-    # from outside never leaves one running on the server after it returns. Only the
-    # source's `Deadlines` cancel it, at the call's deadline (asyncio's clock is monotonic).
-    with anyio.CancelScope(shield=True) as scope:
+    # Cancelled from outside or by the source's `Deadlines` at the call's deadline (asyncio's
+    # clock is monotonic), a statement in flight is cancelled on the server by psycopg, and
+    # the connection, unless idle, is closed before it goes back (`_attempts_async`).
+    with anyio.CancelScope() as scope:
         call = _deadlines(source).watch(scope, time.monotonic() + deadline.remaining())
         try:
             return await _attempts_async(source, plan, deadline)
@@ -328,6 +328,7 @@ async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -
     lost: psycopg.Error | None = None
     while True:
         conn = await source.acquire(deadline)
+        _keep_canceller(conn)
         sent = _Sent()
         try:
             return await _drive_async(conn, plan.make(), sent)
@@ -338,8 +339,37 @@ async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -
                 raise
             lost = exc
         finally:
-            await source.release(conn)
+            await _give_back(source, conn)
         # The pool drops the lost connection; try again on another.
+
+
+# Per connection, what cancels its statement in flight once the connection itself is closed
+# (libpq 17's non-blocking cancel: the older blocking one holds the interpreter while it waits).
+_cancellers: weakref.WeakKeyDictionary[AsyncConn, psycopg.pq.abc.PGcancelConn] = (
+    weakref.WeakKeyDictionary()
+)
+_CAN_CANCEL = psycopg.capabilities.has_cancel_safe()
+
+
+def _keep_canceller(conn: AsyncConn) -> None:
+    """Take `conn`'s cancel request while it is open (once per connection)."""
+    if _CAN_CANCEL and conn not in _cancellers:
+        _cancellers[conn] = conn.pgconn.cancel_conn()
+
+
+async def _give_back(source: AsyncSource, conn: AsyncConn) -> None:
+    """Return `conn` to `source`, even from a cancelled call.
+
+    A connection cut short (the call was cancelled with a statement or transaction open) is
+    closed, and its statement cancelled on the server: a closed connection alone does not
+    stop a statement that waits (for a lock, say), which would run later, after its caller
+    was told it was cancelled. The pool replaces the connection.
+    """
+    with anyio.CancelScope(shield=True):
+        if conn.pgconn.transaction_status != IDLE:
+            await conn.close()
+            await _cancel_on_server(_cancellers.pop(conn, None))
+        await source.release(conn)
 
 
 async def _drive_async(conn: AsyncConn, op: Op[T], sent: _Sent) -> T:
@@ -411,20 +441,44 @@ class Watch:
         with self._lock:
             self._conn = None
 
-    def abandon(self) -> None:
+    def abandon(self) -> psycopg.pq.abc.PGcancelConn | None:
         """Shut down the socket of the connection in use: the thread's wait ends at once.
 
-        The connection is then broken, and its pool drops it.
+        The connection is then broken, and its pool drops it. Returns what cancels the
+        statement the connection was running, for `_cancel_on_server`.
         """
         with self._lock:
             self._abandoned = True
             conn = self._conn
             if conn is None or conn.closed:
-                return
+                return None
+            canceller = conn.pgconn.cancel_conn() if _CAN_CANCEL else None
             with contextlib.suppress(OSError):
                 fd = os.dup(conn.pgconn.socket)
                 with socket.socket(fileno=fd) as sock:
                     sock.shutdown(socket.SHUT_RDWR)
+            return canceller
+
+
+async def _cancel_on_server(cancel: psycopg.pq.abc.PGcancelConn | None) -> None:
+    """Ask the server to cancel a statement whose connection was cut, within `CANCEL_SECONDS`.
+
+    A closed connection alone does not stop a statement that waits (for a lock, say): it
+    would run later, after its caller was told the call was cancelled or late.
+    """
+    if cancel is None:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_SECONDS):
+        cancel.start()
+        while True:
+            status = cancel.poll()
+            if status == POLL_READING:
+                await anyio.wait_readable(cancel.socket)
+            elif status == POLL_WRITING:
+                await anyio.wait_writable(cancel.socket)
+            else:
+                break  # sent (OK) or failed: nothing more to do either way
+    cancel.finish()
 
 
 async def run_in_thread(
@@ -445,10 +499,13 @@ async def run_in_thread(
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             outcome.append((False, exc))
 
-    with _within(deadline):
-        await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    try:
+        with anyio.move_on_after(deadline.remaining()):
+            await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    finally:
+        if not outcome:  # cancelled, or out of time: cut the thread loose
+            await _cancel_on_server(watch.abandon())
     if not outcome:
-        watch.abandon()
         raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
     ok, value = outcome[0]
     if ok:

@@ -298,6 +298,16 @@ max_lifetime of ARGV[3] ms ('' for none), a slide writing a TTL of ARGV[4] ms. R
 missing, else {verdict, text read[, text written, TTL before]}: 0 kept, 1 slid, 2 expired
 (left in place), 3 not judged (left in place). A key of another type: the WRONGTYPE error."""
 
+_SLIDE_WRITE = """\
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[1], new, 'PX', ARGV[4])
+return {1, raw, new, ttl}
+"""
+if _SLIDE_WRITE not in READ_AND_SLIDE.source:  # pragma: no cover - a guard for edits above
+    raise RuntimeError("READ_AND_SLIDE no longer ends with the write LOOK_BEFORE_SLIDE drops")
+LOOK_BEFORE_SLIDE = _script(READ_AND_SLIDE.source.replace(_SLIDE_WRITE, "return {1, raw}\n"))
+"""READ_AND_SLIDE that writes nothing: where it would slide, it replies {1, text read}."""
+
 
 # -- the sans-IO core ----------------------------------------------------------------------
 
@@ -368,10 +378,18 @@ _VERDICTS = (Verdict.KEPT, Verdict.SLID, Verdict.EXPIRED, Verdict.UNDECIDED)
 
 
 def _read_and_slide(step: ReadAndSlide) -> Exchange:
+    if step.look_first:
+        looked = yield from _slide_script(LOOK_BEFORE_SLIDE, step)
+        if not isinstance(looked, Slide) or looked.verdict is not Verdict.SLID:
+            return looked
+    return (yield from _slide_script(READ_AND_SLIDE, step))
+
+
+def _slide_script(script: Script, step: ReadAndSlide) -> Exchange:
     cap = "" if step.max_lifetime_ms is None else step.max_lifetime_ms
     command = (
         "EVALSHA",
-        READ_AND_SLIDE.sha,
+        script.sha,
         1,
         step.key,
         step.now,
@@ -382,7 +400,7 @@ def _read_and_slide(step: ReadAndSlide) -> Exchange:
     (reply,) = yield [command]
     if isinstance(reply, NoScriptError):
         # After a restart or SCRIPT FLUSH: load it and run it again in the same round trip.
-        loaded, reply = yield [("SCRIPT", "LOAD", READ_AND_SLIDE.source), command]
+        loaded, reply = yield [("SCRIPT", "LOAD", script.source), command]
         _checked(loaded)
     if isinstance(reply, ResponseError) and _code(reply) == "WRONGTYPE":
         return WRONG_TYPE
@@ -390,7 +408,7 @@ def _read_and_slide(step: ReadAndSlide) -> Exchange:
     if reply is None:
         return None
     verdict = _VERDICTS[int(reply[0])]
-    if verdict is not Verdict.SLID:
+    if verdict is not Verdict.SLID or len(reply) < 4:  # LOOK_BEFORE_SLIDE: {1, text}
         return Slide(verdict, reply[1])
     ttl = int(reply[3])
     return Slide(verdict, reply[1], reply[2], ttl if ttl > 0 else None)
@@ -561,8 +579,16 @@ def replica_wait(
     return ReplicaWait(replicas, max(1, round(timeout * 1000))) if replicas else None
 
 
-# Commands that write (EVALSHA may not; WAIT then answers at once, as nothing is pending).
+# Commands that may write, and the scripts that never do: a round trip with none of the
+# former is not followed by WAIT, which would wait for nothing (or for earlier writes).
 _WRITES = frozenset({"SET", "DEL", "EVALSHA"})
+_READ_ONLY_SCRIPTS = frozenset({LOOK_BEFORE_SLIDE.sha})
+
+
+def _writes(command: Args) -> bool:
+    if command[0] == "EVALSHA":
+        return command[1] not in _READ_ONLY_SCRIPTS
+    return command[0] in _WRITES
 
 
 class _ReplicasBehind(redis.RedisError):
@@ -570,14 +596,29 @@ class _ReplicasBehind(redis.RedisError):
 
 
 def _with_wait(commands: list[Args], wait: ReplicaWait | None) -> list[Args]:
-    if wait is None or not any(command[0] in _WRITES for command in commands):
+    if wait is None or not any(_writes(command) for command in commands):
         return commands
     return [*commands, ("WAIT", wait.replicas, wait.timeout_ms)]
 
 
-def _without_wait(replies: list[Any], wait: ReplicaWait) -> list[Any]:
-    """The replies to the commands given, once WAIT's reply shows enough replicas."""
+def _wrote(command: Args, reply: Any) -> bool:
+    """Whether `command`, answered `reply`, changed anything (what WAIT has to confirm)."""
+    if isinstance(reply, Exception) or not _writes(command):
+        return False
+    if command[0] == "EVALSHA" and command[1] == READ_AND_SLIDE.sha:
+        return int(reply[0]) == 1 if isinstance(reply, list) else False
+    if command[0] == "SET":
+        return reply is not None  # SET NX on a taken key: nil
+    return bool(reply)  # DEL: how many; the other scripts: 1 or 0
+
+
+def _without_wait(commands: list[Args], replies: list[Any], wait: ReplicaWait) -> list[Any]:
+    """The replies to `commands`, once WAIT's reply shows enough replicas for what they
+    wrote. A round trip that wrote nothing (a compare that failed, a script not loaded yet)
+    has nothing to confirm."""
     acked = replies.pop()
+    if not any(_wrote(c, r) for c, r in zip(commands, replies, strict=True)):
+        return replies
     if isinstance(acked, Exception):
         raise acked
     if int(acked) < wait.replicas:
@@ -802,7 +843,9 @@ class AsyncioRunner:
         for args in sent:
             queue(*args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies if sent is commands or wait is None else _without_wait(replies, wait)
+        return (
+            replies if sent is commands or wait is None else _without_wait(commands, replies, wait)
+        )
 
     async def aclose(self) -> None:
         """Close the client and its connection pool."""
@@ -842,14 +885,13 @@ class ThreadRunner:
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result, one thread hop per stretch between checkpoints.
 
-        A cancelled call waits for the command in flight (a thread cannot be interrupted) and
-        stops at the next checkpoint; only the call's own deadline abandons a thread.
-        `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
-        A call made in a cancelled scope is cancelled before it starts anything.
+        A cancelled call returns at once: its thread (which cannot be interrupted) is left to
+        finish the stretch it is in, whose commands take effect whole or not at all, and the
+        operation goes no further. The call's own deadline does the same and raises
+        `StoreUnavailableError`. `deadline` (on `anyio.current_time`'s clock) replaces the
+        runner's own budget. A call made in a cancelled scope starts nothing.
         """
         try:
-            # The thread hops below are shielded: without this, a task calling in a loop
-            # whose calls succeed would never see its cancellation.
             await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
             op.close()
@@ -860,16 +902,11 @@ class ThreadRunner:
             limiter = self._limiter = anyio.CapacityLimiter(self._limit)
         budget = self._budget
         if deadline is None:
-            if budget is None:
-                while not await anyio.to_thread.run_sync(self._advance, talk, limiter=limiter):
-                    pass
-                return talk.result
-            deadline = anyio.current_time() + budget
+            deadline = math.inf if budget is None else anyio.current_time() + budget
         else:
             budget = None
         while True:
-            done = False
-            with anyio.CancelScope(shield=True), anyio.CancelScope(deadline=deadline) as scope:
+            with anyio.CancelScope(deadline=deadline) as scope:
                 done = await anyio.to_thread.run_sync(
                     self._advance, talk, limiter=limiter, abandon_on_cancel=True
                 )
@@ -877,7 +914,6 @@ class ThreadRunner:
                 raise _late(name, budget)
             if done:
                 return talk.result
-            await anyio.lowlevel.checkpoint_if_cancelled()
 
     def _advance(self, talk: Conversation[T]) -> bool:
         """Run the operation in this thread until it is done (True) or at a checkpoint."""
@@ -904,7 +940,9 @@ class ThreadRunner:
         for args in sent:
             queue(*args)
         replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies if sent is commands or wait is None else _without_wait(replies, wait)
+        return (
+            replies if sent is commands or wait is None else _without_wait(commands, replies, wait)
+        )
 
     async def aclose(self) -> None:
         """Close the client's connections (in a thread: disconnecting may block briefly)."""

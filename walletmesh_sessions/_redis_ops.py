@@ -167,6 +167,9 @@ class ReadAndSlide(NamedTuple):
     lifetime_ms: int
     max_lifetime_ms: int | None
     ttl_ms: int
+    look_first: bool = False
+    """Ask first, writing nothing, whether the expiry would move, and slide only if so: a
+    store whose writes wait for replicas then holds up no read that writes nothing."""
 
 
 class Verdict(enum.Enum):
@@ -277,6 +280,7 @@ class StoreSpec:
     config: SessionStoreConfig
     clock: Clock
     decode: Decode = decode_record
+    waits_for_replicas: bool = False
     prefix_bytes: bytes = attrs.field(init=False)
     pattern: bytes = attrs.field(init=False)
     ttl_ms: int | None = attrs.field(init=False)
@@ -361,7 +365,9 @@ def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
     if spec.slides and lifetime is not None and ttl is not None:
         now = now_ms(spec.clock)
         if -_EXACT < now < _EXACT:
-            found = yield ReadAndSlide(key, now, lifetime, config.max_lifetime_ms, ttl)
+            found = yield ReadAndSlide(
+                key, now, lifetime, config.max_lifetime_ms, ttl, spec.waits_for_replicas
+            )
             return (yield from _slid(spec, session_id, key, found, now))
     raw = yield Read(key)
     return (yield from _decide(spec, session_id, key, raw, now_ms(spec.clock)))

@@ -503,7 +503,11 @@ class RedisSessionStore:
         self._cache = DecodeCache()
         self._wait = wait
         self._spec = ops.StoreSpec(
-            check_prefix(prefix), check_config(config), check_clock(clock), self._cache.decode
+            check_prefix(prefix),
+            check_config(config),
+            check_clock(clock),
+            self._cache.decode,
+            waits_for_replicas=wait is not None,
         )
         self._clients = clients
         self._turns = _KeyTurns()
