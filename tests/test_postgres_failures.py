@@ -117,7 +117,7 @@ class TestOutage:
         assert not [w for w in warnings if "error connecting" in w], warnings
         ours = [r.getMessage() for r in caplog.records if r.name == "walletmesh_sessions"]
         assert [w for w in ours if "cannot connect" in w] == [ours[-2]], ours
-        assert "Connection refused" in ours[-2]
+        assert "connection failed" in ours[-2]  # refused, or the server shutting down
         assert "connected" in ours[-1]
 
     @staticmethod
