@@ -7,8 +7,10 @@ timeout" is asserted), leave no statement running on the server, and leave the s
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.redis_server import RedisServer
-from walletmesh_sessions import SessionData
+from walletmesh_sessions import LocalStorageSessionStore, SessionData
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.redis import RedisSessionStore
 
@@ -125,6 +127,37 @@ class TestPostgres:
             with anyio.fail_after(TIMEOUT):
                 assert await store.get("id") in (DATA, changed)
                 assert await store.update("id", lambda _: changed) == changed
+        finally:
+            with anyio.fail_after(TIMEOUT):
+                await store.aclose()
+
+
+class TestSqlite:
+    @pytest.mark.anyio
+    async def test_cancelled_write_waiting_for_the_file_never_runs_later(
+        self, tmp_path: Path
+    ) -> None:
+        """Another connection holds the write lock: a set cancelled while it waits returns at
+        once, and once the lock is free it does not write after all."""
+        path = tmp_path / "sessions.db"
+        store = LocalStorageSessionStore(path, timeout=TIMEOUT)
+        changed = DATA.granted("eip155:1", "eth_accounts")
+        try:
+            await store.set("id", DATA)
+            other = sqlite3.connect(path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+
+                async def change() -> None:
+                    await store.set("id", changed)
+
+                assert await _cancelled_after_patience(change) < PROMPT
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            with anyio.fail_after(TIMEOUT):
+                await store.set("after", DATA)  # queued behind the cancelled call, if it runs
+                assert await store.get("id") == DATA
         finally:
             with anyio.fail_after(TIMEOUT):
                 await store.aclose()

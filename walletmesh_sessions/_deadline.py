@@ -46,11 +46,18 @@ class Deadline:
     `remaining()` never goes below zero, and a wait given zero seconds only tries once.
     """
 
-    __slots__ = ("_end", "timeout")
+    __slots__ = ("_end", "cancelled", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._end = time.monotonic() + timeout
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Mark the call as given up by its caller: what still runs for it stops before it
+        writes (see `_sqlite_backend`), and no wait of it starts anew."""
+        self.cancelled = True
+        self._end = time.monotonic()
 
     def remaining(self) -> float:
         """Seconds left before the deadline, 0.0 once it has passed."""

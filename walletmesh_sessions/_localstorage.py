@@ -39,6 +39,10 @@ P = ParamSpec("P")
 Storage = str | os.PathLike[str] | MutableMapping[str, str]
 
 
+# Seconds past a call's deadline its worker thread has to report which wait ran out.
+THREAD_GRACE = 0.25
+
+
 class LocalStorageSessionStore:
     """Sessions as JSON strings under ``prefix + session_id``, as `@walletmesh/router` keeps them.
 
@@ -147,9 +151,17 @@ class LocalStorageSessionStore:
             return now
         waiting = functools.partial(operation, True, *args, **kwargs)
         later: T | Deferred = DEFERRED
-        with anyio.move_on_after(deadline.remaining()):
-            # Cancellable only until the thread starts; then the backend bounds its own waits.
-            later = await anyio.to_thread.run_sync(run_within, deadline, waiting)
+        try:
+            # The thread bounds its own waits by the deadline and names the one that ran out;
+            # only a thread stuck past that is given up on here. Cancelled or late, the call
+            # returns at once: its thread, left to itself, writes nothing (`Deadline.cancel`).
+            with anyio.move_on_after(deadline.remaining() + THREAD_GRACE):
+                later = await anyio.to_thread.run_sync(
+                    run_within, deadline, waiting, abandon_on_cancel=True
+                )
+        finally:
+            if later is DEFERRED:
+                deadline.cancel()
         if later is DEFERRED:
             raise deadline.exceeded(repr(self), "a worker thread")
         return later

@@ -219,7 +219,7 @@ class SqliteBackend:
         writer. An operation that `writes` is tried now only where commits need no disk sync.
         """
         if wait:
-            return self._run_waiting(operation)
+            return self._run_waiting(_guarded(operation) if writes else operation)
         if writes and not self._writes_now:
             return DEFERRED  # a commit that syncs to disk: never on the event loop
         return self._run_now(operation, writes=writes)
@@ -580,7 +580,7 @@ class SqliteBackend:
             return DEFERRED
         sql = f"DELETE FROM {TABLE} WHERE {self._starts}"
         self._cache.clear()
-        return self._run(wait, lambda conn: _none(conn.execute(sql, self._params())))
+        return self._run(wait, lambda conn: _none(conn.execute(sql, self._params())), writes=True)
 
     def inspect(self, wait: bool, session_id: str | None) -> list[SessionRecord] | Deferred:
         if not wait:
@@ -810,16 +810,39 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _guarded(operation: Operation[T]) -> Operation[T]:
+    """`operation` in one transaction that writes nothing if, by the time the file's write
+    lock is taken, the call's caller has given up (`Deadline.cancel`): a cancelled call never
+    writes later. Its own transactions, if any, become part of this one."""
+
+    def guarded(conn: sqlite3.Connection) -> T:
+        with _transaction(conn):
+            deadline = current_deadline()
+            if deadline is not None and deadline.cancelled:
+                raise deadline.exceeded("the session store", "the file's write lock")
+            return operation(conn)
+
+    return guarded
+
+
 class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so it never deadlocks."""
+    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so it never deadlocks.
+
+    Inside a transaction already open, it adds nothing: the outer one commits or rolls back.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._outer = False
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._outer = not self._conn.in_transaction
+        if self._outer:
+            self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._outer:
+            return
         if exc_type is not None:
             if self._conn.in_transaction:  # an I/O error may have rolled it back already
                 self._conn.execute("ROLLBACK")
