@@ -6,9 +6,11 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import anyio
+import psycopg
 import pytest
 
 from tests.postgres_server import PostgresServer, make_server
@@ -133,3 +135,27 @@ class TestOutage:
             with pytest.raises(StoreUnavailableError, match="Connection refused"):
                 await store.get("a")
             assert time.monotonic() - start < 1.5
+
+
+class TestFirstCallsTogether:
+    async def test_many_first_calls_open_few_connections(
+        self, postgres_url: str, postgres_table: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Fifty first calls at once on a fresh store: one of them checks the server, not
+        every one (each with a connection of its own: a server's limit of clients runs out)."""
+        opened = [0]
+        for cls in (psycopg.AsyncConnection, psycopg.Connection):
+            original = cls.__dict__["connect"].__func__
+
+            def counting(klass: Any, *args: Any, _original: Any = original, **kw: Any) -> Any:
+                opened[0] += 1
+                return _original(klass, *args, **kw)
+
+            monkeypatch.setattr(cls, "connect", classmethod(counting))
+        store = PostgresSessionStore.from_url(
+            f"{postgres_url}?table={postgres_table}", max_connections=2, timeout=TIMEOUT
+        )
+        async with store, anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(store.get, f"id{n}")
+        assert opened[0] <= 4, f"{opened[0]} connections opened for a pool of 2"

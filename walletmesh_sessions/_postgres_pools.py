@@ -21,11 +21,14 @@ pool that had connected cannot any more, and one line when it connects again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import psycopg
 import psycopg_pool
 from psycopg_pool.base import AttemptWithBackoff
@@ -133,6 +136,14 @@ class _QuietAttempts(logging.Filter):
 _QUIET = _QuietAttempts()
 
 
+def _probe_kwargs(conninfo: str, kwargs: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """`kwargs` for a caller's own connection attempt: within its `timeout`, unless the
+    caller's settings name a `connect_timeout` (libpq waits at least 2 s)."""
+    if timeout is None or "connect_timeout" in kwargs or "connect_timeout" in conninfo:
+        return kwargs
+    return {**kwargs, "connect_timeout": max(2, math.ceil(timeout))}
+
+
 def _remaining(timeout: float | None, start: float) -> float | None:
     return None if timeout is None else max(timeout - (time.monotonic() - start), 0.001)
 
@@ -146,18 +157,23 @@ class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
     def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
         self.attempts = Attempts(url)
         self._connect_with = (conninfo, kwargs)
+        self._probing = asyncio.Lock()
         logging.getLogger("psycopg.pool").addFilter(_QUIET)  # once: the filter is one object
         connection_class = _async_connection(self.attempts)
         super().__init__(
             conninfo, connection_class=connection_class, kwargs=kwargs, name=POOL_NAME, **options
         )
 
-    async def getconn(self, timeout: float | None = None) -> Any:
+    async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (psycopg's)
         """A connection; at once libpq's error when the pool cannot connect (see the module)."""
         start = time.monotonic()
         if not self.attempts.connected and not self.get_stats().get("pool_available"):
-            conninfo, kwargs = self._connect_with
-            await (await self.connection_class.connect(conninfo, **kwargs)).close()
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                async with self._probing:  # one probe at a time; the others see how it went
+                    if not self.attempts.connected:
+                        conninfo, kwargs = self._connect_with
+                        kwargs = _probe_kwargs(conninfo, kwargs, _remaining(timeout, start))
+                        await (await self.connection_class.connect(conninfo, **kwargs)).close()
         try:
             return await super().getconn(_remaining(timeout, start))
         except psycopg_pool.PoolTimeout as exc:
@@ -175,6 +191,7 @@ class OwnPool(psycopg_pool.ConnectionPool[Any]):
     def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
         self.attempts = Attempts(url)
         self._connect_with = (conninfo, kwargs)
+        self._probing = threading.Lock()
         logging.getLogger("psycopg.pool").addFilter(_QUIET)
         connection_class = _sync_connection(self.attempts)
         super().__init__(
@@ -185,12 +202,23 @@ class OwnPool(psycopg_pool.ConnectionPool[Any]):
         """A connection; at once libpq's error when the pool cannot connect (see the module)."""
         start = time.monotonic()
         if not self.attempts.connected and not self.get_stats().get("pool_available"):
-            conninfo, kwargs = self._connect_with
-            self.connection_class.connect(conninfo, **kwargs).close()
+            self._probe(timeout, start)
         try:
             return super().getconn(_remaining(timeout, start))
         except psycopg_pool.PoolTimeout as exc:
             raise self.attempts.explain(exc) from exc
+
+    def _probe(self, timeout: float | None, start: float) -> None:
+        """Connect once, one caller at a time (the others then see how it went)."""
+        if not self._probing.acquire(timeout=-1 if timeout is None else timeout):
+            return  # out of time: the pool's own wait below says so
+        try:
+            if not self.attempts.connected:
+                conninfo, kwargs = self._connect_with
+                kwargs = _probe_kwargs(conninfo, kwargs, _remaining(timeout, start))
+                self.connection_class.connect(conninfo, **kwargs).close()
+        finally:
+            self._probing.release()
 
     def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
         super()._add_connection(attempt or _Backoff(timeout=self.reconnect_timeout), growing)
