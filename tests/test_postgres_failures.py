@@ -147,7 +147,7 @@ class TestFirstCallsTogether:
         for cls in (psycopg.AsyncConnection, psycopg.Connection):
             original = cls.__dict__["connect"].__func__
 
-            def counting(klass: Any, *args: Any, _original: Any = original, **kw: Any) -> Any:
+            def counting(klass: Any, /, *args: Any, _original: Any = original, **kw: Any) -> Any:
                 opened[0] += 1
                 return _original(klass, *args, **kw)
 
