@@ -362,6 +362,8 @@ class TestRepeatedStoreParameters:
             "rediss://h:6379/0?ssl_cert_reqs=none&ssl_cert_reqs=required",
             "redis+cluster://h:7000,h:7001?max_connections=1&max_connections=2",
             "redis+sentinel://h:26379/svc/0?timeout=1&timeout=2",
+            "redis+sentinel://h:26379/svc/0?sentinel_password=s3cret&sentinel_password=other",
+            "redis+sentinel://h:26379/svc?sentinel_username=u&db=1&sentinel_username=u",
         ],
     )
     def test_refused(self, url: str) -> None:

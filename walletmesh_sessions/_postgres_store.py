@@ -41,13 +41,13 @@ from ._postgres_pools import POOL_NAME, OwnAsyncPool, OwnPool
 from ._postgres_sql import DEFAULT_TABLE, Statements, check_table
 from ._secrets import misread_userinfo, redact, redact_error, redact_message
 from ._session_map import SessionMap
-from ._urls import taken_once
 from ._validation import (
     check_batch_size,
     check_clock,
     check_config,
     check_session_data,
     check_session_id,
+    taken_once,
 )
 
 __all__ = ("PostgresSessionStore",)

@@ -36,6 +36,7 @@ from ._redis_store import (
     _UrlClients,
 )
 from ._secrets import misread_userinfo, redact, redact_error, redact_message
+from ._validation import taken_once
 
 __all__ = ("DEFAULT_SENTINEL_PORT", "SCHEME", "SENTINEL_URL_PARAMETERS", "sentinel_clients")
 
@@ -102,7 +103,9 @@ class _Target:
         self.sentinel_options: dict[str, Any] = {}
         kept: list[tuple[str, str]] = []
         known = {*STORE_URL_PARAMETERS, *CONNECTION_URL_PARAMETERS, *SENTINEL_URL_PARAMETERS}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        taken_once("the Redis URL", pairs, SENTINEL_URL_PARAMETERS)  # the rest: `_split_query`
+        for name, value in pairs:
             if name in SENTINEL_URL_PARAMETERS:
                 self.sentinel_options[name.removeprefix("sentinel_")] = value
             elif name in known:

@@ -46,6 +46,7 @@ from ._validation import (
     check_prefix,
     check_session_data,
     check_session_id,
+    taken_once,
 )
 
 __all__ = ("RedisSessionStore",)
@@ -126,8 +127,6 @@ def _split_query(url: str) -> tuple[str, dict[str, Any]]:
     fails when the store is made rather than at its first call; and one given twice (redis-py
     would take the first, the store the last).
     """
-    from ._urls import taken_once  # _urls imports the Redis store when a URL asks for it
-
     base, _, query = url.partition("?")
     scheme = urlsplit(url).scheme.lower()
     known = CONNECTION_URL_PARAMETERS | (TLS_URL_PARAMETERS if scheme == "rediss" else set())

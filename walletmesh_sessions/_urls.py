@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Container, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -15,8 +14,9 @@ from ._localstorage import LocalStorageSessionStore
 from ._memory import MemorySessionStore
 from ._protocol import FullSessionStore
 from ._secrets import misread_userinfo, redact, redact_message
+from ._validation import taken_once
 
-__all__ = ("CONNINFO_HINT", "is_conninfo", "open_store", "taken_once")
+__all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
 
 SCHEMES = (
     "memory",
@@ -182,21 +182,6 @@ def _postgres(
 def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
     """The store parameters of the query."""
     return taken_once(repr(shown), query, STORE_PARAMETERS)
-
-
-def taken_once(
-    where: str, query: Iterable[tuple[str, str]], names: Container[str] | None = None
-) -> dict[str, str]:
-    """The query parameters named in `names` (default: all of them); one given twice is
-    refused, never the last won. `where` names the URL in the message (secrets masked)."""
-    found: dict[str, str] = {}
-    for key, value in query:
-        if names is None or key in names:
-            if key in found:
-                msg = f"{key} given twice in {where}"
-                raise InvalidConfigError(msg)
-            found[key] = value
-    return found
 
 
 def _config(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from typing import Any, cast
 
 from ._data import SessionData, SessionStoreConfig
@@ -21,6 +22,7 @@ __all__ = (
     "check_prefix",
     "check_session_data",
     "check_session_id",
+    "taken_once",
 )
 
 
@@ -79,3 +81,18 @@ def check_batch_size(batch_size: Any) -> int:
         msg = f"batch_size must be a positive int, got {batch_size!r}"
         raise InvalidConfigError(msg)
     return batch_size
+
+
+def taken_once(
+    where: str, query: Iterable[tuple[str, str]], names: Container[str] | None = None
+) -> dict[str, str]:
+    """The query parameters named in `names` (default: all of them); one given twice is
+    refused, never the last won. `where` names the URL in the message (secrets masked)."""
+    found: dict[str, str] = {}
+    for key, value in query:
+        if names is None or key in names:
+            if key in found:
+                msg = f"{key} given twice in {where}"
+                raise InvalidConfigError(msg)
+            found[key] = value
+    return found
