@@ -90,6 +90,13 @@ class TestFractionalExpiry:
         assert expires_at == expected
         assert type(expires_at) is int
 
+    @pytest.mark.parametrize("raw", ["0.5", "0.001", "1e-300"])
+    def test_a_fraction_below_one_is_an_expiry_long_past(self, raw: str) -> None:
+        """Not 0 ("no expiry"): the TypeScript store treats any non-zero expiresAt as one, so
+        a fraction of the first millisecond of 1970 has expired, never lives forever."""
+        _, expires_at = decode_record(record(raw), "s")
+        assert expires_at == 1
+
     @pytest.mark.anyio
     @pytest.mark.parametrize("fraction", [".5", ".9"])
     async def test_expired_one_millisecond_after_the_floor(

@@ -68,7 +68,8 @@ def _structure_ms(value: Any, _type: Any) -> int | None:
     if isinstance(value, float):
         # The TypeScript store writes a fraction when given a fractional lifetime, and
         # compares `now > expiresAt`: for whole-ms `now` that is the same as with the floor.
-        return math.floor(value)
+        # Only 0 means "none" there: a fraction between 0 and 1 is an expiry long past (1).
+        return math.floor(value) or (1 if value > 0 else 0)
     return int(value)
 
 
