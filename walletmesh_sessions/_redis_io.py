@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import math
 import sys
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -852,6 +853,18 @@ class AsyncioRunner:
         await self.client.aclose()
 
 
+# Seconds a call cancelled from outside waits for its thread's commands in flight to end.
+CANCEL_GRACE = 0.5
+
+
+async def _let_end(ended: threading.Event, deadline: float) -> None:
+    """Wait, shielded, until `ended` is set, `CANCEL_GRACE` passes or `deadline` comes."""
+    left = min(CANCEL_GRACE, deadline - anyio.current_time())
+    if left > 0 and not ended.is_set():
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(ended.wait, left, abandon_on_cancel=True)
+
+
 class ThreadRunner:
     """Runs operations on a synchronous `redis.Redis` client in anyio worker threads.
 
@@ -885,11 +898,13 @@ class ThreadRunner:
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result, one thread hop per stretch between checkpoints.
 
-        A cancelled call returns at once: its thread (which cannot be interrupted) is left to
-        finish the stretch it is in, whose commands take effect whole or not at all, and the
-        operation goes no further. The call's own deadline does the same and raises
-        `StoreUnavailableError`. `deadline` (on `anyio.current_time`'s clock) replaces the
-        runner's own budget. A call made in a cancelled scope starts nothing.
+        A thread cannot be interrupted. A call cancelled from outside lets the stretch in
+        flight end (at most `CANCEL_GRACE` seconds, so that what it began is whole when the
+        call returns) and goes no further; a stretch still blocked then (a server that does
+        not answer) is left to its thread, and the call returns. At its own deadline a call
+        leaves its thread at once and raises `StoreUnavailableError`. `deadline` (on
+        `anyio.current_time`'s clock) replaces the runner's own budget. A call made in a
+        cancelled scope starts nothing.
         """
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
@@ -906,16 +921,22 @@ class ThreadRunner:
         else:
             budget = None
         while True:
+            ended = threading.Event()
             with anyio.CancelScope(deadline=deadline) as scope:
-                done = await anyio.to_thread.run_sync(
-                    self._advance, talk, limiter=limiter, abandon_on_cancel=True
-                )
+                try:
+                    done = await anyio.to_thread.run_sync(
+                        self._advance, talk, ended, limiter=limiter, abandon_on_cancel=True
+                    )
+                except anyio.get_cancelled_exc_class():
+                    if not scope.cancel_called:  # from outside, not the call's deadline
+                        await _let_end(ended, deadline)
+                    raise
             if scope.cancelled_caught:
                 raise _late(name, budget)
             if done:
                 return talk.result
 
-    def _advance(self, talk: Conversation[T]) -> bool:
+    def _advance(self, talk: Conversation[T], ended: threading.Event | None = None) -> bool:
         """Run the operation in this thread until it is done (True) or at a checkpoint."""
         try:
             commands = talk.advance(None)
@@ -925,6 +946,9 @@ class ThreadRunner:
                 commands = talk.advance(self._send(commands))
         except (redis.RedisError, RedisClusterException, OSError) as exc:
             raise talk.fail(exc) from exc
+        finally:
+            if ended is not None:
+                ended.set()
         return True
 
     def _send(self, commands: list[Args]) -> list[Any]:
