@@ -811,22 +811,19 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def _guarded(operation: Operation[T]) -> Operation[T]:
-    """`operation` in one transaction that writes nothing if, by the time the file's write
-    lock is taken, the call's caller has given up (`Deadline.cancel`): a cancelled call never
-    writes later. Its own transactions, if any, become part of this one."""
+    """`operation` in one `_transaction` (its own ones become part of it): a single statement
+    that writes then also writes nothing once its caller has given up."""
 
     def guarded(conn: sqlite3.Connection) -> T:
         with _transaction(conn):
-            deadline = current_deadline()
-            if deadline is not None and deadline.cancelled:
-                raise deadline.exceeded("the session store", "the file's write lock")
             return operation(conn)
 
     return guarded
 
 
 class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so it never deadlocks.
+    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so it never deadlocks, and
+    writes nothing for a call whose caller gave up meanwhile.
 
     Inside a transaction already open, it adds nothing: the outer one commits or rolls back.
     """
@@ -837,8 +834,15 @@ class _transaction:
 
     def __enter__(self) -> None:
         self._outer = not self._conn.in_transaction
-        if self._outer:
-            self._conn.execute("BEGIN IMMEDIATE")
+        if not self._outer:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        deadline = current_deadline()
+        if deadline is not None and deadline.cancelled:
+            # The caller gave up while this waited for the lock (`Deadline.cancel`): a
+            # cancelled call never writes later.
+            self._conn.execute("ROLLBACK")
+            raise deadline.exceeded("the session store", "the file's write lock")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self._outer:
