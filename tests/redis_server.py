@@ -7,6 +7,7 @@ empty database. A missing redis-server fails the run: it must not silently skip 
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -39,12 +40,35 @@ FOREIGN_KEYS = {
 }
 
 
+def _ephemeral_ports() -> range:
+    """The ports the system hands out to outgoing connections (Linux; a common default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing uses right now, outside the ephemeral range.
+
+    A server stopped and started again on its port (a restart, a killed cluster node) must
+    find it free: an ephemeral port may meanwhile be the local end of any client connection.
+    """
+    ephemeral = _ephemeral_ports()
+    candidates = [p for p in range(10_000, 30_000) if p not in ephemeral] or [0]
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            found: int = sock.getsockname()[1]
+            return found
+    with socket.socket() as sock:  # everything taken: any port the system gives
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        port_: int = sock.getsockname()[1]
+        return port_
 
 
 class RedisServer:
