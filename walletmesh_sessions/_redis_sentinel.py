@@ -10,7 +10,9 @@ differs.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -50,6 +52,8 @@ DEFAULT_SENTINEL_PORT = 26379
 SENTINEL_URL_PARAMETERS = frozenset({"sentinel_username", "sentinel_password"})
 # Seconds between two questions to the sentinels about the primary, while the pool is in use.
 PRIMARY_RECHECK = 1.0
+# Seconds the call that asks the sentinels again waits for their answer before it goes on.
+RECHECK_WAIT = 0.25
 
 
 def _refuse(message: str, given: str) -> InvalidConfigError:
@@ -180,10 +184,12 @@ class _SentinelClients(_UrlClients):
 # connection, and drops only idle connections when their answer changes: the pooled connections
 # kept reaching the old primary, and every write made on them in those seconds was acknowledged
 # and then lost. These pools ask the sentinels again at most once a `PRIMARY_RECHECK`, in the
-# call that takes a connection then (a failed question changes nothing), and never hand out a
-# connection to any address but the primary they last heard of: a stale one is closed and opened
-# again, before any command is sent on it, so nothing is sent twice. A command already under way
-# on the old primary finishes there.
+# background (a task, or a thread for the synchronous pool), which the call that asks waits for
+# at most `RECHECK_WAIT` (sentinels that do not answer hold up no call longer, and a failed
+# question changes nothing), and never hand out a connection to any
+# address but the primary they last heard of: a stale one is closed and opened again, before
+# any command is sent on it, so nothing is sent twice. A command already under way on the old
+# primary finishes there.
 _RECHECK_ERRORS = (redis.RedisError, OSError)
 # redis-py leaves these untyped: each asks the sentinels, and if the primary moved, records its
 # address and closes the pool's idle connections.
@@ -193,22 +199,42 @@ _ask_async: Callable[[Any], Awaitable[Any]] = (
 _ask_sync: Callable[[Any], Any] = redis.sentinel.SentinelConnectionPool.get_master_address
 
 
+def _recheck_due(pool: Any) -> bool:
+    """True (and the next one scheduled) if `pool` should ask the sentinels again now."""
+    now = time.monotonic()
+    if now < pool.recheck_at or pool.asking or pool.master_address is None:
+        return False  # not yet, under way, or never connected (connecting asks anyway)
+    pool.recheck_at = now + PRIMARY_RECHECK
+    pool.asking = True
+    return True
+
+
 class _AsyncPrimaryPool(redis.asyncio.sentinel.SentinelConnectionPool):
     """The primary's pool on asyncio: it hands out connections to the primary last named only."""
 
     recheck_at = -math.inf
+    asking = False
+    _questions: set[asyncio.Task[None]] | None = None
 
     async def ensure_connection(self, connection: Any) -> None:
-        now = time.monotonic()
-        if now >= self.recheck_at:
-            self.recheck_at = now + PRIMARY_RECHECK
-            if self.master_address is not None:  # else connecting asks anyway
-                with suppress(*_RECHECK_ERRORS):
-                    await _ask_async(self)
+        if _recheck_due(self):
+            task = asyncio.get_running_loop().create_task(self._ask())
+            if self._questions is None:
+                self._questions = set()
+            self._questions.add(task)  # kept until done: a task nobody holds may vanish
+            task.add_done_callback(self._questions.discard)
+            await asyncio.wait({task}, timeout=RECHECK_WAIT)  # the answer, if it comes soon
         await super().ensure_connection(connection)
         if (connection.host, connection.port) != self.master_address:
             await connection.disconnect()
             await super().ensure_connection(connection)
+
+    async def _ask(self) -> None:
+        try:
+            with suppress(*_RECHECK_ERRORS):
+                await _ask_async(self)
+        finally:
+            self.asking = False
 
 
 class _SyncPrimaryPool(redis.sentinel.SentinelConnectionPool):
@@ -216,18 +242,24 @@ class _SyncPrimaryPool(redis.sentinel.SentinelConnectionPool):
     named only."""
 
     recheck_at = -math.inf
+    asking = False
 
     def ensure_connection(self, connection: Any) -> None:
-        now = time.monotonic()
-        if now >= self.recheck_at:
-            self.recheck_at = now + PRIMARY_RECHECK
-            if self.master_address is not None:  # else connecting asks anyway
-                with suppress(*_RECHECK_ERRORS):
-                    _ask_sync(self)
+        if _recheck_due(self):
+            question = threading.Thread(target=self._ask, daemon=True, name="sentinel-recheck")
+            question.start()
+            question.join(RECHECK_WAIT)  # the answer, if it comes soon
         super().ensure_connection(connection)
         if (connection.host, connection.port) != self.master_address:
             connection.disconnect()
             super().ensure_connection(connection)
+
+    def _ask(self) -> None:
+        try:
+            with suppress(*_RECHECK_ERRORS):
+                _ask_sync(self)
+        finally:
+            self.asking = False
 
 
 # The clients of the sentinels are closed from a list of their own: redis-py's `Sentinel`
