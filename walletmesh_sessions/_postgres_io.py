@@ -131,6 +131,9 @@ class AsyncConnectionSource:
             self._lock = anyio.Lock()
         with anyio.move_on_after(deadline.remaining()):
             await self._lock.acquire()
+            if self.conn.closed:  # there is no other to try: say so, at once
+                self._lock.release()
+                raise _closed()
             return self.conn
         raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
 
@@ -165,9 +168,15 @@ class SyncConnectionSource:
         if not deadline.acquire(self._lock):
             raise deadline.exceeded("PostgreSQL session store", "its turn on the connection")
         try:
+            if self.conn.closed:  # there is no other to try: say so, at once
+                raise _closed()
             yield self.conn
         finally:
             self._lock.release()
+
+
+def _closed() -> psycopg.OperationalError:
+    return psycopg.OperationalError("the connection the store was given is closed")
 
 
 AsyncSource = AsyncPoolSource | AsyncConnectionSource
@@ -328,9 +337,9 @@ async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -
     lost: psycopg.Error | None = None
     while True:
         conn = await source.acquire(deadline)
-        _keep_canceller(conn)
         sent = _Sent()
         try:
+            _keep_canceller(conn)
             return await _drive_async(conn, plan.make(), sent)
         except Unsure:
             raise _unsure(plan) from lost
@@ -353,7 +362,7 @@ _CAN_CANCEL = psycopg.capabilities.has_cancel_safe()
 
 def _keep_canceller(conn: AsyncConn) -> None:
     """Take `conn`'s cancel request while it is open (once per connection)."""
-    if _CAN_CANCEL and conn not in _cancellers:
+    if _CAN_CANCEL and not conn.closed and conn not in _cancellers:
         _cancellers[conn] = conn.pgconn.cancel_conn()
 
 
