@@ -507,7 +507,7 @@ class Conversation(Generic[T]):
     carry the same operations out on other topologies (a cluster).
     """
 
-    __slots__ = ("_exchange", "_op", "name", "result")
+    __slots__ = ("_exchange", "_op", "name", "result", "shortfall")
 
     exchanges: dict[type, Callable[[Any], Exchange]] = _EXCHANGES
 
@@ -516,6 +516,7 @@ class Conversation(Generic[T]):
         self._exchange: Exchange | None = None
         self.name = name
         self.result: T
+        self.shortfall: str | None = None  # writes too few replicas confirmed, if any
 
     def advance(self, replies: list[Any] | None) -> list[Args] | Checkpoint | None:
         """Feed the replies to the last commands (`None` at first and after a checkpoint).
@@ -524,6 +525,8 @@ class Conversation(Generic[T]):
         to its event loop, or `None` once the operation is done (its value in `result`).
         """
         reply: Any = None
+        if isinstance(replies, _Unconfirmed):
+            self.shortfall = self.shortfall or replies.shortfall
         talk = self._exchange
         if talk is not None:
             try:
@@ -535,6 +538,8 @@ class Conversation(Generic[T]):
             step = self._op.send(reply)
         except StopIteration as stop:
             self.result = stop.value
+            if self.shortfall is not None:
+                raise _ReplicasBehind(self.shortfall) from None
             return None
         if step is CHECKPOINT:
             return CHECKPOINT
@@ -624,8 +629,17 @@ def _without_wait(commands: list[Args], replies: list[Any], wait: ReplicaWait) -
         raise acked
     if int(acked) < wait.replicas:
         msg = f"{int(acked)} of {wait.replicas} replicas confirmed within {wait.timeout_ms} ms"
-        raise _ReplicasBehind(msg)
+        return _Unconfirmed(replies, msg)
     return replies
+
+
+class _Unconfirmed(list[Any]):
+    """Replies to a round trip whose writes too few replicas confirmed: the operation goes
+    on to its end (an undo it has to make included), then fails with `NotReplicatedError`."""
+
+    def __init__(self, replies: list[Any], shortfall: str) -> None:
+        super().__init__(replies)
+        self.shortfall = shortfall
 
 
 # A cluster without an owner for a slot (failover under way) is unavailable too.
