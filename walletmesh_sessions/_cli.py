@@ -545,11 +545,28 @@ class _Table:
         print("  ".join(cell.ljust(width) for cell, width in cells) + "  " + row[4])
 
     def _row(self, r: SessionRecord) -> tuple[str, ...]:
+        sid = _shown(r.session_id)
         if r.data is None:
-            return (r.session_id, "unreadable", "-", "-", r.error or "")
+            return (sid, "unreadable", "-", "-", _shown(r.error or ""))
         permissions = " ".join(f"{chain}({len(m)})" for chain, m in r.data.permissions.items())
         expires = _when(r.expires_at) or "never"
-        return (r.session_id, _state(r, self._now), expires, r.data.origin, permissions or "-")
+        return (
+            sid,
+            _state(r, self._now),
+            expires,
+            _shown(r.data.origin),
+            _shown(permissions or "-"),
+        )
+
+
+def _shown(text: str) -> str:
+    """`text` for a terminal: control characters (from records others wrote) escaped, so a
+    record can never retitle, clear or answer back on the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 class _JsonArray:
@@ -727,7 +744,7 @@ def _print_stats(stats: dict[str, Any]) -> None:
     origins: dict[str, int] = stats["origins"]
     print("origins:" + ("" if origins else "         -"))
     for origin, count in origins.items():
-        print(f"  {count:6}  {origin}")
+        print(f"  {count:6}  {_shown(origin)}")
 
 
 def main_entry() -> None:
