@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ("MAX_DELAY", "POOL_NAME", "Attempts", "OwnAsyncPool", "OwnPool")
 
 MAX_DELAY: Final = 0.5
+# Seconds a caller waits in a pool's queue at a time: then, if the pool's latest connection
+# attempt failed meanwhile (the server went away), it connects once itself and learns why.
+WAIT_STEP: Final = 0.25
 # The name of the pools the store makes (and so opens, closes and keeps quiet).
 POOL_NAME: Final = "walletmesh-sessions"
 
@@ -144,6 +147,11 @@ def _probe_kwargs(conninfo: str, kwargs: dict[str, Any], timeout: float | None) 
     return {**kwargs, "connect_timeout": max(2, math.ceil(timeout))}
 
 
+def _step(left: float | None) -> float:
+    """How long to wait in the pool's queue before looking again how its attempts went."""
+    return WAIT_STEP if left is None else min(left, WAIT_STEP)
+
+
 def _remaining(timeout: float | None, start: float) -> float | None:
     return None if timeout is None else max(timeout - (time.monotonic() - start), 0.001)
 
@@ -167,17 +175,24 @@ class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
     async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (psycopg's)
         """A connection; at once libpq's error when the pool cannot connect (see the module)."""
         start = time.monotonic()
-        if not self.attempts.connected and not self.get_stats().get("pool_available"):
-            with anyio.move_on_after(math.inf if timeout is None else timeout):
-                async with self._probing:  # one probe at a time; the others see how it went
-                    if not self.attempts.connected:
-                        conninfo, kwargs = self._connect_with
-                        kwargs = _probe_kwargs(conninfo, kwargs, _remaining(timeout, start))
-                        await (await self.connection_class.connect(conninfo, **kwargs)).close()
-        try:
-            return await super().getconn(_remaining(timeout, start))
-        except psycopg_pool.PoolTimeout as exc:
-            raise self.attempts.explain(exc) from exc
+        while True:
+            if not self.attempts.connected and not self.get_stats().get("pool_available"):
+                await self._probe(timeout, start)
+            left = _remaining(timeout, start)
+            try:
+                return await super().getconn(_step(left))
+            except psycopg_pool.PoolTimeout as exc:
+                if left is not None and left <= WAIT_STEP:
+                    raise self.attempts.explain(exc) from exc
+
+    async def _probe(self, within: float | None, start: float) -> None:
+        """Connect once, one caller at a time (the others then see how it went)."""
+        with anyio.move_on_after(math.inf if within is None else within):
+            async with self._probing:
+                if not self.attempts.connected:
+                    conninfo, kwargs = self._connect_with
+                    kwargs = _probe_kwargs(conninfo, kwargs, _remaining(within, start))
+                    await (await self.connection_class.connect(conninfo, **kwargs)).close()
 
     async def _add_connection(
         self, attempt: AttemptWithBackoff | None, growing: bool = False
@@ -201,12 +216,15 @@ class OwnPool(psycopg_pool.ConnectionPool[Any]):
     def getconn(self, timeout: float | None = None) -> Any:
         """A connection; at once libpq's error when the pool cannot connect (see the module)."""
         start = time.monotonic()
-        if not self.attempts.connected and not self.get_stats().get("pool_available"):
-            self._probe(timeout, start)
-        try:
-            return super().getconn(_remaining(timeout, start))
-        except psycopg_pool.PoolTimeout as exc:
-            raise self.attempts.explain(exc) from exc
+        while True:
+            if not self.attempts.connected and not self.get_stats().get("pool_available"):
+                self._probe(timeout, start)
+            left = _remaining(timeout, start)
+            try:
+                return super().getconn(_step(left))
+            except psycopg_pool.PoolTimeout as exc:
+                if left is not None and left <= WAIT_STEP:
+                    raise self.attempts.explain(exc) from exc
 
     def _probe(self, timeout: float | None, start: float) -> None:
         """Connect once, one caller at a time (the others then see how it went)."""
