@@ -326,9 +326,16 @@ def sentinel_clients(
     }
     _check_limits(options, retries)
     _check_client_options(target.primary_url, options, given)
+    # Finding the primary asks the sentinels one after another: each gets its share of the
+    # timeout, so asking them all (hung ones too) fits in one call's timeout.
+    share = len(target.sentinels)
     sentinel = {
-        "socket_timeout": options["socket_timeout"],
-        "socket_connect_timeout": options["socket_connect_timeout"],
+        "socket_timeout": _share(options["socket_timeout"], share),
+        "socket_connect_timeout": _share(options["socket_connect_timeout"], share),
         **target.sentinel_options,
     }
     return _SentinelClients(target, options, retries, sentinel), target.store_options
+
+
+def _share(timeout: float | None, among: int) -> float | None:
+    return None if timeout is None else timeout / among
