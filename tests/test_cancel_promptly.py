@@ -29,10 +29,10 @@ PROMPT = 3.0
 DATA = SessionData("id", "https://dapp.example")
 
 
-async def _cancelled_after_patience(call: Callable[[], Any]) -> float:
-    """Run `call` in a scope cancelled after `PATIENCE`; the seconds until it returned."""
+async def cancelled_after(call: Callable[[], Any], patience: float = PATIENCE) -> float:
+    """Run `call` in a scope cancelled after `patience`; the seconds until it returned."""
     start = time.monotonic()
-    with anyio.move_on_after(PATIENCE) as scope:
+    with anyio.move_on_after(patience) as scope:
         await call()
     elapsed = time.monotonic() - start
     assert scope.cancelled_caught, "the call ended before it was cancelled"
@@ -52,7 +52,7 @@ class TestRedis:
             server.pause()
             try:
                 for call in (lambda: store.get("id"), lambda: store.set("id", DATA)):
-                    assert await _cancelled_after_patience(call) < PROMPT
+                    assert await cancelled_after(call) < PROMPT
             finally:
                 server.resume()
             with anyio.fail_after(TIMEOUT):
@@ -94,7 +94,7 @@ class TestPostgres:
             with locker.transaction():
                 locker.execute(f"LOCK TABLE {postgres_table} IN ACCESS EXCLUSIVE MODE")
                 for call in (lambda: store.get("id"), lambda: store.set("id", DATA)):
-                    assert await _cancelled_after_patience(call) < PROMPT
+                    assert await cancelled_after(call) < PROMPT
                 with anyio.fail_after(PROMPT):
                     while True:  # the server reports a cancelled statement gone soon after
                         if not _waiting_statements(locker, postgres_table):
@@ -123,7 +123,7 @@ class TestPostgres:
                 async def change() -> Any:
                     return await store.update("id", lambda _: changed)
 
-                assert await _cancelled_after_patience(change) < PROMPT
+                assert await cancelled_after(change) < PROMPT
             with anyio.fail_after(TIMEOUT):
                 assert await store.get("id") in (DATA, changed)
                 assert await store.update("id", lambda _: changed) == changed
@@ -151,7 +151,7 @@ class TestSqlite:
                 async def change() -> None:
                     await store.set("id", changed)
 
-                assert await _cancelled_after_patience(change) < PROMPT
+                assert await cancelled_after(change) < PROMPT
             finally:
                 other.execute("ROLLBACK")
                 other.close()

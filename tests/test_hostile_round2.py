@@ -22,6 +22,7 @@ import redis
 
 from tests.postgres_server import PostgresServer, make_server
 from tests.redis_sentinel import SentinelDeployment
+from tests.test_cancel_promptly import cancelled_after
 from walletmesh_sessions import (
     CorruptRecordError,
     SessionData,
@@ -41,16 +42,6 @@ PATIENCE = 0.3
 # Long before the timeout, on a loaded machine too.
 PROMPT = 4.0
 DATA = SessionData("id", "https://dapp.example")
-
-
-async def _cancelled_after_patience(call: Callable[[], Any]) -> float:
-    """Run `call` in a scope cancelled after `PATIENCE`; the seconds until it returned."""
-    start = time.monotonic()
-    with anyio.move_on_after(PATIENCE) as scope:
-        await call()
-    elapsed = time.monotonic() - start
-    assert scope.cancelled_caught, "the call ended before it was cancelled"
-    return elapsed
 
 
 # ---------------------------------------------------------------- PostgreSQL: frozen server
@@ -126,7 +117,7 @@ class TestPostgresCancelledWhileServerFrozen:
                             return await store.set(sid, changed)
                         return await store.create(f"new-{sid}", DATA)
 
-                    assert await _cancelled_after_patience(call) < PROMPT
+                    assert await cancelled_after(call, PATIENCE) < PROMPT
 
                 async with anyio.create_task_group() as tg:
                     for sid in ids:
@@ -194,7 +185,7 @@ class TestPostgresCallersConnection:
             await store.set("id", DATA)
             with psycopg.connect(postgres_url, autocommit=True) as locker, locker.transaction():
                 locker.execute(f"LOCK TABLE {postgres_table} IN ACCESS EXCLUSIVE MODE")
-                assert await _cancelled_after_patience(lambda: store.get("id")) < PROMPT
+                assert await cancelled_after(lambda: store.get("id"), PATIENCE) < PROMPT
             assert conn.closed
 
             async def call() -> None:
