@@ -1030,3 +1030,21 @@ class TestPostgres:
         anyio.run(plant)
         assert _cli.main(["--store", url, "show", "abc"]) == 0
         assert "https://app.example.com" in capsys.readouterr().out
+
+
+class TestClosedOutput:
+    def test_a_command_started_with_stdout_closed_still_works(self, tmp_path: Path) -> None:
+        """`walletmesh-sessions clean >&-`, as cron may run it: the work is done, exit 0."""
+        db = tmp_path / "sessions.db"
+        populate(f"sqlite:///{db}")
+        done = subprocess.run(
+            ["/bin/sh", "-c", '"$0" --store "$1" clean >&-', str(SCRIPT), str(db)],
+            capture_output=False,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        shown = run("stats", "--json", cwd=tmp_path, url=f"sqlite:///{db}")
+        assert json.loads(shown.stdout)["expired"] == 0

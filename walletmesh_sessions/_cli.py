@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     url = ""
+    if sys.stdout is None:  # started with its output closed (`>&-`): as `>/dev/null`
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the process)
     try:
         try:
             args = _parser().parse_args(argv)
