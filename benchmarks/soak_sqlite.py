@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         directory = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        directory.mkdir(parents=True, exist_ok=True)
         print(
             f"soak: {args.processes} processes x {args.stores} stores x {args.rounds} rounds,"
             f" {args.sessions} sessions, load {args.load}, reopen every {args.reopen_every},"
