@@ -14,9 +14,20 @@ import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+import anyio
+import anyio.to_thread
+
 from ._errors import InvalidConfigError, StoreUnavailableError
 
-__all__ = ("DEFAULT_TIMEOUT", "Deadline", "check_timeout", "current_deadline", "run_within")
+__all__ = (
+    "CANCEL_GRACE",
+    "DEFAULT_TIMEOUT",
+    "Deadline",
+    "check_timeout",
+    "current_deadline",
+    "let_thread_end",
+    "run_within",
+)
 
 T = TypeVar("T")
 
@@ -90,3 +101,20 @@ def run_within(deadline: Deadline, function: Callable[..., T], *args: object) ->
         return function(*args)
     finally:
         _current.reset(token)
+
+
+CANCEL_GRACE: Final = 0.5
+"""Seconds a call cancelled from outside waits for its worker thread's request in flight."""
+
+
+async def let_thread_end(ended: threading.Event, until: float) -> None:
+    """Wait, shielded, until `ended` is set, `CANCEL_GRACE` passes, or `until` (anyio's clock).
+
+    A worker thread cannot be interrupted: a call cancelled from outside gives the request it
+    has in flight this long to end, so that what it began has settled, whole or not at all,
+    when the call returns. A server that has not answered by then is left to the thread.
+    """
+    left = min(CANCEL_GRACE, until - anyio.current_time())
+    if left > 0 and not ended.is_set():
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(ended.wait, left, abandon_on_cancel=True)

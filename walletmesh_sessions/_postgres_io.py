@@ -28,7 +28,7 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 
-from ._deadline import Deadline
+from ._deadline import Deadline, let_thread_end
 from ._errors import InvalidSessionIdError, SessionStoreError, StoreUnavailableError
 from ._postgres_ops import BEGIN, CHECKPOINT, Op, Plan, Unsure
 from ._secrets import redact_message
@@ -501,16 +501,24 @@ async def run_in_thread(
     """Drive `plan` on a connection of `source` in a worker thread, within `deadline`."""
     watch = Watch()
     outcome: list[Any] = []
+    ended = threading.Event()
 
     def work() -> None:
         try:
             outcome.append((True, _attempts_sync(source, plan, deadline, watch)))
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             outcome.append((False, exc))
+        finally:
+            ended.set()
 
+    until = anyio.current_time() + deadline.remaining()
     try:
-        with anyio.move_on_after(deadline.remaining()):
+        with anyio.move_on_after(until - anyio.current_time()) as scope:
             await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    except anyio.get_cancelled_exc_class():
+        if not scope.cancel_called:  # from outside: let the statement in flight settle
+            await let_thread_end(ended, until)
+        raise
     finally:
         if not outcome:  # cancelled, or out of time: cut the thread loose
             await _cancel_on_server(watch.abandon())

@@ -34,6 +34,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from ._deadline import let_thread_end
 from ._errors import (
     InvalidConfigError,
     NotReplicatedError,
@@ -867,18 +868,6 @@ class AsyncioRunner:
         await self.client.aclose()
 
 
-# Seconds a call cancelled from outside waits for its thread's commands in flight to end.
-CANCEL_GRACE = 0.5
-
-
-async def _let_end(ended: threading.Event, deadline: float) -> None:
-    """Wait, shielded, until `ended` is set, `CANCEL_GRACE` passes or `deadline` comes."""
-    left = min(CANCEL_GRACE, deadline - anyio.current_time())
-    if left > 0 and not ended.is_set():
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(ended.wait, left, abandon_on_cancel=True)
-
-
 class ThreadRunner:
     """Runs operations on a synchronous `redis.Redis` client in anyio worker threads.
 
@@ -913,9 +902,9 @@ class ThreadRunner:
         """Drive `op` to its result, one thread hop per stretch between checkpoints.
 
         A thread cannot be interrupted. A call cancelled from outside lets the stretch in
-        flight end (at most `CANCEL_GRACE` seconds, so that what it began is whole when the
-        call returns) and goes no further; a stretch still blocked then (a server that does
-        not answer) is left to its thread, and the call returns. At its own deadline a call
+        flight end (`let_thread_end`: what it began has settled when the call returns) and
+        goes no further; a stretch still blocked then (a server that does not answer) is
+        left to its thread, and the call returns. At its own deadline a call
         leaves its thread at once and raises `StoreUnavailableError`. `deadline` (on
         `anyio.current_time`'s clock) replaces the runner's own budget. A call made in a
         cancelled scope starts nothing.
@@ -943,7 +932,7 @@ class ThreadRunner:
                     )
                 except anyio.get_cancelled_exc_class():
                     if not scope.cancel_called:  # from outside, not the call's deadline
-                        await _let_end(ended, deadline)
+                        await let_thread_end(ended, deadline)
                     raise
             if scope.cancelled_caught:
                 raise _late(name, budget)
