@@ -201,16 +201,24 @@ def make_server() -> PostgresServer:
     return server
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A running PostgreSQL for the whole test session."""
+@contextlib.contextmanager
+def own_server(*, started: bool = True) -> Iterator[PostgresServer]:
+    """A server of the caller's own (to stop, restart or freeze), removed afterwards."""
     server = make_server()
-    server.start()
     try:
+        if started:
+            server.start()
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running PostgreSQL for the whole test session."""
+    with own_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

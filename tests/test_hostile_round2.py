@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sqlite3
 import time
@@ -20,7 +19,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.postgres_server import PostgresServer, make_server
+from tests.postgres_server import PostgresServer, own_server
 from tests.redis_sentinel import SentinelDeployment
 from tests.test_cancel_promptly import cancelled_after
 from walletmesh_sessions import (
@@ -50,13 +49,8 @@ DATA = SessionData("id", "https://dapp.example")
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL of the test's own, which the test may freeze (SIGSTOP) and resume."""
-    server = make_server()
-    server.start()
-    try:
+    with own_server() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def _settled(server: PostgresServer, pids: set[int]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ import psycopg_pool
 import pytest
 
 from tests.postgres_proxy import CuttingProxy
-from tests.postgres_server import PostgresServer, make_server
+from tests.postgres_server import PostgresServer, own_server
 from tests.redis_server import free_port
 from walletmesh_sessions import (
     CorruptRecordError,
@@ -486,13 +485,8 @@ class TestProcesses:
 @pytest.fixture(scope="module")
 def fault_server() -> Iterator[PostgresServer]:
     """A server of this module's own, to stop, restart and freeze."""
-    server = make_server()
-    server.start()
-    try:
+    with own_server() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 class TestFaults:

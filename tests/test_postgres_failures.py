@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +12,7 @@ import anyio
 import psycopg
 import pytest
 
-from tests.postgres_server import PostgresServer, make_server
+from tests.postgres_server import PostgresServer, own_server
 from tests.redis_server import free_port
 from walletmesh_sessions import SessionData, StoreUnavailableError
 from walletmesh_sessions.postgres import PostgresSessionStore
@@ -84,12 +83,8 @@ class TestStatedReasons:
 @pytest.fixture(scope="module")
 def outage_server() -> Iterator[PostgresServer]:
     """A server of this module's own, to stop and start (it starts stopped)."""
-    server = make_server()
-    try:
+    with own_server(started=False) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 class TestOutage:
