@@ -187,7 +187,8 @@ class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
 
     async def _probe(self, within: float | None, start: float) -> None:
         """Connect once, one caller at a time (the others then see how it went)."""
-        with anyio.move_on_after(math.inf if within is None else within):
+        left = _remaining(within, start)
+        with anyio.move_on_after(math.inf if left is None else left):
             async with self._probing:
                 if not self.attempts.connected:
                     conninfo, kwargs = self._connect_with
@@ -228,7 +229,8 @@ class OwnPool(psycopg_pool.ConnectionPool[Any]):
 
     def _probe(self, timeout: float | None, start: float) -> None:
         """Connect once, one caller at a time (the others then see how it went)."""
-        if not self._probing.acquire(timeout=-1 if timeout is None else timeout):
+        left = _remaining(timeout, start)
+        if not self._probing.acquire(timeout=-1 if left is None else left):
             return  # out of time: the pool's own wait below says so
         try:
             if not self.attempts.connected:
