@@ -26,9 +26,9 @@ import redis.asyncio
 
 from tests.redis_cluster import SHARED_NODE_TIMEOUT_MS, RedisClusterNodes
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_cluster_io import ClusterAsyncioRunner
-from walletmesh_sessions._redis_cluster_steps import At
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._redis.cluster_io import ClusterAsyncioRunner
+from walletmesh_sessions._redis.cluster_steps import At
 from walletmesh_sessions.redis import RedisSessionStore
 
 DATA = SessionData(

@@ -35,7 +35,7 @@ from bench_redis import DATA, LIFETIME_S, start_server, timed
 from litestar.stores.redis import RedisStore
 
 from walletmesh_sessions import SessionStoreConfig
-from walletmesh_sessions._codec import decode_record, encode_record
+from walletmesh_sessions._core.codec import decode_record, encode_record
 from walletmesh_sessions.redis import RedisSessionStore
 
 OPERATIONS = ("set", "get", "sliding read", "delete")

@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from harness import interleaved, timed
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._postgres_sql import SLIDE_PATTERN, Statements
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._postgres.sql import SLIDE_PATTERN, Statements
 from walletmesh_sessions.postgres import PostgresSessionStore
 
 DATA = SessionData(

@@ -23,8 +23,8 @@ from typing import Any
 import anyio
 
 from walletmesh_sessions import LocalStorageSessionStore, SessionData, SessionStoreConfig
-from walletmesh_sessions._codec import encode_record, record_with_expiry
-from walletmesh_sessions._sqlite_backend import DURABILITY, SCHEMA, TABLE
+from walletmesh_sessions._core.codec import encode_record, record_with_expiry
+from walletmesh_sessions._local.sqlite import DURABILITY, SCHEMA, TABLE
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(

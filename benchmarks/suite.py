@@ -48,8 +48,8 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
 )
-from walletmesh_sessions._codec import encode_record, record_with_expiry
-from walletmesh_sessions._sqlite_backend import DURABILITY, SCHEMA, TABLE, Durability
+from walletmesh_sessions._core.codec import encode_record, record_with_expiry
+from walletmesh_sessions._local.sqlite import DURABILITY, SCHEMA, TABLE, Durability
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(

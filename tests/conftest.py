@@ -14,9 +14,9 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
 )
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._expiry import Clock
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.expiry import Clock
+from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
 from walletmesh_sessions.testing import ForeignData, StoreFactory
 from walletmesh_sessions.testing._clock import FakeClock
 

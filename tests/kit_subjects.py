@@ -16,7 +16,7 @@ from walletmesh_sessions import (
     SessionStoreConfig,
     new_session_id,
 )
-from walletmesh_sessions._expiry import Clock
+from walletmesh_sessions._core.expiry import Clock
 
 PREFIX = "session:"
 BUGS = frozenset(

@@ -30,9 +30,9 @@ import pytest
 
 from tests.redis_server import free_port
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._expiry import Clock
-from walletmesh_sessions._postgres_sql import Statements
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.expiry import Clock
+from walletmesh_sessions._postgres.sql import Statements
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.testing import StoreFactory
 

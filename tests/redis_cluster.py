@@ -20,7 +20,7 @@ import redis
 import redis.cluster
 
 from walletmesh_sessions import SessionStoreConfig
-from walletmesh_sessions._expiry import Clock
+from walletmesh_sessions._core.expiry import Clock
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import StoreFactory
 

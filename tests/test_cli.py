@@ -25,12 +25,12 @@ from walletmesh_sessions import (
     SessionRecord,
     SessionStoreConfig,
     StoreUnavailableError,
-    _cli,
     open_store,
 )
-from walletmesh_sessions import _sqlite_backend as sqlite_backend
-from walletmesh_sessions._codec import inspect_record
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
+from walletmesh_sessions._core.codec import inspect_record
+from walletmesh_sessions._local import sqlite as sqlite_backend
+from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
+from walletmesh_sessions._tools import cli as _cli
 
 ROOT = Path(__file__).parent.parent
 LIVE = {
@@ -825,7 +825,7 @@ class TestStreaming:
             "import json, sys\n"
             "import pytest\n"
             "from tests.test_cli import Counted\n"
-            "from walletmesh_sessions import _cli\n"
+            "from walletmesh_sessions._tools import cli as _cli\n"
             "with pytest.MonkeyPatch.context() as patch:\n"
             "    counted = Counted(patch)\n"
             "    status = _cli.main(sys.argv[2:])\n"

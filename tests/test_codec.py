@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from walletmesh_sessions import CorruptRecordError, JSONValue, SessionData
-from walletmesh_sessions._codec import (
+from walletmesh_sessions._core.codec import (
     decode_record,
     encode_record,
     record_with_expiry,
@@ -19,7 +19,7 @@ from walletmesh_sessions._codec import (
     session_from_json,
     session_to_json,
 )
-from walletmesh_sessions._expiry import is_expired
+from walletmesh_sessions._core.expiry import is_expired
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ts-localstorage-records.json"
 PREFIX = "wm_session_"

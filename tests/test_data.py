@@ -26,7 +26,7 @@ from walletmesh_sessions import (
     SessionStoreError,
     new_session_id,
 )
-from walletmesh_sessions._validation import check_session_id
+from walletmesh_sessions._core.validation import check_session_id
 
 
 class TestSessionData:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from walletmesh_sessions import InvalidConfigError, StoreUnavailableError
-from walletmesh_sessions._deadline import (
+from walletmesh_sessions._core.deadline import (
     DEFAULT_TIMEOUT,
     Deadline,
     check_timeout,

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._expiry import (
+from walletmesh_sessions._core.expiry import (
     EXPIRED,
     absolute_expiry,
     after_read,

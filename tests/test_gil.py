@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from walletmesh_sessions._gil import sharing_the_gil
+from walletmesh_sessions._core.gil import sharing_the_gil
 
 
 class SteppingClock:

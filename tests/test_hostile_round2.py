@@ -28,10 +28,10 @@ from walletmesh_sessions import (
     SessionStoreConfig,
     SessionStoreError,
     StoreUnavailableError,
-    _cli,
-    _redis_sentinel,
 )
-from walletmesh_sessions._sqlite_backend import SCHEMA, TABLE
+from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
+from walletmesh_sessions._redis import sentinel as _redis_sentinel
+from walletmesh_sessions._tools import cli as _cli
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock

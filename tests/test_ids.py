@@ -7,7 +7,8 @@ import string
 
 import pytest
 
-from walletmesh_sessions import _ids, new_session_id
+from walletmesh_sessions import new_session_id
+from walletmesh_sessions._core import ids as _ids
 
 
 class TestFirstCharacter:

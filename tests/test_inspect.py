@@ -20,7 +20,7 @@ from walletmesh_sessions import (
     SessionRecord,
     SessionStoreConfig,
 )
-from walletmesh_sessions._sqlite_backend import TABLE
+from walletmesh_sessions._local.sqlite import TABLE
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 

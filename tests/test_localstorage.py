@@ -32,10 +32,10 @@ from walletmesh_sessions import (
     StoreClosedError,
     StoreUnavailableError,
 )
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._data import SessionRecord
-from walletmesh_sessions._protocol import DEFERRED
-from walletmesh_sessions._sqlite_backend import (
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.data import SessionRecord
+from walletmesh_sessions._core.protocol import DEFERRED
+from walletmesh_sessions._local.sqlite import (
     CHECKPOINT_EVERY,
     SCHEMA,
     TABLE,

@@ -13,7 +13,7 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
 )
-from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._core.codec import encode_record
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -113,7 +113,7 @@ class TestDecodeCache:
 
     def test_bounded_by_size(self) -> None:
         """The text held never exceeds the bound, whatever the records' sizes."""
-        from walletmesh_sessions._decode_cache import DecodeCache
+        from walletmesh_sessions._core.decode_cache import DecodeCache
 
         cache = DecodeCache(max_chars=10_000)
         for n in range(200):

@@ -15,10 +15,10 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
     StoreClosedError,
-    _memory,
     default_store,
 )
-from walletmesh_sessions._memory import _next_step
+from walletmesh_sessions._local import memory as _memory
+from walletmesh_sessions._local.memory import _next_step
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio

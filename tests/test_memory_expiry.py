@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from walletmesh_sessions import MemorySessionStore, SessionData, SessionStoreConfig
-from walletmesh_sessions._expiry import EXPIRED, after_read, expiry_after_write
+from walletmesh_sessions._core.expiry import EXPIRED, after_read, expiry_after_write
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData("s", "https://a.example")

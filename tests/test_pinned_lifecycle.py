@@ -12,7 +12,7 @@ from walletmesh_sessions import (
     SessionData,
     SessionStoreConfig,
 )
-from walletmesh_sessions._codec import decode_record
+from walletmesh_sessions._core.codec import decode_record
 from walletmesh_sessions.testing import FakeClock, StoreFactory
 
 LIFETIME_MS = 60_000

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from walletmesh_sessions import SessionData, SessionStoreConfig, StoreUnavailableError
-from walletmesh_sessions import _postgres_ops as ops
-from walletmesh_sessions._codec import encode_record
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._postgres import ops
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.testing import FakeClock
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from walletmesh_sessions import SessionData, SessionStoreConfig, StoreUnavailableError
-from walletmesh_sessions._codec import encode_record
-from walletmesh_sessions._redis_cluster_steps import SLOTS, slot_of
+from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._redis.cluster_steps import SLOTS, slot_of
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 from walletmesh_sessions.testing._rules_lifecycle import counter, increment

@@ -32,7 +32,7 @@ from walletmesh_sessions import (
     StoreUnavailableError,
     open_store,
 )
-from walletmesh_sessions._codec import encode_record, record_with_expiry
+from walletmesh_sessions._core.codec import encode_record, record_with_expiry
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.testing import FakeClock
 
@@ -160,7 +160,7 @@ class TestCommandLine:
 
     def test_list(self, url: str, capsys: pytest.CaptureFixture[str]) -> None:
         """--store postgresql://...?table=... lists what the table holds."""
-        from walletmesh_sessions import _cli
+        from walletmesh_sessions._tools import cli as _cli
 
         async def plant() -> None:
             async with open_store(url) as store:

@@ -44,10 +44,10 @@ from walletmesh_sessions import (
     StoreUnavailableError,
     clean_expired_every,
 )
-from walletmesh_sessions import _redis_ops as ops
-from walletmesh_sessions._codec import encode_record, record_with_expiry
-from walletmesh_sessions._expiry import EXPIRED, after_read
-from walletmesh_sessions._redis_io import (
+from walletmesh_sessions._core.codec import encode_record, record_with_expiry
+from walletmesh_sessions._core.expiry import EXPIRED, after_read
+from walletmesh_sessions._redis import ops
+from walletmesh_sessions._redis.io import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
     MOVE,
@@ -1455,7 +1455,7 @@ import anyio
 import redis
 
 from walletmesh_sessions import SessionStoreConfig
-from walletmesh_sessions import _redis_ops as ops
+from walletmesh_sessions._redis import ops
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing._rules_lifecycle import increment
 

@@ -25,10 +25,10 @@ from walletmesh_sessions import (
     StoreUnavailableError,
     open_store,
 )
-from walletmesh_sessions import _redis_cluster_steps as cluster_steps
-from walletmesh_sessions._codec import encode_record, record_with_expiry
-from walletmesh_sessions._redis_cluster_steps import slot_of
-from walletmesh_sessions._redis_ops import Move
+from walletmesh_sessions._core.codec import encode_record, record_with_expiry
+from walletmesh_sessions._redis import cluster_steps as cluster_steps
+from walletmesh_sessions._redis.cluster_steps import slot_of
+from walletmesh_sessions._redis.ops import Move
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 

@@ -26,12 +26,12 @@ from walletmesh_sessions import (
     SessionStoreConfig,
     StoreUnavailableError,
 )
-from walletmesh_sessions import _redis_ops as ops
-from walletmesh_sessions._codec import decode_record, encode_record, record_with_expiry
-from walletmesh_sessions._decode_cache import DecodeCache
-from walletmesh_sessions._errors import CorruptRecordError as _Corrupt
-from walletmesh_sessions._expiry import EXPIRED, after_read
-from walletmesh_sessions._redis_io import (
+from walletmesh_sessions._core.codec import decode_record, encode_record, record_with_expiry
+from walletmesh_sessions._core.decode_cache import DecodeCache
+from walletmesh_sessions._core.errors import CorruptRecordError as _Corrupt
+from walletmesh_sessions._core.expiry import EXPIRED, after_read
+from walletmesh_sessions._redis import ops
+from walletmesh_sessions._redis.io import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
     MOVE,

@@ -27,7 +27,7 @@ from walletmesh_sessions import (
     StoreUnavailableError,
     open_store,
 )
-from walletmesh_sessions._redis_sentinel import PRIMARY_RECHECK
+from walletmesh_sessions._redis.sentinel import PRIMARY_RECHECK
 from walletmesh_sessions.redis import RedisSessionStore
 
 from .redis_sentinel import SERVICE, SentinelDeployment

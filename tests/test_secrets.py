@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from walletmesh_sessions import InvalidConfigError, open_store
-from walletmesh_sessions._secrets import (
+from walletmesh_sessions._core.masking import (
     NOTICE,
     misread_userinfo,
     redact,

@@ -9,7 +9,7 @@ from collections.abc import Mapping, MutableMapping
 import pytest
 
 from walletmesh_sessions import InvalidConfigError, SessionData
-from walletmesh_sessions._session_map import SessionMap
+from walletmesh_sessions._core.session_map import SessionMap
 
 
 def _data(n: int) -> SessionData:

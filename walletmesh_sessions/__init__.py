@@ -1,36 +1,36 @@
 """Typed async session stores for wallet routers, wire-compatible with `@walletmesh/router`."""
 
-from ._cleanup import clean_expired_every as clean_expired_every
-from ._cleanup import periodic_cleanup as periodic_cleanup
-from ._data import SessionData as SessionData
-from ._data import SessionRecord as SessionRecord
-from ._data import SessionStoreConfig as SessionStoreConfig
-from ._defaults import default_store as default_store
-from ._errors import CorruptRecordError as CorruptRecordError
-from ._errors import InvalidConfigError as InvalidConfigError
-from ._errors import InvalidSessionDataError as InvalidSessionDataError
-from ._errors import InvalidSessionIdError as InvalidSessionIdError
-from ._errors import MissingDependencyError as MissingDependencyError
-from ._errors import NotReplicatedError as NotReplicatedError
-from ._errors import SessionIdTakenError as SessionIdTakenError
-from ._errors import SessionIdTypeError as SessionIdTypeError
-from ._errors import SessionStoreError as SessionStoreError
-from ._errors import StoreClosedError as StoreClosedError
-from ._errors import StoreUnavailableError as StoreUnavailableError
-from ._ids import new_session_id as new_session_id
-from ._iteration import iter_sessions as iter_sessions
-from ._json import JSONValue as JSONValue
-from ._localstorage import LocalStorageSessionStore as LocalStorageSessionStore
-from ._memory import MemorySessionStore as MemorySessionStore
-from ._protocol import ClosableSessionStore as ClosableSessionStore
-from ._protocol import FullSessionStore as FullSessionStore
-from ._protocol import Inspectable as Inspectable
-from ._protocol import IterableRecords as IterableRecords
-from ._protocol import IterableSessionStore as IterableSessionStore
-from ._protocol import LifecycleSessionStore as LifecycleSessionStore
-from ._protocol import SessionStore as SessionStore
-from ._session_map import SessionMap as SessionMap
-from ._urls import open_store as open_store
+from ._core.data import SessionData as SessionData
+from ._core.data import SessionRecord as SessionRecord
+from ._core.data import SessionStoreConfig as SessionStoreConfig
+from ._core.errors import CorruptRecordError as CorruptRecordError
+from ._core.errors import InvalidConfigError as InvalidConfigError
+from ._core.errors import InvalidSessionDataError as InvalidSessionDataError
+from ._core.errors import InvalidSessionIdError as InvalidSessionIdError
+from ._core.errors import MissingDependencyError as MissingDependencyError
+from ._core.errors import NotReplicatedError as NotReplicatedError
+from ._core.errors import SessionIdTakenError as SessionIdTakenError
+from ._core.errors import SessionIdTypeError as SessionIdTypeError
+from ._core.errors import SessionStoreError as SessionStoreError
+from ._core.errors import StoreClosedError as StoreClosedError
+from ._core.errors import StoreUnavailableError as StoreUnavailableError
+from ._core.ids import new_session_id as new_session_id
+from ._core.iteration import iter_sessions as iter_sessions
+from ._core.json_values import JSONValue as JSONValue
+from ._core.protocol import ClosableSessionStore as ClosableSessionStore
+from ._core.protocol import FullSessionStore as FullSessionStore
+from ._core.protocol import Inspectable as Inspectable
+from ._core.protocol import IterableRecords as IterableRecords
+from ._core.protocol import IterableSessionStore as IterableSessionStore
+from ._core.protocol import LifecycleSessionStore as LifecycleSessionStore
+from ._core.protocol import SessionStore as SessionStore
+from ._core.session_map import SessionMap as SessionMap
+from ._local.defaults import default_store as default_store
+from ._local.localstorage import LocalStorageSessionStore as LocalStorageSessionStore
+from ._local.memory import MemorySessionStore as MemorySessionStore
+from ._tools.cleanup import clean_expired_every as clean_expired_every
+from ._tools.cleanup import periodic_cleanup as periodic_cleanup
+from ._tools.open_store import open_store as open_store
 
 __all__ = (
     "ClosableSessionStore",

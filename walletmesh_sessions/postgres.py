@@ -13,6 +13,6 @@ except ImportError as _exc:
     )
     raise ImportError(_msg, name=_exc.name) from _exc
 
-from ._postgres_store import PostgresSessionStore as PostgresSessionStore
+from ._postgres.store import PostgresSessionStore as PostgresSessionStore
 
 __all__ = ("PostgresSessionStore",)

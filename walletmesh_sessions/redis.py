@@ -13,6 +13,6 @@ except ImportError as _exc:
     )
     raise ImportError(_msg, name=_exc.name) from _exc
 
-from ._redis_store import RedisSessionStore as RedisSessionStore
+from ._redis.store import RedisSessionStore as RedisSessionStore
 
 __all__ = ("RedisSessionStore",)

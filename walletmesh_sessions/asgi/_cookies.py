@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
-from .._errors import InvalidConfigError
-from .._ids import is_new_session_id_shape
+from .._core.errors import InvalidConfigError
+from .._core.ids import is_new_session_id_shape
 
 __all__ = ("CookieOptions", "is_token", "session_id_from_cookies")
 

@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
-from .._data import SessionStoreConfig
-from .._errors import InvalidConfigError
-from .._expiry import Clock
-from .._ids import is_new_session_id_shape
-from .._log import logger
-from .._protocol import ClosableSessionStore, LifecycleSessionStore
-from .._urls import open_store
-from .._validation import check_clock
+from .._core.data import SessionStoreConfig
+from .._core.errors import InvalidConfigError
+from .._core.expiry import Clock
+from .._core.ids import is_new_session_id_shape
+from .._core.log import logger
+from .._core.protocol import ClosableSessionStore, LifecycleSessionStore
+from .._core.validation import check_clock
+from .._tools.open_store import open_store
 from ._cookies import CookieOptions, is_token, session_id_from_cookies
 from ._session import Session
 from ._types import AnyASGIApp, Message, Receive, Scope, Send

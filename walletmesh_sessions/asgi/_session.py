@@ -13,8 +13,8 @@ from typing import Literal, ParamSpec, TypeVar
 import anyio
 import attrs
 
-from .._data import SessionData, SessionStoreConfig
-from .._errors import (
+from .._core.data import SessionData, SessionStoreConfig
+from .._core.errors import (
     CorruptRecordError,
     InvalidSessionDataError,
     NotReplicatedError,
@@ -22,11 +22,11 @@ from .._errors import (
     StoreClosedError,
     StoreUnavailableError,
 )
-from .._expiry import Clock, expiry_after_write, now_ms, slides_on_read
-from .._ids import new_session_id
-from .._json import JSONValue
-from .._log import logger, short_id
-from .._protocol import LifecycleSessionStore
+from .._core.expiry import Clock, expiry_after_write, now_ms, slides_on_read
+from .._core.ids import new_session_id
+from .._core.json_values import JSONValue
+from .._core.log import logger, short_id
+from .._core.protocol import LifecycleSessionStore
 from ._unique import GUARD_KEY, begin_move, claim, end_move, guard_id
 
 __all__ = ("ResponseStartedError", "Session")

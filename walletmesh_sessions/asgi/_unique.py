@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import attrs
 
-from .._data import SessionData
-from .._errors import CorruptRecordError
-from .._protocol import LifecycleSessionStore
+from .._core.data import SessionData
+from .._core.errors import CorruptRecordError
+from .._core.protocol import LifecycleSessionStore
 
 __all__ = ("GUARD_KEY", "begin_move", "claim", "end_move", "guard_id")
 

@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 import pytest
 
-from .._data import SessionData, SessionStoreConfig
-from .._expiry import Clock
-from .._protocol import SessionStore
+from .._core.data import SessionData, SessionStoreConfig
+from .._core.expiry import Clock
+from .._core.protocol import SessionStore
 from ._clock import FakeClock
 
 __all__ = (

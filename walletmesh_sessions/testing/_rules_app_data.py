@@ -11,10 +11,10 @@ import attrs
 import pytest
 from hypothesis import strategies as st
 
-from .._data import SessionData
-from .._iteration import iter_sessions
-from .._json import MAX_SAFE_INTEGER, JSONValue
-from .._protocol import LifecycleSessionStore, SessionStore
+from .._core.data import SessionData
+from .._core.iteration import iter_sessions
+from .._core.json_values import MAX_SAFE_INTEGER, JSONValue
+from .._core.protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
 from ._kit_base import LIFETIME_MS, MakeStore
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from .._data import SessionData
-from .._protocol import SessionStore
+from .._core.data import SessionData
+from .._core.protocol import SessionStore
 from ._clock import FakeClock
 from ._kit_base import LIFETIME_MS, ForeignData, StoreFixtures, session
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .._protocol import SessionStore
+from .._core.protocol import SessionStore
 from ._clock import FakeClock
 from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, session
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from .._data import SessionData
-from .._errors import InvalidSessionDataError, InvalidSessionIdError
-from .._protocol import SessionStore
+from .._core.data import SessionData
+from .._core.errors import InvalidSessionDataError, InvalidSessionIdError
+from .._core.protocol import SessionStore
 from ._kit_base import BAD_IDS, HOSTILE_IDS, StoreFixtures, session
 
 __all__ = ("InputRules",)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .._data import SessionData
-from .._iteration import iter_sessions
-from .._protocol import SessionStore
+from .._core.data import SessionData
+from .._core.iteration import iter_sessions
+from .._core.protocol import SessionStore
 from ._clock import FakeClock
 from ._kit_base import LIFETIME_MS, session
 

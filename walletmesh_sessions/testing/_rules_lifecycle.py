@@ -11,9 +11,9 @@ import anyio.lowlevel
 import attrs
 import pytest
 
-from .._data import SessionData
-from .._errors import InvalidSessionDataError, InvalidSessionIdError, SessionIdTakenError
-from .._protocol import LifecycleSessionStore, SessionStore
+from .._core.data import SessionData
+from .._core.errors import InvalidSessionDataError, InvalidSessionIdError, SessionIdTakenError
+from .._core.protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
 from ._kit_base import LIFETIME_MS, MakeStore, session
 from ._rules_model import LifecycleModelRules

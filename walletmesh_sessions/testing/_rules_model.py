@@ -20,9 +20,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from .._data import SessionData, SessionStoreConfig
-from .._errors import SessionIdTakenError
-from .._protocol import LifecycleSessionStore, SessionStore
+from .._core.data import SessionData, SessionStoreConfig
+from .._core.errors import SessionIdTakenError
+from .._core.protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
 from ._kit_base import StoreFactory, StoreFixtures, close_store
 from ._rules_app_data import APP_DATA

@@ -1,0 +1,1 @@
+"""The shared core: values, rules, the wire format, the seams, deadlines."""

@@ -1,0 +1,341 @@
+"""The one cattrs converter and the TypeScript wire format; every JSON-keeping store uses it.
+
+A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
+``prefix + session_id``::
+
+    {"data":{"id":"s1","origin":"https://a.example","permissions":{"eip155:1":["eth_accounts"]}},
+     "expiresAt":1700000060000}
+
+``expiresAt`` is integer ms since the epoch, absent (or ``null``, or ``0``) for no expiry;
+``createdAt`` inside ``data`` appears only when set, and ``appData`` (an object, after it)
+only when not empty, so a session without application state is written as it always was;
+unknown fields are ignored on read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.preconf.json import make_converter
+
+from .data import SessionData, SessionRecord
+from .errors import CorruptRecordError, InvalidSessionDataError
+from .json_values import MAX_DEPTH, MAX_SAFE_INTEGER, thaw
+from .log import logger, short_id
+
+__all__ = (
+    "converter",
+    "decode_readable",
+    "decode_record",
+    "encode_record",
+    "inspect_record",
+    "record_with_expiry",
+    "same_but_expiry",
+    "session_from_json",
+    "session_to_json",
+)
+
+
+AnyText = TypeVar("AnyText", str, bytes)
+
+
+@attrs.frozen
+class _Record:
+    data: SessionData
+    expires_at: int | None = None
+
+
+def _structure_str(value: Any, _type: type) -> str:
+    if not isinstance(value, str):
+        msg = f"expected a string, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _structure_ms(value: Any, _type: Any) -> int | None:
+    # JSON numbers may arrive as floats; 0 and null both mean "no expiry" on the TypeScript side.
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"expected integer milliseconds, got {value!r}"
+        raise TypeError(msg)
+    if isinstance(value, float):
+        # The TypeScript store writes a fraction when given a fractional lifetime, and
+        # compares `now > expiresAt`: for whole-ms `now` that is the same as with the floor.
+        # Only 0 means "none" there: a fraction between 0 and 1 is an expiry long past (1).
+        return math.floor(value) or (1 if value > 0 else 0)
+    return int(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int | None, _structure_ms)
+    conv.register_unstructure_hook(
+        SessionData,
+        make_dict_unstructure_fn(
+            SessionData,
+            conv,
+            permissions=override(unstruct_hook=lambda p: {k: list(v) for k, v in p.items()}),
+            created_at=override(rename="createdAt", omit_if_default=True),
+            app_data=override(rename="appData", omit_if_default=True, unstruct_hook=thaw),
+        ),
+    )
+    conv.register_structure_hook(
+        SessionData,
+        make_dict_structure_fn(
+            SessionData,
+            conv,
+            permissions=override(struct_hook=_structure_permissions),
+            created_at=override(rename="createdAt"),
+            app_data=override(rename="appData", struct_hook=_structure_app_data),
+        ),
+    )
+    conv.register_unstructure_hook(
+        _Record,
+        make_dict_unstructure_fn(
+            _Record, conv, expires_at=override(rename="expiresAt", omit_if_default=True)
+        ),
+    )
+    conv.register_structure_hook(
+        _Record,
+        make_dict_structure_fn(_Record, conv, expires_at=override(rename="expiresAt")),
+    )
+    return conv
+
+
+def _structure_permissions(value: Any, _type: Any) -> dict[str, list[str]]:
+    # Only the JSON shape is checked here (an object of arrays); SessionData checks the text.
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        msg = f"permissions must be an object of arrays, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _structure_app_data(value: Any, _type: Any) -> dict[str, Any]:
+    # Only the JSON shape is checked here (an object); SessionData checks and freezes the rest.
+    if not isinstance(value, dict):
+        msg = f"appData must be an object, got {value!r}"
+        raise TypeError(msg)
+    result: dict[str, Any] = _as_javascript_reads(value, 1)
+    return result
+
+
+def _as_javascript_reads(value: Any, depth: int) -> Any:
+    """`value` with each integer JavaScript cannot hold exactly as the double it reads.
+
+    A JavaScript writer has only doubles: ``JSON.stringify(1e20)`` writes twenty digits, which
+    Python parses as an int. Below `MAX_DEPTH` only: SessionData refuses anything deeper.
+    """
+    if type(value) is int:
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
+    if depth > MAX_DEPTH:
+        return value
+    if type(value) is dict:
+        return {key: _as_javascript_reads(item, depth + 1) for key, item in value.items()}
+    if type(value) is list:
+        return [_as_javascript_reads(item, depth + 1) for item in value]
+    return value
+
+
+converter: cattrs.Converter = _make_converter()
+"""The library's own converter (never cattrs' global one), configured for the wire format."""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def session_to_json(data: SessionData) -> dict[str, Any]:
+    """`data` as the TypeScript package's JSON object (``createdAt`` only when set)."""
+    result: dict[str, Any] = converter.unstructure(data, SessionData)
+    return result
+
+
+def session_from_json(obj: Any) -> SessionData:
+    """Read a TypeScript session object; unknown fields are ignored, missing permissions empty.
+
+    Raises `InvalidSessionDataError` (with the reason) if `obj` is not one.
+    """
+    try:
+        result: SessionData = converter.structure(obj, SessionData)
+    except InvalidSessionDataError:
+        raise
+    except Exception as exc:
+        msg = f"not a session object: {_describe(exc)}"
+        raise InvalidSessionDataError(msg) from exc
+    return result
+
+
+def encode_record(data: SessionData, expires_at: int | None) -> str:
+    """The record text stored under ``prefix + session_id``, as the TypeScript store writes it."""
+    return _dumps(converter.unstructure(_Record(data, expires_at or None), _Record))
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    # NaN and Infinity are not JSON: JavaScript's JSON.parse refuses them too.
+    msg = f"{name} is not a JSON value"
+    raise ValueError(msg)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Readers disagree on a repeated key (JSON.parse keeps the last, SQLite the first).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        msg = "a JSON object repeats a key"
+        raise ValueError(msg)
+    return obj
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+_parse_value = _decoder.raw_decode
+_WHITESPACE = " \t\n\r"
+
+
+def _parse_object(text: str) -> dict[str, Any]:
+    stripped = text.strip(_WHITESPACE)
+    obj, end = _parse_value(stripped)
+    if end != len(stripped):
+        msg = "extra data after the JSON value"
+        raise ValueError(msg)
+    if not isinstance(obj, dict):
+        msg = f"expected a JSON object, got {type(obj).__name__}"
+        raise TypeError(msg)
+    return obj
+
+
+def decode_record(text: object, session_id: str) -> tuple[SessionData, int | None]:
+    """Parse a stored record into its data and expiry (`None`: never expires).
+
+    Raises `CorruptRecordError` naming `session_id` if the value is not a valid record: not
+    text, not UTF-8, not a JSON object (NaN and Infinity are not JSON), or fields of the wrong
+    shape. A fractional ``expiresAt`` reads as the TypeScript store compares it: valid while
+    ``now <= expiresAt``, which for whole milliseconds is its floor.
+    """
+    try:
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            text = bytes(text).decode("utf-8")
+        elif not isinstance(text, str):
+            msg = f"expected text, got {type(text).__name__}"
+            raise TypeError(msg)
+        record = converter.structure(_parse_object(text), _Record)
+    except Exception as exc:
+        raise CorruptRecordError(session_id, _describe(exc)) from exc
+    return record.data, record.expires_at or None
+
+
+def record_with_expiry(text: str, expires_at: int) -> str:
+    """`text` with only the value of its top-level ``expiresAt`` replaced (added if absent).
+
+    Every other byte stays exactly as stored: unknown fields, number spellings (``1e3``),
+    string escapes and whitespace. `text` must be a record `decode_record` accepted.
+    """
+    value = str(int(expires_at))
+    span = _expires_at_span(text)
+    if span is not None:
+        start, end = span
+        return text[:start] + value + text[end:]
+    close = text.rindex("}")
+    body = text[:close].rstrip(_WHITESPACE)
+    separator = "" if body.endswith("{") else ","
+    return f'{body}{separator}"expiresAt":{value}{text[len(body) :]}'
+
+
+def same_but_expiry(text: object, other: object) -> bool:
+    """True if two stored record texts are one record whose ``expiresAt`` alone may differ:
+    what a sliding read leaves, which changes nothing else. Anything unreadable: False."""
+    try:
+        first, second = (_parse_object(_as_str(t)) for t in (text, other))
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return False
+    first.pop("expiresAt", None)
+    second.pop("expiresAt", None)
+    return first == second
+
+
+def _as_str(text: object) -> str:
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text).decode("utf-8")
+    if not isinstance(text, str):
+        msg = f"expected text, got {type(text).__name__}"
+        raise TypeError(msg)
+    return text
+
+
+def _expires_at_span(text: str) -> tuple[int, int] | None:
+    """Where the value of the top-level ``expiresAt`` member is (keys never repeat in a record
+    `decode_record` accepts)."""
+    pos = len(text) - len(text.lstrip(_WHITESPACE)) + 1  # just after the opening brace
+    found: tuple[int, int] | None = None
+    while True:
+        pos = _skip_space(text, pos)
+        if text[pos] == "}":
+            return found
+        key, pos = _scan_string(text, pos + 1)
+        pos = _skip_space(text, pos) + 1  # the colon
+        start = _skip_space(text, pos)
+        _value, end = _parse_value(text, start)
+        if key == "expiresAt":
+            found = (start, end)
+        pos = _skip_space(text, end)
+        if text[pos] == ",":
+            pos += 1
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _scan_string(text: str, pos: int) -> tuple[str, int]:
+    result: tuple[str, int] = json.decoder.scanstring(text, pos)  # type: ignore[attr-defined]
+    return result
+
+
+Decode = Callable[[Any, str], tuple[SessionData, int | None]]
+"""`decode_record`, or a store's cached equivalent."""
+
+
+def decode_readable(
+    rows: Iterable[tuple[str, AnyText]], prefix: str, decode: Decode = decode_record
+) -> Iterator[tuple[str, AnyText, SessionData, int | None]]:
+    """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``, lazily.
+
+    A row that is not a valid record is logged as a warning and left out, never raised: one
+    corrupt record must not hide the others. Lazy, so a scan of a million rows never holds a
+    million intermediate tuples.
+    """
+    cut = len(prefix)
+    for key, text in rows:
+        session_id = key[cut:]
+        if not session_id:
+            logger.warning("skipping a record stored under the bare prefix: it has no session id")
+            continue
+        try:
+            data, expires_at = decode(text, session_id)
+        except CorruptRecordError as exc:
+            logger.warning(
+                "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
+            )
+            continue
+        yield session_id, text, data, expires_at
+
+
+def inspect_record(session_id: str, text: object) -> SessionRecord:
+    """A stored record as an operator sees it: readable or not, expired or not."""
+    try:
+        data, expires_at = decode_record(text, session_id)
+    except CorruptRecordError as exc:
+        return SessionRecord(session_id, None, None, exc.reason)
+    return SessionRecord(session_id, data, expires_at)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,120 @@
+"""Bounded waiting: a call finishes or fails within its timeout, measured from when it was made.
+
+A `Deadline` is taken once, when a store's method is called. Every wait along the way (a worker
+thread, the store's own lock, another process's lock on the file) is given only the time that is
+left, never a fresh timeout of its own, so a call queued behind nine others still fails on time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .errors import InvalidConfigError, StoreUnavailableError
+
+__all__ = (
+    "CANCEL_GRACE",
+    "DEFAULT_TIMEOUT",
+    "Deadline",
+    "check_timeout",
+    "current_deadline",
+    "let_thread_end",
+    "run_within",
+)
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT: Final = 30.0
+"""Seconds a call may wait, in all, before it fails with `StoreUnavailableError`."""
+
+_current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "walletmesh_sessions_deadline", default=None
+)
+
+
+def check_timeout(timeout: object) -> float:
+    """Return `timeout` as float seconds if it is a positive, finite number, else raise."""
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < math.inf
+    ):
+        msg = f"timeout must be a positive, finite number of seconds, got {timeout!r}"
+        raise InvalidConfigError(msg)
+    return float(timeout)
+
+
+class Deadline:
+    """The moment, on the monotonic clock, by which one call must be done.
+
+    `remaining()` never goes below zero, and a wait given zero seconds only tries once.
+    """
+
+    __slots__ = ("_end", "cancelled", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._end = time.monotonic() + timeout
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Mark the call as given up by its caller: what still runs for it stops before it
+        writes (see `_sqlite_backend`), and no wait of it starts anew."""
+        self.cancelled = True
+        self._end = time.monotonic()
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline, 0.0 once it has passed."""
+        return max(0.0, self._end - time.monotonic())
+
+    def remaining_ms(self) -> int:
+        """Whole milliseconds left (rounded up while any time is left, so never 0 too early)."""
+        return math.ceil(self.remaining() * 1000)
+
+    def acquire(self, lock: threading.Lock) -> bool:
+        """Take `lock`, waiting at most the time left; False if the deadline passed first."""
+        return lock.acquire(timeout=self.remaining())
+
+    def exceeded(self, what: str, waiting_for: str) -> StoreUnavailableError:
+        """The error of a call that ran out of time: names `what` and the timeout, no session id."""
+        msg = f"{what}: no answer within the timeout of {self.timeout:g} s"
+        msg += f" (waiting for {waiting_for})"
+        return StoreUnavailableError(msg)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the call this thread is running for, set by `run_within`."""
+    return _current.get()
+
+
+def run_within(deadline: Deadline, function: Callable[..., T], *args: object) -> T:
+    """Call `function(*args)` with `deadline` as `current_deadline()` while it runs."""
+    token = _current.set(deadline)
+    try:
+        return function(*args)
+    finally:
+        _current.reset(token)
+
+
+CANCEL_GRACE: Final = 0.5
+"""Seconds a call cancelled from outside waits for its worker thread's request in flight."""
+
+
+async def let_thread_end(ended: threading.Event, until: float) -> None:
+    """Wait, shielded, until `ended` is set, `CANCEL_GRACE` passes, or `until` (anyio's clock).
+
+    A worker thread cannot be interrupted: a call cancelled from outside gives the request it
+    has in flight this long to end, so that what it began has settled, whole or not at all,
+    when the call returns. A server that has not answered by then is left to the thread.
+    """
+    left = min(CANCEL_GRACE, until - anyio.current_time())
+    if left > 0 and not ended.is_set():
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(ended.wait, left, abandon_on_cancel=True)

@@ -1,0 +1,174 @@
+"""Expiry rules shared by every store: pure functions of the config, `now` and a stored expiry.
+
+Times are integer milliseconds since the Unix epoch, as in the wire format. A session with
+``expires_at`` of `None` never expires; otherwise it is expired when ``now > expires_at``, so at
+exactly its expiry it is still valid. What a write, a read and a sweep do to a session is
+decided here and only here; stores carry the decisions out on their own storage.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Final, Generic, TypeVar
+
+import attrs
+
+from .data import SessionData, SessionStoreConfig
+from .session_map import SessionMap
+
+__all__ = (
+    "EXPIRED",
+    "Clock",
+    "Expired",
+    "Sweep",
+    "absolute_expiry",
+    "after_read",
+    "expiry_after_update",
+    "expiry_after_write",
+    "is_expired",
+    "now_ms",
+    "slides_on_read",
+    "stamped",
+    "sweep",
+)
+
+Clock = Callable[[], float]
+"""A zero-argument callable returning seconds since the Unix epoch, like `time.time`."""
+
+Handle = TypeVar("Handle")
+
+
+class Expired(enum.Enum):
+    """The type of `EXPIRED`: what `after_read` answers for a session that must be removed."""
+
+    EXPIRED = "expired"
+
+    def __repr__(self) -> str:
+        return "EXPIRED"
+
+
+EXPIRED: Final = Expired.EXPIRED
+
+
+def now_ms(clock: Clock) -> int:
+    """The clock's reading in whole milliseconds: ``round(clock() * 1000)``."""
+    return round(clock() * 1000)
+
+
+def is_expired(expires_at: int | None, now: int) -> bool:
+    """True if a session with this expiry is expired at `now` (never at exactly `expires_at`)."""
+    return expires_at is not None and now > expires_at
+
+
+def slides_on_read(config: SessionStoreConfig) -> bool:
+    """True if reading a session moves its expiry (refresh on access, with a lifetime)."""
+    return config.refresh_on_access and config.lifetime_ms is not None
+
+
+def absolute_expiry(config: SessionStoreConfig, created_at: int | None) -> int | None:
+    """``created_at + max_lifetime``: the latest a session may live, or `None` for no bound."""
+    max_lifetime = config.max_lifetime_ms
+    if max_lifetime is None or created_at is None:
+        return None
+    return created_at + max_lifetime
+
+
+def _capped(expires_at: int | None, cap: int | None) -> int | None:
+    if cap is None or (expires_at is not None and expires_at <= cap):
+        return expires_at
+    return cap
+
+
+def stamped(config: SessionStoreConfig, data: SessionData, now: int) -> SessionData:
+    """`data` with `created_at` set to `now` when the store has an absolute timeout and the
+    data has none; otherwise `data` itself."""
+    if config.max_lifetime_ms is None or data.created_at is not None:
+        return data
+    return attrs.evolve(data, created_at=now)
+
+
+def expiry_after_write(
+    config: SessionStoreConfig, now: int, created_at: int | None = None
+) -> int | None:
+    """The expiry a session stored at `now` gets: now + lifetime, or none, capped at
+    ``created_at + max_lifetime``."""
+    lifetime = config.lifetime_ms
+    expires_at = None if lifetime is None else now + lifetime
+    return _capped(expires_at, absolute_expiry(config, created_at))
+
+
+def expiry_after_update(
+    config: SessionStoreConfig, after: int | None, created_at: int | None
+) -> int | None:
+    """An update's expiry: the read's (`after`), never past the new data's absolute expiry."""
+    return _capped(after, absolute_expiry(config, created_at))
+
+
+def after_read(
+    config: SessionStoreConfig, now: int, stored: int | None, created_at: int | None = None
+) -> int | Expired | None:
+    """What a read at `now` does to a session whose stored expiry is `stored`.
+
+    `EXPIRED`: the session has expired; the read answers "none" and removes it (only if it
+    is unchanged). Otherwise the expiry the session has after the read: `stored` itself, or
+    now + lifetime when the store slides on read (a session stored without an expiry then gets
+    one, as the TypeScript store does). A store writes the new expiry only when it differs
+    from `stored`, and changes nothing else.
+
+    With an absolute timeout, a session is also expired once `now` is past
+    ``created_at + max_lifetime`` (whatever its stored expiry says, for records written before
+    the timeout was configured), and a slide never moves the expiry past that instant.
+    """
+    if stored is not None and now > stored:
+        return EXPIRED
+    cap = absolute_expiry(config, created_at)
+    if cap is not None and now > cap:
+        return EXPIRED
+    lifetime = config.lifetime_ms
+    if config.refresh_on_access and lifetime is not None:
+        return _capped(now + lifetime, cap)
+    return stored
+
+
+@attrs.define
+class Sweep(Generic[Handle]):
+    """What one pass over stored sessions found and must change.
+
+    `found`: the live sessions (for `get_all`). `removals`: the handles of expired sessions,
+    to remove only if unchanged. `slides`: live sessions whose expiry moves, as
+    ``(handle, new_expiry)``, to write only if unchanged. A handle is whatever the store needs
+    to find the record again and compare it (a key, the text read, or both).
+    """
+
+    found: SessionMap = attrs.field(factory=SessionMap)
+    removals: list[Handle] = attrs.field(factory=list)
+    slides: list[tuple[Handle, int]] = attrs.field(factory=list)
+
+
+def sweep(
+    config: SessionStoreConfig,
+    now: int,
+    records: Iterable[tuple[str, Handle, SessionData, int | None]],
+    *,
+    collect: bool,
+    into: SessionMap | None = None,
+) -> Sweep[Handle]:
+    """Decide a pass over ``(session_id, handle, data, expires_at)`` records at `now`.
+
+    Expired records are always listed for removal. With `collect` (`get_all`), live ones are
+    returned in `found` and each is read as `after_read` says, so a refreshing store slides
+    them; without it (`clean_expired`), live ones are left alone. `into`: collect into this
+    mapping rather than a new one sized for a whole store (a batch's, or one being built).
+    """
+    result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
+    found, removals, slides = result.found, result.removals, result.slides
+    for session_id, handle, data, stored in records:
+        after = after_read(config, now, stored, data.created_at)
+        if after is EXPIRED:
+            removals.append(handle)
+        elif collect:
+            found._put(session_id, data)
+            if after is not None and after != stored:
+                slides.append((handle, after))
+    return result

@@ -1,0 +1,1 @@
+"""Stores in this process or one file: memory, a mapping (localStorage), SQLite."""

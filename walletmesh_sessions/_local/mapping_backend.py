@@ -1,0 +1,200 @@
+"""Sessions kept as wire-format strings in any `MutableMapping[str, str]` (a dict, a Web Storage).
+
+Every operation runs on the caller's thread and never awaits, so each is atomic with respect to
+other tasks of the same event loop. Scans visit every key of the mapping: a mapping has no index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from .._core.codec import decode_readable, encode_record, inspect_record, record_with_expiry
+from .._core.data import SessionData, SessionRecord, SessionStoreConfig
+from .._core.decode_cache import DecodeCache
+from .._core.errors import CorruptRecordError, SessionIdTakenError
+from .._core.expiry import (
+    EXPIRED,
+    Clock,
+    Sweep,
+    after_read,
+    expiry_after_update,
+    expiry_after_write,
+    now_ms,
+    stamped,
+    sweep,
+)
+from .._core.lifecycle import Change, rotated, updated
+from .._core.session_map import SessionMap
+
+__all__ = ("MappingBackend",)
+
+# What a read found under one id: (text, data, stored expiry, expiry after the read).
+_Live = tuple[str, SessionData, int | None, int | None]
+
+
+class MappingBackend:
+    """The seven operations over a mapping, for `LocalStorageSessionStore`; ids already checked.
+
+    A `Backend` that never defers: every call finishes at once, whatever `wait` says.
+
+    A foreign writer may have put anything in the mapping: a value that is not a str is an
+    unreadable record like any other, and a key that is not a str is not ours.
+    """
+
+    def __init__(
+        self,
+        storage: MutableMapping[str, str],
+        prefix: str,
+        config: SessionStoreConfig,
+        clock: Clock,
+    ) -> None:
+        self._storage = storage
+        self._prefix = prefix
+        self._config = config
+        self._clock = clock
+        self._cache = DecodeCache()
+
+    def set(self, wait: bool, session_id: str, data: SessionData) -> None:
+        now = now_ms(self._clock)
+        self._write(session_id, stamped(self._config, data, now), now)
+
+    def get(self, wait: bool, session_id: str) -> SessionData | None:
+        live = self._live(session_id, now_ms(self._clock))
+        if live is None:
+            return None
+        text, data, stored, after = live
+        if after != stored and after is not None:
+            self._storage[self._prefix + session_id] = record_with_expiry(text, after)
+        return data
+
+    def create(self, wait: bool, session_id: str, data: SessionData) -> bool:
+        now = now_ms(self._clock)
+        if self._live(session_id, now) is not None:
+            return False
+        self._write(session_id, stamped(self._config, data, now), now)
+        return True
+
+    def update(self, wait: bool, session_id: str, change: Change) -> SessionData | None:
+        now = now_ms(self._clock)
+        live = self._live(session_id, now)
+        if live is None:
+            return None
+        _text, current, _stored, after = live
+        new = updated(self._config, now, current, change)
+        expires_at = expiry_after_update(self._config, after, new.created_at)
+        self._storage[self._prefix + session_id] = encode_record(new, expires_at)
+        return new
+
+    def rotate(self, wait: bool, session_id: str, new_id: str) -> str | None:
+        now = now_ms(self._clock)
+        live = self._live(session_id, now)
+        if live is None:
+            return None
+        if new_id == session_id or self._live(new_id, now) is not None:
+            raise SessionIdTakenError(new_id)
+        _text, data, _stored, after = live
+        moved = encode_record(rotated(data, session_id, new_id), after)
+        self._storage[self._prefix + new_id] = moved
+        del self._storage[self._prefix + session_id]
+        return new_id
+
+    def _live(self, session_id: str, now: int) -> _Live | None:
+        """``(text, data, stored expiry, expiry after a read)``, or `None` (expired ones go)."""
+        key = self._prefix + session_id
+        text = self._storage.get(key)
+        if text is None:
+            return None
+        data, stored = self._decode(text, session_id)
+        after = after_read(self._config, now, stored, data.created_at)
+        if after is EXPIRED:
+            del self._storage[key]
+            return None
+        return text, data, stored, after
+
+    def _decode(self, text: object, session_id: str) -> tuple[SessionData, int | None]:
+        # A mapping of str: a value of another type was put there by someone else.
+        if not isinstance(text, str):
+            reason = f"the stored value is a {type(text).__name__}, not a str"
+            raise CorruptRecordError(session_id, reason)
+        return self._cache.decode(text, session_id)
+
+    def _write(self, session_id: str, data: SessionData, now: int) -> None:
+        expires_at = expiry_after_write(self._config, now, data.created_at)
+        self._storage[self._prefix + session_id] = encode_record(data, expires_at)
+
+    def get_all(self, wait: bool) -> SessionMap:
+        return self._sweep(collect=True).found
+
+    def delete(self, wait: bool, session_id: str) -> None:
+        self._storage.pop(self._prefix + session_id, None)
+
+    def clear(self, wait: bool) -> None:
+        for key in self._own_keys():
+            self._storage.pop(key, None)
+        self._cache.clear()
+
+    def clean_expired(self, wait: bool) -> int:
+        return len(self._sweep(collect=False).removals)
+
+    def inspect(self, wait: bool, session_id: str | None) -> list[SessionRecord]:
+        keys = self._own_keys() if session_id is None else [self._prefix + session_id]
+        return self._inspected(keys)
+
+    def _inspected(self, keys: list[str]) -> list[SessionRecord]:
+        """The records under `keys` still present, as `inspect` shows them."""
+        cut = len(self._prefix)
+        get = self._storage.get
+        return [inspect_record(key[cut:], text) for key in keys if (text := get(key)) is not None]
+
+    def inspect_page(
+        self, wait: bool, cursor: object, n: int
+    ) -> tuple[list[SessionRecord], object]:
+        """`n` records from the list of our keys taken when the iteration began, as `page`."""
+        keys, start = cursor if isinstance(cursor, tuple) else (self._own_keys(), 0)
+        end = start + n
+        return self._inspected(keys[start:end]), ((keys, end) if end < len(keys) else None)
+
+    def close(self) -> None:
+        """Forget cached records; the mapping itself belongs to the caller."""
+        self._cache.clear()
+
+    def _own_keys(self) -> list[str]:
+        prefix = self._prefix
+        keys: list[object] = list(self._storage)  # a foreign writer may have used other types
+        return [key for key in keys if isinstance(key, str) and key.startswith(prefix)]
+
+    def _sweep(self, *, collect: bool) -> Sweep[tuple[str, str]]:
+        """One pass over every readable record, with its removals and slides carried out."""
+        return self._sweep_keys(self._own_keys(), collect=collect)
+
+    def _sweep_keys(
+        self, keys: list[str], *, collect: bool, into: SessionMap | None = None
+    ) -> Sweep[tuple[str, str]]:
+        """`_sweep` over the records under `keys` still present (collected `into`, if given)."""
+        storage = self._storage
+        get = storage.get
+        rows = [(key, text) for key in keys if (text := get(key)) is not None]
+        records = (
+            (session_id, (self._prefix + session_id, text), data, expires_at)
+            for session_id, text, data, expires_at in decode_readable(
+                rows, self._prefix, self._decode
+            )
+        )
+        result = sweep(self._config, now_ms(self._clock), records, collect=collect, into=into)
+        for key, _text in result.removals:
+            del storage[key]
+        for (key, text), expires_at in result.slides:
+            storage[key] = record_with_expiry(text, expires_at)
+        return result
+
+    def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object]:
+        """A batch of `n` keys from the list of our keys taken when the iteration began.
+
+        A mapping has no order to resume from, so the cursor holds that list (one reference
+        per key, no records) and a position in it.
+        """
+        keys, start = cursor if isinstance(cursor, tuple) else (self._own_keys(), 0)
+        batch = keys[start : start + n]
+        found = self._sweep_keys(batch, collect=True, into=SessionMap(shards=1)).found
+        end = start + n
+        return found, ((keys, end) if end < len(keys) else None)

@@ -1,0 +1,244 @@
+"""The pools a `PostgresSessionStore` makes from a URL: psycopg's, reconnecting sooner and
+saying why they cannot connect.
+
+psycopg_pool retries a failed connection attempt after 1 s, then 2, 4, 8... (up to its
+``reconnect_timeout``): once the server is back, calls may find no connection for as long
+as the current wait, however short their own timeout. The store's own pools try again
+after 0.1 s, doubling to at most `MAX_DELAY`, so a call made once the server answers gets a
+connection within that. A failed attempt on a local network costs one refused connect.
+A pool the caller passes keeps its own policy.
+
+psycopg_pool also keeps a caller waiting for its whole timeout while every attempt fails,
+and tells it nothing of why (its reasons go to a warning per attempt). The store's pools
+note how their latest attempt went (`Attempts`, told by the connection class they connect
+with). A caller that finds no connection ready while that attempt failed, or before any
+succeeded, connects once itself first: if that fails, the caller fails at once with libpq's
+reason (connection refused, no such database, password authentication failed, ...); if it
+works, the server answers and the caller waits for the pool's connection as usual. The
+warning per failed attempt is left out for these pools: `Attempts` logs one warning when a
+pool that had connected cannot any more, and one line when it connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import psycopg
+import psycopg_pool
+from psycopg_pool.base import AttemptWithBackoff
+
+from .._core.log import logger
+from .._core.masking import redact, redact_message
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ("MAX_DELAY", "POOL_NAME", "Attempts", "OwnAsyncPool", "OwnPool")
+
+MAX_DELAY: Final = 0.5
+# Seconds a caller waits in a pool's queue at a time: then, if the pool's latest connection
+# attempt failed meanwhile (the server went away), it connects once itself and learns why.
+WAIT_STEP: Final = 0.25
+# The name of the pools the store makes (and so opens, closes and keeps quiet).
+POOL_NAME: Final = "walletmesh-sessions"
+
+
+class _Backoff(AttemptWithBackoff):
+    """psycopg_pool's backoff, starting at 0.1 s and never waiting more than `MAX_DELAY`."""
+
+    INITIAL_DELAY = 0.1
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, MAX_DELAY)
+
+
+class Attempts:
+    """How a pool's latest connection attempt went, logged once per change of outcome."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.Lock()  # the synchronous pool connects in its worker threads
+        self.connected = False  # the latest attempt succeeded
+        self.error: psycopg.Error | None = None  # the latest attempt's error, if it failed
+
+    def succeeded(self) -> None:
+        with self._lock:
+            again, self.connected, self.error = self.error is not None, True, None
+        if again:
+            logger.info("PostgreSQL at %s: connected, after failed attempts", redact(self._url))
+
+    def failed(self, exc: psycopg.Error) -> None:
+        with self._lock:
+            lost, self.connected, self.error = self.connected, False, exc
+        if lost:  # a pool that worked: an outage begins (callers are told each time)
+            reason = redact_message(" ".join(str(exc).split()), self._url)
+            logger.warning("PostgreSQL at %s: cannot connect: %s", redact(self._url), reason)
+
+    def explain(self, exc: psycopg_pool.PoolTimeout) -> psycopg_pool.PoolTimeout:
+        """`exc`, saying why the pool has no connection when its latest attempt failed."""
+        if self.error is None:
+            return exc
+        msg = f"{exc}; the latest connection attempt failed: {self.error}"
+        return psycopg_pool.PoolTimeout(msg)
+
+
+def _async_connection(attempts: Attempts) -> type[psycopg.AsyncConnection[Any]]:
+    class Connection(psycopg.AsyncConnection[Any]):
+        """An `AsyncConnection` whose every connect tells `attempts` how it went."""
+
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            try:
+                conn = await super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                attempts.failed(exc)
+                raise
+            attempts.succeeded()
+            return conn
+
+    return Connection
+
+
+def _sync_connection(attempts: Attempts) -> type[psycopg.Connection[Any]]:
+    class Connection(psycopg.Connection[Any]):
+        """A `Connection` whose every connect tells `attempts` how it went."""
+
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            try:
+                conn = super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                attempts.failed(exc)
+                raise
+            attempts.succeeded()
+            return conn
+
+    return Connection
+
+
+class _QuietAttempts(logging.Filter):
+    """Drops psycopg_pool's warning for each failed attempt of the store's own pools."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            record.levelno == logging.WARNING
+            and str(record.msg).startswith("error connecting in")
+            and isinstance(args, tuple)
+            and args[:1] == (POOL_NAME,)
+        )
+
+
+_QUIET = _QuietAttempts()
+
+
+def _probe_kwargs(conninfo: str, kwargs: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """`kwargs` for a caller's own connection attempt: within its `timeout`, unless the
+    caller's settings name a `connect_timeout` (libpq waits at least 2 s)."""
+    if timeout is None or "connect_timeout" in kwargs or "connect_timeout" in conninfo:
+        return kwargs
+    return {**kwargs, "connect_timeout": max(2, math.ceil(timeout))}
+
+
+def _step(left: float | None) -> float:
+    """How long to wait in the pool's queue before looking again how its attempts went."""
+    return WAIT_STEP if left is None else min(left, WAIT_STEP)
+
+
+def _remaining(timeout: float | None, start: float) -> float | None:
+    return None if timeout is None else max(timeout - (time.monotonic() - start), 0.001)
+
+
+class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
+    """An `AsyncConnectionPool` that reconnects with `_Backoff` and says why it cannot.
+
+    `url` (the store's, as given) masks secrets in what is logged.
+    """
+
+    def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
+        self.attempts = Attempts(url)
+        self._connect_with = (conninfo, kwargs)
+        self._probing = asyncio.Lock()
+        logging.getLogger("psycopg.pool").addFilter(_QUIET)  # once: the filter is one object
+        connection_class = _async_connection(self.attempts)
+        super().__init__(
+            conninfo, connection_class=connection_class, kwargs=kwargs, name=POOL_NAME, **options
+        )
+
+    async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (psycopg's)
+        """A connection; at once libpq's error when the pool cannot connect (see the module)."""
+        start = time.monotonic()
+        while True:
+            if not self.attempts.connected and not self.get_stats().get("pool_available"):
+                await self._probe(timeout, start)
+            left = _remaining(timeout, start)
+            try:
+                return await super().getconn(_step(left))
+            except psycopg_pool.PoolTimeout as exc:
+                if left is not None and left <= WAIT_STEP:
+                    raise self.attempts.explain(exc) from exc
+
+    async def _probe(self, within: float | None, start: float) -> None:
+        """Connect once, one caller at a time (the others then see how it went)."""
+        left = _remaining(within, start)
+        with anyio.move_on_after(math.inf if left is None else left):
+            async with self._probing:
+                if not self.attempts.connected:
+                    conninfo, kwargs = self._connect_with
+                    kwargs = _probe_kwargs(conninfo, kwargs, _remaining(within, start))
+                    await (await self.connection_class.connect(conninfo, **kwargs)).close()
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        await super()._add_connection(attempt or _Backoff(timeout=self.reconnect_timeout), growing)
+
+
+class OwnPool(psycopg_pool.ConnectionPool[Any]):
+    """A `ConnectionPool` that reconnects with `_Backoff` and says why it cannot."""
+
+    def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
+        self.attempts = Attempts(url)
+        self._connect_with = (conninfo, kwargs)
+        self._probing = threading.Lock()
+        logging.getLogger("psycopg.pool").addFilter(_QUIET)
+        connection_class = _sync_connection(self.attempts)
+        super().__init__(
+            conninfo, connection_class=connection_class, kwargs=kwargs, name=POOL_NAME, **options
+        )
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        """A connection; at once libpq's error when the pool cannot connect (see the module)."""
+        start = time.monotonic()
+        while True:
+            if not self.attempts.connected and not self.get_stats().get("pool_available"):
+                self._probe(timeout, start)
+            left = _remaining(timeout, start)
+            try:
+                return super().getconn(_step(left))
+            except psycopg_pool.PoolTimeout as exc:
+                if left is not None and left <= WAIT_STEP:
+                    raise self.attempts.explain(exc) from exc
+
+    def _probe(self, timeout: float | None, start: float) -> None:
+        """Connect once, one caller at a time (the others then see how it went)."""
+        left = _remaining(timeout, start)
+        if not self._probing.acquire(timeout=-1 if left is None else left):
+            return  # out of time: the pool's own wait below says so
+        try:
+            if not self.attempts.connected:
+                conninfo, kwargs = self._connect_with
+                kwargs = _probe_kwargs(conninfo, kwargs, _remaining(timeout, start))
+                self.connection_class.connect(conninfo, **kwargs).close()
+        finally:
+            self._probing.release()
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        super()._add_connection(attempt or _Backoff(timeout=self.reconnect_timeout), growing)

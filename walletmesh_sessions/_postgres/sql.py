@@ -1,0 +1,194 @@
+"""The PostgreSQL table of a `PostgresSessionStore`: its schema and every statement run on it.
+
+One table per store: ``id bytea PRIMARY KEY`` (the session id's UTF-8 bytes, so any id,
+NUL included, is a key), ``value text`` (the TypeScript wire format, byte for byte) and
+``expires_at bigint``, a column PostgreSQL computes from ``value`` itself, so that it can never
+disagree with the record, indexed for `clean_expired`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from psycopg import sql
+
+from .._core.errors import InvalidConfigError
+
+__all__ = (
+    "DEFAULT_TABLE",
+    "EXPECTED_COLUMNS",
+    "SLIDE_PATTERN",
+    "Statements",
+    "check_table",
+)
+
+DEFAULT_TABLE: Final = "walletmesh_sessions"
+
+# A plain identifier, at most 48 characters so that "<table>_expires_at" fits PostgreSQL's 63.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+# A JSON number the column reads: at most 255 digits before and after the point and a
+# three-digit exponent, so that the cast below never raises (anything else reads as NULL).
+_NUMBER = r"^-?[0-9]{1,255}(?:\.[0-9]{1,255})?(?:[eE][+-]?[0-9]{1,3})?$"
+
+
+def _number(path: str, absent: str) -> str:
+    """SQL for the JSON number at `path` of the record in `value`, floored as the codec reads
+    it (through a double, as JavaScript and Python parse it) and clamped to bigint; `absent`
+    (a number) for anything else. It never raises, whatever JSON the record holds.
+
+    ``\\u0000`` escapes are read as ``\\u0001``: PostgreSQL's json operators refuse a NUL in
+    any string of the document, and the swap changes no number and no structure. GREATEST and
+    LEAST skip NULLs, hence a number for "absent" rather than NULL.
+    """
+    json_value = f"(replace(value, E'\\\\u0000', E'\\\\u0001')::json {path})::text"
+    numeric = f"COALESCE(substring({json_value} FROM '{_NUMBER}')::numeric, {absent})"
+    double = f"floor(LEAST(GREATEST({numeric}, -1e300), 1e300)::float8)"
+    return f"LEAST(GREATEST({double}, -9e18), 9e18)::bigint"
+
+
+# The record's expiresAt as the codec reads it: 0, null or absent mean none (NULL).
+EXPIRES_AT: Final = "NULLIF(" + _number("-> 'expiresAt'", "0") + ", 0)"
+# The record's data.createdAt (9e18 when it has none): only finds candidates; the record decides.
+CREATED_AT: Final = _number("-> 'data' -> 'createdAt'", "9e18")
+
+# A record whose last top-level member is expiresAt, a number (as every record the TypeScript
+# store or this library writes ends): group 1 is the text before the number, group 2 after.
+# An escaped quote is preceded by a backslash, never by '{' or ',': the key is a real key.
+_WS = "[ \t\n\r]*"
+SLIDE_PATTERN: Final = f'^(.*[{{,]{_WS}"expiresAt"{_WS}:{_WS})-?[0-9][0-9.eE+-]*({_WS}}}{_WS})$'
+
+EXPECTED_COLUMNS: Final = {
+    "id": ("bytea", False),
+    "value": ("text", False),
+    "expires_at": ("bigint", True),
+}
+"""Column name -> (type, generated): what a table must have to be used by a store."""
+
+
+def check_table(table: object) -> tuple[str, ...]:
+    """``table`` or ``schema.table``, each part a plain identifier; else `InvalidConfigError`."""
+    if not isinstance(table, str):
+        msg = f"table must be a str such as 'walletmesh_sessions', got {table!r}"
+        raise InvalidConfigError(msg)
+    parts = tuple(table.split("."))
+    if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(part) for part in parts):
+        msg = (
+            "table must be a name of letters, digits and '_' (at most 48, not starting with a"
+            f" digit), optionally qualified by a schema as 'schema.table', got {table!r}"
+        )
+        raise InvalidConfigError(msg)
+    if len(parts) == 2 and parts[0].lower().startswith("pg_temp"):
+        # Every connection has a temporary schema of its own: each pooled connection of the
+        # store would see a different, private table.
+        msg = f"table must not be in a temporary schema (one per connection), got {table!r}"
+        raise InvalidConfigError(msg)
+    return parts
+
+
+def _render(query: sql.Composable) -> bytes:
+    """The statement's text, rendered once: identifiers here are plain, so quoting them needs
+    no connection (and each call then skips composing it again)."""
+    return query.as_bytes(None)
+
+
+class Statements:
+    """Every statement on one table, composed once per store (identifiers quoted), as bytes."""
+
+    def __init__(self, table: tuple[str, ...]) -> None:
+        self.table_name = ".".join(table)
+        t = sql.Identifier(*table)
+        index = sql.Identifier(f"{table[-1]}_expires_at")
+        self.schema_lock_key = f"walletmesh_sessions:{self.table_name}"
+        self.create_table = _render(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (id bytea PRIMARY KEY, value text NOT NULL,"
+                " expires_at bigint GENERATED ALWAYS AS ({expires_at}) STORED)"
+            ).format(t=t, expires_at=sql.SQL(EXPIRES_AT))
+        )
+        self.create_index = _render(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"
+                " WHERE expires_at IS NOT NULL"
+            ).format(index=index, t=t)
+        )
+        self.columns = _render(
+            sql.SQL(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''"
+                " FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
+                " AND a.attnum > 0 AND NOT a.attisdropped"
+            )
+        )
+        self.get = _render(sql.SQL("SELECT value FROM {t} WHERE id = %s").format(t=t))
+        self.get_for_update = _render(
+            sql.SQL("SELECT value FROM {t} WHERE id = %s FOR UPDATE").format(t=t)
+        )
+        self.get_two_for_update = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE id = ANY(%s) ORDER BY id FOR UPDATE").format(
+                t=t
+            )
+        )
+        self.upsert = _render(
+            sql.SQL(
+                "INSERT INTO {t} (id, value) VALUES (%s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET value = excluded.value"
+            ).format(t=t)
+        )
+        self.insert_if_absent = _render(
+            sql.SQL(
+                "INSERT INTO {t} (id, value) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING"
+            ).format(t=t)
+        )
+        # Replace a record only if it still holds exactly the text read (compare-and-set).
+        self.replace_unchanged = _render(
+            sql.SQL("UPDATE {t} SET value = %s WHERE id = %s AND value = %s").format(t=t)
+        )
+        # One statement reads a record and, if it is live, rewrites its expiresAt digits
+        # (compare-and-set on the text read); it answers the text read and the text written.
+        # The caller checks the rewrite against record_with_expiry and mends any difference.
+        self.read_and_slide = _render(
+            sql.SQL(
+                "WITH old AS (SELECT value, expires_at FROM {t} WHERE id = %(id)s),"
+                " slid AS (UPDATE {t} SET value = regexp_replace(old.value, %(pattern)s,"
+                " %(replacement)s) FROM old WHERE {t}.id = %(id)s AND {t}.value = old.value"
+                " AND (old.expires_at IS NULL OR old.expires_at >= %(now)s)"
+                " AND old.expires_at IS DISTINCT FROM %(new)s AND old.value ~ %(pattern)s"
+                " RETURNING {t}.value)"
+                " SELECT old.value, (SELECT value FROM slid) FROM old"
+            ).format(t=t)
+        )
+        self.delete_unchanged = _render(
+            sql.SQL("DELETE FROM {t} WHERE id = %s AND value = %s").format(t=t)
+        )
+        self.delete = _render(sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=t))
+        self.clear = _render(sql.SQL("DELETE FROM {t}").format(t=t))
+        self.all = _render(sql.SQL("SELECT id, value FROM {t}").format(t=t))
+        self.page = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s").format(t=t)
+        )
+        self.inspect_all = _render(sql.SQL("SELECT id, value FROM {t} ORDER BY id").format(t=t))
+        self.inspect_one = _render(sql.SQL("SELECT id, value FROM {t} WHERE id = %s").format(t=t))
+        # Candidates only: each is decided from its record, then removed compare-and-set.
+        self.expired_candidates = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s").format(t=t)
+        )
+        self.expired_candidates_created = _render(
+            sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s").format(
+                t=t, created_at=sql.SQL(CREATED_AT)
+            )
+        )
+        # Arrays are sent in binary: the text form escapes every quote of every record, a
+        # regular expression per element, hundreds of times slower.
+        self.delete_many_unchanged = _render(
+            sql.SQL(
+                "DELETE FROM {t} USING unnest(%b::bytea[], %b::text[]) AS v(id, value)"
+                " WHERE {t}.id = v.id AND {t}.value = v.value"
+            ).format(t=t)
+        )
+        self.slide_many_unchanged = _render(
+            sql.SQL(
+                "UPDATE {t} SET value = v.new FROM unnest(%b::bytea[], %b::text[], %b::text[])"
+                " AS v(id, old, new) WHERE {t}.id = v.id AND {t}.value = v.old"
+            ).format(t=t)
+        )

@@ -1,0 +1,1 @@
+"""The Redis family: one server, Sentinel and Cluster."""

@@ -1,0 +1,260 @@
+"""`open_store`: a store from a URL, so deployments choose their store in configuration."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from .._core.data import SessionStoreConfig
+from .._core.errors import InvalidConfigError, MissingDependencyError
+from .._core.expiry import Clock
+from .._core.masking import misread_userinfo, redact, redact_message
+from .._core.protocol import FullSessionStore
+from .._core.validation import taken_once
+from .._local.localstorage import LocalStorageSessionStore
+from .._local.memory import MemorySessionStore
+
+__all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
+
+SCHEMES = (
+    "memory",
+    "sqlite",
+    "redis",
+    "rediss",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "unix",
+    "postgresql",
+    "postgres",
+)
+# Query parameters that build the store's SessionStoreConfig.
+CONFIG_PARAMETERS = ("lifetime", "refresh_on_access", "max_lifetime")
+# Query parameters that configure the store rather than the connection.
+STORE_PARAMETERS = frozenset({"prefix", *CONFIG_PARAMETERS})
+# Query parameters (or keyword options) of a SQLite URL: the store's own options.
+SQLITE_PARAMETERS = frozenset({"durability", "timeout"})
+# libpq's connection keywords that a key=value string starts with or carries.
+_CONNINFO = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|service|"
+    r"connect_timeout|options|application_name|target_session_attrs)\s*=",
+)
+CONNINFO_HINT = "write it as postgresql://user:password@host:port/dbname"
+TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def open_store(
+    url: str,
+    config: SessionStoreConfig | None = None,
+    *,
+    prefix: str | None = None,
+    clock: Clock = time.time,
+    **options: Any,
+) -> FullSessionStore:
+    """The store a URL names; nothing is opened or connected until first use.
+
+    Typed as `FullSessionStore`: the lifecycle operations, ``iter_sessions``, ``inspect``,
+    ``config`` and ``async with`` need no narrowing, whatever the scheme.
+
+    - ``memory://``: a `MemorySessionStore`.
+    - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: a
+      `LocalStorageSessionStore` on that SQLite file.
+    - ``redis://``, ``rediss://`` (TLS), ``unix://`` (a socket path): a `RedisSessionStore`
+      (extra ``redis``); other query parameters and `options` go to the Redis client.
+    - ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` for TLS): a
+      `RedisSessionStore` on a Redis Cluster, found through the nodes named.
+    - ``redis+sentinel://host:port[,host:port...]/service_name[/db]``: a `RedisSessionStore`
+      on the primary that those sentinels name for the service, followed through failovers.
+    - ``postgresql://`` or ``postgres://``: a `PostgresSessionStore` (extra ``postgres``);
+      its table comes from the ``table`` query parameter (there is no prefix: each store has a
+      table of its own), other query parameters and `options` go to it and to libpq.
+
+    Query parameters configure the store, for every scheme: ``lifetime`` (seconds),
+    ``refresh_on_access`` (true/false) and ``max_lifetime`` (seconds, the absolute timeout)
+    build its `SessionStoreConfig` (``none`` or an empty value: no such limit), so one
+    string such as ``sqlite:///sessions.db?lifetime=900&refresh_on_access=true&max_lifetime=3600``
+    holds a whole configuration; give them or `config`, not both. ``prefix`` (not for
+    PostgreSQL) is the `prefix` argument; again, not both. Each may appear once: a repeated
+    one is refused, not decided by the last. A SQLite URL also takes ``durability``
+    ("process" or "power") and ``timeout`` (seconds), in the query or as keyword `options`.
+    Every mistake raises `InvalidConfigError` before anything is opened, the URL shown with
+    its password masked.
+    """
+    if not isinstance(url, str):
+        msg = f"store URL must be a str, got {url!r}"
+        raise InvalidConfigError(msg)
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 host
+        msg = f"not a store URL: {shown!r} ({redact_message(str(exc), url)})"
+        raise InvalidConfigError(msg) from None
+    scheme = parts.scheme.lower()
+    if is_conninfo(url):
+        msg = f"a libpq key=value string is not a store URL: {shown!r}; {CONNINFO_HINT}"
+        raise InvalidConfigError(msg)
+    if scheme not in SCHEMES:
+        msg = f"unknown store URL scheme in {shown!r}: use one of " + ", ".join(
+            f"{s}://" for s in SCHEMES
+        )
+        raise InvalidConfigError(msg)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    store_query = _store_query(shown, query)
+    rest = [(k, v) for k, v in query if k not in STORE_PARAMETERS]
+    config = _config(shown, config, store_query)
+    if scheme in ("postgresql", "postgres"):
+        return _postgres(url, shown, config, prefix, store_query, rest, clock, options)
+    prefix = _prefix(shown, prefix, store_query)
+
+    if scheme == "memory":
+        if parts.netloc or parts.path not in ("", "/"):
+            msg = f"a memory store has no host or path (memory://?lifetime=...), got {shown!r}"
+            raise InvalidConfigError(msg)
+        _refuse_extras(shown, rest, options)
+        return MemorySessionStore(config, clock=clock)
+    if scheme == "sqlite":
+        sqlite_options = _sqlite_options(shown, rest, options)
+        _refuse_extras(shown, [(k, v) for k, v in rest if k not in SQLITE_PARAMETERS], options)
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if parts.netloc or not path:
+            msg = f"a SQLite URL is sqlite:///relative.db or sqlite:////abs/path.db, got {shown!r}"
+            raise InvalidConfigError(msg)
+        return LocalStorageSessionStore(path, config, prefix=prefix, clock=clock, **sqlite_options)
+    try:
+        from ..redis import RedisSessionStore
+    except ImportError as exc:
+        msg = f"{shown!r} needs the redis extra: pip install 'walletmesh-sessions[redis]'"
+        raise MissingDependencyError(msg) from exc
+    # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
+    redis_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
+    try:
+        return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
+    except InvalidConfigError as exc:
+        refused = exc
+    # Splitting off the query may have cut a misread password: mask against the whole URL,
+    # and raise outside the handler so that the unmasked error is not even the context.
+    masked = redact_message(str(refused), url)
+    if masked == str(refused):
+        raise refused
+    raise InvalidConfigError(f"not a Redis URL: {shown!r} ({masked})")
+
+
+def is_conninfo(text: str) -> bool:
+    """True if `text` is a libpq key=value connection string, not a URL (no ``://``)."""
+    return "://" not in text and _CONNINFO.search(text) is not None
+
+
+def _postgres(
+    url: str,
+    shown: str,
+    config: SessionStoreConfig | None,
+    prefix: str | None,
+    store_query: dict[str, str],
+    rest: list[tuple[str, str]],
+    clock: Clock,
+    options: dict[str, Any],
+) -> FullSessionStore:
+    if misread_userinfo(url):
+        msg = f"percent-encode any '#', '/', '?' or '@' in the user name or password: {shown!r}"
+        raise InvalidConfigError(msg)
+    if prefix is not None or "prefix" in store_query:
+        msg = f"a PostgreSQL store has no prefix: give each store its own table=... in {shown!r}"
+        raise InvalidConfigError(msg)
+    try:
+        from ..postgres import PostgresSessionStore
+    except ImportError as exc:
+        msg = f"{shown!r} needs the postgres extra: pip install 'walletmesh-sessions[postgres]'"
+        raise MissingDependencyError(msg) from exc
+    postgres_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
+    try:
+        return PostgresSessionStore.from_url(postgres_url, config, clock=clock, **options)
+    except InvalidConfigError as exc:
+        refused = exc
+    # Splitting off the query may have cut a misread password: mask against the whole URL.
+    masked = redact_message(str(refused), url)
+    if masked == str(refused):
+        raise refused
+    raise InvalidConfigError(f"not a PostgreSQL URL: {shown!r} ({masked})")
+
+
+def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
+    """The store parameters of the query."""
+    return taken_once(repr(shown), query, STORE_PARAMETERS)
+
+
+def _config(
+    shown: str, config: SessionStoreConfig | None, query: dict[str, str]
+) -> SessionStoreConfig | None:
+    given = [name for name in CONFIG_PARAMETERS if name in query]
+    if not given:
+        return config
+    if config is not None:
+        msg = f"give {'/'.join(given)} in the URL or as config, not both: {shown!r}"
+        raise InvalidConfigError(msg)
+    lifetime = _seconds(shown, query, "lifetime")
+    max_lifetime = _seconds(shown, query, "max_lifetime")
+    refresh = query.get("refresh_on_access", "false")
+    if refresh.lower() not in TRUE | FALSE:
+        msg = f"refresh_on_access in {shown!r} must be true or false, got {refresh!r}"
+        raise InvalidConfigError(msg)
+    try:
+        return SessionStoreConfig(
+            lifetime=lifetime,
+            refresh_on_access=refresh.lower() in TRUE,
+            max_lifetime=max_lifetime,
+        )
+    except InvalidConfigError as exc:  # e.g. "lifetime must be > 0": say which URL
+        msg = f"{exc} (in {shown!r})"
+        raise InvalidConfigError(msg) from exc
+
+
+def _seconds(shown: str, query: dict[str, str], name: str) -> float | None:
+    """The duration `name` of the query in seconds; `None` when absent, empty or "none"."""
+    value = query.get(name, "")
+    if value.lower() in ("", "none"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        msg = f"{name} in {shown!r} must be seconds or none, got {value!r}"
+        raise InvalidConfigError(msg) from None
+
+
+def _prefix(url: str, prefix: str | None, query: dict[str, str]) -> str:
+    if "prefix" in query:
+        if prefix is not None:
+            msg = f"give prefix in the URL or as an argument, not both: {url!r}"
+            raise InvalidConfigError(msg)
+        return query["prefix"]
+    return "wm_session_" if prefix is None else prefix
+
+
+def _refuse_extras(url: str, query: list[tuple[str, str]], options: dict[str, Any]) -> None:
+    unknown = sorted({k for k, _ in query} | set(options))
+    if unknown:
+        msg = f"unknown option(s) {', '.join(unknown)} for {url!r}"
+        raise InvalidConfigError(msg)
+
+
+def _sqlite_options(
+    url: str, query: list[tuple[str, str]], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The SQLite store's own options, from the URL's query and the keyword `options`.
+
+    Those taken are removed from `options`; their values are checked by the store.
+    """
+    found: dict[str, Any] = dict(taken_once(repr(url), query, SQLITE_PARAMETERS))
+    if "timeout" in found:  # from the query: text to convert
+        try:
+            found["timeout"] = float(found["timeout"])
+        except ValueError:
+            msg = f"timeout in {url!r} must be seconds, got {found['timeout']!r}"
+            raise InvalidConfigError(msg) from None
+    for key in SQLITE_PARAMETERS & set(options):
+        if key in found:
+            msg = f"give {key} in the URL or as an argument, not both: {url!r}"
+            raise InvalidConfigError(msg)
+        found[key] = options.pop(key)  # as given: the store checks its type
+    return found
