@@ -1,12 +1,13 @@
 """The pools a `PostgresSessionStore` makes from a URL: psycopg's, reconnecting sooner and
-saying why they cannot connect.
+saying why they cannot connect, through psycopg_pool's public API only.
 
 psycopg_pool retries a failed connection attempt after 1 s, then 2, 4, 8... (up to its
 ``reconnect_timeout``): once the server is back, calls may find no connection for as long
-as the current wait, however short their own timeout. The store's own pools try again
-after 0.1 s, doubling to at most `MAX_DELAY`, so a call made once the server answers gets a
-connection within that. A failed attempt on a local network costs one refused connect.
-A pool the caller passes keeps its own policy.
+as the current wait, however short their own timeout. The store's own pools give up a
+failed attempt after `RECONNECT_SECONDS` instead (one more try in between); a caller who
+then finds the pool empty makes it grow, which connects at once. So a call made once the
+server answers gets a connection within that. A failed attempt on a local network costs
+one refused connect. A pool the caller passes keeps its own policy.
 
 psycopg_pool also keeps a caller waiting for its whole timeout while every attempt fails,
 and tells it nothing of why (its reasons go to a warning per attempt). The store's pools
@@ -15,23 +16,24 @@ with). A caller that finds no connection ready while that attempt failed, or bef
 succeeded, connects once itself first: if that fails, the caller fails at once with libpq's
 reason (connection refused, no such database, password authentication failed, ...); if it
 works, the server answers and the caller waits for the pool's connection as usual. The
-warning per failed attempt is left out for these pools: `Attempts` logs one warning when a
-pool that had connected cannot any more, and one line when it connects again.
+warnings per failed attempt are left out for these pools: `Attempts` logs one warning when
+a pool that had connected cannot any more, and one line when it connects again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import psycopg
 import psycopg_pool
-from psycopg_pool.base import AttemptWithBackoff
 
 from .._core.log import logger
 from .._core.masking import redact, redact_message
@@ -39,24 +41,17 @@ from .._core.masking import redact, redact_message
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ("MAX_DELAY", "POOL_NAME", "Attempts", "OwnAsyncPool", "OwnPool")
+__all__ = ("POOL_NAME", "RECONNECT_SECONDS", "Attempts", "OwnAsyncPool", "OwnPool")
 
-MAX_DELAY: Final = 0.5
+# Seconds a pool of the store's own keeps trying a connection that failed, in the background.
+RECONNECT_SECONDS: Final = 0.5
 # Seconds a caller waits in a pool's queue at a time: then, if the pool's latest connection
 # attempt failed meanwhile (the server went away), it connects once itself and learns why.
 WAIT_STEP: Final = 0.25
 # The name of the pools the store makes (and so opens, closes and keeps quiet).
 POOL_NAME: Final = "walletmesh-sessions"
-
-
-class _Backoff(AttemptWithBackoff):
-    """psycopg_pool's backoff, starting at 0.1 s and never waiting more than `MAX_DELAY`."""
-
-    INITIAL_DELAY = 0.1
-
-    def update_delay(self, now: float) -> None:
-        super().update_delay(now)
-        self.delay = min(self.delay, MAX_DELAY)
+# psycopg_pool's warnings for a failed attempt and for one given up, left out for our pools.
+_QUIET_WARNINGS: Final = ("error connecting in", "reconnection attempt in pool")
 
 
 class Attempts:
@@ -67,6 +62,16 @@ class Attempts:
         self._lock = threading.Lock()  # the synchronous pool connects in its worker threads
         self.connected = False  # the latest attempt succeeded
         self.error: psycopg.Error | None = None  # the latest attempt's error, if it failed
+
+    @contextlib.contextmanager
+    def noted(self) -> Iterator[None]:
+        """Note how the connection attempt inside the block went."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            self.failed(exc)
+            raise
+        self.succeeded()
 
     def succeeded(self) -> None:
         with self._lock:
@@ -88,6 +93,11 @@ class Attempts:
         msg = f"{exc}; the latest connection attempt failed: {self.error}"
         return psycopg_pool.PoolTimeout(msg)
 
+    def must_probe(self, stats: Mapping[str, int]) -> bool:
+        """True if a caller should connect itself first: the pool's `stats` show no connection
+        ready, and its latest attempt failed (or none succeeded yet)."""
+        return not self.connected and not stats.get("pool_available")
+
 
 def _async_connection(attempts: Attempts) -> type[psycopg.AsyncConnection[Any]]:
     class Connection(psycopg.AsyncConnection[Any]):
@@ -95,13 +105,8 @@ def _async_connection(attempts: Attempts) -> type[psycopg.AsyncConnection[Any]]:
 
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-            try:
-                conn = await super().connect(conninfo, **kwargs)
-            except psycopg.Error as exc:
-                attempts.failed(exc)
-                raise
-            attempts.succeeded()
-            return conn
+            with attempts.noted():
+                return await super().connect(conninfo, **kwargs)
 
     return Connection
 
@@ -112,31 +117,36 @@ def _sync_connection(attempts: Attempts) -> type[psycopg.Connection[Any]]:
 
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-            try:
-                conn = super().connect(conninfo, **kwargs)
-            except psycopg.Error as exc:
-                attempts.failed(exc)
-                raise
-            attempts.succeeded()
-            return conn
+            with attempts.noted():
+                return super().connect(conninfo, **kwargs)
 
     return Connection
 
 
 class _QuietAttempts(logging.Filter):
-    """Drops psycopg_pool's warning for each failed attempt of the store's own pools."""
+    """Drops psycopg_pool's warnings for each failed attempt of the store's own pools."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         return not (
             record.levelno == logging.WARNING
-            and str(record.msg).startswith("error connecting in")
+            and str(record.msg).startswith(_QUIET_WARNINGS)
             and isinstance(args, tuple)
             and args[:1] == (POOL_NAME,)
         )
 
 
 _QUIET = _QuietAttempts()
+
+
+def _own_options(connection_class: type[Any]) -> dict[str, Any]:
+    """The options every pool of the store's own is made with."""
+    logging.getLogger("psycopg.pool").addFilter(_QUIET)  # once: the filter is one object
+    return {
+        "connection_class": connection_class,
+        "name": POOL_NAME,
+        "reconnect_timeout": RECONNECT_SECONDS,
+    }
 
 
 def _probe_kwargs(conninfo: str, kwargs: dict[str, Any], timeout: float | None) -> dict[str, Any]:
@@ -156,8 +166,13 @@ def _remaining(timeout: float | None, start: float) -> float | None:
     return None if timeout is None else max(timeout - (time.monotonic() - start), 0.001)
 
 
+def _last_step(left: float | None) -> bool:
+    """True if the wait in the queue that just ran out was the caller's last."""
+    return left is not None and left <= WAIT_STEP
+
+
 class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
-    """An `AsyncConnectionPool` that reconnects with `_Backoff` and says why it cannot.
+    """An `AsyncConnectionPool` that reconnects sooner and says why it cannot.
 
     `url` (the store's, as given) masks secrets in what is logged.
     """
@@ -166,23 +181,20 @@ class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
         self.attempts = Attempts(url)
         self._connect_with = (conninfo, kwargs)
         self._probing = asyncio.Lock()
-        logging.getLogger("psycopg.pool").addFilter(_QUIET)  # once: the filter is one object
-        connection_class = _async_connection(self.attempts)
-        super().__init__(
-            conninfo, connection_class=connection_class, kwargs=kwargs, name=POOL_NAME, **options
-        )
+        own = _own_options(_async_connection(self.attempts))
+        super().__init__(conninfo, kwargs=kwargs, **own, **options)
 
     async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (psycopg's)
         """A connection; at once libpq's error when the pool cannot connect (see the module)."""
         start = time.monotonic()
         while True:
-            if not self.attempts.connected and not self.get_stats().get("pool_available"):
+            if self.attempts.must_probe(self.get_stats()):
                 await self._probe(timeout, start)
             left = _remaining(timeout, start)
             try:
                 return await super().getconn(_step(left))
             except psycopg_pool.PoolTimeout as exc:
-                if left is not None and left <= WAIT_STEP:
+                if _last_step(left):
                     raise self.attempts.explain(exc) from exc
 
     async def _probe(self, within: float | None, start: float) -> None:
@@ -195,36 +207,28 @@ class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
                     kwargs = _probe_kwargs(conninfo, kwargs, _remaining(within, start))
                     await (await self.connection_class.connect(conninfo, **kwargs)).close()
 
-    async def _add_connection(
-        self, attempt: AttemptWithBackoff | None, growing: bool = False
-    ) -> None:
-        await super()._add_connection(attempt or _Backoff(timeout=self.reconnect_timeout), growing)
-
 
 class OwnPool(psycopg_pool.ConnectionPool[Any]):
-    """A `ConnectionPool` that reconnects with `_Backoff` and says why it cannot."""
+    """A `ConnectionPool` that reconnects sooner and says why it cannot."""
 
     def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
         self.attempts = Attempts(url)
         self._connect_with = (conninfo, kwargs)
         self._probing = threading.Lock()
-        logging.getLogger("psycopg.pool").addFilter(_QUIET)
-        connection_class = _sync_connection(self.attempts)
-        super().__init__(
-            conninfo, connection_class=connection_class, kwargs=kwargs, name=POOL_NAME, **options
-        )
+        own = _own_options(_sync_connection(self.attempts))
+        super().__init__(conninfo, kwargs=kwargs, **own, **options)
 
     def getconn(self, timeout: float | None = None) -> Any:
         """A connection; at once libpq's error when the pool cannot connect (see the module)."""
         start = time.monotonic()
         while True:
-            if not self.attempts.connected and not self.get_stats().get("pool_available"):
+            if self.attempts.must_probe(self.get_stats()):
                 self._probe(timeout, start)
             left = _remaining(timeout, start)
             try:
                 return super().getconn(_step(left))
             except psycopg_pool.PoolTimeout as exc:
-                if left is not None and left <= WAIT_STEP:
+                if _last_step(left):
                     raise self.attempts.explain(exc) from exc
 
     def _probe(self, timeout: float | None, start: float) -> None:
@@ -239,6 +243,3 @@ class OwnPool(psycopg_pool.ConnectionPool[Any]):
                 self.connection_class.connect(conninfo, **kwargs).close()
         finally:
             self._probing.release()
-
-    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
-        super()._add_connection(attempt or _Backoff(timeout=self.reconnect_timeout), growing)
