@@ -28,8 +28,8 @@ from walletmesh_sessions import (
     open_store,
 )
 from walletmesh_sessions._core.codec import inspect_record
-from walletmesh_sessions._local import sqlite as sqlite_backend
 from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
+from walletmesh_sessions._local.sqlite import backend as sqlite_backend
 from walletmesh_sessions._tools import cli as _cli
 
 ROOT = Path(__file__).parent.parent

@@ -35,14 +35,10 @@ from walletmesh_sessions import (
 from walletmesh_sessions._core.codec import encode_record
 from walletmesh_sessions._core.data import SessionRecord
 from walletmesh_sessions._core.protocol import DEFERRED
-from walletmesh_sessions._local.sqlite import (
-    CHECKPOINT_EVERY,
-    SCHEMA,
-    TABLE,
-    Durability,
-    open_existing,
-    prefix_upper_bound,
-)
+from walletmesh_sessions._local.sqlite import SCHEMA, TABLE, Durability
+from walletmesh_sessions._local.sqlite.backend import prefix_upper_bound
+from walletmesh_sessions._local.sqlite.connections import CHECKPOINT_EVERY
+from walletmesh_sessions._local.sqlite.file import open_existing
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -531,8 +527,8 @@ class TestDurability:
             await store.set("a", data(1))
             sqlite = store._sqlite
             assert sqlite is not None
-            assert sqlite.durability == durability
-            for conn in (sqlite._conn, sqlite._reader):
+            assert sqlite.connections.durability == durability
+            for conn in (sqlite.connections._conn, sqlite.connections._reader):
                 assert conn is not None
                 assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
                 assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -541,7 +537,7 @@ class TestDurability:
         """The default is "process"; anything but "process" or "power" is refused."""
         store = LocalStorageSessionStore("unused.db")
         assert store._sqlite is not None
-        assert store._sqlite.durability == "process"
+        assert store._sqlite.connections.durability == "process"
         for bad in ("full", "", None, 1, b"power", "POWER"):
             with pytest.raises(InvalidConfigError, match="durability"):
                 LocalStorageSessionStore("unused.db", durability=bad)  # type: ignore[arg-type]
@@ -578,7 +574,7 @@ class TestDurability:
             assert len(await store.get_all()) == CHECKPOINT_EVERY + 5
             sqlite = store._sqlite
             assert sqlite is not None
-            assert not sqlite._checkpointing.locked()
+            assert not sqlite.connections._checkpointing.locked()
 
 
 class TestWritesOnTheCallingThread:
@@ -1088,8 +1084,8 @@ class TestBoundedWaiting:
             await store.set("a", data(1))
             sqlite = store._sqlite
             assert sqlite is not None
-            sqlite._lock.acquire()  # as a slow call on this store would, for 1.5 s
-            releaser = threading.Timer(1.5, sqlite._lock.release)
+            sqlite.connections._lock.acquire()  # as a slow call on this store would, for 1.5 s
+            releaser = threading.Timer(1.5, sqlite.connections._lock.release)
             with write_lock_held(path):
                 releaser.start()
                 start = time.monotonic()

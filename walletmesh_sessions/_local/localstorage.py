@@ -117,12 +117,12 @@ class LocalStorageSessionStore:
     @property
     def path(self) -> str | None:
         """The SQLite file's path, or `None` when the store is over a mapping."""
-        return None if self._sqlite is None else self._sqlite.path
+        return None if self._sqlite is None else self._sqlite.connections.path
 
     @property
     def durability(self) -> Durability | None:
         """What an acknowledged write survives on a SQLite file; `None` over a mapping."""
-        return None if self._sqlite is None else self._sqlite.durability
+        return None if self._sqlite is None else self._sqlite.connections.durability
 
     @property
     def prefix(self) -> str:

@@ -1,0 +1,154 @@
+"""The SQLite file itself: its table, created owner-only, in WAL mode, and which file it is.
+
+Everything here runs before or beside the store's connections: creating a missing file
+without touching an existing one, putting it in WAL mode, creating (or migrating) the table,
+and the identity that tells a later call the path still names the file that was opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import sqlite3
+import threading
+import time
+from typing import Final, Literal
+
+from ..._core.deadline import Deadline
+from ..._core.errors import InvalidConfigError
+from .transactions import fetch_all, is_busy, transaction
+
+__all__ = (
+    "CREATED_AT",
+    "DURABILITY",
+    "MIN_SQLITE",
+    "SCHEMA",
+    "TABLE",
+    "Durability",
+    "Identity",
+    "check_durability",
+    "create_private",
+    "ensure_schema",
+    "enter_wal",
+    "identity_of",
+    "open_existing",
+)
+
+TABLE = "walletmesh_storage"
+# The record's expiresAt as the codec reads it (0 or absent: none), NULL for anything else.
+# A BLOB value is read as the text it holds, as the codec reads it.
+EXPIRES_AT = (
+    "CASE WHEN json_valid(CAST(value AS TEXT))"
+    " AND json_type(CAST(value AS TEXT), '$.expiresAt') IN ('integer', 'real')"
+    " THEN NULLIF(json_extract(CAST(value AS TEXT), '$.expiresAt'), 0) END"
+)
+CREATED_AT = "json_extract(CAST(value AS TEXT), '$.data.createdAt')"
+_CREATE_TABLE = (
+    "CREATE TABLE {name} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL,"
+    f" expires_at INTEGER GENERATED ALWAYS AS ({EXPIRES_AT}) VIRTUAL) WITHOUT ROWID"
+)
+SCHEMA = (
+    _CREATE_TABLE.format(name=f"IF NOT EXISTS {TABLE}"),
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_expiry ON {TABLE} (expires_at)"
+    " WHERE expires_at IS NOT NULL",
+)
+"""The statements that create the table; rows are inserted as ``(key, value)`` only."""
+# Generated columns need SQLite 3.31.
+MIN_SQLITE = (3, 31, 0)
+# New files are the service user's only: they hold every live session id in clear.
+FILE_MODE = 0o600
+
+Durability = Literal["process", "power"]
+DURABILITY: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
+"""Each durability level and the ``PRAGMA synchronous`` it sets (the file is always in WAL)."""
+
+# (st_dev, st_ino): which file a path named when it was opened.
+Identity = tuple[int, int]
+# Held while a store creates a missing file (see create_private).
+_CREATING = threading.Lock()
+
+
+def check_durability(durability: object) -> Durability:
+    """Return `durability` if it is "process" or "power", else raise `InvalidConfigError`."""
+    if durability == "process" and isinstance(durability, str):
+        return "process"
+    if durability == "power" and isinstance(durability, str):
+        return "power"
+    msg = f'durability must be "process" or "power", got {durability!r}'
+    raise InvalidConfigError(msg)
+
+
+def open_existing(path: str) -> sqlite3.Connection:
+    """A connection to the database file at `path`, which must exist: SQLite raises
+    rather than create a new file (with the process's default permissions, not 0600)."""
+    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=rw"
+    return sqlite3.connect(uri, uri=True, timeout=0)
+
+
+def identity_of(path: str) -> Identity | None:
+    """The identity of the file at `path` now, or `None` if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def create_private(path: str) -> Identity:
+    """Create `path` owner-only if missing (an existing file keeps its mode); its identity.
+
+    An existing file is never opened here: closing a descriptor of a file drops every POSIX
+    lock this process holds on it, the shared lock of another store's SQLite connection
+    included, and a process whose last connection closes while no lock shows ours deletes the
+    WAL under our feet (our later commits go to a file no one else reads: lost updates).
+    Under `_CREATING`, no store of this process connects to a file this call has just created
+    before the descriptor is closed.
+    """
+    with _CREATING:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(path)
+            return st.st_dev, st.st_ino
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return st.st_dev, st.st_ino
+
+
+def enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
+    """Put the file in WAL mode, waiting within `deadline` for another connection's lock.
+
+    On a file still in rollback-journal mode whose write lock another connection holds,
+    SQLite answers "busy" at once here, without its busy handler: retry until the deadline.
+    """
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or deadline.remaining() <= 0:
+                raise
+        time.sleep(min(pause, deadline.remaining()))
+        pause = min(pause * 2, 0.05)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the table, or migrate one with a plain expires_at column, in one transaction.
+
+    Checked inside the write transaction, so two processes opening an old file at once
+    migrate it once. Every row is copied as stored, foreign rows included.
+    """
+    with transaction(conn):
+        hidden = {row[1]: row[6] for row in fetch_all(conn, f"PRAGMA table_xinfo({TABLE})", ())}
+        if hidden.get("expires_at") == 0:  # 0: an ordinary column, written by older releases
+            old = f"{TABLE}_before_generated_expiry"
+            conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
+            conn.execute(f"DROP INDEX IF EXISTS {TABLE}_expiry")
+            conn.execute(_CREATE_TABLE.format(name=TABLE))
+            conn.execute(f"INSERT INTO {TABLE} (key, value) SELECT key, value FROM {old}")
+            conn.execute(f"DROP TABLE {old}")
+        for statement in SCHEMA:
+            conn.execute(statement)
