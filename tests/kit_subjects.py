@@ -29,6 +29,7 @@ BUGS = frozenset(
         "racy_create",
         "lossy_update",
         "gappy_rotate",
+        "object_lock",
     }
 )
 
@@ -48,6 +49,7 @@ class SimpleStore:
         self.config = config
         self.clock = clock
         self.bugs = bugs
+        self._updating = anyio.Lock()
 
     def _now(self) -> int:
         return round(self.clock() * 1000)
@@ -139,6 +141,15 @@ class SimpleStore:
     async def update(
         self, session_id: str, change: Callable[[SessionData], SessionData]
     ) -> SessionData | None:
+        if "object_lock" in self.bugs:
+            # Safe among this object's tasks only: another store object's updates interleave.
+            async with self._updating:
+                current = await self.validate_and_refresh(session_id)
+                await anyio.lowlevel.checkpoint()  # a round trip between the read and the write
+                if current is None:
+                    return None
+                self.storage[self._key(session_id)] = (change(current), None)
+                return change(current)
         key = self._key(session_id)
         current = await self.validate_and_refresh(session_id)
         if current is None:

@@ -41,6 +41,12 @@ class TestContract(LifecycleStoreContract):
         return factory
 
     @pytest.fixture
+    def shares_storage(self, store_kind: str) -> bool:
+        """Every shipped store but memory keeps its sessions where a second store object (or
+        process) finds them: a file, a mapping, a server."""
+        return store_kind != "memory"
+
+    @pytest.fixture
     def foreign_data(self, store_kind: str, request: pytest.FixtureRequest) -> ForeignData:
         foreign: ForeignData = request.getfixturevalue(f"{store_kind}_foreign")
         return foreign

@@ -39,6 +39,10 @@ SUITE = textwrap.dedent(
             return lambda config, clock: SimpleStore(storage, config, clock, BUGS)
 
         @pytest.fixture
+        def shares_storage(self):
+            return True
+
+        @pytest.fixture
         def foreign_data(self, storage):
             return SimpleForeignData(storage)
     """
@@ -83,6 +87,7 @@ class TestKit:
             ("racy_create", "test_create_race_has_one_winner", "concurrent creators won"),
             ("lossy_update", "test_concurrent_increments_are_not_lost", "lost increments"),
             ("gappy_rotate", "test_rotate_has_no_gap", "neither id worked"),
+            ("object_lock", "test_racing_increments_are_not_lost", "increments lost across two"),
         ],
     )
     def test_broken_store_fails_naming_the_rule(

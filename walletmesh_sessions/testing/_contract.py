@@ -1,7 +1,8 @@
 """`SessionStoreContract`: the behaviour every `SessionStore` must have, as a pytest class.
 
 Subclass it (or `LifecycleStoreContract`, for stores with create, update and rotate) in a test
-module and provide a `store_factory` fixture returning a callable ``(config, clock) -> store``;
+module and provide a `store_factory` fixture returning a callable ``(config, clock) -> store``
+(and `shares_storage` returning True if two stores it makes in one test share their storage);
 every test runs on asyncio and on trio. The project's own stores are tested with these same
 classes.
 """
@@ -17,6 +18,7 @@ from ._rules_input import InputRules
 from ._rules_iteration import IterationRules
 from ._rules_lifecycle import LifecycleRules
 from ._rules_model import ModelRules
+from ._rules_shared import SharedStorageRules
 
 __all__ = ("LifecycleStoreContract", "SessionStoreContract", "StoreFactory")
 
@@ -33,7 +35,9 @@ class SessionStoreContract(
     """The conformance suite. Subclass it and provide a `store_factory` fixture."""
 
 
-class LifecycleStoreContract(SessionStoreContract, LifecycleRules, AppDataLifecycleRules):
+class LifecycleStoreContract(
+    SessionStoreContract, LifecycleRules, AppDataLifecycleRules, SharedStorageRules
+):
     """The suite for a `LifecycleSessionStore`: every `SessionStoreContract` rule, plus atomic
-    create, update and rotate under concurrency (of permissions and of app_data), and the
-    absolute timeout."""
+    create, update and rotate under concurrency (of permissions and of app_data, and across two
+    store objects when `shares_storage` says they share storage), and the absolute timeout."""

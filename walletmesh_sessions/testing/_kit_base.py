@@ -126,6 +126,12 @@ class StoreFixtures:
         return make_store(timedelta(milliseconds=LIFETIME_MS), refresh=True)
 
     @pytest.fixture
+    def shares_storage(self) -> bool:
+        """Override to return True if two stores the factory makes in one test share their
+        storage (a file, a server): the rules for two store objects then run."""
+        return False
+
+    @pytest.fixture
     def foreign_data(self) -> ForeignData | None:
         """Override to return a `ForeignData` for the factory's storage; `None` skips its rules."""
         return None

@@ -1,0 +1,117 @@
+"""Rules for two store objects over one storage: what two processes sharing a store must see.
+
+A store shared by processes (a SQLite file, a Redis database, a PostgreSQL table) keeps its
+promises across store objects, not only across tasks of one object: the atomic lifecycle
+operations race as one. The rules run when the `shares_storage` fixture says the factory's
+stores share their storage, and are skipped otherwise (a memory store keeps its own dict).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from .._core.protocol import LifecycleSessionStore
+from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, session
+from ._rules_lifecycle import counter, increment, lifecycle
+
+__all__ = ("SharedStorageRules",)
+
+RACERS = 100
+
+
+class SharedStorageRules(StoreFixtures):
+    """Writes through one store object are seen by the other, and their races have one winner."""
+
+    @pytest.fixture
+    def twins(
+        self, make_store: MakeStore, shares_storage: bool
+    ) -> tuple[LifecycleSessionStore, LifecycleSessionStore]:
+        """Two store objects, same config, over the same storage."""
+        if not shares_storage:
+            pytest.skip("the factory's stores do not share their storage")
+        return lifecycle(make_store(LIFETIME_MS / 1000)), lifecycle(make_store(LIFETIME_MS / 1000))
+
+    @pytest.mark.anyio
+    async def test_each_sees_the_others_writes(
+        self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
+    ) -> None:
+        """A set, an update and a delete through one store object show through the other."""
+        one, two = twins
+        await one.set("id", session(1))
+        assert await two.get("id") == session(1)
+        await two.update("id", lambda _: session(2))
+        assert await one.get("id") == session(2)
+        await two.delete("id")
+        assert await one.get("id") is None
+
+    @pytest.mark.anyio
+    async def test_racing_creates_have_one_winner(
+        self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
+    ) -> None:
+        """Creators of one id on both store objects: exactly one wins, and its data stays."""
+        winners: list[int] = []
+
+        async def creator(n: int) -> None:
+            if await twins[n % 2].create("contested", session(n)):
+                winners.append(n)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(RACERS):
+                tg.start_soon(creator, n)
+        assert len(winners) == 1, f"{len(winners)} of {RACERS} creators on two stores won"
+        assert await twins[0].get("contested") == session(winners[0])
+        assert await twins[1].get("contested") == session(winners[0])
+
+    @pytest.mark.anyio
+    async def test_racing_increments_are_not_lost(
+        self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
+    ) -> None:
+        """Increments through update on both store objects at once: none is lost."""
+        await twins[0].set("counter", counter(0))
+        async with anyio.create_task_group() as tg:
+            for n in range(RACERS):
+                tg.start_soon(twins[n % 2].update, "counter", increment)
+        final = await twins[1].get("counter")
+        assert final == counter(RACERS), f"increments lost across two stores: ended at {final}"
+
+    @pytest.mark.anyio
+    async def test_racing_rotates_have_one_winner(
+        self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
+    ) -> None:
+        """Rotates of one id on both store objects: exactly one moves it."""
+        await twins[0].set("id", session(1))
+        moved: list[str] = []
+
+        async def rotator(n: int) -> None:
+            new_id = await twins[n % 2].rotate("id", f"new-{n}")
+            if new_id is not None:
+                moved.append(new_id)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(RACERS // 2):
+                tg.start_soon(rotator, n)
+        assert len(moved) == 1, f"{len(moved)} rotates of one id on two stores succeeded"
+        assert list(await twins[0].get_all()) == moved
+        assert list(await twins[1].get_all()) == moved
+
+    @pytest.mark.anyio
+    async def test_rotate_racing_updates_keeps_one_session(
+        self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
+    ) -> None:
+        """A rotate on one store object while the other updates: one session, never two."""
+        await twins[0].set("counter", counter(0))
+        new_ids: list[str | None] = []
+
+        async def rotate() -> None:
+            new_ids.append(await twins[0].rotate("counter", "moved"))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(RACERS // 2):
+                tg.start_soon(twins[1].update, "counter", increment)
+                if n == RACERS // 4:
+                    tg.start_soon(rotate)
+        assert new_ids == ["moved"]
+        everything = dict(await twins[1].get_all())
+        assert list(everything) == ["moved"], f"after rotate racing updates: {sorted(everything)}"
+        assert everything["moved"].id == "moved"
