@@ -17,8 +17,8 @@ from walletmesh_sessions import (
     StoreClosedError,
     default_store,
 )
-from walletmesh_sessions._local import memory as _memory
-from walletmesh_sessions._local.memory import _next_step
+from walletmesh_sessions._local import steps as _steps
+from walletmesh_sessions._local.steps import next_step as _next_step
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -218,7 +218,7 @@ async def _turns_of_a_watcher(
 
 
 class FakeTime:
-    """Stands in for the `time` module in `_memory`: a perf_counter the test moves."""
+    """Stands in for the `time` module in `_local.steps`: a perf_counter the test moves."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -246,7 +246,7 @@ class TestTimedSteps:
         for n in range(2000):
             await store.set(f"id{n}", data(n))
         fake = FakeTime()
-        monkeypatch.setattr(_memory, "time", fake)
+        monkeypatch.setattr(_steps, "time", fake)
 
         def take_a_millisecond() -> None:
             fake.now += 0.001

@@ -33,6 +33,7 @@ from .._core.validation import (
     check_session_data,
     check_session_id,
 )
+from .steps import STEP_MAX, TimedSteps
 
 __all__ = ("MemorySessionStore",)
 
@@ -45,26 +46,12 @@ _RECLAIM_PER_WRITE = 2
 # grown this many times past its size at the last scan: amortized O(1), and bounded memory.
 _RESCAN_GROWTH = 2
 _RESCAN_MIN = 64
-# A step of `get_all` holds the loop for about this long: its size follows the time the last
-# step took (a fixed count of entries is too long on a slow or busy machine, where a task
-# waiting on the loop sees up to two steps between its own turns).
-_STEP_SECONDS = 0.001
-_STEP_FIRST, _STEP_MIN, _STEP_MAX = 200, 16, 4096
 # Ids copied per step of a snapshot (a plain list copy: a few hundred microseconds).
 _SNAPSHOT_CHUNK = 10_000
 # Snapshots restarted because a write added or removed a session meanwhile, before the
 # snapshot is taken in one step (a single stall, rather than no progress under steady writes).
 _SNAPSHOT_ATTEMPTS = 3
 _NEVER = float("-inf")
-
-
-def _next_step(size: int, took: float) -> int:
-    """The size of the next step of a timed pass, after one of `size` took `took` seconds."""
-    if took > _STEP_SECONDS:
-        return max(_STEP_MIN, int(size * _STEP_SECONDS / took))
-    if took < _STEP_SECONDS / 2:
-        return min(_STEP_MAX, size * 2)
-    return size
 
 
 def _order_key(expires_at: int | None) -> float:
@@ -118,31 +105,17 @@ class MemorySessionStore:
         if type(data) is not SessionData:
             data = check_session_data(data)
         if self._closed:
-            self._refuse()
+            self._check_open()
         now = round(self._clock() * 1000)  # now_ms, inlined
+        expires_at: int | None
         if not self._inline:
             data = stamped(self._config, data, now)
-            self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
+            expires_at = expiry_after_write(self._config, now, data.created_at)
+        elif (lifetime := self._lifetime_ms) is None:  # expiry_after_write, inlined
+            expires_at = None
         else:
-            # expiry_after_write and _put, inlined: the hot path of every store user.
-            lifetime = self._lifetime_ms
-            sessions = self._sessions
-            if lifetime is None:
-                expires_at = None
-                key: float = float("inf")
-            else:
-                key = expires_at = now + lifetime
-            if session_id in sessions:
-                sessions[session_id] = (data, expires_at)
-                sessions.move_to_end(session_id)
-            else:
-                sessions[session_id] = (data, expires_at)
-                self._shape += 1
-            if key < self._latest_expiry:
-                self._in_expiry_order = False
-                self._reclaim_after = _NEVER
-            else:
-                self._latest_expiry = key
+            expires_at = now + lifetime
+        self._put(session_id, data, expires_at)
         if now > self._reclaim_after:
             self._reclaim_on_write(now)
 
@@ -172,8 +145,7 @@ class MemorySessionStore:
         """Store `data` only if no unexpired session holds `session_id`; `True` if stored."""
         session_id = check_session_id(session_id)
         data = check_session_data(data)
-        if self._closed:
-            self._refuse()
+        self._check_open()
         now = now_ms(self._clock)
         if self._live(session_id, now) is not None:
             return False
@@ -189,8 +161,7 @@ class MemorySessionStore:
         """Replace an unexpired session's data with ``change(current)``; `None` if none."""
         session_id = check_session_id(session_id)
         change = check_change(change)
-        if self._closed:
-            self._refuse()
+        self._check_open()
         now = now_ms(self._clock)
         live = self._live(session_id, now)
         if live is None:
@@ -204,8 +175,7 @@ class MemorySessionStore:
         """Move an unexpired session to `new_id` (default: a fresh id); `None` if none."""
         session_id = check_session_id(session_id)
         new_id = new_session_id() if new_id is None else check_session_id(new_id)
-        if self._closed:
-            self._refuse()
+        self._check_open()
         now = now_ms(self._clock)
         live = self._live(session_id, now)
         if live is None:
@@ -242,8 +212,7 @@ class MemorySessionStore:
         overwritten, refreshed or deleted meanwhile appears as it is when its step reads it
         (or not at all, once deleted); one added after the call began may be missing.
         """
-        if self._closed:
-            self._refuse()
+        self._check_open()
         found = SessionMap()
         async for _batch in self._passes(await self._ids(), into=found):
             pass
@@ -261,8 +230,7 @@ class MemorySessionStore:
         copied.
         """
         batch_size = check_batch_size(batch_size)
-        if self._closed:
-            self._refuse()
+        self._check_open()
         async for batch in self._passes(await self._ids(), most=batch_size):
             for item in batch.items():
                 yield item
@@ -284,38 +252,24 @@ class MemorySessionStore:
                 if len(chunk) < _SNAPSHOT_CHUNK:
                     return ids
                 await checkpoint()
-                if self._closed:
-                    self._refuse()
+                self._check_open()
                 if self._sessions is not sessions or self._shape != shape:
                     break
         return list(dict.__iter__(self._sessions))
 
     async def _passes(
-        self, ids: list[str], into: SessionMap | None = None, most: int = _STEP_MAX
+        self, ids: list[str], into: SessionMap | None = None, most: int = STEP_MAX
     ) -> AsyncIterator[SessionMap]:
-        """The live sessions among `ids`, a step at a time, each step decided when read.
-
-        A step reads at most `most` ids, and about as many as `_STEP_SECONDS` allows,
-        whatever the machine: the time counted runs from one checkpoint to the next, so it
-        includes what the consumer does with the step's sessions (yielding them one by one
-        costs about as much as reading them). Each step's sessions are a new mapping, or with
-        `into` they are added to it (and it is what every step yields). `ids` is consumed
-        from its end, so a million references are never all released in one step (that
-        alone takes ~30 ms).
+        """The live sessions among `ids`, a step at a time (`TimedSteps`), each step decided
+        when read. Each step's sessions are a new mapping, or with `into` they are added to
+        it (and it is what every step yields).
         """
-        size = min(_STEP_FIRST, most)
-        started = _NEVER
+        steps = TimedSteps(most)
         while ids:
-            if started != _NEVER:
-                size = min(most, _next_step(size, time.perf_counter() - started))
-                await checkpoint()
-            if self._closed:
-                self._refuse()
-            started = time.perf_counter()
+            step = await steps.take(ids)
+            self._check_open()
             sessions = self._sessions
             get = sessions.get
-            step = ids[-size:]
-            del ids[-size:]
             result = sweep(
                 self._config,
                 now_ms(self._clock),
@@ -335,15 +289,13 @@ class MemorySessionStore:
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
         session_id = check_session_id(session_id)
-        if self._closed:
-            self._refuse()
+        self._check_open()
         if self._sessions.pop(session_id, None) is not None:
             self._shape += 1
 
     async def clear(self) -> None:
         """Remove every session."""
-        if self._closed:
-            self._refuse()
+        self._check_open()
         self._forget()
 
     def _forget(self) -> None:
@@ -359,8 +311,7 @@ class MemorySessionStore:
 
         Costs in proportion to the expired sessions while the clock moves forward.
         """
-        if self._closed:
-            self._refuse()
+        self._check_open()
         now = now_ms(self._clock)
         if not self._in_expiry_order:
             return self._clean_by_scan(now)
@@ -368,8 +319,7 @@ class MemorySessionStore:
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every stored session (or the one named), expired ones included; nothing changes."""
-        if self._closed:
-            self._refuse()
+        self._check_open()
         if session_id is not None:
             entry = self._sessions.get(check_session_id(session_id))
             entries = [] if entry is None else [(session_id, entry)]
@@ -384,13 +334,11 @@ class MemorySessionStore:
         batch is read with a checkpoint before it; a session deleted meanwhile is left out.
         """
         batch_size = check_batch_size(batch_size)
-        if self._closed:
-            self._refuse()
+        self._check_open()
         ids = await self._ids()
         while ids:
             await checkpoint()
-            if self._closed:
-                self._refuse()
+            self._check_open()
             # From the end, as `_passes` reads, so the ids are released a batch at a time.
             batch = ids[-batch_size:]
             del ids[-batch_size:]
@@ -404,9 +352,11 @@ class MemorySessionStore:
         self._closed = True
         self._forget()
 
-    def _refuse(self) -> None:
-        msg = f"{self!r} is closed"
-        raise StoreClosedError(msg)
+    def _check_open(self) -> None:
+        """Raise `StoreClosedError` once `aclose()` has run (the hot paths test the flag first)."""
+        if self._closed:
+            msg = f"{self!r} is closed"
+            raise StoreClosedError(msg)
 
     async def __aenter__(self) -> MemorySessionStore:
         return self
@@ -419,7 +369,7 @@ class MemorySessionStore:
         if type(session_id) is not str or not session_id.isascii() or not session_id:
             session_id = check_session_id(session_id)
         if self._closed:
-            self._refuse()
+            self._check_open()
         entry = self._sessions.get(session_id)
         if entry is None:
             return None
