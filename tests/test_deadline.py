@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 
+import anyio
 import pytest
 
 from walletmesh_sessions import InvalidConfigError, StoreUnavailableError
@@ -92,3 +94,49 @@ class TestCheckTimeout:
         """Zero, negative, infinite, NaN, bool and non-numbers are refused, naming the value."""
         with pytest.raises(InvalidConfigError, match="timeout"):
             check_timeout(bad)
+
+
+class TestDeadlineClocks:
+    """`end` is on the event loop's clock; `remaining()` on the monotonic one, from one moment."""
+
+    @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+    def test_end_is_on_anyios_clock(self, backend: str) -> None:
+        """Taken in async code, `end` is `anyio.current_time()` plus the timeout."""
+
+        async def main() -> None:
+            deadline = Deadline(5)
+            assert 4.5 < deadline.end - anyio.current_time() <= 5
+            assert 4.5 < deadline.remaining() <= 5
+
+        anyio.run(main, backend=backend)
+
+    def test_end_on_a_loop_with_its_own_clock(self) -> None:
+        """A loop whose clock is not `time.monotonic`'s still gets `end` on its own clock."""
+
+        class OffsetClockLoop(asyncio.SelectorEventLoop):
+            def time(self) -> float:
+                return time.monotonic() + 1_000_000.0
+
+        async def main() -> float:
+            loop = asyncio.get_running_loop()
+            return Deadline(5).end - loop.time()
+
+        loop = OffsetClockLoop()
+        try:
+            assert 4.5 < loop.run_until_complete(main()) <= 5
+        finally:
+            loop.close()
+
+    def test_outside_a_loop_end_is_monotonic(self) -> None:
+        """Taken in a thread with no event loop, `end` is on `time.monotonic`'s clock."""
+        deadline = Deadline(5)
+        assert 4.5 < deadline.end - time.monotonic() <= 5
+
+    def test_cancel_brings_both_ends_to_now(self) -> None:
+        """A cancelled deadline has no time left on either clock."""
+        deadline = Deadline(5)
+        before = deadline.end
+        deadline.cancel()
+        assert deadline.cancelled
+        assert deadline.remaining() == 0.0
+        assert 4.5 < before - deadline.end <= 5

@@ -7,6 +7,7 @@ left, never a fresh timeout of its own, so a call queued behind nine others stil
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import math
 import threading
@@ -52,23 +53,37 @@ def check_timeout(timeout: object) -> float:
 
 
 class Deadline:
-    """The moment, on the monotonic clock, by which one call must be done.
+    """The moment by which one call must be done, on two clocks.
 
-    `remaining()` never goes below zero, and a wait given zero seconds only tries once.
+    `end` is on the event loop's clock (`anyio.current_time`) when the deadline is taken in
+    async code, for a `CancelScope` deadline or a `TimerQueue`; a loop's clock need not be
+    `time.monotonic` (uvloop's is its own). `remaining()` counts on `time.monotonic`, which
+    worker threads can read too, from the same moment. `remaining()` never goes below zero,
+    and a wait given zero seconds only tries once.
+
+    Usage, in a store's async method::
+
+        deadline = Deadline(self._timeout)
+        with anyio.CancelScope(deadline=deadline.end):
+            await anyio.to_thread.run_sync(run_within, deadline, work)  # work: remaining()
     """
 
-    __slots__ = ("_end", "cancelled", "timeout")
+    __slots__ = ("_end", "cancelled", "end", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._end = time.monotonic() + timeout
+        self.end = _loop_time() + timeout
+        """On the running loop's clock; taken outside any event loop, on `time.monotonic`'s."""
         self.cancelled = False
 
     def cancel(self) -> None:
         """Mark the call as given up by its caller: what still runs for it stops before it
-        writes (see `_sqlite_backend`), and no wait of it starts anew."""
+        writes (see `_local.sqlite`), and no wait of it starts anew."""
         self.cancelled = True
-        self._end = time.monotonic()
+        left = self.remaining()
+        self._end -= left
+        self.end -= left
 
     def remaining(self) -> float:
         """Seconds left before the deadline, 0.0 once it has passed."""
@@ -87,6 +102,18 @@ class Deadline:
         msg = f"{what}: no answer within the timeout of {self.timeout:g} s"
         msg += f" (waiting for {waiting_for})"
         return StoreUnavailableError(msg)
+
+
+def _loop_time() -> float:
+    """`anyio.current_time()`, or `time.monotonic()` outside any event loop (a thread)."""
+    try:
+        return asyncio.get_running_loop().time()  # asyncio's clock, the common case, cheaply
+    except RuntimeError:
+        pass
+    try:
+        return anyio.current_time()
+    except RuntimeError:  # no event loop in this thread (sniffio's error is one too)
+        return time.monotonic()
 
 
 def current_deadline() -> Deadline | None:
