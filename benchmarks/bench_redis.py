@@ -34,7 +34,7 @@ from harness import timed
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._core.codec import encode_record
-from walletmesh_sessions._redis.io import READ_AND_SLIDE
+from walletmesh_sessions._redis.scripts import READ_AND_SLIDE
 from walletmesh_sessions.redis import RedisSessionStore
 
 DATA = SessionData(

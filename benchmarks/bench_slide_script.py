@@ -22,7 +22,7 @@ import redis
 from bench_redis import DATA, start_server
 
 from walletmesh_sessions._core.codec import encode_record
-from walletmesh_sessions._redis.io import READ_AND_SLIDE
+from walletmesh_sessions._redis.scripts import READ_AND_SLIDE
 
 ROOT = Path(__file__).parent.parent
 _START = 'READ_AND_SLIDE = _script(\n    """'

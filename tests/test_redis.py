@@ -46,16 +46,16 @@ from walletmesh_sessions import (
 )
 from walletmesh_sessions._core.codec import encode_record, record_with_expiry
 from walletmesh_sessions._core.expiry import EXPIRED, after_read
-from walletmesh_sessions._redis import ops
-from walletmesh_sessions._redis.io import (
+from walletmesh_sessions._redis import bulk_ops, ops, steps
+from walletmesh_sessions._redis.exchanges import exchange
+from walletmesh_sessions._redis.runners import AsyncioRunner, ThreadRunner
+from walletmesh_sessions._redis.scripts import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
     MOVE,
     READ_AND_SLIDE,
-    AsyncioRunner,
-    ThreadRunner,
-    exchange,
 )
+from walletmesh_sessions._redis.spec import glob_escape
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 from walletmesh_sessions.testing._rules_lifecycle import counter, increment
@@ -102,11 +102,11 @@ def make(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> MakeSto
 
 
 def before_each(
-    op: ops.Op[T],
+    op: steps.Op[T],
     kinds: type | tuple[type, ...],
     action: Callable[[], object],
     required: str | None = None,
-) -> ops.Op[T]:
+) -> steps.Op[T]:
     """`op`, with `action` run (as another client would) just before each of its `kinds` steps.
 
     With `required`, fails if `op` finished without such a step: the test would prove nothing.
@@ -126,9 +126,9 @@ def before_each(
         reply = yield step
 
 
-def interleave(op: ops.Op[T], before_script: Callable[[], object]) -> ops.Op[T]:
+def interleave(op: steps.Op[T], before_script: Callable[[], object]) -> steps.Op[T]:
     """`op`, with `before_script` run between its read and its compare-and-set step."""
-    kinds = (ops.CompareAndSet, ops.CompareAndDelete)
+    kinds = (steps.CompareAndSet, steps.CompareAndDelete)
     return before_each(op, kinds, before_script, required="compare-and-set")
 
 
@@ -228,7 +228,7 @@ class TestForeignKeys:
     ) -> None:
         """SCAN with the escaped pattern alone already excludes lookalike keys."""
         redis_client.mset({prefix + "1": "mine", **FOREIGN, "a_b1": "x", "x-1": "x", "*1": "x"})
-        pattern = ops.glob_escape(prefix) + "*"
+        pattern = glob_escape(prefix) + "*"
         assert set(redis_client.scan_iter(match=pattern)) == {(prefix + "1").encode()}
 
 
@@ -259,7 +259,7 @@ def _recording(send: Callable[..., Any], sent: list[list[tuple[Any, ...]]]) -> C
     return sync_send
 
 
-def _run_step(client: redis.Redis, step: ops.Step) -> Any:
+def _run_step(client: redis.Redis, step: steps.Step) -> Any:
     """Carry out `step` through the driver core on a synchronous client, as a runner does."""
 
     execute: Callable[..., Any] = client.execute_command
@@ -581,24 +581,24 @@ def _script_agrees(
     client = server.client()
     try:
         client.set("prop", text)
-        found = _run_step(client, ops.ReadAndSlide("prop", now, lifetime, max_lifetime, 777_000))
+        found = _run_step(client, steps.ReadAndSlide("prop", now, lifetime, max_lifetime, 777_000))
         held, ttl = client.get("prop"), client.pttl("prop")
     finally:
         client.delete("prop")
         client.close()
     expected = after_read(cfg, now, stored, created)
-    assert isinstance(found, ops.Slide)
+    assert isinstance(found, steps.Slide)
     assert found.raw == text.encode()
     if expected is EXPIRED:
-        assert found.verdict is ops.Verdict.EXPIRED
+        assert found.verdict is steps.Verdict.EXPIRED
         assert held == text.encode()
     elif expected == stored:
-        assert found.verdict is ops.Verdict.KEPT
+        assert found.verdict is steps.Verdict.KEPT
         assert (held, ttl) == (text.encode(), -1)
     else:
         assert expected is not None
         slid = record_with_expiry(text, expected).encode()
-        assert found == ops.Slide(ops.Verdict.SLID, text.encode(), slid, None)
+        assert found == steps.Slide(steps.Verdict.SLID, text.encode(), slid, None)
         assert held == slid
         assert 776_000 < ttl <= 777_000
 
@@ -734,8 +734,8 @@ class TestReadAndSlideAgreesWithAfterRead:
     def test_undecided_shapes_left_unchanged(self, redis_client: redis.Redis, text: str) -> None:
         """A shape the script does not read with certainty is returned unjudged, unchanged."""
         redis_client.set("k", text)
-        found = _run_step(redis_client, ops.ReadAndSlide("k", 10, 60_000, None, 66_000))
-        assert found == ops.Slide(ops.Verdict.UNDECIDED, text.encode())
+        found = _run_step(redis_client, steps.ReadAndSlide("k", 10, 60_000, None, 66_000))
+        assert found == steps.Slide(steps.Verdict.UNDECIDED, text.encode())
         assert (redis_client.get("k"), redis_client.pttl("k")) == (text.encode(), -1)
 
 
@@ -1042,7 +1042,7 @@ class TestMissingExtra:
         assert "pip install 'walletmesh-sessions[redis]'" in result.stdout
 
 
-def before_step(op: ops.Op[T], kind: type, action: Callable[[], object]) -> ops.Op[T]:
+def before_step(op: steps.Op[T], kind: type, action: Callable[[], object]) -> steps.Op[T]:
     """`op`, with `action` run (as another client would) just before its first `kind` step."""
     done: list[bool] = []
 
@@ -1083,8 +1083,8 @@ class TestRefreshAndCount:
             clock.advance(ms=LIFETIME_MS + 1)
             await store.set("live", DATA)
             op = before_step(
-                ops.clean_expired(store._spec),
-                ops.Batch,
+                bulk_ops.clean_expired(store._spec),
+                steps.Batch,
                 lambda: redis_client.delete(*(f"wm_session_old{n}" for n in range(4))),
             )
             assert await store._run("clean_expired", op) == 6
@@ -1143,14 +1143,14 @@ class TestBoundedCalls:
         assert slowest < bound + 0.6 + lag[0], f"slowest call: {slowest:.2f} s, lag {lag[0]:.2f}"
 
 
-def slow_scans(op: ops.Op[T], seconds: float, pages: list[int]) -> ops.Op[T]:
+def slow_scans(op: steps.Op[T], seconds: float, pages: list[int]) -> steps.Op[T]:
     """`op`, taking `seconds` longer before each of its scan pages (a slow network, say)."""
 
     def slow_page() -> None:
         pages.append(1)
         time.sleep(seconds)
 
-    return before_each(op, ops.Scan, slow_page)
+    return before_each(op, steps.Scan, slow_page)
 
 
 class _JumpingLoop(asyncio.SelectorEventLoop):
@@ -1203,15 +1203,15 @@ class TestBulkCallsBoundedByPage:
         return on_asyncio if anyio_backend[0] == "asyncio" else on_trio
 
     def jumping_scans(
-        self, op: ops.Op[T], seconds: float, jump: Callable[[float], None], pages: list[int]
-    ) -> ops.Op[T]:
+        self, op: steps.Op[T], seconds: float, jump: Callable[[float], None], pages: list[int]
+    ) -> steps.Op[T]:
         """`op`, each of its scan pages taking `seconds` on the event loop's clock."""
 
         def slow_page() -> None:
             pages.append(1)
             jump(seconds)
 
-        return before_each(op, ops.Scan, slow_page)
+        return before_each(op, steps.Scan, slow_page)
 
     @pytest.mark.anyio
     @pytest.mark.parametrize("method", ["get_all", "clean_expired", "clear", "inspect"])
@@ -1227,12 +1227,12 @@ class TestBulkCallsBoundedByPage:
         record = encode_record(DATA, None)
         redis_client.mset({f"wm_session_id{n}": record for n in range(3000)})
         pages: list[int] = []
-        real = getattr(ops, method)
+        real = getattr(bulk_ops, method)
 
-        def slowed(*args: Any) -> ops.Op[Any]:
+        def slowed(*args: Any) -> steps.Op[Any]:
             return self.jumping_scans(real(*args), self.PAGE, jump, pages)
 
-        monkeypatch.setattr(ops, method, slowed)
+        monkeypatch.setattr(bulk_ops, method, slowed)
         async with make(timeout=self.BOUND, retries=0) as store:
             start = anyio.current_time()
             await getattr(store, method)()
@@ -1251,16 +1251,16 @@ class TestBulkCallsBoundedByPage:
         """One page moved past the bound fails: the clock the test above moves is the one
         the bound is measured on, so its success is not for want of a deadline."""
         redis_client.mset({f"wm_session_id{n}": encode_record(DATA, None) for n in range(50)})
-        real = ops.get_all
+        real = bulk_ops.get_all
 
-        def slowed(*args: Any) -> ops.Op[Any]:
+        def slowed(*args: Any) -> steps.Op[Any]:
             return self.jumping_scans(real(*args), self.BOUND + self.PAGE, jump, [])
 
-        monkeypatch.setattr(ops, "get_all", slowed)
+        monkeypatch.setattr(bulk_ops, "get_all", slowed)
         async with make(timeout=self.BOUND, retries=0) as store:
             with anyio.fail_after(self.BOUND * 3), pytest.raises(StoreUnavailableError):
                 await store.get_all()
-            monkeypatch.setattr(ops, "get_all", real)
+            monkeypatch.setattr(bulk_ops, "get_all", real)
             assert len(await store.get_all()) == 50
 
     @pytest.mark.anyio
@@ -1270,12 +1270,12 @@ class TestBulkCallsBoundedByPage:
         """One slow page is StoreUnavailableError (on trio its thread is abandoned mid-step),
         and the store goes on working."""
         redis_client.mset({f"wm_session_id{n}": encode_record(DATA, None) for n in range(50)})
-        real = ops.get_all
-        monkeypatch.setattr(ops, "get_all", lambda *args: slow_scans(real(*args), 0.6, []))
+        real = bulk_ops.get_all
+        monkeypatch.setattr(bulk_ops, "get_all", lambda *args: slow_scans(real(*args), 0.6, []))
         async with make(timeout=0.2, retries=0) as store:
             with pytest.raises(StoreUnavailableError):
                 await store.get_all()
-            monkeypatch.setattr(ops, "get_all", real)
+            monkeypatch.setattr(bulk_ops, "get_all", real)
             assert len(await store.get_all()) == 50
 
 
@@ -1455,7 +1455,7 @@ import anyio
 import redis
 
 from walletmesh_sessions import SessionStoreConfig
-from walletmesh_sessions._redis import ops
+from walletmesh_sessions._redis import ops, steps
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing._rules_lifecycle import increment
 
@@ -1473,7 +1473,7 @@ def counted(*args):
         except StopIteration as stop:
             return stop.value
         reply = yield step
-        if isinstance(step, ops.CompareAndSet) and not reply:
+        if isinstance(step, steps.CompareAndSet) and not reply:
             lost[0] += 1
 
 
@@ -1506,7 +1506,7 @@ def count_lost_races(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     lost = [0]
     plain_update = ops.update
 
-    def counted(*args: Any) -> ops.Op[SessionData | None]:
+    def counted(*args: Any) -> steps.Op[SessionData | None]:
         op = plain_update(*args)
         reply: Any = None
         while True:
@@ -1516,7 +1516,7 @@ def count_lost_races(monkeypatch: pytest.MonkeyPatch) -> list[int]:
                 result: SessionData | None = stop.value
                 return result
             reply = yield step
-            if isinstance(step, ops.CompareAndSet) and not reply:
+            if isinstance(step, steps.CompareAndSet) and not reply:
                 lost[0] += 1
 
     monkeypatch.setattr(ops, "update", counted)

@@ -28,7 +28,7 @@ from walletmesh_sessions import (
 from walletmesh_sessions._core.codec import encode_record, record_with_expiry
 from walletmesh_sessions._redis import cluster_steps as cluster_steps
 from walletmesh_sessions._redis.cluster_steps import slot_of
-from walletmesh_sessions._redis.ops import Move
+from walletmesh_sessions._redis.steps import Move
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 

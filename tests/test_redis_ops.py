@@ -30,16 +30,17 @@ from walletmesh_sessions._core.codec import decode_record, encode_record, record
 from walletmesh_sessions._core.decode_cache import DecodeCache
 from walletmesh_sessions._core.errors import CorruptRecordError as _Corrupt
 from walletmesh_sessions._core.expiry import EXPIRED, after_read
-from walletmesh_sessions._redis import ops
-from walletmesh_sessions._redis.io import (
+from walletmesh_sessions._redis import bulk_ops, ops, steps
+from walletmesh_sessions._redis.exchanges import exchange
+from walletmesh_sessions._redis.failures import translate
+from walletmesh_sessions._redis.runners import AsyncioRunner
+from walletmesh_sessions._redis.scripts import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
     MOVE,
     READ_AND_SLIDE,
-    AsyncioRunner,
-    exchange,
-    translate,
 )
+from walletmesh_sessions._redis.spec import StoreSpec
 from walletmesh_sessions.testing import FakeClock
 
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class FakeRedis:
         self.steps: list[Any] = []
         self.page = page
 
-    def run(self, op: ops.Op[T]) -> T:
+    def run(self, op: steps.Op[T]) -> T:
         reply: Any = None
         while True:
             try:
@@ -84,33 +85,33 @@ class FakeRedis:
         hook = self.before.get(type(step))
         if hook is not None:
             hook(step)
-        if step is ops.CHECKPOINT:
+        if step is steps.CHECKPOINT:
             return None
-        if isinstance(step, ops.Batch):
+        if isinstance(step, steps.Batch):
             return [self.execute(inner) for inner in step.steps]
-        if isinstance(step, ops.Scan):
+        if isinstance(step, steps.Scan):
             return self._scan(step)
-        if isinstance(step, ops.Read):
+        if isinstance(step, steps.Read):
             key = _b(step.key)
-            return ops.WRONG_TYPE if key in self.other_types else self.data.get(key)
-        if isinstance(step, ops.ReadAndSlide):
+            return steps.WRONG_TYPE if key in self.other_types else self.data.get(key)
+        if isinstance(step, steps.ReadAndSlide):
             return self._read_and_slide(step)
-        if isinstance(step, ops.ReadMany):
+        if isinstance(step, steps.ReadMany):
             return [
-                ops.NonString(self.other_types[k]) if k in self.other_types else self.data.get(k)
+                steps.NonString(self.other_types[k]) if k in self.other_types else self.data.get(k)
                 for k in map(_b, step.keys)
             ]
-        if isinstance(step, ops.Write):
+        if isinstance(step, steps.Write):
             self.data[_b(step.key)] = step.text.encode()
             self.ttl[_b(step.key)] = step.ttl_ms
             return None
-        if isinstance(step, ops.CompareAndSet):
+        if isinstance(step, steps.CompareAndSet):
             if not self._holds(step.key, step.old):
                 return False
             self.data[_b(step.key)] = _b(step.new)
             self.ttl[_b(step.key)] = step.ttl_ms
             return True
-        if isinstance(step, ops.Move):
+        if isinstance(step, steps.Move):
             if not (
                 self._holds(step.old_key, step.old) and self._holds(step.new_key, step.new_old)
             ):
@@ -120,12 +121,12 @@ class FakeRedis:
             self.data[_b(step.new_key)] = step.text.encode()
             self.ttl[_b(step.new_key)] = step.ttl_ms
             return True
-        if isinstance(step, ops.CompareAndDelete):
+        if isinstance(step, steps.CompareAndDelete):
             if self.data.get(_b(step.key)) != _b(step.old):
                 return False
             del self.data[_b(step.key)]
             return True
-        if isinstance(step, ops.Delete):
+        if isinstance(step, steps.Delete):
             keys = [_b(k) for k in step.keys]
             found = [k for k in keys if k in self.data or k in self.other_types]
             for k in found:
@@ -134,17 +135,17 @@ class FakeRedis:
             return len(found)
         raise AssertionError(f"unknown step {step!r}")
 
-    def _read_and_slide(self, step: ops.ReadAndSlide) -> Any:
+    def _read_and_slide(self, step: steps.ReadAndSlide) -> Any:
         """What the script does, judged in Python: it leaves records without an expiresAt and
         records `decode_record` refuses undecided (the real script may still slide the latter:
         the tests of the undo plant them through `undecided_as`)."""
         key = _b(step.key)
         if key in self.other_types:
-            return ops.WRONG_TYPE
+            return steps.WRONG_TYPE
         raw = self.data.get(key)
         if raw is None:
             return None
-        undecided = ops.Slide(ops.Verdict.UNDECIDED, raw)
+        undecided = steps.Slide(steps.Verdict.UNDECIDED, raw)
         try:
             data, stored = decode_record(raw, "id")
         except _Corrupt:
@@ -158,14 +159,14 @@ class FakeRedis:
         )
         after = after_read(config, step.now, stored, data.created_at)
         if after is EXPIRED:
-            return ops.Slide(ops.Verdict.EXPIRED, raw)
+            return steps.Slide(steps.Verdict.EXPIRED, raw)
         if after == stored:
-            return ops.Slide(ops.Verdict.KEPT, raw)
+            return steps.Slide(steps.Verdict.KEPT, raw)
         assert after is not None
         new = record_with_expiry(raw.decode(), after).encode()
         before = self.ttl.get(key)
         self.data[key], self.ttl[key] = new, step.ttl_ms
-        return ops.Slide(ops.Verdict.SLID, raw, new, before)
+        return steps.Slide(steps.Verdict.SLID, raw, new, before)
 
     def _holds(self, key: str | bytes, value: str | bytes | None) -> bool:
         """Does `key` hold exactly `value` (`None`: nothing at all, of any type)?"""
@@ -173,7 +174,7 @@ class FakeRedis:
             return _b(key) not in self.data and _b(key) not in self.other_types
         return self.data.get(_b(key)) == _b(value)
 
-    def _scan(self, step: ops.Scan) -> ops.ScanPage:
+    def _scan(self, step: steps.Scan) -> steps.ScanPage:
         # The pattern is an escaped prefix and "*": unescape it, as Redis would match it.
         body = step.pattern[:-1].decode()
         prefix = "".join(c for i, c in enumerate(body) if c != "\\" or body[i - 1 : i] == "\\")
@@ -183,7 +184,7 @@ class FakeRedis:
         assert isinstance(after, bytes)
         page = [k for k in keys if k > after][: self.page]
         done = len(page) < self.page or page[-1] == keys[-1]
-        return ops.ScanPage(list(page), None if done else page[-1])
+        return steps.ScanPage(list(page), None if done else page[-1])
 
     def record(self, session_id: str) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.data[_b(PREFIX + session_id)])
@@ -206,11 +207,11 @@ def spec(
     lifetime: float | None = 60,
     refresh: bool = False,
     max_lifetime: float | None = None,
-) -> ops.StoreSpec:
+) -> StoreSpec:
     config = SessionStoreConfig(
         lifetime=lifetime, refresh_on_access=refresh, max_lifetime=max_lifetime
     )
-    return ops.StoreSpec(PREFIX, config, clock, DecodeCache().decode)
+    return StoreSpec(PREFIX, config, clock, DecodeCache().decode)
 
 
 def plant(fake: FakeRedis, session_id: str, data: SessionData, expires_at: int | None) -> bytes:
@@ -225,14 +226,14 @@ class TestRead:
     def test_missing(self, fake: FakeRedis, clock: FakeClock) -> None:
         """A missing key reads as None, with no other step."""
         assert fake.run(ops.read(spec(clock), "id")) is None
-        assert [type(s) for s in fake.steps] == [ops.Read]
+        assert [type(s) for s in fake.steps] == [steps.Read]
 
     def test_plain_read_writes_nothing(self, fake: FakeRedis, clock: FakeClock) -> None:
         """Without refresh a live session is returned and left as it is."""
         text = plant(fake, "id", DATA, clock.now_ms + 10)
         assert fake.run(ops.read(spec(clock), "id")) == DATA
         assert fake.data[b"wm_session_id"] == text
-        assert [type(s) for s in fake.steps] == [ops.Read]
+        assert [type(s) for s in fake.steps] == [steps.Read]
 
     def test_refresh_slides_only_the_expiry(self, fake: FakeRedis, clock: FakeClock) -> None:
         """A refreshing read is one ReadAndSlide: same text with only expiresAt changed."""
@@ -240,7 +241,9 @@ class TestRead:
         fake.data[b"wm_session_id"] = text.encode()
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == SessionData("s", "o")
         assert fake.steps == [
-            ops.ReadAndSlide("wm_session_id", clock.now_ms, LIFETIME_MS, None, LIFETIME_MS + 6_000)
+            steps.ReadAndSlide(
+                "wm_session_id", clock.now_ms, LIFETIME_MS, None, LIFETIME_MS + 6_000
+            )
         ]
         slid = text.replace("1700000001000", str(clock.now_ms + LIFETIME_MS))
         assert fake.data[b"wm_session_id"] == slid.encode()
@@ -252,16 +255,16 @@ class TestRead:
         """An expired verdict is carried out as a compare-and-delete of the bytes read."""
         text = plant(fake, "id", DATA, clock.now_ms - 1)
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) is None
-        assert fake.steps[1:] == [ops.CompareAndDelete("wm_session_id", text)]
+        assert fake.steps[1:] == [steps.CompareAndDelete("wm_session_id", text)]
         assert fake.data == {}
 
     def test_slid_unreadable_record_is_restored(self, clock: FakeClock) -> None:
         """A record the script slid but `decode_record` refuses gets its bytes and TTL back."""
         old = b'{"data":{"id":1,"origin":"o"},"expiresAt":1700000000000}'
         op = ops.read(spec(clock, refresh=True), "id")
-        assert isinstance(next(op), ops.ReadAndSlide)
-        undo = op.send(ops.Slide(ops.Verdict.SLID, old, b"new", 1234))
-        assert undo == ops.CompareAndSet("wm_session_id", b"new", old, 1234)
+        assert isinstance(next(op), steps.ReadAndSlide)
+        undo = op.send(steps.Slide(steps.Verdict.SLID, old, b"new", 1234))
+        assert undo == steps.CompareAndSet("wm_session_id", b"new", old, 1234)
         with pytest.raises(CorruptRecordError) as info:
             op.send(True)
         assert info.value.session_id == "id"
@@ -273,7 +276,7 @@ class TestRead:
         plant(fake, "id", DATA, None)
         huge = FakeClock(10**15)
         assert fake.run(ops.read(spec(huge, refresh=True), "id")) == DATA
-        assert [type(s) for s in fake.steps] == [ops.Read, ops.CompareAndSet]
+        assert [type(s) for s in fake.steps] == [steps.Read, steps.CompareAndSet]
 
     def test_refresh_gives_an_expiry_to_a_record_without_one(
         self, fake: FakeRedis, clock: FakeClock
@@ -288,7 +291,7 @@ class TestRead:
         """A refreshing read at the instant of the last write has nothing to change."""
         text = plant(fake, "id", DATA, clock.now_ms + LIFETIME_MS)
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == DATA
-        assert [type(s) for s in fake.steps] == [ops.ReadAndSlide]
+        assert [type(s) for s in fake.steps] == [steps.ReadAndSlide]
         assert fake.data[b"wm_session_id"] == text
         assert b"wm_session_id" not in fake.ttl
 
@@ -298,7 +301,7 @@ class TestRead:
         assert fake.run(ops.read(spec(clock), "id")) == DATA
         clock.advance(ms=1)
         assert fake.run(ops.read(spec(clock), "id")) is None
-        assert fake.steps[-1] == ops.CompareAndDelete("wm_session_id", text)
+        assert fake.steps[-1] == steps.CompareAndDelete("wm_session_id", text)
         assert fake.data == {}
 
     def test_concurrent_set_between_read_and_slide_wins(
@@ -311,20 +314,20 @@ class TestRead:
         """
         plant(fake, "id", DATA, None)
         newer = plant(FakeRedis(), "id", OTHER, clock.now_ms + 5)
-        fake.before[ops.CompareAndSet] = lambda _: fake.data.update({b"wm_session_id": newer})
+        fake.before[steps.CompareAndSet] = lambda _: fake.data.update({b"wm_session_id": newer})
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == DATA
         assert fake.data[b"wm_session_id"] == newer
-        assert [type(s) for s in fake.steps] == [ops.ReadAndSlide, ops.CompareAndSet]
+        assert [type(s) for s in fake.steps] == [steps.ReadAndSlide, steps.CompareAndSet]
 
     def test_concurrent_delete_between_read_and_slide_wins(
         self, fake: FakeRedis, clock: FakeClock
     ) -> None:
         """A delete between the read and the slide is not undone: nothing comes back."""
         plant(fake, "id", DATA, None)
-        fake.before[ops.CompareAndSet] = lambda _: fake.data.clear()
+        fake.before[steps.CompareAndSet] = lambda _: fake.data.clear()
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) == DATA
         assert fake.data == {}
-        assert [type(s) for s in fake.steps] == [ops.ReadAndSlide, ops.CompareAndSet]
+        assert [type(s) for s in fake.steps] == [steps.ReadAndSlide, steps.CompareAndSet]
 
     def test_concurrent_set_before_an_expired_removal_wins(
         self, fake: FakeRedis, clock: FakeClock
@@ -332,7 +335,7 @@ class TestRead:
         """After an expired verdict, a fresh set before the removal survives it."""
         plant(fake, "id", DATA, clock.now_ms - 1)
         fresh = plant(FakeRedis(), "id", OTHER, clock.now_ms + 10)
-        fake.before[ops.CompareAndDelete] = lambda _: fake.data.update({b"wm_session_id": fresh})
+        fake.before[steps.CompareAndDelete] = lambda _: fake.data.update({b"wm_session_id": fresh})
         assert fake.run(ops.read(spec(clock, refresh=True), "id")) is None
         assert fake.data[b"wm_session_id"] == fresh
 
@@ -342,7 +345,7 @@ class TestRead:
         """An expired session deleted and set again meanwhile is neither removed nor revived."""
         plant(fake, "id", DATA, clock.now_ms - 1)
         fresh = plant(FakeRedis(), "id", OTHER, clock.now_ms + 10)
-        fake.before[ops.CompareAndDelete] = lambda _: fake.data.update({b"wm_session_id": fresh})
+        fake.before[steps.CompareAndDelete] = lambda _: fake.data.update({b"wm_session_id": fresh})
         assert fake.run(ops.read(spec(clock), "id")) is None
         assert fake.data[b"wm_session_id"] == fresh
 
@@ -357,7 +360,7 @@ class TestRead:
             with pytest.raises(CorruptRecordError) as info:
                 fake.run(ops.read(spec(clock, refresh=True), session_id))
             assert info.value.session_id == session_id
-        assert {type(s) for s in fake.steps} == {ops.ReadAndSlide}
+        assert {type(s) for s in fake.steps} == {steps.ReadAndSlide}
         assert fake.ttl == {}
 
 
@@ -373,19 +376,19 @@ class TestSweep:
         plant(fake, "live", DATA, clock.now_ms + 1)
         fake.page = 100
 
-        def other_client(batch: ops.Batch) -> None:
+        def other_client(batch: steps.Batch) -> None:
             del fake.data[b"wm_session_old0"], fake.data[b"wm_session_old3"]
 
-        fake.before[ops.Batch] = other_client
-        assert fake.run(ops.clean_expired(spec(clock))) == 3
+        fake.before[steps.Batch] = other_client
+        assert fake.run(bulk_ops.clean_expired(spec(clock))) == 3
         assert list(fake.data) == [b"wm_session_live"]
 
     def test_clean_expired_spares_a_rewritten_key(self, fake: FakeRedis, clock: FakeClock) -> None:
         """An expired key written again before its removal survives and is not counted."""
         plant(fake, "old", DATA, clock.now_ms - 1)
         fresh = plant(FakeRedis(), "old", OTHER, clock.now_ms + 10)
-        fake.before[ops.Batch] = lambda _: fake.data.update({b"wm_session_old": fresh})
-        assert fake.run(ops.clean_expired(spec(clock))) == 0
+        fake.before[steps.Batch] = lambda _: fake.data.update({b"wm_session_old": fresh})
+        assert fake.run(bulk_ops.clean_expired(spec(clock))) == 0
         assert fake.data[b"wm_session_old"] == fresh
 
     def test_get_all_slides_and_removes_across_pages(
@@ -395,13 +398,13 @@ class TestSweep:
         for n in range(7):
             plant(fake, f"live{n}", DATA, clock.now_ms + 5)
         plant(fake, "old", OTHER, clock.now_ms - 1)
-        found = fake.run(ops.get_all(spec(clock, refresh=True)))
+        found = fake.run(bulk_ops.get_all(spec(clock, refresh=True)))
         assert set(found) == {f"live{n}" for n in range(7)}
         assert b"wm_session_old" not in fake.data
         assert all(
             fake.record(f"live{n}")["expiresAt"] == clock.now_ms + LIFETIME_MS for n in range(7)
         )
-        assert sum(s is ops.CHECKPOINT for s in fake.steps) == 2  # 8 keys in pages of 3
+        assert sum(s is steps.CHECKPOINT for s in fake.steps) == 2  # 8 keys in pages of 3
 
     def test_get_all_without_refresh_writes_nothing(
         self, fake: FakeRedis, clock: FakeClock
@@ -409,8 +412,8 @@ class TestSweep:
         """A plain get_all of live sessions reads and never writes."""
         plant(fake, "a", DATA, None)
         plant(fake, "b", OTHER, clock.now_ms)
-        assert fake.run(ops.get_all(spec(clock))) == {"a": DATA, "b": OTHER}
-        assert not any(isinstance(s, ops.Batch) for s in fake.steps)
+        assert fake.run(bulk_ops.get_all(spec(clock))) == {"a": DATA, "b": OTHER}
+        assert not any(isinstance(s, steps.Batch) for s in fake.steps)
 
     def test_corrupt_and_wrong_type_skipped_kept_logged(
         self, fake: FakeRedis, clock: FakeClock, caplog: pytest.LogCaptureFixture
@@ -427,8 +430,8 @@ class TestSweep:
         fake.other_types[b"wm_session_hash"] = "hash"
         plant(fake, "good", DATA, clock.now_ms - 1)
         plant(fake, "live", DATA, None)
-        assert fake.run(ops.get_all(spec(clock))) == {"live": DATA}
-        assert fake.run(ops.clean_expired(spec(clock))) == 0  # get_all removed "good"
+        assert fake.run(bulk_ops.get_all(spec(clock))) == {"live": DATA}
+        assert fake.run(bulk_ops.clean_expired(spec(clock))) == 0  # get_all removed "good"
         assert all(fake.data[k] == v for k, v in corrupt.items())
         assert fake.other_types == {b"wm_session_hash": "hash"}
         logged = [r.getMessage() for r in caplog.records]
@@ -439,9 +442,9 @@ class TestSweep:
     def test_key_vanishing_between_scan_and_read(self, fake: FakeRedis, clock: FakeClock) -> None:
         """A key deleted after the scan is neither reported nor counted."""
         plant(fake, "a", DATA, clock.now_ms - 1)
-        fake.before[ops.ReadMany] = lambda _: fake.data.clear()
-        assert fake.run(ops.clean_expired(spec(clock))) == 0
-        assert not any(isinstance(s, ops.Batch) for s in fake.steps)
+        fake.before[steps.ReadMany] = lambda _: fake.data.clear()
+        assert fake.run(bulk_ops.clean_expired(spec(clock))) == 0
+        assert not any(isinstance(s, steps.Batch) for s in fake.steps)
 
     def test_clear_and_inspect(self, fake: FakeRedis, clock: FakeClock) -> None:
         """inspect shows every record as it is; clear deletes every key under the prefix."""
@@ -450,13 +453,13 @@ class TestSweep:
         fake.data[b"wm_session_bad"] = b"[]"
         fake.other_types[b"wm_session_hash"] = "hash"
         fake.data[b"other"] = b"x"
-        records = {r.session_id: r for r in fake.run(ops.inspect(spec(clock), None))}
+        records = {r.session_id: r for r in fake.run(bulk_ops.inspect(spec(clock), None))}
         assert records["live"].data == DATA
         assert records["old"].is_expired(clock.now_ms)
         assert records["bad"].error
         assert "hash" in str(records["hash"].error)
         assert len(fake.data) == 4, "inspect changed something"
-        fake.run(ops.clear(spec(clock)))
+        fake.run(bulk_ops.clear(spec(clock)))
         assert fake.data == {b"other": b"x"}
         assert fake.other_types == {}
 
@@ -541,7 +544,7 @@ class TestCreate:
         """A free id: one Read, one compare-and-set-if-absent with the write's TTL."""
         assert fake.run(ops.create(spec(clock), "id", DATA)) is True
         (_, write) = fake.steps
-        assert write == ops.CompareAndSet(
+        assert write == steps.CompareAndSet(
             "wm_session_id",
             None,
             encode_record(DATA, clock.now_ms + LIFETIME_MS),
@@ -553,7 +556,7 @@ class TestCreate:
         text = plant(fake, "id", OTHER, clock.now_ms)
         assert fake.run(ops.create(spec(clock), "id", DATA)) is False
         assert fake.data[b"wm_session_id"] == text
-        assert [type(s) for s in fake.steps] == [ops.Read]
+        assert [type(s) for s in fake.steps] == [steps.Read]
 
     def test_expired_is_replaced_over_its_exact_bytes(
         self, fake: FakeRedis, clock: FakeClock
@@ -567,20 +570,22 @@ class TestCreate:
     def test_lost_race_to_a_live_write(self, fake: FakeRedis, clock: FakeClock) -> None:
         """Another creator writes between Read and write: the compare fails, re-read, False."""
         theirs = plant(FakeRedis(), "id", OTHER, clock.now_ms + 10)
-        fake.before[ops.CompareAndSet] = once(lambda: fake.data.update({b"wm_session_id": theirs}))
+        fake.before[steps.CompareAndSet] = once(
+            lambda: fake.data.update({b"wm_session_id": theirs})
+        )
         assert fake.run(ops.create(spec(clock), "id", DATA)) is False
         assert fake.data[b"wm_session_id"] == theirs
         assert [type(s) for s in fake.steps] == [
-            ops.Read,
-            ops.CompareAndSet,
-            ops.Checkpoint,
-            ops.Read,
+            steps.Read,
+            steps.CompareAndSet,
+            steps.Checkpoint,
+            steps.Read,
         ]
 
     def test_lost_race_to_a_delete_decides_again(self, fake: FakeRedis, clock: FakeClock) -> None:
         """The expired record read is deleted meanwhile: the second try creates over nothing."""
         plant(fake, "id", OTHER, clock.now_ms - 1)
-        fake.before[ops.CompareAndSet] = once(fake.data.clear)
+        fake.before[steps.CompareAndSet] = once(fake.data.clear)
         assert fake.run(ops.create(spec(clock), "id", DATA)) is True
         assert fake.steps[-1].old is None
         assert fake.record("id")["data"]["id"] == DATA.id
@@ -593,7 +598,7 @@ class TestCreate:
             n[0] += 1
             plant(fake, "id", OTHER, clock.now_ms - n[0])
 
-        fake.before[ops.CompareAndSet] = churn
+        fake.before[steps.CompareAndSet] = churn
         assert fake.run(ops.create(spec(clock), "id", DATA)) is False
         assert n[0] == ops.CREATE_ATTEMPTS
 
@@ -627,7 +632,7 @@ class TestUpdate:
         """An expired session is None and removed by compare-and-delete, as a read does."""
         text = plant(fake, "id", counter(0), clock.now_ms - 1)
         assert fake.run(ops.update(spec(clock), "id", increment)) is None
-        assert fake.steps[-1] == ops.CompareAndDelete("wm_session_id", text)
+        assert fake.steps[-1] == steps.CompareAndDelete("wm_session_id", text)
         assert fake.data == {}
 
     def test_replaces_with_expiry_as_after_a_read(self, fake: FakeRedis, clock: FakeClock) -> None:
@@ -651,10 +656,10 @@ class TestUpdate:
         def other_client() -> None:
             plant(fake, "id", counter(5), clock.now_ms + 10)
 
-        fake.before[ops.CompareAndSet] = once(other_client)
+        fake.before[steps.CompareAndSet] = once(other_client)
         assert fake.run(ops.update(spec(clock), "id", counting)) == counter(6)
         assert calls == [counter(0), counter(5)]
-        assert ops.CHECKPOINT in fake.steps
+        assert steps.CHECKPOINT in fake.steps
 
     def test_many_lost_races(self, fake: FakeRedis, clock: FakeClock) -> None:
         """No small fixed bound: 50 lost races in a row and the 51st try still wins."""
@@ -666,7 +671,7 @@ class TestUpdate:
                 n[0] += 1
                 plant(fake, "id", counter(1000 + n[0]), clock.now_ms + 10)
 
-        fake.before[ops.CompareAndSet] = other_client
+        fake.before[steps.CompareAndSet] = other_client
         assert fake.run(ops.update(spec(clock), "id", increment)) == counter(1051)
 
     def test_delete_between_read_and_write_is_not_undone(
@@ -674,7 +679,7 @@ class TestUpdate:
     ) -> None:
         """A delete before the write: the compare fails, the re-read finds nothing, None."""
         plant(fake, "id", counter(0), clock.now_ms + 10)
-        fake.before[ops.CompareAndSet] = once(fake.data.clear)
+        fake.before[steps.CompareAndSet] = once(fake.data.clear)
         assert fake.run(ops.update(spec(clock), "id", increment)) is None
         assert fake.data == {}
 
@@ -710,7 +715,7 @@ class TestRotate:
         assert fake.run(ops.rotate(spec(clock), "old", "new")) is None
         text = plant(fake, "old", DATA, clock.now_ms - 1)
         assert fake.run(ops.rotate(spec(clock), "old", "new")) is None
-        assert fake.steps[-1] == ops.CompareAndDelete("wm_session_old", text)
+        assert fake.steps[-1] == steps.CompareAndDelete("wm_session_old", text)
         assert fake.data == {}
 
     def test_moves_with_id_expiry_and_ttl(self, fake: FakeRedis, clock: FakeClock) -> None:
@@ -719,7 +724,7 @@ class TestRotate:
         text = plant(fake, "old", old_data, clock.now_ms + 10)
         assert fake.run(ops.rotate(spec(clock, refresh=True), "old", "new")) == "new"
         moved = encode_record(attrs.evolve(DATA, id="new"), clock.now_ms + LIFETIME_MS)
-        assert fake.steps[-1] == ops.Move(
+        assert fake.steps[-1] == steps.Move(
             "wm_session_old", text, "wm_session_new", None, moved, LIFETIME_MS + 6_000
         )
         assert list(fake.data) == [b"wm_session_new"]
@@ -742,7 +747,7 @@ class TestRotate:
                 fake.run(ops.rotate(spec(clock), "old", new_id))
             assert info.value.session_id == new_id
         assert fake.data == before
-        assert {type(s) for s in fake.steps} == {ops.ReadMany}
+        assert {type(s) for s in fake.steps} == {steps.ReadMany}
 
     def test_expired_new_id_is_replaced_over_its_bytes(
         self, fake: FakeRedis, clock: FakeClock
@@ -759,7 +764,7 @@ class TestRotate:
     ) -> None:
         """A set of the old id before the Move: the Move fails, the retry moves the newer data."""
         plant(fake, "old", DATA, clock.now_ms + 10)
-        fake.before[ops.Move] = once(lambda: plant(fake, "old", OTHER, clock.now_ms + 10))
+        fake.before[steps.Move] = once(lambda: plant(fake, "old", OTHER, clock.now_ms + 10))
         assert fake.run(ops.rotate(spec(clock), "old", "new")) == "new"
         assert fake.record("new")["data"]["origin"] == OTHER.origin
         assert list(fake.data) == [b"wm_session_new"]
@@ -771,14 +776,14 @@ class TestRotate:
         def other_rotate() -> None:
             fake.data[b"wm_session_elsewhere"] = fake.data.pop(b"wm_session_old")
 
-        fake.before[ops.Move] = once(other_rotate)
+        fake.before[steps.Move] = once(other_rotate)
         assert fake.run(ops.rotate(spec(clock), "old", "new")) is None
         assert list(fake.data) == [b"wm_session_elsewhere"]
 
     def test_new_id_taken_meanwhile(self, fake: FakeRedis, clock: FakeClock) -> None:
         """A create of the new id before the Move: the retry refuses it, the old id stays."""
         text = plant(fake, "old", DATA, clock.now_ms + 10)
-        fake.before[ops.Move] = once(lambda: plant(fake, "new", OTHER, clock.now_ms + 10))
+        fake.before[steps.Move] = once(lambda: plant(fake, "new", OTHER, clock.now_ms + 10))
         with pytest.raises(SessionIdTakenError):
             fake.run(ops.rotate(spec(clock), "old", "new"))
         assert fake.data[b"wm_session_old"] == text
@@ -793,7 +798,7 @@ class TestRotate:
         assert info.value.session_id == "new"
 
 
-def drive(step: ops.Step, answer: Callable[[list[tuple[Any, ...]]], list[Any]]) -> Any:
+def drive(step: steps.Step, answer: Callable[[list[tuple[Any, ...]]], list[Any]]) -> Any:
     """Run the driver core's exchange for `step`, answering each round trip with `answer`."""
     talk = exchange(step)
     commands = next(talk)
@@ -810,7 +815,7 @@ class TestDriverCore:
     def test_read_wrong_type(self) -> None:
         """GET's WRONGTYPE error reply is the WRONG_TYPE marker."""
         error = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
-        assert drive(ops.Read("k"), lambda _: [error]) is ops.WRONG_TYPE
+        assert drive(steps.Read("k"), lambda _: [error]) is steps.WRONG_TYPE
 
     def test_read_and_slide_is_one_script(self) -> None:
         """ReadAndSlide: one EVALSHA (loaded again after NOSCRIPT); its replies as a Slide."""
@@ -821,21 +826,21 @@ class TestDriverCore:
             sent.extend(commands)
             return [replies.pop(0) for _ in commands]
 
-        step = ops.ReadAndSlide("k", 5, 60, None, 66)
+        step = steps.ReadAndSlide("k", 5, 60, None, 66)
         assert drive(step, answer) is None
         command = ("EVALSHA", READ_AND_SLIDE.sha, 1, "k", 5, 60, "", 66)
         assert sent == [command, ("SCRIPT", "LOAD", READ_AND_SLIDE.source), command]
         cases = [
-            ([0, b"t"], ops.Slide(ops.Verdict.KEPT, b"t")),
-            ([1, b"t", b"n", -1], ops.Slide(ops.Verdict.SLID, b"t", b"n", None)),
-            ([1, b"t", b"n", 700], ops.Slide(ops.Verdict.SLID, b"t", b"n", 700)),
-            ([2, b"t"], ops.Slide(ops.Verdict.EXPIRED, b"t")),
-            ([3, b"t"], ops.Slide(ops.Verdict.UNDECIDED, b"t")),
+            ([0, b"t"], steps.Slide(steps.Verdict.KEPT, b"t")),
+            ([1, b"t", b"n", -1], steps.Slide(steps.Verdict.SLID, b"t", b"n", None)),
+            ([1, b"t", b"n", 700], steps.Slide(steps.Verdict.SLID, b"t", b"n", 700)),
+            ([2, b"t"], steps.Slide(steps.Verdict.EXPIRED, b"t")),
+            ([3, b"t"], steps.Slide(steps.Verdict.UNDECIDED, b"t")),
         ]
         for reply, expected in cases:
-            assert drive(ops.ReadAndSlide("k", 5, 60, 9, 66), lambda _: [reply]) == expected  # noqa: B023
+            assert drive(steps.ReadAndSlide("k", 5, 60, 9, 66), lambda _: [reply]) == expected  # noqa: B023
         error = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
-        assert drive(step, lambda _: [error]) is ops.WRONG_TYPE
+        assert drive(step, lambda _: [error]) is steps.WRONG_TYPE
 
     def test_read_many_folds_in_type(self) -> None:
         """MGET's nils are asked TYPE in one round trip; a hash becomes NonString('hash')."""
@@ -847,16 +852,20 @@ class TestDriverCore:
                 return [[b"a", None, None]]
             return [b"hash", b"none"]
 
-        assert drive(ops.ReadMany(("a", "b", "c")), answer) == [b"a", ops.NonString("hash"), None]
+        assert drive(steps.ReadMany(("a", "b", "c")), answer) == [
+            b"a",
+            steps.NonString("hash"),
+            None,
+        ]
         assert sent == [[("MGET", "a", "b", "c")], [("TYPE", "b"), ("TYPE", "c")]]
 
     def test_scripts_loaded_once_per_pipeline(self) -> None:
         """After SCRIPT FLUSH each script is loaded once and the failed calls sent again."""
-        steps = ops.Batch(
+        batch = steps.Batch(
             (
-                ops.CompareAndDelete("a", b"x"),
-                ops.CompareAndDelete("b", b"y"),
-                ops.CompareAndSet("c", b"z", "new", 1000),
+                steps.CompareAndDelete("a", b"x"),
+                steps.CompareAndDelete("b", b"y"),
+                steps.CompareAndSet("c", b"z", "new", 1000),
             )
         )
         sent: list[list[tuple[Any, ...]]] = []
@@ -867,7 +876,7 @@ class TestDriverCore:
                 return [NoScriptError("NOSCRIPT No matching script.")] * 3
             return ["sha" if c[0] == "SCRIPT" else 1 for c in commands]
 
-        assert drive(steps, answer) == [True, True, True]
+        assert drive(batch, answer) == [True, True, True]
         loads = [c for c in sent[1] if c[0] == "SCRIPT"]
         assert loads == [
             ("SCRIPT", "LOAD", COMPARE_AND_DELETE.source),
@@ -884,19 +893,19 @@ class TestDriverCore:
             sent.extend(commands)
             return [0]
 
-        assert drive(ops.CompareAndSet("k", b"o", "n", None), answer) is False
+        assert drive(steps.CompareAndSet("k", b"o", "n", None), answer) is False
         assert sent == [("EVALSHA", COMPARE_AND_SET.sha, 1, "k", b"o", "n")]
 
     def test_scan_cursor(self) -> None:
         """The scan starts at 0 and a returned 0 ends it (None to the operation)."""
-        page = drive(ops.Scan(b"p*"), lambda c: [(0, [b"pa"])])
-        assert page == ops.ScanPage([b"pa"], None)
-        assert drive(ops.Scan(b"p*", 7), lambda c: [(9, [])]).cursor == 9
+        page = drive(steps.Scan(b"p*"), lambda c: [(0, [b"pa"])])
+        assert page == steps.ScanPage([b"pa"], None)
+        assert drive(steps.Scan(b"p*", 7), lambda c: [(9, [])]).cursor == 9
 
     def test_other_error_replies_raise(self) -> None:
         """An error reply the core cannot absorb is raised as redis-py raised it."""
         with pytest.raises(ResponseError, match="OOM"):
-            drive(ops.Write("k", "v", None), lambda _: [ResponseError("OOM command not allowed")])
+            drive(steps.Write("k", "v", None), lambda _: [ResponseError("OOM command not allowed")])
 
     def test_translate_withholds_echoed_arguments(self) -> None:
         """Error messages keep the code and the operation, never the reply's echoed text."""
@@ -917,8 +926,8 @@ class TestDriverCore:
             sent.extend(commands)
             return [True if len(sent) == 1 else None]
 
-        assert drive(ops.CompareAndSet("k", None, "n", 1000), answer) is True
-        assert drive(ops.CompareAndSet("k", None, "n", None), answer) is False
+        assert drive(steps.CompareAndSet("k", None, "n", 1000), answer) is True
+        assert drive(steps.CompareAndSet("k", None, "n", None), answer) is False
         assert sent == [("SET", "k", "n", "NX", "PX", 1000), ("SET", "k", "n", "NX")]
 
     def test_move_is_one_script_on_two_keys(self) -> None:
@@ -931,14 +940,14 @@ class TestDriverCore:
                 return [NoScriptError("NOSCRIPT No matching script.")]
             return ["sha" if c[0] == "SCRIPT" else 1 for c in commands]
 
-        assert drive(ops.Move("a", b"x", "b", None, "t", 500), answer) is True
+        assert drive(steps.Move("a", b"x", "b", None, "t", 500), answer) is True
         assert sent == [
             ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", 500),
             ("SCRIPT", "LOAD", MOVE.source),
             ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", 500),
         ]
         sent.clear()
-        drive(ops.Move("a", b"x", "b", b"y", "t", None), answer)
+        drive(steps.Move("a", b"x", "b", b"y", "t", None), answer)
         assert sent[0] == ("EVALSHA", MOVE.sha, 2, "a", "b", b"x", "t", "", b"y")
 
 

@@ -1,8 +1,8 @@
-"""Running `_redis_ops` operations on a Redis Cluster: the two runners, I/O only.
+"""Running operations on a Redis Cluster: the two runners, I/O only.
 
 `ClusterAsyncioRunner` (a `redis.asyncio.RedisCluster`, asyncio) and `ClusterThreadRunner` (a
 `redis.cluster.RedisCluster`, in anyio worker threads) are the single-server runners with the
-cluster's exchanges (`_redis_cluster_steps`) and a sender that routes: a command for one node
+cluster's exchanges (`cluster_steps`) and a sender that routes: a command for one node
 goes to it as it is, a keyed command through the client (which follows MOVED and ASK), several
 keyed ones in one cluster pipeline. Deadlines, limits and error translation are the
 single-server runners' own.
@@ -24,8 +24,10 @@ import redis.cluster
 from redis.exceptions import RedisClusterException, ResponseError
 
 from .cluster_steps import CLUSTER_EXCHANGES, LOCATE, REFRESH, At
-from .io import Args, AsyncioRunner, Conversation, ThreadRunner
-from .ops import Op
+from .conversation import Conversation
+from .exchanges import Args
+from .runners import AsyncioRunner, ThreadRunner
+from .steps import Op
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""The `_redis_ops` steps on a Redis Cluster, sans-IO: which commands go to which node.
+"""The steps on a Redis Cluster, sans-IO: which commands go to which node.
 
 One-key steps and `Batch` use one server's exchanges unchanged: their commands name their key,
 and the cluster runner routes each by slot (following MOVED and ASK). What touches many keys
@@ -19,24 +19,16 @@ import enum
 from typing import Any, NamedTuple
 
 from redis.crc import key_slot
-from redis.exceptions import ClusterError, NoScriptError, ResponseError
+from redis.exceptions import ClusterError, NoScriptError
 
 from .._core.codec import same_but_expiry
-from .io import (
-    _EXCHANGES as _ONE_SERVER,
-)
-from .io import (
-    Exchange,
-    Script,
-    _as_text,
-    _checked,
-    _code,
-    _compare_and_delete,
-    _compare_and_set,
-    _script,
-)
-from .io import _move as _move_script
-from .ops import (
+from .cluster_scripts import DELETE_ON_NODE, READ_ON_NODE, SCAN_ON_NODE
+from .exchanges import EXCHANGES as _ONE_SERVER
+from .exchanges import Exchange, compare_and_delete, compare_and_set, is_wrong_type
+from .exchanges import move as _move_script
+from .replies import as_text, checked
+from .scripts import Script
+from .steps import (
     CompareAndDelete,
     CompareAndSet,
     Delete,
@@ -50,12 +42,9 @@ from .ops import (
 
 __all__ = (
     "CLUSTER_EXCHANGES",
-    "DELETE_ON_NODE",
     "LOCATE",
-    "READ_ON_NODE",
     "REFRESH",
     "SCAN_ATTEMPTS",
-    "SCAN_ON_NODE",
     "SLOTS",
     "At",
     "Local",
@@ -94,171 +83,6 @@ def slot_of(key: Key) -> int:
     return int(key_slot(key if isinstance(key, bytes) else key.encode()))
 
 
-# Keys are ARGV, not KEYS: a script may then read keys of several slots of this node (Redis 7
-# refuses declared keys of several slots). A key this node does not serve right now (its slot
-# moved or is moving) is reported, not an error, so the caller asks the cluster for it.
-READ_ON_NODE = _script(
-    """\
-#!lua flags=no-writes,allow-cross-slot-keys
-local owners = nil
-local function owner(k)
-  if not owners then
-    owners = {}
-    for l in string.gmatch(redis.call('CLUSTER', 'NODES'), '[^\\n]+') do
-      local address, n = string.match(l, '^%S+ ([^@,%s]+)') or '', 0
-      for f in string.gmatch(l, '%S+') do
-        n = n + 1
-        local a, b = string.match(f, '^(%d+)%-(%d+)$')
-        if not a and string.match(f, '^%d+$') then a, b = f, f end
-        if n > 8 and a then owners[#owners + 1] = {tonumber(a), tonumber(b), address} end
-      end
-    end
-  end
-  local s = redis.call('CLUSTER', 'KEYSLOT', k)
-  for _, r in ipairs(owners) do
-    if r[1] <= s and s <= r[2] then return r[3] end
-  end
-  return ''
-end
-local values, others = {}, {}
-for i, k in ipairs(ARGV) do
-  local v = redis.pcall('GET', k)
-  values[i] = false
-  if type(v) == 'table' and v.err then
-    if string.sub(v.err, 1, 9) == 'WRONGTYPE' then
-      others[#others + 1] = {i, 1, redis.call('TYPE', k).ok}
-    else
-      others[#others + 1] = {i, 2, owner(k)}
-    end
-  elseif v then
-    values[i] = v
-  end
-end
-return {values, others}
-"""
-)
-"""The ARGV keys on this node: {values (nil: missing or see the others), others}, the others
-being {index, 1, type} (not a string) or {index, 2, owner's address as this node sees it}
-(not served here: moved or moving). Flat values: the reply of a page parses fast."""
-
-DELETE_ON_NODE = _script(
-    """\
-#!lua flags=allow-cross-slot-keys
-local deleted, elsewhere = 0, {}
-for i, k in ipairs(ARGV) do
-  local n = redis.pcall('DEL', k)
-  if type(n) == 'table' then elsewhere[#elsewhere + 1] = i else deleted = deleted + n end
-end
-return {deleted, elsewhere}
-"""
-)
-"""Delete each ARGV key on this node: {how many existed, indexes of keys not served here}."""
-
-# One page of a scan on one node, atomic with the node's own view of its slots: keys cannot
-# migrate while a script runs, so a slot this node owns and is not migrating is read whole.
-SCAN_ON_NODE = _script(
-    """\
-#!lua flags=no-writes
-local prefix, slot, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local nodes = redis.call('CLUSTER', 'NODES')
-local line = ''
-for l in string.gmatch(nodes, '[^\\n]+') do
-  if string.find(l, 'myself', 1, true) then line = l end
-end
-local fields = {}
-for f in string.gmatch(line, '%S+') do fields[#fields + 1] = f end
-local primary = fields[3] and string.find(fields[3], 'master', 1, true)
-local runs, marks = {}, {}
-for n = 9, #fields do
-  local f = fields[n]
-  local s, dir, peer = string.match(f, '^%[(%d+)%-([<>])%-(%x+)%]$')
-  if s then
-    marks[tonumber(s)] = {dir, peer}
-  elseif primary then
-    local a, b = string.match(f, '^(%d+)%-(%d+)$')
-    if a then
-      runs[#runs + 1] = {tonumber(a), tonumber(b)}
-    elseif string.match(f, '^%d+$') then
-      runs[#runs + 1] = {tonumber(f), tonumber(f)}
-    end
-  end
-end
-local function run_end(s)
-  for _, r in ipairs(runs) do
-    if r[1] <= s and s <= r[2] then return r[2] end
-  end
-  return nil
-end
-local function address(id)
-  for l in string.gmatch(nodes, '[^\\n]+') do
-    if string.sub(l, 1, #id) == id then return string.match(l, '^%S+ ([^@,%s]+)') or '' end
-  end
-  return ''
-end
-local out = {}
-local function collect(s)
-  local n = redis.call('CLUSTER', 'COUNTKEYSINSLOT', s)
-  if n > 0 then
-    for _, k in ipairs(redis.call('CLUSTER', 'GETKEYSINSLOT', s, n)) do
-      if string.sub(k, 1, #prefix) == prefix then out[#out + 1] = k end
-    end
-  end
-end
-local stop = run_end(slot)
-local mark = marks[slot]
-if mark then
-  local state = 'importing'
-  if mark[1] == '>' then state = stop and 'migrating' or 'none' end
-  collect(slot)
-  return {state, address(mark[2]), slot + 1, out}
-end
-if not stop then
-  -- Not this node's slot: name the node that owns it, as this node sees the cluster.
-  for l in string.gmatch(nodes, '[^\\n]+') do
-    local n = 0
-    for f in string.gmatch(l, '%S+') do
-      n = n + 1
-      if n > 8 then
-        local a, b = string.match(f, '^(%d+)%-(%d+)$')
-        if not a and string.match(f, '^%d+$') then a, b = f, f end
-        if a and tonumber(a) <= slot and slot <= tonumber(b) then
-          return {'none', string.match(l, '^%S+ ([^@,%s]+)') or '', slot, out}
-        end
-      end
-    end
-  end
-  return {'none', '', slot, out}
-end
-for m in pairs(marks) do
-  if m > slot and m <= stop then stop = m - 1 end
-end
-if budget > 0 and redis.call('DBSIZE') <= budget then
-  -- A small node: the whole settled run in one pass over its few keys.
-  for _, k in ipairs(redis.call('KEYS', ARGV[4])) do
-    local ks = redis.call('CLUSTER', 'KEYSLOT', k)
-    if ks >= slot and ks <= stop and string.sub(k, 1, #prefix) == prefix then
-      out[#out + 1] = k
-    end
-  end
-  return {'stable', '', stop + 1, out}
-end
-local s = slot
-while s <= stop do
-  collect(s)
-  s = s + 1
-  if #out >= budget then break end
-end
-return {'stable', '', s, out}
-"""
-)
-"""Keys with prefix ARGV[1] (glob ARGV[4]) from slot ARGV[2] on, while this node owns the slots
-and none is moving, until at least ARGV[3] keys (0: one slot): {state, peer address, next
-slot, keys}. A node holding at most ARGV[3] keys answers with one KEYS instead of slot by slot.
-State ``stable`` (read whole), ``migrating`` (to the peer; this slot's keys still here),
-``importing`` (from the peer; the keys that arrived), ``none`` (not this node's slot; the peer
-is its owner as this node sees it, or '')."""
-
-
 def _on_nodes(script: Script, calls: list[tuple[str, tuple[Any, ...]]]) -> Exchange:
     """Run `script` (no declared keys) on each ``(address, args)``; replies, errors as values."""
     commands = [(At(address), "EVALSHA", script.sha, 0, *args) for address, args in calls]
@@ -294,14 +118,14 @@ def _read_routed(keys: tuple[Key, ...], indexes: list[int], values: list[Any]) -
     replies = yield [("GET", keys[i]) for i in indexes]
     wrong: list[int] = []
     for i, reply in zip(indexes, replies, strict=True):
-        if isinstance(reply, ResponseError) and _code(reply) == "WRONGTYPE":
+        if is_wrong_type(reply):
             wrong.append(i)
         else:
-            values[i] = _checked(reply)
+            values[i] = checked(reply)
     if wrong:
         kinds = yield [("TYPE", keys[i]) for i in wrong]
         for i, kind in zip(wrong, kinds, strict=True):
-            values[i] = NonString(_as_text(_checked(kind)))
+            values[i] = NonString(as_text(checked(kind)))
 
 
 def _read_many(step: ReadMany) -> Exchange:
@@ -319,15 +143,15 @@ def _read_many(step: ReadMany) -> Exchange:
         calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a]
         replies = yield from _on_nodes(READ_ON_NODE, calls)
         for (address, _), group, reply in zip(calls, groups.values(), replies, strict=True):
-            found, others = _checked(reply)
+            found, others = checked(reply)
             for i, value in zip(group, found, strict=True):
                 values[i] = value
             for n, kind, info in others:
                 i = group[int(n) - 1]
                 if kind == 1:
-                    values[i] = NonString(_as_text(info))
+                    values[i] = NonString(as_text(info))
                 else:
-                    hint = _as_text(info)
+                    hint = as_text(info)
                     goes = routed if last or hint in ("", address) else moved.setdefault(hint, [])
                     goes.append(i)
         if not moved:
@@ -342,19 +166,19 @@ def _delete(step: Delete) -> Exchange:
     keys = step.keys
     if len(keys) < FEW_KEYS:
         replies = yield [("DEL", key) for key in keys]
-        return sum(int(_checked(reply)) for reply in replies)
+        return sum(int(checked(reply)) for reply in replies)
     groups: dict[str | None, list[int]] = yield from _by_node(keys)
     routed = groups.pop(None, [])
     calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a is not None]
     replies = yield from _on_nodes(DELETE_ON_NODE, calls)
     deleted = 0
     for group, reply in zip(groups.values(), replies, strict=True):
-        count, elsewhere = _checked(reply)
+        count, elsewhere = checked(reply)
         deleted += int(count)
         routed.extend(group[int(n) - 1] for n in elsewhere)
     if routed:
         again = yield [("DEL", keys[i]) for i in routed]
-        deleted += sum(int(_checked(reply)) for reply in again)
+        deleted += sum(int(checked(reply)) for reply in again)
     return deleted
 
 
@@ -366,7 +190,7 @@ def _move(step: Move) -> Exchange:
     """
     if slot_of(step.old_key) == slot_of(step.new_key):
         return (yield from _move_script(step))
-    stored = yield from _compare_and_set(
+    stored = yield from compare_and_set(
         CompareAndSet(step.new_key, step.new_old, step.text, step.ttl_ms)
     )
     if not stored:
@@ -389,7 +213,7 @@ def _delete_unless_changed(key: Key, written: Key) -> Exchange:
     ``expiresAt`` moved by a read since); True if deleted."""
     expected = written
     for _ in range(_SLIDES_FOLLOWED):
-        if (yield from _compare_and_delete(CompareAndDelete(key, expected))):
+        if (yield from compare_and_delete(CompareAndDelete(key, expected))):
             return True
         (current,) = yield [("GET", key)]
         if isinstance(current, Exception) or not same_but_expiry(current, written):
@@ -399,7 +223,7 @@ def _delete_unless_changed(key: Key, written: Key) -> Exchange:
 
 
 def _prefix(pattern: bytes) -> bytes:
-    """The prefix a scan's glob names (`_redis_ops.glob_escape` of it, then ``*``)."""
+    """The prefix a scan's glob names (`spec.glob_escape` of it, then ``*``)."""
     body, out, i = pattern[:-1], bytearray(), 0
     while i < len(body):
         if body[i] == 0x5C:  # a backslash escapes the next byte
@@ -423,7 +247,7 @@ def _part(reply: Any) -> _Part | None:
     if isinstance(reply, Exception):
         return None
     state, peer, after, keys = reply
-    return _Part(_as_text(state), _as_text(peer), int(after), list(keys))
+    return _Part(as_text(state), as_text(peer), int(after), list(keys))
 
 
 def _scan_node(address: str, step: Scan, slot: int, budget: int) -> Exchange:

@@ -45,9 +45,12 @@ from .._core.validation import (
     check_session_id,
     taken_once,
 )
-from . import ops as ops
+from . import bulk_ops, ops
 from .cluster_io import ClusterAsyncioRunner, ClusterThreadRunner
-from .io import AsyncioRunner, ReplicaWait, ThreadRunner, replica_wait
+from .replicas import ReplicaWait, replica_wait
+from .runners import AsyncioRunner, ThreadRunner
+from .spec import StoreSpec
+from .steps import MORE, Op
 
 __all__ = ("RedisSessionStore",)
 
@@ -501,7 +504,7 @@ class RedisSessionStore:
     ) -> None:
         self._cache = DecodeCache()
         self._wait = wait
-        self._spec = ops.StoreSpec(
+        self._spec = StoreSpec(
             check_prefix(prefix),
             check_config(config),
             check_clock(clock),
@@ -525,7 +528,7 @@ class RedisSessionStore:
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self._spec.prefix!r}, config={self._spec.config!r})"
 
-    async def _run(self, name: str, op: ops.Op[T]) -> T:
+    async def _run(self, name: str, op: Op[T]) -> T:
         try:
             runner = self._runner()
         except BaseException:
@@ -533,13 +536,13 @@ class RedisSessionStore:
             raise
         return await runner.run(op, name)
 
-    async def _run_pages(self, name: str, op: ops.Op[T]) -> T:
+    async def _run_pages(self, name: str, op: Op[T]) -> T:
         """`op`, a scan, run a page at a time: each page is a call of its own for the runner,
         bounded by the timeout, and the whole takes as long as the store is big."""
         try:
             while True:
-                result = await self._run(name, ops.until_checkpoint(op))
-                if result is not ops.MORE:
+                result = await self._run(name, bulk_ops.until_checkpoint(op))
+                if result is not MORE:
                     return result
         finally:
             # A page that ran out of time on trio may still be running in the worker thread
@@ -561,7 +564,7 @@ class RedisSessionStore:
         budget = runner.budget
         return anyio.current_time() + (LIFECYCLE_TIMEOUT if budget is None else budget)
 
-    async def _run_within(self, name: str, op: ops.Op[T]) -> T:
+    async def _run_within(self, name: str, op: Op[T]) -> T:
         try:
             runner = self._runner()
             deadline = self._deadline(runner)
@@ -651,7 +654,7 @@ class RedisSessionStore:
 
         Corrupt records are skipped with a warning on the ``walletmesh_sessions`` logger.
         """
-        return await self._run_pages("get_all", ops.get_all(self._spec))
+        return await self._run_pages("get_all", bulk_ops.get_all(self._spec))
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
@@ -661,7 +664,7 @@ class RedisSessionStore:
     async def clear(self) -> None:
         """Remove every key under the prefix, and no other key."""
         try:
-            await self._run_pages("clear", ops.clear(self._spec))
+            await self._run_pages("clear", bulk_ops.clear(self._spec))
         finally:
             self._cache.clear()
 
@@ -670,7 +673,7 @@ class RedisSessionStore:
 
         Keys Redis already dropped by their TTL are gone before this call and are not counted.
         """
-        return await self._run_pages("clean_expired", ops.clean_expired(self._spec))
+        return await self._run_pages("clean_expired", bulk_ops.clean_expired(self._spec))
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
         """Every record under the prefix (or the one named), expired and unreadable ones included.
@@ -679,7 +682,7 @@ class RedisSessionStore:
         """
         if session_id is not None:
             session_id = check_session_id(session_id)
-        return await self._run_pages("inspect", ops.inspect(self._spec, session_id))
+        return await self._run_pages("inspect", bulk_ops.inspect(self._spec, session_id))
 
     async def aclose(self) -> None:
         """Close the clients the store made; a caller's client is left open. Idempotent."""
@@ -711,7 +714,7 @@ class RedisSessionStore:
         batch_size = check_batch_size(batch_size)
         cursor: object = None
         while True:
-            op = ops.iterate_page(self._spec, cursor, batch_size)
+            op = bulk_ops.iterate_page(self._spec, cursor, batch_size)
             found, cursor, done = await self._run("iter_sessions", op)
             for item in found.items():
                 yield item
@@ -730,7 +733,7 @@ class RedisSessionStore:
         batch_size = check_batch_size(batch_size)
         cursor: object = None
         while True:
-            op = ops.inspect_page(self._spec, cursor, batch_size)
+            op = bulk_ops.inspect_page(self._spec, cursor, batch_size)
             records, cursor, done = await self._run("iter_records", op)
             for record in records:
                 yield record

@@ -1,0 +1,279 @@
+"""The operations over every session of a store, as generators of steps (no I/O).
+
+Each walks the store's keys with the one scan loop, `_pages`, a page at a time, with a
+`CHECKPOINT` between pages: a runner may return to its event loop there, and the store runs
+`get_all`, `clear` and the like as a series of calls, one page each (`until_checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .._core.codec import decode_readable, inspect_record
+from .._core.codec import record_with_expiry as _with_expiry
+from .._core.data import SessionRecord
+from .._core.errors import CorruptRecordError
+from .._core.expiry import now_ms, sweep
+from .._core.log import logger, short_id
+from .._core.session_map import SessionMap
+from .ops import record_text
+from .spec import StoreSpec
+from .steps import (
+    CHECKPOINT,
+    MORE,
+    WRONG_TYPE,
+    Batch,
+    CompareAndDelete,
+    CompareAndSet,
+    Delete,
+    Key,
+    KeyStep,
+    More,
+    NonString,
+    Op,
+    Read,
+    ReadMany,
+    Scan,
+    ScanPage,
+    WrongType,
+)
+
+__all__ = (
+    "clean_expired",
+    "clear",
+    "get_all",
+    "inspect",
+    "inspect_page",
+    "iterate_page",
+    "until_checkpoint",
+)
+
+T = TypeVar("T")
+
+
+def _as_bytes(value: Key) -> bytes:
+    # A caller's client may decode replies to str; our own clients never do.
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _warn_corrupt(session_id: str, reason: str) -> None:
+    # The same words as `decode_readable`, for the rows it never gets to see.
+    logger.warning("skipping corrupt session record %s: %s", short_id(session_id), reason)
+
+
+def _readable_key(spec: StoreSpec, key: bytes) -> str | None:
+    """The key as str if it is the prefix and a (UTF-8, non-empty) session id, else `None`."""
+    try:
+        text_key = key.decode()
+    except UnicodeDecodeError:
+        return None
+    return text_key if len(text_key) > len(spec.prefix) else None
+
+
+def _readable_row(spec: StoreSpec, key: bytes, raw: Key) -> tuple[str, str] | None:
+    """``(key, text)`` as str for `decode_readable`, or `None` (logged) if not UTF-8 text."""
+    text_key = _readable_key(spec, key)
+    if text_key is None:
+        rest = key[len(spec.prefix_bytes) :].decode(errors="replace")
+        _warn_corrupt(rest, "the key is not the prefix and a UTF-8 session id")
+        return None
+    session_id = text_key[len(spec.prefix) :]
+    try:
+        return text_key, record_text(raw, session_id)
+    except CorruptRecordError as exc:
+        _warn_corrupt(session_id, exc.reason)
+        return None
+
+
+def _mine(spec: StoreSpec, keys: list[Key]) -> list[bytes]:
+    # The scan's glob is escaped already; this check guards the one rule that matters.
+    prefix = spec.prefix_bytes
+    return [k for k in map(_as_bytes, keys) if k.startswith(prefix)]
+
+
+def _pages(
+    spec: StoreSpec,
+    cursor: object,
+    each: Callable[[list[bytes]], Op[Any]],
+    enough: Callable[[], bool] | None = None,
+) -> Op[object]:
+    """The one scan loop: from `cursor`, each page's keys of this store go to `each`.
+
+    Stops at the end of the scan (returns `None`) or, once `enough()` holds after a page, at
+    the cursor to go on from. Between pages it yields `CHECKPOINT`.
+    """
+    while True:
+        page: ScanPage = yield Scan(spec.pattern, cursor)
+        mine = _mine(spec, page.keys)
+        if mine:
+            yield from each(mine)
+        if page.cursor is None:
+            return None
+        cursor = page.cursor
+        if enough is not None and enough():
+            return cursor
+        yield CHECKPOINT
+
+
+def _sweep(spec: StoreSpec, collect: bool) -> Op[tuple[SessionMap, int]]:
+    """The scan behind `get_all` (collect=True) and `clean_expired` (collect=False)."""
+    found = SessionMap()
+    removed = 0
+
+    def page(keys: list[bytes]) -> Op[None]:
+        nonlocal removed
+        removed += yield from _sweep_batch(spec, keys, found, collect)
+
+    yield from _pages(spec, None, page)
+    return found, removed
+
+
+def _sweep_batch(spec: StoreSpec, keys: list[bytes], found: SessionMap, collect: bool) -> Op[int]:
+    """One page of a sweep: read, let `sweep` decide, carry it out; returns removals confirmed."""
+    values = yield ReadMany(tuple(keys))
+    rows: list[tuple[str, str]] = []
+    for key, raw in zip(keys, values, strict=True):
+        if raw is None:
+            continue  # deleted since the scan
+        if isinstance(raw, NonString):
+            rest = key[len(spec.prefix_bytes) :].decode(errors="replace")
+            _warn_corrupt(rest, f"the Redis key holds a {raw.kind}")
+        elif (row := _readable_row(spec, key, raw)) is not None:
+            rows.append(row)
+    prefix = spec.prefix
+    # Text decoded strictly from UTF-8 encodes back to the very bytes read, so the
+    # compare-and-set steps compare against exactly what Redis holds.
+    records = (
+        (session_id, (prefix + session_id, text), data, expires_at)
+        for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
+    )
+    now = now_ms(spec.clock)
+    decided = sweep(spec.config, now, records, collect=collect, into=found)
+    steps: list[KeyStep] = [CompareAndDelete(key, text) for key, text in decided.removals]
+    steps.extend(
+        CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
+        for (key, text), expires_at in decided.slides
+    )
+    if not steps:
+        return 0
+    replies = yield Batch(tuple(steps))
+    # Only removals Redis confirmed count: another client may have removed or rewritten some.
+    return sum(1 for deleted in replies[: len(decided.removals)] if deleted)
+
+
+def get_all(spec: StoreSpec) -> Op[SessionMap]:
+    """Every live session under the prefix; expired ones met are removed, corrupt ones kept."""
+    found, _ = yield from _sweep(spec, collect=True)
+    return found
+
+
+def clean_expired(spec: StoreSpec) -> Op[int]:
+    """Remove expired sessions by compare-and-delete; the number this call removed."""
+    _, removed = yield from _sweep(spec, collect=False)
+    return removed
+
+
+def clear(spec: StoreSpec) -> Op[None]:
+    """Delete every key under the prefix, page by page (corrupt records included)."""
+
+    def page(keys: list[bytes]) -> Op[None]:
+        yield Delete(tuple(keys))
+
+    yield from _pages(spec, None, page)
+
+
+def _inspect_one(session_id: str, raw: Key | WrongType | NonString) -> SessionRecord:
+    if raw is WRONG_TYPE or isinstance(raw, NonString):
+        shown = "another type" if raw is WRONG_TYPE else raw.kind
+        return SessionRecord(session_id, None, None, f"the Redis key holds {shown}, not a string")
+    try:
+        return inspect_record(session_id, record_text(raw, session_id))
+    except CorruptRecordError as exc:
+        return SessionRecord(session_id, None, None, exc.reason)
+
+
+def inspect(spec: StoreSpec, session_id: str | None) -> Op[list[SessionRecord]]:
+    """Every record under the prefix (or the one named) as it is: nothing refreshed or removed."""
+    if session_id is not None:
+        raw = yield Read(spec.key(session_id))
+        return [] if raw is None else [_inspect_one(session_id, raw)]
+    records: list[SessionRecord] = []
+
+    def page(keys: list[bytes]) -> Op[None]:
+        records.extend((yield from _inspect_scanned(spec, keys)))
+
+    yield from _pages(spec, None, page)
+    return records
+
+
+def _inspect_scanned(spec: StoreSpec, mine: list[bytes]) -> Op[list[SessionRecord]]:
+    """The records under the store's keys of one scan page, read as `inspect` shows them."""
+    values = yield ReadMany(tuple(mine))
+    cut = len(spec.prefix_bytes)
+    records: list[SessionRecord] = []
+    for key, raw in zip(mine, values, strict=True):
+        if raw is None:
+            continue  # deleted since the scan
+        sid = key[cut:].decode(errors="replace")
+        if _readable_key(spec, key) is None:
+            records.append(SessionRecord(sid, None, None, "the key holds no session id"))
+        else:
+            records.append(_inspect_one(sid, raw))
+    return records
+
+
+def inspect_page(
+    spec: StoreSpec, cursor: object, n: int
+) -> Op[tuple[list[SessionRecord], object, bool]]:
+    """One batch of `iter_records`: scan pages from `cursor` until `n` records are read.
+
+    Read as `inspect` reads (nothing refreshed or removed). Returns the records, the cursor to
+    go on from, and whether the scan is complete, as `iterate_page` does.
+    """
+    records: list[SessionRecord] = []
+
+    def page(keys: list[bytes]) -> Op[None]:
+        records.extend((yield from _inspect_scanned(spec, keys)))
+
+    after = yield from _pages(spec, cursor, page, lambda: len(records) >= n)
+    return records, after, after is None
+
+
+def iterate_page(spec: StoreSpec, cursor: object, n: int) -> Op[tuple[SessionMap, object, bool]]:
+    """One batch of `iter_sessions`: scan pages from `cursor` until `n` sessions are found.
+
+    Each scan page is swept as `get_all` sweeps it (expired ones removed, slides
+    compare-and-set). Returns the sessions found, the cursor to go on from, and whether the
+    scan is complete; memory stays within a batch and one scan page.
+    """
+    found = SessionMap()
+
+    def page(keys: list[bytes]) -> Op[None]:
+        yield from _sweep_batch(spec, keys, found, True)
+
+    after = yield from _pages(spec, cursor, page, lambda: len(found) >= n)
+    return found, after, after is None
+
+
+def until_checkpoint(op: Op[T]) -> Op[T | More]:
+    """`op` up to its next `CHECKPOINT` (then `MORE`: run another to go on), or its result.
+
+    A bulk operation runs as a series of these, each a call of its own for a runner: each page
+    of a scan is then bounded by the call's timeout, while the whole takes as long as the
+    store is big. Closing this (a failed or abandoned call) closes `op` too.
+    """
+    reply: Any = None
+    try:
+        while True:
+            try:
+                step = op.send(reply)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            if step is CHECKPOINT:
+                return MORE
+            reply = yield step
+    except GeneratorExit:
+        op.close()
+        raise

@@ -1,0 +1,224 @@
+"""Each step's exchange with one Redis server: the commands that carry it out, and what the
+replies mean (sans-IO).
+
+An exchange yields one round trip's commands at a time (sent as one pipeline when more than
+one) and is sent their replies, error replies as exception objects. A missing script is loaded
+and run again, a key of another type becomes `WRONG_TYPE` or a `NonString`, and a `Batch`
+becomes one pipeline per round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from .replies import as_text, checked, error_code
+from .scripts import (
+    COMPARE_AND_DELETE,
+    COMPARE_AND_SET,
+    LOOK_BEFORE_SLIDE,
+    MOVE,
+    READ_AND_SLIDE,
+    Script,
+)
+from .steps import (
+    SCAN_BATCH,
+    WRONG_TYPE,
+    Batch,
+    CompareAndDelete,
+    CompareAndSet,
+    Delete,
+    Move,
+    NonString,
+    Read,
+    ReadAndSlide,
+    ReadMany,
+    Scan,
+    ScanPage,
+    Slide,
+    Step,
+    Verdict,
+    Write,
+)
+
+__all__ = (
+    "EXCHANGES",
+    "Args",
+    "Exchange",
+    "compare_and_delete",
+    "compare_and_set",
+    "exchange",
+    "is_wrong_type",
+    "move",
+)
+
+Args = tuple[Any, ...]
+Exchange = Generator[list[Args], list[Any], Any]
+"""Yields the commands to send (one round trip), receives their replies, returns the reply."""
+
+
+def is_wrong_type(reply: Any) -> bool:
+    """Whether `reply` is the error a command on a key of another type gets (WRONGTYPE)."""
+    return isinstance(reply, ResponseError) and error_code(reply) == "WRONGTYPE"
+
+
+def _read(step: Read) -> Exchange:
+    (reply,) = yield [("GET", step.key)]
+    return WRONG_TYPE if is_wrong_type(reply) else checked(reply)
+
+
+def _write(step: Write) -> Exchange:
+    if step.ttl_ms is None:
+        (reply,) = yield [("SET", step.key, step.text)]
+    else:
+        (reply,) = yield [("SET", step.key, step.text, "PX", step.ttl_ms)]
+    checked(reply)
+
+
+def _evalsha(script: Script, keys: tuple[Any, ...], *args: Any) -> Exchange:
+    """Run `script`; its reply, an error reply as a value."""
+    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    (reply,) = yield [command]
+    if isinstance(reply, NoScriptError):
+        # After a restart or SCRIPT FLUSH: load it and run it again in the same round trip.
+        loaded, reply = yield [("SCRIPT", "LOAD", script.source), command]
+        checked(loaded)
+    return reply
+
+
+def _run_script(script: Script, keys: tuple[Any, ...], *args: Any) -> Exchange:
+    return bool(checked((yield from _evalsha(script, keys, *args))))
+
+
+def compare_and_set(step: CompareAndSet) -> Exchange:
+    if step.old is None:
+        return _set_if_absent(step)
+    ttl = () if step.ttl_ms is None else (step.ttl_ms,)
+    return _run_script(COMPARE_AND_SET, (step.key,), step.old, step.new, *ttl)
+
+
+def _set_if_absent(step: CompareAndSet) -> Exchange:
+    # SET NX is atomic by itself; a key of any type counts as present.
+    ttl = () if step.ttl_ms is None else ("PX", step.ttl_ms)
+    (reply,) = yield [("SET", step.key, step.new, "NX", *ttl)]
+    return bool(checked(reply))
+
+
+def compare_and_delete(step: CompareAndDelete) -> Exchange:
+    return _run_script(COMPARE_AND_DELETE, (step.key,), step.old)
+
+
+def move(step: Move) -> Exchange:
+    ttl = "" if step.ttl_ms is None else step.ttl_ms
+    expected = () if step.new_old is None else (step.new_old,)
+    return _run_script(MOVE, (step.old_key, step.new_key), step.old, step.text, ttl, *expected)
+
+
+_VERDICTS = (Verdict.KEPT, Verdict.SLID, Verdict.EXPIRED, Verdict.UNDECIDED)
+
+
+def _read_and_slide(step: ReadAndSlide) -> Exchange:
+    if step.look_first:
+        looked = yield from _slide_script(LOOK_BEFORE_SLIDE, step)
+        if not isinstance(looked, Slide) or looked.verdict is not Verdict.SLID:
+            return looked
+    return (yield from _slide_script(READ_AND_SLIDE, step))
+
+
+def _slide_script(script: Script, step: ReadAndSlide) -> Exchange:
+    cap = "" if step.max_lifetime_ms is None else step.max_lifetime_ms
+    args = (step.now, step.lifetime_ms, cap, step.ttl_ms)
+    reply = yield from _evalsha(script, (step.key,), *args)
+    if is_wrong_type(reply):
+        return WRONG_TYPE
+    reply = checked(reply)
+    if reply is None:
+        return None
+    verdict = _VERDICTS[int(reply[0])]
+    if verdict is not Verdict.SLID or len(reply) < 4:  # LOOK_BEFORE_SLIDE: {1, text}
+        return Slide(verdict, reply[1])
+    ttl = int(reply[3])
+    return Slide(verdict, reply[1], reply[2], ttl if ttl > 0 else None)
+
+
+def _delete(step: Delete) -> Exchange:
+    (reply,) = yield [("DEL", *step.keys)]
+    return int(checked(reply))
+
+
+def _scan(step: Scan) -> Exchange:
+    cursor = 0 if step.cursor is None else step.cursor
+    (reply,) = yield [("SCAN", cursor, "MATCH", step.pattern, "COUNT", SCAN_BATCH)]
+    after, keys = checked(reply)
+    return ScanPage(list(keys), None if int(after) == 0 else after)
+
+
+def _read_many(step: ReadMany) -> Exchange:
+    (reply,) = yield [("MGET", *step.keys)]
+    values: list[Any] = list(checked(reply))
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        # MGET answers nil both for a missing key and for one of another type: ask which.
+        kinds = yield [("TYPE", step.keys[i]) for i in missing]
+        for i, kind in zip(missing, kinds, strict=True):
+            shown = as_text(checked(kind))
+            if shown not in ("none", "string"):
+                values[i] = NonString(shown)
+    return values
+
+
+def _batch(step: Batch) -> Exchange:
+    """Every step's exchange in lockstep: each round trip one pipeline of all their commands."""
+    replies: list[Any] = [None] * len(step.steps)
+    waiting: dict[int, tuple[Exchange, list[Args]]] = {}
+    for i, inner in enumerate(step.steps):
+        talk = exchange(inner)
+        waiting[i] = (talk, next(talk))
+    while waiting:
+        commands: list[Args] = []
+        slots: dict[Args, int] = {}
+        where: dict[int, list[int]] = {}
+        for i, (_talk, wanted) in waiting.items():
+            places = where[i] = []
+            for command in wanted:
+                if command[:2] == ("SCRIPT", "LOAD") and command in slots:
+                    places.append(slots[command])  # a script is loaded once per pipeline
+                    continue
+                slots[command] = len(commands)
+                places.append(len(commands))
+                commands.append(command)
+        answers = yield commands
+        still: dict[int, tuple[Exchange, list[Args]]] = {}
+        for i, (talk, _wanted) in waiting.items():
+            try:
+                still[i] = (talk, talk.send([answers[n] for n in where[i]]))
+            except StopIteration as stop:
+                replies[i] = stop.value
+        waiting = still
+    return replies
+
+
+EXCHANGES: dict[type, Callable[[Any], Exchange]] = {
+    Read: _read,
+    Write: _write,
+    CompareAndSet: compare_and_set,
+    CompareAndDelete: compare_and_delete,
+    Delete: _delete,
+    Move: move,
+    ReadAndSlide: _read_and_slide,
+    Scan: _scan,
+    ReadMany: _read_many,
+    Batch: _batch,
+}
+
+
+def exchange(step: Step) -> Exchange:
+    """The commands that carry out `step` on one Redis server, and what their replies mean.
+
+    Each value it yields is one round trip's commands (sent as one pipeline when more than
+    one); it must be sent the replies, in order, error replies as exception objects. It
+    returns the step's reply, or raises the redis-py exception of an error it cannot absorb.
+    """
+    return EXCHANGES[type(step)](step)
