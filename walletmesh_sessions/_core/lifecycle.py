@@ -1,21 +1,50 @@
-"""What the lifecycle operations store, shared by every store: pure functions, no I/O.
+"""What the lifecycle operations do, shared by every store: pure functions, no I/O.
 
-`update` and `rotate` change a session's data; the rules for how are here, so that every store
-(and every retry of a compare-and-set) makes the same decision. Expiry arithmetic stays in
-`_expiry`.
+`create`, `update` and `rotate` each decide from what is stored, `now` and the config what to
+write, as a small frozen value that every store carries out with its own atomicity (no await
+between read and write, a transaction, a compare-and-set, a script); every retry of a lost
+compare-and-set decides again the same way. Expiry arithmetic stays in `expiry`.
+
+What is stored under an id is given as `Stored`, ``(data, stored expiry)`` as decoded, or
+`None` for no record. Usage, in a store without awaits between read and write::
+
+    decision = decide_update(config, now, self._stored(session_id), change)
+    if decision is EXPIRED:
+        self._remove(session_id)  # only if unchanged, where others may write
+    elif isinstance(decision, Write):
+        self._write(session_id, decision.data, decision.expires_at)
+        return decision.data
+    return None  # ABSENT, or EXPIRED
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
+from typing import Final, Literal
 
 import attrs
 
 from .data import SessionData, SessionStoreConfig
 from .errors import InvalidSessionDataError
-from .expiry import stamped
+from .expiry import EXPIRED, Expired, after_read, expiry_after_update, expiry_after_write, stamped
 
-__all__ = ("Change", "check_change", "rotated", "updated")
+__all__ = (
+    "ABSENT",
+    "EXPIRED",
+    "TAKEN",
+    "Change",
+    "Move",
+    "Stored",
+    "Verdict",
+    "Write",
+    "check_change",
+    "decide_create",
+    "decide_rotate",
+    "decide_update",
+    "rotated",
+    "updated",
+)
 
 Change = Callable[[SessionData], SessionData]
 
@@ -50,3 +79,97 @@ def rotated(data: SessionData, old_id: str, new_id: str) -> SessionData:
     (``origin + "_" + id``); their data's id is left as it is.
     """
     return attrs.evolve(data, id=new_id) if data.id == old_id else data
+
+
+Stored = tuple[SessionData, int | None]
+"""A stored record as decoded: its data and its stored expiry (epoch ms, or `None`)."""
+
+
+class Verdict(enum.Enum):
+    """The decisions that write nothing (besides `EXPIRED`, which removes)."""
+
+    ABSENT = "absent"
+    """No record: nothing changes, and the operation answers `None`."""
+    TAKEN = "taken"
+    """The id holds a live session: `create` answers False, `rotate` raises
+    `SessionIdTakenError`; nothing changes."""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ABSENT: Final = Verdict.ABSENT
+TAKEN: Final = Verdict.TAKEN
+
+
+@attrs.frozen
+class Write:
+    """Store `data` under the id with expiry `expires_at`, over whatever was read there."""
+
+    data: SessionData
+    expires_at: int | None
+
+
+@attrs.frozen
+class Move:
+    """Store `data` under the new id with expiry `expires_at` (over an expired record there)
+    and remove the old id's record."""
+
+    data: SessionData
+    expires_at: int | None
+
+
+def _after_read(config: SessionStoreConfig, now: int, stored: Stored) -> int | Expired | None:
+    data, expires_at = stored
+    return after_read(config, now, expires_at, data.created_at)
+
+
+def decide_create(
+    config: SessionStoreConfig, now: int, stored: Stored | None, data: SessionData
+) -> Write | Literal[Verdict.TAKEN]:
+    """`create`: write `data` (stamped, with a fresh expiry) unless a live session holds the
+    id; an expired record there counts as absent and is written over."""
+    if stored is not None and _after_read(config, now, stored) is not EXPIRED:
+        return TAKEN
+    data = stamped(config, data, now)
+    return Write(data, expiry_after_write(config, now, data.created_at))
+
+
+def decide_update(
+    config: SessionStoreConfig, now: int, stored: Stored | None, change: Change
+) -> Write | Expired | Literal[Verdict.ABSENT]:
+    """`update`: write ``change(current)`` (checked, `created_at` kept, with the expiry a read
+    now gives, capped at the absolute timeout); `EXPIRED`: remove the record; or `ABSENT`."""
+    if stored is None:
+        return ABSENT
+    after = _after_read(config, now, stored)
+    if after is EXPIRED:
+        return EXPIRED
+    new = updated(config, now, stored[0], change)
+    return Write(new, expiry_after_update(config, after, new.created_at))
+
+
+def decide_rotate(
+    config: SessionStoreConfig,
+    now: int,
+    old_id: str,
+    new_id: str,
+    stored: Stored | None,
+    stored_new: Stored | None,
+) -> Move | Expired | Literal[Verdict.ABSENT, Verdict.TAKEN]:
+    """`rotate`: move the session, with the expiry a read now gives it, to `new_id`.
+
+    `ABSENT` if no record is at `old_id`, `EXPIRED` (remove the old record) if it has
+    expired; then `TAKEN` if `new_id` is `old_id` itself or holds a live session (an expired
+    one there is written over). `stored_new` is what is stored at `new_id`.
+    """
+    if stored is None:
+        return ABSENT
+    after = _after_read(config, now, stored)
+    if after is EXPIRED:
+        return EXPIRED
+    if new_id == old_id or (
+        stored_new is not None and _after_read(config, now, stored_new) is not EXPIRED
+    ):
+        return TAKEN
+    return Move(rotated(stored[0], old_id, new_id), after)
