@@ -15,7 +15,7 @@ import pytest
 
 from walletmesh_sessions import SessionData, SessionStoreConfig, StoreUnavailableError
 from walletmesh_sessions._core.codec import encode_record
-from walletmesh_sessions._postgres import ops
+from walletmesh_sessions._postgres import bulk, ops, steps
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.testing import FakeClock
 
@@ -26,7 +26,7 @@ DATA = SessionData("id", "https://app.example", {"eip155:1": ["eth_accounts"]})
 SLIDING = SessionStoreConfig(lifetime=LIFETIME_MS / 1000, refresh_on_access=True)
 
 
-def before_statement(op: ops.Op[T], query: bytes, action: Callable[[], object]) -> ops.Op[T]:
+def before_statement(op: steps.Op[T], query: bytes, action: Callable[[], object]) -> steps.Op[T]:
     """`op`, with `action` run (as another connection would) just before its first statement
     of `query`; fails if `op` finished without one (the test would prove nothing)."""
     reply: Any = None
@@ -38,7 +38,7 @@ def before_statement(op: ops.Op[T], query: bytes, action: Callable[[], object]) 
             assert ran, "the operation never reached the statement"
             result: T = stop.value
             return result
-        if not ran and isinstance(step, ops.Statement) and step.query == query:
+        if not ran and isinstance(step, steps.Statement) and step.query == query:
             action()
             ran = True
         reply = yield step
@@ -83,7 +83,7 @@ class TestSlidesAreCompareAndSet:
             op = before_statement(
                 ops.read(store._spec, "id"), store._statements.replace_unchanged, overwrite
             )
-            assert await store._run(ops.Plan("get", lambda: op)) == DATA
+            assert await store._run(steps.Plan("get", lambda: op)) == DATA
         assert rows(postgres_conn, postgres_table) == {"id": theirs}
 
     @pytest.mark.anyio
@@ -102,7 +102,7 @@ class TestSlidesAreCompareAndSet:
             await store.set("id", DATA)
             clock.advance(ms=1_000)
             op = ops.read(store._spec, "id")
-            assert await store._run(ops.Plan("get", lambda: op)) == DATA
+            assert await store._run(steps.Plan("get", lambda: op)) == DATA
         stored = json.loads(rows(postgres_conn, postgres_table)["id"])
         assert stored["expiresAt"] == clock.now_ms + LIFETIME_MS
 
@@ -134,9 +134,9 @@ class TestSlidesAreCompareAndSet:
                 await store.set(sid, attrs.evolve(DATA, id=sid))
             clock.advance(ms=1_000)
             op = before_statement(
-                ops.get_all(store._spec), store._statements.slide_many_unchanged, interfere
+                bulk.get_all(store._spec), store._statements.slide_many_unchanged, interfere
             )
-            found = await store._run(ops.Plan("get_all", lambda: op))
+            found = await store._run(steps.Plan("get_all", lambda: op))
             assert set(found) == set(ids)
         after = rows(postgres_conn, postgres_table)
         assert set(after) == set(ids) - {"s2"}

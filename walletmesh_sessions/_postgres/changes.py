@@ -1,0 +1,142 @@
+"""The lifecycle operations of `PostgresSessionStore`: `create`, `update` and `rotate`.
+
+Each is one transaction with its rows locked, or a compare-and-set statement, and is not
+idempotent: retried after a lost connection, it recognises its own earlier effect through
+the `Attempts` its plan shares (see `Plan.recognising`), or raises `Unsure`.
+"""
+
+from __future__ import annotations
+
+from .._core import expiry
+from .._core.codec import encode_record
+from .._core.data import SessionData
+from .._core.errors import SessionIdTakenError
+from .._core.lifecycle import Change, rotated, updated
+from .steps import BEGIN, Attempts, Op, Spec, Statement, Unsure, row_key
+
+__all__ = ("create", "rotate", "update")
+
+
+def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -> Op[bool]:
+    """Insert if absent (one statement); else, in a transaction, take over an expired one.
+
+    The record is encoded once per call: a retry after a lost connection that finds exactly
+    that record under the id knows it as its own earlier insert; another live one raises
+    `Unsure`.
+    """
+    key = row_key(session_id)
+    if attempts.intent is None:
+        now = expiry.now_ms(spec.clock)
+        data = expiry.stamped(spec.config, data, now)
+        value = encode_record(data, expiry.expiry_after_write(spec.config, now, data.created_at))
+        attempts.intent = (now, value)
+    now, value = attempts.intent
+    if (yield Statement(spec.sql.insert_if_absent, (key, value))):
+        return True
+    yield BEGIN
+    while True:
+        rows = yield Statement(spec.sql.get_for_update, (key,), True)
+        if rows:
+            break
+        # Deleted since: try again to insert (a concurrent creator may win that).
+        if (yield Statement(spec.sql.insert_if_absent, (key, value))):
+            return True
+    if attempts.unsure and rows[0][0] == value:
+        return True  # stored by this call's earlier attempt, whose answer was lost
+    current, stored = spec.decode(rows[0][0], session_id)
+    if expiry.after_read(spec.config, now, stored, current.created_at) is not expiry.EXPIRED:
+        if attempts.unsure:
+            raise Unsure  # taken before the earlier attempt, or written over after it
+        return False
+    yield Statement(spec.sql.upsert, (key, value))
+    return True
+
+
+def update(
+    spec: Spec, session_id: str, change: Change, attempts: Attempts
+) -> Op[SessionData | None]:
+    """One transaction: the row is locked from the read to the write.
+
+    Retried after a lost commit, it finds either what it wrote (done: its answer is given
+    again) or the record it read (not done: it writes what it had computed, `change` is not
+    called again); anything else raises `Unsure`.
+    """
+    key = row_key(session_id)
+    yield BEGIN
+    rows = yield Statement(spec.sql.get_for_update, (key,), True)
+    text = rows[0][0] if rows else None
+    if attempts.unsure and attempts.intent is not None:
+        read, written, result = attempts.intent
+        answer: SessionData | None = result
+        if text == written:
+            return answer
+        if text != read:
+            raise Unsure
+        if written is None:
+            yield Statement(spec.sql.delete, (key,))
+        else:
+            yield Statement(spec.sql.replace_unchanged, (written, key, read))
+        return answer
+    if text is None:
+        return None
+    current, stored = spec.decode(text, session_id)
+    now = expiry.now_ms(spec.clock)
+    after = expiry.after_read(spec.config, now, stored, current.created_at)
+    if after is expiry.EXPIRED:
+        attempts.intent = (text, None, None)
+        yield Statement(spec.sql.delete, (key,))
+        return None
+    new = updated(spec.config, now, current, change)
+    expires_at = expiry.expiry_after_update(spec.config, after, new.created_at)
+    written = encode_record(new, expires_at)
+    attempts.intent = (text, written, new)
+    yield Statement(spec.sql.replace_unchanged, (written, key, text))
+    return new
+
+
+def rotate(spec: Spec, session_id: str, new_id: str, attempts: Attempts) -> Op[str | None]:
+    """One transaction: both rows locked (in id order, so rotates never deadlock).
+
+    Retried after a lost commit, it finds both rows as it wrote them (done), or as it read
+    them (not done: it runs again); anything else raises `Unsure`.
+    """
+    key, new_key = row_key(session_id), row_key(new_id)
+    yield BEGIN
+    rows = yield Statement(spec.sql.get_two_for_update, ([key, new_key],), True)
+    found = {bytes(row_id): text for row_id, text in rows}
+    text = found.get(key)
+    if attempts.unsure and attempts.intent is not None:
+        before, after_rows, result = attempts.intent
+        if (text, found.get(new_key)) == after_rows:
+            done: str | None = result
+            return done
+        if (text, found.get(new_key)) != before:
+            raise Unsure
+    if text is None:
+        return None
+    now = expiry.now_ms(spec.clock)
+    data, stored = spec.decode(text, session_id)
+    after = expiry.after_read(spec.config, now, stored, data.created_at)
+    if after is expiry.EXPIRED:
+        attempts.intent = ((text, found.get(new_key)), (None, found.get(new_key)), None)
+        yield Statement(spec.sql.delete, (key,))
+        return None
+    if new_id == session_id:
+        raise SessionIdTakenError(new_id)
+    other = found.get(new_key)
+    if other is not None:
+        other_data, other_stored = spec.decode(other, new_id)
+        if (
+            expiry.after_read(spec.config, now, other_stored, other_data.created_at)
+            is not expiry.EXPIRED
+        ):
+            raise SessionIdTakenError(new_id)
+    moved = encode_record(rotated(data, session_id, new_id), after)
+    attempts.intent = ((text, other), (None, moved), new_id)
+    if other is None:
+        if not (yield Statement(spec.sql.insert_if_absent, (new_key, moved))):
+            raise SessionIdTakenError(new_id)  # created since the read: it is live
+    else:
+        yield Statement(spec.sql.replace_unchanged, (moved, new_key, other))
+    yield Statement(spec.sql.delete, (key,))
+    return new_id

@@ -1,0 +1,200 @@
+"""Running a call's `Plan` on connections: natively on asyncio, or in worker threads.
+
+`run_async` drives an operation on an `AsyncConnection`; `run_in_thread` drives it on a
+synchronous `Connection` in an anyio worker thread. Both finish or fail within the call's
+`Deadline`: waiting for a connection, every statement, retries after a lost connection, all
+of it. What an attempt does is `driving`'s, written once: the two runners differ only in
+how they execute a request (`_pump_async`, `_pump_sync`) and how they get a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import psycopg
+import psycopg_pool
+
+from .._core.deadline import Deadline, let_thread_end
+from .._core.errors import SessionStoreError
+from .cancel import ThreadWatch, cancel_on_server, keep_canceller, take_canceller
+from .deadlines import deadlines
+from .driving import Request, Sent, Transaction, Tries, drive, translate
+from .sources import IDLE, AsyncConn, AsyncSource, SyncConn, SyncSource
+from .steps import Plan, Statement, Unsure
+
+__all__ = ("run_async", "run_in_thread")
+
+# Rows turned into Python objects between two checkpoints of a big result, on asyncio.
+FETCH_STEP = 500
+
+
+async def run_async(
+    source: AsyncSource, plan: Plan, deadline: Deadline, store: str, url: str | None
+) -> Any:
+    """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
+    failure: tuple[SessionStoreError, Exception] | None = None
+    # Cancelled from outside or by the loop's `Deadlines` at the call's deadline, a statement
+    # in flight is cancelled on the server by psycopg, and the connection, unless idle, is
+    # closed before it goes back (`_give_back`).
+    with anyio.CancelScope() as scope:
+        call = deadlines().watch(scope.cancel, deadline.remaining())
+        try:
+            return await _attempts_async(source, plan, deadline)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            failure = translate(f"{store}: {plan.name}", exc, url)
+        finally:
+            call.done()
+    if failure is None:
+        raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
+    # Raised here, outside the handler: an unmasked message never rides along as context.
+    error, cause = failure
+    raise error from cause
+
+
+async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -> Any:
+    tries = Tries(plan, deadline)
+    while True:
+        conn = await source.acquire(deadline)
+        sent = Sent()
+        try:
+            keep_canceller(conn)
+            return await _pump_async(conn, drive(plan.make(), conn.autocommit, sent))
+        except (Unsure, psycopg.Error) as exc:
+            tries.failed(exc, conn, sent)
+        finally:
+            await _give_back(source, conn)
+        # The pool drops the lost connection; try again on another.
+
+
+async def _give_back(source: AsyncSource, conn: AsyncConn) -> None:
+    """Return `conn` to `source`, even from a cancelled call.
+
+    A connection cut short (the call was cancelled with a statement or transaction open) is
+    closed, and its statement cancelled on the server (see `cancel`). The pool replaces it.
+    """
+    with anyio.CancelScope(shield=True):
+        if conn.pgconn.transaction_status != IDLE:
+            await conn.close()
+            await cancel_on_server(take_canceller(conn))
+        await source.release(conn)
+
+
+async def _pump_async(conn: AsyncConn, requests: Generator[Request, Any, Any]) -> Any:
+    """Execute `requests` on `conn`; the value they end with."""
+    cursor = conn.cursor()  # client-side: nothing to close on the server
+    reply: Any = None
+    try:
+        while True:
+            try:
+                request = requests.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(request, Statement):
+                await cursor.execute(request.query, request.params)
+                reply = await _fetch_async(cursor) if request.fetch else cursor.rowcount
+            elif isinstance(request, Transaction):
+                async with conn.transaction():
+                    reply = await _pump_async(conn, request.body)
+                    request.committing()
+            else:  # CHECKPOINT
+                reply = None
+                await asyncio.sleep(0)  # other tasks run; the call's own scope still applies
+    finally:
+        requests.close()
+
+
+async def _fetch_async(cursor: psycopg.AsyncCursor[Any]) -> list[Any]:
+    """Every row of the result, `FETCH_STEP` at a time with other tasks run in between."""
+    if cursor.rowcount <= FETCH_STEP:
+        return await cursor.fetchall()
+    rows: list[Any] = []
+    while True:
+        part = await cursor.fetchmany(FETCH_STEP)
+        rows += part
+        if len(part) < FETCH_STEP:
+            return rows
+        await asyncio.sleep(0)
+
+
+async def run_in_thread(
+    source: SyncSource,
+    plan: Plan,
+    deadline: Deadline,
+    store: str,
+    url: str | None,
+    limiter: anyio.CapacityLimiter,
+) -> Any:
+    """Drive `plan` on a connection of `source` in a worker thread, within `deadline`."""
+    watch = ThreadWatch()
+    outcome: list[Any] = []
+    ended = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((True, _attempts_sync(source, plan, deadline, watch)))
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            outcome.append((False, exc))
+        finally:
+            ended.set()
+
+    until = anyio.current_time() + deadline.remaining()
+    try:
+        with anyio.move_on_after(until - anyio.current_time()) as scope:
+            await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    except anyio.get_cancelled_exc_class():
+        if not scope.cancel_called:  # from outside: let the statement in flight settle
+            await let_thread_end(ended, until)
+        raise
+    finally:
+        if not outcome:  # cancelled, or out of time: cut the thread loose
+            await cancel_on_server(watch.abandon())
+    if not outcome:
+        raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
+    ok, value = outcome[0]
+    if ok:
+        return value
+    error, cause = translate(f"{store}: {plan.name}", value, url)
+    raise error from cause
+
+
+def _attempts_sync(source: SyncSource, plan: Plan, deadline: Deadline, watch: ThreadWatch) -> Any:
+    tries = Tries(plan, deadline)
+    while True:
+        with source.connection(deadline) as conn:
+            if not watch.use(conn):
+                raise psycopg_pool.PoolTimeout("the call ran out of time before it started")
+            sent = Sent()
+            try:
+                return _pump_sync(conn, drive(plan.make(), conn.autocommit, sent))
+            except (Unsure, psycopg.Error) as exc:
+                tries.failed(exc, conn, sent)
+            finally:
+                watch.done()
+
+
+def _pump_sync(conn: SyncConn, requests: Generator[Request, Any, Any]) -> Any:
+    """Execute `requests` on `conn`; the value they end with."""
+    cursor = conn.cursor()  # client-side: nothing to close on the server
+    reply: Any = None
+    try:
+        while True:
+            try:
+                request = requests.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(request, Statement):
+                cursor.execute(request.query, request.params)
+                reply = cursor.fetchall() if request.fetch else cursor.rowcount
+            elif isinstance(request, Transaction):
+                with conn.transaction():
+                    reply = _pump_sync(conn, request.body)
+                    request.committing()
+            else:  # CHECKPOINT: a worker thread shares the interpreter's time with the loop
+                reply = None
+    finally:
+        requests.close()
