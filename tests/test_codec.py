@@ -209,6 +209,8 @@ class TestWireFormat:
         with pytest.raises(CorruptRecordError, match="'the-id'") as info:
             decode_record(raw, "the-id")
         assert info.value.session_id == "the-id"
+        # The storage is damaged, not the caller's input: never caught as a ValueError.
+        assert not isinstance(info.value, ValueError)
 
     def test_record_with_expiry_keeps_unknown_fields(self) -> None:
         """Refreshing rewrites only expiresAt."""

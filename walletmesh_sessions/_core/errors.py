@@ -1,4 +1,17 @@
-"""The library's exceptions: one base class, each subclass also a fitting builtin."""
+"""The library's exceptions: one base class, `SessionStoreError`, and one rule for the rest.
+
+Each subclass also inherits the builtin that says who can fix it:
+
+- the caller's mistake, a value the caller passed that the library cannot use (an argument,
+  a configuration, a new id that a live session holds), is also a `ValueError`, or a
+  `TypeError` when the type is wrong: the caller fixes its input;
+- the state of the store or of its backend is also the builtin of that state: `RuntimeError`
+  for the store object (closed), `ConnectionError` (an `OSError`) for a backend that cannot
+  be reached or answer in time, `ImportError` for a missing optional extra;
+- what the storage holds or did, which no input of the caller caused and no builtin names (a
+  corrupt record, a write the replicas have not confirmed), is a `SessionStoreError` only:
+  ``except ValueError`` around a call with a bad id never hides damaged storage.
+"""
 
 from __future__ import annotations
 
@@ -40,10 +53,11 @@ class InvalidConfigError(SessionStoreError, ValueError):
     """A store configuration value that cannot be used (a lifetime <= 0, a bad prefix, ...)."""
 
 
-class CorruptRecordError(SessionStoreError, ValueError):
+class CorruptRecordError(SessionStoreError):
     """A stored record under the store's prefix that is not a valid session record.
 
-    The record is left in place; `session_id` names it.
+    The record is left in place; `session_id` names it. Not a `ValueError`: the caller's
+    arguments were fine, the storage is not.
     """
 
     def __init__(self, session_id: str, reason: str) -> None:
