@@ -31,6 +31,7 @@ from walletmesh_sessions._core.codec import inspect_record
 from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
 from walletmesh_sessions._local.sqlite import backend as sqlite_backend
 from walletmesh_sessions._tools import cli as _cli
+from walletmesh_sessions._tools.cli import arguments, entry, progress
 
 ROOT = Path(__file__).parent.parent
 LIVE = {
@@ -491,7 +492,7 @@ class TestFailures:
         def broken(url: str) -> None:
             raise RuntimeError(f"boom\nat {url}")
 
-        monkeypatch.setattr(_cli, "open_store", broken)
+        monkeypatch.setattr(entry, "open_store", broken)
         monkeypatch.delenv("WALLETMESH_SESSIONS_DEBUG", raising=False)
         url = "redis://u:Sekr3t@h:6379/0?password=Sekr3t"
         assert _cli.main(["--store", url, "stats"]) == 3
@@ -515,7 +516,7 @@ class TestFailures:
         def interrupted(url: str) -> None:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(_cli, "open_store", interrupted)
+        monkeypatch.setattr(entry, "open_store", interrupted)
         assert _cli.main(["--store", "redis://127.0.0.1:1/0", "stats"]) == 130
         assert capsys.readouterr().err == "walletmesh-sessions: interrupted\n"
 
@@ -683,7 +684,7 @@ class TestListOptions:
         _, out, _ = cli(capsys, "list", "--jsonl")
         assert [json.loads(line)["sessionId"] for line in out.splitlines()] == ["a", "b", "c"]
         with pytest.raises(SystemExit):
-            _cli._parser().parse_args(["list", "--help"])
+            arguments.build_parser().parse_args(["list", "--help"])
         assert "in the store's order" in " ".join(capsys.readouterr().out.split())
 
     def test_sort(self, here: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -773,7 +774,7 @@ def watched(here: Path, monkeypatch: pytest.MonkeyPatch) -> list[WatchedStore]:
         opened.append(WatchedStore(open_store(url)))
         return opened[-1]
 
-    monkeypatch.setattr(_cli, "open_store", watching)
+    monkeypatch.setattr(entry, "open_store", watching)
     return opened
 
 
@@ -813,7 +814,7 @@ class TestStreaming:
         """A store without iter_records is read with one inspect(): the same output."""
         many(here / "sessions.db", 3)
         expected = cli(capsys, "list", "--jsonl")
-        monkeypatch.setattr(_cli, "open_store", lambda url: InspectedStore(open_store(url)))
+        monkeypatch.setattr(entry, "open_store", lambda url: InspectedStore(open_store(url)))
         assert cli(capsys, "list", "--jsonl") == expected
 
     @pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["list", "--jsonl"]])
@@ -871,7 +872,7 @@ class TestProgress:
     @pytest.fixture
     def terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Stderr seen as a terminal."""
-        monkeypatch.setattr(_cli, "_stderr_is_terminal", lambda: True)
+        monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
 
     @pytest.mark.parametrize(
         ("args", "line"),
@@ -915,7 +916,7 @@ class TestProgress:
         self, here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """list to the terminal itself: the records are the progress, no line cuts into them."""
-        monkeypatch.setattr(_cli, "_stdout_is_terminal", lambda: True)
+        monkeypatch.setattr(progress, "stdout_is_terminal", lambda: True)
         many(here / "sessions.db", 1200)
         code, _, err = cli(capsys, "list")
         assert (code, err) == (0, "")
@@ -941,7 +942,7 @@ class TestProgress:
             raise StoreUnavailableError("the store is down")
 
         with pytest.raises(StoreUnavailableError, match="the store is down"):
-            await _cli._waiting("removing expired sessions", failing)
+            await progress.waiting("removing expired sessions", failing)
 
 
 class TestPlainWords:
