@@ -9,7 +9,6 @@ trio run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -18,7 +17,7 @@ import psycopg
 import psycopg_pool
 
 from .._core.errors import InvalidConfigError
-from .._core.loops import closed_at_shutdown, trio_token
+from .._core.loops import PerLoop
 from .._core.masking import redact
 from .pools import POOL_NAME, OwnAsyncPool, OwnPool
 from .sources import (
@@ -63,21 +62,6 @@ class Provider:
         raise NotImplementedError
 
 
-class _Limiters:
-    """One worker-thread limiter per trio run (or asyncio loop): limiters belong to a loop."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._owner: object = None
-
-    def get(self) -> anyio.CapacityLimiter:
-        owner = asyncio.get_running_loop() if on_asyncio() else trio_token()
-        if self._limiter is None or self._owner is not owner:
-            self._limiter, self._owner = anyio.CapacityLimiter(self._size), owner
-        return self._limiter
-
-
 class CallerProvider(Provider):
     """A pool or connection the caller made and keeps: used as it is, never closed."""
 
@@ -101,7 +85,7 @@ class CallerProvider(Provider):
             )
             raise InvalidConfigError(msg)
         self._kind = type(given).__name__
-        self._limiters = _Limiters(size)
+        self._limiters = _limiters(size)
 
     def asyncio_source(self) -> AsyncSource | SyncSource:
         source = self._async or self._sync
@@ -135,24 +119,15 @@ class UrlProvider(Provider):
     def __init__(self, target: UrlTarget) -> None:
         self.url = target.url
         self._target = target
-        self._async: AsyncPoolSource | None = None
-        self._loop: object = None
-        self._closer: AsyncGenerator[None, None] | None = None
+        self._async = PerLoop(self._new_async_source, close=_close_async_source)
         self._sync: SyncPoolSource | None = None
-        self._limiters = _Limiters(target.max_connections)
+        self._limiters = _limiters(target.max_connections)
 
     def asyncio_source(self) -> AsyncSource:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._loop is not loop:
-            pool = OwnAsyncPool(**self._pool_options())
-            source = AsyncPoolSource(pool, keep=True)
+        return self._async.get()
 
-            async def close() -> None:
-                await source.check_in()
-                await pool.close(timeout=1.0)
-
-            self._async, self._loop, self._closer = source, loop, closed_at_shutdown(close)
-        return self._async
+    def _new_async_source(self) -> AsyncPoolSource:
+        return AsyncPoolSource(OwnAsyncPool(**self._pool_options()), keep=True)
 
     def trio_source(self) -> SyncSource:
         if self._sync is None:
@@ -175,20 +150,29 @@ class UrlProvider(Provider):
         return self._limiters.get()
 
     async def aclose(self) -> None:
-        closer, self._closer, self._async = self._closer, None, None
-        loop, self._loop = self._loop, None
         sync, self._sync = self._sync, None
         try:
             if sync is not None:
                 await anyio.to_thread.run_sync(lambda: sync.pool.close(timeout=1.0))
         finally:
-            # An asyncio pool can only be closed on its own loop; elsewhere its loop did it.
-            if closer is not None and on_asyncio() and asyncio.get_running_loop() is loop:
-                await closer.aclose()
+            # An asyncio pool can only be closed on its own loop; elsewhere its loop does it.
+            if on_asyncio():
+                await self._async.aclose()
 
     def describe(self) -> str:
         assert self.url is not None
         return redact(self.url)
+
+
+def _limiters(size: int) -> PerLoop[anyio.CapacityLimiter]:
+    """One worker-thread limiter of `size` per trio run (or asyncio loop): limiters belong to
+    a loop."""
+    return PerLoop(lambda: anyio.CapacityLimiter(size))
+
+
+async def _close_async_source(source: AsyncPoolSource) -> None:
+    await source.check_in()
+    await source.pool.close(timeout=1.0)
 
 
 async def open_source(source: AsyncSource | SyncSource) -> None:

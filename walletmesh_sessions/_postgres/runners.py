@@ -21,8 +21,9 @@ import psycopg_pool
 
 from .._core.deadline import Deadline, let_thread_end
 from .._core.errors import SessionStoreError
+from .._core.loops import PerLoop
+from .._core.timers import TimerQueue
 from .cancel import ThreadWatch, cancel_on_server, keep_canceller, take_canceller
-from .deadlines import deadlines
 from .driving import Request, Sent, Transaction, Tries, drive, translate
 from .sources import IDLE, AsyncConn, AsyncSource, SyncConn, SyncSource
 from .steps import Plan, Statement, Unsure
@@ -31,6 +32,8 @@ __all__ = ("run_async", "run_in_thread")
 
 # Rows turned into Python objects between two checkpoints of a big result, on asyncio.
 FETCH_STEP = 500
+# One timer for the deadlines of every PostgreSQL call on an asyncio loop.
+_timers = PerLoop(TimerQueue.running)
 
 
 async def run_async(
@@ -38,11 +41,11 @@ async def run_async(
 ) -> Any:
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
     failure: tuple[SessionStoreError, Exception] | None = None
-    # Cancelled from outside or by the loop's `Deadlines` at the call's deadline, a statement
+    # Cancelled from outside or by the loop's `TimerQueue` at the call's deadline, a statement
     # in flight is cancelled on the server by psycopg, and the connection, unless idle, is
     # closed before it goes back (`_give_back`).
     with anyio.CancelScope() as scope:
-        call = deadlines().watch(scope.cancel, deadline.remaining())
+        call = _timers.get().watch(scope.cancel, deadline.end)
         try:
             return await _attempts_async(source, plan, deadline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
@@ -142,9 +145,9 @@ async def run_in_thread(
         finally:
             ended.set()
 
-    until = anyio.current_time() + deadline.remaining()
+    until = deadline.end
     try:
-        with anyio.move_on_after(until - anyio.current_time()) as scope:
+        with anyio.CancelScope(deadline=until) as scope:
             await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
     except anyio.get_cancelled_exc_class():
         if not scope.cancel_called:  # from outside: let the statement in flight settle
