@@ -1,9 +1,15 @@
-"""Shared fixtures: both anyio backends, and one store factory per shipped store."""
+"""Shared fixtures: both anyio backends, and one store factory per shipped store.
+
+Also the fast lane: each test that needs a server is marked with its kind and `server`, so
+``pytest -m "not server"`` runs every test that needs none.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -20,12 +26,99 @@ from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
 from walletmesh_sessions.testing import ForeignData, StoreFactory
 from walletmesh_sessions.testing._clock import FakeClock
 
+from .servers import set_running_test
+
 pytest_plugins = (
     "tests.redis_server",
     "tests.redis_cluster",
     "tests.redis_sentinel",
     "tests.postgres_server",
 )
+
+# What marks a test with a server kind: a fixture that starts or uses that server (the
+# plugins' own and the test modules' wrappers around them) ...
+SERVER_FIXTURES = {
+    "redis": {
+        "redis_server", "redis_url", "redis_client", "redis_factory", "redis_foreign",
+        "dedicated_redis",
+    },
+    "redis_cluster": {
+        "redis_cluster", "redis_cluster_client", "redis_cluster_factory",
+        "redis_cluster_foreign", "dedicated_cluster",
+    },
+    "redis_sentinel": {
+        "redis_sentinel", "redis_sentinel_primary", "redis_sentinel_factory",
+        "redis_sentinel_foreign", "dedicated_sentinel",
+    },
+    "postgres": {
+        "postgres_server", "postgres_url", "postgres_conn", "postgres_table",
+        "postgres_factory", "postgres_foreign", "own_postgres", "outage_server",
+        "fault_server",
+    },
+}  # fmt: skip
+# ... a parameter that names the kind (``store_kind="redis"``, ``"postgres_factory"``), which a
+# fixture turns into the server with `request.getfixturevalue` ...
+PARAMETER_NAMES = re.compile(r"^(redis_cluster|redis_sentinel|redis|postgres)(ql)?(_\w+)?$")
+# ... a docs example that reads a server's URL from the environment ...
+URL_VARIABLES = {
+    "WALLETMESH_REDIS_URL": "redis",
+    "WALLETMESH_REDIS_CLUSTER_URL": "redis_cluster",
+    "WALLETMESH_SENTINEL_URL": "redis_sentinel",
+    "WALLETMESH_POSTGRES_URL": "postgres",
+}
+# ... or the module, where every test uses the server.
+SERVER_MODULES = {"test_browser": "browser"}
+SERVER_KINDS = ("redis", "redis_cluster", "redis_sentinel", "postgres", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("walletmesh", "servers for the walletmesh-sessions tests")
+    group.addoption(
+        "--redis-url",
+        metavar="URL",
+        help="run the Redis tests on this running server (127.0.0.1 only; its database is "
+        "emptied) instead of one they start; tests needing their own servers are skipped",
+    )
+    group.addoption(
+        "--postgres-url",
+        metavar="URL",
+        help="run the PostgreSQL tests on this running server (127.0.0.1 only; they create "
+        "tables of their own) instead of one they start; tests needing their own are skipped",
+    )
+
+
+def server_kinds(item: pytest.Item) -> set[str]:
+    """The kinds of server `item` needs, by the rules above."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    kinds = {kind for kind, names in SERVER_FIXTURES.items() if names & fixtures}
+    for value in _parameters(item):
+        text = value if isinstance(value, str) else repr(value)
+        if match := PARAMETER_NAMES.match(text):
+            kinds.add(match.group(1))
+        kinds.update(kind for variable, kind in URL_VARIABLES.items() if variable in text)
+    if item.path.stem in SERVER_MODULES:
+        kinds.add(SERVER_MODULES[item.path.stem])
+    return kinds
+
+
+def _parameters(item: pytest.Item) -> Iterable[object]:
+    if isinstance(item, pytest.Function) and hasattr(item, "callspec"):
+        return item.callspec.params.values()
+    return ()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kinds = server_kinds(item)
+        for kind in kinds:
+            item.add_marker(kind)
+        if kinds:
+            item.add_marker("server")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    set_running_test(item)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -20,21 +20,22 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from tests.redis_server import free_port
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._core.codec import encode_record
 from walletmesh_sessions._core.expiry import Clock
 from walletmesh_sessions._postgres.sql import Statements
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.testing import StoreFactory
+
+from .servers import ServerProcess, given_url, starting
 
 __all__ = ("PostgresForeignData", "PostgresServer", "find_binaries")
 
@@ -57,32 +58,38 @@ def find_binaries() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-class PostgresServer:
-    """A postgres process that can be stopped, started again on the same port, or frozen."""
+class PostgresServer(ServerProcess):
+    """A postgres process that can be stopped, started again on the same port, or frozen.
 
-    def __init__(self, binaries: Path, directory: Path, port: int) -> None:
+    With `given_url`, it is a server someone else runs (``--postgres-url``).
+    """
+
+    def __init__(self, binaries: Path, directory: Path, *, given_url: str | None = None) -> None:
         self.binaries = binaries
-        self.directory = directory
         self.data = directory / "data"
         self.sockets = directory / "sockets"
-        self.port = port
-        self.log = directory / "postgres.log"
-        self._process: subprocess.Popen[bytes] | None = None
         self._as: dict[str, Any] = {}
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and given_url is None:
             import pwd
 
             entry = pwd.getpwnam(UNPRIVILEGED)
             self._as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
             os.chown(directory, entry.pw_uid, entry.pw_gid)
+        super().__init__(
+            "postgres",
+            directory,
+            self._command,
+            self._answers,
+            start_timeout=START_TIMEOUT,
+            whole_group=True,
+            popen=self._as,
+            given_port=None if given_url is None else urlsplit(given_url).port or 5432,
+        )
+        self._given_url = given_url
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._given_url or f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def connect(self) -> psycopg.Connection[Any]:
         """A new autocommit connection, with short timeouts, for planting and inspecting."""
@@ -100,84 +107,28 @@ class PostgresServer:
         if result.returncode != 0:
             pytest.fail(f"initdb failed:\n{result.stdout.decode()}\n{result.stderr.decode()}")
 
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        command = [
+    def stop(self, stop_signal: signal.Signals = signal.SIGINT) -> None:
+        """Stop the server (fast shutdown, then SIGKILL) and wait until it has exited."""
+        super().stop(stop_signal)
+
+    def _command(self, port: int) -> list[str]:
+        return [
             str(self.binaries / "postgres"), "-D", str(self.data),
-            "-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-p", str(port),
             "-c", f"unix_socket_directories={self.sockets}",
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=300", "-c", "shared_buffers=64MB",
         ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, **self._as
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self._process.poll() is not None:
-                pytest.fail(f"postgres exited at start:\n{self._output()}")
-            try:
-                psycopg.connect(self.url, connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"postgres did not accept connections:\n{self._output()}")
-            time.sleep(0.05)
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown, then SIGKILL) and wait until it has exited."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        self._signal_all(process.pid, signal.SIGCONT)  # a frozen server ignores the rest
-        process.send_signal(signal.SIGINT)
+    def _answers(self, port: int, pid: int) -> bool:
+        """True once the server on `port` is this one: it serves this data directory."""
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._signal_all(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port: every connection is cut."""
-        self.stop()
-        self.start()
-
-    def pause(self) -> None:
-        """Freeze the postmaster and every backend (SIGSTOP): connections hang unanswered."""
-        assert self._process is not None
-        self._signal_all(self._process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._signal_all(self._process.pid, signal.SIGCONT)
-
-    @staticmethod
-    def _signal_all(pid: int, sig: signal.Signals) -> None:
-        # Children listed before (a killed postmaster's are adopted by init) and after (a
-        # stopped postmaster forks no more, but may have forked one since the first look).
-        before = _children(pid)
-        os.kill(pid, sig)
-        for child in {*before, *_children(pid)}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-
-    def _output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(Path(stat).parent.name))
-    return found
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                row = conn.execute("SHOW data_directory").fetchone()
+        except psycopg.OperationalError:
+            return False
+        return row is not None and Path(row[0]).resolve() == self.data.resolve()
 
 
 def _binaries_or_skip() -> Path:
@@ -196,7 +147,7 @@ def _binaries_or_skip() -> Path:
 def make_server() -> PostgresServer:
     """A new, initialized, stopped server in a directory of its own (the caller stops it)."""
     directory = Path(tempfile.mkdtemp(prefix="walletmesh-pg-"))
-    server = PostgresServer(_binaries_or_skip(), directory, free_port())
+    server = PostgresServer(_binaries_or_skip(), directory)
     server.initdb()
     return server
 
@@ -204,6 +155,7 @@ def make_server() -> PostgresServer:
 @contextlib.contextmanager
 def own_server(*, started: bool = True) -> Iterator[PostgresServer]:
     """A server of the caller's own (to stop, restart or freeze), removed afterwards."""
+    starting("postgres", "postgres-url")
     server = make_server()
     try:
         if started:
@@ -215,8 +167,12 @@ def own_server(*, started: bool = True) -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A running PostgreSQL for the whole test session."""
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A running PostgreSQL for the whole test session (the ``--postgres-url`` one if given)."""
+    url = given_url(request.config, "postgres-url")
+    if url is not None:
+        yield PostgresServer(Path(), Path(), given_url=url)
+        return
     with own_server() as server:
         yield server
 

@@ -8,7 +8,6 @@ shared one stays healthy. A missing redis-server or redis-cli fails the run.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,8 @@ from walletmesh_sessions._core.expiry import Clock
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import StoreFactory
 
-from .redis_server import FOREIGN_KEYS, RedisServer, free_port
+from .redis_server import FOREIGN_KEYS, RedisServer
+from .servers import executable, free_port, starting
 
 __all__ = ("ClusterForeignData", "RedisClusterNodes")
 
@@ -35,21 +35,11 @@ DEDICATED_NODE_TIMEOUT_MS = 1500
 READY_TIMEOUT = 30.0
 
 
-def _executables() -> tuple[str, str]:
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if server is None or cli is None:
-        pytest.fail(
-            "redis-server and redis-cli are not installed (they are on PATH in CI); install "
-            "them, for example with `apt-get install redis-server`, to run the cluster tests"
-        )
-    return server, cli
-
-
 class RedisClusterNodes:
     """Six redis-server processes made into one cluster: 3 primaries, each with a replica."""
 
     def __init__(self, directory: Path, node_timeout_ms: int, size: int = 6) -> None:
-        self.server, self.cli = _executables()
+        self.cli = executable("redis-cli", "redis-server")
         self.nodes: list[RedisServer] = []
         for n in range(size):
             node_dir = directory / f"node{n}"
@@ -63,7 +53,7 @@ class RedisClusterNodes:
                 # Its own bus port: the default (port + 10000) may be taken or out of range.
                 "--cluster-port", str(free_port()),
             )  # fmt: skip
-            self.nodes.append(RedisServer(self.server, node_dir, free_port(), extra))
+            self.nodes.append(RedisServer(node_dir, extra))
 
     @property
     def ports(self) -> list[int]:
@@ -211,6 +201,7 @@ class ClusterForeignData:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
     """A running 3 + 3 Redis Cluster for the whole test session."""
+    starting("redis_cluster", "redis-url")
     cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"), SHARED_NODE_TIMEOUT_MS)
     cluster.start()
     try:
@@ -227,6 +218,7 @@ def dedicated_cluster(
     started: list[RedisClusterNodes] = []
 
     def start() -> RedisClusterNodes:
+        starting("redis_cluster", "redis-url")
         directory = tmp_path_factory.mktemp("redis-cluster-dedicated")
         cluster = RedisClusterNodes(directory, DEDICATED_NODE_TIMEOUT_MS)
         started.append(cluster)

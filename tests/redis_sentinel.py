@@ -9,11 +9,7 @@ redis-server fails the run: it must not silently skip the Sentinel tests.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,8 @@ from walletmesh_sessions._core.expiry import Clock
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import StoreFactory
 
-from .redis_server import RedisForeignData, free_port
+from .redis_server import RedisForeignData, RedisServer
+from .servers import starting, wait_for
 
 __all__ = ("SERVICE", "SentinelDeployment")
 
@@ -36,105 +33,11 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 
 
-class _Process:
-    """One redis-server process (a data server or a sentinel), from a config file of its own."""
+def _wait_for(ready: Callable[[], bool], what: str, *processes: RedisServer) -> None:
+    def logs() -> str:
+        return "\n".join(f"--- port {p.port}:\n{p.output()}" for p in processes)
 
-    def __init__(
-        self,
-        executable: str,
-        directory: Path,
-        config: Callable[[], str],
-        *,
-        sentinel: bool,
-        password: str | None = None,
-    ) -> None:
-        self.port = free_port()
-        self.password = password
-        self.directory = directory
-        self.log = directory / "redis.log"
-        self._config = config  # read at start: it may name another process's port
-        self._conf = directory / "redis.conf"
-        self._command = [executable, str(self._conf), *(["--sentinel"] if sentinel else [])]
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def client(self, timeout: float = 5.0) -> redis.Redis:
-        return redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            password=self.password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-
-    def start(self) -> None:
-        """Start and wait until this very process answers (not another on a reused port).
-
-        Other programs on this host take free ports too: if the port was taken meanwhile,
-        start again on another.
-        """
-        for _attempt in range(3):
-            self._conf.write_text(
-                f'bind 127.0.0.1\nport {self.port}\ndir {self.directory}\nlogfile ""\n'
-                + self._config()
-            )
-            with self.log.open("ab") as log:
-                self._process = subprocess.Popen(
-                    self._command, stdout=log, stderr=subprocess.STDOUT
-                )
-            probe = self.client(0.5)
-            try:
-                _wait_for(partial(self._answers, probe), f"port {self.port} to answer", self)
-            finally:
-                probe.close()
-            if self.running:
-                return
-            self.port = free_port()
-        pytest.fail(f"redis-server could not start on a free port:\n{self.output()}")
-
-    def _answers(self, probe: redis.Redis) -> bool:
-        """True once this process answers; also True if it exited for a taken port."""
-        assert self._process is not None
-        if self._process.poll() is not None:
-            if "Address already in use" in self.output():
-                return True
-            pytest.fail(f"redis-server exited at start:\n{self.output()}")
-        try:
-            return int(probe.info("server")["process_id"]) == self._process.pid
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, its connections reset by the kernel."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-def _wait_for(ready: Callable[[], bool], what: str, *processes: _Process) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not ready():
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- port {p.port}:\n{p.output()}" for p in processes)
-            pytest.fail(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.02)
+    wait_for(ready, what, READY_TIMEOUT, logs)
 
 
 class SentinelDeployment:
@@ -146,7 +49,6 @@ class SentinelDeployment:
 
     def __init__(
         self,
-        executable: str,
         directory: Path,
         *,
         password: str | None = None,
@@ -158,21 +60,15 @@ class SentinelDeployment:
             path.mkdir()
             return path
 
-        data = (
-            'save ""\nappendonly no\nreplica-announce-ip 127.0.0.1\n'
-            "repl-diskless-sync-delay 0\n"  # a replica syncs at once, not after 5 s
-        )
+        # A replica syncs at once, not after the default 5 s wait for more replicas.
+        data = "replica-announce-ip 127.0.0.1\nrepl-diskless-sync-delay 0\n"
         if password is not None:
             data += f"requirepass {password}\nmasterauth {password}\n"
-        self.primary = _Process(
-            executable, directory_for("primary"), lambda: data, sentinel=False, password=password
-        )
+        self.primary = RedisServer(directory_for("primary"), config=lambda: data, password=password)
         self.replicas = [
-            _Process(
-                executable,
+            RedisServer(
                 directory_for(f"replica{n}"),
-                lambda: f"{data}replicaof 127.0.0.1 {self.primary.port}\n",
-                sentinel=False,
+                config=lambda: f"{data}replicaof 127.0.0.1 {self.primary.port}\n",
                 password=password,
             )
             for n in range(replicas)
@@ -189,11 +85,14 @@ class SentinelDeployment:
             after += (
                 f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
             )
+
+        def sentinel_config() -> str:
+            return f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n{after}"
+
         self.sentinels = [
-            _Process(
-                executable,
+            RedisServer(
                 directory_for(f"sentinel{n}"),
-                lambda: f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n{after}",
+                config=sentinel_config,
                 sentinel=True,
                 password=sentinel_password,
             )
@@ -201,7 +100,7 @@ class SentinelDeployment:
         ]
 
     @property
-    def processes(self) -> list[_Process]:
+    def processes(self) -> list[RedisServer]:
         return [self.primary, *self.replicas, *self.sentinels]
 
     def url(self, database: int = 0, query: str = "") -> str:
@@ -228,7 +127,7 @@ class SentinelDeployment:
             sentinel.start()
         _wait_for(self._sentinels_agree, "the sentinels to agree", *self.processes)
 
-    def wait_in_sync(self, replica: _Process) -> None:
+    def wait_in_sync(self, replica: RedisServer) -> None:
         client = replica.client()
         try:
             _wait_for(
@@ -273,7 +172,7 @@ class SentinelDeployment:
         """Return once every sentinel names a primary other than the one on `old_port`."""
         _wait_for(lambda: self.primary_port() != old_port, "a new primary", *self.processes)
 
-    def process_on(self, port: int) -> _Process:
+    def process_on(self, port: int) -> RedisServer:
         return next(p for p in (self.primary, *self.replicas) if p.port == port)
 
     def stop(self) -> None:
@@ -281,20 +180,11 @@ class SentinelDeployment:
             process.stop()
 
 
-def _executable() -> str:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail(
-            "redis-server is not installed (it is on PATH in CI); install it, for example "
-            "with `apt-get install redis-server`, to run the Redis Sentinel tests"
-        )
-    return executable
-
-
 @pytest.fixture(scope="session")
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelDeployment]:
     """A Sentinel deployment for the whole test session; no test may kill its primary."""
-    deployment = SentinelDeployment(_executable(), tmp_path_factory.mktemp("sentinel"))
+    starting("redis_sentinel", "redis-url")
+    deployment = SentinelDeployment(tmp_path_factory.mktemp("sentinel"))
     try:
         deployment.start()
         yield deployment
@@ -315,7 +205,8 @@ def dedicated_sentinel(
 
     def start(**options: Any) -> SentinelDeployment:
         directory = tmp_path_factory.mktemp("sentinel-dedicated")
-        deployment = SentinelDeployment(_executable(), directory, **options)
+        starting("redis_sentinel", "redis-url")
+        deployment = SentinelDeployment(directory, **options)
         started.append(deployment)
         deployment.start()
         return deployment

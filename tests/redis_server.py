@@ -7,14 +7,9 @@ empty database. A missing redis-server fails the run: it must not silently skip 
 
 from __future__ import annotations
 
-import random
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -24,9 +19,9 @@ from walletmesh_sessions._core.expiry import Clock
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import StoreFactory
 
-__all__ = ("FOREIGN_KEYS", "RedisForeignData", "RedisServer", "free_port")
+from .servers import ServerProcess, executable, free_port, given_url, starting
 
-START_TIMEOUT = 10.0
+__all__ = ("FOREIGN_KEYS", "RedisForeignData", "RedisServer", "free_port")
 
 # Keys near the factory's prefix ("wm_session_") that do not start with it, some of which
 # an unescaped glob or a case-insensitive match would take for the store's.
@@ -40,135 +35,72 @@ FOREIGN_KEYS = {
 }
 
 
-def _ephemeral_ports() -> range:
-    """The ports the system hands out to outgoing connections (Linux; a common default)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    except (OSError, ValueError):
-        return range(32768, 61000)
-    return range(int(low), int(high) + 1)
+class RedisServer(ServerProcess):
+    """A redis-server process (a data server or, with `sentinel`, a sentinel) from a config
+    file of its own, re-read at each start: `config()` may name another process's port.
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing uses right now, outside the ephemeral range.
-
-    A server stopped and started again on its port (a restart, a killed cluster node) must
-    find it free: an ephemeral port may meanwhile be the local end of any client connection.
+    `extra_args` go on the command line; with `password`, clients authenticate. With
+    `given_url`, it is a server someone else runs (``--redis-url``).
     """
-    ephemeral = _ephemeral_ports()
-    candidates = [p for p in range(10_000, 30_000) if p not in ephemeral] or [0]
-    for port in random.sample(candidates, min(len(candidates), 200)):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            found: int = sock.getsockname()[1]
-            return found
-    with socket.socket() as sock:  # everything taken: any port the system gives
-        sock.bind(("127.0.0.1", 0))
-        port_: int = sock.getsockname()[1]
-        return port_
-
-
-class RedisServer:
-    """A redis-server process that can be stopped and started again on the same port."""
 
     def __init__(
-        self, executable: str, directory: Path, port: int, extra_args: Sequence[str] = ()
+        self,
+        directory: Path,
+        extra_args: Sequence[str] = (),
+        *,
+        config: Callable[[], str] = str,
+        sentinel: bool = False,
+        password: str | None = None,
+        given_url: str | None = None,
     ) -> None:
-        self.executable = executable
-        self.directory = directory
-        self.port = port
+        given_port = None if given_url is None else urlsplit(given_url).port or 6379
+        super().__init__("redis", directory, self._command, self._answers, given_port=given_port)
+        self.password = password
         self.extra_args = tuple(extra_args)
-        self.log = directory / "redis.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._config = config
+        self._sentinel = sentinel
+        self._given_url = given_url
+        self._executable = "" if given_url else executable("redis-server", "redis-server")
 
     @property
     def url(self) -> str:
-        """The URL of database 0."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL of database 0 (or the URL given with ``--redis-url``)."""
+        return self._given_url or f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def client(self) -> redis.Redis:
-        """A new synchronous client of database 0, with short timeouts."""
-        return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=5
+    def client(self, timeout: float = 5.0) -> redis.Redis:
+        """A new synchronous client of the server's database, with short timeouts."""
+        return redis.Redis.from_url(
+            self.url,
+            password=self.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
 
-    def start(self) -> None:
-        """Start the server and wait until it answers PING."""
-        command = [
-            self.executable,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "no",
-            "--logfile", "",
-            *self.extra_args,
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
+    def _command(self, port: int) -> list[str]:
+        persistence = "" if self._sentinel else 'save ""\nappendonly no\n'
+        conf = self.directory / "redis.conf"
+        conf.write_text(
+            f'bind 127.0.0.1\nport {port}\ndir {self.directory}\nlogfile ""\n'
+            + persistence
+            + self._config()
+        )
+        mode = ["--sentinel"] if self._sentinel else []
+        return [self._executable, str(conf), *mode, *self.extra_args]
+
+    def _answers(self, port: int, pid: int) -> bool:
         probe = redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5
+            host="127.0.0.1",
+            port=port,
+            password=self.password,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
         )
         try:
-            while True:
-                if self._process.poll() is not None:
-                    pytest.fail(f"redis-server exited at start:\n{self._output()}")
-                try:
-                    if probe.ping():
-                        return
-                except redis.ConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"redis-server did not answer PING:\n{self._output()}")
-                time.sleep(0.02)
+            return int(probe.info("server")["process_id"]) == pid
+        except redis.RedisError:
+            return False
         finally:
             probe.close()
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and wait until it has exited."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def kill(self) -> None:
-        """Kill the server outright (SIGKILL), as a crash would, and wait until it is gone."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.kill()
-            process.wait(timeout=10)
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections are still accepted, nothing is answered."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Let a paused server run again (SIGCONT)."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port: every key and loaded script is gone."""
-        self.stop()
-        self.start()
-
-    def _output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
 
 
 class RedisForeignData:
@@ -188,24 +120,21 @@ class RedisForeignData:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A running redis-server for the whole test session."""
-    server = RedisServer(_executable(), tmp_path_factory.mktemp("redis"), free_port())
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """A running redis-server for the whole test session (the ``--redis-url`` one if given)."""
+    url = given_url(request.config, "redis-url")
+    if url is not None:
+        yield RedisServer(Path(), given_url=url)
+        return
+    starting("redis", "redis-url")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server
     finally:
         server.stop()
-
-
-def _executable() -> str:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail(
-            "redis-server is not installed (it is on PATH in CI); install it, for example "
-            "with `apt-get install redis-server`, to run the Redis tests"
-        )
-    return executable
 
 
 @pytest.fixture
@@ -216,8 +145,8 @@ def dedicated_redis(
     started: list[RedisServer] = []
 
     def start(*extra_args: str) -> RedisServer:
-        directory = tmp_path_factory.mktemp("redis-dedicated")
-        server = RedisServer(_executable(), directory, free_port(), extra_args)
+        starting("redis", "redis-url")
+        server = RedisServer(tmp_path_factory.mktemp("redis-dedicated"), extra_args)
         started.append(server)
         server.start()
         return server
@@ -226,8 +155,6 @@ def dedicated_redis(
         yield start
     finally:
         for server in started:
-            if server.running:
-                server.resume()  # a stopped process ignores SIGTERM until it runs again
             server.stop()
 
 
