@@ -17,19 +17,25 @@ from .._core.expiry import (
     Clock,
     Sweep,
     after_read,
-    expiry_after_update,
     expiry_after_write,
     now_ms,
     stamped,
     sweep,
 )
-from .._core.lifecycle import Change, rotated, updated
+from .._core.lifecycle import (
+    ABSENT,
+    TAKEN,
+    Change,
+    Move,
+    Stored,
+    Write,
+    decide_create,
+    decide_rotate,
+    decide_update,
+)
 from .._core.session_map import SessionMap
 
 __all__ = ("MappingBackend",)
-
-# What a read found under one id: (text, data, stored expiry, expiry after the read).
-_Live = tuple[str, SessionData, int | None, int | None]
 
 
 class MappingBackend:
@@ -56,60 +62,60 @@ class MappingBackend:
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> None:
         now = now_ms(self._clock)
-        self._write(session_id, stamped(self._config, data, now), now)
+        data = stamped(self._config, data, now)
+        self._write(session_id, Write(data, expiry_after_write(self._config, now, data.created_at)))
 
     def get(self, wait: bool, session_id: str) -> SessionData | None:
-        live = self._live(session_id, now_ms(self._clock))
-        if live is None:
-            return None
-        text, data, stored, after = live
-        if after != stored and after is not None:
-            self._storage[self._prefix + session_id] = record_with_expiry(text, after)
-        return data
-
-    def create(self, wait: bool, session_id: str, data: SessionData) -> bool:
-        now = now_ms(self._clock)
-        if self._live(session_id, now) is not None:
-            return False
-        self._write(session_id, stamped(self._config, data, now), now)
-        return True
-
-    def update(self, wait: bool, session_id: str, change: Change) -> SessionData | None:
-        now = now_ms(self._clock)
-        live = self._live(session_id, now)
-        if live is None:
-            return None
-        _text, current, _stored, after = live
-        new = updated(self._config, now, current, change)
-        expires_at = expiry_after_update(self._config, after, new.created_at)
-        self._storage[self._prefix + session_id] = encode_record(new, expires_at)
-        return new
-
-    def rotate(self, wait: bool, session_id: str, new_id: str) -> str | None:
-        now = now_ms(self._clock)
-        live = self._live(session_id, now)
-        if live is None:
-            return None
-        if new_id == session_id or self._live(new_id, now) is not None:
-            raise SessionIdTakenError(new_id)
-        _text, data, _stored, after = live
-        moved = encode_record(rotated(data, session_id, new_id), after)
-        self._storage[self._prefix + new_id] = moved
-        del self._storage[self._prefix + session_id]
-        return new_id
-
-    def _live(self, session_id: str, now: int) -> _Live | None:
-        """``(text, data, stored expiry, expiry after a read)``, or `None` (expired ones go)."""
         key = self._prefix + session_id
         text = self._storage.get(key)
         if text is None:
             return None
         data, stored = self._decode(text, session_id)
-        after = after_read(self._config, now, stored, data.created_at)
+        after = after_read(self._config, now_ms(self._clock), stored, data.created_at)
         if after is EXPIRED:
             del self._storage[key]
             return None
-        return text, data, stored, after
+        if after != stored and after is not None:
+            self._storage[key] = record_with_expiry(text, after)
+        return data
+
+    def create(self, wait: bool, session_id: str, data: SessionData) -> bool:
+        stored = self._stored(session_id)
+        decision = decide_create(self._config, now_ms(self._clock), stored, data)
+        if decision is TAKEN:
+            return False
+        self._write(session_id, decision)
+        return True
+
+    def update(self, wait: bool, session_id: str, change: Change) -> SessionData | None:
+        stored = self._stored(session_id)
+        decision = decide_update(self._config, now_ms(self._clock), stored, change)
+        if isinstance(decision, Write):
+            self._write(session_id, decision)
+            return decision.data
+        if decision is EXPIRED:
+            del self._storage[self._prefix + session_id]
+        return None
+
+    def rotate(self, wait: bool, session_id: str, new_id: str) -> str | None:
+        now = now_ms(self._clock)
+        stored = self._stored(session_id)
+        decision = decide_rotate(self._config, now, session_id, new_id, stored, None)
+        if isinstance(decision, Move):  # the new id is read only when the session can move
+            stored_new = self._stored(new_id)
+            decision = decide_rotate(self._config, now, session_id, new_id, stored, stored_new)
+        if decision is TAKEN:
+            raise SessionIdTakenError(new_id)
+        if isinstance(decision, Move):
+            self._write(new_id, decision)
+        if decision is not ABSENT:  # moved, or expired
+            del self._storage[self._prefix + session_id]
+        return new_id if isinstance(decision, Move) else None
+
+    def _stored(self, session_id: str) -> Stored | None:
+        """The record under `session_id` as decoded, or `None`; an unreadable one raises."""
+        text = self._storage.get(self._prefix + session_id)
+        return None if text is None else self._decode(text, session_id)
 
     def _decode(self, text: object, session_id: str) -> tuple[SessionData, int | None]:
         # A mapping of str: a value of another type was put there by someone else.
@@ -118,9 +124,8 @@ class MappingBackend:
             raise CorruptRecordError(session_id, reason)
         return self._cache.decode(text, session_id)
 
-    def _write(self, session_id: str, data: SessionData, now: int) -> None:
-        expires_at = expiry_after_write(self._config, now, data.created_at)
-        self._storage[self._prefix + session_id] = encode_record(data, expires_at)
+    def _write(self, session_id: str, record: Write | Move) -> None:
+        self._storage[self._prefix + session_id] = encode_record(record.data, record.expires_at)
 
     def get_all(self, wait: bool) -> SessionMap:
         return self._sweep(collect=True).found

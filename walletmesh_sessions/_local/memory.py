@@ -15,7 +15,6 @@ from .._core.expiry import (
     EXPIRED,
     Clock,
     after_read,
-    expiry_after_update,
     expiry_after_write,
     is_expired,
     now_ms,
@@ -24,7 +23,15 @@ from .._core.expiry import (
     sweep,
 )
 from .._core.ids import new_session_id
-from .._core.lifecycle import check_change, rotated, updated
+from .._core.lifecycle import (
+    TAKEN,
+    Move,
+    Write,
+    check_change,
+    decide_create,
+    decide_rotate,
+    decide_update,
+)
 from .._core.session_map import SessionMap
 from .._core.validation import (
     check_batch_size,
@@ -147,10 +154,10 @@ class MemorySessionStore:
         data = check_session_data(data)
         self._check_open()
         now = now_ms(self._clock)
-        if self._live(session_id, now) is not None:
+        decision = decide_create(self._config, now, self._sessions.get(session_id), data)
+        if decision is TAKEN:
             return False
-        data = stamped(self._config, data, now)
-        self._put(session_id, data, expiry_after_write(self._config, now, data.created_at))
+        self._put(session_id, decision.data, decision.expires_at)
         if now > self._reclaim_after:
             self._reclaim_on_write(now)
         return True
@@ -162,44 +169,38 @@ class MemorySessionStore:
         session_id = check_session_id(session_id)
         change = check_change(change)
         self._check_open()
-        now = now_ms(self._clock)
-        live = self._live(session_id, now)
-        if live is None:
-            return None
-        current, after = live
-        new = updated(self._config, now, current, change)
-        self._put(session_id, new, expiry_after_update(self._config, after, new.created_at))
-        return new
+        stored = self._sessions.get(session_id)
+        decision = decide_update(self._config, now_ms(self._clock), stored, change)
+        if isinstance(decision, Write):
+            self._put(session_id, decision.data, decision.expires_at)
+            return decision.data
+        if decision is EXPIRED:
+            self._remove(session_id)
+        return None
 
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
         """Move an unexpired session to `new_id` (default: a fresh id); `None` if none."""
         session_id = check_session_id(session_id)
         new_id = new_session_id() if new_id is None else check_session_id(new_id)
         self._check_open()
+        get = self._sessions.get
         now = now_ms(self._clock)
-        live = self._live(session_id, now)
-        if live is None:
-            return None
-        if new_id == session_id or self._live(new_id, now) is not None:
+        decision = decide_rotate(
+            self._config, now, session_id, new_id, get(session_id), get(new_id)
+        )
+        if decision is TAKEN:
             raise SessionIdTakenError(new_id)
-        data, after = live
+        if isinstance(decision, Move):
+            self._remove(session_id)
+            self._put(new_id, decision.data, decision.expires_at)
+            return new_id
+        if decision is EXPIRED:
+            self._remove(session_id)
+        return None
+
+    def _remove(self, session_id: str) -> None:
         del self._sessions[session_id]
         self._shape += 1
-        self._put(new_id, rotated(data, session_id, new_id), after)
-        return new_id
-
-    def _live(self, session_id: str, now: int) -> tuple[SessionData, int | None] | None:
-        """The session and its expiry after a read at `now`, or `None` (an expired one goes)."""
-        entry = self._sessions.get(session_id)
-        if entry is None:
-            return None
-        data, stored = entry
-        after = after_read(self._config, now, stored, data.created_at)
-        if after is EXPIRED:
-            del self._sessions[session_id]
-            self._shape += 1
-            return None
-        return data, after
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired (an expired one is removed), else `None`."""
@@ -388,8 +389,7 @@ class MemorySessionStore:
             else:
                 return data
         if after is EXPIRED:
-            del self._sessions[session_id]
-            self._shape += 1
+            self._remove(session_id)
             return None
         if after != stored:
             self._put(session_id, data, after)

@@ -24,14 +24,23 @@ from ..._core.expiry import (
     EXPIRED,
     Clock,
     after_read,
-    expiry_after_update,
     expiry_after_write,
     now_ms,
     stamped,
     sweep,
 )
 from ..._core.gil import sharing_the_gil
-from ..._core.lifecycle import Change, rotated, updated
+from ..._core.lifecycle import (
+    ABSENT,
+    TAKEN,
+    Change,
+    Move,
+    Stored,
+    Write,
+    decide_create,
+    decide_rotate,
+    decide_update,
+)
 from ..._core.log import logger
 from ..._core.protocol import DEFERRED, Deferred
 from ..._core.session_map import SessionMap
@@ -51,6 +60,7 @@ _DELETE_UNCHANGED = f"DELETE FROM {TABLE} WHERE key = ? AND value = ?"
 _SELECT_TEXT_KEY = f"SELECT value FROM {TABLE} WHERE key = ?"
 _SELECT_BLOB_KEY = f"SELECT 1 FROM {TABLE} WHERE key = CAST(? AS BLOB)"
 _DELETE_ONE = f"DELETE FROM {TABLE} WHERE key IN (?, CAST(? AS BLOB))"
+_DELETE_TEXT_KEY = f"DELETE FROM {TABLE} WHERE key = ?"
 _UPSERT = (
     f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -132,7 +142,10 @@ class SqliteBackend:
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None:
         now = now_ms(self._clock)
-        key, value = self._record(session_id, stamped(self._config, data, now), now)
+        data = stamped(self._config, data, now)
+        key, value = self._record(
+            session_id, Write(data, expiry_after_write(self._config, now, data.created_at))
+        )
         return self.connections.run(
             wait, lambda conn: _none(conn.execute(_UPSERT, (key, value))), writes=True
         )
@@ -141,10 +154,11 @@ class SqliteBackend:
         def create(conn: sqlite3.Connection) -> bool:
             now = now_ms(self._clock)
             with transaction(conn):
-                if self._live(conn, session_id, now) is not None:
+                stored = self._stored(conn, session_id)
+                decision = decide_create(self._config, now, stored, data)
+                if decision is TAKEN:
                     return False
-                key, value = self._record(session_id, stamped(self._config, data, now), now)
-                conn.execute(_UPSERT, (key, value))
+                conn.execute(_UPSERT, self._record(session_id, decision))
                 return True
 
         return self.connections.run(wait, create, writes=True)
@@ -153,20 +167,23 @@ class SqliteBackend:
         def update(conn: sqlite3.Connection) -> SessionData | None:
             now = now_ms(self._clock)
             changed = False
+
+            def running(current: SessionData) -> SessionData:
+                nonlocal changed
+                changed = True
+                return change(current)
+
             try:
                 # The write lock is held from the read to the write: no concurrent write is lost.
                 with transaction(conn):
-                    live = self._live(conn, session_id, now)
-                    if live is None:
-                        return None
-                    _text, current, after = live
-                    changed = True
-                    new = updated(self._config, now, current, change)
-                    expires_at = expiry_after_update(self._config, after, new.created_at)
-                    conn.execute(
-                        _UPSERT, (self._prefix + session_id, encode_record(new, expires_at))
-                    )
-                    return new
+                    stored = self._stored(conn, session_id)
+                    decision = decide_update(self._config, now, stored, running)
+                    if isinstance(decision, Write):
+                        conn.execute(_UPSERT, self._record(session_id, decision))
+                        return decision.data
+                    if decision is EXPIRED:
+                        conn.execute(_DELETE_TEXT_KEY, (self._prefix + session_id,))
+                    return None
             except sqlite3.Error as exc:
                 if not changed:
                     raise
@@ -180,38 +197,30 @@ class SqliteBackend:
     def rotate(self, wait: bool, session_id: str, new_id: str) -> str | Deferred | None:
         def rotate(conn: sqlite3.Connection) -> str | None:
             now = now_ms(self._clock)
+            config = self._config
             with transaction(conn):
-                live = self._live(conn, session_id, now)
-                if live is None:
-                    return None
-                if new_id == session_id or self._live(conn, new_id, now) is not None:
+                stored = self._stored(conn, session_id)
+                decision = decide_rotate(config, now, session_id, new_id, stored, None)
+                if isinstance(decision, Move):  # the new id is read only if the session can move
+                    stored_new = self._stored(conn, new_id)
+                    decision = decide_rotate(config, now, session_id, new_id, stored, stored_new)
+                if decision is TAKEN:
                     raise SessionIdTakenError(new_id)
-                _text, data, after = live
-                moved = encode_record(rotated(data, session_id, new_id), after)
-                conn.execute(_UPSERT, (self._prefix + new_id, moved))
-                conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (self._prefix + session_id,))
-                return new_id
+                if isinstance(decision, Move):
+                    conn.execute(_UPSERT, self._record(new_id, decision))
+                if decision is not ABSENT:  # moved, or expired
+                    conn.execute(_DELETE_TEXT_KEY, (self._prefix + session_id,))
+                return new_id if isinstance(decision, Move) else None
 
         return self.connections.run(wait, rotate, writes=True)
 
-    def _record(self, session_id: str, data: SessionData, now: int) -> tuple[str, str]:
-        expires_at = expiry_after_write(self._config, now, data.created_at)
-        return self._prefix + session_id, encode_record(data, expires_at)
+    def _record(self, session_id: str, record: Write | Move) -> tuple[str, str]:
+        return self._prefix + session_id, encode_record(record.data, record.expires_at)
 
-    def _live(
-        self, conn: sqlite3.Connection, session_id: str, now: int
-    ) -> tuple[str, SessionData, int | None] | None:
-        """``(text, data, expiry after a read)`` inside a transaction; an expired one goes."""
-        key = self._prefix + session_id
-        text = _lookup(conn, key, session_id)
-        if text is None:
-            return None
-        data, stored = self._cache.decode(text, session_id)
-        after = after_read(self._config, now, stored, data.created_at)
-        if after is EXPIRED:
-            conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,))
-            return None
-        return text, data, after
+    def _stored(self, conn: sqlite3.Connection, session_id: str) -> Stored | None:
+        """The record under `session_id` as decoded, or `None`; an unreadable one raises."""
+        text = _lookup(conn, self._prefix + session_id, session_id)
+        return None if text is None else self._cache.decode(text, session_id)
 
     def get(self, wait: bool, session_id: str) -> SessionData | Deferred | None:
         key = self._prefix + session_id
