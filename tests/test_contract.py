@@ -50,3 +50,16 @@ class TestContract(LifecycleStoreContract):
     def foreign_data(self, store_kind: str, request: pytest.FixtureRequest) -> ForeignData:
         foreign: ForeignData = request.getfixturevalue(f"{store_kind}_foreign")
         return foreign
+
+
+class TestNetworkStoresOnUvloop(TestContract):
+    """The network stores keep their calls' deadlines on the running loop's own timer: the
+    whole kit passes on uvloop too, whose clock is its own."""
+
+    @pytest.fixture(params=["redis", "redis_cluster", "postgres"])
+    def store_kind(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, bool]]:
+        return ("asyncio", {"use_uvloop": True})
