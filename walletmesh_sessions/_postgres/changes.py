@@ -11,7 +11,15 @@ from .._core import expiry
 from .._core.codec import encode_record
 from .._core.data import SessionData
 from .._core.errors import SessionIdTakenError
-from .._core.lifecycle import Change, rotated, updated
+from .._core.lifecycle import (
+    TAKEN,
+    Change,
+    Move,
+    Write,
+    decide_create,
+    decide_rotate,
+    decide_update,
+)
 from .steps import BEGIN, Attempts, Op, Spec, Statement, Unsure, row_key
 
 __all__ = ("create", "rotate", "update")
@@ -27,9 +35,9 @@ def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -
     key = row_key(session_id)
     if attempts.intent is None:
         now = expiry.now_ms(spec.clock)
-        data = expiry.stamped(spec.config, data, now)
-        value = encode_record(data, expiry.expiry_after_write(spec.config, now, data.created_at))
-        attempts.intent = (now, value)
+        write = decide_create(spec.config, now, None, data)
+        assert isinstance(write, Write)  # nothing stored: never taken
+        attempts.intent = (now, encode_record(write.data, write.expires_at))
     now, value = attempts.intent
     if (yield Statement(spec.sql.insert_if_absent, (key, value))):
         return True
@@ -43,8 +51,7 @@ def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -
             return True
     if attempts.unsure and rows[0][0] == value:
         return True  # stored by this call's earlier attempt, whose answer was lost
-    current, stored = spec.decode(rows[0][0], session_id)
-    if expiry.after_read(spec.config, now, stored, current.created_at) is not expiry.EXPIRED:
+    if decide_create(spec.config, now, spec.decode(rows[0][0], session_id), data) is TAKEN:
         if attempts.unsure:
             raise Unsure  # taken before the earlier attempt, or written over after it
         return False
@@ -79,19 +86,16 @@ def update(
         return answer
     if text is None:
         return None
-    current, stored = spec.decode(text, session_id)
     now = expiry.now_ms(spec.clock)
-    after = expiry.after_read(spec.config, now, stored, current.created_at)
-    if after is expiry.EXPIRED:
+    decision = decide_update(spec.config, now, spec.decode(text, session_id), change)
+    if not isinstance(decision, Write):  # EXPIRED (a record was read: never ABSENT)
         attempts.intent = (text, None, None)
         yield Statement(spec.sql.delete, (key,))
         return None
-    new = updated(spec.config, now, current, change)
-    expires_at = expiry.expiry_after_update(spec.config, after, new.created_at)
-    written = encode_record(new, expires_at)
-    attempts.intent = (text, written, new)
+    written = encode_record(decision.data, decision.expires_at)
+    attempts.intent = (text, written, decision.data)
     yield Statement(spec.sql.replace_unchanged, (written, key, text))
-    return new
+    return decision.data
 
 
 def rotate(spec: Spec, session_id: str, new_id: str, attempts: Attempts) -> Op[str | None]:
@@ -115,23 +119,20 @@ def rotate(spec: Spec, session_id: str, new_id: str, attempts: Attempts) -> Op[s
     if text is None:
         return None
     now = expiry.now_ms(spec.clock)
-    data, stored = spec.decode(text, session_id)
-    after = expiry.after_read(spec.config, now, stored, data.created_at)
-    if after is expiry.EXPIRED:
-        attempts.intent = ((text, found.get(new_key)), (None, found.get(new_key)), None)
+    stored = spec.decode(text, session_id)
+    decision = decide_rotate(spec.config, now, session_id, new_id, stored, None)
+    other = found.get(new_key)
+    if isinstance(decision, Move) and other is not None:
+        # What is at the new id is read only when it matters, as a move would go over it.
+        stored_new = spec.decode(other, new_id)
+        decision = decide_rotate(spec.config, now, session_id, new_id, stored, stored_new)
+    if decision is expiry.EXPIRED:
+        attempts.intent = ((text, other), (None, other), None)
         yield Statement(spec.sql.delete, (key,))
         return None
-    if new_id == session_id:
+    if not isinstance(decision, Move):  # TAKEN (a record was read: never ABSENT)
         raise SessionIdTakenError(new_id)
-    other = found.get(new_key)
-    if other is not None:
-        other_data, other_stored = spec.decode(other, new_id)
-        if (
-            expiry.after_read(spec.config, now, other_stored, other_data.created_at)
-            is not expiry.EXPIRED
-        ):
-            raise SessionIdTakenError(new_id)
-    moved = encode_record(rotated(data, session_id, new_id), after)
+    moved = encode_record(decision.data, decision.expires_at)
     attempts.intent = ((text, other), (None, moved), new_id)
     if other is None:
         if not (yield Statement(spec.sql.insert_if_absent, (new_key, moved))):

@@ -51,7 +51,10 @@ WAIT_STEP: Final = 0.25
 # The name of the pools the store makes (and so opens, closes and keeps quiet).
 POOL_NAME: Final = "walletmesh-sessions"
 # psycopg_pool's warnings for a failed attempt and for one given up, left out for our pools.
-_QUIET_WARNINGS: Final = ("error connecting in", "reconnection attempt in pool")
+_QUIET_WARNINGS: Final = (
+    f"error connecting in {POOL_NAME!r}",
+    f"reconnection attempt in pool {POOL_NAME!r}",
+)
 
 
 class Attempts:
@@ -127,12 +130,8 @@ class _QuietAttempts(logging.Filter):
     """Drops psycopg_pool's warnings for each failed attempt of the store's own pools."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
         return not (
-            record.levelno == logging.WARNING
-            and str(record.msg).startswith(_QUIET_WARNINGS)
-            and isinstance(args, tuple)
-            and args[:1] == (POOL_NAME,)
+            record.levelno == logging.WARNING and record.getMessage().startswith(_QUIET_WARNINGS)
         )
 
 
