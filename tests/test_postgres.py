@@ -58,6 +58,36 @@ def _shows_secret(exc: BaseException) -> bool:
     return any(p in str(e) or p in repr(e) for e in _chain(exc) for p in pieces)
 
 
+class TestModule:
+    """The public module: where the class says it lives, and what a missing extra raises."""
+
+    def test_class_reports_the_public_module(self) -> None:
+        """The class names walletmesh_sessions.postgres, the path users import it from."""
+        assert PostgresSessionStore.__module__ == "walletmesh_sessions.postgres"
+
+    def test_missing_extra_raises_missing_dependency_error(self) -> None:
+        """Without psycopg_pool the import raises MissingDependencyError, an ImportError too,
+        naming the extra to install."""
+        script = textwrap.dedent(
+            """
+            import sys
+            sys.modules["psycopg_pool"] = None  # as if the extra were not installed
+            import walletmesh_sessions
+            try:
+                import walletmesh_sessions.postgres
+            except ImportError as exc:
+                assert isinstance(exc, walletmesh_sessions.MissingDependencyError), type(exc)
+                assert "walletmesh-sessions[postgres]" in str(exc), exc
+                assert exc.name == "psycopg_pool", exc.name
+                print("ok")
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.stdout.strip() == "ok", done.stderr
+
+
 class TestUrls:
     """open_store and from_url: schemes, the table option, refused options, masked secrets."""
 

@@ -1,7 +1,10 @@
 """`PostgresSessionStore`: sessions shared by many processes through a PostgreSQL table.
 
-Needs the ``postgres`` extra: ``pip install 'walletmesh-sessions[postgres]'``.
+Needs the ``postgres`` extra: ``pip install 'walletmesh-sessions[postgres]'``; without it,
+importing this module raises `MissingDependencyError` (an `ImportError` too).
 """
+
+from ._core.errors import MissingDependencyError as _MissingDependencyError
 
 try:
     import psycopg as _psycopg  # noqa: F401
@@ -11,8 +14,11 @@ except ImportError as _exc:
         "walletmesh_sessions.postgres needs the postgres extra: "
         f"pip install 'walletmesh-sessions[postgres]' ({_exc})"
     )
-    raise ImportError(_msg, name=_exc.name) from _exc
+    raise _MissingDependencyError(_msg, name=_exc.name) from _exc
 
 from ._postgres.store import PostgresSessionStore as PostgresSessionStore
+
+# The class reports the module it is imported from, as anyio's public classes do.
+PostgresSessionStore.__module__ = __name__
 
 __all__ = ("PostgresSessionStore",)
