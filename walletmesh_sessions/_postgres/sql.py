@@ -99,6 +99,10 @@ class Statements:
     def __init__(self, table: tuple[str, ...]) -> None:
         self.table_name = ".".join(table)
         t = sql.Identifier(*table)
+
+        def on_table(text: str) -> bytes:
+            return _render(sql.SQL(text).format(t=t))
+
         index = sql.Identifier(f"{table[-1]}_expires_at")
         self.schema_lock_key = f"walletmesh_sessions:{self.table_name}"
         self.create_table = _render(
@@ -120,59 +124,41 @@ class Statements:
                 " AND a.attnum > 0 AND NOT a.attisdropped"
             )
         )
-        self.get = _render(sql.SQL("SELECT value FROM {t} WHERE id = %s").format(t=t))
-        self.get_for_update = _render(
-            sql.SQL("SELECT value FROM {t} WHERE id = %s FOR UPDATE").format(t=t)
+        self.get = on_table("SELECT value FROM {t} WHERE id = %s")
+        self.get_for_update = on_table("SELECT value FROM {t} WHERE id = %s FOR UPDATE")
+        self.get_two_for_update = on_table(
+            "SELECT id, value FROM {t} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
         )
-        self.get_two_for_update = _render(
-            sql.SQL("SELECT id, value FROM {t} WHERE id = ANY(%s) ORDER BY id FOR UPDATE").format(
-                t=t
-            )
+        self.upsert = on_table(
+            "INSERT INTO {t} (id, value) VALUES (%s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET value = excluded.value"
         )
-        self.upsert = _render(
-            sql.SQL(
-                "INSERT INTO {t} (id, value) VALUES (%s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET value = excluded.value"
-            ).format(t=t)
-        )
-        self.insert_if_absent = _render(
-            sql.SQL(
-                "INSERT INTO {t} (id, value) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING"
-            ).format(t=t)
+        self.insert_if_absent = on_table(
+            "INSERT INTO {t} (id, value) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING"
         )
         # Replace a record only if it still holds exactly the text read (compare-and-set).
-        self.replace_unchanged = _render(
-            sql.SQL("UPDATE {t} SET value = %s WHERE id = %s AND value = %s").format(t=t)
-        )
+        self.replace_unchanged = on_table("UPDATE {t} SET value = %s WHERE id = %s AND value = %s")
         # One statement reads a record and, if it is live, rewrites its expiresAt digits
         # (compare-and-set on the text read); it answers the text read and the text written.
         # The caller checks the rewrite against record_with_expiry and mends any difference.
-        self.read_and_slide = _render(
-            sql.SQL(
-                "WITH old AS (SELECT value, expires_at FROM {t} WHERE id = %(id)s),"
-                " slid AS (UPDATE {t} SET value = regexp_replace(old.value, %(pattern)s,"
-                " %(replacement)s) FROM old WHERE {t}.id = %(id)s AND {t}.value = old.value"
-                " AND (old.expires_at IS NULL OR old.expires_at >= %(now)s)"
-                " AND old.expires_at IS DISTINCT FROM %(new)s AND old.value ~ %(pattern)s"
-                " RETURNING {t}.value)"
-                " SELECT old.value, (SELECT value FROM slid) FROM old"
-            ).format(t=t)
+        self.read_and_slide = on_table(
+            "WITH old AS (SELECT value, expires_at FROM {t} WHERE id = %(id)s),"
+            " slid AS (UPDATE {t} SET value = regexp_replace(old.value, %(pattern)s,"
+            " %(replacement)s) FROM old WHERE {t}.id = %(id)s AND {t}.value = old.value"
+            " AND (old.expires_at IS NULL OR old.expires_at >= %(now)s)"
+            " AND old.expires_at IS DISTINCT FROM %(new)s AND old.value ~ %(pattern)s"
+            " RETURNING {t}.value)"
+            " SELECT old.value, (SELECT value FROM slid) FROM old"
         )
-        self.delete_unchanged = _render(
-            sql.SQL("DELETE FROM {t} WHERE id = %s AND value = %s").format(t=t)
-        )
-        self.delete = _render(sql.SQL("DELETE FROM {t} WHERE id = %s").format(t=t))
-        self.clear = _render(sql.SQL("DELETE FROM {t}").format(t=t))
-        self.all = _render(sql.SQL("SELECT id, value FROM {t}").format(t=t))
-        self.page = _render(
-            sql.SQL("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s").format(t=t)
-        )
-        self.inspect_all = _render(sql.SQL("SELECT id, value FROM {t} ORDER BY id").format(t=t))
-        self.inspect_one = _render(sql.SQL("SELECT id, value FROM {t} WHERE id = %s").format(t=t))
+        self.delete_unchanged = on_table("DELETE FROM {t} WHERE id = %s AND value = %s")
+        self.delete = on_table("DELETE FROM {t} WHERE id = %s")
+        self.clear = on_table("DELETE FROM {t}")
+        self.all = on_table("SELECT id, value FROM {t}")
+        self.page = on_table("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s")
+        self.inspect_all = on_table("SELECT id, value FROM {t} ORDER BY id")
+        self.inspect_one = on_table("SELECT id, value FROM {t} WHERE id = %s")
         # Candidates only: each is decided from its record, then removed compare-and-set.
-        self.expired_candidates = _render(
-            sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s").format(t=t)
-        )
+        self.expired_candidates = on_table("SELECT id, value FROM {t} WHERE expires_at < %s")
         self.expired_candidates_created = _render(
             sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s").format(
                 t=t, created_at=sql.SQL(CREATED_AT)
@@ -180,15 +166,11 @@ class Statements:
         )
         # Arrays are sent in binary: the text form escapes every quote of every record, a
         # regular expression per element, hundreds of times slower.
-        self.delete_many_unchanged = _render(
-            sql.SQL(
-                "DELETE FROM {t} USING unnest(%b::bytea[], %b::text[]) AS v(id, value)"
-                " WHERE {t}.id = v.id AND {t}.value = v.value"
-            ).format(t=t)
+        self.delete_many_unchanged = on_table(
+            "DELETE FROM {t} USING unnest(%b::bytea[], %b::text[]) AS v(id, value)"
+            " WHERE {t}.id = v.id AND {t}.value = v.value"
         )
-        self.slide_many_unchanged = _render(
-            sql.SQL(
-                "UPDATE {t} SET value = v.new FROM unnest(%b::bytea[], %b::text[], %b::text[])"
-                " AS v(id, old, new) WHERE {t}.id = v.id AND {t}.value = v.old"
-            ).format(t=t)
+        self.slide_many_unchanged = on_table(
+            "UPDATE {t} SET value = v.new FROM unnest(%b::bytea[], %b::text[], %b::text[])"
+            " AS v(id, old, new) WHERE {t}.id = v.id AND {t}.value = v.old"
         )
