@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from collections.abc import Callable
+from typing import Any, NamedTuple
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from .._core.data import SessionStoreConfig
 from .._core.errors import InvalidConfigError, MissingDependencyError
@@ -18,18 +19,6 @@ from .._local.memory import MemorySessionStore
 
 __all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
 
-SCHEMES = (
-    "memory",
-    "sqlite",
-    "redis",
-    "rediss",
-    "redis+cluster",
-    "rediss+cluster",
-    "redis+sentinel",
-    "unix",
-    "postgresql",
-    "postgres",
-)
 # Query parameters that build the store's SessionStoreConfig.
 CONFIG_PARAMETERS = ("lifetime", "refresh_on_access", "max_lifetime")
 # Query parameters that configure the store rather than the connection.
@@ -91,11 +80,11 @@ def open_store(
     except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 host
         msg = f"not a store URL: {shown!r} ({redact_message(str(exc), url)})"
         raise InvalidConfigError(msg) from None
-    scheme = parts.scheme.lower()
     if is_conninfo(url):
         msg = f"a libpq key=value string is not a store URL: {shown!r}; {CONNINFO_HINT}"
         raise InvalidConfigError(msg)
-    if scheme not in SCHEMES:
+    opener = _OPENERS.get(parts.scheme.lower())
+    if opener is None:
         msg = f"unknown store URL scheme in {shown!r}: use one of " + ", ".join(
             f"{s}://" for s in SCHEMES
         )
@@ -104,41 +93,7 @@ def open_store(
     store_query = _store_query(shown, query)
     rest = [(k, v) for k, v in query if k not in STORE_PARAMETERS]
     config = _config(shown, config, store_query)
-    if scheme in ("postgresql", "postgres"):
-        return _postgres(url, shown, config, prefix, store_query, rest, clock, options)
-    prefix = _prefix(shown, prefix, store_query)
-
-    if scheme == "memory":
-        if parts.netloc or parts.path not in ("", "/"):
-            msg = f"a memory store has no host or path (memory://?lifetime=...), got {shown!r}"
-            raise InvalidConfigError(msg)
-        _refuse_extras(shown, rest, options)
-        return MemorySessionStore(config, clock=clock)
-    if scheme == "sqlite":
-        sqlite_options = _sqlite_options(shown, rest, options)
-        _refuse_extras(shown, [(k, v) for k, v in rest if k not in SQLITE_PARAMETERS], options)
-        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
-        if parts.netloc or not path:
-            msg = f"a SQLite URL is sqlite:///relative.db or sqlite:////abs/path.db, got {shown!r}"
-            raise InvalidConfigError(msg)
-        return LocalStorageSessionStore(path, config, prefix=prefix, clock=clock, **sqlite_options)
-    try:
-        from ..redis import RedisSessionStore
-    except ImportError as exc:
-        msg = f"{shown!r} needs the redis extra: pip install 'walletmesh-sessions[redis]'"
-        raise MissingDependencyError(msg) from exc
-    # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
-    redis_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
-    try:
-        return RedisSessionStore.from_url(redis_url, config, prefix=prefix, clock=clock, **options)
-    except InvalidConfigError as exc:
-        refused = exc
-    # Splitting off the query may have cut a misread password: mask against the whole URL,
-    # and raise outside the handler so that the unmasked error is not even the context.
-    masked = redact_message(str(refused), url)
-    if masked == str(refused):
-        raise refused
-    raise InvalidConfigError(f"not a Redis URL: {shown!r} ({masked})")
+    return opener(_Request(url, shown, parts, config, prefix, store_query, rest, clock, options))
 
 
 def is_conninfo(text: str) -> bool:
@@ -146,37 +101,134 @@ def is_conninfo(text: str) -> bool:
     return "://" not in text and _CONNINFO.search(text) is not None
 
 
-def _postgres(
-    url: str,
-    shown: str,
-    config: SessionStoreConfig | None,
-    prefix: str | None,
-    store_query: dict[str, str],
-    rest: list[tuple[str, str]],
-    clock: Clock,
-    options: dict[str, Any],
-) -> FullSessionStore:
-    if misread_userinfo(url):
+class _Request(NamedTuple):
+    """What `open_store` was asked, checked as far as every scheme's checks go."""
+
+    url: str
+    shown: str  # the URL with its password masked
+    parts: SplitResult
+    config: SessionStoreConfig | None
+    prefix: str | None  # the argument; the URL's ``prefix`` is in `store_query`
+    store_query: dict[str, str]
+    rest: list[tuple[str, str]]  # the query parameters that do not configure the store
+    clock: Clock
+    options: dict[str, Any]
+
+    def store_prefix(self) -> str:
+        """The prefix asked for, in the URL or as the argument (not both), or the default."""
+        if "prefix" in self.store_query:
+            if self.prefix is not None:
+                msg = f"give prefix in the URL or as an argument, not both: {self.shown!r}"
+                raise InvalidConfigError(msg)
+            return self.store_query["prefix"]
+        return "wm_session_" if self.prefix is None else self.prefix
+
+    def url_with_rest(self) -> str:
+        """The URL with only the query parameters for the connection (rebuilt by hand:
+        urlunsplit would turn unix:///path into unix:/path)."""
+        rest = self.rest
+        return self.url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
+
+
+def _memory(request: _Request) -> FullSessionStore:
+    request.store_prefix()  # refused when given twice, though a memory store keeps no keys
+    parts = request.parts
+    if parts.netloc or parts.path not in ("", "/"):
+        msg = f"a memory store has no host or path (memory://?lifetime=...), got {request.shown!r}"
+        raise InvalidConfigError(msg)
+    _refuse_extras(request.shown, request.rest, request.options)
+    return MemorySessionStore(request.config, clock=request.clock)
+
+
+def _sqlite(request: _Request) -> FullSessionStore:
+    prefix, shown, rest, options = (
+        request.store_prefix(),
+        request.shown,
+        request.rest,
+        request.options,
+    )
+    sqlite_options = _sqlite_options(shown, rest, options)
+    _refuse_extras(shown, [(k, v) for k, v in rest if k not in SQLITE_PARAMETERS], options)
+    parts = request.parts
+    path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if parts.netloc or not path:
+        msg = f"a SQLite URL is sqlite:///relative.db or sqlite:////abs/path.db, got {shown!r}"
+        raise InvalidConfigError(msg)
+    return LocalStorageSessionStore(
+        path, request.config, prefix=prefix, clock=request.clock, **sqlite_options
+    )
+
+
+def _redis(request: _Request) -> FullSessionStore:
+    prefix = request.store_prefix()
+    try:
+        from ..redis import RedisSessionStore
+    except ImportError as exc:
+        raise _missing(request, "redis") from exc
+    return _from_url(
+        request,
+        "Redis",
+        lambda url: RedisSessionStore.from_url(
+            url, request.config, prefix=prefix, clock=request.clock, **request.options
+        ),
+    )
+
+
+def _postgres(request: _Request) -> FullSessionStore:
+    shown = request.shown
+    if misread_userinfo(request.url):
         msg = f"percent-encode any '#', '/', '?' or '@' in the user name or password: {shown!r}"
         raise InvalidConfigError(msg)
-    if prefix is not None or "prefix" in store_query:
+    if request.prefix is not None or "prefix" in request.store_query:
         msg = f"a PostgreSQL store has no prefix: give each store its own table=... in {shown!r}"
         raise InvalidConfigError(msg)
     try:
         from ..postgres import PostgresSessionStore
     except ImportError as exc:
-        msg = f"{shown!r} needs the postgres extra: pip install 'walletmesh-sessions[postgres]'"
-        raise MissingDependencyError(msg) from exc
-    postgres_url = url.split("?", 1)[0] + (f"?{urlencode(rest)}" if rest else "")
+        raise _missing(request, "postgres") from exc
+    return _from_url(
+        request,
+        "PostgreSQL",
+        lambda url: PostgresSessionStore.from_url(
+            url, request.config, clock=request.clock, **request.options
+        ),
+    )
+
+
+def _missing(request: _Request, extra: str) -> MissingDependencyError:
+    msg = f"{request.shown!r} needs the {extra} extra: pip install 'walletmesh-sessions[{extra}]'"
+    return MissingDependencyError(msg)
+
+
+def _from_url(
+    request: _Request, kind: str, from_url: Callable[[str], FullSessionStore]
+) -> FullSessionStore:
+    """``from_url(the URL without the store's parameters)``, its refusal masked."""
     try:
-        return PostgresSessionStore.from_url(postgres_url, config, clock=clock, **options)
+        return from_url(request.url_with_rest())
     except InvalidConfigError as exc:
         refused = exc
-    # Splitting off the query may have cut a misread password: mask against the whole URL.
-    masked = redact_message(str(refused), url)
+    # Splitting off the query may have cut a misread password: mask against the whole URL,
+    # and raise outside the handler so that the unmasked error is not even the context.
+    masked = redact_message(str(refused), request.url)
     if masked == str(refused):
         raise refused
-    raise InvalidConfigError(f"not a PostgreSQL URL: {shown!r} ({masked})")
+    raise InvalidConfigError(f"not a {kind} URL: {request.shown!r} ({masked})")
+
+
+_OPENERS: dict[str, Callable[[_Request], FullSessionStore]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": _redis,
+    "rediss": _redis,
+    "redis+cluster": _redis,
+    "rediss+cluster": _redis,
+    "redis+sentinel": _redis,
+    "unix": _redis,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
+SCHEMES = tuple(_OPENERS)
 
 
 def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
@@ -220,15 +272,6 @@ def _seconds(shown: str, query: dict[str, str], name: str) -> float | None:
     except ValueError:
         msg = f"{name} in {shown!r} must be seconds or none, got {value!r}"
         raise InvalidConfigError(msg) from None
-
-
-def _prefix(url: str, prefix: str | None, query: dict[str, str]) -> str:
-    if "prefix" in query:
-        if prefix is not None:
-            msg = f"give prefix in the URL or as an argument, not both: {url!r}"
-            raise InvalidConfigError(msg)
-        return query["prefix"]
-    return "wm_session_" if prefix is None else prefix
 
 
 def _refuse_extras(url: str, query: list[tuple[str, str]], options: dict[str, Any]) -> None:
