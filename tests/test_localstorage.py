@@ -22,6 +22,7 @@ import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typing_extensions import assert_type
 
 from walletmesh_sessions import (
     CorruptRecordError,
@@ -80,6 +81,17 @@ def largest_file(*paths: Path) -> int:
 @pytest.fixture(params=["file", "mapping"])
 def storage_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+async def test_async_with_gives_a_subclass_its_own_type() -> None:
+    """``async with`` on a subclass gives the subclass, to type checkers too."""
+
+    class Mine(LocalStorageSessionStore):
+        pass
+
+    async with Mine({}) as store:
+        assert_type(store, Mine)
+        assert type(store) is Mine
 
 
 class Storage:

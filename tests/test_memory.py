@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import anyio
 import pytest
+from typing_extensions import assert_type
 
 from walletmesh_sessions import (
     InvalidConfigError,
@@ -146,6 +147,17 @@ class TestConstruction:
         """A clock that is not callable is refused."""
         with pytest.raises(InvalidConfigError, match="clock"):
             MemorySessionStore(clock=5)  # type: ignore[arg-type]
+
+
+async def test_async_with_gives_a_subclass_its_own_type() -> None:
+    """``async with`` on a subclass gives the subclass, to type checkers too."""
+
+    class Mine(MemorySessionStore):
+        pass
+
+    async with Mine() as store:
+        assert_type(store, Mine)
+        assert type(store) is Mine
 
 
 def test_default_store() -> None:

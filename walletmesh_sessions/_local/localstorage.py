@@ -10,7 +10,7 @@ import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import anyio.to_thread
 
@@ -31,6 +31,9 @@ from .._core.validation import (
 )
 from .mapping_backend import MappingBackend
 from .sqlite import Durability, SqliteBackend, check_durability
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ("LocalStorageSessionStore",)
 
@@ -246,7 +249,7 @@ class LocalStorageSessionStore:
         self._closed = True
         await anyio.to_thread.run_sync(self._backend.close)
 
-    async def __aenter__(self) -> LocalStorageSessionStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

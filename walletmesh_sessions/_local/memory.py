@@ -6,6 +6,7 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from anyio.lowlevel import checkpoint
 
@@ -41,6 +42,9 @@ from .._core.validation import (
     check_session_id,
 )
 from .steps import STEP_MAX, TimedSteps
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ("MemorySessionStore",)
 
@@ -359,7 +363,7 @@ class MemorySessionStore:
             msg = f"{self!r} is closed"
             raise StoreClosedError(msg)
 
-    async def __aenter__(self) -> MemorySessionStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
