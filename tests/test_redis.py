@@ -1041,6 +1041,32 @@ class TestMissingExtra:
         )
         assert "pip install 'walletmesh-sessions[redis]'" in result.stdout
 
+    def test_import_error_is_missing_dependency_error(self) -> None:
+        """The error is the library's MissingDependencyError, still an ImportError."""
+        script = (
+            "import sys\n"
+            "sys.modules['sniffio'] = None\n"
+            "import walletmesh_sessions\n"
+            "try:\n"
+            "    import walletmesh_sessions.redis\n"
+            "except walletmesh_sessions.MissingDependencyError as exc:\n"
+            "    print(isinstance(exc, ImportError), exc.name)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert result.stdout.split() == ["True", "sniffio"]
+
+
+def test_class_reports_its_public_module() -> None:
+    """RedisSessionStore is walletmesh_sessions.redis.RedisSessionStore, wherever it is written."""
+    assert RedisSessionStore.__module__ == "walletmesh_sessions.redis"
+
 
 def before_step(op: steps.Op[T], kind: type, action: Callable[[], object]) -> steps.Op[T]:
     """`op`, with `action` run (as another client would) just before its first `kind` step."""

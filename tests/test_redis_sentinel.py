@@ -63,7 +63,7 @@ class TestUrl:
         """Sentinel addresses (26379 by default), the service, database and query are read."""
         store = RedisSessionStore.from_url(url)
         target = store._clients._target  # type: ignore[union-attr]
-        assert (target.sentinels, target.service) == (sentinels, service)
+        assert (list(target.sentinels), target.service) == (sentinels, service)
 
     @pytest.mark.parametrize(
         ("url", "match"),

@@ -1,0 +1,143 @@
+"""Where a store's runners come from: a client the caller keeps, or clients made from a URL.
+
+`CallerClient` wraps the caller's client as it is. `UrlClients` makes a `RedisTarget`'s
+clients on first use, one asyncio client per event loop (a second ``anyio.run`` gets its own)
+and one synchronous client for every trio run, and closes them; `sentinel` and
+`cluster_clients` make theirs the same way, with other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import redis
+import redis.asyncio
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from .._core.errors import InvalidConfigError
+from .._core.loops import closed_at_shutdown, trio_token
+from .cluster_io import ClusterAsyncioRunner, ClusterThreadRunner
+from .runners import AsyncioRunner, ThreadRunner
+from .target import RedisTarget
+
+__all__ = ("BACKOFF_CAP", "CallerClient", "Runner", "UrlClients")
+
+Runner = AsyncioRunner | ThreadRunner
+
+# The longest pause between two attempts of a command (redis-py's jittered backoff).
+BACKOFF_CAP = 0.1
+
+
+class CallerClient:
+    """A client the caller made and keeps: used as it is, never closed by the store."""
+
+    def __init__(self, client: object) -> None:
+        if isinstance(client, redis.asyncio.Redis):
+            self._runner: Runner = AsyncioRunner(client)
+        elif isinstance(client, redis.Redis):
+            self._runner = ThreadRunner(client)
+        elif isinstance(client, redis.asyncio.RedisCluster):
+            self._runner = ClusterAsyncioRunner(client)
+        elif isinstance(client, redis.cluster.RedisCluster):
+            self._runner = ClusterThreadRunner(client)
+        else:
+            msg = (
+                "client must be a redis.asyncio.Redis, a redis.Redis, a "
+                f"redis.asyncio.RedisCluster or a redis.cluster.RedisCluster, got {client!r}"
+            )
+            raise InvalidConfigError(msg)
+
+    def runner(self, backend: str) -> Runner:
+        if backend == "trio" and isinstance(self._runner, AsyncioRunner):
+            msg = (
+                "a redis.asyncio client works on asyncio only; on trio pass a synchronous "
+                "redis.Redis or redis.cluster.RedisCluster (run in worker threads) or use "
+                "RedisSessionStore.from_url"
+            )
+            raise InvalidConfigError(msg)
+        return self._runner
+
+    async def aclose(self, backend: str) -> None:
+        """Nothing to do: the caller closes its own client."""
+
+
+class UrlClients:
+    """Clients the store makes from a URL on first use, for the event loop in use, and closes.
+
+    An asyncio client belongs to the loop it first ran on: when another loop calls (a second
+    ``anyio.run``), a fresh client is made for it. The old one was already closed by its own
+    loop as that loop shut down (see `loops.closed_at_shutdown`); the store then just drops
+    it. The synchronous client serves every trio run; only its thread limiter is per run.
+    """
+
+    def __init__(self, target: RedisTarget) -> None:
+        self._target = target
+        self._url = target.url
+        self._options = target.options
+        self._retries = retries = target.retries
+        self._limit: int = target.options["max_connections"]
+        timeout: float | None = target.options["timeout"]
+        # Each attempt is bounded by the timeout, and each pause between them by the backoff.
+        self._budget = None if timeout is None else (retries + 1) * timeout + retries * BACKOFF_CAP
+        self._asyncio: AsyncioRunner | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
+        self._loop: object = None
+        self._threads: ThreadRunner | None = None
+        self._run_token: object = None
+
+    def runner(self, backend: str) -> Runner:
+        if backend == "asyncio":
+            loop = asyncio.get_running_loop()
+            if self._loop is not loop or self._asyncio is None:
+                runner = self._asyncio_runner()
+                self._closer = closed_at_shutdown(runner.aclose)
+                self._asyncio, self._loop = runner, loop
+            return self._asyncio
+        if self._threads is None:
+            self._threads = self._thread_runner()
+        token = trio_token()
+        if self._run_token is not token:
+            self._threads.new_loop()
+            self._run_token = token
+        return self._threads
+
+    def _asyncio_runner(self) -> AsyncioRunner:
+        return AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
+
+    def _thread_runner(self) -> ThreadRunner:
+        return ThreadRunner(self._sync_client(), self._limit, self._budget)
+
+    def _backoff(self) -> ExponentialWithJitterBackoff:
+        return ExponentialWithJitterBackoff(base=0.01, cap=BACKOFF_CAP)
+
+    def _asyncio_client(self) -> redis.asyncio.Redis:
+        options = {"retry": AsyncRetry(self._backoff(), self._retries), **self._options}
+        # The runner's semaphore does the waiting for a free connection (see AsyncioRunner).
+        options.pop("timeout", None)
+        if self._budget is not None and not self._target.read_timeout_given:
+            # The runner's deadline bounds every call already; a timeout on each read of the
+            # socket would only add a timer per reply (a third of a GET's cost, measured).
+            options["socket_timeout"] = None
+        pool = redis.asyncio.ConnectionPool.from_url(self._url, **options)
+        return redis.asyncio.Redis.from_pool(pool)
+
+    def _sync_client(self) -> redis.Redis:
+        options = {"retry": Retry(self._backoff(), self._retries), **self._options}
+        pool = redis.BlockingConnectionPool.from_url(self._url, **options)
+        return redis.Redis.from_pool(pool)
+
+    async def aclose(self, backend: str) -> None:
+        closer, self._closer, self._asyncio = self._closer, None, None
+        loop, self._loop = self._loop, None
+        threads, self._threads = self._threads, None
+        try:
+            if threads is not None:
+                await threads.aclose()
+        finally:
+            # An asyncio client can only be closed on its own loop; elsewhere its loop did it.
+            if closer is not None and backend == "asyncio" and asyncio.get_running_loop() is loop:
+                await closer.aclose()
