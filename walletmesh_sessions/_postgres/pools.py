@@ -11,13 +11,13 @@ one refused connect. A pool the caller passes keeps its own policy.
 
 psycopg_pool also keeps a caller waiting for its whole timeout while every attempt fails,
 and tells it nothing of why (its reasons go to a warning per attempt). The store's pools
-note how their latest attempt went (`Attempts`, told by the connection class they connect
-with). A caller that finds no connection ready while that attempt failed, or before any
-succeeded, connects once itself first: if that fails, the caller fails at once with libpq's
-reason (connection refused, no such database, password authentication failed, ...); if it
-works, the server answers and the caller waits for the pool's connection as usual. The
-warnings per failed attempt are left out for these pools: `Attempts` logs one warning when
-a pool that had connected cannot any more, and one line when it connects again.
+note how their latest attempt went (`ConnectAttempts`, told by the connection class they
+connect with). A caller that finds no connection ready while that attempt failed, or before
+any succeeded, connects once itself first: if that fails, the caller fails at once with
+libpq's reason (connection refused, no such database, password authentication failed, ...);
+if it works, the server answers and the caller waits for the pool's connection as usual.
+The warnings per failed attempt are left out for these pools: `ConnectAttempts` logs one
+warning when a pool that had connected cannot any more, and one line when it connects again.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from .._core.masking import redact, redact_message
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ("POOL_NAME", "RECONNECT_SECONDS", "Attempts", "OwnAsyncPool", "OwnPool")
+__all__ = ("POOL_NAME", "RECONNECT_SECONDS", "ConnectAttempts", "OwnAsyncPool", "OwnPool")
 
 # Seconds a pool of the store's own keeps trying a connection that failed, in the background.
 RECONNECT_SECONDS: Final = 0.5
@@ -57,7 +57,7 @@ _QUIET_WARNINGS: Final = (
 )
 
 
-class Attempts:
+class ConnectAttempts:
     """How a pool's latest connection attempt went, logged once per change of outcome."""
 
     def __init__(self, url: str) -> None:
@@ -102,7 +102,7 @@ class Attempts:
         return not self.connected and not stats.get("pool_available")
 
 
-def _async_connection(attempts: Attempts) -> type[psycopg.AsyncConnection[Any]]:
+def _async_connection(attempts: ConnectAttempts) -> type[psycopg.AsyncConnection[Any]]:
     class Connection(psycopg.AsyncConnection[Any]):
         """An `AsyncConnection` whose every connect tells `attempts` how it went."""
 
@@ -114,7 +114,7 @@ def _async_connection(attempts: Attempts) -> type[psycopg.AsyncConnection[Any]]:
     return Connection
 
 
-def _sync_connection(attempts: Attempts) -> type[psycopg.Connection[Any]]:
+def _sync_connection(attempts: ConnectAttempts) -> type[psycopg.Connection[Any]]:
     class Connection(psycopg.Connection[Any]):
         """A `Connection` whose every connect tells `attempts` how it went."""
 
@@ -177,7 +177,7 @@ class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
     """
 
     def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
-        self.attempts = Attempts(url)
+        self.attempts = ConnectAttempts(url)
         self._connect_with = (conninfo, kwargs)
         self._probing = asyncio.Lock()
         own = _own_options(_async_connection(self.attempts))
@@ -211,7 +211,7 @@ class OwnPool(psycopg_pool.ConnectionPool[Any]):
     """A `ConnectionPool` that reconnects sooner and says why it cannot."""
 
     def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
-        self.attempts = Attempts(url)
+        self.attempts = ConnectAttempts(url)
         self._connect_with = (conninfo, kwargs)
         self._probing = threading.Lock()
         own = _own_options(_sync_connection(self.attempts))
