@@ -7,7 +7,7 @@ store and the model can only agree if the store keeps the contract.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import anyio.from_thread
 import attrs
@@ -210,13 +210,25 @@ class ModelRules(StoreFixtures):
 
     def test_matches_reference_model(self, store_factory: StoreFactory, anyio_backend: str) -> None:
         """Random sequences of the seven methods and clock moves agree with the contract's model."""
-        with anyio.from_thread.start_blocking_portal(backend=anyio_backend) as portal:
-            machine = type(
-                "StoreMachine",
-                (_StoreMachine,),
-                {"factory": staticmethod(store_factory), "portal": portal},
-            )
-            run_state_machine_as_test(machine, settings=self.model_settings)
+        _run_machine(_StoreMachine, store_factory, anyio_backend, self.model_settings)
+
+
+def _run_machine(
+    machine: type[_StoreMachine], factory: StoreFactory, anyio_backend: object, how: settings
+) -> None:
+    """Run `machine` over `factory`'s stores, on a blocking portal of `anyio_backend`: a name,
+    or anyio's ``(name, options)`` (``("asyncio", {"use_uvloop": True})``)."""
+    if isinstance(anyio_backend, str):
+        backend, options = anyio_backend, None
+    else:
+        backend, options = cast("tuple[str, dict[str, Any]]", anyio_backend)
+    with anyio.from_thread.start_blocking_portal(backend, options) as portal:
+        bound = type(
+            machine.__name__.lstrip("_"),
+            (machine,),
+            {"factory": staticmethod(factory), "portal": portal},
+        )
+        run_state_machine_as_test(bound, settings=how)
 
 
 # Few ids, some equal to a data's id, so lifecycle calls meet live sessions and taken ids.
@@ -343,10 +355,4 @@ class LifecycleModelRules(StoreFixtures):
         self, store_factory: StoreFactory, anyio_backend: str
     ) -> None:
         """Random sequences of all ten methods and clock moves agree with the contract's model."""
-        with anyio.from_thread.start_blocking_portal(backend=anyio_backend) as portal:
-            machine = type(
-                "LifecycleMachine",
-                (_LifecycleMachine,),
-                {"factory": staticmethod(store_factory), "portal": portal},
-            )
-            run_state_machine_as_test(machine, settings=self.model_settings)
+        _run_machine(_LifecycleMachine, store_factory, anyio_backend, self.model_settings)
