@@ -21,11 +21,11 @@ from walletmesh_sessions import (
     JSONValue,
     SessionData,
     SessionIdTypeError,
-    SessionMap,
     SessionStoreConfig,
     SessionStoreError,
     new_session_id,
 )
+from walletmesh_sessions._core.session_map import SessionMap
 from walletmesh_sessions._core.validation import check_session_id
 
 

@@ -14,6 +14,7 @@ from ._core.errors import SessionIdTypeError as SessionIdTypeError
 from ._core.errors import SessionStoreError as SessionStoreError
 from ._core.errors import StoreClosedError as StoreClosedError
 from ._core.errors import StoreUnavailableError as StoreUnavailableError
+from ._core.expiry import Clock as Clock
 from ._core.ids import new_session_id as new_session_id
 from ._core.iteration import iter_sessions as iter_sessions
 from ._core.json_values import JSONValue as JSONValue
@@ -24,7 +25,7 @@ from ._core.protocol import IterableRecords as IterableRecords
 from ._core.protocol import IterableSessionStore as IterableSessionStore
 from ._core.protocol import LifecycleSessionStore as LifecycleSessionStore
 from ._core.protocol import SessionStore as SessionStore
-from ._core.session_map import SessionMap as SessionMap
+from ._core.public import present_as as _present_as
 from ._local.defaults import default_store as default_store
 from ._local.localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._local.memory import MemorySessionStore as MemorySessionStore
@@ -33,6 +34,7 @@ from ._tools.cleanup import periodic_cleanup as periodic_cleanup
 from ._tools.open_store import open_store as open_store
 
 __all__ = (
+    "Clock",
     "ClosableSessionStore",
     "CorruptRecordError",
     "FullSessionStore",
@@ -51,7 +53,6 @@ __all__ = (
     "SessionData",
     "SessionIdTakenError",
     "SessionIdTypeError",
-    "SessionMap",
     "SessionRecord",
     "SessionStore",
     "SessionStoreConfig",
@@ -65,3 +66,5 @@ __all__ = (
     "open_store",
     "periodic_cleanup",
 )
+
+_present_as(__name__, globals(), __all__)

@@ -7,6 +7,7 @@
 import importlib as _importlib
 import typing as _typing
 
+from .._core.public import present_as as _present_as
 from ._clock import FakeClock as FakeClock
 
 if _typing.TYPE_CHECKING:
@@ -44,5 +45,9 @@ def __getattr__(name: str) -> object:
         )
         raise ImportError(msg, name=exc.name) from exc
     value = getattr(module, name)
+    _present_as(__name__, {name: value}, [name])
     globals()[name] = value
     return value
+
+
+_present_as(__name__, globals(), __all__)
