@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import anyio.to_thread
 
+from .._core import validation
 from .._core.data import SessionData, SessionRecord, SessionStoreConfig
 from .._core.deadline import DEFAULT_TIMEOUT, Deadline, check_timeout, run_within
 from .._core.errors import InvalidConfigError, StoreClosedError
@@ -21,14 +22,6 @@ from .._core.expiry import Clock
 from .._core.ids import new_session_id
 from .._core.lifecycle import check_change
 from .._core.protocol import DEFERRED, Backend, Deferred
-from .._core.validation import (
-    check_batch_size,
-    check_clock,
-    check_config,
-    check_prefix,
-    check_session_data,
-    check_session_id,
-)
 from .mapping_backend import MappingBackend
 from .sqlite import Durability, SqliteBackend, check_durability
 
@@ -73,10 +66,10 @@ class LocalStorageSessionStore:
         timeout: float = DEFAULT_TIMEOUT,
         durability: Durability = "process",
     ) -> None:
-        config = check_config(config)
+        config = validation.check_config(config)
         durability = check_durability(durability)
-        prefix = check_prefix(prefix)
-        clock = check_clock(clock)
+        prefix = validation.check_prefix(prefix)
+        clock = validation.check_clock(clock)
         self._timeout = check_timeout(timeout)
         self._config = config
         self._prefix = prefix
@@ -171,8 +164,8 @@ class LocalStorageSessionStore:
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`; its expiry becomes now + lifetime, or none."""
-        session_id = check_session_id(session_id)
-        data = check_session_data(data)
+        session_id = validation.check_session_id(session_id)
+        data = validation.check_session_data(data)
         await self._call(self._backend.set, session_id, data)
 
     async def get(self, session_id: str) -> SessionData | None:
@@ -184,8 +177,8 @@ class LocalStorageSessionStore:
 
         Atomic against every other call on the same file or mapping, from any process.
         """
-        session_id = check_session_id(session_id)
-        data = check_session_data(data)
+        session_id = validation.check_session_id(session_id)
+        data = validation.check_session_data(data)
         return await self._call(self._backend.create, session_id, data)
 
     async def update(
@@ -196,7 +189,7 @@ class LocalStorageSessionStore:
         On a SQLite file the write lock is held from the read to the write, so `change` runs
         once and no concurrent write is lost; keep it quick.
         """
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         change = check_change(change)
         return await self._call(self._backend.update, session_id, change)
 
@@ -206,8 +199,8 @@ class LocalStorageSessionStore:
         `None` if the session is missing or expired; `SessionIdTakenError` if `new_id` holds
         an unexpired session, and nothing changes.
         """
-        session_id = check_session_id(session_id)
-        new_id = new_session_id() if new_id is None else check_session_id(new_id)
+        session_id = validation.check_session_id(session_id)
+        new_id = new_session_id() if new_id is None else validation.check_session_id(new_id)
         return await self._call(self._backend.rotate, session_id, new_id)
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
@@ -215,7 +208,7 @@ class LocalStorageSessionStore:
 
         Raises `CorruptRecordError` if the stored record under this id is not readable.
         """
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         return await self._call(self._backend.get, session_id)
 
     async def get_all(self) -> Mapping[str, SessionData]:
@@ -224,7 +217,7 @@ class LocalStorageSessionStore:
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         await self._call(self._backend.delete, session_id)
 
     async def clear(self) -> None:
@@ -241,7 +234,7 @@ class LocalStorageSessionStore:
         For operators and tools: nothing is refreshed or removed.
         """
         if session_id is not None:
-            session_id = check_session_id(session_id)
+            session_id = validation.check_session_id(session_id)
         return await self._call(self._backend.inspect, session_id)
 
     async def aclose(self) -> None:
@@ -264,7 +257,7 @@ class LocalStorageSessionStore:
         Batches are decided as `get_all` decides, and a refreshing store slides what it
         yields, compare-and-set. See `IterableSessionStore.iter_sessions`.
         """
-        batch_size = check_batch_size(batch_size)
+        batch_size = validation.check_batch_size(batch_size)
         cursor: object = None
         while True:
             found, cursor = await self._call(self._backend.page, cursor, batch_size)
@@ -280,7 +273,7 @@ class LocalStorageSessionStore:
         over a mapping, from the list of keys taken at the start), each page one call within
         the store's timeout. Nothing is refreshed or removed; unreadable records are yielded.
         """
-        batch_size = check_batch_size(batch_size)
+        batch_size = validation.check_batch_size(batch_size)
         cursor: object = None
         while True:
             records, cursor = await self._call(self._backend.inspect_page, cursor, batch_size)

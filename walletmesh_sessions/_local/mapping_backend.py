@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+import attrs
+
+from .._core import lifecycle
 from .._core.codec import decode_readable, encode_record, inspect_record, record_with_expiry
 from .._core.data import SessionData, SessionRecord, SessionStoreConfig
 from .._core.decode_cache import DecodeCache
@@ -22,22 +25,12 @@ from .._core.expiry import (
     stamped,
     sweep,
 )
-from .._core.lifecycle import (
-    ABSENT,
-    TAKEN,
-    Change,
-    Move,
-    Stored,
-    Write,
-    decide_create,
-    decide_rotate,
-    decide_update,
-)
 from .._core.session_map import SessionMap
 
 __all__ = ("MappingBackend",)
 
 
+@attrs.define
 class MappingBackend:
     """The seven operations over a mapping, for `LocalStorageSessionStore`; ids already checked.
 
@@ -47,23 +40,17 @@ class MappingBackend:
     unreadable record like any other, and a key that is not a str is not ours.
     """
 
-    def __init__(
-        self,
-        storage: MutableMapping[str, str],
-        prefix: str,
-        config: SessionStoreConfig,
-        clock: Clock,
-    ) -> None:
-        self._storage = storage
-        self._prefix = prefix
-        self._config = config
-        self._clock = clock
-        self._cache = DecodeCache()
+    _storage: MutableMapping[str, str]
+    _prefix: str
+    _config: SessionStoreConfig
+    _clock: Clock
+    _cache: DecodeCache = attrs.field(factory=DecodeCache, init=False)
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> None:
         now = now_ms(self._clock)
         data = stamped(self._config, data, now)
-        self._write(session_id, Write(data, expiry_after_write(self._config, now, data.created_at)))
+        expires_at = expiry_after_write(self._config, now, data.created_at)
+        self._write(session_id, lifecycle.Write(data, expires_at))
 
     def get(self, wait: bool, session_id: str) -> SessionData | None:
         key = self._prefix + session_id
@@ -81,16 +68,16 @@ class MappingBackend:
 
     def create(self, wait: bool, session_id: str, data: SessionData) -> bool:
         stored = self._stored(session_id)
-        decision = decide_create(self._config, now_ms(self._clock), stored, data)
-        if decision is TAKEN:
+        decision = lifecycle.decide_create(self._config, now_ms(self._clock), stored, data)
+        if decision is lifecycle.TAKEN:
             return False
         self._write(session_id, decision)
         return True
 
-    def update(self, wait: bool, session_id: str, change: Change) -> SessionData | None:
+    def update(self, wait: bool, session_id: str, change: lifecycle.Change) -> SessionData | None:
         stored = self._stored(session_id)
-        decision = decide_update(self._config, now_ms(self._clock), stored, change)
-        if isinstance(decision, Write):
+        decision = lifecycle.decide_update(self._config, now_ms(self._clock), stored, change)
+        if isinstance(decision, lifecycle.Write):
             self._write(session_id, decision)
             return decision.data
         if decision is EXPIRED:
@@ -98,21 +85,20 @@ class MappingBackend:
         return None
 
     def rotate(self, wait: bool, session_id: str, new_id: str) -> str | None:
-        now = now_ms(self._clock)
-        stored = self._stored(session_id)
-        decision = decide_rotate(self._config, now, session_id, new_id, stored, None)
-        if isinstance(decision, Move):  # the new id is read only when the session can move
-            stored_new = self._stored(new_id)
-            decision = decide_rotate(self._config, now, session_id, new_id, stored, stored_new)
-        if decision is TAKEN:
+        now, stored = now_ms(self._clock), self._stored(session_id)
+        decision = lifecycle.decide_rotate(self._config, now, session_id, new_id, stored, None)
+        if isinstance(decision, lifecycle.Move):  # read the new id only if the session can move
+            new = self._stored(new_id)
+            decision = lifecycle.decide_rotate(self._config, now, session_id, new_id, stored, new)
+        if decision is lifecycle.TAKEN:
             raise SessionIdTakenError(new_id)
-        if isinstance(decision, Move):
+        if isinstance(decision, lifecycle.Move):
             self._write(new_id, decision)
-        if decision is not ABSENT:  # moved, or expired
+        if decision is not lifecycle.ABSENT:  # moved, or expired
             del self._storage[self._prefix + session_id]
-        return new_id if isinstance(decision, Move) else None
+        return new_id if isinstance(decision, lifecycle.Move) else None
 
-    def _stored(self, session_id: str) -> Stored | None:
+    def _stored(self, session_id: str) -> lifecycle.Stored | None:
         """The record under `session_id` as decoded, or `None`; an unreadable one raises."""
         text = self._storage.get(self._prefix + session_id)
         return None if text is None else self._decode(text, session_id)
@@ -124,7 +110,7 @@ class MappingBackend:
             raise CorruptRecordError(session_id, reason)
         return self._cache.decode(text, session_id)
 
-    def _write(self, session_id: str, record: Write | Move) -> None:
+    def _write(self, session_id: str, record: lifecycle.Write | lifecycle.Move) -> None:
         self._storage[self._prefix + session_id] = encode_record(record.data, record.expires_at)
 
     def get_all(self, wait: bool) -> SessionMap:

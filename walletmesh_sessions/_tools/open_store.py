@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from .._core.data import SessionStoreConfig
@@ -17,7 +17,13 @@ from .._core.validation import taken_once
 from .._local.localstorage import LocalStorageSessionStore
 from .._local.memory import MemorySessionStore
 
+if TYPE_CHECKING:
+    from ..postgres import PostgresSessionStore
+    from ..redis import RedisSessionStore
+
 __all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
+
+T = TypeVar("T")
 
 # Query parameters that build the store's SessionStoreConfig.
 CONFIG_PARAMETERS = ("lifetime", "refresh_on_access", "max_lifetime")
@@ -161,17 +167,7 @@ def _sqlite(request: _Request) -> FullSessionStore:
 
 def _redis(request: _Request) -> FullSessionStore:
     prefix = request.store_prefix()
-    try:
-        from ..redis import RedisSessionStore
-    except ImportError as exc:
-        raise _missing(request, "redis") from exc
-    return _from_url(
-        request,
-        "Redis",
-        lambda url: RedisSessionStore.from_url(
-            url, request.config, prefix=prefix, clock=request.clock, **request.options
-        ),
-    )
+    return _from_url(request, "Redis", _extra(request, "redis", _redis_class), prefix=prefix)
 
 
 def _postgres(request: _Request) -> FullSessionStore:
@@ -182,30 +178,48 @@ def _postgres(request: _Request) -> FullSessionStore:
     if request.prefix is not None or "prefix" in request.store_query:
         msg = f"a PostgreSQL store has no prefix: give each store its own table=... in {shown!r}"
         raise InvalidConfigError(msg)
+    return _from_url(request, "PostgreSQL", _extra(request, "postgres", _postgres_class))
+
+
+def _redis_class() -> type[RedisSessionStore]:
+    from ..redis import RedisSessionStore
+
+    return RedisSessionStore
+
+
+def _postgres_class() -> type[PostgresSessionStore]:
+    from ..postgres import PostgresSessionStore
+
+    return PostgresSessionStore
+
+
+def _extra(request: _Request, extra: str, load: Callable[[], T]) -> T:
+    """``load()``, which imports what the optional `extra` installs; raises
+    `MissingDependencyError`, saying how to install it, when it is missing."""
     try:
-        from ..postgres import PostgresSessionStore
+        return load()
     except ImportError as exc:
-        raise _missing(request, "postgres") from exc
-    return _from_url(
-        request,
-        "PostgreSQL",
-        lambda url: PostgresSessionStore.from_url(
-            url, request.config, clock=request.clock, **request.options
-        ),
-    )
-
-
-def _missing(request: _Request, extra: str) -> MissingDependencyError:
-    msg = f"{request.shown!r} needs the {extra} extra: pip install 'walletmesh-sessions[{extra}]'"
-    return MissingDependencyError(msg)
+        msg = (
+            f"{request.shown!r} needs the {extra} extra: pip install 'walletmesh-sessions[{extra}]'"
+        )
+        raise MissingDependencyError(msg) from exc
 
 
 def _from_url(
-    request: _Request, kind: str, from_url: Callable[[str], FullSessionStore]
+    request: _Request,
+    kind: str,
+    store_class: type[RedisSessionStore] | type[PostgresSessionStore],
+    **keywords: Any,
 ) -> FullSessionStore:
-    """``from_url(the URL without the store's parameters)``, its refusal masked."""
+    """``store_class.from_url`` with the URL less the store's parameters, its refusal masked."""
     try:
-        return from_url(request.url_with_rest())
+        return store_class.from_url(
+            request.url_with_rest(),
+            request.config,
+            clock=request.clock,
+            **keywords,
+            **request.options,
+        )
     except InvalidConfigError as exc:
         refused = exc
     # Splitting off the query may have cut a misread password: mask against the whole URL,

@@ -143,9 +143,8 @@ class SqliteBackend:
     def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None:
         now = now_ms(self._clock)
         data = stamped(self._config, data, now)
-        key, value = self._record(
-            session_id, Write(data, expiry_after_write(self._config, now, data.created_at))
-        )
+        expires_at = expiry_after_write(self._config, now, data.created_at)
+        key, value = self._record(session_id, Write(data, expires_at))
         return self.connections.run(
             wait, lambda conn: _none(conn.execute(_UPSERT, (key, value))), writes=True
         )

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from ..._core.deadline import DEFAULT_TIMEOUT, Deadline, current_deadline
 from ..._core.errors import SessionStoreError, StoreClosedError, StoreUnavailableError
@@ -56,6 +56,9 @@ def _busy_timeout_ms(remaining_ms: int) -> int:
 class Connections:
     """The connections of one store to the file at `path`, opened on first use.
 
+    `path` is the file's path as given; `durability` what an acknowledged write survives:
+    "process" (a crash) or "power" (power loss).
+
     `forget` is called whenever the connections are dropped (the file moved, or closed):
     whatever was cached from the file is stale from then on.
     """
@@ -67,11 +70,11 @@ class Connections:
         timeout: float = DEFAULT_TIMEOUT,
         durability: Durability = "process",
     ) -> None:
-        self._path = path
+        self.path: Final = path
+        self.durability: Final = check_durability(durability)
         self._forget = forget
-        self._durability = check_durability(durability)
-        self._writes_now = self._durability == "process"
-        self._synchronous = DURABILITY[self._durability]
+        self._writes_now = self.durability == "process"
+        self._synchronous = DURABILITY[self.durability]
         self._inline_commits = 0
         self._seen_changes = 0
         self._checkpointing = threading.Lock()
@@ -86,19 +89,9 @@ class Connections:
         # The identity of the file the connections have open; None for ":memory:".
         self._identity: Identity | None = None
 
-    @property
-    def path(self) -> str:
-        """The file's path, as given."""
-        return self._path
-
-    @property
-    def durability(self) -> Durability:
-        """What an acknowledged write survives: "process" (a crash) or "power" (power loss)."""
-        return self._durability
-
     def describe(self) -> str:
         """The store, as messages name it."""
-        return f"SQLite session store {self._path!r}"
+        return f"SQLite session store {self.path!r}"
 
     def run(self, wait: bool, operation: Operation[T], *, writes: bool = False) -> T | Deferred:
         """Run `operation` now on the caller's thread (or `DEFERRED`), or, with `wait`, on the
@@ -121,7 +114,7 @@ class Connections:
             raise deadline.exceeded(self.describe(), "other calls on this store")
         try:
             if self._closed:
-                msg = f"the session store on {self._path!r} is closed"
+                msg = f"the session store on {self.path!r} is closed"
                 raise StoreClosedError(msg)
             try:
                 conn = self._conn
@@ -208,7 +201,7 @@ class Connections:
         try:
             if self._closed or not self._is_same_file():
                 return
-            with contextlib.closing(open_existing(self._path)) as conn:
+            with contextlib.closing(open_existing(self.path)) as conn:
                 fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ())
         except sqlite3.Error:
             pass  # busy or moved: the next checkpoint, or SQLite's own on close, does it
@@ -220,9 +213,9 @@ class Connections:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             msg = f"{self.describe()} needs SQLite 3.31 or newer, found {sqlite3.sqlite_version}"
             raise StoreUnavailableError(msg)
-        identity = None if self._path == ":memory:" else create_private(self._path)
+        identity = None if self.path == ":memory:" else create_private(self.path)
         conn = sqlite3.connect(
-            self._path,
+            self.path,
             timeout=deadline.remaining(),
             isolation_level=None,
             check_same_thread=False,
@@ -243,10 +236,10 @@ class Connections:
         return conn
 
     def _open_reader(self) -> sqlite3.Connection | None:
-        if self._path == ":memory:":
+        if self.path == ":memory:":
             return None  # a second connection would open another, empty database
         reader = sqlite3.connect(
-            self._path, timeout=0, isolation_level=None, check_same_thread=False
+            self.path, timeout=0, isolation_level=None, check_same_thread=False
         )
         reader.text_factory = text_or_bytes
         reader.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -259,7 +252,7 @@ class Connections:
 
     def _is_same_file(self) -> bool:
         """True if the path still names the file the connections have open."""
-        return self._identity is None or identity_of(self._path) == self._identity
+        return self._identity is None or identity_of(self.path) == self._identity
 
     def _check_same_file(self) -> None:
         """Raise if the file was deleted or replaced since it was opened (writes would be lost).
@@ -268,7 +261,7 @@ class Connections:
         """
         if self._is_same_file():
             return
-        what = "replaced by another file" if os.path.exists(self._path) else "deleted"
+        what = "replaced by another file" if os.path.exists(self.path) else "deleted"
         self._drop_connections(moved=True)
         msg = (
             f"{self.describe()} was {what} while open; nothing was written"
