@@ -9,7 +9,6 @@ shared one stays healthy. A missing redis-server or redis-cli fails the run.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,10 @@ import pytest
 import redis
 import redis.cluster
 
-from walletmesh_sessions import SessionStoreConfig
-from walletmesh_sessions._core.expiry import Clock
-from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import StoreFactory
 
-from .redis_server import FOREIGN_KEYS, RedisServer
-from .servers import executable, free_port, starting
+from .redis_server import FOREIGN_KEYS, RedisServer, url_factory
+from .servers import executable, free_port, starting, wait_for
 
 __all__ = ("ClusterForeignData", "RedisClusterNodes")
 
@@ -94,13 +90,12 @@ class RedisClusterNodes:
     def wait_ready(self, timeout: float = READY_TIMEOUT, *, replicas_known: bool = False) -> None:
         """Until every running node says ``cluster_state:ok``, all agree on the slots' primaries
         and every replica is in sync with its primary."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._agreed(replicas_known):
-                return
-            if time.monotonic() > deadline:
-                pytest.fail("the Redis Cluster did not become ready")
-            time.sleep(0.05)
+        wait_for(
+            lambda: self._agreed(replicas_known),
+            "the Redis Cluster to become ready",
+            timeout,
+            *self.nodes,
+        )
 
     def _agreed(self, replicas_known: bool) -> bool:
         views: set[tuple[tuple[int, ...], ...]] = set()
@@ -250,13 +245,8 @@ def redis_cluster_client(
 def redis_cluster_factory(
     redis_cluster_client: redis.cluster.RedisCluster, redis_cluster: RedisClusterNodes
 ) -> StoreFactory:
-    """``(config, clock) -> store`` over the emptied cluster; the contract kit closes them."""
-    url = redis_cluster.url
-
-    def make(config: SessionStoreConfig, clock: Clock) -> RedisSessionStore:
-        return RedisSessionStore.from_url(url, config, clock=clock)
-
-    return make
+    """Stores over the emptied cluster."""
+    return url_factory(redis_cluster.url)
 
 
 @pytest.fixture

@@ -16,12 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from walletmesh_sessions import SessionStoreConfig
-from walletmesh_sessions._core.expiry import Clock
-from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import StoreFactory
 
-from .redis_server import RedisForeignData, RedisServer
+from .redis_server import RedisForeignData, RedisServer, url_factory
 from .servers import starting, wait_for
 
 __all__ = ("SERVICE", "SentinelDeployment")
@@ -34,10 +31,7 @@ FAILOVER_TIMEOUT_MS = 3000
 
 
 def _wait_for(ready: Callable[[], bool], what: str, *processes: RedisServer) -> None:
-    def logs() -> str:
-        return "\n".join(f"--- port {p.port}:\n{p.output()}" for p in processes)
-
-    wait_for(ready, what, READY_TIMEOUT, logs)
+    wait_for(ready, what, READY_TIMEOUT, *processes)
 
 
 class SentinelDeployment:
@@ -233,13 +227,8 @@ def redis_sentinel_primary(redis_sentinel: SentinelDeployment) -> Iterator[redis
 def redis_sentinel_factory(
     redis_sentinel: SentinelDeployment, redis_sentinel_primary: redis.Redis
 ) -> StoreFactory:
-    """``(config, clock) -> store`` through the sentinels, over the emptied database."""
-    url = redis_sentinel.url()
-
-    def make(config: SessionStoreConfig, clock: Clock) -> RedisSessionStore:
-        return RedisSessionStore.from_url(url, config, clock=clock)
-
-    return make
+    """Stores through the sentinels, over the emptied database."""
+    return url_factory(redis_sentinel.url())
 
 
 @pytest.fixture

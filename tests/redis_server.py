@@ -21,7 +21,7 @@ from walletmesh_sessions.testing import StoreFactory
 
 from .servers import ServerProcess, executable, free_port, given_url, starting
 
-__all__ = ("FOREIGN_KEYS", "RedisForeignData", "RedisServer", "free_port")
+__all__ = ("FOREIGN_KEYS", "RedisForeignData", "RedisServer", "free_port", "url_factory")
 
 # Keys near the factory's prefix ("wm_session_") that do not start with it, some of which
 # an unescaped glob or a case-insensitive match would take for the store's.
@@ -177,14 +177,19 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         client.close()
 
 
-@pytest.fixture
-def redis_factory(redis_client: redis.Redis, redis_url: str) -> StoreFactory:
-    """``(config, clock) -> store`` over the emptied database; the contract kit closes them."""
+def url_factory(url: str) -> StoreFactory:
+    """``(config, clock) -> store`` on `url`, for the contract kit (which closes the stores)."""
 
     def make(config: SessionStoreConfig, clock: Clock) -> RedisSessionStore:
-        return RedisSessionStore.from_url(redis_url, config, clock=clock)
+        return RedisSessionStore.from_url(url, config, clock=clock)
 
     return make
+
+
+@pytest.fixture
+def redis_factory(redis_client: redis.Redis, redis_url: str) -> StoreFactory:
+    """Stores over the emptied database."""
+    return url_factory(redis_url)
 
 
 @pytest.fixture

@@ -111,12 +111,15 @@ def executable(name: str, package: str) -> str:
     return path
 
 
-def wait_for(ready: Callable[[], bool], what: str, timeout: float, logs: Callable[[], str]) -> None:
-    """Poll `ready` until it is true; after `timeout` seconds fail the test with `logs()`."""
+def wait_for(
+    ready: Callable[[], bool], what: str, timeout: float, *processes: ServerProcess
+) -> None:
+    """Poll `ready` until it is true; after `timeout` seconds fail with the processes' logs."""
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{logs()}")
+            logs = "\n".join(f"--- {p.name} on port {p.port}:\n{p.output()}" for p in processes)
+            pytest.fail(f"timed out waiting for {what}\n{logs}")
         time.sleep(0.02)
 
 
