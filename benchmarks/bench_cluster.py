@@ -27,8 +27,8 @@ import redis.asyncio
 from tests.redis_cluster import SHARED_NODE_TIMEOUT_MS, RedisClusterNodes
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._core.codec import encode_record
-from walletmesh_sessions._redis.cluster_io import ClusterAsyncioRunner
 from walletmesh_sessions._redis.cluster_steps import At
+from walletmesh_sessions._redis.runners import ClusterAsyncioRunner
 from walletmesh_sessions.redis import RedisSessionStore
 
 DATA = SessionData(
@@ -99,21 +99,21 @@ async def big_get_all(url: str, port: int, sessions: int) -> None:
         await raw.aclose()
     config = SessionStoreConfig(lifetime=LIFETIME_S)
     counts = {"sends": 0, "node calls": 0}
-    send = ClusterAsyncioRunner._send_ready
+    send = ClusterAsyncioRunner._round_trip
 
-    async def counting(self: ClusterAsyncioRunner, commands: list[Any]) -> list[Any]:
+    def counting(self: ClusterAsyncioRunner, commands: list[Any]) -> Any:
         counts["sends"] += 1
         counts["node calls"] += sum(1 for c in commands if isinstance(c[0], At))
-        return await send(self, commands)
+        return send(self, commands)
 
-    ClusterAsyncioRunner._send_ready = counting  # type: ignore[method-assign]
+    ClusterAsyncioRunner._round_trip = counting  # type: ignore[method-assign,assignment]
     try:
         async with RedisSessionStore.from_url(url, config, prefix="g_") as store:
             start = time.perf_counter()
             found = await store.get_all()
             elapsed = time.perf_counter() - start
     finally:
-        ClusterAsyncioRunner._send_ready = send  # type: ignore[method-assign]
+        ClusterAsyncioRunner._round_trip = send  # type: ignore[method-assign]
     assert len(found) == sessions, len(found)
     print(
         f"get_all of {sessions} sessions over 3 primaries: {elapsed:.2f} s, "

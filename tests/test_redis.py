@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import inspect
 import json
 import logging
 import os
@@ -242,21 +241,16 @@ CORRUPT_REASONS = (
 )
 
 
-def _recording(send: Callable[..., Any], sent: list[list[tuple[Any, ...]]]) -> Callable[..., Any]:
-    """A runner's `_send` that also records each round trip's commands in `sent`."""
-    if inspect.iscoroutinefunction(send):
+def _recording(
+    round_trip: Callable[..., Any], sent: list[list[tuple[Any, ...]]]
+) -> Callable[..., Any]:
+    """A runner's `_round_trip` that also records each round trip's commands in `sent`."""
 
-        async def async_send(self: object, commands: list[tuple[Any, ...]]) -> Any:
-            sent.append(commands)
-            return await send(self, commands)
-
-        return async_send
-
-    def sync_send(self: object, commands: list[tuple[Any, ...]]) -> Any:
+    def recorded(self: object, commands: list[tuple[Any, ...]]) -> Any:
         sent.append(commands)
-        return send(self, commands)
+        return round_trip(self, commands)
 
-    return sync_send
+    return recorded
 
 
 def _run_step(client: redis.Redis, step: steps.Step) -> Any:
@@ -436,7 +430,7 @@ class TestAtomicRefresh:
         """A sliding get is one EVALSHA: the read and the slide are one atomic script."""
         sent: list[list[tuple[Any, ...]]] = []
         for runner in (AsyncioRunner, ThreadRunner):
-            monkeypatch.setattr(runner, "_send", _recording(runner._send, sent))
+            monkeypatch.setattr(runner, "_round_trip", _recording(runner._round_trip, sent))
         async with make(config(refresh=True)) as store:
             await store.set("id", DATA)
             clock.advance(ms=1_000)

@@ -40,6 +40,7 @@ from walletmesh_sessions._redis.scripts import (
     MOVE,
     READ_AND_SLIDE,
 )
+from walletmesh_sessions._redis.senders import AsyncSender
 from walletmesh_sessions._redis.spec import StoreSpec
 from walletmesh_sessions.testing import FakeClock
 
@@ -965,7 +966,7 @@ class TestAsyncioDeadlines:
         self, clock: FakeClock
     ) -> None:
         """An overdue call raises StoreUnavailableError; a caller's cancel is a cancel."""
-        runner = AsyncioRunner(cast("redis.asyncio.Redis", _HungClient()), 4, 0.2)
+        runner = AsyncioRunner(AsyncSender(cast("redis.asyncio.Redis", _HungClient())), 4, 0.2)
         store_spec = spec(clock)
 
         async def main() -> None:

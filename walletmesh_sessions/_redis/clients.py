@@ -8,9 +8,6 @@ and one synchronous client for every trio run, and closes them; `sentinel` and
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator
-
 import redis
 import redis.asyncio
 import redis.cluster
@@ -19,9 +16,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from .._core.errors import InvalidConfigError
-from .._core.loops import closed_at_shutdown, trio_token
-from .cluster_io import ClusterAsyncioRunner, ClusterThreadRunner
-from .runners import AsyncioRunner, ThreadRunner
+from .._core.loops import PerLoop
+from .runners import AsyncioRunner, ClusterAsyncioRunner, ThreadRunner
+from .senders import AsyncClusterSender, AsyncSender, SyncClusterSender, SyncSender
 from .target import RedisTarget
 
 __all__ = ("BACKOFF_CAP", "CallerClient", "Runner", "UrlClients")
@@ -37,13 +34,13 @@ class CallerClient:
 
     def __init__(self, client: object) -> None:
         if isinstance(client, redis.asyncio.Redis):
-            self._runner: Runner = AsyncioRunner(client)
+            self._runner: Runner = AsyncioRunner(AsyncSender(client))
         elif isinstance(client, redis.Redis):
-            self._runner = ThreadRunner(client)
+            self._runner = ThreadRunner(SyncSender(client))
         elif isinstance(client, redis.asyncio.RedisCluster):
-            self._runner = ClusterAsyncioRunner(client)
+            self._runner = ClusterAsyncioRunner(AsyncClusterSender(client))
         elif isinstance(client, redis.cluster.RedisCluster):
-            self._runner = ClusterThreadRunner(client)
+            self._runner = ThreadRunner(SyncClusterSender(client))
         else:
             msg = (
                 "client must be a redis.asyncio.Redis, a redis.Redis, a "
@@ -69,9 +66,9 @@ class UrlClients:
     """Clients the store makes from a URL on first use, for the event loop in use, and closes.
 
     An asyncio client belongs to the loop it first ran on: when another loop calls (a second
-    ``anyio.run``), a fresh client is made for it. The old one was already closed by its own
-    loop as that loop shut down (see `loops.closed_at_shutdown`); the store then just drops
-    it. The synchronous client serves every trio run; only its thread limiter is per run.
+    ``anyio.run``), a fresh client is made for it, and the old one is closed by its own loop
+    as that loop shuts down (`PerLoop`). The synchronous client serves every trio run; only
+    its thread limiter is per run.
     """
 
     def __init__(self, target: RedisTarget) -> None:
@@ -83,33 +80,21 @@ class UrlClients:
         timeout: float | None = target.options["timeout"]
         # Each attempt is bounded by the timeout, and each pause between them by the backoff.
         self._budget = None if timeout is None else (retries + 1) * timeout + retries * BACKOFF_CAP
-        self._asyncio: AsyncioRunner | None = None
-        self._closer: AsyncGenerator[None, None] | None = None
-        self._loop: object = None
+        self._asyncio = PerLoop(self._asyncio_runner, close=lambda runner: runner.aclose())
         self._threads: ThreadRunner | None = None
-        self._run_token: object = None
 
     def runner(self, backend: str) -> Runner:
         if backend == "asyncio":
-            loop = asyncio.get_running_loop()
-            if self._loop is not loop or self._asyncio is None:
-                runner = self._asyncio_runner()
-                self._closer = closed_at_shutdown(runner.aclose)
-                self._asyncio, self._loop = runner, loop
-            return self._asyncio
+            return self._asyncio.get()
         if self._threads is None:
             self._threads = self._thread_runner()
-        token = trio_token()
-        if self._run_token is not token:
-            self._threads.new_loop()
-            self._run_token = token
         return self._threads
 
     def _asyncio_runner(self) -> AsyncioRunner:
-        return AsyncioRunner(self._asyncio_client(), self._limit, self._budget)
+        return AsyncioRunner(AsyncSender(self._asyncio_client()), self._limit, self._budget)
 
     def _thread_runner(self) -> ThreadRunner:
-        return ThreadRunner(self._sync_client(), self._limit, self._budget)
+        return ThreadRunner(SyncSender(self._sync_client()), self._limit, self._budget)
 
     def _backoff(self) -> ExponentialWithJitterBackoff:
         return ExponentialWithJitterBackoff(base=0.01, cap=BACKOFF_CAP)
@@ -131,13 +116,11 @@ class UrlClients:
         return redis.Redis.from_pool(pool)
 
     async def aclose(self, backend: str) -> None:
-        closer, self._closer, self._asyncio = self._closer, None, None
-        loop, self._loop = self._loop, None
         threads, self._threads = self._threads, None
         try:
             if threads is not None:
                 await threads.aclose()
         finally:
-            # An asyncio client can only be closed on its own loop; elsewhere its loop did it.
-            if closer is not None and backend == "asyncio" and asyncio.get_running_loop() is loop:
-                await closer.aclose()
+            # An asyncio client can only be closed on its own loop; elsewhere its loop does it.
+            if backend == "asyncio":
+                await self._asyncio.aclose()

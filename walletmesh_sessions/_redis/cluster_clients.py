@@ -16,7 +16,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry
 
 from .clients import UrlClients
-from .cluster_io import ClusterAsyncioRunner, ClusterThreadRunner
+from .runners import ClusterAsyncioRunner, ThreadRunner
+from .senders import AsyncClusterSender, SyncClusterSender
 from .target import RedisTarget
 from .url_checks import POOL_OPTIONS, parse_url
 
@@ -51,9 +52,9 @@ class ClusterUrlClients(UrlClients):
             retry=AsyncRetry(self._backoff(), self._retries),
             **self._cluster_options(),
         )
-        return ClusterAsyncioRunner(client, self._limit, self._budget)
+        return ClusterAsyncioRunner(AsyncClusterSender(client), self._limit, self._budget)
 
-    def _thread_runner(self) -> ClusterThreadRunner:
+    def _thread_runner(self) -> ThreadRunner:
         make_node: Any = redis.cluster.ClusterNode  # untyped in redis-py
         nodes = [make_node(host, port) for host, port in self._nodes]
         options = self._cluster_options()
@@ -64,4 +65,4 @@ class ClusterUrlClients(UrlClients):
                 startup_nodes=nodes, retry=Retry(self._backoff(), self._retries), **options
             )
 
-        return ClusterThreadRunner(make, self._limit, self._budget)
+        return ThreadRunner(SyncClusterSender(make), self._limit, self._budget)

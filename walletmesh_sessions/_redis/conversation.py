@@ -10,12 +10,13 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .._core.errors import SessionStoreError
+from .cluster_steps import CLUSTER_EXCHANGES
 from .exchanges import EXCHANGES, Args, Exchange
 from .failures import translate
 from .replicas import ReplicasBehind, Unconfirmed
 from .steps import CHECKPOINT, Checkpoint, Op
 
-__all__ = ("Conversation",)
+__all__ = ("ClusterConversation", "Conversation")
 
 T = TypeVar("T")
 
@@ -72,3 +73,11 @@ class Conversation(Generic[T]):
         if self._exchange is not None:
             self._exchange.close()
         return translate(exc, self.name)
+
+
+class ClusterConversation(Conversation[Any]):
+    """A `Conversation` that carries the steps out on a cluster."""
+
+    __slots__ = ()
+
+    exchanges = CLUSTER_EXCHANGES

@@ -1,8 +1,11 @@
-"""The runners: they move the bytes of `Conversation`s to one Redis server, and nothing else.
+"""The runners: they drive `Conversation`s to their end, the I/O left to a sender.
 
-`AsyncioRunner` awaits `redis.asyncio`; `ThreadRunner` blocks on the synchronous client in
-anyio worker threads, a whole operation (or a page of a scan) per thread hop. Errors leave
-through `failures.translate`, whose messages never echo command arguments.
+Both runners share everything but the I/O call: `Runner._requests` turns an operation into
+the requests of its round trips (`round_trips`), and a sender carries each out. `AsyncioRunner`
+awaits its sender on asyncio; `ThreadRunner` calls its sender in anyio worker threads, a
+whole operation (or a page of a scan) per thread hop. The sender also says which topology it
+talks to (one server or a cluster), so one runner serves both. Errors leave through
+`failures.translate`, whose messages never echo command arguments.
 """
 
 from __future__ import annotations
@@ -11,31 +14,79 @@ import asyncio
 import math
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Generator
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import redis
-import redis.asyncio
-from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import RedisClusterException
 
 from .._core.deadline import let_thread_end
+from .._core.loops import PerLoop
+from .._core.timers import TimerQueue
 from .conversation import Conversation
-from .deadlines import Deadlines
 from .exchanges import Args
 from .failures import late
-from .replicas import ReplicaWait, with_wait, without_wait
-from .steps import CHECKPOINT, Op
+from .replicas import ReplicaWait
+from .round_trips import Request, RoundTrip
+from .senders import AsyncClusterSender, AsyncSender, SyncClusterSender, SyncSender
+from .steps import CHECKPOINT, Checkpoint, Op
 
-__all__ = ("AsyncioRunner", "ThreadRunner")
+__all__ = ("AsyncioRunner", "ClusterAsyncioRunner", "Runner", "ThreadRunner")
 
 T = TypeVar("T")
 
+Requests = Generator[Request | Checkpoint, Any, None]
 
-class AsyncioRunner:
-    """Runs operations on a `redis.asyncio.Redis` client, on asyncio only.
+# What a sender may raise: thrown into the round trip, which keeps some as replies.
+_IO_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+
+# One timer queue per asyncio loop, for the deadlines of every runner's calls on it.
+_timers: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
+
+
+class Runner:
+    """What both runners share: the budget, the replica wait, and the walk from an operation
+    to the requests of its round trips."""
+
+    def __init__(
+        self,
+        sender: AsyncSender | AsyncClusterSender | SyncSender | SyncClusterSender,
+        budget: float | None,
+    ) -> None:
+        self._sender = sender
+        self._budget = budget
+        self.conversation: type[Conversation[Any]] = sender.conversation
+        self.replica_wait: ReplicaWait | None = None
+
+    @property
+    def budget(self) -> float | None:
+        """Seconds each call may take, or `None` (the client's own timeouts apply)."""
+        return self._budget
+
+    @property
+    def client(self) -> Any:
+        """The client the sender talks through."""
+        return self._sender.client
+
+    def _round_trip(self, commands: list[Args]) -> RoundTrip:
+        return self._sender.round_trip(commands, self.replica_wait)
+
+    def _requests(self, talk: Conversation[Any]) -> Requests:
+        """The requests of `talk`'s round trips, in order, with its checkpoints between."""
+        commands = talk.advance(None)
+        while commands is not None:
+            if commands is CHECKPOINT:
+                yield CHECKPOINT
+                commands = talk.advance(None)
+            else:
+                commands = talk.advance((yield from self._round_trip(commands)))
+
+
+class AsyncioRunner(Runner):
+    """Runs operations on a `redis.asyncio` client, on asyncio only.
 
     With `limit`, at most that many operations run at once (the store's pool holds `limit`
     connections; redis-py's blocking pool would wait too, at a higher cost per command). With
@@ -43,23 +94,15 @@ class AsyncioRunner:
     its turn included.
     """
 
-    conversation: type[Conversation[Any]] = Conversation
-
     def __init__(
-        self, client: redis.asyncio.Redis, limit: int | None = None, budget: float | None = None
+        self,
+        sender: AsyncSender | AsyncClusterSender,
+        limit: int | None = None,
+        budget: float | None = None,
     ) -> None:
-        self.client = client
-        # redis-py leaves execute_command untyped; every reply is Any to us anyway.
-        self._command: Callable[..., Awaitable[Any]] = client.execute_command
+        super().__init__(sender, budget)
+        self.sender = sender
         self._slots = None if limit is None else asyncio.Semaphore(limit)
-        self._budget = budget
-        self._deadlines: Deadlines | None = None
-        self.replica_wait: ReplicaWait | None = None
-
-    @property
-    def budget(self) -> float | None:
-        """Seconds each call may take, or `None` (the client's own timeouts apply)."""
-        return self._budget
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result; Redis errors become the library's, with the cause kept.
@@ -90,31 +133,29 @@ class AsyncioRunner:
     async def _watched(
         self, op: Op[T], name: str, loop: asyncio.AbstractEventLoop, budget: float
     ) -> T:
-        """`_guarded` within `budget` of now, under the runner's one deadline timer.
+        """`_guarded` within `budget` of now, under the loop's one timer queue.
 
         Cancels as ``asyncio.timeout`` does: only this call's own expiry becomes
         `StoreUnavailableError`; a cancellation from outside stays a cancellation.
         """
         if sys.version_info < (3, 11):  # pragma: no cover
             raise NotImplementedError  # Python 3.10 takes `asyncio.wait_for` instead
-        deadlines = self._deadlines
-        if deadlines is None or deadlines.loop is not loop:
-            deadlines = self._deadlines = Deadlines(loop)
         task = asyncio.current_task()
         assert task is not None  # a coroutine awaited on asyncio always runs in a task
-        call = deadlines.watch(task, loop.time() + budget)
+        cancelling = task.cancelling()
+        watch = _timers.get().watch(task.cancel, loop.time() + budget)
         try:
             return await self._guarded(op, name)
         except asyncio.CancelledError:
-            if call.fired:
-                call.fired = False
-                if task.uncancel() <= call.cancelling:
+            if watch.fired:
+                watch.fired = False
+                if task.uncancel() <= cancelling:
                     op.close()
                     raise late(name, budget) from None
             raise
         finally:
-            call.task = None
-            if call.fired:  # expired just as it finished: take back the cancellation
+            watch.done()
+            if watch.fired:  # expired just as it finished: take back the cancellation
                 task.uncancel()
 
     async def _guarded(self, op: Op[T], name: str) -> T:
@@ -126,68 +167,87 @@ class AsyncioRunner:
             return await self._drive(talk)
 
     async def _drive(self, talk: Conversation[T]) -> T:
+        requests = self._requests(talk)
+        perform = self.sender.perform
         try:
-            commands = talk.advance(None)
-            while commands is not None:
-                if commands is CHECKPOINT:
-                    commands = talk.advance(None)
+            request = next(requests)
+            while True:
+                if request is CHECKPOINT:
+                    request = next(requests)
+                    continue
+                try:
+                    answer = await perform(request)
+                except _IO_ERRORS as exc:
+                    request = requests.throw(exc)
                 else:
-                    commands = talk.advance(await self._send(commands))
-        except (redis.RedisError, RedisClusterException, OSError) as exc:
+                    request = requests.send(answer)
+        except StopIteration:
+            return talk.result
+        except _IO_ERRORS as exc:
             raise talk.fail(exc) from exc
-        return talk.result
-
-    async def _send(self, commands: list[Args]) -> list[Any]:
-        wait = self.replica_wait
-        sent = with_wait(commands, wait)
-        if len(sent) == 1:
-            try:
-                return [await self._command(*sent[0])]
-            except ResponseError as exc:
-                return [exc]
-        pipe = self.client.pipeline(transaction=False)
-        queue: Callable[..., Any] = pipe.execute_command
-        for args in sent:
-            queue(*args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return (
-            replies if sent is commands or wait is None else without_wait(commands, replies, wait)
-        )
 
     async def aclose(self) -> None:
-        """Close the client and its connection pool."""
-        await self.client.aclose()
+        """Close the client and its connections."""
+        await self.sender.aclose()
 
 
-class ThreadRunner:
-    """Runs operations on a synchronous `redis.Redis` client in anyio worker threads.
+# Operations that run to their end once started, even if their caller is cancelled: a
+# `rotate` to another slot is two steps, and stopping between them would leave both ids valid.
+_FINISHED_ONCE_STARTED = frozenset({"rotate"})
 
-    With `limit`, the store's own thread limiter (sized to its pool) replaces anyio's shared
-    default, so the store never queues behind other code's threads. With `budget`, each call
-    finishes or fails within that many seconds of being made: a thread still blocked then is
-    abandoned (its socket timeout ends it soon after) and keeps its limiter token until then.
+
+class ClusterAsyncioRunner(AsyncioRunner):
+    """Runs operations on a `redis.asyncio.RedisCluster`, on asyncio only.
+
+    A `rotate` runs in a task of its own that the caller's cancellation does not reach: it
+    ends, within its own deadline, as on trio, where a thread runs it to its end too. The
+    caller who is cancelled does not learn the outcome (the session was rotated or not).
     """
 
-    conversation: type[Conversation[Any]] = Conversation
+    def __init__(
+        self, sender: AsyncClusterSender, limit: int | None = None, budget: float | None = None
+    ) -> None:
+        super().__init__(sender, limit, budget)
+        self._unawaited: set[asyncio.Task[Any]] = set()
+
+    async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
+        if name not in _FINISHED_ONCE_STARTED:
+            return await super().run(op, name, deadline)
+        task = asyncio.ensure_future(super().run(op, name, deadline))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._unawaited.add(task)
+                task.add_done_callback(self._settled)
+            raise
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        """A rotate whose caller was cancelled has ended: nobody waits for its outcome."""
+        self._unawaited.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: an error nobody awaits is not reported as lost
+
+
+class ThreadRunner(Runner):
+    """Runs operations on a synchronous client in anyio worker threads.
+
+    With `limit`, the store's own thread limiter (sized to its pool, one per event loop)
+    replaces anyio's shared default, so the store never queues behind other code's threads.
+    With `budget`, each call finishes or fails within that many seconds of being made: a
+    thread still blocked then is abandoned (its socket timeout ends it soon after) and keeps
+    its limiter token until then.
+    """
 
     def __init__(
-        self, client: redis.Redis, limit: int | None = None, budget: float | None = None
+        self,
+        sender: SyncSender | SyncClusterSender,
+        limit: int | None = None,
+        budget: float | None = None,
     ) -> None:
-        self.client = client
-        self._command: Callable[..., Any] = client.execute_command
-        self._limit = limit
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._budget = budget
-        self.replica_wait: ReplicaWait | None = None
-
-    @property
-    def budget(self) -> float | None:
-        """Seconds each call may take, or `None` (the client's own timeouts apply)."""
-        return self._budget
-
-    def new_loop(self) -> None:
-        """Forget what belongs to the previous event loop (a limiter is bound to its run)."""
-        self._limiter = None
+        super().__init__(sender, budget)
+        self.sender = sender
+        self._limiters = None if limit is None else PerLoop(lambda: anyio.CapacityLimiter(limit))
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result, one thread hop per stretch between checkpoints.
@@ -206,9 +266,8 @@ class ThreadRunner:
             op.close()
             raise
         talk: Conversation[T] = self.conversation(op, name)
-        limiter = self._limiter
-        if limiter is None and self._limit is not None:
-            limiter = self._limiter = anyio.CapacityLimiter(self._limit)
+        requests = self._requests(talk)
+        limiter = None if self._limiters is None else self._limiters.get()
         budget = self._budget
         if deadline is None:
             deadline = math.inf if budget is None else anyio.current_time() + budget
@@ -219,7 +278,12 @@ class ThreadRunner:
             with anyio.CancelScope(deadline=deadline) as scope:
                 try:
                     done = await anyio.to_thread.run_sync(
-                        self._advance, talk, ended, limiter=limiter, abandon_on_cancel=True
+                        self._advance,
+                        talk,
+                        requests,
+                        ended,
+                        limiter=limiter,
+                        abandon_on_cancel=True,
                     )
                 except anyio.get_cancelled_exc_class():
                     if not scope.cancel_called:  # from outside, not the call's deadline
@@ -230,38 +294,29 @@ class ThreadRunner:
             if done:
                 return talk.result
 
-    def _advance(self, talk: Conversation[T], ended: threading.Event | None = None) -> bool:
+    def _advance(
+        self, talk: Conversation[Any], requests: Requests, ended: threading.Event | None = None
+    ) -> bool:
         """Run the operation in this thread until it is done (True) or at a checkpoint."""
+        perform = self.sender.perform
         try:
-            commands = talk.advance(None)
-            while commands is not None:
-                if commands is CHECKPOINT:
-                    return False
-                commands = talk.advance(self._send(commands))
-        except (redis.RedisError, RedisClusterException, OSError) as exc:
+            request = requests.send(None)
+            while request is not CHECKPOINT:
+                try:
+                    answer = perform(request)
+                except _IO_ERRORS as exc:
+                    request = requests.throw(exc)
+                else:
+                    request = requests.send(answer)
+        except StopIteration:
+            return True
+        except _IO_ERRORS as exc:
             raise talk.fail(exc) from exc
         finally:
             if ended is not None:
                 ended.set()
-        return True
-
-    def _send(self, commands: list[Args]) -> list[Any]:
-        wait = self.replica_wait
-        sent = with_wait(commands, wait)
-        if len(sent) == 1:
-            try:
-                return [self._command(*sent[0])]
-            except ResponseError as exc:
-                return [exc]
-        pipe = self.client.pipeline(transaction=False)
-        queue: Callable[..., Any] = pipe.execute_command
-        for args in sent:
-            queue(*args)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return (
-            replies if sent is commands or wait is None else without_wait(commands, replies, wait)
-        )
+        return False
 
     async def aclose(self) -> None:
         """Close the client's connections (in a thread: disconnecting may block briefly)."""
-        await anyio.to_thread.run_sync(self.client.close)
+        await anyio.to_thread.run_sync(self.sender.closer())

@@ -1,0 +1,228 @@
+"""The senders: the one place a runner does I/O, one request of a round trip at a time.
+
+`AsyncSender` awaits a `redis.asyncio.Redis`, `SyncSender` blocks on a `redis.Redis` (in a
+worker thread); `AsyncClusterSender` and `SyncClusterSender` do the same on the cluster
+clients. What to send, and what the answers mean, is `round_trips`'s, shared by all four.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.cluster
+from redis.exceptions import RedisClusterException
+
+from .conversation import ClusterConversation, Conversation
+from .round_trips import (
+    Call,
+    ConnectionDropped,
+    Locate,
+    OnNode,
+    Pipeline,
+    Ready,
+    Refresh,
+    Request,
+    on_cluster,
+    on_one_server,
+)
+
+__all__ = (
+    "AsyncClusterSender",
+    "AsyncSender",
+    "ClusterMaker",
+    "SyncClusterSender",
+    "SyncSender",
+)
+
+ClusterMaker = Callable[[], redis.cluster.RedisCluster]
+
+
+def _locate(cluster: Any, slots: tuple[int, ...]) -> list[str | None]:
+    """Each slot's primary address in the client's view of the topology, or None."""
+    found: list[str | None] = []
+    for slot in slots:
+        try:
+            node = cluster.nodes_manager.get_node_from_slot(slot)
+        except (RedisClusterException, KeyError):
+            node = None
+        found.append(None if node is None else f"{node.host}:{node.port}")
+    return found
+
+
+def _node(cluster: Any, address: str) -> Any:
+    host, _, port = address.rpartition(":")
+    node = cluster.get_node(host, int(port))
+    if node is None:
+        raise redis.ConnectionError("the cluster's topology does not list this node")
+    return node
+
+
+def _queued(pipe: Any, commands: list[Any]) -> Any:
+    queue: Callable[..., Any] = pipe.execute_command
+    for args in commands:
+        queue(*args)
+    return pipe
+
+
+class AsyncSender:
+    """Requests on one server, through a `redis.asyncio.Redis`."""
+
+    conversation = Conversation
+    round_trip = staticmethod(on_one_server)
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        # redis-py leaves execute_command untyped; every reply is Any to us anyway.
+        self._command: Callable[..., Awaitable[Any]] = client.execute_command
+
+    async def perform(self, request: Request) -> Any:
+        """Carry out `request`: its answer, or the redis-py error it raised."""
+        if isinstance(request, Call):
+            return await self._command(*request.args)
+        assert isinstance(request, Pipeline)  # one server gets no other request
+        pipe = _queued(self.client.pipeline(transaction=False), request.commands)
+        return await pipe.execute(raise_on_error=False)
+
+    async def aclose(self) -> None:
+        """Close the client and its connection pool."""
+        await self.client.aclose()
+
+
+class SyncSender:
+    """Requests on one server, through a synchronous `redis.Redis` (in a worker thread)."""
+
+    conversation = Conversation
+    round_trip = staticmethod(on_one_server)
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._command: Callable[..., Any] = client.execute_command
+
+    def perform(self, request: Request) -> Any:
+        """Carry out `request`: its answer, or the redis-py error it raised."""
+        if isinstance(request, Call):
+            return self._command(*request.args)
+        assert isinstance(request, Pipeline)  # one server gets no other request
+        return _queued(self.client.pipeline(transaction=False), request.commands).execute(
+            raise_on_error=False
+        )
+
+    def closer(self) -> Callable[[], None]:
+        """What closes the client's connections (it may block briefly: run it in a thread)."""
+        return self.client.close
+
+
+class AsyncClusterSender:
+    """Requests on a cluster, through a `redis.asyncio.RedisCluster`."""
+
+    conversation = ClusterConversation
+    round_trip = staticmethod(on_cluster)
+
+    def __init__(self, cluster: redis.asyncio.RedisCluster) -> None:
+        self.client = self.cluster = cluster
+
+    async def perform(self, request: Request) -> Any:
+        """Carry out `request`: its answer, or the redis-py error it raised."""
+        try:
+            return await self._perform(request)
+        except AttributeError as exc:
+            # What a connection dropped while in use raises in redis-py (a write to no socket).
+            msg = f"a cluster connection was closed while in use ({exc})"
+            raise ConnectionDropped(msg) from exc
+
+    async def _perform(self, request: Request) -> Any:
+        cluster = self.cluster
+        if isinstance(request, Ready):
+            # Topology first, under the client's lock: redis-py's lazy start, raced by many
+            # first commands at once, can drop connections that are just being opened.
+            return await cluster.initialize()
+        if isinstance(request, Call):
+            return await cluster.execute_command(*request.args)
+        if isinstance(request, Pipeline):
+            return await _queued(cluster.pipeline(), request.commands).execute(raise_on_error=False)
+        if isinstance(request, Locate):
+            return _locate(cluster, request.slots)
+        if isinstance(request, Refresh):
+            await asyncio.sleep(request.pause)
+            return await cluster.nodes_manager.initialize()
+        assert isinstance(request, OnNode)
+        return await cluster.execute_command(
+            *request.args, target_nodes=_node(cluster, request.address)
+        )
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+        await self.cluster.aclose()
+
+
+class SyncClusterSender:
+    """Requests on a cluster, through a synchronous `redis.cluster.RedisCluster`.
+
+    `client` may be a function that makes the client: redis-py's synchronous cluster client
+    reads the topology from the nodes as it is made, so it is then made in the worker thread
+    of the first request, within that call's bound and with its errors translated, never on
+    the event loop.
+    """
+
+    conversation = ClusterConversation
+    round_trip = staticmethod(on_cluster)
+
+    def __init__(self, client: redis.cluster.RedisCluster | ClusterMaker) -> None:
+        made = isinstance(client, redis.cluster.RedisCluster)
+        # redis-py leaves the synchronous cluster client untyped.
+        self._cluster: Any = client if made else None
+        self._make: Any = None if made else client
+        self._making = threading.Lock()
+        self._closed = False
+
+    @property
+    def client(self) -> Any:
+        """The client, or None if it is not made yet."""
+        return self._cluster
+
+    @property
+    def cluster(self) -> Any:
+        """The client, made now (in the calling worker thread) if it was not yet."""
+        cluster = self._cluster
+        if cluster is None:
+            with self._making:
+                if self._cluster is None:
+                    made: Any = None if self._closed else self._make()
+                    if self._closed:  # closed before or while it was made
+                        if made is not None:
+                            made.close()
+                        msg = "the store's cluster client was closed"
+                        raise redis.ConnectionError(msg)
+                    self._cluster = made
+                cluster = self._cluster
+        return cluster
+
+    def perform(self, request: Request) -> Any:
+        """Carry out `request`: its answer, or the redis-py error it raised."""
+        cluster = self.cluster
+        if isinstance(request, Ready):
+            return None  # the client read the topology as it was made
+        if isinstance(request, Call):
+            return cluster.execute_command(*request.args)
+        if isinstance(request, Pipeline):
+            return _queued(cluster.pipeline(), request.commands).execute(raise_on_error=False)
+        if isinstance(request, Locate):
+            return _locate(cluster, request.slots)
+        if isinstance(request, Refresh):
+            time.sleep(request.pause)
+            return cluster.nodes_manager.initialize()
+        assert isinstance(request, OnNode)
+        node = _node(cluster, request.address)
+        return cluster.execute_command(*request.args, target_nodes=node)
+
+    def closer(self) -> Callable[[], None]:
+        """What closes the client if it was made; one still being made is closed when it is."""
+        self._closed = True
+        cluster = self._cluster
+        return (lambda: None) if cluster is None else cluster.close
