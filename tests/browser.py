@@ -22,6 +22,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.remote_connection import RemoteConnection
 
+from .servers import starting
+
 __all__ = (
     "DEADLINE",
     "LiveServer",
@@ -114,6 +116,7 @@ def live_server(app: Any) -> Iterator[LiveServer]:
 @contextmanager
 def chromium() -> Iterator[webdriver.Chrome]:
     """A headless Chromium under chromedriver, with a fresh profile; quit when the block ends."""
+    starting("browser")
     with tempfile.TemporaryDirectory(prefix="wm-chromium-", ignore_cleanup_errors=True) as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM

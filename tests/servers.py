@@ -53,7 +53,7 @@ def given_url(config: pytest.Config, option: str) -> str | None:
     return url
 
 
-def starting(marker: str, option: str) -> None:
+def starting(marker: str, option: str | None = None) -> None:
     """Check before a test starts servers of the kind `marker` names.
 
     A test without the marker would start servers in the fast lane (``-m "not server"``):
@@ -65,7 +65,7 @@ def starting(marker: str, option: str) -> None:
     item = _running[0]
     if item.get_closest_marker(marker) is None:
         pytest.fail(f"{item.nodeid} starts a {marker} server but is not marked {marker!r}")
-    if given_url(item.config, option) is not None:
+    if option is not None and given_url(item.config, option) is not None:
         pytest.skip(f"needs servers the tests start; --{option} names one already running")
 
 
