@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from .._core import lifecycle
 from .._core.codec import encode_record
 from .._core.codec import record_with_expiry as _with_expiry
 from .._core.data import SessionData
@@ -17,12 +18,10 @@ from .._core.errors import CorruptRecordError, SessionIdTakenError
 from .._core.expiry import (
     EXPIRED,
     after_read,
-    expiry_after_update,
     expiry_after_write,
     now_ms,
     stamped,
 )
-from .._core.lifecycle import Change, rotated, updated
 from .spec import EXACT, StoreSpec
 from .steps import (
     CHECKPOINT,
@@ -162,32 +161,11 @@ def _decoded(spec: StoreSpec, session_id: str, raw: Key) -> tuple[SessionData, i
     return spec.decode(record_text(raw, session_id), session_id)
 
 
-def _live(
-    spec: StoreSpec, session_id: str, raw: Key | WrongType | NonString | None, now: int
-) -> tuple[SessionData, int | None] | None:
-    """``(data, expiry after a read at now)`` if `raw` is a live session, else `None`."""
-    if raw is None:
-        return None
-    data, stored = _decoded(spec, session_id, _held(session_id, raw))
-    after = after_read(spec.config, now, stored, data.created_at)
-    return None if after is EXPIRED else (data, after)
-
-
-def _live_or_removed(
-    spec: StoreSpec, session_id: str, key: Key, raw: Key | WrongType | NonString | None
-) -> Op[tuple[SessionData, int | None, int] | None]:
-    """``(data, expiry after a read now, now)`` for a live session; an expired one is removed
-    by compare-and-delete, and it and a missing one give `None`."""
-    if raw is None:
-        return None
-    held = _held(session_id, raw)
-    data, stored = _decoded(spec, session_id, held)
-    now = now_ms(spec.clock)
-    after = after_read(spec.config, now, stored, data.created_at)
-    if after is EXPIRED:
-        yield CompareAndDelete(key, held)
-        return None
-    return data, after, now
+def _stored(
+    spec: StoreSpec, session_id: str, raw: Key | WrongType | NonString | None
+) -> lifecycle.Stored | None:
+    """What `raw` holds, as the lifecycle decisions take it: `None` for no key."""
+    return None if raw is None else _decoded(spec, session_id, _held(session_id, raw))
 
 
 def create(spec: StoreSpec, session_id: str, data: SessionData) -> Op[bool]:
@@ -202,18 +180,17 @@ def create(spec: StoreSpec, session_id: str, data: SessionData) -> Op[bool]:
     for _ in range(CREATE_ATTEMPTS):
         raw = yield Read(key)
         now = now_ms(spec.clock)
-        if _live(spec, session_id, raw, now) is not None:
+        decision = lifecycle.decide_create(spec.config, now, _stored(spec, session_id, raw), data)
+        if decision is lifecycle.TAKEN:
             return False
-        new = stamped(spec.config, data, now)
-        expires_at = expiry_after_write(spec.config, now, new.created_at)
-        text = encode_record(new, expires_at)
-        if (yield CompareAndSet(key, raw, text, spec.ttl(now, expires_at))):
+        text = encode_record(decision.data, decision.expires_at)
+        if (yield CompareAndSet(key, raw, text, spec.ttl(now, decision.expires_at))):
             return True
         yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
     return False
 
 
-def update(spec: StoreSpec, session_id: str, change: Change) -> Op[SessionData | None]:
+def update(spec: StoreSpec, session_id: str, change: lifecycle.Change) -> Op[SessionData | None]:
     """Replace a live session's data with ``change(current)``: the new data, or None.
 
     Compare-and-set over the exact bytes read, so no concurrent write is lost or undone; when
@@ -223,15 +200,17 @@ def update(spec: StoreSpec, session_id: str, change: Change) -> Op[SessionData |
     key = spec.key(session_id)
     while True:
         raw = yield Read(key)
-        live = yield from _live_or_removed(spec, session_id, key, raw)
-        if live is None:
+        stored = _stored(spec, session_id, raw)
+        now = now_ms(spec.clock)
+        decision = lifecycle.decide_update(spec.config, now, stored, change)
+        if decision is EXPIRED:
+            yield CompareAndDelete(key, raw)
             return None
-        current, after, now = live
-        new = updated(spec.config, now, current, change)
-        expires_at = expiry_after_update(spec.config, after, new.created_at)
-        text = encode_record(new, expires_at)
-        if (yield CompareAndSet(key, raw, text, spec.ttl(now, expires_at))):
-            return new
+        if not isinstance(decision, lifecycle.Write):  # ABSENT
+            return None
+        text = encode_record(decision.data, decision.expires_at)
+        if (yield CompareAndSet(key, raw, text, spec.ttl(now, decision.expires_at))):
+            return decision.data
         yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
 
 
@@ -247,14 +226,24 @@ def rotate(spec: StoreSpec, session_id: str, new_id: str) -> Op[str | None]:
     key, new_key = spec.key(session_id), spec.key(new_id)
     while True:
         raw, raw_new = yield ReadMany((key, new_key))
-        live = yield from _live_or_removed(spec, session_id, key, raw)
-        if live is None:
+        if raw is None:
             return None
-        data, after, now = live
-        if new_id == session_id or _live(spec, new_id, raw_new, now) is not None:
+        stored = _stored(spec, session_id, raw)
+        now = now_ms(spec.clock)
+        decision = lifecycle.decide_rotate(spec.config, now, session_id, new_id, stored, None)
+        if isinstance(decision, lifecycle.Move) and raw_new is not None:
+            # What is at the new id is read only when it matters, as a move would go over it.
+            stored_new = _stored(spec, new_id, raw_new)
+            decision = lifecycle.decide_rotate(
+                spec.config, now, session_id, new_id, stored, stored_new
+            )
+        if decision is EXPIRED:
+            yield CompareAndDelete(key, raw)
+            return None
+        if not isinstance(decision, lifecycle.Move):  # TAKEN (a record was read: never ABSENT)
             raise SessionIdTakenError(new_id)
-        text = encode_record(rotated(data, session_id, new_id), after)
-        if (yield Move(key, raw, new_key, raw_new, text, spec.ttl(now, after))):
+        text = encode_record(decision.data, decision.expires_at)
+        if (yield Move(key, raw, new_key, raw_new, text, spec.ttl(now, decision.expires_at))):
             return new_id
         yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
 
