@@ -22,23 +22,13 @@ from redis.crc import key_slot
 from redis.exceptions import ClusterError, NoScriptError
 
 from .._core.codec import same_but_expiry
+from . import steps
 from .cluster_scripts import DELETE_ON_NODE, READ_ON_NODE, SCAN_ON_NODE
 from .exchanges import EXCHANGES as _ONE_SERVER
 from .exchanges import Exchange, compare_and_delete, compare_and_set, is_wrong_type
 from .exchanges import move as _move_script
 from .replies import as_text, checked
 from .scripts import Script
-from .steps import (
-    CompareAndDelete,
-    CompareAndSet,
-    Delete,
-    Key,
-    Move,
-    NonString,
-    ReadMany,
-    Scan,
-    ScanPage,
-)
 
 __all__ = (
     "CLUSTER_EXCHANGES",
@@ -78,7 +68,7 @@ LOCATE = Local.LOCATE
 REFRESH = Local.REFRESH
 
 
-def slot_of(key: Key) -> int:
+def slot_of(key: steps.Key) -> int:
     """The cluster hash slot of `key` (its ``{...}`` hash tag, if any, decides)."""
     return int(key_slot(key if isinstance(key, bytes) else key.encode()))
 
@@ -101,7 +91,7 @@ def _on_nodes(script: Script, calls: list[tuple[str, tuple[Any, ...]]]) -> Excha
     return replies
 
 
-def _by_node(keys: tuple[Key, ...]) -> Exchange:
+def _by_node(keys: tuple[steps.Key, ...]) -> Exchange:
     """Group the indexes of `keys` by the primary the runner believes serves each slot."""
     slots = [slot_of(key) for key in keys]
     unique = sorted(set(slots))
@@ -113,7 +103,7 @@ def _by_node(keys: tuple[Key, ...]) -> Exchange:
     return groups
 
 
-def _read_routed(keys: tuple[Key, ...], indexes: list[int], values: list[Any]) -> Exchange:
+def _read_routed(keys: tuple[steps.Key, ...], indexes: list[int], values: list[Any]) -> Exchange:
     """GET each key through the cluster's routing; a key of another type becomes a NonString."""
     replies = yield [("GET", keys[i]) for i in indexes]
     wrong: list[int] = []
@@ -125,10 +115,10 @@ def _read_routed(keys: tuple[Key, ...], indexes: list[int], values: list[Any]) -
     if wrong:
         kinds = yield [("TYPE", keys[i]) for i in wrong]
         for i, kind in zip(wrong, kinds, strict=True):
-            values[i] = NonString(as_text(checked(kind)))
+            values[i] = steps.NonString(as_text(checked(kind)))
 
 
-def _read_many(step: ReadMany) -> Exchange:
+def _read_many(step: steps.ReadMany) -> Exchange:
     keys = step.keys
     values: list[Any] = [None] * len(keys)
     if len(keys) < FEW_KEYS:
@@ -149,7 +139,7 @@ def _read_many(step: ReadMany) -> Exchange:
             for n, kind, info in others:
                 i = group[int(n) - 1]
                 if kind == 1:
-                    values[i] = NonString(as_text(info))
+                    values[i] = steps.NonString(as_text(info))
                 else:
                     hint = as_text(info)
                     goes = routed if last or hint in ("", address) else moved.setdefault(hint, [])
@@ -162,7 +152,7 @@ def _read_many(step: ReadMany) -> Exchange:
     return values
 
 
-def _delete(step: Delete) -> Exchange:
+def _delete(step: steps.Delete) -> Exchange:
     keys = step.keys
     if len(keys) < FEW_KEYS:
         replies = yield [("DEL", key) for key in keys]
@@ -182,7 +172,7 @@ def _delete(step: Delete) -> Exchange:
     return deleted
 
 
-def _move(step: Move) -> Exchange:
+def _move(step: steps.Move) -> Exchange:
     """One script when both keys share a slot; else the two-step order of `Move`'s docstring.
 
     Between the two steps a sliding read may rewrite either key's ``expiresAt``: that changes
@@ -191,7 +181,7 @@ def _move(step: Move) -> Exchange:
     if slot_of(step.old_key) == slot_of(step.new_key):
         return (yield from _move_script(step))
     stored = yield from compare_and_set(
-        CompareAndSet(step.new_key, step.new_old, step.text, step.ttl_ms)
+        steps.CompareAndSet(step.new_key, step.new_old, step.text, step.ttl_ms)
     )
     if not stored:
         return False
@@ -208,12 +198,12 @@ def _move(step: Move) -> Exchange:
 _SLIDES_FOLLOWED = 8
 
 
-def _delete_unless_changed(key: Key, written: Key) -> Exchange:
+def _delete_unless_changed(key: steps.Key, written: steps.Key) -> Exchange:
     """Compare-and-delete `key` if it holds `written`, or `written` slid (only its
     ``expiresAt`` moved by a read since); True if deleted."""
     expected = written
     for _ in range(_SLIDES_FOLLOWED):
-        if (yield from compare_and_delete(CompareAndDelete(key, expected))):
+        if (yield from compare_and_delete(steps.CompareAndDelete(key, expected))):
             return True
         (current,) = yield [("GET", key)]
         if isinstance(current, Exception) or not same_but_expiry(current, written):
@@ -239,7 +229,7 @@ class _Part(NamedTuple):
     state: str
     peer: str
     after: int
-    keys: list[Key]
+    keys: list[steps.Key]
 
 
 def _part(reply: Any) -> _Part | None:
@@ -250,13 +240,15 @@ def _part(reply: Any) -> _Part | None:
     return _Part(as_text(state), as_text(peer), int(after), list(keys))
 
 
-def _scan_node(address: str, step: Scan, slot: int, budget: int) -> Exchange:
+def _scan_node(address: str, step: steps.Scan, slot: int, budget: int) -> Exchange:
     args = (_prefix(step.pattern), slot, budget, step.pattern)
     (reply,) = yield from _on_nodes(SCAN_ON_NODE, [(address, args)])
     return _part(reply)
 
 
-def _moving(source: str, target: str, step: Scan, slot: int, keys: list[Key]) -> Exchange:
+def _moving(
+    source: str, target: str, step: steps.Scan, slot: int, keys: list[steps.Key]
+) -> Exchange:
     """A migrating slot: `keys` were read on the source; now its target, after it.
 
     MIGRATE puts a key on the target before it leaves the source, so every key present
@@ -269,13 +261,13 @@ def _moving(source: str, target: str, step: Scan, slot: int, keys: list[Key]) ->
     done = part.state == "stable" or (part.state == "importing" and part.peer == source)
     if not done:
         return None
-    seen: dict[bytes, Key] = {}
+    seen: dict[bytes, steps.Key] = {}
     for key in (*keys, *part.keys):
         seen.setdefault(key if isinstance(key, bytes) else key.encode(), key)
     return list(seen.values())
 
 
-def _scan(step: Scan) -> Exchange:
+def _scan(step: steps.Scan) -> Exchange:
     """One page, from the slot in the cursor: a run of one node's settled slots, or one slot
     that is migrating (read on its source, then its target). The next slot is the cursor."""
     slot = 0 if step.cursor is None else int(str(step.cursor))
@@ -294,7 +286,7 @@ def _scan(step: Scan) -> Exchange:
         if part is None:
             continue
         if part.state == "stable":
-            return ScanPage(part.keys, part.after if part.after < SLOTS else None)
+            return steps.ScanPage(part.keys, part.after if part.after < SLOTS else None)
         if not part.peer:
             continue
         if part.state == "none":
@@ -308,16 +300,16 @@ def _scan(step: Scan) -> Exchange:
                 continue
         keys = yield from _moving(source, target, step, slot, part.keys)
         if keys is not None:
-            return ScanPage(keys, slot + 1 if slot + 1 < SLOTS else None)
+            return steps.ScanPage(keys, slot + 1 if slot + 1 < SLOTS else None)
     msg = "the cluster's slots kept moving: a scan page could not be read"
     raise ClusterError(msg)
 
 
 CLUSTER_EXCHANGES: dict[type, Any] = {
     **_ONE_SERVER,
-    ReadMany: _read_many,
-    Delete: _delete,
-    Move: _move,
-    Scan: _scan,
+    steps.ReadMany: _read_many,
+    steps.Delete: _delete,
+    steps.Move: _move,
+    steps.Scan: _scan,
 }
 """Each step's exchange on a cluster: one server's, except for the steps on many keys."""

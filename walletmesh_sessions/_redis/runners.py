@@ -15,7 +15,7 @@ import math
 import sys
 import threading
 from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -37,6 +37,7 @@ from .steps import CHECKPOINT, Checkpoint, Op
 __all__ = ("AsyncioRunner", "ClusterAsyncioRunner", "Runner", "ThreadRunner")
 
 T = TypeVar("T")
+S = TypeVar("S", bound="AsyncSender | AsyncClusterSender | SyncSender | SyncClusterSender")
 
 Requests = Generator[Request | Checkpoint, Any, None]
 
@@ -47,19 +48,21 @@ _IO_ERRORS = (redis.RedisError, RedisClusterException, OSError)
 _timers: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
 
 
-class Runner:
+class Runner(Generic[S]):
     """What both runners share: the budget, the replica wait, and the walk from an operation
-    to the requests of its round trips."""
+    to the requests of its round trips. A runner differs from another only in its sender
+    (the I/O), and in how it bounds the calls running at once (`limit`)."""
 
-    def __init__(
-        self,
-        sender: AsyncSender | AsyncClusterSender | SyncSender | SyncClusterSender,
-        budget: float | None,
-    ) -> None:
-        self._sender = sender
+    def __init__(self, sender: S, limit: int | None = None, budget: float | None = None) -> None:
+        self.sender = sender
         self._budget = budget
         self.conversation: type[Conversation[Any]] = sender.conversation
         self.replica_wait: ReplicaWait | None = None
+        self._bound(limit)
+
+    def _bound(self, limit: int | None) -> None:
+        """Let at most `limit` calls run at once (`None`: no bound of the runner's own)."""
+        raise NotImplementedError
 
     @property
     def budget(self) -> float | None:
@@ -69,10 +72,10 @@ class Runner:
     @property
     def client(self) -> Any:
         """The client the sender talks through."""
-        return self._sender.client
+        return self.sender.client
 
     def _round_trip(self, commands: list[Args]) -> RoundTrip:
-        return self._sender.round_trip(commands, self.replica_wait)
+        return self.sender.round_trip(commands, self.replica_wait)
 
     def _requests(self, talk: Conversation[Any]) -> Requests:
         """The requests of `talk`'s round trips, in order, with its checkpoints between."""
@@ -85,7 +88,7 @@ class Runner:
                 commands = talk.advance((yield from self._round_trip(commands)))
 
 
-class AsyncioRunner(Runner):
+class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
     """Runs operations on a `redis.asyncio` client, on asyncio only.
 
     With `limit`, at most that many operations run at once (the store's pool holds `limit`
@@ -94,14 +97,7 @@ class AsyncioRunner(Runner):
     its turn included.
     """
 
-    def __init__(
-        self,
-        sender: AsyncSender | AsyncClusterSender,
-        limit: int | None = None,
-        budget: float | None = None,
-    ) -> None:
-        super().__init__(sender, budget)
-        self.sender = sender
+    def _bound(self, limit: int | None) -> None:
         self._slots = None if limit is None else asyncio.Semaphore(limit)
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
@@ -204,11 +200,8 @@ class ClusterAsyncioRunner(AsyncioRunner):
     caller who is cancelled does not learn the outcome (the session was rotated or not).
     """
 
-    def __init__(
-        self, sender: AsyncClusterSender, limit: int | None = None, budget: float | None = None
-    ) -> None:
-        super().__init__(sender, limit, budget)
-        self._unawaited: set[asyncio.Task[Any]] = set()
+    # Rotates whose callers were cancelled, kept until they end (a task nobody holds may vanish).
+    _unawaited: frozenset[asyncio.Task[Any]] = frozenset()
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         if name not in _FINISHED_ONCE_STARTED:
@@ -218,18 +211,18 @@ class ClusterAsyncioRunner(AsyncioRunner):
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():
-                self._unawaited.add(task)
+                self._unawaited = self._unawaited | {task}
                 task.add_done_callback(self._settled)
             raise
 
     def _settled(self, task: asyncio.Task[Any]) -> None:
         """A rotate whose caller was cancelled has ended: nobody waits for its outcome."""
-        self._unawaited.discard(task)
+        self._unawaited = self._unawaited - {task}
         if not task.cancelled():
             task.exception()  # retrieved: an error nobody awaits is not reported as lost
 
 
-class ThreadRunner(Runner):
+class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
     """Runs operations on a synchronous client in anyio worker threads.
 
     With `limit`, the store's own thread limiter (sized to its pool, one per event loop)
@@ -239,14 +232,7 @@ class ThreadRunner(Runner):
     its limiter token until then.
     """
 
-    def __init__(
-        self,
-        sender: SyncSender | SyncClusterSender,
-        limit: int | None = None,
-        budget: float | None = None,
-    ) -> None:
-        super().__init__(sender, budget)
-        self.sender = sender
+    def _bound(self, limit: int | None) -> None:
         self._limiters = None if limit is None else PerLoop(lambda: anyio.CapacityLimiter(limit))
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:

@@ -225,14 +225,22 @@ class RedisSessionStore:
         budget = runner.budget
         return anyio.current_time() + (LIFECYCLE_TIMEOUT if budget is None else budget)
 
-    async def _run_within(self, name: str, op: Op[T]) -> T:
+    async def _run_within(self, name: str, op: Op[T], turn: str | None = None) -> T:
+        """`op` within a lifecycle call's deadline; with `turn`, after this store's other
+        calls on that session id (they take turns: no lost races among them)."""
         try:
             runner = self._runner()
             deadline = self._deadline(runner)
         except BaseException:
             op.close()
             raise
-        return await runner.run(op, name, deadline)
+        if turn is None:
+            return await runner.run(op, name, deadline)
+        try:
+            async with self._turns.turn(turn, deadline, name):
+                return await runner.run(op, name, deadline)
+        finally:
+            op.close()
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`: one SET, with a TTL when the record has an expiry.
@@ -271,17 +279,7 @@ class RedisSessionStore:
         session_id = check_session_id(session_id)
         change = check_change(change)
         op = ops.update(self._spec, session_id, change)
-        try:
-            runner = self._runner()
-            deadline = self._deadline(runner)
-        except BaseException:
-            op.close()
-            raise
-        try:
-            async with self._turns.turn(session_id, deadline, "update"):
-                return await runner.run(op, "update", deadline)
-        finally:
-            op.close()
+        return await self._run_within("update", op, turn=session_id)
 
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
         """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
