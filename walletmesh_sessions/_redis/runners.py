@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import threading
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
@@ -106,40 +105,28 @@ class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
         `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
         """
         budget = self._budget
-        loop = asyncio.get_running_loop()
         if deadline is None:
             if budget is None:
                 return await self._guarded(op, name)
-            if sys.version_info >= (3, 11):
-                return await self._watched(op, name, loop, budget)
-            deadline = loop.time() + budget  # pragma: no cover
-        else:
-            budget = None
+            return await self._watched(op, name, budget)
         try:
-            if sys.version_info >= (3, 11):
-                async with asyncio.timeout_at(deadline):
-                    return await self._guarded(op, name)
-            else:  # pragma: no cover
-                left = max(0.0, deadline - loop.time())
-                return await asyncio.wait_for(self._guarded(op, name), left)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout_at(deadline):
+                return await self._guarded(op, name)
+        except TimeoutError:
             op.close()
-            raise late(name, budget) from None
+            raise late(name, None) from None
 
-    async def _watched(
-        self, op: Op[T], name: str, loop: asyncio.AbstractEventLoop, budget: float
-    ) -> T:
+    async def _watched(self, op: Op[T], name: str, budget: float) -> T:
         """`_guarded` within `budget` of now, under the loop's one timer queue.
 
         Cancels as ``asyncio.timeout`` does: only this call's own expiry becomes
         `StoreUnavailableError`; a cancellation from outside stays a cancellation.
         """
-        if sys.version_info < (3, 11):  # pragma: no cover
-            raise NotImplementedError  # Python 3.10 takes `asyncio.wait_for` instead
         task = asyncio.current_task()
         assert task is not None  # a coroutine awaited on asyncio always runs in a task
         cancelling = task.cancelling()
-        watch = _timers.get().watch(task.cancel, loop.time() + budget)
+        timers = _timers.get()
+        watch = timers.watch(task.cancel, timers.deadline_after(budget))
         try:
             return await self._guarded(op, name)
         except asyncio.CancelledError:
