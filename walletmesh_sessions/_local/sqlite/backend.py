@@ -29,7 +29,6 @@ from ..._core.expiry import (
     stamped,
     sweep,
 )
-from ..._core.gil import sharing_the_gil
 from ..._core.lifecycle import (
     ABSENT,
     TAKEN,
@@ -130,13 +129,10 @@ class SqliteBackend:
         return {"lo": self._prefix, "hi": self._upper, "n": len(self._prefix.encode()), **extra}
 
     def _readable(self, rows: Iterable[tuple[Any, Any]]) -> Iterable[_Readable]:
-        """Readable records of scanned rows, as ``(session_id, (key, text), data, expiry)``.
-
-        Scans run in worker threads: decoding shares the GIL with the event loop's thread.
-        """
+        """Readable records of scanned rows, as ``(session_id, (key, text), data, expiry)``."""
         prefix = self._prefix
         for session_id, text, data, expires_at in decode_readable(
-            _str_keys(sharing_the_gil(rows), prefix.encode()), prefix, self._cache.decode
+            _str_keys(rows, prefix.encode()), prefix, self._cache.decode
         ):
             yield session_id, (prefix + session_id, text), data, expires_at
 
