@@ -25,23 +25,28 @@ from walletmesh_sessions._core.codec import encode_record
 from walletmesh_sessions._redis.scripts import READ_AND_SLIDE
 
 ROOT = Path(__file__).parent.parent
-_START = 'READ_AND_SLIDE = _script(\n    """'
+# Where the script's source lived, newest first: the module, and how its definition opens.
+_HOMES = (
+    ("walletmesh_sessions/_redis/scripts.py", 'READ_AND_SLIDE = script(\n    """'),
+    ("walletmesh_sessions/_redis_io.py", 'READ_AND_SLIDE = _script(\n    """'),
+)
 NOW, LIFETIME_MS, TTL_MS = 1_600_000_000_000, 3_600_000, 3_960_000
 
 
 def script_at(revision: str) -> str:
-    """The read-and-slide script's source as `_redis_io.py` had it at `revision`."""
-    text = subprocess.run(
-        ["git", "show", f"{revision}:walletmesh_sessions/_redis_io.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    start = text.index(_START) + len(_START) - 3
-    end = text.index('"""', start + 3) + 3
-    source: str = ast.literal_eval(text[start:end])
-    return source
+    """The read-and-slide script's source as it was at `revision`, wherever it lived then."""
+    for path, opening in _HOMES:
+        shown = subprocess.run(
+            ["git", "show", f"{revision}:{path}"], cwd=ROOT, capture_output=True, text=True
+        )
+        if shown.returncode == 0 and opening in shown.stdout:
+            text = shown.stdout
+            start = text.index(opening) + len(opening) - 3
+            end = text.index('"""', start + 3) + 3
+            source: str = ast.literal_eval(text[start:end])
+            return source
+    msg = f"no read-and-slide script found at {revision}"
+    raise SystemExit(msg)
 
 
 def per_call(client: redis.Redis, source: str, calls: int, slide: bool) -> float:
