@@ -17,27 +17,9 @@ from .._core.errors import CorruptRecordError
 from .._core.expiry import now_ms, sweep
 from .._core.log import logger, short_id
 from .._core.session_map import SessionMap
+from . import steps
 from .ops import record_text
 from .spec import StoreSpec
-from .steps import (
-    CHECKPOINT,
-    MORE,
-    WRONG_TYPE,
-    Batch,
-    CompareAndDelete,
-    CompareAndSet,
-    Delete,
-    Key,
-    KeyStep,
-    More,
-    NonString,
-    Op,
-    Read,
-    ReadMany,
-    Scan,
-    ScanPage,
-    WrongType,
-)
 
 __all__ = (
     "clean_expired",
@@ -52,7 +34,7 @@ __all__ = (
 T = TypeVar("T")
 
 
-def _as_bytes(value: Key) -> bytes:
+def _as_bytes(value: steps.Key) -> bytes:
     # A caller's client may decode replies to str; our own clients never do.
     return value if isinstance(value, bytes) else value.encode()
 
@@ -71,7 +53,7 @@ def _readable_key(spec: StoreSpec, key: bytes) -> str | None:
     return text_key if len(text_key) > len(spec.prefix) else None
 
 
-def _readable_row(spec: StoreSpec, key: bytes, raw: Key) -> tuple[str, str] | None:
+def _readable_row(spec: StoreSpec, key: bytes, raw: steps.Key) -> tuple[str, str] | None:
     """``(key, text)`` as str for `decode_readable`, or `None` (logged) if not UTF-8 text."""
     text_key = _readable_key(spec, key)
     if text_key is None:
@@ -86,7 +68,7 @@ def _readable_row(spec: StoreSpec, key: bytes, raw: Key) -> tuple[str, str] | No
         return None
 
 
-def _mine(spec: StoreSpec, keys: list[Key]) -> list[bytes]:
+def _mine(spec: StoreSpec, keys: list[steps.Key]) -> list[bytes]:
     # The scan's glob is escaped already; this check guards the one rule that matters.
     prefix = spec.prefix_bytes
     return [k for k in map(_as_bytes, keys) if k.startswith(prefix)]
@@ -95,16 +77,16 @@ def _mine(spec: StoreSpec, keys: list[Key]) -> list[bytes]:
 def _pages(
     spec: StoreSpec,
     cursor: object,
-    each: Callable[[list[bytes]], Op[Any]],
+    each: Callable[[list[bytes]], steps.Op[Any]],
     enough: Callable[[], bool] | None = None,
-) -> Op[object]:
+) -> steps.Op[object]:
     """The one scan loop: from `cursor`, each page's keys of this store go to `each`.
 
     Stops at the end of the scan (returns `None`) or, once `enough()` holds after a page, at
     the cursor to go on from. Between pages it yields `CHECKPOINT`.
     """
     while True:
-        page: ScanPage = yield Scan(spec.pattern, cursor)
+        page: steps.ScanPage = yield steps.Scan(spec.pattern, cursor)
         mine = _mine(spec, page.keys)
         if mine:
             yield from each(mine)
@@ -113,15 +95,15 @@ def _pages(
         cursor = page.cursor
         if enough is not None and enough():
             return cursor
-        yield CHECKPOINT
+        yield steps.CHECKPOINT
 
 
-def _sweep(spec: StoreSpec, collect: bool) -> Op[tuple[SessionMap, int]]:
+def _sweep(spec: StoreSpec, collect: bool) -> steps.Op[tuple[SessionMap, int]]:
     """The scan behind `get_all` (collect=True) and `clean_expired` (collect=False)."""
     found = SessionMap()
     removed = 0
 
-    def page(keys: list[bytes]) -> Op[None]:
+    def page(keys: list[bytes]) -> steps.Op[None]:
         nonlocal removed
         removed += yield from _sweep_batch(spec, keys, found, collect)
 
@@ -129,14 +111,16 @@ def _sweep(spec: StoreSpec, collect: bool) -> Op[tuple[SessionMap, int]]:
     return found, removed
 
 
-def _sweep_batch(spec: StoreSpec, keys: list[bytes], found: SessionMap, collect: bool) -> Op[int]:
+def _sweep_batch(
+    spec: StoreSpec, keys: list[bytes], found: SessionMap, collect: bool
+) -> steps.Op[int]:
     """One page of a sweep: read, let `sweep` decide, carry it out; returns removals confirmed."""
-    values = yield ReadMany(tuple(keys))
+    values = yield steps.ReadMany(tuple(keys))
     rows: list[tuple[str, str]] = []
     for key, raw in zip(keys, values, strict=True):
         if raw is None:
             continue  # deleted since the scan
-        if isinstance(raw, NonString):
+        if isinstance(raw, steps.NonString):
             rest = key[len(spec.prefix_bytes) :].decode(errors="replace")
             _warn_corrupt(rest, f"the Redis key holds a {raw.kind}")
         elif (row := _readable_row(spec, key, raw)) is not None:
@@ -150,42 +134,44 @@ def _sweep_batch(spec: StoreSpec, keys: list[bytes], found: SessionMap, collect:
     )
     now = now_ms(spec.clock)
     decided = sweep(spec.config, now, records, collect=collect, into=found)
-    steps: list[KeyStep] = [CompareAndDelete(key, text) for key, text in decided.removals]
-    steps.extend(
-        CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
+    writes: list[steps.KeyStep] = [steps.CompareAndDelete(k, text) for k, text in decided.removals]
+    writes.extend(
+        steps.CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
         for (key, text), expires_at in decided.slides
     )
-    if not steps:
+    if not writes:
         return 0
-    replies = yield Batch(tuple(steps))
+    replies = yield steps.Batch(tuple(writes))
     # Only removals Redis confirmed count: another client may have removed or rewritten some.
     return sum(1 for deleted in replies[: len(decided.removals)] if deleted)
 
 
-def get_all(spec: StoreSpec) -> Op[SessionMap]:
+def get_all(spec: StoreSpec) -> steps.Op[SessionMap]:
     """Every live session under the prefix; expired ones met are removed, corrupt ones kept."""
     found, _ = yield from _sweep(spec, collect=True)
     return found
 
 
-def clean_expired(spec: StoreSpec) -> Op[int]:
+def clean_expired(spec: StoreSpec) -> steps.Op[int]:
     """Remove expired sessions by compare-and-delete; the number this call removed."""
     _, removed = yield from _sweep(spec, collect=False)
     return removed
 
 
-def clear(spec: StoreSpec) -> Op[None]:
+def clear(spec: StoreSpec) -> steps.Op[None]:
     """Delete every key under the prefix, page by page (corrupt records included)."""
 
-    def page(keys: list[bytes]) -> Op[None]:
-        yield Delete(tuple(keys))
+    def page(keys: list[bytes]) -> steps.Op[None]:
+        yield steps.Delete(tuple(keys))
 
     yield from _pages(spec, None, page)
 
 
-def _inspect_one(session_id: str, raw: Key | WrongType | NonString) -> SessionRecord:
-    if raw is WRONG_TYPE or isinstance(raw, NonString):
-        shown = "another type" if raw is WRONG_TYPE else raw.kind
+def _inspect_one(
+    session_id: str, raw: steps.Key | steps.WrongType | steps.NonString
+) -> SessionRecord:
+    if raw is steps.WRONG_TYPE or isinstance(raw, steps.NonString):
+        shown = "another type" if raw is steps.WRONG_TYPE else raw.kind
         return SessionRecord(session_id, None, None, f"the Redis key holds {shown}, not a string")
     try:
         return inspect_record(session_id, record_text(raw, session_id))
@@ -193,23 +179,23 @@ def _inspect_one(session_id: str, raw: Key | WrongType | NonString) -> SessionRe
         return SessionRecord(session_id, None, None, exc.reason)
 
 
-def inspect(spec: StoreSpec, session_id: str | None) -> Op[list[SessionRecord]]:
+def inspect(spec: StoreSpec, session_id: str | None) -> steps.Op[list[SessionRecord]]:
     """Every record under the prefix (or the one named) as it is: nothing refreshed or removed."""
     if session_id is not None:
-        raw = yield Read(spec.key(session_id))
+        raw = yield steps.Read(spec.key(session_id))
         return [] if raw is None else [_inspect_one(session_id, raw)]
     records: list[SessionRecord] = []
 
-    def page(keys: list[bytes]) -> Op[None]:
+    def page(keys: list[bytes]) -> steps.Op[None]:
         records.extend((yield from _inspect_scanned(spec, keys)))
 
     yield from _pages(spec, None, page)
     return records
 
 
-def _inspect_scanned(spec: StoreSpec, mine: list[bytes]) -> Op[list[SessionRecord]]:
+def _inspect_scanned(spec: StoreSpec, mine: list[bytes]) -> steps.Op[list[SessionRecord]]:
     """The records under the store's keys of one scan page, read as `inspect` shows them."""
-    values = yield ReadMany(tuple(mine))
+    values = yield steps.ReadMany(tuple(mine))
     cut = len(spec.prefix_bytes)
     records: list[SessionRecord] = []
     for key, raw in zip(mine, values, strict=True):
@@ -225,7 +211,7 @@ def _inspect_scanned(spec: StoreSpec, mine: list[bytes]) -> Op[list[SessionRecor
 
 def inspect_page(
     spec: StoreSpec, cursor: object, n: int
-) -> Op[tuple[list[SessionRecord], object, bool]]:
+) -> steps.Op[tuple[list[SessionRecord], object, bool]]:
     """One batch of `iter_records`: scan pages from `cursor` until `n` records are read.
 
     Read as `inspect` reads (nothing refreshed or removed). Returns the records, the cursor to
@@ -233,14 +219,16 @@ def inspect_page(
     """
     records: list[SessionRecord] = []
 
-    def page(keys: list[bytes]) -> Op[None]:
+    def page(keys: list[bytes]) -> steps.Op[None]:
         records.extend((yield from _inspect_scanned(spec, keys)))
 
     after = yield from _pages(spec, cursor, page, lambda: len(records) >= n)
     return records, after, after is None
 
 
-def iterate_page(spec: StoreSpec, cursor: object, n: int) -> Op[tuple[SessionMap, object, bool]]:
+def iterate_page(
+    spec: StoreSpec, cursor: object, n: int
+) -> steps.Op[tuple[SessionMap, object, bool]]:
     """One batch of `iter_sessions`: scan pages from `cursor` until `n` sessions are found.
 
     Each scan page is swept as `get_all` sweeps it (expired ones removed, slides
@@ -249,14 +237,14 @@ def iterate_page(spec: StoreSpec, cursor: object, n: int) -> Op[tuple[SessionMap
     """
     found = SessionMap()
 
-    def page(keys: list[bytes]) -> Op[None]:
+    def page(keys: list[bytes]) -> steps.Op[None]:
         yield from _sweep_batch(spec, keys, found, True)
 
     after = yield from _pages(spec, cursor, page, lambda: len(found) >= n)
     return found, after, after is None
 
 
-def until_checkpoint(op: Op[T]) -> Op[T | More]:
+def until_checkpoint(op: steps.Op[T]) -> steps.Op[T | steps.More]:
     """`op` up to its next `CHECKPOINT` (then `MORE`: run another to go on), or its result.
 
     A bulk operation runs as a series of these, each a call of its own for a runner: each page
@@ -271,8 +259,8 @@ def until_checkpoint(op: Op[T]) -> Op[T | More]:
             except StopIteration as stop:
                 result: T = stop.value
                 return result
-            if step is CHECKPOINT:
-                return MORE
+            if step is steps.CHECKPOINT:
+                return steps.MORE
             reply = yield step
     except GeneratorExit:
         op.close()

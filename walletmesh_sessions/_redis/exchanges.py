@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from . import steps
 from .replies import as_text, checked, error_code
 from .scripts import (
     COMPARE_AND_DELETE,
@@ -22,25 +23,6 @@ from .scripts import (
     MOVE,
     READ_AND_SLIDE,
     Script,
-)
-from .steps import (
-    SCAN_BATCH,
-    WRONG_TYPE,
-    Batch,
-    CompareAndDelete,
-    CompareAndSet,
-    Delete,
-    Move,
-    NonString,
-    Read,
-    ReadAndSlide,
-    ReadMany,
-    Scan,
-    ScanPage,
-    Slide,
-    Step,
-    Verdict,
-    Write,
 )
 
 __all__ = (
@@ -64,12 +46,12 @@ def is_wrong_type(reply: Any) -> bool:
     return isinstance(reply, ResponseError) and error_code(reply) == "WRONGTYPE"
 
 
-def _read(step: Read) -> Exchange:
+def _read(step: steps.Read) -> Exchange:
     (reply,) = yield [("GET", step.key)]
-    return WRONG_TYPE if is_wrong_type(reply) else checked(reply)
+    return steps.WRONG_TYPE if is_wrong_type(reply) else checked(reply)
 
 
-def _write(step: Write) -> Exchange:
+def _write(step: steps.Write) -> Exchange:
     if step.ttl_ms is None:
         (reply,) = yield [("SET", step.key, step.text)]
     else:
@@ -92,70 +74,70 @@ def _run_script(script: Script, keys: tuple[Any, ...], *args: Any) -> Exchange:
     return bool(checked((yield from _evalsha(script, keys, *args))))
 
 
-def compare_and_set(step: CompareAndSet) -> Exchange:
+def compare_and_set(step: steps.CompareAndSet) -> Exchange:
     if step.old is None:
         return _set_if_absent(step)
     ttl = () if step.ttl_ms is None else (step.ttl_ms,)
     return _run_script(COMPARE_AND_SET, (step.key,), step.old, step.new, *ttl)
 
 
-def _set_if_absent(step: CompareAndSet) -> Exchange:
+def _set_if_absent(step: steps.CompareAndSet) -> Exchange:
     # SET NX is atomic by itself; a key of any type counts as present.
     ttl = () if step.ttl_ms is None else ("PX", step.ttl_ms)
     (reply,) = yield [("SET", step.key, step.new, "NX", *ttl)]
     return bool(checked(reply))
 
 
-def compare_and_delete(step: CompareAndDelete) -> Exchange:
+def compare_and_delete(step: steps.CompareAndDelete) -> Exchange:
     return _run_script(COMPARE_AND_DELETE, (step.key,), step.old)
 
 
-def move(step: Move) -> Exchange:
+def move(step: steps.Move) -> Exchange:
     ttl = "" if step.ttl_ms is None else step.ttl_ms
     expected = () if step.new_old is None else (step.new_old,)
     return _run_script(MOVE, (step.old_key, step.new_key), step.old, step.text, ttl, *expected)
 
 
-_VERDICTS = (Verdict.KEPT, Verdict.SLID, Verdict.EXPIRED, Verdict.UNDECIDED)
+_VERDICTS = (steps.Verdict.KEPT, steps.Verdict.SLID, steps.Verdict.EXPIRED, steps.Verdict.UNDECIDED)
 
 
-def _read_and_slide(step: ReadAndSlide) -> Exchange:
+def _read_and_slide(step: steps.ReadAndSlide) -> Exchange:
     if step.look_first:
         looked = yield from _slide_script(LOOK_BEFORE_SLIDE, step)
-        if not isinstance(looked, Slide) or looked.verdict is not Verdict.SLID:
+        if not isinstance(looked, steps.Slide) or looked.verdict is not steps.Verdict.SLID:
             return looked
     return (yield from _slide_script(READ_AND_SLIDE, step))
 
 
-def _slide_script(script: Script, step: ReadAndSlide) -> Exchange:
+def _slide_script(script: Script, step: steps.ReadAndSlide) -> Exchange:
     cap = "" if step.max_lifetime_ms is None else step.max_lifetime_ms
     args = (step.now, step.lifetime_ms, cap, step.ttl_ms)
     reply = yield from _evalsha(script, (step.key,), *args)
     if is_wrong_type(reply):
-        return WRONG_TYPE
+        return steps.WRONG_TYPE
     reply = checked(reply)
     if reply is None:
         return None
     verdict = _VERDICTS[int(reply[0])]
-    if verdict is not Verdict.SLID or len(reply) < 4:  # LOOK_BEFORE_SLIDE: {1, text}
-        return Slide(verdict, reply[1])
+    if verdict is not steps.Verdict.SLID or len(reply) < 4:  # LOOK_BEFORE_SLIDE: {1, text}
+        return steps.Slide(verdict, reply[1])
     ttl = int(reply[3])
-    return Slide(verdict, reply[1], reply[2], ttl if ttl > 0 else None)
+    return steps.Slide(verdict, reply[1], reply[2], ttl if ttl > 0 else None)
 
 
-def _delete(step: Delete) -> Exchange:
+def _delete(step: steps.Delete) -> Exchange:
     (reply,) = yield [("DEL", *step.keys)]
     return int(checked(reply))
 
 
-def _scan(step: Scan) -> Exchange:
+def _scan(step: steps.Scan) -> Exchange:
     cursor = 0 if step.cursor is None else step.cursor
-    (reply,) = yield [("SCAN", cursor, "MATCH", step.pattern, "COUNT", SCAN_BATCH)]
+    (reply,) = yield [("SCAN", cursor, "MATCH", step.pattern, "COUNT", steps.SCAN_BATCH)]
     after, keys = checked(reply)
-    return ScanPage(list(keys), None if int(after) == 0 else after)
+    return steps.ScanPage(list(keys), None if int(after) == 0 else after)
 
 
-def _read_many(step: ReadMany) -> Exchange:
+def _read_many(step: steps.ReadMany) -> Exchange:
     (reply,) = yield [("MGET", *step.keys)]
     values: list[Any] = list(checked(reply))
     missing = [i for i, value in enumerate(values) if value is None]
@@ -165,11 +147,11 @@ def _read_many(step: ReadMany) -> Exchange:
         for i, kind in zip(missing, kinds, strict=True):
             shown = as_text(checked(kind))
             if shown not in ("none", "string"):
-                values[i] = NonString(shown)
+                values[i] = steps.NonString(shown)
     return values
 
 
-def _batch(step: Batch) -> Exchange:
+def _batch(step: steps.Batch) -> Exchange:
     """Every step's exchange in lockstep: each round trip one pipeline of all their commands."""
     replies: list[Any] = [None] * len(step.steps)
     waiting: dict[int, tuple[Exchange, list[Args]]] = {}
@@ -201,20 +183,20 @@ def _batch(step: Batch) -> Exchange:
 
 
 EXCHANGES: dict[type, Callable[[Any], Exchange]] = {
-    Read: _read,
-    Write: _write,
-    CompareAndSet: compare_and_set,
-    CompareAndDelete: compare_and_delete,
-    Delete: _delete,
-    Move: move,
-    ReadAndSlide: _read_and_slide,
-    Scan: _scan,
-    ReadMany: _read_many,
-    Batch: _batch,
+    steps.Read: _read,
+    steps.Write: _write,
+    steps.CompareAndSet: compare_and_set,
+    steps.CompareAndDelete: compare_and_delete,
+    steps.Delete: _delete,
+    steps.Move: move,
+    steps.ReadAndSlide: _read_and_slide,
+    steps.Scan: _scan,
+    steps.ReadMany: _read_many,
+    steps.Batch: _batch,
 }
 
 
-def exchange(step: Step) -> Exchange:
+def exchange(step: steps.Step) -> Exchange:
     """The commands that carry out `step` on one Redis server, and what their replies mean.
 
     Each value it yields is one round trip's commands (sent as one pipeline when more than

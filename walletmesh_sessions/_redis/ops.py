@@ -22,25 +22,8 @@ from .._core.expiry import (
     now_ms,
     stamped,
 )
+from . import steps
 from .spec import EXACT, StoreSpec
-from .steps import (
-    CHECKPOINT,
-    WRONG_TYPE,
-    CompareAndDelete,
-    CompareAndSet,
-    Delete,
-    Key,
-    Move,
-    NonString,
-    Op,
-    Read,
-    ReadAndSlide,
-    ReadMany,
-    Slide,
-    Verdict,
-    Write,
-    WrongType,
-)
 
 __all__ = (
     "CREATE_ATTEMPTS",
@@ -56,7 +39,7 @@ __all__ = (
 T = TypeVar("T")
 
 
-def record_text(raw: Key, session_id: str) -> str:
+def record_text(raw: steps.Key, session_id: str) -> str:
     """The record's text as read: `CorruptRecordError` if it is not UTF-8."""
     if isinstance(raw, str):
         return raw
@@ -66,7 +49,7 @@ def record_text(raw: Key, session_id: str) -> str:
         raise CorruptRecordError(session_id, f"not UTF-8 text: {exc}") from exc
 
 
-def write(spec: StoreSpec, session_id: str, data: SessionData) -> Op[None]:
+def write(spec: StoreSpec, session_id: str, data: SessionData) -> steps.Op[None]:
     """Store the record; with an expiry it gets a TTL, without one any old TTL goes.
 
     With an absolute timeout, data without a `created_at` is stamped with now, and the
@@ -75,10 +58,12 @@ def write(spec: StoreSpec, session_id: str, data: SessionData) -> Op[None]:
     now = now_ms(spec.clock)
     data = stamped(spec.config, data, now)
     expires_at = expiry_after_write(spec.config, now, data.created_at)
-    yield Write(spec.key(session_id), encode_record(data, expires_at), spec.ttl(now, expires_at))
+    yield steps.Write(
+        spec.key(session_id), encode_record(data, expires_at), spec.ttl(now, expires_at)
+    )
 
 
-def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
+def read(spec: StoreSpec, session_id: str) -> steps.Op[SessionData | None]:
     """Read, then do what `after_read` decides: return, remove if expired, or slide.
 
     On a store that slides on read, the read and the slide are one atomic `ReadAndSlide`
@@ -92,55 +77,53 @@ def read(spec: StoreSpec, session_id: str) -> Op[SessionData | None]:
     if spec.slides and lifetime is not None and ttl is not None:
         now = now_ms(spec.clock)
         if -EXACT < now < EXACT:
-            found = yield ReadAndSlide(
+            found = yield steps.ReadAndSlide(
                 key, now, lifetime, config.max_lifetime_ms, ttl, spec.waits_for_replicas
             )
-            return (yield from _slid(spec, session_id, key, found, now))
-    raw = yield Read(key)
+            return (yield from _decide(spec, session_id, key, found, now))
+    raw = yield steps.Read(key)
     return (yield from _decide(spec, session_id, key, raw, now_ms(spec.clock)))
 
 
-def _slid(
-    spec: StoreSpec, session_id: str, key: Key, found: Slide | WrongType | None, now: int
-) -> Op[SessionData | None]:
-    """Carry a `ReadAndSlide` through: the answer, a removal, or the decision left to us."""
-    if found is None or found is WRONG_TYPE:
-        return (yield from _decide(spec, session_id, key, found, now))
-    if found.verdict is Verdict.UNDECIDED:
-        return (yield from _decide(spec, session_id, key, found.raw, now))
-    raw = found.raw
-    try:
-        data, _stored = spec.decode(record_text(raw, session_id), session_id)
-    except CorruptRecordError:
-        if found.new is not None:
-            # The script reads only the expiry fields: a record that is unreadable elsewhere
-            # gets its exact bytes and TTL back, so nothing unreadable changes or expires.
-            yield CompareAndSet(key, found.new, raw, found.old_ttl_ms)
-        raise
-    if found.verdict is Verdict.EXPIRED:
-        yield CompareAndDelete(key, raw)
-        return None
-    return data
-
-
 def _decide(
-    spec: StoreSpec, session_id: str, key: Key, raw: Key | WrongType | None, now: int
-) -> Op[SessionData | None]:
-    """`read`'s decision on the value `raw` read at `now`, carried out by compare-and-set."""
-    if raw is None:
+    spec: StoreSpec,
+    session_id: str,
+    key: steps.Key,
+    found: steps.Slide | steps.Key | steps.WrongType | None,
+    now: int,
+) -> steps.Op[SessionData | None]:
+    """`read`'s decision on what it found at `now`, carried out by compare-and-set.
+
+    `found` is the value read, or a `ReadAndSlide`'s reply: then only a record it left
+    undecided is decided here.
+    """
+    if isinstance(found, steps.Slide) and found.verdict is not steps.Verdict.UNDECIDED:
+        try:
+            data, _ = spec.decode(record_text(found.raw, session_id), session_id)
+        except CorruptRecordError:
+            if found.new is not None:
+                # The script reads only the expiry fields: a record that is unreadable
+                # elsewhere gets its exact bytes and TTL back, so nothing unreadable changes.
+                yield steps.CompareAndSet(key, found.new, found.raw, found.old_ttl_ms)
+            raise
+        if found.verdict is steps.Verdict.EXPIRED:
+            yield steps.CompareAndDelete(key, found.raw)
+            return None
+        return data
+    found = found.raw if isinstance(found, steps.Slide) else found
+    if found is None:
         return None
-    if raw is WRONG_TYPE:
-        raise CorruptRecordError(session_id, "the Redis key does not hold a string")
+    raw = _held(session_id, found)
     text = record_text(raw, session_id)
     data, stored = spec.decode(text, session_id)
     after = after_read(spec.config, now, stored, data.created_at)
     if after is EXPIRED:
-        yield CompareAndDelete(key, raw)
+        yield steps.CompareAndDelete(key, raw)
         return None
     if after is not None and after != stored:
         # If other bytes are found, a concurrent set, delete or refresh won: the data read is
         # still the right answer for this call, which happened before that write.
-        yield CompareAndSet(key, raw, _with_expiry(text, after), spec.ttl(now, after))
+        yield steps.CompareAndSet(key, raw, _with_expiry(text, after), spec.ttl(now, after))
     return data
 
 
@@ -149,26 +132,23 @@ def _decide(
 CREATE_ATTEMPTS = 10
 
 
-def _held(session_id: str, raw: Key | WrongType | NonString) -> Key:
+def _held(session_id: str, raw: steps.Key | steps.WrongType | steps.NonString) -> steps.Key:
     """The string a key held, or `CorruptRecordError` as `get` raises for any other type."""
-    if raw is WRONG_TYPE or isinstance(raw, NonString):
+    if raw is steps.WRONG_TYPE or isinstance(raw, steps.NonString):
         raise CorruptRecordError(session_id, "the Redis key does not hold a string")
     return raw
 
 
-def _decoded(spec: StoreSpec, session_id: str, raw: Key) -> tuple[SessionData, int | None]:
-    """The data and stored expiry of a value read, or `CorruptRecordError` as `get` raises."""
-    return spec.decode(record_text(raw, session_id), session_id)
-
-
 def _stored(
-    spec: StoreSpec, session_id: str, raw: Key | WrongType | NonString | None
+    spec: StoreSpec, session_id: str, raw: steps.Key | steps.WrongType | steps.NonString | None
 ) -> lifecycle.Stored | None:
     """What `raw` holds, as the lifecycle decisions take it: `None` for no key."""
-    return None if raw is None else _decoded(spec, session_id, _held(session_id, raw))
+    if raw is None:
+        return None
+    return spec.decode(record_text(_held(session_id, raw), session_id), session_id)
 
 
-def create(spec: StoreSpec, session_id: str, data: SessionData) -> Op[bool]:
+def create(spec: StoreSpec, session_id: str, data: SessionData) -> steps.Op[bool]:
     """Store the record only if no live session holds the id; True if stored.
 
     The write compares what was read (nothing, or the exact bytes of an expired record), so
@@ -178,19 +158,21 @@ def create(spec: StoreSpec, session_id: str, data: SessionData) -> Op[bool]:
     """
     key = spec.key(session_id)
     for _ in range(CREATE_ATTEMPTS):
-        raw = yield Read(key)
+        raw = yield steps.Read(key)
         now = now_ms(spec.clock)
         decision = lifecycle.decide_create(spec.config, now, _stored(spec, session_id, raw), data)
         if decision is lifecycle.TAKEN:
             return False
         text = encode_record(decision.data, decision.expires_at)
-        if (yield CompareAndSet(key, raw, text, spec.ttl(now, decision.expires_at))):
+        if (yield steps.CompareAndSet(key, raw, text, spec.ttl(now, decision.expires_at))):
             return True
-        yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
+        yield steps.CHECKPOINT  # a lost race: where a runner may check the call's deadline
     return False
 
 
-def update(spec: StoreSpec, session_id: str, change: lifecycle.Change) -> Op[SessionData | None]:
+def update(
+    spec: StoreSpec, session_id: str, change: lifecycle.Change
+) -> steps.Op[SessionData | None]:
     """Replace a live session's data with ``change(current)``: the new data, or None.
 
     Compare-and-set over the exact bytes read, so no concurrent write is lost or undone; when
@@ -199,22 +181,22 @@ def update(spec: StoreSpec, session_id: str, change: lifecycle.Change) -> Op[Ses
     """
     key = spec.key(session_id)
     while True:
-        raw = yield Read(key)
+        raw = yield steps.Read(key)
         stored = _stored(spec, session_id, raw)
         now = now_ms(spec.clock)
         decision = lifecycle.decide_update(spec.config, now, stored, change)
         if decision is EXPIRED:
-            yield CompareAndDelete(key, raw)
+            yield steps.CompareAndDelete(key, raw)
             return None
         if not isinstance(decision, lifecycle.Write):  # ABSENT
             return None
         text = encode_record(decision.data, decision.expires_at)
-        if (yield CompareAndSet(key, raw, text, spec.ttl(now, decision.expires_at))):
+        if (yield steps.CompareAndSet(key, raw, text, spec.ttl(now, decision.expires_at))):
             return decision.data
-        yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
+        yield steps.CHECKPOINT  # a lost race: where a runner may check the call's deadline
 
 
-def rotate(spec: StoreSpec, session_id: str, new_id: str) -> Op[str | None]:
+def rotate(spec: StoreSpec, session_id: str, new_id: str) -> steps.Op[str | None]:
     """Move a live session to `new_id` with one `Move`; `new_id`, or None if none.
 
     Raises `SessionIdTakenError` (having changed nothing) if `new_id` is the session's own id
@@ -225,7 +207,7 @@ def rotate(spec: StoreSpec, session_id: str, new_id: str) -> Op[str | None]:
     """
     key, new_key = spec.key(session_id), spec.key(new_id)
     while True:
-        raw, raw_new = yield ReadMany((key, new_key))
+        raw, raw_new = yield steps.ReadMany((key, new_key))
         if raw is None:
             return None
         stored = _stored(spec, session_id, raw)
@@ -238,16 +220,16 @@ def rotate(spec: StoreSpec, session_id: str, new_id: str) -> Op[str | None]:
                 spec.config, now, session_id, new_id, stored, stored_new
             )
         if decision is EXPIRED:
-            yield CompareAndDelete(key, raw)
+            yield steps.CompareAndDelete(key, raw)
             return None
         if not isinstance(decision, lifecycle.Move):  # TAKEN (a record was read: never ABSENT)
             raise SessionIdTakenError(new_id)
         text = encode_record(decision.data, decision.expires_at)
-        if (yield Move(key, raw, new_key, raw_new, text, spec.ttl(now, decision.expires_at))):
+        if (yield steps.Move(key, raw, new_key, raw_new, text, spec.ttl(now, decision.expires_at))):
             return new_id
-        yield CHECKPOINT  # a lost race: where a runner may check the call's deadline
+        yield steps.CHECKPOINT  # a lost race: where a runner may check the call's deadline
 
 
-def delete(spec: StoreSpec, session_id: str) -> Op[None]:
+def delete(spec: StoreSpec, session_id: str) -> steps.Op[None]:
     """Delete the session's key."""
-    yield Delete((spec.key(session_id),))
+    yield steps.Delete((spec.key(session_id),))
