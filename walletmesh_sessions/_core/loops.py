@@ -47,8 +47,12 @@ class PerLoop(Generic[T]):
         self._factory = factory
         self._close = close
         # The run's key into `_held`, and on trio the closer too: trio warns of an unfinished
-        # async generator it collects, so there the run keeps it until it ends.
-        self._var: RunVar[tuple[int, object] | None] = RunVar("walletmesh_sessions.PerLoop", None)
+        # async generator it collects, so there the run keeps it until it ends. Each holder's
+        # RunVar has a name of its own: anyio before 4.10 stores a run's values by name, so
+        # holders sharing one would overwrite each other's.
+        self._var: RunVar[tuple[int, object] | None] = RunVar(
+            f"walletmesh_sessions.PerLoop.{next(_keys)}", None
+        )
         # The holder keeps what it made; its loop's RunVar keeps only a key into this.
         self._held: dict[int, tuple[T, AsyncGenerator[None, None]]] = {}
         # The last asyncio loop served: a RunVar look-up costs more than a store's own work
