@@ -32,7 +32,7 @@ from walletmesh_sessions._core.errors import CorruptRecordError as _Corrupt
 from walletmesh_sessions._core.expiry import EXPIRED, after_read
 from walletmesh_sessions._redis import bulk_ops, ops, steps
 from walletmesh_sessions._redis.exchanges import exchange
-from walletmesh_sessions._redis.failures import translate
+from walletmesh_sessions._redis.runners import translate
 from walletmesh_sessions._redis.runners import AsyncioRunner
 from walletmesh_sessions._redis.scripts import (
     COMPARE_AND_DELETE,

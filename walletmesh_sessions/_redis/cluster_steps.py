@@ -23,12 +23,18 @@ from redis.exceptions import ClusterError, NoScriptError
 
 from .._core.codec import same_but_expiry
 from . import steps
-from .cluster_scripts import DELETE_ON_NODE, READ_ON_NODE, SCAN_ON_NODE
 from .exchanges import EXCHANGES as _ONE_SERVER
-from .exchanges import Exchange, compare_and_delete, compare_and_set, is_wrong_type
+from .exchanges import (
+    Exchange,
+    Exchanges,
+    as_text,
+    checked,
+    compare_and_delete,
+    compare_and_set,
+    is_wrong_type,
+)
 from .exchanges import move as _move_script
-from .replies import as_text, checked
-from .scripts import Script
+from .scripts import DELETE_ON_NODE, READ_ON_NODE, SCAN_ON_NODE, Script
 
 __all__ = (
     "CLUSTER_EXCHANGES",
@@ -305,7 +311,7 @@ def _scan(step: steps.Scan) -> Exchange:
     raise ClusterError(msg)
 
 
-CLUSTER_EXCHANGES: dict[type, Any] = {
+CLUSTER_EXCHANGES: Exchanges = {
     **_ONE_SERVER,
     steps.ReadMany: _read_many,
     steps.Delete: _delete,

@@ -15,7 +15,6 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import steps
-from .replies import as_text, checked, error_code
 from .scripts import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
@@ -29,8 +28,12 @@ __all__ = (
     "EXCHANGES",
     "Args",
     "Exchange",
+    "Exchanges",
+    "as_text",
+    "checked",
     "compare_and_delete",
     "compare_and_set",
+    "error_code",
     "exchange",
     "is_wrong_type",
     "move",
@@ -39,6 +42,27 @@ __all__ = (
 Args = tuple[Any, ...]
 Exchange = Generator[list[Args], list[Any], Any]
 """Yields the commands to send (one round trip), receives their replies, returns the reply."""
+Exchanges = dict[type, Callable[[Any], Exchange]]
+"""Each step type's exchange: a topology's way of carrying the steps out."""
+
+
+def error_code(exc: BaseException) -> str:
+    """An error reply's kind: its first word (``WRONGTYPE``, ``OOM``, ``ERR``...)."""
+    words = str(exc).split(maxsplit=1)
+    word = words[0] if words else ""
+    return word if word.isalpha() and word.isupper() else "ERR"
+
+
+def checked(reply: Any) -> Any:
+    """`reply`, or raised if it is an error (error replies come back as exception objects)."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def as_text(value: Any) -> str:
+    """A reply that is text, as str (our clients answer bytes; a caller's may decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def is_wrong_type(reply: Any) -> bool:
@@ -182,7 +206,7 @@ def _batch(step: steps.Batch) -> Exchange:
     return replies
 
 
-EXCHANGES: dict[type, Callable[[Any], Exchange]] = {
+EXCHANGES: Exchanges = {
     steps.Read: _read,
     steps.Write: _write,
     steps.CompareAndSet: compare_and_set,

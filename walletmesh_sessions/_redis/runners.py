@@ -1,11 +1,11 @@
-"""The runners: they drive `Conversation`s to their end, the I/O left to a sender.
+"""The runners: they drive each operation, a `Conversation`, to its end, the I/O left to a sender.
 
 Both runners share everything but the I/O call: `Runner._requests` turns an operation into
 the requests of its round trips (`round_trips`), and a sender carries each out. `AsyncioRunner`
 awaits its sender on asyncio; `ThreadRunner` calls its sender in anyio worker threads, a
 whole operation (or a page of a scan) per thread hop. The sender also says which topology it
 talks to (one server or a cluster), so one runner serves both. Errors leave through
-`failures.translate`, whose messages never echo command arguments.
+`translate`, whose messages never echo command arguments.
 """
 
 from __future__ import annotations
@@ -20,20 +20,33 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import redis
-from redis.exceptions import RedisClusterException
+from redis.exceptions import (
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 
 from .._core.deadline import let_thread_end
+from .._core.errors import NotReplicatedError, SessionStoreError, StoreUnavailableError
 from .._core.loops import PerLoop
 from .._core.timers import TimerQueue
-from .conversation import Conversation
-from .exchanges import Args
-from .failures import late
-from .replicas import ReplicaWait
+from .exchanges import Args, Exchange, Exchanges, error_code
+from .replicas import ReplicasBehind, ReplicaWait, Unconfirmed
 from .round_trips import Request, RoundTrip
 from .senders import AsyncClusterSender, AsyncSender, SyncClusterSender, SyncSender
 from .steps import CHECKPOINT, Checkpoint, Op
 
-__all__ = ("AsyncioRunner", "ClusterAsyncioRunner", "Runner", "ThreadRunner")
+__all__ = (
+    "AsyncioRunner",
+    "ClusterAsyncioRunner",
+    "Conversation",
+    "Runner",
+    "ThreadRunner",
+    "late",
+    "translate",
+)
 
 T = TypeVar("T")
 S = TypeVar("S", bound="AsyncSender | AsyncClusterSender | SyncSender | SyncClusterSender")
@@ -47,6 +60,98 @@ _IO_ERRORS = (redis.RedisError, RedisClusterException, OSError)
 _timers: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
 
 
+# A cluster without an owner for a slot (failover under way) is unavailable too.
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ReadOnlyError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+)
+
+
+def translate(exc: Exception, operation: str) -> SessionStoreError:
+    """The library's error for a redis-py exception raised during `operation`.
+
+    The message names the operation and the kind of error only: Redis error replies may echo
+    command arguments (keys, so session ids, and records), so an error reply's own text is
+    cut down to its code in place too, and only then kept as the cause.
+    """
+    if isinstance(exc, ReplicasBehind):
+        return NotReplicatedError(f"Redis wrote ({operation}) on the primary only: {exc}")
+    if isinstance(exc, ResponseError):
+        code = error_code(exc)
+        exc.args = (f"{code} (the rest of the reply is withheld: it may echo arguments)",)
+        kind = f"{type(exc).__name__} {code}"
+    else:
+        kind = type(exc).__name__
+    if isinstance(exc, _UNAVAILABLE):
+        return StoreUnavailableError(f"Redis is unavailable ({operation}): {kind}")
+    return SessionStoreError(f"Redis refused a command ({operation}): {kind}")
+
+
+def late(operation: str, budget: float | None) -> StoreUnavailableError:
+    """The error of a call that ran out of time (its `budget`, or the deadline it was given)."""
+    within = "before the call's deadline" if budget is None else f"within {budget:.3g} s"
+    return StoreUnavailableError(
+        f"Redis did not answer ({operation}) {within}: no reply, or no free connection"
+    )
+
+
+class Conversation(Generic[T]):
+    """One operation in progress: which commands to send next, and what the replies mean.
+
+    `exchanges` maps each step type to its exchange: one Redis server's, or a cluster's.
+    """
+
+    __slots__ = ("_exchange", "_op", "exchanges", "name", "result", "shortfall")
+
+    def __init__(self, op: Op[T], name: str, exchanges: Exchanges) -> None:
+        self._op = op
+        self.exchanges = exchanges
+        self._exchange: Exchange | None = None
+        self.name = name
+        self.result: T
+        self.shortfall: str | None = None  # writes too few replicas confirmed, if any
+
+    def advance(self, replies: list[Any] | None) -> list[Args] | Checkpoint | None:
+        """Feed the replies to the last commands (`None` at first and after a checkpoint).
+
+        Returns the commands of the next round trip, `CHECKPOINT` where a runner may return
+        to its event loop, or `None` once the operation is done (its value in `result`).
+        """
+        reply: Any = None
+        if isinstance(replies, Unconfirmed):
+            self.shortfall = self.shortfall or replies.shortfall
+        talk = self._exchange
+        if talk is not None:
+            try:
+                return talk.send(replies)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                reply = stop.value
+                self._exchange = None
+        try:
+            step = self._op.send(reply)
+        except StopIteration as stop:
+            self.result = stop.value
+            if self.shortfall is not None:
+                raise ReplicasBehind(self.shortfall) from None
+            return None
+        if step is CHECKPOINT:
+            return CHECKPOINT
+        talk = self._exchange = self.exchanges[type(step)](step)
+        return next(talk)
+
+    def fail(self, exc: Exception) -> SessionStoreError:
+        """Abandon the operation; the library's error for `exc` (chain it as the cause)."""
+        self._op.close()
+        if self._exchange is not None:
+            self._exchange.close()
+        return translate(exc, self.name)
+
+
 class Runner(Generic[S]):
     """What both runners share: the budget, the replica wait, and the walk from an operation
     to the requests of its round trips. A runner differs from another only in its sender
@@ -55,7 +160,7 @@ class Runner(Generic[S]):
     def __init__(self, sender: S, limit: int | None = None, budget: float | None = None) -> None:
         self.sender = sender
         self._budget = budget
-        self.conversation: type[Conversation[Any]] = sender.conversation
+        self._exchanges: Exchanges = sender.exchanges
         self.replica_wait: ReplicaWait | None = None
         self._bound(limit)
 
@@ -143,7 +248,7 @@ class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
 
     async def _guarded(self, op: Op[T], name: str) -> T:
         slots = self._slots
-        talk: Conversation[T] = self.conversation(op, name)
+        talk = Conversation(op, name, self._exchanges)
         if slots is None:
             return await self._drive(talk)
         async with slots:
@@ -238,7 +343,7 @@ class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
         except BaseException:
             op.close()
             raise
-        talk: Conversation[T] = self.conversation(op, name)
+        talk = Conversation(op, name, self._exchanges)
         requests = self._requests(talk)
         limiter = None if self._limiters is None else self._limiters.get()
         budget = self._budget

@@ -18,7 +18,8 @@ import redis.asyncio
 import redis.cluster
 from redis.exceptions import RedisClusterException
 
-from .conversation import ClusterConversation, Conversation
+from .cluster_steps import CLUSTER_EXCHANGES
+from .exchanges import EXCHANGES
 from .round_trips import (
     Call,
     ConnectionDropped,
@@ -73,7 +74,7 @@ def _queued(pipe: Any, commands: list[Any]) -> Any:
 class AsyncSender:
     """Requests on one server, through a `redis.asyncio.Redis`."""
 
-    conversation = Conversation
+    exchanges = EXCHANGES
     round_trip = staticmethod(on_one_server)
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
@@ -97,7 +98,7 @@ class AsyncSender:
 class SyncSender:
     """Requests on one server, through a synchronous `redis.Redis` (in a worker thread)."""
 
-    conversation = Conversation
+    exchanges = EXCHANGES
     round_trip = staticmethod(on_one_server)
 
     def __init__(self, client: redis.Redis) -> None:
@@ -121,7 +122,7 @@ class SyncSender:
 class AsyncClusterSender:
     """Requests on a cluster, through a `redis.asyncio.RedisCluster`."""
 
-    conversation = ClusterConversation
+    exchanges = CLUSTER_EXCHANGES
     round_trip = staticmethod(on_cluster)
 
     def __init__(self, cluster: redis.asyncio.RedisCluster) -> None:
@@ -170,7 +171,7 @@ class SyncClusterSender:
     the event loop.
     """
 
-    conversation = ClusterConversation
+    exchanges = CLUSTER_EXCHANGES
     round_trip = staticmethod(on_cluster)
 
     def __init__(self, client: redis.cluster.RedisCluster | ClusterMaker) -> None:

@@ -30,8 +30,7 @@ from .._core.validation import (
     check_session_id,
 )
 from . import bulk_ops, ops
-from .clients import CallerClient, Runner, UrlClients
-from .cluster_clients import ClusterUrlClients
+from .clients import CallerClient, ClusterUrlClients, Runner, UrlClients
 from .key_turns import KeyTurns
 from .replicas import replica_wait
 from .sentinel import SentinelClients

@@ -18,9 +18,15 @@ import attrs
 from .._core.errors import InvalidConfigError
 from .._core.masking import redact, redact_error, redact_message
 from .replicas import ReplicaWait, replica_wait
-from .sentinel_url import SCHEME as SENTINEL_SCHEME
-from .sentinel_url import parse_sentinel_url
-from .url_checks import check_client_options, check_database, check_limits, parse_url, split_query
+from .url_checks import (
+    SENTINEL_SCHEME,
+    check_client_options,
+    check_database,
+    check_limits,
+    parse_sentinel_url,
+    parse_url,
+    split_query,
+)
 
 __all__ = (
     "CLUSTER_SCHEMES",
