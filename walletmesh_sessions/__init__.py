@@ -26,9 +26,9 @@ from ._core.protocol import IterableSessionStore as IterableSessionStore
 from ._core.protocol import LifecycleSessionStore as LifecycleSessionStore
 from ._core.protocol import SessionStore as SessionStore
 from ._core.public import present_as as _present_as
-from ._local.defaults import default_store as default_store
 from ._local.localstorage import LocalStorageSessionStore as LocalStorageSessionStore
 from ._local.memory import MemorySessionStore as MemorySessionStore
+from ._local.memory import default_store as default_store
 from ._tools.cleanup import clean_expired_every as clean_expired_every
 from ._tools.cleanup import periodic_cleanup as periodic_cleanup
 from ._tools.open_store import open_store as open_store

@@ -212,17 +212,10 @@ def decode_record(text: object, session_id: str) -> tuple[SessionData, int | Non
     """Parse a stored record into its data and expiry (`None`: never expires).
 
     Raises `CorruptRecordError` naming `session_id` if the value is not a valid record: not
-    text, not UTF-8, not a JSON object (NaN and Infinity are not JSON), or fields of the wrong
-    shape. A fractional ``expiresAt`` reads as the TypeScript store compares it: valid while
-    ``now <= expiresAt``, which for whole milliseconds is its floor.
+    UTF-8 text, not a JSON object (NaN and Infinity are not JSON), or fields of the wrong shape.
     """
     try:
-        if isinstance(text, (bytes, bytearray, memoryview)):
-            text = bytes(text).decode("utf-8")
-        elif not isinstance(text, str):
-            msg = f"expected text, got {type(text).__name__}"
-            raise TypeError(msg)
-        record = converter.structure(_parse_object(text), _Record)
+        record = converter.structure(_parse_object(_as_str(text)), _Record)
     except Exception as exc:
         raise CorruptRecordError(session_id, _describe(exc)) from exc
     return record.data, record.expires_at or None
@@ -306,9 +299,7 @@ def decode_readable(
 ) -> Iterator[tuple[str, AnyText, SessionData, int | None]]:
     """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``, lazily.
 
-    A row that is not a valid record is logged as a warning and left out, never raised: one
-    corrupt record must not hide the others. Lazy, so a scan of a million rows never holds a
-    million intermediate tuples.
+    A row that is not a valid record is logged and left out: one must not hide the others.
     """
     cut = len(prefix)
     for key, text in rows:

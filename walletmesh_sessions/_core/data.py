@@ -82,16 +82,10 @@ class SessionData:
     """One session: which dApp `origin` may call which methods on which chains.
 
     Immutable and hashable. `permissions` maps a chain id (``"eip155:1"``) to the method names
-    allowed on it; it is copied on construction into a read-only mapping of tuples, so a
-    `SessionData` never changes after it is made. `created_at` is ms since the Unix epoch.
-
-    `app_data` (keyword-only) holds the application's own state as JSON values: str keys;
-    values None, bool, int within +/-(2**53 - 1) (JavaScript reads them exactly), finite
-    float, str, and lists and mappings of those, nested at most 64 levels, `app_data` itself
-    included. It is copied and frozen on construction too: objects become read-only mappings
-    and arrays tuples. Anything else raises `InvalidSessionDataError` naming where it stands
-    (``app_data['a'][2]``). Equality compares `app_data` as JSON: ``True`` and ``1`` differ,
-    ``1`` and ``1.0`` do not; the hash leaves it (and `permissions`) out.
+    allowed on it, copied into a read-only mapping of tuples. `created_at` is ms since the epoch.
+    `app_data` (keyword-only) holds the application's own state as JSON values (see
+    `JSONValue`), copied and frozen too; equality compares it as JSON (``True`` and ``1``
+    differ, ``1`` and ``1.0`` do not), and the hash leaves it and `permissions` out.
     """
 
     id: str = attrs.field(validator=_check_text)
@@ -117,10 +111,8 @@ class SessionData:
         return method in self.permissions.get(chain, ())
 
     def granted(self, chain: str, *methods: str) -> SessionData:
-        """This session with `methods` granted on `chain`: those not already there are added
-        after the chain's current ones, in the order given, each once. With nothing to add
-        (no methods, or all granted already) it is this very session: no chain is added with
-        no methods. Raises `InvalidSessionDataError` for a name that is not valid text."""
+        """This session with `methods` granted on `chain`, added after the chain's current ones,
+        each once. With nothing to add it is this very session (no chain without methods)."""
         current = self.permissions.get(chain, ())
         names = list(current)
         for method in methods:
@@ -165,12 +157,8 @@ class SessionData:
         return attrs.evolve(self, app_data=app_data)
 
     def to_json(self) -> dict[str, Any]:
-        """This session as plain JSON types, exactly the TypeScript package's session object.
-
-        ``{"id", "origin", "permissions": {chain: [methods]}}``, plus ``"createdAt"`` when set
-        and ``"appData"`` when not empty: dicts and lists, not read-only mappings and tuples,
-        so it compares equal to parsed JSON and any web framework can return it.
-        """
+        """This session as plain dicts and lists: the TypeScript package's session object
+        (``"createdAt"`` only when set, ``"appData"`` only when not empty)."""
         from .codec import session_to_json  # the wire format's one home imports this module
 
         return session_to_json(self)
@@ -185,10 +173,7 @@ class SessionData:
 
     @classmethod
     def from_json(cls, obj: Any) -> SessionData:
-        """The inverse of `to_json`: read a TypeScript session object (unknown fields ignored).
-
-        Raises `InvalidSessionDataError` if `obj` is not a valid session object.
-        """
+        """The inverse of `to_json` (unknown fields ignored); `InvalidSessionDataError` if none."""
         from .codec import session_from_json
 
         return session_from_json(obj)
@@ -271,11 +256,9 @@ class SessionStoreConfig:
 
 @attrs.frozen
 class SessionRecord:
-    """What a store holds under one session id, as an operator sees it.
+    """What a store holds under one session id, as an operator sees it, expired or not.
 
-    Reading records never refreshes or removes anything, and includes expired sessions and
-    records that cannot be read (`data` is then `None` and `error` says why).
-    `expires_at` is ms since the epoch, `None` for never.
+    An unreadable record has `data` `None` and `error` saying why. `expires_at`: ms, or `None`.
     """
 
     session_id: str

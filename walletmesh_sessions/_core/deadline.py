@@ -1,8 +1,7 @@
 """Bounded waiting: a call finishes or fails within its timeout, measured from when it was made.
 
-A `Deadline` is taken once, when a store's method is called. Every wait along the way (a worker
-thread, the store's own lock, another process's lock on the file) is given only the time that is
-left, never a fresh timeout of its own, so a call queued behind nine others still fails on time.
+Every wait along the way (a worker thread, the store's lock, another process's lock on the
+file) gets only the time left, so a call queued behind nine others still fails on time.
 """
 
 from __future__ import annotations
@@ -55,17 +54,8 @@ def check_timeout(timeout: object) -> float:
 class Deadline:
     """The moment by which one call must be done, on two clocks.
 
-    `end` is on the event loop's clock (`anyio.current_time`) when the deadline is taken in
-    async code, for a `CancelScope` deadline or a `TimerQueue`; a loop's clock need not be
-    `time.monotonic` (uvloop's is its own). `remaining()` counts on `time.monotonic`, which
-    worker threads can read too, from the same moment. `remaining()` never goes below zero,
-    and a wait given zero seconds only tries once.
-
-    Usage, in a store's async method::
-
-        deadline = Deadline(self._timeout)
-        with anyio.CancelScope(deadline=deadline.end):
-            await anyio.to_thread.run_sync(run_within, deadline, work)  # work: remaining()
+    `end` is on the event loop's clock (for a `CancelScope` or a `TimerQueue`; uvloop's is not
+    `time.monotonic`); `remaining()` counts on `time.monotonic`, which worker threads read too.
     """
 
     __slots__ = ("_end", "cancelled", "end", "timeout")
@@ -135,12 +125,8 @@ CANCEL_GRACE: Final = 0.5
 
 
 async def let_thread_end(ended: threading.Event, until: float) -> None:
-    """Wait, shielded, until `ended` is set, `CANCEL_GRACE` passes, or `until` (anyio's clock).
-
-    A worker thread cannot be interrupted: a call cancelled from outside gives the request it
-    has in flight this long to end, so that what it began has settled, whole or not at all,
-    when the call returns. A server that has not answered by then is left to the thread.
-    """
+    """Wait, shielded, until `ended` is set, `CANCEL_GRACE` passes, or `until` (anyio's clock):
+    a cancelled call lets its worker thread's request settle, whole or not at all."""
     left = min(CANCEL_GRACE, until - anyio.current_time())
     if left > 0 and not ended.is_set():
         with anyio.CancelScope(shield=True):

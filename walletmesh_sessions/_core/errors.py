@@ -1,16 +1,9 @@
-"""The library's exceptions: one base class, `SessionStoreError`, and one rule for the rest.
+"""The library's exceptions: one base, `SessionStoreError`, and one rule for the rest.
 
-Each subclass also inherits the builtin that says who can fix it:
-
-- the caller's mistake, a value the caller passed that the library cannot use (an argument,
-  a configuration, a new id that a live session holds), is also a `ValueError`, or a
-  `TypeError` when the type is wrong: the caller fixes its input;
-- the state of the store or of its backend is also the builtin of that state: `RuntimeError`
-  for the store object (closed), `ConnectionError` (an `OSError`) for a backend that cannot
-  be reached or answer in time, `ImportError` for a missing optional extra;
-- what the storage holds or did, which no input of the caller caused and no builtin names (a
-  corrupt record, a write the replicas have not confirmed), is a `SessionStoreError` only:
-  ``except ValueError`` around a call with a bad id never hides damaged storage.
+Each subclass also inherits the builtin that says who can fix it: the caller's input
+(`ValueError`, `TypeError`), the store's or backend's state (`RuntimeError`, `ConnectionError`,
+`ImportError`); what the storage holds or did (a corrupt record, an unconfirmed write) is a
+`SessionStoreError` only, so ``except ValueError`` never hides damaged storage.
 """
 
 from __future__ import annotations
@@ -39,10 +32,7 @@ class InvalidSessionIdError(SessionStoreError, ValueError):
 
 
 class SessionIdTypeError(InvalidSessionIdError, TypeError):
-    """A session id that is not a str at all (an int, None, bytes): also a `TypeError`.
-
-    Still an `InvalidSessionIdError`, so one ``except`` catches every bad id.
-    """
+    """A session id that is not a str at all (an int, None, bytes): also a `TypeError`."""
 
 
 class InvalidSessionDataError(SessionStoreError, TypeError):
@@ -54,11 +44,7 @@ class InvalidConfigError(SessionStoreError, ValueError):
 
 
 class CorruptRecordError(SessionStoreError):
-    """A stored record under the store's prefix that is not a valid session record.
-
-    The record is left in place; `session_id` names it. Not a `ValueError`: the caller's
-    arguments were fine, the storage is not.
-    """
+    """A stored record that is not a valid session record; left in place, `session_id` names it."""
 
     def __init__(self, session_id: str, reason: str) -> None:
         self.session_id = session_id
@@ -67,10 +53,7 @@ class CorruptRecordError(SessionStoreError):
 
 
 class SessionIdTakenError(SessionStoreError, ValueError):
-    """`rotate` was asked to move a session to an id that an unexpired session holds.
-
-    Nothing was changed; `session_id` names the id that is taken.
-    """
+    """`rotate` was asked for a new id that an unexpired session holds; nothing changed."""
 
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
@@ -90,8 +73,5 @@ class MissingDependencyError(SessionStoreError, ImportError):
 
 
 class NotReplicatedError(SessionStoreError):
-    """A write is done on the Redis primary, but fewer replicas than the store waits for
-    confirmed it in time: a failover may still lose it.
-
-    Not a `StoreUnavailableError`: the write happened, so retrying it is not the remedy.
-    """
+    """A write done on the Redis primary that too few replicas confirmed in time: a failover
+    may still lose it. Not a `StoreUnavailableError`: the write happened, retrying is no remedy."""

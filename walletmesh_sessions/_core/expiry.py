@@ -1,9 +1,7 @@
 """Expiry rules shared by every store: pure functions of the config, `now` and a stored expiry.
 
-Times are integer milliseconds since the Unix epoch, as in the wire format. A session with
-``expires_at`` of `None` never expires; otherwise it is expired when ``now > expires_at``, so at
-exactly its expiry it is still valid. What a write, a read and a sweep do to a session is
-decided here and only here; stores carry the decisions out on their own storage.
+Times are integer ms since the epoch. ``expires_at`` `None` never expires; otherwise a session
+is expired when ``now > expires_at``. Stores carry out what is decided here, and only here.
 """
 
 from __future__ import annotations
@@ -110,15 +108,11 @@ def after_read(
 ) -> int | Expired | None:
     """What a read at `now` does to a session whose stored expiry is `stored`.
 
-    `EXPIRED`: the session has expired; the read answers "none" and removes it (only if it
-    is unchanged). Otherwise the expiry the session has after the read: `stored` itself, or
-    now + lifetime when the store slides on read (a session stored without an expiry then gets
-    one, as the TypeScript store does). A store writes the new expiry only when it differs
-    from `stored`, and changes nothing else.
-
-    With an absolute timeout, a session is also expired once `now` is past
-    ``created_at + max_lifetime`` (whatever its stored expiry says, for records written before
-    the timeout was configured), and a slide never moves the expiry past that instant.
+    `EXPIRED`: answer "none" and remove it (only if unchanged). Otherwise its expiry after the
+    read: `stored`, or now + lifetime when the store slides on read (a session without one then
+    gets one, as the TypeScript store does); a store writes it only when it differs.
+    Past ``created_at + max_lifetime`` a session is expired whatever its stored expiry says
+    (records written before the timeout was set), and no slide moves the expiry past it.
     """
     if stored is not None and now > stored:
         return EXPIRED
@@ -133,13 +127,9 @@ def after_read(
 
 @attrs.define
 class Sweep(Generic[Handle]):
-    """What one pass over stored sessions found and must change.
-
-    `found`: the live sessions (for `get_all`). `removals`: the handles of expired sessions,
-    to remove only if unchanged. `slides`: live sessions whose expiry moves, as
-    ``(handle, new_expiry)``, to write only if unchanged. A handle is whatever the store needs
-    to find the record again and compare it (a key, the text read, or both).
-    """
+    """What one pass over stored sessions found (`found`) and must change, only if unchanged:
+    `removals` (expired) and `slides` ``(handle, new_expiry)``. A handle is whatever the store
+    needs to find the record again and compare it (a key, the text read, or both)."""
 
     found: SessionMap = attrs.field(factory=SessionMap)
     removals: list[Handle] = attrs.field(factory=list)
@@ -156,10 +146,8 @@ def sweep(
 ) -> Sweep[Handle]:
     """Decide a pass over ``(session_id, handle, data, expires_at)`` records at `now`.
 
-    Expired records are always listed for removal. With `collect` (`get_all`), live ones are
-    returned in `found` and each is read as `after_read` says, so a refreshing store slides
-    them; without it (`clean_expired`), live ones are left alone. `into`: collect into this
-    mapping rather than a new one sized for a whole store (a batch's, or one being built).
+    Expired records are listed for removal. With `collect` (`get_all`), live ones go to `found`
+    (or `into`, a mapping of the caller's), read as `after_read` says; else they are left alone.
     """
     result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
     found, removals, slides = result.found, result.removals, result.slides

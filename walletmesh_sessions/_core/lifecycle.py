@@ -1,20 +1,8 @@
-"""What the lifecycle operations do, shared by every store: pure functions, no I/O.
+"""What `set`, `create`, `update` and `rotate` do, shared by every store: pure functions, no I/O.
 
-`create`, `update` and `rotate` each decide from what is stored, `now` and the config what to
-write, as a small frozen value that every store carries out with its own atomicity (no await
-between read and write, a transaction, a compare-and-set, a script); every retry of a lost
-compare-and-set decides again the same way. Expiry arithmetic stays in `expiry`.
-
-What is stored under an id is given as `Stored`, ``(data, stored expiry)`` as decoded, or
-`None` for no record. Usage, in a store without awaits between read and write::
-
-    decision = decide_update(config, now, self._stored(session_id), change)
-    if decision is EXPIRED:
-        self._remove(session_id)  # only if unchanged, where others may write
-    elif isinstance(decision, Write):
-        self._write(session_id, decision.data, decision.expires_at)
-        return decision.data
-    return None  # ABSENT, or EXPIRED
+Each decides from what is stored (`Stored`, or `None`), `now` and the config what to write, as
+a small frozen value that every store carries out with its own atomicity (a transaction, a
+compare-and-set, a script); a retry decides again the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +29,7 @@ __all__ = (
     "check_change",
     "decide_create",
     "decide_rotate",
+    "decide_set",
     "decide_update",
     "rotated",
     "updated",
@@ -73,11 +62,8 @@ def updated(
 
 
 def rotated(data: SessionData, old_id: str, new_id: str) -> SessionData:
-    """The data moved to `new_id`: its `id` follows when it named the old session id.
-
-    Records written by `@walletmesh/router` may key a session by more than its data's id
-    (``origin + "_" + id``); their data's id is left as it is.
-    """
+    """The data moved to `new_id`: its `id` follows when it named the old session id (records
+    of `@walletmesh/router` keyed ``origin + "_" + id`` keep theirs)."""
     return attrs.evolve(data, id=new_id) if data.id == old_id else data
 
 
@@ -124,15 +110,19 @@ def _after_read(config: SessionStoreConfig, now: int, stored: Stored) -> int | E
     return after_read(config, now, expires_at, data.created_at)
 
 
+def decide_set(config: SessionStoreConfig, now: int, data: SessionData) -> Write:
+    """`set`: write `data`, stamped, with the expiry a write at `now` gives."""
+    data = stamped(config, data, now)
+    return Write(data, expiry_after_write(config, now, data.created_at))
+
+
 def decide_create(
     config: SessionStoreConfig, now: int, stored: Stored | None, data: SessionData
 ) -> Write | Literal[Verdict.TAKEN]:
-    """`create`: write `data` (stamped, with a fresh expiry) unless a live session holds the
-    id; an expired record there counts as absent and is written over."""
+    """`create`: as `set`, unless a live session holds the id (an expired one counts as none)."""
     if stored is not None and _after_read(config, now, stored) is not EXPIRED:
         return TAKEN
-    data = stamped(config, data, now)
-    return Write(data, expiry_after_write(config, now, data.created_at))
+    return decide_set(config, now, data)
 
 
 def decide_update(
@@ -157,11 +147,10 @@ def decide_rotate(
     stored: Stored | None,
     stored_new: Stored | None,
 ) -> Move | Expired | Literal[Verdict.ABSENT, Verdict.TAKEN]:
-    """`rotate`: move the session, with the expiry a read now gives it, to `new_id`.
+    """`rotate`: move the session to `new_id` (holding `stored_new`), expiry as a read gives.
 
-    `ABSENT` if no record is at `old_id`, `EXPIRED` (remove the old record) if it has
-    expired; then `TAKEN` if `new_id` is `old_id` itself or holds a live session (an expired
-    one there is written over). `stored_new` is what is stored at `new_id`.
+    `ABSENT` or `EXPIRED` (remove it) as for `old_id`; then `TAKEN` if `new_id` is `old_id`
+    or holds a live session (an expired one there is written over).
     """
     if stored is None:
         return ABSENT

@@ -1,7 +1,4 @@
-"""Masking secrets: no message, log line or repr shows a password from a URL, in any form.
-
-Everything that puts a store URL, or a parser's words about one, into text goes through here.
-"""
+"""Masking secrets: no message, log line or repr shows a password from a URL, in any form."""
 
 from __future__ import annotations
 
@@ -75,11 +72,6 @@ def _spans(url: str) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
-def _secrets(url: str) -> list[str]:
-    """The secret texts in `url`, as written."""
-    return [url[start:end] for start, end in _spans(url)]
-
-
 def redact(url: str) -> str:
     """`url` with every credential replaced by ``***``, fit for error messages and logs.
 
@@ -107,7 +99,7 @@ def redact_message(message: str, url: str) -> str:
     (a parser that cut a password at a '#' or '/' may quote a piece), the whole message gives
     way to a fixed notice: nothing of a password ever reaches the caller.
     """
-    secrets = _secrets(url)
+    secrets = [url[start:end] for start, end in _spans(url)]
     # As written, decoded, and encoded (the command line turns a bare path into a file URL).
     written = (
         f

@@ -1,13 +1,6 @@
-"""The protocols stores satisfy structurally: `SessionStore` (the seven methods) and its seams.
+"""The protocols stores satisfy structurally: `SessionStore` (the contract) and its seams.
 
-`SessionStore` is the contract. `LifecycleSessionStore` adds the atomic lifecycle operations
-(create-if-absent, update, rotate the id). `ClosableSessionStore` adds closing (`aclose`,
-``async with``), `Inspectable` the operator's read-only view that the command line uses, and
-`IterableRecords` the same view a page at a time.
-`FullSessionStore` is all of them at once but `IterableRecords`, plus `config`: what
-`open_store` returns (every shipped store also has `iter_records`).
-`Backend` (private) is the seam under stores whose storage blocks (a SQLite file): try now,
-else defer to a thread.
+`Backend` (private) is the seam under stores whose storage blocks: try now, else in a thread.
 """
 
 from __future__ import annotations
@@ -39,18 +32,14 @@ _Self = TypeVar("_Self", bound="ClosableSessionStore")
 class SessionStore(Protocol):
     """Async storage of sessions, satisfied structurally: stores never inherit from it.
 
-    A session with an expiry is expired when the store's clock reads later than that expiry,
-    in whole milliseconds: at exactly its expiry it is still valid. Every method that takes a
-    `session_id` refuses one that is not a non-empty str before touching storage.
-    `isinstance(x, SessionStore)` checks only that the methods exist; the conformance kit in
-    `walletmesh_sessions.testing` checks their behaviour.
+    A session is expired once the store's clock, in whole milliseconds, reads later than its
+    expiry. Every method refuses a `session_id` that is not a non-empty str before touching
+    storage. `isinstance` checks only that the methods exist; `walletmesh_sessions.testing`
+    checks their behaviour.
     """
 
     async def set(self, session_id: str, data: SessionData) -> None:
-        """Store `data` under `session_id`, replacing any session there.
-
-        Its expiry becomes now + lifetime, or none when the store has no lifetime.
-        """
+        """Store `data` under `session_id`, replacing any; its expiry: now + lifetime, or none."""
         ...
 
     async def get(self, session_id: str) -> SessionData | None:
@@ -58,10 +47,9 @@ class SessionStore(Protocol):
         ...
 
     async def get_all(self) -> Mapping[str, SessionData]:
-        """Every session that has not expired, keyed by session id, in a new mapping.
+        """Every unexpired session by id, in a new mapping (slid when the store refreshes).
 
-        Slides each returned session's expiry when the store refreshes on access. Never returns
-        an expired session; it may remove them or leave them to `clean_expired`.
+        Expired sessions are removed, or left to `clean_expired`.
         """
         ...
 
@@ -76,8 +64,8 @@ class SessionStore(Protocol):
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
         """The session if present and not expired, else `None` (an expired one is removed).
 
-        When the store refreshes on access and has a lifetime, the expiry slides to
-        now + lifetime. Only the expiry changes: data read earlier is never written back.
+        A refreshing store with a lifetime slides the expiry to now + lifetime, and changes
+        nothing else.
         """
         ...
 
@@ -90,10 +78,9 @@ class SessionStore(Protocol):
 class LifecycleSessionStore(SessionStore, Protocol):
     """A `SessionStore` with atomic lifecycle operations, so apps never compose get + set.
 
-    Each method is atomic against every other call on the same storage, from any task or
-    process: of concurrent creators of one id exactly one wins, no concurrent write is lost
-    or undone by `update`, and after `rotate` only the new id works, with no moment where
-    neither does. Every shipped store satisfies it structurally.
+    Each is atomic against every other call on the same storage, from any task or process:
+    one of concurrent creators wins, `update` loses no write, and after `rotate` only the new
+    id works, with no moment where neither does.
     """
 
     async def create(self, session_id: str, data: SessionData) -> bool:
@@ -106,30 +93,24 @@ class LifecycleSessionStore(SessionStore, Protocol):
     ) -> SessionData | None:
         """Replace an unexpired session's data with ``change(current)``, atomically.
 
-        `change` is a plain function; it may be called more than once (compare-and-set with
-        retry), so it must not have side effects. Returns the new data, or `None` if the
-        session is missing or expired. The expiry changes as after a read. The session keeps
-        its `created_at` whatever `change` returns, so the absolute timeout cannot be escaped.
-        An exception raised by `change` propagates as it is, and nothing is written.
+        `change` may run more than once (compare-and-set with retry): no side effects. Returns
+        the new data, or `None` if missing or expired. The expiry changes as after a read;
+        `created_at` stays whatever `change` returns. If `change` raises, nothing is written.
         """
         ...
 
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
         """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
 
-        The data's `id` follows when it equalled the old session id. The expiry changes as
-        after a read; `created_at` stays. `None` if the session is missing or expired. A
-        `new_id` held by an unexpired session raises `SessionIdTakenError`, changing nothing.
+        The data's `id` follows when it was the old id; the expiry changes as after a read.
+        `None` if missing or expired; `SessionIdTakenError` if a live session holds `new_id`.
         """
         ...
 
 
 @runtime_checkable
 class ClosableSessionStore(SessionStore, Protocol):
-    """A `SessionStore` that is also closed with `aclose()` or ``async with``.
-
-    ``async with store as s`` gives back the store itself, with its own type.
-    """
+    """A `SessionStore` closed with `aclose()` or ``async with`` (which gives back the store)."""
 
     async def aclose(self) -> None:
         """Release connections or files; later calls raise `StoreClosedError`. Idempotent."""
@@ -147,35 +128,23 @@ class ClosableSessionStore(SessionStore, Protocol):
 
 @runtime_checkable
 class Inspectable(Protocol):
-    """A store that shows its records as they are, for operators and tools.
-
-    Every shipped store has it: the command line lists, shows and counts through it.
-    """
+    """A store that shows its records as they are, for operators and tools."""
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
-        """Every record (or the one named), expired and unreadable ones included.
-
-        Nothing is refreshed or removed.
-        """
+        """Every record (or the one named), expired and unreadable ones included; no changes."""
         ...
 
 
 @runtime_checkable
 class IterableRecords(Protocol):
-    """A store that shows its records as `inspect` does, a page at a time, in constant memory.
-
-    Every shipped store has it: the command line lists and counts through it, and falls back
-    to `inspect` for a store without it.
-    """
+    """A store that shows its records as `inspect` does, a page at a time, in constant memory."""
 
     def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
-        """Every record, expired and unreadable ones included, reading about `batch_size` a time.
+        """Every record as `inspect` shows it (nothing changes), about `batch_size` per call.
 
-        Nothing is refreshed or removed, and an unreadable record is yielded (with `data`
-        `None` and the reason in `error`), never raised. Records come in the store's own
-        order; each page is one call, bounded by the store's timeout. Records written or
-        deleted during the iteration may or may not appear. A `batch_size` that is not a
-        positive int raises `InvalidConfigError` on the first step.
+        In the store's order; an unreadable record is yielded (`data` `None`, reason in `error`).
+        Records written or deleted meanwhile may or may not appear. A bad `batch_size` raises
+        `InvalidConfigError` on the first step.
         """
         ...
 
@@ -184,21 +153,16 @@ class IterableRecords(Protocol):
 class IterableSessionStore(SessionStore, Protocol):
     """A `SessionStore` that lists its live sessions a batch at a time, in constant memory.
 
-    Every shipped store satisfies it structurally. For any store, the function
-    `walletmesh_sessions.iter_sessions(store)` uses this method when there is one and falls
-    back to `get_all` otherwise.
+    `walletmesh_sessions.iter_sessions(store)` uses it, or `get_all` for a store without it.
     """
 
     def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
         """Each live session as ``(session_id, data)``, reading at most `batch_size` at a time.
 
-        Yields each session that is live when its batch is read, at most once (on Redis,
-        at most once unless the server resizes its key space during the iteration, as SCAN
-        allows). Each batch is decided as `get_all` decides: expired sessions met are removed
-        or left as the store's `get_all` does, and a refreshing store slides the expiry of
-        what it yields, compare-and-set. Sessions written or deleted during the iteration may
-        or may not appear. Unreadable records are skipped with a warning. A `batch_size`
-        that is not a positive int raises `InvalidConfigError` on the first step.
+        Each session live when its batch is read comes once (on Redis, unless the server
+        resizes its key space meanwhile, as SCAN allows). Batches are decided as `get_all`
+        decides. Sessions written or deleted meanwhile may or may not appear; unreadable
+        records are skipped with a warning. A bad `batch_size` raises `InvalidConfigError`.
         """
         ...
 
@@ -207,13 +171,9 @@ class IterableSessionStore(SessionStore, Protocol):
 class FullSessionStore(
     LifecycleSessionStore, IterableSessionStore, ClosableSessionStore, Inspectable, Protocol
 ):
-    """Everything every shipped store has: what `open_store` returns, so no narrowing is needed.
+    """Everything every shipped store has, plus `config`: what `open_store` returns.
 
-    The seven methods of `SessionStore`, the lifecycle of `LifecycleSessionStore`, the
-    batched iteration of `IterableSessionStore`, `inspect` of `Inspectable`, closing of
-    `ClosableSessionStore` (``async with store as s`` gives back the store with its own type)
-    and the read-only `config`. Satisfied structurally, as the others are. `isinstance`
-    works on it; `issubclass` does not, as for any protocol with a non-method member.
+    `isinstance` works on it; `issubclass` does not (it has a non-method member).
     """
 
     @property
@@ -235,12 +195,11 @@ DEFERRED: Final = Deferred.DEFERRED
 
 
 class Backend(Protocol):
-    """Blocking storage under a store (private): each call is tried now, else in a thread.
+    """Blocking storage under a store (private); session ids are checked before any call.
 
-    Every operation takes `wait` first. With ``wait=False`` it runs on the event loop's thread
-    and must not block: it finishes at once, or changes nothing and answers `DEFERRED`. The
-    store then calls it again with ``wait=True`` in a worker thread, where it may wait. Session
-    ids are checked by the store before any call.
+    Every operation takes `wait` first. With ``wait=False`` it must not block: it finishes at
+    once, or changes nothing and answers `DEFERRED`, and the store calls it again with
+    ``wait=True`` in a worker thread.
     """
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None: ...
@@ -270,18 +229,14 @@ class Backend(Protocol):
         ...
 
     def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object] | Deferred:
-        """One batch of an iteration: about `n` records decided as `get_all` decides them.
+        """About `n` records decided as `get_all` decides, and the next cursor (`None`: done).
 
-        `cursor` is `None` to start, else what the previous page returned (opaque to the
-        store); the returned cursor is `None` once the iteration is complete.
+        `cursor` is `None` to start, else what the previous page returned (opaque to the store).
         """
         ...
 
     def inspect_page(
         self, wait: bool, cursor: object, n: int
     ) -> tuple[list[SessionRecord], object] | Deferred:
-        """One batch of `iter_records`: about `n` records as `inspect` shows them.
-
-        The cursor works as for `page`; nothing is refreshed or removed.
-        """
+        """One batch of `iter_records`: about `n` records as `inspect` shows them (as `page`)."""
         ...

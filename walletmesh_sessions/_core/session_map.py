@@ -1,10 +1,7 @@
 """The mapping `get_all` returns: read-only, and built without one long copy of a big table.
 
-A plain dict of a million sessions grows by copying its whole table: the last copy moves
-about 700,000 entries in one C call (60 ms here), and nothing else runs on that thread, or
-(while the worker thread building it holds the GIL) on the event loop, meanwhile. Kept in a
-fixed number of smaller dicts chosen by the key's hash, each copy moves at most a few
-thousand entries, wherever the mapping is built.
+A dict of a million sessions grows by copying its whole table in one C call, holding the GIL
+meanwhile; kept in many smaller dicts chosen by the key's hash, each copy stays short.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
-"""`LocalStorageSessionStore`: the TypeScript package's localStorage store, for Python.
-
-Backed by a SQLite file (durable, shared by processes: the embedded default) or by any
-`MutableMapping[str, str]`. Records are the TypeScript wire format under ``prefix + session_id``.
-"""
+"""`LocalStorageSessionStore`: the TypeScript package's localStorage store, for Python."""
 
 from __future__ import annotations
 
 import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -22,6 +18,7 @@ from .._core.expiry import Clock
 from .._core.ids import new_session_id
 from .._core.lifecycle import check_change
 from .._core.protocol import DEFERRED, Backend, Deferred
+from .._core.session_map import SessionMap
 from .mapping_backend import MappingBackend
 from .sqlite import Durability, SqliteBackend, check_durability
 
@@ -31,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ("LocalStorageSessionStore",)
 
 T = TypeVar("T")
+U = TypeVar("U")
 P = ParamSpec("P")
 Storage = str | os.PathLike[str] | MutableMapping[str, str]
 
@@ -168,15 +166,8 @@ class LocalStorageSessionStore:
         data = validation.check_session_data(data)
         await self._call(self._backend.set, session_id, data)
 
-    async def get(self, session_id: str) -> SessionData | None:
-        """Same as `validate_and_refresh`."""
-        return await self.validate_and_refresh(session_id)
-
     async def create(self, session_id: str, data: SessionData) -> bool:
-        """Store `data` only if no unexpired session holds `session_id`; `True` if stored.
-
-        Atomic against every other call on the same file or mapping, from any process.
-        """
+        """Store `data` only if no unexpired session holds `session_id`; `True` if stored."""
         session_id = validation.check_session_id(session_id)
         data = validation.check_session_data(data)
         return await self._call(self._backend.create, session_id, data)
@@ -196,8 +187,7 @@ class LocalStorageSessionStore:
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
         """Move an unexpired session to `new_id` (default: a fresh id), in one transaction.
 
-        `None` if the session is missing or expired; `SessionIdTakenError` if `new_id` holds
-        an unexpired session, and nothing changes.
+        `None` if missing or expired; `SessionIdTakenError` if a live session holds `new_id`.
         """
         session_id = validation.check_session_id(session_id)
         new_id = new_session_id() if new_id is None else validation.check_session_id(new_id)
@@ -210,6 +200,8 @@ class LocalStorageSessionStore:
         """
         session_id = validation.check_session_id(session_id)
         return await self._call(self._backend.get, session_id)
+
+    get = validate_and_refresh
 
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session, keyed by session id; unreadable records are skipped."""
@@ -229,10 +221,8 @@ class LocalStorageSessionStore:
         return await self._call(self._backend.clean_expired)
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
-        """Every record under the prefix (or the one named), expired and unreadable ones included.
-
-        For operators and tools: nothing is refreshed or removed.
-        """
+        """Every record under the prefix (or the one named), expired and unreadable ones
+        included; nothing is refreshed or removed."""
         if session_id is not None:
             session_id = validation.check_session_id(session_id)
         return await self._call(self._backend.inspect, session_id)
@@ -248,36 +238,30 @@ class LocalStorageSessionStore:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
+    def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
         """Each live session as ``(session_id, data)``, read `batch_size` records at a time.
 
-        On a SQLite file each batch is one query in key order after the last key read
-        (constant memory, whatever the number of sessions), run in a worker thread. Over a
+        On a SQLite file each batch is one query in key order after the last key read; over a
         mapping, the keys under the prefix are listed once and read a batch at a time.
-        Batches are decided as `get_all` decides, and a refreshing store slides what it
-        yields, compare-and-set. See `IterableSessionStore.iter_sessions`.
         """
+        return self._pages(self._backend.page, batch_size, SessionMap.items)
+
+    def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
+        """Every record under the prefix as `inspect` shows it, paged as `iter_sessions` is."""
+        return self._pages(self._backend.inspect_page, batch_size, iter)
+
+    async def _pages(
+        self,
+        page: Callable[[bool, object, int], tuple[T, object] | Deferred],
+        batch_size: int,
+        items: Callable[[T], Iterable[U]],
+    ) -> AsyncIterator[U]:
+        """The `items` of each page `page` returns, one call each, until its cursor is `None`."""
         batch_size = validation.check_batch_size(batch_size)
         cursor: object = None
         while True:
-            found, cursor = await self._call(self._backend.page, cursor, batch_size)
-            for item in found.items():
+            found, cursor = await self._call(page, cursor, batch_size)
+            for item in items(found):
                 yield item
-            if cursor is None:
-                return
-
-    async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
-        """Every record under the prefix as `inspect` shows it, `batch_size` records per call.
-
-        Paged as `iter_sessions` is (on a SQLite file, in key order after the last key read;
-        over a mapping, from the list of keys taken at the start), each page one call within
-        the store's timeout. Nothing is refreshed or removed; unreadable records are yielded.
-        """
-        batch_size = validation.check_batch_size(batch_size)
-        cursor: object = None
-        while True:
-            records, cursor = await self._call(self._backend.inspect_page, cursor, batch_size)
-            for record in records:
-                yield record
             if cursor is None:
                 return

@@ -6,6 +6,7 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from anyio.lowlevel import checkpoint
@@ -46,7 +47,7 @@ from .steps import STEP_MAX, TimedSteps
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ("MemorySessionStore",)
+__all__ = ("MemorySessionStore", "default_store")
 
 _Entry = tuple[SessionData, int | None]
 
@@ -148,10 +149,6 @@ class MemorySessionStore:
                 return  # more to reclaim: the next write peeks again
         self._reclaim_after = _order_key(front_expiry)
 
-    async def get(self, session_id: str) -> SessionData | None:
-        """Same as `validate_and_refresh`."""
-        return self._read(session_id)
-
     async def create(self, session_id: str, data: SessionData) -> bool:
         """Store `data` only if no unexpired session holds `session_id`; `True` if stored."""
         session_id = check_session_id(session_id)
@@ -210,6 +207,8 @@ class MemorySessionStore:
         """The session if present and not expired (an expired one is removed), else `None`."""
         return self._read(session_id)
 
+    get = validate_and_refresh
+
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session, in a new dict; expired ones met on the way are removed.
 
@@ -226,13 +225,9 @@ class MemorySessionStore:
     async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
         """Each live session, as ``(session_id, data)``, read at most `batch_size` at a time.
 
-        A step reads what takes about a millisecond, never more than `batch_size`, so the
-        loop is never held long. As `get_all` does, each step is decided when it is read:
-        expired sessions met are removed, and a refreshing store slides what it yields. Every
-        session live when its step reads it is yielded once; one added after the iteration
-        began may be missing. The store keeps one reference per session (its id) for the
-        whole iteration, so that writes in between can never break it; no session data is
-        copied.
+        A step reads what takes about a millisecond, decided when read as `get_all` decides.
+        The ids are copied when the iteration begins (no session data), so writes in between
+        never break it; one added after that may be missing.
         """
         batch_size = check_batch_size(batch_size)
         self._check_open()
@@ -443,3 +438,10 @@ class MemorySessionStore:
         self._latest_expiry = _order_key(live[-1][1][1]) if live else float("-inf")
         self._size_at_scan = len(live)
         return removed
+
+
+# Annotated so every type checker sees the same public type, not its own inference.
+default_store: MemorySessionStore = MemorySessionStore(
+    SessionStoreConfig(lifetime=timedelta(hours=24))
+)
+"""The TypeScript package's `defaultStore`: a memory store with a 24 h lifetime."""
