@@ -249,3 +249,12 @@ def sqlite_file_foreign(sqlite_path: Path) -> ForeignData:
 @pytest.fixture
 def mapping_foreign(shared_mapping: dict[str, str]) -> ForeignData:
     return MappingForeignData(shared_mapping)
+
+
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mypy cache for this test process (one per xdist worker), kept for the whole session:
+    a mypy run after the first reads the standard library and the installed packages from it
+    instead of checking them again. Give each set of mypy options its own subdirectory, since
+    a module checked under other options is checked again and its cache entry overwritten."""
+    return tmp_path_factory.mktemp("mypy-cache")

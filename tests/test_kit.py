@@ -112,6 +112,7 @@ class TestKit:
 SUBCLASS_SUITE = textwrap.dedent(
     """
     import pytest
+    from hypothesis import settings
     from tests.kit_subjects import SimpleStore
     from walletmesh_sessions import SessionStore
     from walletmesh_sessions.testing import SessionStoreContract
@@ -122,6 +123,10 @@ SUBCLASS_SUITE = textwrap.dedent(
 
 
     class TestDeclaredStore(SessionStoreContract):
+        # The model-based rule runs in full on this store's behaviour (the SimpleStore it
+        # inherits) in test_correct_store_passes: a few examples here show the subclass runs it.
+        model_settings = settings(SessionStoreContract.model_settings, max_examples=10)
+
         @pytest.fixture
         def store_factory(self):
             storage = {}

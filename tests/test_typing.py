@@ -10,6 +10,8 @@ import pytest
 
 TYPING_DIR = Path(__file__).parent / "typing"
 ROOT = Path(__file__).parent.parent
+REJECTED = ("rejected.py", "web_rejected.py")
+UNIGNORED = "unignored_"
 
 
 def run_mypy(*args: str) -> subprocess.CompletedProcess[str]:
@@ -31,28 +33,45 @@ def run_mypy(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def unignored(source: str) -> str:
+    """`source` with each expected-error comment turned into a plain one."""
+    return source.replace("# type: ignore[", "# ignored [")
+
+
 @pytest.fixture(scope="module")
-def mypy_result() -> subprocess.CompletedProcess[str]:
-    """One mypy run over every file (mypy is slow to start): the stores' and the web layer's."""
-    return run_mypy(*(str(path) for path in sorted(TYPING_DIR.glob("*.py"))))
+def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """One mypy run (mypy is slow to start): every file as written, the stores' and the web
+    layer's, and each rejected file again without its ignores, under another module name."""
+    directory = tmp_path_factory.mktemp("unignored")
+    for name in REJECTED:
+        source = (TYPING_DIR / name).read_text(encoding="utf-8")
+        (directory / f"{UNIGNORED}{name}").write_text(unignored(source), encoding="utf-8")
+    files = [*sorted(TYPING_DIR.glob("*.py")), *sorted(directory.glob("*.py"))]
+    return run_mypy(*(str(path) for path in files))
+
+
+def output_of(result: subprocess.CompletedProcess[str], name: str) -> list[str]:
+    """The lines mypy printed about the file called `name`."""
+    return [line for line in result.stdout.splitlines() if Path(line.split(":")[0]).name == name]
 
 
 def test_mypy_passes(mypy_result: subprocess.CompletedProcess[str]) -> None:
     """Accepted usages type-check, and every rejected line's expected error is produced."""
-    assert mypy_result.returncode == 0, mypy_result.stdout + mypy_result.stderr
+    # Errors are expected in the unignored copies only (exit 1 is errors found, 2 a crash).
+    assert mypy_result.returncode == 1, mypy_result.stdout + mypy_result.stderr
+    for path in sorted(TYPING_DIR.glob("*.py")):
+        assert output_of(mypy_result, path.name) == [], mypy_result.stdout
+    summary = [line for line in mypy_result.stdout.splitlines() if line.startswith("Found ")]
+    copies = [line for name in REJECTED for line in output_of(mypy_result, UNIGNORED + name)]
+    assert len(mypy_result.stdout.splitlines()) == len(copies) + len(summary), mypy_result.stdout
 
 
-@pytest.mark.parametrize("name", ["rejected.py", "web_rejected.py"])
-def test_rejections_are_real(name: str) -> None:
+@pytest.mark.parametrize("name", REJECTED)
+def test_rejections_are_real(name: str, mypy_result: subprocess.CompletedProcess[str]) -> None:
     """Without its ignores, the file fails with one error per marked line."""
     source = (TYPING_DIR / name).read_text(encoding="utf-8")
     marked = sum("# type: ignore[" in line for line in source.splitlines())
-    result = run_mypy(
-        "--disable-error-code=unused-ignore",
-        "--command",
-        source.replace("# type: ignore[", "# ignored ["),
-    )
-    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    errors = [line for line in output_of(mypy_result, UNIGNORED + name) if ": error:" in line]
     lines_with_errors = {line.split(":")[1] for line in errors}
-    assert result.returncode == 1
-    assert len(lines_with_errors) == marked, result.stdout
+    assert mypy_result.returncode == 1
+    assert len(lines_with_errors) == marked, mypy_result.stdout
