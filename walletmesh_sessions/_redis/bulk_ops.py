@@ -7,12 +7,13 @@ Each walks the store's keys with the one scan loop, `_pages`, a page at a time, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._core.codec import decode_readable, inspect_record
 from .._core.codec import record_with_expiry as _with_expiry
-from .._core.data import SessionRecord
+from .._core.data import SessionData, SessionRecord
 from .._core.errors import CorruptRecordError
 from .._core.expiry import now_ms, sweep
 from .._core.log import logger, short_id
@@ -98,8 +99,14 @@ def _pages(
         yield steps.CHECKPOINT
 
 
-def _sweep(spec: StoreSpec, collect: bool) -> steps.Op[tuple[SessionMap, int]]:
-    """The scan behind `get_all` (collect=True) and `clean_expired` (collect=False)."""
+def _sweep(
+    spec: StoreSpec, cursor: object, collect: bool, n: float = math.inf
+) -> steps.Op[tuple[SessionMap, int, object]]:
+    """Scan pages from `cursor`, each swept, until `n` live sessions are found (`collect`).
+
+    Returns the sessions found (none unless `collect`), the removals confirmed, and the cursor
+    to go on from (`None`: the scan is complete).
+    """
     found = SessionMap()
     removed = 0
 
@@ -107,8 +114,8 @@ def _sweep(spec: StoreSpec, collect: bool) -> steps.Op[tuple[SessionMap, int]]:
         nonlocal removed
         removed += yield from _sweep_batch(spec, keys, found, collect)
 
-    yield from _pages(spec, None, page)
-    return found, removed
+    after = yield from _pages(spec, cursor, page, lambda: len(found) >= n)
+    return found, removed, after
 
 
 def _sweep_batch(
@@ -148,13 +155,13 @@ def _sweep_batch(
 
 def get_all(spec: StoreSpec) -> steps.Op[SessionMap]:
     """Every live session under the prefix; expired ones met are removed, corrupt ones kept."""
-    found, _ = yield from _sweep(spec, collect=True)
+    found, _, _ = yield from _sweep(spec, None, collect=True)
     return found
 
 
 def clean_expired(spec: StoreSpec) -> steps.Op[int]:
     """Remove expired sessions by compare-and-delete; the number this call removed."""
-    _, removed = yield from _sweep(spec, collect=False)
+    _, removed, _ = yield from _sweep(spec, None, collect=False)
     return removed
 
 
@@ -184,12 +191,7 @@ def inspect(spec: StoreSpec, session_id: str | None) -> steps.Op[list[SessionRec
     if session_id is not None:
         raw = yield steps.Read(spec.key(session_id))
         return [] if raw is None else [_inspect_one(session_id, raw)]
-    records: list[SessionRecord] = []
-
-    def page(keys: list[bytes]) -> steps.Op[None]:
-        records.extend((yield from _inspect_scanned(spec, keys)))
-
-    yield from _pages(spec, None, page)
+    records, _, _ = yield from inspect_page(spec, None, math.inf)
     return records
 
 
@@ -210,7 +212,7 @@ def _inspect_scanned(spec: StoreSpec, mine: list[bytes]) -> steps.Op[list[Sessio
 
 
 def inspect_page(
-    spec: StoreSpec, cursor: object, n: int
+    spec: StoreSpec, cursor: object, n: float
 ) -> steps.Op[tuple[list[SessionRecord], object, bool]]:
     """One batch of `iter_records`: scan pages from `cursor` until `n` records are read.
 
@@ -228,20 +230,14 @@ def inspect_page(
 
 def iterate_page(
     spec: StoreSpec, cursor: object, n: int
-) -> steps.Op[tuple[SessionMap, object, bool]]:
+) -> steps.Op[tuple[list[tuple[str, SessionData]], object, bool]]:
     """One batch of `iter_sessions`: scan pages from `cursor` until `n` sessions are found.
 
-    Each scan page is swept as `get_all` sweeps it (expired ones removed, slides
-    compare-and-set). Returns the sessions found, the cursor to go on from, and whether the
-    scan is complete; memory stays within a batch and one scan page.
+    Each scan page is swept as `get_all` sweeps it. Returns the sessions found, the cursor to
+    go on from, and whether the scan is complete; memory stays within a batch and one page.
     """
-    found = SessionMap()
-
-    def page(keys: list[bytes]) -> steps.Op[None]:
-        yield from _sweep_batch(spec, keys, found, True)
-
-    after = yield from _pages(spec, cursor, page, lambda: len(found) >= n)
-    return found, after, after is None
+    found, _, after = yield from _sweep(spec, cursor, True, n)
+    return list(found.items()), after, after is None
 
 
 def until_checkpoint(op: steps.Op[T]) -> steps.Op[T | steps.More]:

@@ -8,8 +8,6 @@ comes from `_core.expiry` (`after_read`, `sweep`); this module only carries it o
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from .._core import lifecycle
 from .._core.codec import encode_record
 from .._core.codec import record_with_expiry as _with_expiry
@@ -35,8 +33,6 @@ __all__ = (
     "update",
     "write",
 )
-
-T = TypeVar("T")
 
 
 def record_text(raw: steps.Key, session_id: str) -> str:

@@ -50,6 +50,7 @@ __all__ = ("RedisSessionStore",)
 
 _S = TypeVar("_S", bound="RedisSessionStore")
 T = TypeVar("T")
+_Page = tuple[list[T], object, bool]  # a batch, the cursor after it, and whether it ends
 
 
 def _backend() -> str:
@@ -188,13 +189,29 @@ class RedisSessionStore:
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self._spec.prefix!r}, config={self._spec.config!r})"
 
-    async def _run(self, name: str, op: Op[T]) -> T:
+    async def _run(self, name: str, op: Op[T], *, bounded: bool = False, turn: str = "") -> T:
+        """`op` on the runner of this event loop.
+
+        `bounded`: within a lifecycle call's deadline (such a call may wait for its turn and
+        retry lost races: never without a bound); with `turn`, after this store's other calls
+        on that session id (they take turns: no lost races among them).
+        """
         try:
             runner = self._runner()
+            deadline = None
+            if bounded:
+                budget = LIFECYCLE_TIMEOUT if runner.budget is None else runner.budget
+                deadline = anyio.current_time() + budget
         except BaseException:
             op.close()
             raise
-        return await runner.run(op, name)
+        if deadline is None or not turn:
+            return await runner.run(op, name, deadline)
+        try:
+            async with self._turns.turn(turn, deadline, name):
+                return await runner.run(op, name, deadline)
+        finally:
+            op.close()
 
     async def _run_pages(self, name: str, op: Op[T]) -> T:
         """`op`, a scan, run a page at a time: each page is a call of its own for the runner,
@@ -211,6 +228,19 @@ class RedisSessionStore:
             if inspect.getgeneratorstate(op) != inspect.GEN_RUNNING:
                 op.close()
 
+    async def _batches(
+        self, name: str, page: Callable[[StoreSpec, object, int], Op[_Page[T]]], batch_size: int
+    ) -> AsyncIterator[T]:
+        """Each item of `page`'s batches, a call of its own each, from the scan's start."""
+        batch_size = check_batch_size(batch_size)
+        cursor: object = None
+        while True:
+            items, cursor, done = await self._run(name, page(self._spec, cursor, batch_size))
+            for item in items:
+                yield item
+            if done:
+                return
+
     def _runner(self) -> Runner:
         if self._closed:
             msg = "this RedisSessionStore was closed with aclose()"
@@ -218,28 +248,6 @@ class RedisSessionStore:
         runner = self._clients.runner(_backend())
         runner.replica_wait = self._wait  # each store's runners are its own
         return runner
-
-    def _deadline(self, runner: Runner) -> float:
-        # A lifecycle call may wait for its turn and retry lost races: never without a bound.
-        budget = runner.budget
-        return anyio.current_time() + (LIFECYCLE_TIMEOUT if budget is None else budget)
-
-    async def _run_within(self, name: str, op: Op[T], turn: str | None = None) -> T:
-        """`op` within a lifecycle call's deadline; with `turn`, after this store's other
-        calls on that session id (they take turns: no lost races among them)."""
-        try:
-            runner = self._runner()
-            deadline = self._deadline(runner)
-        except BaseException:
-            op.close()
-            raise
-        if turn is None:
-            return await runner.run(op, name, deadline)
-        try:
-            async with self._turns.turn(turn, deadline, name):
-                return await runner.run(op, name, deadline)
-        finally:
-            op.close()
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`: one SET, with a TTL when the record has an expiry.
@@ -260,7 +268,7 @@ class RedisSessionStore:
         """
         session_id = check_session_id(session_id)
         data = check_session_data(data)
-        return await self._run_within("create", ops.create(self._spec, session_id, data))
+        return await self._run("create", ops.create(self._spec, session_id, data), bounded=True)
 
     async def update(
         self, session_id: str, change: Callable[[SessionData], SessionData]
@@ -278,7 +286,7 @@ class RedisSessionStore:
         session_id = check_session_id(session_id)
         change = check_change(change)
         op = ops.update(self._spec, session_id, change)
-        return await self._run_within("update", op, turn=session_id)
+        return await self._run("update", op, bounded=True, turn=session_id)
 
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
         """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
@@ -292,7 +300,8 @@ class RedisSessionStore:
         """
         session_id = check_session_id(session_id)
         new_id = new_session_id() if new_id is None else check_session_id(new_id)
-        return await self._run_within("rotate", ops.rotate(self._spec, session_id, new_id))
+        op = ops.rotate(self._spec, session_id, new_id)
+        return await self._run("rotate", op, bounded=True)
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
@@ -369,15 +378,8 @@ class RedisSessionStore:
         session may be yielded twice if the server resizes its key space meanwhile; on Redis
         Cluster the scan goes slot by slot and yields none twice, even while slots migrate.
         """
-        batch_size = check_batch_size(batch_size)
-        cursor: object = None
-        while True:
-            op = bulk_ops.iterate_page(self._spec, cursor, batch_size)
-            found, cursor, done = await self._run("iter_sessions", op)
-            for item in found.items():
-                yield item
-            if done:
-                return
+        async for item in self._batches("iter_sessions", bulk_ops.iterate_page, batch_size):
+            yield item
 
     async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
         """Every record under the prefix as `inspect` shows it, about `batch_size` per call.
@@ -388,12 +390,5 @@ class RedisSessionStore:
         yielded twice if the server resizes its key space meanwhile (never on Redis Cluster,
         which is scanned slot by slot).
         """
-        batch_size = check_batch_size(batch_size)
-        cursor: object = None
-        while True:
-            op = bulk_ops.inspect_page(self._spec, cursor, batch_size)
-            records, cursor, done = await self._run("iter_records", op)
-            for record in records:
-                yield record
-            if done:
-                return
+        async for record in self._batches("iter_records", bulk_ops.inspect_page, batch_size):
+            yield record
