@@ -15,16 +15,7 @@ from .._core.codec import decode_readable, encode_record, inspect_record, record
 from .._core.data import SessionData, SessionRecord, SessionStoreConfig
 from .._core.decode_cache import DecodeCache
 from .._core.errors import CorruptRecordError, SessionIdTakenError
-from .._core.expiry import (
-    EXPIRED,
-    Clock,
-    Sweep,
-    after_read,
-    expiry_after_write,
-    now_ms,
-    stamped,
-    sweep,
-)
+from .._core.expiry import EXPIRED, Clock, Sweep, after_read, now_ms, sweep
 from .._core.session_map import SessionMap
 
 __all__ = ("MappingBackend",)
@@ -32,12 +23,10 @@ __all__ = ("MappingBackend",)
 
 @attrs.define
 class MappingBackend:
-    """The seven operations over a mapping, for `LocalStorageSessionStore`; ids already checked.
+    """The seven operations over a mapping: a `Backend` that never defers, whatever `wait` says.
 
-    A `Backend` that never defers: every call finishes at once, whatever `wait` says.
-
-    A foreign writer may have put anything in the mapping: a value that is not a str is an
-    unreadable record like any other, and a key that is not a str is not ours.
+    A value that is not a str (a foreign writer's) is an unreadable record; a key that is not
+    a str is not ours.
     """
 
     _storage: MutableMapping[str, str]
@@ -47,10 +36,7 @@ class MappingBackend:
     _cache: DecodeCache = attrs.field(factory=DecodeCache, init=False)
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> None:
-        now = now_ms(self._clock)
-        data = stamped(self._config, data, now)
-        expires_at = expiry_after_write(self._config, now, data.created_at)
-        self._write(session_id, lifecycle.Write(data, expires_at))
+        self._write(session_id, lifecycle.decide_set(self._config, now_ms(self._clock), data))
 
     def get(self, wait: bool, session_id: str) -> SessionData | None:
         key = self._prefix + session_id
@@ -154,14 +140,12 @@ class MappingBackend:
         keys: list[object] = list(self._storage)  # a foreign writer may have used other types
         return [key for key in keys if isinstance(key, str) and key.startswith(prefix)]
 
-    def _sweep(self, *, collect: bool) -> Sweep[tuple[str, str]]:
-        """One pass over every readable record, with its removals and slides carried out."""
-        return self._sweep_keys(self._own_keys(), collect=collect)
-
-    def _sweep_keys(
-        self, keys: list[str], *, collect: bool, into: SessionMap | None = None
+    def _sweep(
+        self, keys: list[str] | None = None, *, collect: bool, into: SessionMap | None = None
     ) -> Sweep[tuple[str, str]]:
-        """`_sweep` over the records under `keys` still present (collected `into`, if given)."""
+        """One pass over the readable records under `keys` (default: all of ours) still present,
+        with its removals and slides carried out (collected `into`, if given)."""
+        keys = self._own_keys() if keys is None else keys
         storage = self._storage
         get = storage.get
         rows = [(key, text) for key in keys if (text := get(key)) is not None]
@@ -179,13 +163,10 @@ class MappingBackend:
         return result
 
     def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object]:
-        """A batch of `n` keys from the list of our keys taken when the iteration began.
-
-        A mapping has no order to resume from, so the cursor holds that list (one reference
-        per key, no records) and a position in it.
-        """
+        """A batch of `n` keys from the list of our keys taken when the iteration began (a
+        mapping has no order to resume from: the cursor holds that list and a position)."""
         keys, start = cursor if isinstance(cursor, tuple) else (self._own_keys(), 0)
         batch = keys[start : start + n]
-        found = self._sweep_keys(batch, collect=True, into=SessionMap(shards=1)).found
+        found = self._sweep(batch, collect=True, into=SessionMap(shards=1)).found
         end = start + n
         return found, ((keys, end) if end < len(keys) else None)

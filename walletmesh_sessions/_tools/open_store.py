@@ -48,10 +48,7 @@ def open_store(
     clock: Clock = time.time,
     **options: Any,
 ) -> FullSessionStore:
-    """The store a URL names; nothing is opened or connected until first use.
-
-    Typed as `FullSessionStore`: the lifecycle operations, ``iter_sessions``, ``inspect``,
-    ``config`` and ``async with`` need no narrowing, whatever the scheme.
+    """The store a URL names, typed as `FullSessionStore`; nothing is opened until first use.
 
     - ``memory://``: a `MemorySessionStore`.
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: a
@@ -62,20 +59,14 @@ def open_store(
       `RedisSessionStore` on a Redis Cluster, found through the nodes named.
     - ``redis+sentinel://host:port[,host:port...]/service_name[/db]``: a `RedisSessionStore`
       on the primary that those sentinels name for the service, followed through failovers.
-    - ``postgresql://`` or ``postgres://``: a `PostgresSessionStore` (extra ``postgres``);
-      its table comes from the ``table`` query parameter (there is no prefix: each store has a
-      table of its own), other query parameters and `options` go to it and to libpq.
+    - ``postgresql://`` or ``postgres://``: a `PostgresSessionStore` (extra ``postgres``) on
+      the ``table`` query parameter's table; other query parameters and `options` go to it.
 
-    Query parameters configure the store, for every scheme: ``lifetime`` (seconds),
-    ``refresh_on_access`` (true/false) and ``max_lifetime`` (seconds, the absolute timeout)
-    build its `SessionStoreConfig` (``none`` or an empty value: no such limit), so one
-    string such as ``sqlite:///sessions.db?lifetime=900&refresh_on_access=true&max_lifetime=3600``
-    holds a whole configuration; give them or `config`, not both. ``prefix`` (not for
-    PostgreSQL) is the `prefix` argument; again, not both. Each may appear once: a repeated
-    one is refused, not decided by the last. A SQLite URL also takes ``durability``
-    ("process" or "power") and ``timeout`` (seconds), in the query or as keyword `options`.
-    Every mistake raises `InvalidConfigError` before anything is opened, the URL shown with
-    its password masked.
+    For every scheme, ``lifetime`` and ``max_lifetime`` (seconds, or ``none``) and
+    ``refresh_on_access`` (true/false) build the `SessionStoreConfig` (or give `config`), and
+    ``prefix`` (not for PostgreSQL) is the `prefix` argument: never both, each once. A SQLite
+    URL also takes ``durability`` and ``timeout``, in the query or as `options`. Mistakes raise
+    `InvalidConfigError` before anything is opened, the URL's password masked.
     """
     if not isinstance(url, str):
         msg = f"store URL must be a str, got {url!r}"
@@ -96,7 +87,7 @@ def open_store(
         )
         raise InvalidConfigError(msg)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    store_query = _store_query(shown, query)
+    store_query = taken_once(repr(shown), query, STORE_PARAMETERS)
     rest = [(k, v) for k, v in query if k not in STORE_PARAMETERS]
     config = _config(shown, config, store_query)
     return opener(_Request(url, shown, parts, config, prefix, store_query, rest, clock, options))
@@ -147,12 +138,8 @@ def _memory(request: _Request) -> FullSessionStore:
 
 
 def _sqlite(request: _Request) -> FullSessionStore:
-    prefix, shown, rest, options = (
-        request.store_prefix(),
-        request.shown,
-        request.rest,
-        request.options,
-    )
+    prefix = request.store_prefix()
+    shown, rest, options = request.shown, request.rest, request.options
     sqlite_options = _sqlite_options(shown, rest, options)
     _refuse_extras(shown, [(k, v) for k, v in rest if k not in SQLITE_PARAMETERS], options)
     parts = request.parts
@@ -243,11 +230,6 @@ _OPENERS: dict[str, Callable[[_Request], FullSessionStore]] = {
     "postgres": _postgres,
 }
 SCHEMES = tuple(_OPENERS)
-
-
-def _store_query(shown: str, query: list[tuple[str, str]]) -> dict[str, str]:
-    """The store parameters of the query."""
-    return taken_once(repr(shown), query, STORE_PARAMETERS)
 
 
 def _config(

@@ -1,10 +1,8 @@
 """The seven operations of the `Backend` seam over a SQLite file, and the keys that are ours.
 
-The file holds one key/value table, like a browser's localStorage: our records live under
-``prefix + session_id`` and any other keys in it are left alone. A lookup, and with durability
-"process" a per-session write too, runs at once on the caller's thread; anything that would
-wait runs in a worker thread instead (see `connections`), one statement or one short
-transaction at a time. Every write of what was read is compare-and-set on the text read.
+One key/value table, like a browser's localStorage: our records live under
+``prefix + session_id``, other keys are left alone. Every write of what was read is
+compare-and-set on the text read.
 """
 
 from __future__ import annotations
@@ -20,15 +18,7 @@ from ..._core.data import SessionData, SessionRecord, SessionStoreConfig
 from ..._core.deadline import DEFAULT_TIMEOUT
 from ..._core.decode_cache import DecodeCache
 from ..._core.errors import CorruptRecordError, SessionIdTakenError, StoreUnavailableError
-from ..._core.expiry import (
-    EXPIRED,
-    Clock,
-    after_read,
-    expiry_after_write,
-    now_ms,
-    stamped,
-    sweep,
-)
+from ..._core.expiry import EXPIRED, Clock, after_read, now_ms, sweep
 from ..._core.lifecycle import (
     ABSENT,
     TAKEN,
@@ -38,6 +28,7 @@ from ..._core.lifecycle import (
     Write,
     decide_create,
     decide_rotate,
+    decide_set,
     decide_update,
 )
 from ..._core.log import logger
@@ -87,11 +78,7 @@ def prefix_upper_bound(prefix: str) -> str | None:
 
 
 class SqliteBackend:
-    """The seven operations over a SQLite file, for `LocalStorageSessionStore`.
-
-    `connections` runs each operation: on the caller's thread when nothing waits, else (with
-    ``wait=True``) on the writing connection, in a worker thread.
-    """
+    """The seven operations over a SQLite file; `connections` decides which thread runs each."""
 
     def __init__(
         self,
@@ -137,10 +124,7 @@ class SqliteBackend:
             yield session_id, (prefix + session_id, text), data, expires_at
 
     def set(self, wait: bool, session_id: str, data: SessionData) -> Deferred | None:
-        now = now_ms(self._clock)
-        data = stamped(self._config, data, now)
-        expires_at = expiry_after_write(self._config, now, data.created_at)
-        key, value = self._record(session_id, Write(data, expires_at))
+        key, value = self._record(session_id, decide_set(self._config, now_ms(self._clock), data))
         return self.connections.run(
             wait, lambda conn: _none(conn.execute(_UPSERT, (key, value))), writes=True
         )

@@ -1,9 +1,4 @@
-"""The SQLite file itself: its table, created owner-only, in WAL mode, and which file it is.
-
-Everything here runs before or beside the store's connections: creating a missing file
-without touching an existing one, putting it in WAL mode, creating (or migrating) the table,
-and the identity that tells a later call the path still names the file that was opened.
-"""
+"""The SQLite file itself: its table, created owner-only, in WAL mode, and which file it is."""
 
 from __future__ import annotations
 
@@ -71,10 +66,8 @@ _CREATING = threading.Lock()
 
 def check_durability(durability: object) -> Durability:
     """Return `durability` if it is "process" or "power", else raise `InvalidConfigError`."""
-    if durability == "process" and isinstance(durability, str):
-        return "process"
-    if durability == "power" and isinstance(durability, str):
-        return "power"
+    if isinstance(durability, str) and durability in ("process", "power"):
+        return "process" if durability == "process" else "power"
     msg = f'durability must be "process" or "power", got {durability!r}'
     raise InvalidConfigError(msg)
 

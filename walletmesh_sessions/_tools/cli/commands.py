@@ -1,23 +1,136 @@
-"""The commands: each takes the open store, the parsed arguments and the masked URL."""
+"""The commands, each on the open store, the parsed arguments and the masked URL, and how
+they read the store's records: page by page, filtered, or the first N by expiry."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 
+from ..._core.data import SessionRecord
 from ..._core.expiry import now_ms
-from ..._core.protocol import ClosableSessionStore
-from .arguments import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CommandFailed
+from ..._core.protocol import ClosableSessionStore, Inspectable, IterableRecords
+from .arguments import EXIT_NOT_FOUND, EXIT_OK, EXIT_STORE, EXIT_USAGE, CommandFailed
 from .progress import Progress, waiting
-from .reading import listed, named, stream
 from .rendering import JsonArray, JsonLines, Table, Tally, as_json, print_json, print_stats
 
-__all__ = ("run_command",)
+__all__ = ("PAGE", "listed", "named", "run_command", "stream")
+
+T = TypeVar("T")
+
+# Records per store call when a command reads them all: memory stays within about a page.
+PAGE = 500
+
+
+async def stream(
+    store: ClosableSessionStore, progress: Progress, batch_size: int = PAGE
+) -> AsyncGenerator[SessionRecord, None]:
+    """Every record of the store, each counted on `progress`.
+
+    Through `iter_records`, a page of `batch_size` at a time, so memory stays within a page
+    and a reader that stops early stops the reads; a store without it is read with one
+    `inspect()`.
+    """
+    if isinstance(store, IterableRecords):
+        async with _closing(store.iter_records(batch_size)) as records:
+            async for record in records:
+                progress.advance()
+                yield record
+        return
+    if not isinstance(store, Inspectable):
+        raise CommandFailed(f"error: {type(store).__name__} cannot list its records", EXIT_STORE)
+    for record in await store.inspect():
+        progress.advance()
+        yield record
+
+
+@contextlib.asynccontextmanager
+async def _closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
+    """`iterator`, closed on the way out when it can be (an async generator): a reader that
+    stops early ends the store's iteration there, not when it is collected."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def named(store: ClosableSessionStore, session_id: str) -> SessionRecord | None:
+    """The record stored under `session_id`, readable or not, or `None`."""
+    if not isinstance(store, Inspectable):
+        raise CommandFailed(f"error: {type(store).__name__} cannot show its records", EXIT_STORE)
+    records = await store.inspect(session_id)
+    return records[0] if records else None
+
+
+def _of_origin(record: SessionRecord, origin: str | None) -> bool:
+    return origin is None or (record.data is not None and record.data.origin == origin)
+
+
+def _expiry_order(sort: str) -> Callable[[SessionRecord], tuple[bool, float]]:
+    """The key that puts records in `--sort` order; unreadable records (no expiry) go last."""
+    sign = 1 if sort == "soonest" else -1
+
+    def key(record: SessionRecord) -> tuple[bool, float]:
+        expires = float("inf") if record.expires_at is None else record.expires_at
+        return record.data is None, sign * expires
+
+    return key
+
+
+async def _first(
+    records: AsyncIterator[SessionRecord],
+    n: int,
+    key: Callable[[SessionRecord], tuple[bool, float]],
+    origin: str | None,
+) -> list[SessionRecord]:
+    """The `n` records of `origin` first by `key` (ties in the order read), holding at most
+    `n` at once."""
+    # A max-heap of the n kept so far, by negated key: its top is the first to give up.
+    heap: list[tuple[bool, float, int, SessionRecord]] = []
+    seen = 0
+    async for record in records:
+        if not _of_origin(record, origin):
+            continue
+        late, value = key(record)
+        entry = (not late, -value, -seen, record)
+        seen += 1
+        if len(heap) < n:
+            heapq.heappush(heap, entry)
+        elif entry[:3] > heap[0][:3]:
+            heapq.heapreplace(heap, entry)
+    return [entry[3] for entry in sorted(heap, key=lambda e: e[:3], reverse=True)]
+
+
+async def listed(
+    store: ClosableSessionStore, args: argparse.Namespace, progress: Progress
+) -> AsyncGenerator[SessionRecord, None]:
+    """What `list` prints: records of --origin, at most --limit, in store or --sort order."""
+    limit: int | None = args.limit
+    # With only --limit, a first page of that size is all there is to read.
+    plain = limit is not None and args.origin is None and args.sort is None
+    batch = min(limit, PAGE) if plain and limit is not None else PAGE
+    async with contextlib.aclosing(stream(store, progress, batch)) as records:
+        if args.sort is not None and limit is not None:
+            key = _expiry_order(args.sort)
+            for record in await _first(records, limit, key, args.origin):
+                yield record
+            return
+        count = 0
+        async for record in records:
+            if not _of_origin(record, args.origin):
+                continue
+            yield record
+            count += 1
+            if count == limit:
+                return
 
 
 async def run_command(args: argparse.Namespace, store: ClosableSessionStore, url: str) -> int:
@@ -51,17 +164,20 @@ def _summary(count: int, args: argparse.Namespace, url: str) -> str:
     return f"{count} record(s){origin} in {url}{limit}"
 
 
-async def _show(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    record = await named(store, args.session_id)
+async def _existing(store: ClosableSessionStore, session_id: str, url: str) -> SessionRecord:
+    record = await named(store, session_id)
     if record is None:
-        raise CommandFailed(f"no session with id {args.session_id!r} in {url}", EXIT_NOT_FOUND)
-    print_json(as_json(record, now_ms(time.time)))
+        raise CommandFailed(f"no session with id {session_id!r} in {url}", EXIT_NOT_FOUND)
+    return record
+
+
+async def _show(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
+    print_json(as_json(await _existing(store, args.session_id, url), now_ms(time.time)))
     return EXIT_OK
 
 
 async def _delete(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    if await named(store, args.session_id) is None:
-        raise CommandFailed(f"no session with id {args.session_id!r} in {url}", EXIT_NOT_FOUND)
+    await _existing(store, args.session_id, url)
     await store.delete(args.session_id)
     print(f"deleted session {args.session_id!r}")
     return EXIT_OK
@@ -74,11 +190,7 @@ async def _clean(store: ClosableSessionStore, args: argparse.Namespace, url: str
 
 
 async def _clear(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    count = 0
-    with Progress("counting records") as progress:
-        async with contextlib.aclosing(stream(store, progress)) as records:
-            async for _record in records:
-                count += 1
+    count = (await _tally(store)).records
     if not args.yes:
         question = f"Remove all {count} record(s) of the store at {url}? [y/N] "
         answer = await anyio.to_thread.run_sync(_ask, question)
@@ -87,6 +199,16 @@ async def _clear(store: ClosableSessionStore, args: argparse.Namespace, url: str
     await waiting("removing every record", store.clear)
     print(f"removed {count} record(s)")
     return EXIT_OK
+
+
+async def _tally(store: ClosableSessionStore) -> Tally:
+    """Every record of the store, added up, with a progress line."""
+    tally = Tally(now_ms(time.time))
+    with Progress("counting records") as progress:
+        async with contextlib.aclosing(stream(store, progress)) as records:
+            async for record in records:
+                tally.add(record)
+    return tally
 
 
 def _ask(question: str) -> str:
@@ -99,11 +221,7 @@ def _ask(question: str) -> str:
 
 
 async def _stats(store: ClosableSessionStore, args: argparse.Namespace, url: str) -> int:
-    tally = Tally(now_ms(time.time))
-    with Progress("counting records") as progress:
-        async with contextlib.aclosing(stream(store, progress)) as records:
-            async for record in records:
-                tally.add(record)
+    tally = await _tally(store)
     stats = tally.as_json(url)
     if args.json:
         print_json(stats)
