@@ -47,6 +47,7 @@ from walletmesh_sessions._core.codec import encode_record, record_with_expiry
 from walletmesh_sessions._core.expiry import EXPIRED, after_read
 from walletmesh_sessions._redis import bulk_ops, ops, steps
 from walletmesh_sessions._redis.exchanges import exchange
+from walletmesh_sessions._redis.ops import glob_escape
 from walletmesh_sessions._redis.runners import AsyncioRunner, ThreadRunner
 from walletmesh_sessions._redis.scripts import (
     COMPARE_AND_DELETE,
@@ -54,7 +55,6 @@ from walletmesh_sessions._redis.scripts import (
     MOVE,
     READ_AND_SLIDE,
 )
-from walletmesh_sessions._redis.spec import glob_escape
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 from walletmesh_sessions.testing._rules_lifecycle import counter, increment

@@ -32,8 +32,8 @@ from walletmesh_sessions._core.errors import CorruptRecordError as _Corrupt
 from walletmesh_sessions._core.expiry import EXPIRED, after_read
 from walletmesh_sessions._redis import bulk_ops, ops, steps
 from walletmesh_sessions._redis.exchanges import exchange
-from walletmesh_sessions._redis.runners import translate
-from walletmesh_sessions._redis.runners import AsyncioRunner
+from walletmesh_sessions._redis.ops import StoreSpec
+from walletmesh_sessions._redis.runners import AsyncioRunner, translate
 from walletmesh_sessions._redis.scripts import (
     COMPARE_AND_DELETE,
     COMPARE_AND_SET,
@@ -41,7 +41,6 @@ from walletmesh_sessions._redis.scripts import (
     READ_AND_SLIDE,
 )
 from walletmesh_sessions._redis.senders import AsyncSender
-from walletmesh_sessions._redis.spec import StoreSpec
 from walletmesh_sessions.testing import FakeClock
 
 T = TypeVar("T")

@@ -19,8 +19,7 @@ from .._core.expiry import now_ms, sweep
 from .._core.log import logger, short_id
 from .._core.session_map import SessionMap
 from . import steps
-from .ops import record_text
-from .spec import StoreSpec
+from .ops import StoreSpec, record_text
 
 __all__ = (
     "clean_expired",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -14,27 +15,18 @@ import redis.asyncio
 import redis.cluster
 import sniffio
 
+from .._core import errors, validation
 from .._core.data import SessionData, SessionRecord, SessionStoreConfig
 from .._core.deadline import DEFAULT_TIMEOUT as LIFECYCLE_TIMEOUT
 from .._core.decode_cache import DecodeCache
-from .._core.errors import InvalidConfigError, SessionStoreError, StoreClosedError
 from .._core.expiry import Clock
 from .._core.ids import new_session_id
 from .._core.lifecycle import check_change
-from .._core.validation import (
-    check_batch_size,
-    check_clock,
-    check_config,
-    check_prefix,
-    check_session_data,
-    check_session_id,
-)
 from . import bulk_ops, ops
 from .clients import CallerClient, ClusterUrlClients, Runner, UrlClients
-from .key_turns import KeyTurns
+from .ops import StoreSpec
 from .replicas import replica_wait
 from .sentinel import SentinelClients
-from .spec import StoreSpec
 from .steps import MORE, Op
 from .target import (
     DEFAULT_MAX_CONNECTIONS,
@@ -57,7 +49,7 @@ def _backend() -> str:
     library = sniffio.current_async_library()
     if library not in ("asyncio", "trio"):
         msg = f"RedisSessionStore runs on asyncio or trio, not on {library!r}"
-        raise SessionStoreError(msg)
+        raise errors.SessionStoreError(msg)
     return library
 
 
@@ -70,21 +62,51 @@ def _url_clients(target: RedisTarget) -> UrlClients:
     return UrlClients(target)
 
 
+class KeyTurns:
+    """One lock per key in use, so this store's updates of a key take turns: contention inside
+    one process then costs no lost compare-and-set races. A lock lives only while some call
+    holds or waits for it, so none outlives its event loop.
+    """
+
+    def __init__(self) -> None:
+        self._turns: dict[str, tuple[anyio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str, deadline: float, name: str) -> AsyncIterator[None]:
+        """Hold the key's lock; `StoreUnavailableError` if it is not free by `deadline`."""
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = (anyio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await lock.acquire()
+            if scope.cancelled_caught:
+                msg = f"Redis store: {name} waited past the call's deadline for its turn"
+                raise errors.StoreUnavailableError(msg)
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[key]
+
+
 class RedisSessionStore:
     """Sessions in Redis, as the TypeScript wire format, under ``prefix + session_id``.
 
-    Satisfies `SessionStore` and `LifecycleSessionStore`. Works on asyncio (with
-    `redis.asyncio`) and on trio (with the synchronous client in worker threads). Every
-    expiring key carries a relative Redis TTL a little longer than its expiry (lifetime +
-    max(1 s, 10 %)), so abandoned sessions vanish by themselves, while only the store's `clock`
-    decides whether a session is valid. Refresh, removal of expired sessions, `create`,
-    `update` and `rotate` are compare-and-set steps over the exact bytes read, so they never
-    undo a concurrent write or bring back a deleted session, across processes.
+    Satisfies `SessionStore` and `LifecycleSessionStore`, on asyncio (`redis.asyncio`) and on
+    trio (the synchronous client in worker threads). Every expiring key carries a Redis TTL a
+    little longer than its expiry, so abandoned sessions vanish, while only `clock` decides
+    validity. Refreshes, removals and the lifecycle calls compare the exact bytes read, so
+    none undoes a concurrent write or brings back a deleted session, across processes.
 
     Build it with `from_url` (the store owns and closes its clients) or from a client you keep:
-    a `redis.asyncio.Redis` (asyncio only) or a `redis.Redis` (asyncio and trio, in threads),
-    or their cluster forms. `wait_for_replicas` and `replica_timeout` are as for `from_url`
-    (a `RedisTarget`, what `from_url` parses, carries its own).
+    a `redis.asyncio.Redis` (asyncio only), a `redis.Redis`, or their cluster forms.
+    `wait_for_replicas` and `replica_timeout` are as for `from_url`.
     """
 
     def __init__(
@@ -109,14 +131,14 @@ class RedisSessionStore:
             if wait is not None and isinstance(
                 client, (redis.asyncio.RedisCluster, redis.cluster.RedisCluster)
             ):
-                raise InvalidConfigError(NO_CLUSTER_WAIT)
+                raise errors.InvalidConfigError(NO_CLUSTER_WAIT)
             self._clients = CallerClient(client)
         self._cache = DecodeCache()
         self._wait = wait
         self._spec = StoreSpec(
-            check_prefix(prefix),
-            check_config(config),
-            check_clock(clock),
+            validation.check_prefix(prefix),
+            validation.check_config(config),
+            validation.check_clock(clock),
             self._cache.decode,
             waits_for_replicas=wait is not None,
         )
@@ -141,29 +163,18 @@ class RedisSessionStore:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
 
         ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` over TLS) names
-        nodes of a Redis Cluster: the store then uses cluster clients, with the same rules
-        (there `timeout` bounds each reply on asyncio too).
+        nodes of a Redis Cluster; ``redis+sentinel://[user:password@]host:port[,host:port...]/
+        service_name[/db]`` the primary of a Sentinel-managed service, followed through
+        failovers (the query may add ``sentinel_username`` and ``sentinel_password``).
 
-        ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]`` reaches
-        the primary of a Sentinel-managed service and follows it through failovers; the query
-        may add ``sentinel_username`` and ``sentinel_password``, the sentinels' credentials.
-
-        `timeout` (seconds) bounds connecting and, on trio, each reply (on asyncio the
-        call's deadline bounds replies, unless `socket_timeout` is given); a failed command is
-        retried `retries` times on a fresh connection; every call then finishes or fails within
-        ``(retries + 1) * timeout`` plus 0.1 s per retry of being made, waiting for one of the
-        `max_connections` connections included. The URL's query may give ``timeout``,
-        ``retries`` and ``max_connections`` too (they win over the arguments), and the
-        connection parameters in `CONNECTION_URL_PARAMETERS` (`TLS_URL_PARAMETERS` too for
-        ``rediss://``); any other is refused here with `InvalidConfigError`, as is an
-        unknown `client_options` keyword. `client_options` go to redis-py's connection pool
-        as they are and win over the store's defaults. The store makes a `redis.asyncio`
-        client on asyncio (one per event loop) and a `redis.Redis` on trio.
-
-        With `wait_for_replicas` (also a query parameter, as is `replica_timeout`), every
-        round trip that writes ends with ``WAIT``: a call that returns has its writes on that
-        many replicas; if fewer confirm within `replica_timeout` (shorter than `timeout`), the
-        call raises `NotReplicatedError` (the write is done on the primary only).
+        A failed command is retried `retries` times on a fresh connection; a call finishes or
+        fails within ``(retries + 1) * timeout`` plus 0.1 s per retry, waiting for one of the
+        `max_connections` connections included. The URL's query may give the store's
+        parameters too (they win over the arguments) and the connection's; any other, or an
+        unknown `client_options` keyword, raises `InvalidConfigError`. With
+        `wait_for_replicas`, a call that writes returns once that many replicas have its
+        writes, or raises `NotReplicatedError` after `replica_timeout`. The Redis page of the
+        docs details every parameter.
         """
         target = parse_target(
             url,
@@ -232,7 +243,7 @@ class RedisSessionStore:
         self, name: str, page: Callable[[StoreSpec, object, int], Op[_Page[T]]], batch_size: int
     ) -> AsyncIterator[T]:
         """Each item of `page`'s batches, a call of its own each, from the scan's start."""
-        batch_size = check_batch_size(batch_size)
+        batch_size = validation.check_batch_size(batch_size)
         cursor: object = None
         while True:
             items, cursor, done = await self._run(name, page(self._spec, cursor, batch_size))
@@ -244,7 +255,7 @@ class RedisSessionStore:
     def _runner(self) -> Runner:
         if self._closed:
             msg = "this RedisSessionStore was closed with aclose()"
-            raise StoreClosedError(msg)
+            raise errors.StoreClosedError(msg)
         runner = self._clients.runner(_backend())
         runner.replica_wait = self._wait  # each store's runners are its own
         return runner
@@ -254,20 +265,18 @@ class RedisSessionStore:
 
         With `max_lifetime`, data without a `created_at` is stamped with the clock's now.
         """
-        session_id = check_session_id(session_id)
-        data = check_session_data(data)
+        session_id = validation.check_session_id(session_id)
+        data = validation.check_session_data(data)
         await self._run("set", ops.write(self._spec, session_id, data))
 
     async def create(self, session_id: str, data: SessionData) -> bool:
         """Store `data` only if no unexpired session holds `session_id`; `True` if stored.
 
-        Atomic across processes: the write is a compare-and-set against what was read (no
-        key, or the exact bytes of an expired record), so of concurrent creators exactly one
-        wins. The expiry is as after `set`. Raises `CorruptRecordError` if the key holds
-        something that is not a session record, as `get` does.
+        A compare-and-set against what was read (no key, or an expired record's exact bytes),
+        so of concurrent creators exactly one wins. Raises `CorruptRecordError` as `get` does.
         """
-        session_id = check_session_id(session_id)
-        data = check_session_data(data)
+        session_id = validation.check_session_id(session_id)
+        data = validation.check_session_data(data)
         return await self._run("create", ops.create(self._spec, session_id, data), bounded=True)
 
     async def update(
@@ -275,15 +284,13 @@ class RedisSessionStore:
     ) -> SessionData | None:
         """Replace an unexpired session's data with ``change(current)``; the new data, or `None`.
 
-        Atomic across processes: a compare-and-set over the exact bytes read, retried with a
-        fresh read (and a fresh call of `change`) when another write got there first, so no
-        concurrent write is lost or undone. Updates of one id through this store object take
-        turns, so they do not race each other. `change` must be a plain function without side
-        effects; on trio it runs in a worker thread. The call finishes or fails with
-        `StoreUnavailableError` within the store's bound for a call (for a client you pass in,
-        30 s), waiting for its turn included. The expiry changes as after a read.
+        A compare-and-set over the exact bytes read, retried with a fresh read (and a fresh
+        call of `change`) when another write got there first; this store's updates of one id
+        take turns. `change` must be a plain function without side effects (on trio it runs in
+        a worker thread). Fails with `StoreUnavailableError` past the store's bound for a call
+        (30 s for a client you pass in), waiting for its turn included.
         """
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         change = check_change(change)
         op = ops.update(self._spec, session_id, change)
         return await self._run("update", op, bounded=True, turn=session_id)
@@ -291,21 +298,19 @@ class RedisSessionStore:
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
         """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
 
-        One Lua script compares both keys with what was read and then deletes the old key and
-        writes the new one, so after it only the new id works, with no moment where neither
-        does, and of concurrent rotates of one id exactly one wins. The data's `id` follows
-        the session id; `created_at` stays; the expiry changes as after a read. `None` if the
-        session is missing or expired. A `new_id` held by an unexpired session (or equal to
+        One script compares both keys with what was read, then moves the record: there is no
+        moment where neither id works, and of concurrent rotates exactly one wins. `None` if
+        the session is missing or expired; a `new_id` held by an unexpired session (or equal to
         `session_id`) raises `SessionIdTakenError`, and nothing changes.
         """
-        session_id = check_session_id(session_id)
-        new_id = new_session_id() if new_id is None else check_session_id(new_id)
+        session_id = validation.check_session_id(session_id)
+        new_id = new_session_id() if new_id is None else validation.check_session_id(new_id)
         op = ops.rotate(self._spec, session_id, new_id)
         return await self._run("rotate", op, bounded=True)
 
     async def get(self, session_id: str) -> SessionData | None:
         """Same as `validate_and_refresh`."""
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         return await self._run("get", ops.read(self._spec, session_id))
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
@@ -313,7 +318,7 @@ class RedisSessionStore:
 
         Raises `CorruptRecordError` if the key holds something that is not a session record.
         """
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         return await self._run("validate_and_refresh", ops.read(self._spec, session_id))
 
     async def get_all(self) -> Mapping[str, SessionData]:
@@ -325,7 +330,7 @@ class RedisSessionStore:
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
-        session_id = check_session_id(session_id)
+        session_id = validation.check_session_id(session_id)
         await self._run("delete", ops.delete(self._spec, session_id))
 
     async def clear(self) -> None:
@@ -348,7 +353,7 @@ class RedisSessionStore:
         For operators and tools: nothing is refreshed or removed.
         """
         if session_id is not None:
-            session_id = check_session_id(session_id)
+            session_id = validation.check_session_id(session_id)
         return await self._run_pages("inspect", bulk_ops.inspect(self._spec, session_id))
 
     async def aclose(self) -> None:
@@ -373,10 +378,8 @@ class RedisSessionStore:
     async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
         """Each live session as ``(session_id, data)``, a batch of about `batch_size` at a time.
 
-        Each batch is SCAN pages and their reads, swept as `get_all` sweeps (expired ones
-        removed, slides compare-and-set), so memory stays within a batch. As with any SCAN, a
-        session may be yielded twice if the server resizes its key space meanwhile; on Redis
-        Cluster the scan goes slot by slot and yields none twice, even while slots migrate.
+        Each batch is swept as `get_all` sweeps. As with any SCAN, a session may be yielded
+        twice if the server resizes its key space meanwhile (never on Redis Cluster).
         """
         async for item in self._batches("iter_sessions", bulk_ops.iterate_page, batch_size):
             yield item
@@ -384,11 +387,8 @@ class RedisSessionStore:
     async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
         """Every record under the prefix as `inspect` shows it, about `batch_size` per call.
 
-        Each batch is SCAN pages and their reads, as for `iter_sessions` (one call within the
-        timeout, memory within a batch and one scan page), in SCAN order; nothing is refreshed
-        or removed, and unreadable records are yielded. As with any SCAN, a record may be
-        yielded twice if the server resizes its key space meanwhile (never on Redis Cluster,
-        which is scanned slot by slot).
+        Batches as for `iter_sessions`; nothing is refreshed or removed, and unreadable
+        records are yielded.
         """
         async for record in self._batches("iter_records", bulk_ops.inspect_page, batch_size):
             yield record
