@@ -1,15 +1,9 @@
 """The one cattrs converter and the TypeScript wire format; every JSON-keeping store uses it.
 
 A record is what `@walletmesh/router`'s `LocalStorageSessionStore` writes under
-``prefix + session_id``::
-
-    {"data":{"id":"s1","origin":"https://a.example","permissions":{"eip155:1":["eth_accounts"]}},
-     "expiresAt":1700000060000}
-
-``expiresAt`` is integer ms since the epoch, absent (or ``null``, or ``0``) for no expiry;
-``createdAt`` inside ``data`` appears only when set, and ``appData`` (an object, after it)
-only when not empty, so a session without application state is written as it always was;
-unknown fields are ignored on read.
+``prefix + session_id``: ``{"data":{"id":...,"origin":...,"permissions":{...}},"expiresAt":ms}``
+(absent, ``null`` or ``0``: no expiry); ``createdAt`` and ``appData`` inside ``data`` only when
+set. Unknown fields are ignored on read.
 """
 
 from __future__ import annotations

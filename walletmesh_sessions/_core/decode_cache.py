@@ -1,8 +1,7 @@
 """A store's cache of decoded records, keyed by their exact text and bounded by its size.
 
-A hot session is read again and again; its record text is the whole record and `SessionData`
-is immutable, so a hit is exactly what decoding would give. Each store owns one cache, which
-`clear` and `aclose` empty, so nothing a store no longer holds stays alive in it.
+The text is the whole record and `SessionData` is immutable, so a hit is exactly what decoding
+would give. `clear` and `aclose` empty their store's cache.
 """
 
 from __future__ import annotations

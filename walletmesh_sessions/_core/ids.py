@@ -15,11 +15,8 @@ _SHAPE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{{LENGTH - 1}}}")
 
 
 def new_session_id() -> str:
-    """A fresh, unguessable, URL-safe session id of 43 characters, never starting with '-'.
-
-    The first character is drawn uniformly from the 62 letters and digits, the other 42 from
-    the 64 URL-safe base64 characters: log2(62) + 42 * 6 = 257.9 random bits, all from `secrets`.
-    """
+    """A fresh, unguessable, URL-safe session id of 43 characters, never starting with '-':
+    log2(62) + 42 * 6 = 257.9 random bits, all from `secrets`."""
     rest = secrets.token_urlsafe(32)[: LENGTH - 1]  # 42 of its 43 characters: 252 whole bits
     return secrets.choice(FIRST_ALPHABET) + rest
 

@@ -1,8 +1,4 @@
-"""JSON values for `SessionData.app_data`: checked, copied and frozen, and thawed back.
-
-The wire format's own rules (the ``"appData"`` name, reading what JavaScript wrote) stay in
-`_codec`; here is only what a value may hold, whoever made it.
-"""
+"""JSON values for `SessionData.app_data`: checked, copied and frozen, and thawed back."""
 
 from __future__ import annotations
 
@@ -44,8 +40,7 @@ def freeze_object(value: object, path: str) -> Mapping[str, JSONValue]:
     """A read-only copy of the JSON object `value`, nested objects and arrays frozen too.
 
     Raises `InvalidSessionDataError` naming where (``app_data['a'][2]``, after `path`) the
-    first value that is not JSON stands: a set, bytes, NaN, an int JavaScript cannot read
-    exactly, a non-str key, an object of another kind, or nesting deeper than `MAX_DEPTH`.
+    first value that is not JSON stands (NaN, an unsafe int, nesting past `MAX_DEPTH`, ...).
     """
     if not isinstance(value, Mapping):
         msg = f"{path} must be a mapping of str keys to JSON values, got {value!r}"

@@ -75,11 +75,9 @@ def _spans(url: str) -> list[tuple[int, int]]:
 def redact(url: str) -> str:
     """`url` with every credential replaced by ``***``, fit for error messages and logs.
 
-    Masks the password of ``user:password@`` and ``:password@`` (also when it holds characters a
-    URL parser misreads, such as an unencoded '#', '/', '?' or '@': everything from the first
-    ':' after ``//`` to the last '@' counts as the password) and the value of every secret query
-    parameter (``password``, ``passwd``, ``pwd``, ``token``, ``secret``, ... in any case). A user
-    name alone is not masked. When in doubt it masks too much, never too little.
+    Masks the password (from the first ':' after ``//`` to the last '@', unencoded '#', '/',
+    '?' or '@' included) and every secret query value (``password``, ``token``, ...). When in
+    doubt it masks too much, never too little.
     """
     merged: list[tuple[int, int]] = []
     for start, end in _spans(url):
@@ -93,12 +91,8 @@ def redact(url: str) -> str:
 
 
 def redact_message(message: str, url: str) -> str:
-    """`message` (text about `url`, such as a parser's error) with `url`'s secrets masked.
-
-    Every secret is replaced, as written and percent-decoded. If a piece of one is still there
-    (a parser that cut a password at a '#' or '/' may quote a piece), the whole message gives
-    way to a fixed notice: nothing of a password ever reaches the caller.
-    """
+    """`message` (text about `url`, such as a parser's error) with `url`'s secrets masked, as
+    written and percent-decoded; if a piece of one is still there, a fixed notice instead."""
     secrets = [url[start:end] for start, end in _spans(url)]
     # As written, decoded, and encoded (the command line turns a bare path into a file URL).
     written = (

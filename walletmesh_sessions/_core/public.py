@@ -1,8 +1,5 @@
-"""Public names report the module they are imported from, not the private one they live in.
-
-As anyio does, a public module sets ``__module__`` of what it re-exports, so reprs, tracebacks,
-pickles and documentation show ``walletmesh_sessions.SessionData``, a path that stays.
-"""
+"""Public names report the module they are imported from (as anyio's do), not the private one
+they live in: reprs, pickles and documentation show a path that stays."""
 
 from __future__ import annotations
 
@@ -16,15 +13,11 @@ _PACKAGE = "walletmesh_sessions."
 
 
 def present_as(module: str, namespace: Mapping[str, object], names: Iterable[str]) -> None:
-    """Make each class and function of `names` in `namespace` report `module` as its home.
+    """Make each class and function of `names` in `namespace`, defined in this package, report
+    `module` as its home; ``present_as(__name__, globals(), __all__)`` ends a public module.
 
-    Usage, at the end of a public module (its ``__all__`` already defined)::
-
-        present_as(__name__, globals(), __all__)
-
-    Only objects defined in this package are touched (type aliases and other libraries' objects
-    are left alone). A class's string annotations are evaluated first, in the module that
-    wrote them, so `typing.get_type_hints` (and cattrs, attrs) still resolve them afterwards.
+    A class's string annotations are evaluated first, where they were written, so
+    `typing.get_type_hints` (and cattrs, attrs) still resolve them afterwards.
     """
     ours = [
         value

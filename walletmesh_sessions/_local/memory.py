@@ -73,11 +73,9 @@ def _order_key(expires_at: int | None) -> float:
 class MemorySessionStore:
     """Sessions kept in this process's memory; lost when it exits.
 
-    Sessions are held in expiry order (every write and refresh moves one to the back, and with a
-    single lifetime that is its expiry order), so `clean_expired` only visits expired sessions,
-    and each `set` reclaims a few expired ones from the front. If the clock steps back and
-    breaks that order, the next `clean_expired`, or a `set` once the store has doubled, scans
-    once and restores it. After `aclose()` every call raises `StoreClosedError`.
+    Held in expiry order (every write and refresh moves one to the back), so `clean_expired`
+    visits only expired sessions and each `set` reclaims a few from the front; a clock that
+    steps back breaks the order until the next scan restores it.
     """
 
     def __init__(
@@ -210,11 +208,10 @@ class MemorySessionStore:
     get = validate_and_refresh
 
     async def get_all(self) -> Mapping[str, SessionData]:
-        """Every unexpired session, in a new dict; expired ones met on the way are removed.
+        """Every unexpired session, in a new mapping; expired ones met on the way are removed.
 
-        Built in steps with a checkpoint between them, so other tasks keep running: a session
-        overwritten, refreshed or deleted meanwhile appears as it is when its step reads it
-        (or not at all, once deleted); one added after the call began may be missing.
+        Built in steps with a checkpoint between them: each session appears as its step reads
+        it, and one added after the call began may be missing.
         """
         self._check_open()
         found = SessionMap()
@@ -236,12 +233,8 @@ class MemorySessionStore:
                 yield item
 
     async def _ids(self) -> list[str]:
-        """The ids stored now, copied in steps with a checkpoint between them.
-
-        A step reads the plain dict under the order (the ordered view is many times slower
-        to walk); an insertion or removal between steps restarts the copy, and after a few
-        restarts it is taken in one step.
-        """
+        """The ids stored now, copied in steps of the plain dict (faster than the ordered view)
+        with a checkpoint between them; a write between steps restarts the copy, a few times."""
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             sessions, shape = self._sessions, self._shape
             step = dict.__iter__(sessions)
@@ -261,9 +254,7 @@ class MemorySessionStore:
         self, ids: list[str], into: SessionMap | None = None, most: int = STEP_MAX
     ) -> AsyncIterator[SessionMap]:
         """The live sessions among `ids`, a step at a time (`TimedSteps`), each step decided
-        when read. Each step's sessions are a new mapping, or with `into` they are added to
-        it (and it is what every step yields).
-        """
+        when read, in a new mapping per step or all added `into` one."""
         steps = TimedSteps(most)
         while ids:
             step = await steps.take(ids)
@@ -307,10 +298,7 @@ class MemorySessionStore:
         self._shape += 1
 
     async def clean_expired(self) -> int:
-        """Remove every expired session and return how many were removed.
-
-        Costs in proportion to the expired sessions while the clock moves forward.
-        """
+        """Remove every expired session and return how many (visiting only those, in order)."""
         self._check_open()
         now = now_ms(self._clock)
         if not self._in_expiry_order:
@@ -328,11 +316,8 @@ class MemorySessionStore:
         return [SessionRecord(sid, data, expires_at) for sid, (data, expires_at) in entries]
 
     async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
-        """Every stored session as `inspect` shows it, `batch_size` at a time; nothing changes.
-
-        The ids are taken when the iteration begins (as `iter_sessions` takes them), and each
-        batch is read with a checkpoint before it; a session deleted meanwhile is left out.
-        """
+        """Every stored session as `inspect` shows it, `batch_size` at a time, from the ids taken
+        as `iter_sessions` takes them; a session deleted meanwhile is left out."""
         batch_size = check_batch_size(batch_size)
         self._check_open()
         ids = await self._ids()

@@ -1,8 +1,7 @@
 """Timed steps: a long pass over a store in memory, cut so each step holds the loop ~1 ms.
 
-A fixed count of entries per step is too long on a slow or busy machine, where a task waiting
-on the loop sees up to two steps between its own turns: the next step's size follows the time
-the last one took.
+A fixed count per step is too long on a slow or busy machine: the next step's size follows
+the time the last one took.
 """
 
 from __future__ import annotations
@@ -31,12 +30,9 @@ def next_step(size: int, took: float) -> int:
 
 
 class TimedSteps:
-    """Takes the steps of one pass from the end of a list, at most `most` items each.
-
-    The time counted runs from one step to the next, so it includes what the consumer does
-    with a step's items (yielding them one by one costs about as much as reading them).
-    Taking from the end means a million references are never all released in one step.
-    """
+    """Takes the steps of one pass from the end of a list (so references are released a step
+    at a time), at most `most` items each, timed from one step to the next (the consumer's
+    work on a step's items included)."""
 
     def __init__(self, most: int = STEP_MAX) -> None:
         self._most = most

@@ -61,11 +61,8 @@ _Readable = tuple[str, tuple[str, str], SessionData, int | None]
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
-    """The least string greater than every string starting with `prefix` (None: no bound).
-
-    SQLite compares TEXT as UTF-8 bytes, which orders like code points, so keys starting with
-    `prefix` are exactly ``prefix <= key < bound``: no LIKE or GLOB wildcards involved.
-    """
+    """The least string greater than every string starting with `prefix` (None: no bound), so
+    our keys are exactly ``prefix <= key < bound`` (SQLite orders TEXT as code points)."""
     chars = list(prefix)
     while chars:
         last = ord(chars.pop())
@@ -265,9 +262,13 @@ class SqliteBackend:
                 f"SELECT key, value FROM {TABLE} WHERE key = :key",
                 {"key": self._prefix + session_id},
             )
+        return self._inspected(sql, params)[0]
+
+    def _inspected(self, sql: str, params: object) -> tuple[list[SessionRecord], list[Any]]:
+        """The records `sql` selects as `inspect` shows them, and the rows read."""
         rows = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
         cut = len(self._prefix.encode())
-        return [inspect_record(_shown_id(key, cut), text) for key, text in rows]
+        return [inspect_record(_shown_id(key, cut), text) for key, text in rows], rows
 
     def clean_expired(self, wait: bool) -> int | Deferred:
         if not wait:
@@ -300,11 +301,8 @@ class SqliteBackend:
         return removed
 
     def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object] | Deferred:
-        """The next `n` rows of the prefix range after the key `cursor`, in key order.
-
-        Keyset pagination on the primary key: each page costs its own rows, whatever the
-        size of the table, and holds no read snapshot between pages.
-        """
+        """The next `n` rows of the prefix range after the key `cursor`, in key order (keyset
+        pagination: a page costs its own rows, and no snapshot is held between pages)."""
         if not wait:
             return DEFERRED  # it may slide, and a commit waits for the disk
         now = now_ms(self._clock)
@@ -326,10 +324,7 @@ class SqliteBackend:
         """The next `n` rows after the key `cursor`, as `inspect` shows them (keyset, as `page`)."""
         if not wait:
             return DEFERRED  # a scan of the file: never on the event loop, as inspect
-        sql, params = self._page_query(cursor, n)
-        rows = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
-        cut = len(self._prefix.encode())
-        records = [inspect_record(_shown_id(key, cut), text) for key, text in rows]
+        records, rows = self._inspected(*self._page_query(cursor, n))
         return records, (rows[-1][0] if len(rows) == n else None)
 
     def _page_query(self, cursor: object, n: int) -> tuple[str, dict[str, object]]:

@@ -1,11 +1,8 @@
 """A store's two connections to its SQLite file, and the locks that decide which runs what.
 
-One writing connection, used by one worker thread at a time under the store's lock, with a
-busy timeout within each call's deadline; and one connection that never waits, for the
-caller's thread: lookups always, writes too with durability "process" (where a commit does
-not sync to disk). Anything that would wait there is rolled back and answered `DEFERRED`,
-for a worker thread to run on the writing connection instead. Commits on the caller's
-thread are checkpointed every so often by a background thread.
+The writer serves one worker thread at a time, within each call's deadline; the reader never
+waits, on the caller's thread: lookups, and writes too with durability "process" (no disk
+sync). Anything that would wait there is rolled back and answered `DEFERRED`.
 """
 
 from __future__ import annotations
@@ -56,11 +53,8 @@ def _busy_timeout_ms(remaining_ms: int) -> int:
 class Connections:
     """The connections of one store to the file at `path`, opened on first use.
 
-    `path` is the file's path as given; `durability` what an acknowledged write survives:
-    "process" (a crash) or "power" (power loss).
-
-    `forget` is called whenever the connections are dropped (the file moved, or closed):
-    whatever was cached from the file is stale from then on.
+    `forget` is called whenever they are dropped (the file moved, or closed): whatever was
+    cached from the file is stale from then on.
     """
 
     def __init__(
@@ -104,11 +98,8 @@ class Connections:
         return self._run_now(operation, writes=writes)
 
     def run_waiting(self, operation: Operation[T]) -> T:
-        """Run `operation` on the writing connection (opened on first use); errors translated.
-
-        Every wait (for this store's lock, for another connection's lock on the file) takes
-        only what is left of the call's deadline; running out raises `StoreUnavailableError`.
-        """
+        """Run `operation` on the writing connection (opened on first use), within the call's
+        deadline (`StoreUnavailableError` when it runs out); errors translated."""
         deadline = current_deadline() or Deadline(self._timeout)
         if not deadline.acquire(self._lock):
             raise deadline.exceeded(self.describe(), "other calls on this store")
@@ -142,13 +133,9 @@ class Connections:
             self._lock.release()
 
     def _run_now(self, operation: Operation[T], *, writes: bool = False) -> T | Deferred:
-        """Run `operation` on the caller's connection if that needs no waiting at all.
-
-        Anything that would wait (the store not opened yet, another call on that connection,
-        a call of this store in a worker thread when this one `writes`, a busy lock), a write
-        where the connection is read-only, or a file that is no longer the one opened, rolls
-        back whatever it began and answers `DEFERRED`: the worker then runs the same operation.
-        """
+        """Run `operation` on the caller's connection if that needs no waiting at all; else
+        (not opened yet, busy, calls queued in workers, read-only, the file moved) roll back
+        whatever it began and answer `DEFERRED`, for the worker to run it."""
         if not self._reader_lock.acquire(blocking=False):
             return DEFERRED
         try:
@@ -193,11 +180,8 @@ class Connections:
             raise
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database without waiting for anyone (PASSIVE), in a thread.
-
-        On a connection of its own, without the store's lock: writes on the caller's thread go
-        on meanwhile (a passive checkpoint takes no write lock).
-        """
+        """Copy the WAL into the database (PASSIVE: no write lock), in a thread, on a
+        connection of its own, without the store's lock."""
         try:
             if self._closed or not self._is_same_file():
                 return
@@ -255,10 +239,8 @@ class Connections:
         return self._identity is None or identity_of(self.path) == self._identity
 
     def _check_same_file(self) -> None:
-        """Raise if the file was deleted or replaced since it was opened (writes would be lost).
-
-        The connections to the old file are dropped first: the next call opens the path anew.
-        """
+        """Raise if the file was deleted or replaced since it was opened (writes would be lost),
+        dropping the connections to it: the next call opens the path anew."""
         if self._is_same_file():
             return
         what = "replaced by another file" if os.path.exists(self.path) else "deleted"

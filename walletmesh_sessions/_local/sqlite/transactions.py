@@ -1,9 +1,5 @@
-"""Statements on one connection: rows read whole, a busy lock recognized, transactions.
-
-A transaction here takes the write lock up front and writes nothing for a caller who gave up
-while it waited; everything else reads a statement to its end, so no read snapshot stays
-pinned.
-"""
+"""Statements on one connection: rows read whole (no snapshot stays pinned), a busy lock
+recognized, and transactions that write nothing for a caller who gave up."""
 
 from __future__ import annotations
 
@@ -57,11 +53,8 @@ def guarded(operation: Operation[T]) -> Operation[T]:
 
 
 class transaction:
-    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so it never deadlocks, and
-    writes nothing for a call whose caller gave up meanwhile.
-
-    Inside a transaction already open, it adds nothing: the outer one commits or rolls back.
-    """
+    """BEGIN IMMEDIATE ... COMMIT: the write lock up front (no deadlock), nothing written for a
+    caller who gave up meanwhile; inside an open transaction it adds nothing."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

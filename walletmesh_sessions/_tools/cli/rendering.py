@@ -12,18 +12,7 @@ from typing import Any
 from ..._core.codec import session_to_json
 from ..._core.data import SessionRecord
 
-__all__ = (
-    "JsonArray",
-    "JsonLines",
-    "Table",
-    "Tally",
-    "as_json",
-    "print_json",
-    "print_stats",
-    "shown",
-    "state_of",
-    "when",
-)
+__all__ = ("JsonArray", "JsonLines", "Table", "Tally", "as_json", "print_json", "print_stats")
 
 # Table rows read before the column widths are set: the rest are printed as they come.
 TABLE_HEAD = 50
