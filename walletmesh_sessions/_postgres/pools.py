@@ -1,23 +1,6 @@
 """The pools a `PostgresSessionStore` makes from a URL: psycopg's, reconnecting sooner and
-saying why they cannot connect, through psycopg_pool's public API only.
-
-psycopg_pool retries a failed connection attempt after 1 s, then 2, 4, 8... (up to its
-``reconnect_timeout``): once the server is back, calls may find no connection for as long
-as the current wait, however short their own timeout. The store's own pools give up a
-failed attempt after `RECONNECT_SECONDS` instead (one more try in between); a caller who
-then finds the pool empty makes it grow, which connects at once. So a call made once the
-server answers gets a connection within that. A failed attempt on a local network costs
-one refused connect. A pool the caller passes keeps its own policy.
-
-psycopg_pool also keeps a caller waiting for its whole timeout while every attempt fails,
-and tells it nothing of why (its reasons go to a warning per attempt). The store's pools
-note how their latest attempt went (`ConnectAttempts`, told by the connection class they
-connect with). A caller that finds no connection ready while that attempt failed, or before
-any succeeded, connects once itself first: if that fails, the caller fails at once with
-libpq's reason (connection refused, no such database, password authentication failed, ...);
-if it works, the server answers and the caller waits for the pool's connection as usual.
-The warnings per failed attempt are left out for these pools: `ConnectAttempts` logs one
-warning when a pool that had connected cannot any more, and one line when it connects again.
+saying at once why they cannot connect, through psycopg_pool's public API only (see
+"Reconnecting" and "Refused connections" in the PostgreSQL docs).
 """
 
 from __future__ import annotations
@@ -97,8 +80,7 @@ class ConnectAttempts:
         return psycopg_pool.PoolTimeout(msg)
 
     def must_probe(self, stats: Mapping[str, int]) -> bool:
-        """True if a caller should connect itself first: the pool's `stats` show no connection
-        ready, and its latest attempt failed (or none succeeded yet)."""
+        """True if no connection is ready and the latest attempt failed (or none succeeded)."""
         return not self.connected and not stats.get("pool_available")
 
 

@@ -21,9 +21,16 @@ from .._core.expiry import Clock, slides_on_read
 from .._core.ids import new_session_id
 from .._core.lifecycle import check_change
 from . import bulk, changes, ops
-from .providers import CallerProvider, Provider, UrlProvider, on_asyncio, open_source
 from .runners import run_async, run_in_thread
-from .sources import AsyncConnectionSource, AsyncPoolSource
+from .sources import (
+    AsyncConnectionSource,
+    AsyncPoolSource,
+    CallerProvider,
+    Provider,
+    UrlProvider,
+    on_asyncio,
+    open_source,
+)
 from .sql import DEFAULT_TABLE, Statements, check_table
 from .steps import Op, Plan, Spec
 from .target import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, UrlTarget, parse_url
@@ -34,28 +41,14 @@ _S = TypeVar("_S", bound="PostgresSessionStore")
 
 
 class PostgresSessionStore:
-    """Sessions in a PostgreSQL table, as the TypeScript wire format, one row per session.
+    """Sessions in a PostgreSQL table, one row per session in the TypeScript wire format.
 
     Satisfies `SessionStore`, `LifecycleSessionStore`, `IterableSessionStore`,
-    `ClosableSessionStore` and `Inspectable`. The table (``table``, default
-    ``walletmesh_sessions``; ``schema.table`` works too) holds ``id bytea`` (the session id's
-    UTF-8 bytes), ``value text`` (the record, byte for byte) and ``expires_at``, a column
-    PostgreSQL computes from the record, indexed. It is created on first use, or by
-    `create_schema`. Every table is one store's: several stores share a database through
-    several tables.
-
-    Works on asyncio (psycopg's `AsyncConnectionPool`) and on trio (the synchronous pool in
-    worker threads). Refresh, removal of expired sessions, `create`, `update` and `rotate` are
-    compare-and-set statements or one transaction with the row locked, so they never undo a
-    concurrent write or bring back a deleted session, across processes.
-
-    Build it with `from_url` (the store owns and closes its pools) or from a pool or
-    connection you keep (never closed by the store): a `psycopg_pool.AsyncConnectionPool` or
-    `psycopg.AsyncConnection` (asyncio only), or a `psycopg_pool.ConnectionPool` or
-    `psycopg.Connection` (asyncio and trio, in worker threads). `timeout` (seconds) bounds
-    every call, measured from when it is made: waiting for a connection, each statement and
-    any retry; running out raises `StoreUnavailableError`. (`from_url` passes the
-    `UrlTarget` it parsed the URL into.)
+    `ClosableSessionStore` and `Inspectable`, on asyncio and trio. Every write that depends on
+    a read is compare-and-set or one transaction with the row locked, across processes.
+    Build it with `from_url` (the store owns and closes its pools) or from a psycopg pool or
+    connection you keep (asyncio only for the async ones). `timeout` (seconds) bounds every
+    call, waiting for a connection and retries included. See the PostgreSQL docs.
     """
 
     def __init__(
@@ -109,12 +102,9 @@ class PostgresSessionStore:
     ) -> _S:
         """A store on ``postgresql://user:password@host:port/dbname?...``, connected on first use.
 
-        The URL's query may give ``table``, ``timeout`` and ``max_connections`` (they win over
-        the arguments); every other parameter is libpq's (``sslmode``, ``application_name``,
-        ...) and is checked here: an unknown one raises `InvalidConfigError`, as does a bad
-        value. `connect_options` go to `psycopg.connect` as they are. Unless given, each
-        connection gets ``connect_timeout`` and a ``statement_timeout`` of `timeout`. At most
-        `max_connections` connections are open at once, per event loop.
+        The URL's ``table``, ``timeout`` and ``max_connections`` win over the arguments; its
+        other parameters are libpq's, checked here (see `parse_url`). `connect_options` go to
+        `psycopg.connect`. At most `max_connections` are open at once, per event loop.
         """
         target = parse_url(
             url,
@@ -180,11 +170,6 @@ class PostgresSessionStore:
         """
         self._creates_table = False
 
-    def _read_plan(self, session_id: str) -> Plan:
-        session_id = validation.check_session_id(session_id)
-        read = ops.read_and_slide if self._slides_in_one else ops.read
-        return Plan("get", lambda: read(self._spec, session_id))
-
     async def _drive(self, plan: Plan, deadline: Deadline) -> Any:
         what, url = self._what, self._sources.url
         if on_asyncio():
@@ -203,14 +188,10 @@ class PostgresSessionStore:
     # -- the methods -----------------------------------------------------------------------
 
     async def create_schema(self) -> None:
-        """Create the table and its index now if they are missing (else check the table).
-
-        Safe to run from several processes at once. Raises `InvalidConfigError` if the table
-        exists with another shape.
-        """
+        """Create the table and its index now if missing, else check the table's shape."""
         self._schema_ready = False
         self._creates_table = True  # asked for: also on a store that only checked its table
-        await self._run(Plan("create_schema", lambda: ops.ensure_schema(self._spec)))
+        await self._run(self._schema_plan())
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`: one INSERT ... ON CONFLICT DO UPDATE."""
@@ -218,31 +199,19 @@ class PostgresSessionStore:
         data = validation.check_session_data(data)
         await self._run(Plan("set", lambda: ops.write(self._spec, session_id, data)))
 
-    async def get(self, session_id: str) -> SessionData | None:
-        """Same as `validate_and_refresh`."""
-        result: SessionData | None = await self._run(self._read_plan(session_id))
-        return result
-
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
-        """The session if present and not expired (an expired one is removed), else `None`.
-
-        One statement: a SELECT, or on a store that slides (without `max_lifetime`) one that
-        reads and rewrites the expiresAt digits of a live record, compare-and-set. Removing an
-        expired record is one more statement, compare-and-set on the text read. Raises
-        `CorruptRecordError` if the stored record is not readable.
-        """
-        result: SessionData | None = await self._run(self._read_plan(session_id))
+        """The session if present and not expired (an expired one is removed), else `None`."""
+        session_id = validation.check_session_id(session_id)
+        read = ops.read_and_slide if self._slides_in_one else ops.read
+        result: SessionData | None = await self._run(
+            Plan("get", lambda: read(self._spec, session_id))
+        )
         return result
+
+    get = validate_and_refresh
 
     async def create(self, session_id: str, data: SessionData) -> bool:
-        """Store `data` only if no unexpired session holds `session_id`; `True` if stored.
-
-        One INSERT ... ON CONFLICT DO NOTHING; when the id is taken, one transaction with the
-        row locked replaces it if it has expired. Of concurrent creators exactly one wins.
-        Raises `CorruptRecordError` if the id holds an unreadable record. After a lost
-        connection it is tried again, and knows its own record if its insert did commit
-        (see "Connection loss" in the PostgreSQL docs).
-        """
+        """Store `data` only if no unexpired session holds `session_id`; `True` if stored."""
         session_id = validation.check_session_id(session_id)
         data = validation.check_session_data(data)
         plan = Plan.recognising(
@@ -256,11 +225,8 @@ class PostgresSessionStore:
     ) -> SessionData | None:
         """Replace an unexpired session's data with ``change(current)``; the new data, or `None`.
 
-        One transaction holds the row locked from the read to the write, so `change` runs
-        once and no concurrent write is lost; keep it quick (on trio it runs in a worker
-        thread). The expiry changes as after a read. After a connection lost at the commit,
-        the retry finds what it wrote (done) or what it read (it writes its result), without
-        calling `change` again; otherwise it raises `StoreUnavailableError`.
+        The row stays locked from the read to the write: keep `change` quick (on trio it runs
+        in a worker thread).
         """
         session_id = validation.check_session_id(session_id)
         change = check_change(change)
@@ -271,14 +237,7 @@ class PostgresSessionStore:
         return result
 
     async def rotate(self, session_id: str, new_id: str | None = None) -> str | None:
-        """Move an unexpired session to `new_id` (default: `new_session_id()`); return it.
-
-        One transaction with both rows locked: afterwards only the new id works, with no
-        moment where neither does. `None` if the session is missing or expired; a `new_id`
-        held by an unexpired session raises `SessionIdTakenError`, and nothing changes.
-        After a connection lost at the commit, the retry knows whether it took effect, or
-        raises `StoreUnavailableError`.
-        """
+        """Move an unexpired session to `new_id` (default: `new_session_id()`); return it."""
         session_id = validation.check_session_id(session_id)
         target = new_session_id() if new_id is None else validation.check_session_id(new_id)
         plan = Plan.recognising(
@@ -288,8 +247,7 @@ class PostgresSessionStore:
         return result
 
     async def get_all(self) -> Mapping[str, SessionData]:
-        """Every unexpired session, in a new mapping; unreadable records are skipped with a
-        warning. Expired ones are left to `clean_expired`."""
+        """Every unexpired session (unreadable ones skipped, expired ones left as they are)."""
         result: Mapping[str, SessionData] = await self._run(
             Plan("get_all", lambda: bulk.get_all(self._spec))
         )
@@ -308,19 +266,12 @@ class PostgresSessionStore:
             self._cache.clear()
 
     async def clean_expired(self) -> int:
-        """Remove every expired session; return how many this call removed.
-
-        Candidates come from the index on ``expires_at``; each is decided from its record
-        and removed only if unchanged. Unreadable records stay.
-        """
+        """Remove every expired session (unreadable records stay); return how many."""
         result: int = await self._run(Plan("clean_expired", lambda: bulk.clean_expired(self._spec)))
         return result
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
-        """Every record (or the one named), expired and unreadable ones included.
-
-        For operators and tools: nothing is refreshed or removed.
-        """
+        """Every record (or the one named) as it is: nothing is refreshed or removed."""
         if session_id is not None:
             session_id = validation.check_session_id(session_id)
         result: list[SessionRecord] = await self._run(
@@ -329,22 +280,13 @@ class PostgresSessionStore:
         return result
 
     async def iter_sessions(self, batch_size: int = 500) -> AsyncIterator[tuple[str, SessionData]]:
-        """Each live session as ``(session_id, data)``, `batch_size` rows per query.
-
-        Keyset pagination on the primary key: each batch costs its own rows, whatever the
-        size of the table, and no snapshot is held between batches. Batches are decided as
-        `get_all` decides. See `IterableSessionStore.iter_sessions`.
-        """
+        """Each live session as ``(session_id, data)``, `batch_size` rows per query (keyset
+        pagination on the primary key: no snapshot is held between batches)."""
         async for item in self._pages("iter_sessions", bulk.page, batch_size):
             yield item
 
     async def iter_records(self, batch_size: int = 500) -> AsyncIterator[SessionRecord]:
-        """Every record as `inspect` shows it, `batch_size` rows per query, in id order.
-
-        Keyset pagination on the primary key, as `iter_sessions`: each batch is one call
-        within the timeout and costs its own rows. Nothing is refreshed or removed, and
-        unreadable records are yielded.
-        """
+        """Every record as `inspect` shows it, `batch_size` rows per query, in id order."""
         async for record in self._pages("iter_records", bulk.inspect_page, batch_size):
             yield record
 
@@ -363,10 +305,8 @@ class PostgresSessionStore:
                 return
 
     async def aclose(self) -> None:
-        """Close the pools the store made; a caller's pool or connection is left open.
-
-        Later calls raise `StoreClosedError`. Idempotent.
-        """
+        """Close the pools the store made (a caller's stay open); later calls raise
+        `StoreClosedError`."""
         if self._closed:
             return
         self._closed = True
