@@ -1,9 +1,8 @@
-"""What each `RedisSessionStore` method does, as generators of meaning-level steps (no I/O).
+"""What each `RedisSessionStore` method does, as generators of steps (no I/O), and the
+`StoreSpec` they run under.
 
-Every operation is written once, as a generator that yields `steps` such as `Read`, `Scan` or
-`CompareAndSet` and receives their replies. `exchanges` carries the steps out on one Redis
-server, `cluster_steps` on a cluster, without parsing anything. Every decision about expiry
-comes from `_core.expiry` (`after_read`, `sweep`); this module only carries it out.
+Each operation yields `steps` and receives their replies; `exchanges` and `cluster_steps` carry
+them out. Every decision about expiry comes from `_core.expiry`; this module carries it out.
 """
 
 from __future__ import annotations
@@ -52,12 +51,8 @@ def glob_escape(text: str) -> str:
 
 @attrs.frozen
 class StoreSpec:
-    """What makes one store: its prefix, its expiry rules, its clock and how it decodes.
-
-    A spec, not a connection: it names where the sessions live and by which rules, and holds
-    nothing about how to reach Redis, so the same spec runs on any driver. `decode` is
-    `decode_record` or the store's own cache of it (same answers, same errors).
-    """
+    """What makes one store: its prefix, its expiry rules, its clock and how it decodes
+    (`decode_record` or a cache of it); nothing about reaching Redis, so it runs on any driver."""
 
     prefix: str
     config: SessionStoreConfig
@@ -87,13 +82,8 @@ class StoreSpec:
         return self.prefix + session_id
 
     def ttl(self, now: int, expires_at: int | None) -> int | None:
-        """The Redis TTL (ms) of a record written at `now` that expires at `expires_at`.
-
-        None for a record without an expiry. Otherwise a span relative to `now`, never an
-        absolute time, a little longer than the expiry written: span + max(1 s, 10 %), where
-        the span is the lifetime, or the time left when that is longer or there is no lifetime
-        (an expiry set by the absolute timeout alone, or one carried over by `rotate`).
-        """
+        """The Redis TTL (ms) of a record written at `now` that expires at `expires_at`: None,
+        or span + max(1 s, 10 %), the span being the lifetime or the time left if longer."""
         if expires_at is None:
             return None
         lifetime = self.config.lifetime_ms
@@ -214,13 +204,8 @@ def _stored(
 
 
 def create(spec: StoreSpec, session_id: str, data: SessionData) -> steps.Op[bool]:
-    """Store the record only if no live session holds the id; True if stored.
-
-    The write compares what was read (nothing, or the exact bytes of an expired record), so
-    of concurrent creators exactly one wins. A lost compare means another client wrote the
-    key meanwhile: read again and decide again, at most `CREATE_ATTEMPTS` times, then
-    answer False (someone else's write won every race).
-    """
+    """Store the record only if no live session holds the id; True if stored. A lost compare
+    (another client wrote meanwhile) reads and decides again, at most `CREATE_ATTEMPTS` times."""
     key = spec.key(session_id)
     for _ in range(CREATE_ATTEMPTS):
         raw = yield steps.Read(key)
@@ -238,12 +223,8 @@ def create(spec: StoreSpec, session_id: str, data: SessionData) -> steps.Op[bool
 def update(
     spec: StoreSpec, session_id: str, change: lifecycle.Change
 ) -> steps.Op[SessionData | None]:
-    """Replace a live session's data with ``change(current)``: the new data, or None.
-
-    Compare-and-set over the exact bytes read, so no concurrent write is lost or undone; when
-    it loses, read again and call `change` again. There is no bound on the number of tries
-    here: the caller's deadline is the bound. An expired session is removed as `read` does.
-    """
+    """Replace a live session's data with ``change(current)``: the new data, or None. A lost
+    compare reads and calls `change` again, as often as the caller's deadline allows."""
     key = spec.key(session_id)
     while True:
         raw = yield steps.Read(key)
@@ -265,10 +246,7 @@ def rotate(spec: StoreSpec, session_id: str, new_id: str) -> steps.Op[str | None
     """Move a live session to `new_id` with one `Move`; `new_id`, or None if none.
 
     Raises `SessionIdTakenError` (having changed nothing) if `new_id` is the session's own id
-    or holds a live session; an expired one there is replaced. The `Move` compares both keys
-    with what was read, so of concurrent rotates of one id exactly one wins and a concurrent
-    write to either key is never lost; when it loses, read again and decide again, bounded
-    by the caller's deadline.
+    or holds a live session; a lost compare reads and decides again, within the deadline.
     """
     key, new_key = spec.key(session_id), spec.key(new_id)
     while True:

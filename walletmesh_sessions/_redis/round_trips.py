@@ -100,18 +100,38 @@ def on_one_server(commands: list[Args], wait: ReplicaWait | None) -> RoundTrip:
 
 def on_cluster(commands: list[Args], wait: ReplicaWait | None = None) -> RoundTrip:
     """`commands` on a cluster: those for one node or for the client's own view sent on their
-    own, keyed ones through the client's routing (which follows MOVED and ASK)."""
+    own, keyed ones through the client's routing (which follows MOVED and ASK).
+
+    A cluster has no one node to load a script on: a load is answered with the script's hash
+    at once, and an EVALSHA that needs the script becomes EVAL of the source, sent where the
+    EVALSHA would go (which caches it there).
+    """
     yield Ready()
     replies: list[Any] = [None] * len(commands)
-    commands = _loaded(commands, replies)
-    routed, other = _split(commands)
-    for i in other:
-        replies[i] = yield from _local(commands[i])
+    sources: dict[str, Any] = {}
+    for i, command in enumerate(commands):
+        body = command[1:] if isinstance(command[0], At) else command
+        if body[:2] == ("SCRIPT", "LOAD"):
+            sha = hashlib.sha1(str(body[2]).encode()).hexdigest()
+            sources[sha] = body[2]
+            replies[i] = sha.encode()
+    routed: list[tuple[int, Args]] = []
+    for i, command in enumerate(commands):
+        at = command[:1] if isinstance(command[0], At) else ()
+        body = command[len(at) :]
+        if body[:2] == ("SCRIPT", "LOAD"):
+            continue
+        if body[:1] == ("EVALSHA",) and body[1] in sources:
+            command = (*at, "EVAL", sources[body[1]], *body[2:])
+        if at or command[0] in (LOCATE, REFRESH):
+            replies[i] = yield from _local(command)
+        else:
+            routed.append((i, command))
     if len(routed) == 1:
-        replies[routed[0]] = yield from _one(commands[routed[0]])
+        replies[routed[0][0]] = yield from _one(routed[0][1])
     elif routed:
-        answers = yield Pipeline([commands[i] for i in routed])
-        for i, answer in zip(routed, answers, strict=True):
+        answers = yield Pipeline([command for _, command in routed])
+        for (i, _), answer in zip(routed, answers, strict=True):
             replies[i] = answer
     return replies
 
@@ -130,43 +150,3 @@ def _local(command: Args) -> Generator[Request, Any, Any]:
             raise
         # No node answering a refresh is no error: the exchange tries again, within the deadline.
         return None if head is REFRESH else exc
-
-
-def _loaded(commands: list[Args], replies: list[Any]) -> list[Args]:
-    """The round with every script load folded into the EVALSHA after it.
-
-    A cluster has no one node to load a script on: an EVALSHA that needs its script becomes
-    EVAL of the source, sent where the EVALSHA would go (which caches it there), and the load
-    is answered with the script's hash at once.
-    """
-    sources: dict[str, Any] = {}
-    for i, command in enumerate(commands):
-        body = command[1:] if isinstance(command[0], At) else command
-        if body[:2] == ("SCRIPT", "LOAD"):
-            sha = hashlib.sha1(str(body[2]).encode()).hexdigest()
-            sources[sha] = body[2]
-            replies[i] = sha.encode()
-    if not sources:
-        return commands
-    folded: list[Args] = []
-    for command in commands:
-        at = command[:1] if isinstance(command[0], At) else ()
-        body = command[len(at) :]
-        if body[:1] == ("EVALSHA",) and body[1] in sources:
-            command = (*at, "EVAL", sources[body[1]], *body[2:])
-        folded.append(command)
-    return folded
-
-
-def _split(commands: list[Args]) -> tuple[list[int], list[int]]:
-    """Indexes of the commands for the client's routing, and of the rest (answered already:
-    script loads), in order."""
-    routed: list[int] = []
-    other: list[int] = []
-    for i, command in enumerate(commands):
-        head = command[0]
-        body = command[1:] if isinstance(head, At) else command
-        if body[:2] == ("SCRIPT", "LOAD"):
-            continue
-        (other if isinstance(head, At) or head in (LOCATE, REFRESH) else routed).append(i)
-    return routed, other

@@ -1,11 +1,9 @@
 """The runners: they drive each operation, a `Conversation`, to its end, the I/O left to a sender.
 
-Both runners share everything but the I/O call: `Runner._requests` turns an operation into
-the requests of its round trips (`round_trips`), and a sender carries each out. `AsyncioRunner`
-awaits its sender on asyncio; `ThreadRunner` calls its sender in anyio worker threads, a
-whole operation (or a page of a scan) per thread hop. The sender also says which topology it
-talks to (one server or a cluster), so one runner serves both. Errors leave through
-`translate`, whose messages never echo command arguments.
+`Runner._requests` turns an operation into the requests of its round trips (`round_trips`), and
+a sender carries each out: `AsyncioRunner` awaits it, `ThreadRunner` calls it in worker threads,
+a whole operation (or a page of a scan) per thread hop. The sender also names its topology (one
+server or a cluster), so one runner serves both. Errors leave through `translate`.
 """
 
 from __future__ import annotations
@@ -153,25 +151,19 @@ class Conversation(Generic[T]):
 
 
 class Runner(Generic[S]):
-    """What both runners share: the budget, the replica wait, and the walk from an operation
-    to the requests of its round trips. A runner differs from another only in its sender
-    (the I/O), and in how it bounds the calls running at once (`limit`)."""
+    """What both runners share: everything but the sender's I/O and how at most `limit` calls
+    run at once. With `budget` (seconds, or `None`: the client's own timeouts apply), each call
+    finishes or fails within it, waiting for its turn included."""
 
     def __init__(self, sender: S, limit: int | None = None, budget: float | None = None) -> None:
         self.sender = sender
-        self._budget = budget
+        self.budget = budget
         self._exchanges: Exchanges = sender.exchanges
         self.replica_wait: ReplicaWait | None = None
         self._bound(limit)
 
     def _bound(self, limit: int | None) -> None:
-        """Let at most `limit` calls run at once (`None`: no bound of the runner's own)."""
         raise NotImplementedError
-
-    @property
-    def budget(self) -> float | None:
-        """Seconds each call may take, or `None` (the client's own timeouts apply)."""
-        return self._budget
 
     @property
     def client(self) -> Any:
@@ -193,23 +185,16 @@ class Runner(Generic[S]):
 
 
 class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
-    """Runs operations on a `redis.asyncio` client, on asyncio only.
-
-    With `limit`, at most that many operations run at once (the store's pool holds `limit`
-    connections; redis-py's blocking pool would wait too, at a higher cost per command). With
-    `budget`, each call finishes or fails within that many seconds of being made, waiting for
-    its turn included.
-    """
+    """Runs operations on a `redis.asyncio` client, on asyncio only; a semaphore of `limit`
+    (the pool's size) does the waiting, cheaper than redis-py's blocking pool."""
 
     def _bound(self, limit: int | None) -> None:
         self._slots = None if limit is None else asyncio.Semaphore(limit)
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result; Redis errors become the library's, with the cause kept.
-
-        `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget.
-        """
-        budget = self._budget
+        `deadline` (on `anyio.current_time`'s clock) replaces the runner's own budget."""
+        budget = self.budget
         if deadline is None:
             if budget is None:
                 return await self._guarded(op, name)
@@ -285,12 +270,9 @@ _FINISHED_ONCE_STARTED = frozenset({"rotate"})
 
 
 class ClusterAsyncioRunner(AsyncioRunner):
-    """Runs operations on a `redis.asyncio.RedisCluster`, on asyncio only.
-
-    A `rotate` runs in a task of its own that the caller's cancellation does not reach: it
-    ends, within its own deadline, as on trio, where a thread runs it to its end too. The
-    caller who is cancelled does not learn the outcome (the session was rotated or not).
-    """
+    """Runs operations on a `redis.asyncio.RedisCluster`, on asyncio only. A `rotate` runs in
+    a task the caller's cancellation does not reach, to its end within its own deadline (as a
+    thread does on trio); a cancelled caller does not learn whether it rotated."""
 
     # Rotates whose callers were cancelled, kept until they end (a task nobody holds may vanish).
     _unawaited: frozenset[asyncio.Task[Any]] = frozenset()
@@ -315,14 +297,10 @@ class ClusterAsyncioRunner(AsyncioRunner):
 
 
 class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
-    """Runs operations on a synchronous client in anyio worker threads.
-
-    With `limit`, the store's own thread limiter (sized to its pool, one per event loop)
-    replaces anyio's shared default, so the store never queues behind other code's threads.
-    With `budget`, each call finishes or fails within that many seconds of being made: a
-    thread still blocked then is abandoned (its socket timeout ends it soon after) and keeps
-    its limiter token until then.
-    """
+    """Runs operations on a synchronous client in anyio worker threads, under a limiter of
+    its own (`limit`, one per event loop), so the store never queues behind other code's
+    threads. A thread still blocked at the call's end is abandoned (its socket timeout ends
+    it soon after) and keeps its limiter token until then."""
 
     def _bound(self, limit: int | None) -> None:
         self._limiters = None if limit is None else PerLoop(lambda: anyio.CapacityLimiter(limit))
@@ -330,13 +308,9 @@ class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result, one thread hop per stretch between checkpoints.
 
-        A thread cannot be interrupted. A call cancelled from outside lets the stretch in
-        flight end (`let_thread_end`: what it began has settled when the call returns) and
-        goes no further; a stretch still blocked then (a server that does not answer) is
-        left to its thread, and the call returns. At its own deadline a call
-        leaves its thread at once and raises `StoreUnavailableError`. `deadline` (on
-        `anyio.current_time`'s clock) replaces the runner's own budget. A call made in a
-        cancelled scope starts nothing.
+        A call cancelled from outside lets the stretch in flight end (`let_thread_end`) and
+        goes no further; at its own deadline it leaves its thread at once and raises
+        `StoreUnavailableError`. A call made in a cancelled scope starts nothing.
         """
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
@@ -346,7 +320,7 @@ class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
         talk = Conversation(op, name, self._exchanges)
         requests = self._requests(talk)
         limiter = None if self._limiters is None else self._limiters.get()
-        budget = self._budget
+        budget = self.budget
         if deadline is None:
             deadline = math.inf if budget is None else anyio.current_time() + budget
         else:
@@ -372,9 +346,7 @@ class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
             if done:
                 return talk.result
 
-    def _advance(
-        self, talk: Conversation[Any], requests: Requests, ended: threading.Event | None = None
-    ) -> bool:
+    def _advance(self, talk: Conversation[Any], requests: Requests, ended: threading.Event) -> bool:
         """Run the operation in this thread until it is done (True) or at a checkpoint."""
         perform = self.sender.perform
         try:
@@ -391,8 +363,7 @@ class ThreadRunner(Runner[SyncSender | SyncClusterSender]):
         except _IO_ERRORS as exc:
             raise talk.fail(exc) from exc
         finally:
-            if ended is not None:
-                ended.set()
+            ended.set()
         return False
 
     async def aclose(self) -> None:

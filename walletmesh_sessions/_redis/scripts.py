@@ -38,8 +38,7 @@ def script(source: str) -> Script:
     return Script(source, hashlib.sha1(source.encode()).hexdigest())
 
 
-# Both scripts compare the exact stored bytes and touch one key, so they are atomic and
-# cluster-safe; pcall makes a key of another type simply "not equal" instead of an error.
+# pcall makes a key of another type simply "not equal" instead of an error.
 COMPARE_AND_SET = script(
     """\
 if redis.pcall('GET', KEYS[1]) == ARGV[1] then
@@ -65,8 +64,7 @@ return 0
 )
 """KEYS[1] holds exactly ARGV[1]? then delete it. 1 if deleted."""
 
-# The one script on two keys: both compared, then both changed, with nothing in between. On
-# Redis Cluster it runs only when both keys hash to one slot (see `steps.Move`).
+# On Redis Cluster only when both keys hash to one slot (see `steps.Move`).
 MOVE = script(
     """\
 local held = redis.pcall('GET', KEYS[2])
@@ -88,20 +86,15 @@ return 1
 """KEYS[1] holds exactly ARGV[1], and KEYS[2] exactly ARGV[4] (no ARGV[4]: nothing)? then
 delete KEYS[1] and write ARGV[2] under KEYS[2], with a TTL of ARGV[3] ms unless it is ''."""
 
-# `expiry.after_read` for a store that slides on read, on the record's text. It reads only
-# the top-level "expiresAt" and "data"."createdAt" (integers of at most 15 digits, or null),
-# rewrites only the bytes of the expiresAt value, and removes nothing: whether the rest of the
-# record is readable is for the caller to judge. Any shape it does not read with certainty
-# (an escaped or repeated name, no expiresAt, a fraction) it leaves to the caller: verdict 3.
+# It reads only the top-level "expiresAt" and "data"."createdAt" (integers of at most 15
+# digits, or null) and rewrites only the bytes of the expiresAt value: whether the rest of the
+# record is readable is for the caller to judge, as is any shape it does not read with
+# certainty (an escaped or repeated name, no expiresAt, a fraction).
 #
-# `quick` reads the shape the TypeScript store and this package write, `{"data":{...},
-# "expiresAt":N}` with no backslash anywhere (so every quote is a string's edge, and each
-# name is counted exactly): cjson checks that the text is JSON, and the tail gives the span of
-# the one top-level expiresAt. Anything else goes to `walked`, which reads the record a
-# character class at a time: so do texts cjson reads more leniently than `walked` (it stops
-# at a NUL byte, reads `nan(...)` as a number, and keeps the last of a repeated createdAt).
-# `quick` takes the server about half the time `walked` does on a small record
-# (benchmarks/bench_slide_script.py measures both).
+# `quick` reads the shape the stores write, `{"data":{...},"expiresAt":N}` with no backslash
+# (every quote a string's edge, each name counted exactly), in about half the time `walked`
+# takes; anything else, and any text cjson reads more leniently than `walked` (a NUL byte,
+# `nan(...)`, a repeated createdAt), goes to `walked`, a character class at a time.
 READ_AND_SLIDE = script(
     """\
 local raw = redis.call('GET', KEYS[1])

@@ -1,10 +1,13 @@
 """Redis Sentinel: the clients of a ``redis+sentinel://`` store, which follow the primary.
 
-The store asks the sentinels for the primary whenever it opens a connection (redis-py's
-`SentinelConnectionPool`), and again at most once a second while it uses open ones, so it
-follows the primary through a failover even when the old primary lives on. Everything else
-(one asyncio client per event loop, a synchronous client in worker threads on trio, bounded
-calls) is `UrlClients`'s, unchanged: only the making of a client differs.
+Everything but the making of a client is `UrlClients`'s. The primary's pools ask the
+sentinels for the primary whenever they open a connection (redis-py's), and again at most
+once a `PRIMARY_RECHECK` while they use open ones: after a failover that leaves the old
+primary running, redis-py's own pool would keep sending writes there, acknowledged and then
+discarded when Sentinel turns it into a replica. The question runs in the background (a task,
+or a thread), waited for at most `RECHECK_WAIT`, so sentinels that do not answer hold up no
+call longer; a connection to any address but the primary last named is closed and opened
+again before any command is sent on it, so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -28,29 +31,18 @@ from redis.retry import Retry
 from .clients import UrlClients
 from .url_checks import parse_url
 
-__all__ = ("PRIMARY_RECHECK", "RECHECK_WAIT", "SentinelClients")
+__all__ = ("PRIMARY_RECHECK", "SentinelClients")
 
 # redis-py leaves these untyped.
 _AsyncSentinel: Callable[..., Any] = redis.asyncio.sentinel.Sentinel
 _SyncSentinel: Callable[..., Any] = redis.sentinel.Sentinel
 
-# Seconds between two questions to the sentinels about the primary, while the pool is in use.
-PRIMARY_RECHECK = 1.0
-# Seconds the call that asks the sentinels again waits for their answer before it goes on.
-RECHECK_WAIT = 0.25
+PRIMARY_RECHECK = 1.0  # seconds between two questions about the primary, while in use
+RECHECK_WAIT = 0.25  # seconds the call that asks waits for the answer before it goes on
 
 
 class SentinelClients(UrlClients):
     """`UrlClients` whose clients reach the primary through the sentinels."""
-
-    def _primary_options(self) -> dict[str, Any]:
-        url_options = parse_url(self._target.url)
-        for placeholder in ("host", "port"):
-            url_options.pop(placeholder, None)
-        # As with ConnectionPool.from_url, the URL's options win over the keyword ones.
-        options = {**self._options, **url_options}
-        options.pop("timeout", None)  # the runners bound the waiting for a connection
-        return options
 
     def _primary(
         self, sentinel_class: Callable[..., Any], retry: type[Any], client: type, pool: type
@@ -61,7 +53,12 @@ class SentinelClients(UrlClients):
             target.sentinels,
             sentinel_kwargs={**target.sentinel_options, "retry": retry(NoBackoff(), 0)},
         )
-        options = {"retry": retry(self._backoff(), self._retries), **self._primary_options()}
+        url_options = parse_url(target.url)
+        for placeholder in ("host", "port"):
+            url_options.pop(placeholder, None)
+        # As with ConnectionPool.from_url, the URL's options win over the keyword ones.
+        options = {"retry": retry(self._backoff(), self._retries), **self._options, **url_options}
+        options.pop("timeout", None)  # the runners bound the waiting for a connection
         made = sentinel.master_for(
             target.service, redis_class=client, connection_pool_class=pool, **options
         )
@@ -79,21 +76,8 @@ class SentinelClients(UrlClients):
         return client
 
 
-# After a failover that leaves the old primary running (`SENTINEL FAILOVER`, a partition), the
-# old primary goes on taking writes until Sentinel turns it into a replica, some 10 s later, and
-# then discards them. redis-py asks the sentinels for the primary only when it opens a
-# connection, and drops only idle connections when their answer changes: the pooled connections
-# kept reaching the old primary, and every write made on them in those seconds was acknowledged
-# and then lost. These pools ask the sentinels again at most once a `PRIMARY_RECHECK`, in the
-# background (a task, or a thread for the synchronous pool), which the call that asks waits for
-# at most `RECHECK_WAIT` (sentinels that do not answer hold up no call longer, and a failed
-# question changes nothing), and never hand out a connection to any
-# address but the primary they last heard of: a stale one is closed and opened again, before
-# any command is sent on it, so nothing is sent twice. A command already under way on the old
-# primary finishes there.
 _RECHECK_ERRORS = (redis.RedisError, OSError)
-# redis-py leaves these untyped: each asks the sentinels, and if the primary moved, records its
-# address and closes the pool's idle connections.
+# Each asks the sentinels and, if the primary moved, records it and closes idle connections.
 _ask_async: Callable[[Any], Awaitable[Any]] = (
     redis.asyncio.sentinel.SentinelConnectionPool.get_master_address
 )
@@ -139,8 +123,7 @@ class _AsyncPrimaryPool(redis.asyncio.sentinel.SentinelConnectionPool):
 
 
 class _SyncPrimaryPool(redis.sentinel.SentinelConnectionPool):
-    """The primary's pool in worker threads: it hands out connections to the primary last
-    named only."""
+    """The primary's pool in worker threads: `_AsyncPrimaryPool`'s rules, with a thread."""
 
     recheck_at = -math.inf
     asking = False
@@ -163,10 +146,8 @@ class _SyncPrimaryPool(redis.sentinel.SentinelConnectionPool):
             self.asking = False
 
 
-# The clients of the sentinels are closed from a list of their own: redis-py's `Sentinel`
-# reorders its list as concurrent calls find the primary, and that race can drop one from it.
-
-
+# The sentinels' clients are closed from a list of their own: redis-py's `Sentinel` reorders
+# its list as concurrent calls find the primary, and that race can drop one from it.
 class _AsyncPrimary(redis.asyncio.Redis):
     """The primary's client, which closes its connections to the sentinels too."""
 
