@@ -213,11 +213,8 @@ def _inspect_scanned(spec: StoreSpec, mine: list[bytes]) -> steps.Op[list[Sessio
 def inspect_page(
     spec: StoreSpec, cursor: object, n: float
 ) -> steps.Op[tuple[list[SessionRecord], object, bool]]:
-    """One batch of `iter_records`: scan pages from `cursor` until `n` records are read.
-
-    Read as `inspect` reads (nothing refreshed or removed). Returns the records, the cursor to
-    go on from, and whether the scan is complete, as `iterate_page` does.
-    """
+    """One batch of `iter_records`: scan pages from `cursor` until `n` records are read as
+    `inspect` reads them; the records, the cursor to go on from, and whether it is the end."""
     records: list[SessionRecord] = []
 
     def page(keys: list[bytes]) -> steps.Op[None]:
@@ -230,22 +227,14 @@ def inspect_page(
 def iterate_page(
     spec: StoreSpec, cursor: object, n: int
 ) -> steps.Op[tuple[list[tuple[str, SessionData]], object, bool]]:
-    """One batch of `iter_sessions`: scan pages from `cursor` until `n` sessions are found.
-
-    Each scan page is swept as `get_all` sweeps it. Returns the sessions found, the cursor to
-    go on from, and whether the scan is complete; memory stays within a batch and one page.
-    """
+    """One batch of `iter_sessions`, swept as `get_all` sweeps, as `inspect_page` returns."""
     found, _, after = yield from _sweep(spec, cursor, True, n)
     return list(found.items()), after, after is None
 
 
 def until_checkpoint(op: steps.Op[T]) -> steps.Op[T | steps.More]:
-    """`op` up to its next `CHECKPOINT` (then `MORE`: run another to go on), or its result.
-
-    A bulk operation runs as a series of these, each a call of its own for a runner: each page
-    of a scan is then bounded by the call's timeout, while the whole takes as long as the
-    store is big. Closing this (a failed or abandoned call) closes `op` too.
-    """
+    """`op` up to its next `CHECKPOINT` (then `MORE`: run another to go on), or its result;
+    closing this (a failed or abandoned call) closes `op` too."""
     reply: Any = None
     try:
         while True:

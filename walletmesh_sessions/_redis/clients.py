@@ -1,9 +1,5 @@
-"""Where a store's runners come from: a client the caller keeps, or clients made from a URL.
-
-`CallerClient` wraps the caller's client as it is. `UrlClients` makes a `RedisTarget`'s
-clients on first use, one asyncio client per event loop (a second ``anyio.run`` gets its own)
-and one synchronous client for every trio run, and closes them; `ClusterUrlClients` and
-`sentinel` make theirs the same way, with other clients.
+"""Where a store's runners come from: a client the caller keeps, or clients made from a URL
+on first use (one asyncio client per event loop, one synchronous client for every trio run).
 """
 
 from __future__ import annotations
@@ -68,13 +64,8 @@ class CallerClient:
 
 
 class UrlClients:
-    """Clients the store makes from a URL on first use, for the event loop in use, and closes.
-
-    An asyncio client belongs to the loop it first ran on: when another loop calls (a second
-    ``anyio.run``), a fresh client is made for it, and the old one is closed by its own loop
-    as that loop shuts down (`PerLoop`). The synchronous client serves every trio run; only
-    its thread limiter is per run.
-    """
+    """Clients the store makes from a URL on first use, for the event loop in use, and closes;
+    an old loop's asyncio client is closed by that loop as it shuts down (`PerLoop`)."""
 
     def __init__(self, target: RedisTarget) -> None:
         self._target = target

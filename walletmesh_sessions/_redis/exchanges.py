@@ -1,10 +1,6 @@
 """Each step's exchange with one Redis server: the commands that carry it out, and what the
-replies mean (sans-IO).
-
-An exchange yields one round trip's commands at a time (sent as one pipeline when more than
-one) and is sent their replies, error replies as exception objects. A missing script is loaded
-and run again, a key of another type becomes `WRONG_TYPE` or a `NonString`, and a `Batch`
-becomes one pipeline per round trip.
+replies mean (sans-IO). A missing script is loaded and run again, a key of another type becomes
+`WRONG_TYPE` or a `NonString`, and a `Batch` becomes one pipeline per round trip.
 """
 
 from __future__ import annotations
@@ -221,10 +217,7 @@ EXCHANGES: Exchanges = {
 
 
 def exchange(step: steps.Step) -> Exchange:
-    """The commands that carry out `step` on one Redis server, and what their replies mean.
-
-    Each value it yields is one round trip's commands (sent as one pipeline when more than
-    one); it must be sent the replies, in order, error replies as exception objects. It
-    returns the step's reply, or raises the redis-py exception of an error it cannot absorb.
-    """
+    """The exchange of `step` on one Redis server: it yields each round trip's commands, is
+    sent their replies (errors as exception objects), and returns the step's reply or raises
+    the redis-py error it cannot absorb."""
     return EXCHANGES[type(step)](step)

@@ -1,9 +1,5 @@
-"""``wait_for_replicas``: every round trip that writes ends with ``WAIT``, in the same pipeline.
-
-`with_wait` adds the ``WAIT`` to a round trip that may write; `without_wait` takes its reply
-back off, and marks the replies `Unconfirmed` when fewer replicas than asked for confirmed a
-write that was made, so the operation runs to its end (an undo included) and then fails.
-"""
+"""``wait_for_replicas``: every round trip that writes ends with ``WAIT``, in the same pipeline;
+too few confirmations mark the replies `Unconfirmed`, and the call fails once it has ended."""
 
 from __future__ import annotations
 
@@ -27,8 +23,7 @@ __all__ = (
 
 
 class ReplicaWait(NamedTuple):
-    """Follow every round trip that writes with ``WAIT replicas timeout_ms``, in the same
-    pipeline, and fail the call if fewer replicas than `replicas` confirmed the write."""
+    """``WAIT replicas timeout_ms`` after every round trip that writes."""
 
     replicas: int
     timeout_ms: int

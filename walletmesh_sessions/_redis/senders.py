@@ -1,8 +1,5 @@
-"""The senders: the one place a runner does I/O, one request of a round trip at a time.
-
-`AsyncSender` awaits a `redis.asyncio.Redis`, `SyncSender` blocks on a `redis.Redis` (in a
-worker thread); `AsyncClusterSender` and `SyncClusterSender` do the same on the cluster
-clients. What to send, and what the answers mean, is `round_trips`'s, shared by all four.
+"""The senders: the one place a runner does I/O, one request of a round trip at a time, on
+a client of one server or of a cluster, awaited or blocking (in a worker thread).
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ from .round_trips import (
 __all__ = (
     "AsyncClusterSender",
     "AsyncSender",
-    "ClusterMaker",
     "SyncClusterSender",
     "SyncSender",
 )
@@ -163,13 +159,9 @@ class AsyncClusterSender:
 
 
 class SyncClusterSender:
-    """Requests on a cluster, through a synchronous `redis.cluster.RedisCluster`.
-
-    `client` may be a function that makes the client: redis-py's synchronous cluster client
-    reads the topology from the nodes as it is made, so it is then made in the worker thread
-    of the first request, within that call's bound and with its errors translated, never on
-    the event loop.
-    """
+    """Requests on a cluster, through a synchronous `redis.cluster.RedisCluster`, or a function
+    that makes one: it reads the topology as it is made, so it is then made in the worker
+    thread of the first request (bounded, errors translated), never on the event loop."""
 
     exchanges = CLUSTER_EXCHANGES
     round_trip = staticmethod(on_cluster)

@@ -90,11 +90,8 @@ class NonString(NamedTuple):
 
 
 class Scan(NamedTuple):
-    """Scan for keys matching `pattern` (a glob that names exactly one prefix).
-
-    `cursor` is `None` to start, else the one a previous `ScanPage` gave: opaque to the
-    operation, so a cluster driver may keep a node in it. The reply is a `ScanPage`.
-    """
+    """Scan for keys matching `pattern` (a glob naming one prefix) from `cursor` (`None` to
+    start, else the opaque one a previous `ScanPage` gave). Reply: a `ScanPage`."""
 
     pattern: bytes
     cursor: object = None
@@ -114,16 +111,11 @@ class Read(NamedTuple):
 
 
 class ReadAndSlide(NamedTuple):
-    """Read one key and, atomically with the read, do what `after_read` decides for a store
-    that slides on read (a lifetime of `lifetime_ms`, refresh on access, an absolute timeout
-    of `max_lifetime_ms` or none) at `now`: a live session whose expiry moves gets the same
-    record with only its top-level ``expiresAt`` changed, and a TTL of `ttl_ms`.
-
-    Nothing is removed: an expired session is reported, for the operation to remove once it
-    has checked that the record is readable. A record whose expiry fields the driver cannot
-    read safely is reported `UNDECIDED`, unchanged. The reply is `None` if the key is missing,
-    `WRONG_TYPE`, or a `Slide`.
-    """
+    """Read one key and, atomically, do what `after_read` decides at `now` for a store that
+    slides on read: a live session whose expiry moves gets only its top-level ``expiresAt``
+    changed, and a TTL of `ttl_ms`. Nothing is removed (an expired session is reported), and
+    a record the driver cannot read safely is `UNDECIDED`. Reply: `None`, `WRONG_TYPE` or a
+    `Slide`."""
 
     key: Key
     now: int
@@ -131,8 +123,8 @@ class ReadAndSlide(NamedTuple):
     max_lifetime_ms: int | None
     ttl_ms: int
     look_first: bool = False
-    """Ask first, writing nothing, whether the expiry would move, and slide only if so: a
-    store whose writes wait for replicas then holds up no read that writes nothing."""
+    """Ask first, writing nothing, whether the expiry would move: a store whose writes wait
+    for replicas then holds up no read that writes nothing."""
 
 
 class Verdict(enum.Enum):
@@ -192,15 +184,12 @@ class Delete(NamedTuple):
 
 
 class Move(NamedTuple):
-    """Atomically: if `old_key` holds exactly `old` and `new_key` holds exactly `new_old`
-    (`None`: is absent), delete `old_key` and store `text` under `new_key` with a TTL of
-    `ttl_ms`; else change nothing. Reply: moved?
+    """Atomically: if `old_key` holds exactly `old` and `new_key` exactly `new_old` (`None`:
+    is absent), delete `old_key` and store `text` under `new_key`. Reply: moved?
 
-    The one step on two keys. On Redis Cluster both keys must hash to one slot for it to be
-    one script; a cluster driver whose keys do not may instead run it as two one-key steps,
-    in the order that is never unsafe: store under `new_key` only if it still holds
-    `new_old`, then compare-and-delete `old_key` (undoing the first if that fails). Between
-    the two, both ids may answer for a moment; never neither.
+    On Redis Cluster, keys of two slots are two one-key steps in the order that is never
+    unsafe: store under `new_key` if it still holds `new_old`, then compare-and-delete
+    `old_key` (undoing the first if that fails): both ids may answer for a moment, never neither.
     """
 
     old_key: Key

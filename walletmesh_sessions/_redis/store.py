@@ -201,12 +201,8 @@ class RedisSessionStore:
         return f"RedisSessionStore(prefix={self._spec.prefix!r}, config={self._spec.config!r})"
 
     async def _run(self, name: str, op: Op[T], *, bounded: bool = False, turn: str = "") -> T:
-        """`op` on the runner of this event loop.
-
-        `bounded`: within a lifecycle call's deadline (such a call may wait for its turn and
-        retry lost races: never without a bound); with `turn`, after this store's other calls
-        on that session id (they take turns: no lost races among them).
-        """
+        """`op` on this event loop's runner; `bounded` by a lifecycle call's deadline (it may
+        wait and retry: never without a bound), after this store's other calls on `turn`."""
         try:
             runner = self._runner()
             deadline = None
@@ -225,8 +221,7 @@ class RedisSessionStore:
             op.close()
 
     async def _run_pages(self, name: str, op: Op[T]) -> T:
-        """`op`, a scan, run a page at a time: each page is a call of its own for the runner,
-        bounded by the timeout, and the whole takes as long as the store is big."""
+        """`op`, a scan, a page per call: each page within the timeout, the whole unbounded."""
         try:
             while True:
                 result = await self._run(name, bulk_ops.until_checkpoint(op))
@@ -261,10 +256,8 @@ class RedisSessionStore:
         return runner
 
     async def set(self, session_id: str, data: SessionData) -> None:
-        """Store `data` under `session_id`: one SET, with a TTL when the record has an expiry.
-
-        With `max_lifetime`, data without a `created_at` is stamped with the clock's now.
-        """
+        """Store `data` under `session_id`: one SET, with a TTL when the record has an expiry
+        (with `max_lifetime`, data without a `created_at` is stamped with the clock's now)."""
         session_id = validation.check_session_id(session_id)
         data = validation.check_session_data(data)
         await self._run("set", ops.write(self._spec, session_id, data))
@@ -314,18 +307,14 @@ class RedisSessionStore:
         return await self._run("get", ops.read(self._spec, session_id))
 
     async def validate_and_refresh(self, session_id: str) -> SessionData | None:
-        """The session if present and not expired (an expired one is removed), else `None`.
-
-        Raises `CorruptRecordError` if the key holds something that is not a session record.
-        """
+        """The session if present and not expired (an expired one is removed), else `None`;
+        `CorruptRecordError` if the key holds something that is not a session record."""
         session_id = validation.check_session_id(session_id)
         return await self._run("validate_and_refresh", ops.read(self._spec, session_id))
 
     async def get_all(self) -> Mapping[str, SessionData]:
-        """Every unexpired session, in a new dict; expired ones met on the way are removed.
-
-        Corrupt records are skipped with a warning on the ``walletmesh_sessions`` logger.
-        """
+        """Every unexpired session, in a new dict; expired ones met are removed, corrupt ones
+        skipped with a warning on the ``walletmesh_sessions`` logger."""
         return await self._run_pages("get_all", bulk_ops.get_all(self._spec))
 
     async def delete(self, session_id: str) -> None:
@@ -341,17 +330,13 @@ class RedisSessionStore:
             self._cache.clear()
 
     async def clean_expired(self) -> int:
-        """Remove every session expired by the clock; return how many this call removed.
-
-        Keys Redis already dropped by their TTL are gone before this call and are not counted.
-        """
+        """Remove every session expired by the clock; how many this call removed (not those
+        Redis already dropped by their TTL)."""
         return await self._run_pages("clean_expired", bulk_ops.clean_expired(self._spec))
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
-        """Every record under the prefix (or the one named), expired and unreadable ones included.
-
-        For operators and tools: nothing is refreshed or removed.
-        """
+        """Every record under the prefix (or the one named), expired and unreadable ones
+        included; nothing is refreshed or removed."""
         if session_id is not None:
             session_id = validation.check_session_id(session_id)
         return await self._run_pages("inspect", bulk_ops.inspect(self._spec, session_id))

@@ -29,14 +29,12 @@ from .url_checks import (
 )
 
 __all__ = (
-    "CLUSTER_SCHEMES",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_REPLICA_TIMEOUT",
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "NO_CLUSTER_WAIT",
     "RedisTarget",
-    "node_urls",
     "parse_target",
 )
 
@@ -57,13 +55,9 @@ NO_CLUSTER_WAIT: Final = (
 
 @attrs.frozen
 class RedisTarget:
-    """What a Redis URL names, checked before anything connects.
-
-    `url` is a ``redis://`` (``rediss://``, ``unix://``) URL without the store's own
-    parameters: the server's, the first node's of a cluster (`nodes` holds them all), or for
-    Sentinel one that gives the primary's connection options (its host a placeholder: the
-    `sentinels` name the primary of `service`). `options` go to redis-py's pools.
-    """
+    """What a Redis URL names, checked before anything connects: `url` without the store's
+    own parameters (the server's, a cluster's first node's, or for Sentinel one giving the
+    primary's options, its host a placeholder), and `options` for redis-py's pools."""
 
     url: str
     options: Mapping[str, Any]
@@ -77,13 +71,8 @@ class RedisTarget:
 
 
 def node_urls(url: str) -> list[str]:
-    """One ``redis://`` (or ``rediss://``) URL per node named in a cluster URL, query kept.
-
-    ``redis+cluster://[user:password@]host:port[,host:port...][/][?query]`` names some nodes
-    of one cluster (more than one, so that the store still finds the cluster when one is
-    down). The query takes what a ``redis://`` URL takes, except ``db`` (a cluster has
-    database 0 only).
-    """
+    """One ``redis://`` (or ``rediss://``) URL per node named in a cluster URL, query kept:
+    ``redis+cluster://[user:password@]host:port[,host:port...][/][?query]``, without ``db``."""
     shown = redact(url)
     scheme, _, rest = url.partition("://")
     base = CLUSTER_SCHEMES[scheme.lower()]
@@ -130,10 +119,6 @@ def _server_urls(urls: list[str]) -> list[tuple[str, dict[str, Any]]]:
         check_database(url)
         split.append((url, from_query))
     return split
-
-
-def _share(timeout: float | None, among: int) -> float | None:
-    return None if timeout is None else timeout / among
 
 
 def parse_target(
@@ -183,11 +168,9 @@ def parse_target(
         # Finding the primary asks the sentinels one after another: each gets its share of
         # the timeout, so asking them all (hung ones too) fits in one call's timeout.
         share = len(sentinel.sentinels)
-        sentinel_options = {
-            "socket_timeout": _share(options["socket_timeout"], share),
-            "socket_connect_timeout": _share(options["socket_connect_timeout"], share),
-            **sentinel.sentinel_options,
-        }
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            sentinel_options[name] = None if options[name] is None else options[name] / share
+        sentinel_options.update(sentinel.sentinel_options)
     wait = replica_wait(
         from_query.get("wait_for_replicas", wait_for_replicas),
         from_query.get("replica_timeout", replica_timeout),

@@ -25,11 +25,8 @@ from .._core.masking import misread_userinfo, redact, redact_message
 from .._core.validation import taken_once
 
 __all__ = (
-    "CONNECTION_URL_PARAMETERS",
     "POOL_OPTIONS",
     "SENTINEL_SCHEME",
-    "STORE_URL_PARAMETERS",
-    "TLS_URL_PARAMETERS",
     "check_client_options",
     "check_database",
     "check_limits",
@@ -92,12 +89,8 @@ def check_limits(options: Mapping[str, Any], retries: object) -> None:
 
 
 def split_query(url: str) -> tuple[str, dict[str, Any]]:
-    """`url` without the store's own query parameters, and those parameters parsed.
-
-    Refuses a parameter neither the store nor its connections know, naming it, so a typo
-    fails when the store is made rather than at its first call; and one given twice (redis-py
-    would take the first, the store the last).
-    """
+    """`url` without the store's own query parameters, and those parameters parsed; refuses
+    one unknown, or given twice (redis-py would take the first, the store the last)."""
     base, _, query = url.partition("?")
     scheme = urlsplit(url).scheme.lower()
     known = CONNECTION_URL_PARAMETERS | (TLS_URL_PARAMETERS if scheme == "rediss" else set())
