@@ -1,11 +1,5 @@
-"""How one attempt of a call runs an operation, and what a failed attempt means: written
-once for the asyncio runner and the worker-thread one, which differ only in the I/O call.
-
-`drive` turns an operation into *requests* for its runner: a `Statement` to execute (the
-runner sends back its rows or row count), `CHECKPOINT` (let other tasks run), or a
-`Transaction` (run its body inside ``conn.transaction()``). `Tries` decides whether a call
-whose attempt failed runs again; `translate` turns what psycopg raised into the library's
-error.
+"""How one attempt of a call runs an operation (`drive`), whether a failed one runs again
+(`Tries`), and the library's error for psycopg's (`translate`): written once for both runners.
 """
 
 from __future__ import annotations
@@ -13,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, TypeVar
 
+import attrs
 import psycopg
 import psycopg.errors
 import psycopg_pool
@@ -28,25 +23,21 @@ __all__ = ("Request", "Sent", "Transaction", "Tries", "drive", "translate")
 T = TypeVar("T")
 
 
+@attrs.define
 class Sent:
-    """Whether an attempt has sent what may have committed: a statement outside a
-    transaction, or a COMMIT."""
+    """Whether an attempt has sent what may have committed (a statement outside a
+    transaction, or a COMMIT)."""
 
-    __slots__ = ("may_commit",)
-
-    def __init__(self) -> None:
-        self.may_commit = False
+    may_commit: bool = False
 
 
+@attrs.define
 class Transaction:
     """A request to run `body` in one transaction; the runner calls `committing` inside the
     transaction once `body` is done, as the COMMIT is about to go out."""
 
-    __slots__ = ("body", "sent")
-
-    def __init__(self, body: Generator[Request, Any, Any], sent: Sent) -> None:
-        self.body = body
-        self.sent = sent
+    body: Generator[Request, Any, Any]
+    sent: Sent
 
     def committing(self) -> None:
         self.sent.may_commit = True
@@ -89,15 +80,13 @@ def _steps(op: Op[T], in_transaction: bool, sent: Sent) -> Generator[Request, An
         op.close()
 
 
+@attrs.define
 class Tries:
     """The attempts of one call: after a failed one, whether the call runs again."""
 
-    __slots__ = ("deadline", "lost", "plan")
-
-    def __init__(self, plan: Plan, deadline: Deadline) -> None:
-        self.plan = plan
-        self.deadline = deadline
-        self.lost: psycopg.Error | None = None
+    plan: Plan
+    deadline: Deadline
+    lost: psycopg.Error | None = None
 
     def failed(self, exc: Exception, conn: AsyncConn | SyncConn, sent: Sent) -> None:
         """Raise the error the call fails with, or return if it may run again, on another

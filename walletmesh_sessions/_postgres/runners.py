@@ -1,18 +1,24 @@
-"""Running a call's `Plan` on connections: natively on asyncio, or in worker threads.
+"""Running a call's `Plan` on connections: natively on asyncio, or in worker threads, and
+stopping a statement whose call gave up.
 
-`run_async` drives an operation on an `AsyncConnection`; `run_in_thread` drives it on a
-synchronous `Connection` in an anyio worker thread. Both finish or fail within the call's
-`Deadline`: waiting for a connection, every statement, retries after a lost connection, all
-of it. What an attempt does is `driving`'s, written once: the two runners differ only in
-how they execute a request (`_pump_async`, `_pump_sync`) and how they get a connection.
+`run_async` drives an operation on an `AsyncConnection`; `run_in_thread` on a synchronous
+`Connection` in an anyio worker thread. Both finish or fail within the call's `Deadline`;
+what an attempt does is `driving`'s, written once. A connection cut short has its statement
+cancelled on the server too (a closed connection alone does not stop a statement waiting
+for a lock), with libpq 17's non-blocking cancel; a worker thread cannot be cancelled, so the
+socket it is blocked on is shut down under it (`ThreadWatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import threading
+import weakref
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
@@ -23,12 +29,21 @@ from .._core.deadline import Deadline, let_thread_end
 from .._core.errors import SessionStoreError
 from .._core.loops import PerLoop
 from .._core.timers import TimerQueue
-from .cancel import ThreadWatch, cancel_on_server, keep_canceller, take_canceller
 from .driving import Request, Sent, Transaction, Tries, drive, translate
 from .sources import IDLE, AsyncConn, AsyncSource, SyncConn, SyncSource
 from .steps import Plan, Statement, Unsure
 
 __all__ = ("run_async", "run_in_thread")
+
+# Seconds a cancelled call spends at most asking the server to cancel its statement.
+CANCEL_SECONDS: Final = 1.0
+
+Canceller = psycopg.pq.abc.PGcancelConn
+
+# Per connection, what cancels its statement in flight once the connection itself is closed.
+_cancellers: weakref.WeakKeyDictionary[AsyncConn, Canceller] = weakref.WeakKeyDictionary()
+_CAN_CANCEL: Final = psycopg.capabilities.has_cancel_safe()
+
 
 # Rows turned into Python objects between two checkpoints of a big result, on asyncio.
 FETCH_STEP = 500
@@ -43,7 +58,7 @@ async def run_async(
     failure: tuple[SessionStoreError, Exception] | None = None
     # Cancelled from outside or by the loop's `TimerQueue` at the call's deadline, a statement
     # in flight is cancelled on the server by psycopg, and the connection, unless idle, is
-    # closed before it goes back (`_give_back`).
+    # closed before it goes back.
     with anyio.CancelScope() as scope:
         call = _timers.get().watch(scope.cancel, deadline.end)
         try:
@@ -65,26 +80,20 @@ async def _attempts_async(source: AsyncSource, plan: Plan, deadline: Deadline) -
         conn = await source.acquire(deadline)
         sent = Sent()
         try:
-            keep_canceller(conn)
+            if _CAN_CANCEL and not conn.closed and conn not in _cancellers:
+                _cancellers[conn] = conn.pgconn.cancel_conn()  # taken while it is open
             return await _pump_async(conn, drive(plan.make(), conn.autocommit, sent))
         except (Unsure, psycopg.Error) as exc:
             tries.failed(exc, conn, sent)
         finally:
-            await _give_back(source, conn)
+            # Given back even from a cancelled call: one cut short (a statement or transaction
+            # open) is closed, its statement cancelled on the server; the pool replaces it.
+            with anyio.CancelScope(shield=True):
+                if conn.pgconn.transaction_status != IDLE:
+                    await conn.close()
+                    await cancel_on_server(_cancellers.pop(conn, None))
+                await source.release(conn)
         # The pool drops the lost connection; try again on another.
-
-
-async def _give_back(source: AsyncSource, conn: AsyncConn) -> None:
-    """Return `conn` to `source`, even from a cancelled call.
-
-    A connection cut short (the call was cancelled with a statement or transaction open) is
-    closed, and its statement cancelled on the server (see `cancel`). The pool replaces it.
-    """
-    with anyio.CancelScope(shield=True):
-        if conn.pgconn.transaction_status != IDLE:
-            await conn.close()
-            await cancel_on_server(take_canceller(conn))
-        await source.release(conn)
 
 
 async def _pump_async(conn: AsyncConn, requests: Generator[Request, Any, Any]) -> Any:
@@ -201,3 +210,57 @@ def _pump_sync(conn: SyncConn, requests: Generator[Request, Any, Any]) -> Any:
                 reply = None
     finally:
         requests.close()
+
+
+class ThreadWatch:
+    """What a worker thread is blocked on, so that its caller can cut it loose in time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: SyncConn | None = None
+        self._abandoned = False
+
+    def use(self, conn: SyncConn) -> bool:
+        """Record `conn` as in use; False if the call was already abandoned."""
+        with self._lock:
+            self._conn = conn
+            return not self._abandoned
+
+    def done(self) -> None:
+        with self._lock:
+            self._conn = None
+
+    def abandon(self) -> Canceller | None:
+        """Shut down the socket of the connection in use: the thread's wait ends at once.
+
+        The connection is then broken, and its pool drops it. Returns what cancels the
+        statement the connection was running, for `cancel_on_server`.
+        """
+        with self._lock:
+            self._abandoned = True
+            conn = self._conn
+            if conn is None or conn.closed:
+                return None
+            canceller = conn.pgconn.cancel_conn() if _CAN_CANCEL else None
+            with contextlib.suppress(OSError):
+                fd = os.dup(conn.pgconn.socket)
+                with socket.socket(fileno=fd) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            return canceller
+
+
+async def cancel_on_server(cancel: Canceller | None) -> None:
+    """Ask the server to cancel a statement whose connection was cut, within `CANCEL_SECONDS`."""
+    if cancel is None:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_SECONDS):
+        cancel.start()
+        while True:
+            status = cancel.poll()
+            if status == psycopg.pq.PollingStatus.READING:
+                await anyio.wait_readable(cancel.socket)
+            elif status == psycopg.pq.PollingStatus.WRITING:
+                await anyio.wait_writable(cancel.socket)
+            else:
+                break  # sent (OK) or failed: nothing more to do either way
+    cancel.finish()

@@ -15,13 +15,7 @@ from psycopg import sql
 
 from .._core.errors import InvalidConfigError
 
-__all__ = (
-    "DEFAULT_TABLE",
-    "EXPECTED_COLUMNS",
-    "SLIDE_PATTERN",
-    "Statements",
-    "check_table",
-)
+__all__ = ("DEFAULT_TABLE", "EXPECTED_COLUMNS", "SLIDE_PATTERN", "Statements", "check_table")
 
 DEFAULT_TABLE: Final = "walletmesh_sessions"
 

@@ -45,8 +45,7 @@ class Statement(NamedTuple):
 
 
 class Begin(enum.Enum):
-    """The type of `BEGIN` and `CHECKPOINT`: what an operation yields to run the rest in one
-    transaction, or to let other tasks run before it goes on."""
+    """The type of `BEGIN` and `CHECKPOINT` (see the module)."""
 
     BEGIN = "begin"
     CHECKPOINT = "checkpoint"
@@ -65,12 +64,8 @@ class Unsure(Exception):
 
 @attrs.define
 class Attempts:
-    """What the attempts of one non-idempotent call share.
-
-    `intent`: what the operation is about to write, recorded before it may commit, so that
-    a retry can recognise its own earlier effect. `unsure`: set by the runner when an
-    earlier attempt lost its connection after sending what may have committed.
-    """
+    """What the attempts of one non-idempotent call share: the `intent` it recorded before it
+    may commit, and whether an earlier attempt lost its connection after that (`unsure`)."""
 
     intent: Any = None
     unsure: bool = False
@@ -78,13 +73,8 @@ class Attempts:
 
 @attrs.frozen
 class Plan:
-    """How to run an operation: `make` gives a fresh generator for each attempt.
-
-    `retry`: running it again after a lost connection is safe whatever the earlier attempt
-    did (it is idempotent). Otherwise it is run again only if the earlier attempt cannot have
-    committed anything, or, with `attempts`, by an operation that recognises its own earlier
-    effect (`Attempts.unsure`).
-    """
+    """How to run an operation: `make` gives a fresh generator for each attempt; `retry`:
+    it is idempotent (see `Tries.failed` for the others)."""
 
     name: str
     make: Callable[[], Op[Any]]
@@ -93,8 +83,7 @@ class Plan:
 
     @classmethod
     def recognising(cls, name: str, make: Callable[[Attempts], Op[Any]]) -> Plan:
-        """A plan for a non-idempotent operation that recognises its own earlier effect: its
-        attempts share one `Attempts`."""
+        """A plan for a non-idempotent operation whose attempts share one `Attempts`."""
         attempts = Attempts()
         return cls(name, lambda: make(attempts), retry=False, attempts=attempts)
 
