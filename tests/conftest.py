@@ -7,10 +7,14 @@ Also the fast lane: each test that needs a server is marked with its kind and `s
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
+import os
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -27,6 +31,8 @@ from walletmesh_sessions.testing import ForeignData, StoreFactory
 from walletmesh_sessions.testing._clock import FakeClock
 
 from .servers import set_running_test
+
+T = TypeVar("T")
 
 pytest_plugins = (
     "tests.redis_server",
@@ -258,3 +264,32 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     instead of checking them again. Give each set of mypy options its own subdirectory, since
     a module checked under other options is checked again and its cache entry overwritten."""
     return tmp_path_factory.mktemp("mypy-cache")
+
+
+class RunOnce:
+    """Results worked out once per test session and shared by its xdist workers, whichever
+    worker's test asks first: a slow checker's report (mypy, pyright) that several tests read."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __call__(self, name: str, compute: Callable[[], T]) -> T:
+        """`compute()`'s result (JSON: lists come back for tuples), computed by one worker only."""
+        result = self.directory / f"{name}.json"
+        with (self.directory / f"{name}.lock").open("w") as lock:
+            # A second worker waits here for the first one's result instead of computing it too.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not result.exists():
+                result.write_text(json.dumps(compute()), encoding="utf-8")
+        value: T = json.loads(result.read_text(encoding="utf-8"))
+        return value
+
+
+@pytest.fixture(scope="session")
+def run_once(tmp_path_factory: pytest.TempPathFactory) -> RunOnce:
+    """Shared by the session's workers: their base directories sit in the session's own one."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+    directory = shared / "run-once"
+    directory.mkdir(exist_ok=True)
+    return RunOnce(directory)

@@ -12,6 +12,8 @@ from typing import Any
 import attrs
 import pytest
 
+from .conftest import RunOnce
+
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
@@ -120,22 +122,28 @@ def module_name(example: Example) -> str:
 
 
 @pytest.fixture(scope="module")
-def mypy_errors(tmp_path_factory: pytest.TempPathFactory, mypy_cache: Path) -> dict[str, list[str]]:
+def mypy_errors(
+    tmp_path_factory: pytest.TempPathFactory, mypy_cache: Path, run_once: RunOnce
+) -> dict[str, list[str]]:
     """mypy --strict over every example at once (mypy is slow to start): errors per module."""
-    directory = tmp_path_factory.mktemp("examples")
-    for example in EXAMPLES:
-        (directory / f"{module_name(example)}.py").write_text(example.code, encoding="utf-8")
-    # This checkout, whatever copy of the package is installed.
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    mypy = strict_mypy(mypy_cache)
-    run = run_python([*mypy, *sorted(p.name for p in directory.glob("*.py"))], directory, env)
-    errors: dict[str, list[str]] = {module_name(example): [] for example in EXAMPLES}
-    for line in run.stdout.splitlines():
-        module = line.split(".py:", 1)[0]
-        if module in errors:
-            errors[module].append(line)
-    assert run.returncode == 0 or any(errors.values()), run.stdout + run.stderr
-    return errors
+
+    def check() -> dict[str, list[str]]:
+        directory = tmp_path_factory.mktemp("examples")
+        for example in EXAMPLES:
+            (directory / f"{module_name(example)}.py").write_text(example.code, encoding="utf-8")
+        # This checkout, whatever copy of the package is installed.
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        files = sorted(p.name for p in directory.glob("*.py"))
+        run = run_python([*strict_mypy(mypy_cache), *files], directory, env)
+        errors: dict[str, list[str]] = {module_name(example): [] for example in EXAMPLES}
+        for line in run.stdout.splitlines():
+            module = line.split(".py:", 1)[0]
+            if module in errors:
+                errors[module].append(line)
+        assert run.returncode == 0 or any(errors.values()), run.stdout + run.stderr
+        return errors
+
+    return run_once("docs-examples-mypy", check)
 
 
 # Examples mypy rejects for a reason outside the example: (page, text in its code) -> reason.

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
+from .conftest import RunOnce
+
 ROOT = Path(__file__).parent.parent
 PACKAGE = "walletmesh_sessions"
 
 
-@pytest.fixture(scope="module")
-def report() -> dict[str, Any]:
-    """One `--verifytypes` run over this checkout (pyright takes seconds to start)."""
+def verify_types() -> dict[str, Any]:
+    """A `--verifytypes` run over this checkout: pyright's report."""
     env = dict(os.environ)
     # verifytypes resolves imports with the `python` on PATH, not with --pythonpath: make it
     # this interpreter, so anyio and redis (the `test` extra) resolve to their real types.
@@ -48,6 +49,12 @@ def report() -> dict[str, Any]:
     except json.JSONDecodeError:
         pytest.fail(f"pyright printed no JSON (exit {run.returncode}):\n{run.stdout}{run.stderr}")
     return result
+
+
+@pytest.fixture(scope="module")
+def report(run_once: RunOnce) -> dict[str, Any]:
+    """One `--verifytypes` run per session, whichever worker asks (pyright takes seconds)."""
+    return run_once("pyright-verifytypes", verify_types)
 
 
 def unknown_symbols(report: dict[str, Any]) -> str:
