@@ -34,11 +34,6 @@ __all__ = (
 T = TypeVar("T")
 
 
-def _as_bytes(value: steps.Key) -> bytes:
-    # A caller's client may decode replies to str; our own clients never do.
-    return value if isinstance(value, bytes) else value.encode()
-
-
 def _warn_corrupt(session_id: str, reason: str) -> None:
     # The same words as `decode_readable`, for the rows it never gets to see.
     logger.warning("skipping corrupt session record %s: %s", short_id(session_id), reason)
@@ -68,12 +63,6 @@ def _readable_row(spec: StoreSpec, key: bytes, raw: steps.Key) -> tuple[str, str
         return None
 
 
-def _mine(spec: StoreSpec, keys: list[steps.Key]) -> list[bytes]:
-    # The scan's glob is escaped already; this check guards the one rule that matters.
-    prefix = spec.prefix_bytes
-    return [k for k in map(_as_bytes, keys) if k.startswith(prefix)]
-
-
 def _pages(
     spec: StoreSpec,
     cursor: object,
@@ -87,7 +76,10 @@ def _pages(
     """
     while True:
         page: steps.ScanPage = yield steps.Scan(spec.pattern, cursor)
-        mine = _mine(spec, page.keys)
+        # A caller's client may decode replies to str; our own clients never do. The glob is
+        # escaped already: the prefix check guards the one rule that matters.
+        keys = (k if isinstance(k, bytes) else k.encode() for k in page.keys)
+        mine = [k for k in keys if k.startswith(spec.prefix_bytes)]
         if mine:
             yield from each(mine)
         if page.cursor is None:

@@ -22,28 +22,15 @@ from redis.crc import key_slot
 from redis.exceptions import ClusterError, NoScriptError
 
 from .._core.codec import same_but_expiry
-from . import steps
-from .exchanges import EXCHANGES as _ONE_SERVER
-from .exchanges import (
-    Exchange,
-    Exchanges,
-    as_text,
-    checked,
-    compare_and_delete,
-    compare_and_set,
-    is_wrong_type,
-)
-from .exchanges import move as _move_script
+from . import exchanges, steps
 from .scripts import DELETE_ON_NODE, READ_ON_NODE, SCAN_ON_NODE, Script
 
 __all__ = (
     "CLUSTER_EXCHANGES",
     "LOCATE",
     "REFRESH",
-    "SCAN_ATTEMPTS",
     "SLOTS",
     "At",
-    "Local",
     "slot_of",
 )
 
@@ -79,7 +66,7 @@ def slot_of(key: steps.Key) -> int:
     return int(key_slot(key if isinstance(key, bytes) else key.encode()))
 
 
-def _on_nodes(script: Script, calls: list[tuple[str, tuple[Any, ...]]]) -> Exchange:
+def _on_nodes(script: Script, calls: list[tuple[str, tuple[Any, ...]]]) -> exchanges.Exchange:
     """Run `script` (no declared keys) on each ``(address, args)``; replies, errors as values."""
     commands = [(At(address), "EVALSHA", script.sha, 0, *args) for address, args in calls]
     replies = list((yield commands))
@@ -97,7 +84,7 @@ def _on_nodes(script: Script, calls: list[tuple[str, tuple[Any, ...]]]) -> Excha
     return replies
 
 
-def _by_node(keys: tuple[steps.Key, ...]) -> Exchange:
+def _by_node(keys: tuple[steps.Key, ...]) -> exchanges.Exchange:
     """Group the indexes of `keys` by the primary the runner believes serves each slot."""
     slots = [slot_of(key) for key in keys]
     unique = sorted(set(slots))
@@ -109,22 +96,24 @@ def _by_node(keys: tuple[steps.Key, ...]) -> Exchange:
     return groups
 
 
-def _read_routed(keys: tuple[steps.Key, ...], indexes: list[int], values: list[Any]) -> Exchange:
+def _read_routed(
+    keys: tuple[steps.Key, ...], indexes: list[int], values: list[Any]
+) -> exchanges.Exchange:
     """GET each key through the cluster's routing; a key of another type becomes a NonString."""
     replies = yield [("GET", keys[i]) for i in indexes]
     wrong: list[int] = []
     for i, reply in zip(indexes, replies, strict=True):
-        if is_wrong_type(reply):
+        if exchanges.is_wrong_type(reply):
             wrong.append(i)
         else:
-            values[i] = checked(reply)
+            values[i] = exchanges.checked(reply)
     if wrong:
         kinds = yield [("TYPE", keys[i]) for i in wrong]
         for i, kind in zip(wrong, kinds, strict=True):
-            values[i] = steps.NonString(as_text(checked(kind)))
+            values[i] = steps.NonString(exchanges.as_text(exchanges.checked(kind)))
 
 
-def _read_many(step: steps.ReadMany) -> Exchange:
+def _read_many(step: steps.ReadMany) -> exchanges.Exchange:
     keys = step.keys
     values: list[Any] = [None] * len(keys)
     if len(keys) < FEW_KEYS:
@@ -139,15 +128,15 @@ def _read_many(step: steps.ReadMany) -> Exchange:
         calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a]
         replies = yield from _on_nodes(READ_ON_NODE, calls)
         for (address, _), group, reply in zip(calls, groups.values(), replies, strict=True):
-            found, others = checked(reply)
+            found, others = exchanges.checked(reply)
             for i, value in zip(group, found, strict=True):
                 values[i] = value
             for n, kind, info in others:
                 i = group[int(n) - 1]
                 if kind == 1:
-                    values[i] = steps.NonString(as_text(info))
+                    values[i] = steps.NonString(exchanges.as_text(info))
                 else:
-                    hint = as_text(info)
+                    hint = exchanges.as_text(info)
                     goes = routed if last or hint in ("", address) else moved.setdefault(hint, [])
                     goes.append(i)
         if not moved:
@@ -158,35 +147,35 @@ def _read_many(step: steps.ReadMany) -> Exchange:
     return values
 
 
-def _delete(step: steps.Delete) -> Exchange:
+def _delete(step: steps.Delete) -> exchanges.Exchange:
     keys = step.keys
     if len(keys) < FEW_KEYS:
         replies = yield [("DEL", key) for key in keys]
-        return sum(int(checked(reply)) for reply in replies)
+        return sum(int(exchanges.checked(reply)) for reply in replies)
     groups: dict[str | None, list[int]] = yield from _by_node(keys)
     routed = groups.pop(None, [])
     calls = [(a, tuple(keys[i] for i in group)) for a, group in groups.items() if a is not None]
     replies = yield from _on_nodes(DELETE_ON_NODE, calls)
     deleted = 0
     for group, reply in zip(groups.values(), replies, strict=True):
-        count, elsewhere = checked(reply)
+        count, elsewhere = exchanges.checked(reply)
         deleted += int(count)
         routed.extend(group[int(n) - 1] for n in elsewhere)
     if routed:
         again = yield [("DEL", keys[i]) for i in routed]
-        deleted += sum(int(checked(reply)) for reply in again)
+        deleted += sum(int(exchanges.checked(reply)) for reply in again)
     return deleted
 
 
-def _move(step: steps.Move) -> Exchange:
+def _move(step: steps.Move) -> exchanges.Exchange:
     """One script when both keys share a slot; else the two-step order of `Move`'s docstring.
 
     Between the two steps a sliding read may rewrite either key's ``expiresAt``: that changes
     no data, so it neither fails the move nor keeps the copy from being taken back.
     """
     if slot_of(step.old_key) == slot_of(step.new_key):
-        return (yield from _move_script(step))
-    stored = yield from compare_and_set(
+        return (yield from exchanges.move(step))
+    stored = yield from exchanges.compare_and_set(
         steps.CompareAndSet(step.new_key, step.new_old, step.text, step.ttl_ms)
     )
     if not stored:
@@ -204,12 +193,12 @@ def _move(step: steps.Move) -> Exchange:
 _SLIDES_FOLLOWED = 8
 
 
-def _delete_unless_changed(key: steps.Key, written: steps.Key) -> Exchange:
+def _delete_unless_changed(key: steps.Key, written: steps.Key) -> exchanges.Exchange:
     """Compare-and-delete `key` if it holds `written`, or `written` slid (only its
     ``expiresAt`` moved by a read since); True if deleted."""
     expected = written
     for _ in range(_SLIDES_FOLLOWED):
-        if (yield from compare_and_delete(steps.CompareAndDelete(key, expected))):
+        if (yield from exchanges.compare_and_delete(steps.CompareAndDelete(key, expected))):
             return True
         (current,) = yield [("GET", key)]
         if isinstance(current, Exception) or not same_but_expiry(current, written):
@@ -238,23 +227,19 @@ class _Part(NamedTuple):
     keys: list[steps.Key]
 
 
-def _part(reply: Any) -> _Part | None:
-    """The answer, or None if the node failed (down, refusing, no owner for a slot)."""
+def _scan_node(address: str, step: steps.Scan, slot: int, budget: int) -> exchanges.Exchange:
+    """The node's `_Part`, or None if it failed (down, refusing, no owner for a slot)."""
+    args = (_prefix(step.pattern), slot, budget, step.pattern)
+    (reply,) = yield from _on_nodes(SCAN_ON_NODE, [(address, args)])
     if isinstance(reply, Exception):
         return None
     state, peer, after, keys = reply
-    return _Part(as_text(state), as_text(peer), int(after), list(keys))
-
-
-def _scan_node(address: str, step: steps.Scan, slot: int, budget: int) -> Exchange:
-    args = (_prefix(step.pattern), slot, budget, step.pattern)
-    (reply,) = yield from _on_nodes(SCAN_ON_NODE, [(address, args)])
-    return _part(reply)
+    return _Part(exchanges.as_text(state), exchanges.as_text(peer), int(after), list(keys))
 
 
 def _moving(
     source: str, target: str, step: steps.Scan, slot: int, keys: list[steps.Key]
-) -> Exchange:
+) -> exchanges.Exchange:
     """A migrating slot: `keys` were read on the source; now its target, after it.
 
     MIGRATE puts a key on the target before it leaves the source, so every key present
@@ -273,7 +258,7 @@ def _moving(
     return list(seen.values())
 
 
-def _scan(step: steps.Scan) -> Exchange:
+def _scan(step: steps.Scan) -> exchanges.Exchange:
     """One page, from the slot in the cursor: a run of one node's settled slots, or one slot
     that is migrating (read on its source, then its target). The next slot is the cursor."""
     slot = 0 if step.cursor is None else int(str(step.cursor))
@@ -311,8 +296,8 @@ def _scan(step: steps.Scan) -> Exchange:
     raise ClusterError(msg)
 
 
-CLUSTER_EXCHANGES: Exchanges = {
-    **_ONE_SERVER,
+CLUSTER_EXCHANGES: exchanges.Exchanges = {
+    **exchanges.EXCHANGES,
     steps.ReadMany: _read_many,
     steps.Delete: _delete,
     steps.Move: _move,

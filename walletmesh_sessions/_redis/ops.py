@@ -147,11 +147,8 @@ def _decide(
     found: steps.Slide | steps.Key | steps.WrongType | None,
     now: int,
 ) -> steps.Op[SessionData | None]:
-    """`read`'s decision on what it found at `now`, carried out by compare-and-set.
-
-    `found` is the value read, or a `ReadAndSlide`'s reply: then only a record it left
-    undecided is decided here.
-    """
+    """`read`'s decision on what it found at `now` (a value, or a `ReadAndSlide`'s reply whose
+    undecided records only are decided here), carried out by compare-and-set."""
     if isinstance(found, steps.Slide) and found.verdict is not steps.Verdict.UNDECIDED:
         try:
             data, _ = spec.decode(record_text(found.raw, session_id), session_id)
@@ -182,8 +179,7 @@ def _decide(
     return data
 
 
-# A failed compare-and-set-if-absent means another client wrote the key meanwhile; after
-# this many such races in one call the id is evidently contended, and this creator lost.
+# Races one `create` may lose before it answers False: the id is evidently contended.
 CREATE_ATTEMPTS = 10
 
 

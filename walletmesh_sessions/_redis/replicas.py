@@ -33,9 +33,7 @@ def replica_wait(
     replicas: object, timeout: object, call_timeout: float | None
 ) -> ReplicaWait | None:
     """The checked setting for `wait_for_replicas` and `replica_timeout`; `None` for 0.
-
-    `replica_timeout` must be shorter than `call_timeout`, which bounds the wait's reply.
-    """
+    `replica_timeout` must be shorter than `call_timeout`, which bounds the wait's reply."""
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         msg = f"wait_for_replicas must be an int >= 0, got {replicas!r}"
         raise InvalidConfigError(msg)
@@ -87,9 +85,8 @@ def _wrote(command: Args, reply: Any) -> bool:
 
 
 def without_wait(commands: list[Args], replies: list[Any], wait: ReplicaWait) -> list[Any]:
-    """The replies to `commands`, once WAIT's reply shows enough replicas for what they
-    wrote. A round trip that wrote nothing (a compare that failed, a script not loaded yet)
-    has nothing to confirm."""
+    """The replies to `commands`, `Unconfirmed` if WAIT counted too few replicas for what
+    they wrote (a round trip that wrote nothing has nothing to confirm)."""
     acked = replies.pop()
     if not any(_wrote(c, r) for c, r in zip(commands, replies, strict=True)):
         return replies
@@ -102,8 +99,8 @@ def without_wait(commands: list[Args], replies: list[Any], wait: ReplicaWait) ->
 
 
 class Unconfirmed(list[Any]):
-    """Replies to a round trip whose writes too few replicas confirmed: the operation goes
-    on to its end (an undo it has to make included), then fails with `NotReplicatedError`."""
+    """Replies whose writes too few replicas confirmed: the operation goes on to its end (an
+    undo included), then fails with `NotReplicatedError`."""
 
     def __init__(self, replies: list[Any], shortfall: str) -> None:
         super().__init__(replies)

@@ -1,11 +1,8 @@
 """One round trip's commands as the requests a runner's sender carries out (sans-IO).
 
-A round trip (what an exchange yields once) becomes a generator of requests: `Call` one
-command, `Pipeline` several, and on a cluster also `Ready` (the client knows the topology),
-`OnNode` (one node), `Locate` (each slot's primary, as the client sees it) and `Refresh` (read
-the topology again after a pause). The sender carries each out and sends back its answer, or
-throws in the redis-py error it raised; the generator returns the round trip's replies.
-What to send and what the answers mean is written here once, for both runners.
+A round trip (what an exchange yields once) becomes a generator of requests; the sender sends
+back each answer, or throws in the redis-py error it raised, and the generator returns the
+round trip's replies. What to send and what the answers mean is written here once.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ from collections.abc import Generator
 from typing import Any, NamedTuple
 
 import redis
-from redis.exceptions import RedisClusterException, ResponseError
 
 from .cluster_steps import LOCATE, REFRESH, At
 from .exchanges import Args
@@ -75,7 +71,7 @@ Request = Call | Pipeline | Ready | OnNode | Locate | Refresh
 RoundTrip = Generator[Request, Any, list[Any]]
 
 # A node's answer that is an error stays a value: the cluster exchanges decide what it means.
-_NODE_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+_NODE_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 
 class ConnectionDropped(redis.ConnectionError):
@@ -85,7 +81,7 @@ class ConnectionDropped(redis.ConnectionError):
 def _one(args: Args) -> Generator[Request, Any, Any]:
     try:
         return (yield Call(args))
-    except ResponseError as exc:
+    except redis.exceptions.ResponseError as exc:
         return exc
 
 

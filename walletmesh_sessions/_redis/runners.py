@@ -18,13 +18,6 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import redis
-from redis.exceptions import (
-    ClusterError,
-    ReadOnlyError,
-    RedisClusterException,
-    ResponseError,
-    TryAgainError,
-)
 
 from .._core.deadline import let_thread_end
 from .._core.errors import NotReplicatedError, SessionStoreError, StoreUnavailableError
@@ -39,10 +32,7 @@ from .steps import CHECKPOINT, Checkpoint, Op
 __all__ = (
     "AsyncioRunner",
     "ClusterAsyncioRunner",
-    "Conversation",
-    "Runner",
     "ThreadRunner",
-    "late",
     "translate",
 )
 
@@ -52,7 +42,7 @@ S = TypeVar("S", bound="AsyncSender | AsyncClusterSender | SyncSender | SyncClus
 Requests = Generator[Request | Checkpoint, Any, None]
 
 # What a sender may raise: thrown into the round trip, which keeps some as replies.
-_IO_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+_IO_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 # One timer queue per asyncio loop, for the deadlines of every runner's calls on it.
 _timers: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
@@ -62,11 +52,11 @@ _timers: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
 _UNAVAILABLE = (
     redis.ConnectionError,
     redis.TimeoutError,
-    ReadOnlyError,
+    redis.exceptions.ReadOnlyError,
     OSError,
-    ClusterError,
-    TryAgainError,
-    RedisClusterException,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
 )
 
 
@@ -79,7 +69,7 @@ def translate(exc: Exception, operation: str) -> SessionStoreError:
     """
     if isinstance(exc, ReplicasBehind):
         return NotReplicatedError(f"Redis wrote ({operation}) on the primary only: {exc}")
-    if isinstance(exc, ResponseError):
+    if isinstance(exc, redis.exceptions.ResponseError):
         code = error_code(exc)
         exc.args = (f"{code} (the rest of the reply is withheld: it may echo arguments)",)
         kind = f"{type(exc).__name__} {code}"
@@ -264,8 +254,7 @@ class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
         await self.sender.aclose()
 
 
-# Operations that run to their end once started, even if their caller is cancelled: a
-# `rotate` to another slot is two steps, and stopping between them would leave both ids valid.
+# A `rotate` to another slot is two steps: stopping between them would leave both ids valid.
 _FINISHED_ONCE_STARTED = frozenset({"rotate"})
 
 

@@ -22,7 +22,6 @@ __all__ = (
     "READ_ON_NODE",
     "SCAN_ON_NODE",
     "Script",
-    "script",
 )
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.cluster
-from redis.exceptions import RedisClusterException
 
 from .cluster_steps import CLUSTER_EXCHANGES
 from .exchanges import EXCHANGES
@@ -46,7 +45,7 @@ def _locate(cluster: Any, slots: tuple[int, ...]) -> list[str | None]:
     for slot in slots:
         try:
             node = cluster.nodes_manager.get_node_from_slot(slot)
-        except (RedisClusterException, KeyError):
+        except (redis.exceptions.RedisClusterException, KeyError):
             node = None
         found.append(None if node is None else f"{node.host}:{node.port}")
     return found

@@ -162,7 +162,7 @@ class _AsyncPrimary(redis.asyncio.Redis):
 
 
 class _SyncPrimary(redis.Redis):
-    """The primary's client, which closes its connections to the sentinels too."""
+    """`_AsyncPrimary` in worker threads."""
 
     sentinel_clients: list[redis.Redis]
 

@@ -131,11 +131,7 @@ def parse_target(
     replica_timeout: object,
     client_options: Mapping[str, Any],
 ) -> RedisTarget:
-    """`url` and the store's arguments, checked, as one `RedisTarget`.
-
-    The URL's query may give the store's own ``timeout``, ``retries``, ``max_connections``,
-    ``wait_for_replicas`` and ``replica_timeout``; they win over the arguments.
-    """
+    """`url` and the store's arguments, checked, as one `RedisTarget` (the URL's query wins)."""
     if not isinstance(url, str):
         msg = f"url must be a str such as 'redis://localhost:6379/0', got {url!r}"
         raise InvalidConfigError(msg)

@@ -1,10 +1,5 @@
-"""Checks of a Redis URL and of the options it gives, made before anything connects.
-
-A typo in a URL parameter or a client option then fails when the store is made, naming it,
-rather than at its first call. ``redis+sentinel://[user:password@]host[:port][,host[:port]...]
-/service_name[/db]`` is read here too: the user info and the query's connection parameters are
-the primary's (and its replicas'), ``sentinel_username`` and ``sentinel_password`` the
-sentinels'.
+"""Checks of a Redis URL (a Sentinel one too) and of the options it gives, made before anything
+connects: a typo then fails when the store is made, naming it, rather than at its first call.
 """
 
 from __future__ import annotations
@@ -182,11 +177,8 @@ def _address(text: str, given: str) -> tuple[str, int]:
 
 @attrs.frozen
 class SentinelUrl:
-    """What a ``redis+sentinel://`` URL names.
-
-    `primary_url` is a ``redis://`` URL that gives the primary's connection options (its host
-    a placeholder: the sentinels name it); `store_options` are the store's own parameters.
-    """
+    """What a ``redis+sentinel://[user:password@]host[:port][,...]/service_name[/db]`` URL
+    names; `primary_url` gives the primary's options (its host a placeholder)."""
 
     sentinels: tuple[tuple[str, int], ...]
     service: str
@@ -214,9 +206,7 @@ def parse_sentinel_url(given: str) -> SentinelUrl:
     if not service or len(path) > 2:
         msg = "a Redis Sentinel URL's path is /service_name or /service_name/db"
         raise _refuse(msg, given)
-    if database and not (database.isascii() and database.isdigit()):
-        msg = f"the database in a Redis URL's path must be a number, got {database!r}"
-        raise InvalidConfigError(msg)
+    check_database(f"redis://placeholder/{database}")
     sentinel_options: dict[str, Any] = {}
     kept: list[tuple[str, str]] = []
     known = {*STORE_URL_PARAMETERS, *CONNECTION_URL_PARAMETERS, *SENTINEL_URL_PARAMETERS}
