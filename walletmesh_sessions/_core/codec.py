@@ -262,7 +262,7 @@ def _expires_at_span(text: str) -> tuple[int, int] | None:
         pos = _skip_space(text, pos)
         if text[pos] == "}":
             return found
-        key, pos = _scan_string(text, pos + 1)
+        key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
         pos = _skip_space(text, pos) + 1  # the colon
         start = _skip_space(text, pos)
         _value, end = _parse_value(text, start)
@@ -277,11 +277,6 @@ def _skip_space(text: str, pos: int) -> int:
     while text[pos] in _WHITESPACE:
         pos += 1
     return pos
-
-
-def _scan_string(text: str, pos: int) -> tuple[str, int]:
-    result: tuple[str, int] = json.decoder.scanstring(text, pos)  # type: ignore[attr-defined]
-    return result
 
 
 Decode = Callable[[Any, str], tuple[SessionData, int | None]]

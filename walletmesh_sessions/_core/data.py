@@ -232,26 +232,18 @@ class SessionStoreConfig:
         default=None, converter=_to_max_lifetime, kw_only=True
     )
     # Computed once: every write and refresh of every store reads them.
-    _lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
-    _max_lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
+    lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
+    """The lifetime in whole milliseconds (rounded down), or `None`."""
+    max_lifetime_ms: int | None = attrs.field(init=False, repr=False, eq=False)
+    """The absolute timeout in whole milliseconds (rounded down), or `None`."""
 
-    @_lifetime_ms.default
-    def _compute_lifetime_ms(self) -> int | None:
+    @lifetime_ms.default
+    def _lifetime_in_ms(self) -> int | None:
         return None if self.lifetime is None else self.lifetime // _ONE_MS
 
-    @_max_lifetime_ms.default
-    def _compute_max_lifetime_ms(self) -> int | None:
+    @max_lifetime_ms.default
+    def _max_lifetime_in_ms(self) -> int | None:
         return None if self.max_lifetime is None else self.max_lifetime // _ONE_MS
-
-    @property
-    def lifetime_ms(self) -> int | None:
-        """The lifetime in whole milliseconds (rounded down), or `None`."""
-        return self._lifetime_ms
-
-    @property
-    def max_lifetime_ms(self) -> int | None:
-        """The absolute timeout in whole milliseconds (rounded down), or `None`."""
-        return self._max_lifetime_ms
 
 
 @attrs.frozen

@@ -14,13 +14,8 @@ __all__ = ("iter_sessions",)
 async def iter_sessions(
     store: SessionStore, batch_size: int = 500
 ) -> AsyncIterator[tuple[str, SessionData]]:
-    """Each live session of `store` as ``(session_id, data)``.
-
-    Uses the store's own `iter_sessions` (every shipped store has one: batches of
-    `batch_size`, constant memory) and otherwise falls back to one `get_all`, so a custom
-    store works too, holding all its sessions at once. Semantics are those of
-    `IterableSessionStore.iter_sessions`.
-    """
+    """Each live session of `store` as ``(session_id, data)``, as `IterableSessionStore`
+    says: through the store's own `iter_sessions`, else (a custom store) one `get_all`."""
     batch_size = check_batch_size(batch_size)
     if isinstance(store, IterableSessionStore):
         async for item in store.iter_sessions(batch_size):

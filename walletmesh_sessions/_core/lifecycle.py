@@ -77,8 +77,7 @@ class Verdict(enum.Enum):
     ABSENT = "absent"
     """No record: nothing changes, and the operation answers `None`."""
     TAKEN = "taken"
-    """The id holds a live session: `create` answers False, `rotate` raises
-    `SessionIdTakenError`; nothing changes."""
+    """The id holds a live session: `create` answers False, `rotate` raises; nothing changes."""
 
     def __repr__(self) -> str:
         return self.name

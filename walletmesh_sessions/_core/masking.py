@@ -47,13 +47,11 @@ def _userinfo(url: str) -> tuple[int, int] | None:
 def misread_userinfo(url: str) -> bool:
     """True if `url`'s user name or password holds an unencoded '#', '/', '?' or '@': a URL
     parser would take part of the password for the host, path, query or fragment."""
-    span = _userinfo(url)
-    if span is None:
-        start = url.find("//")
-        userinfo = url[start + 2 : url.rfind("@")] if start >= 0 and "@" in url[start:] else ""
+    start, end = url.find("//"), url.rfind("@")
+    if start >= 0:
+        userinfo = url[start + 2 : end] if end > start else ""
     else:
-        start = url.find("//")
-        userinfo = url[start + 2 : span[1]]
+        userinfo = url[1:end] if _userinfo(url) is not None else ""
     return any(c in userinfo for c in "#/?@")
 
 

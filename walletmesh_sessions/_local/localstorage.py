@@ -41,17 +41,13 @@ class LocalStorageSessionStore:
     """Sessions as JSON strings under ``prefix + session_id``, as `@walletmesh/router` keeps them.
 
     `storage` is a filesystem path (a SQLite file, created if missing; durable and safe for
-    several processes at once) or any `MutableMapping[str, str]` (a dict, a Web-Storage-like
-    mapping). Only keys starting with `prefix` belong to the store. Close a file-backed store
-    with `aclose()` or ``async with``.
+    several processes at once) or any `MutableMapping[str, str]`. Only keys starting with
+    `prefix` belong to the store. Close a file-backed store with `aclose()` or ``async with``.
 
-    `timeout` (seconds, default 30) bounds each call, measured from when it is made: waiting
-    for a worker thread, for other calls on this store and for another process's lock on the
-    file all count, and running out raises `StoreUnavailableError`.
-
-    `durability` (SQLite files only) says what a write survives once the call returns:
-    "process" (the default: a crash or kill of the process; commits are not synced to disk)
-    or "power" (also power loss or an operating-system crash; every commit is synced).
+    `timeout` (seconds) bounds each call from when it is made, every wait included; running
+    out raises `StoreUnavailableError`. `durability` (SQLite files only) is what a write
+    survives once the call returns: "process" (a crash; commits are not synced to disk) or
+    "power" (power loss too; every commit is synced).
     """
 
     def __init__(
@@ -132,10 +128,8 @@ class LocalStorageSessionStore:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Try `operation` now on this thread; if it must wait, run it in a worker thread.
-
-        The call's deadline starts here; waiting for a worker thread uses it up too.
-        """
+        """Try `operation` now on this thread; if it must wait, run it in a worker thread, all
+        within the call's deadline, which starts here."""
         if self._closed:
             msg = f"{self!r} is closed"
             raise StoreClosedError(msg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from .._core.data import SessionStoreConfig
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ("CONNINFO_HINT", "is_conninfo", "open_store")
 
-T = TypeVar("T")
 
 # Query parameters that build the store's SessionStoreConfig.
 CONFIG_PARAMETERS = ("lifetime", "refresh_on_access", "max_lifetime")
@@ -154,7 +153,7 @@ def _sqlite(request: _Request) -> FullSessionStore:
 
 def _redis(request: _Request) -> FullSessionStore:
     prefix = request.store_prefix()
-    return _from_url(request, "Redis", _extra(request, "redis", _redis_class), prefix=prefix)
+    return _from_url(request, "Redis", _store_class(request, "redis"), prefix=prefix)
 
 
 def _postgres(request: _Request) -> FullSessionStore:
@@ -165,26 +164,22 @@ def _postgres(request: _Request) -> FullSessionStore:
     if request.prefix is not None or "prefix" in request.store_query:
         msg = f"a PostgreSQL store has no prefix: give each store its own table=... in {shown!r}"
         raise InvalidConfigError(msg)
-    return _from_url(request, "PostgreSQL", _extra(request, "postgres", _postgres_class))
+    return _from_url(request, "PostgreSQL", _store_class(request, "postgres"))
 
 
-def _redis_class() -> type[RedisSessionStore]:
-    from ..redis import RedisSessionStore
-
-    return RedisSessionStore
-
-
-def _postgres_class() -> type[PostgresSessionStore]:
-    from ..postgres import PostgresSessionStore
-
-    return PostgresSessionStore
-
-
-def _extra(request: _Request, extra: str, load: Callable[[], T]) -> T:
-    """``load()``, which imports what the optional `extra` installs; raises
-    `MissingDependencyError`, saying how to install it, when it is missing."""
+def _store_class(
+    request: _Request, extra: str
+) -> type[RedisSessionStore] | type[PostgresSessionStore]:
+    """The store class the optional `extra` installs; `MissingDependencyError`, saying how to
+    install it, when it is missing."""
     try:
-        return load()
+        if extra == "redis":
+            from ..redis import RedisSessionStore
+
+            return RedisSessionStore
+        from ..postgres import PostgresSessionStore
+
+        return PostgresSessionStore
     except ImportError as exc:
         msg = (
             f"{request.shown!r} needs the {extra} extra: pip install 'walletmesh-sessions[{extra}]'"

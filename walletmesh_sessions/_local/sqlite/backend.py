@@ -350,11 +350,8 @@ def _str_keys(rows: Iterable[tuple[Any, Any]], prefix: bytes) -> Iterable[tuple[
 
 
 def _lookup(conn: sqlite3.Connection, key: str, session_id: str) -> Any:
-    """The value stored under `key` (as text, or bytes), or `None`.
-
-    A key stored as a BLOB holds a record no text lookup finds, yet it is under the prefix:
-    it is an unreadable record (a text key, when there is one too, wins).
-    """
+    """The value stored under `key` (as text, or bytes), or `None`; a BLOB key (and no text
+    one) holds an unreadable record."""
     rows = fetch_all(conn, _SELECT_TEXT_KEY, (key,))
     if rows:
         return rows[0][0]

@@ -91,12 +91,9 @@ def identity_of(path: str) -> Identity | None:
 def create_private(path: str) -> Identity:
     """Create `path` owner-only if missing (an existing file keeps its mode); its identity.
 
-    An existing file is never opened here: closing a descriptor of a file drops every POSIX
-    lock this process holds on it, the shared lock of another store's SQLite connection
-    included, and a process whose last connection closes while no lock shows ours deletes the
-    WAL under our feet (our later commits go to a file no one else reads: lost updates).
-    Under `_CREATING`, no store of this process connects to a file this call has just created
-    before the descriptor is closed.
+    An existing file is never opened: closing a descriptor drops every POSIX lock this process
+    holds on the file, other connections' included, and another process could then delete the
+    WAL under our feet. `_CREATING` keeps our stores off a new file until its descriptor closes.
     """
     with _CREATING:
         with contextlib.suppress(FileNotFoundError):
@@ -111,11 +108,8 @@ def create_private(path: str) -> Identity:
 
 
 def enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
-    """Put the file in WAL mode, waiting within `deadline` for another connection's lock.
-
-    On a file still in rollback-journal mode whose write lock another connection holds,
-    SQLite answers "busy" at once here, without its busy handler: retry until the deadline.
-    """
+    """Put the file in WAL mode, retrying within `deadline` while another connection's lock
+    makes SQLite answer "busy" (at once here: no busy handler runs)."""
     pause = 0.001
     while True:
         try:
@@ -129,11 +123,8 @@ def enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the table, or migrate one with a plain expires_at column, in one transaction.
-
-    Checked inside the write transaction, so two processes opening an old file at once
-    migrate it once. Every row is copied as stored, foreign rows included.
-    """
+    """Create the table, or migrate one with a plain expires_at column (every row copied as
+    stored), in one write transaction: two processes opening an old file migrate it once."""
     with transaction(conn):
         hidden = {row[1]: row[6] for row in fetch_all(conn, f"PRAGMA table_xinfo({TABLE})", ())}
         if hidden.get("expires_at") == 0:  # 0: an ordinary column, written by older releases

@@ -153,15 +153,10 @@ async def _list(store: ClosableSessionStore, args: argparse.Namespace, url: str)
                 count += 1
     out.flush()
     if isinstance(out, Table):
-        print(_summary(count, args, url))
+        origin = "" if args.origin is None else f" of origin {args.origin}"
+        limit = " (the --limit)" if count == args.limit else ""
+        print(f"{count} record(s){origin} in {url}{limit}")
     return EXIT_OK
-
-
-def _summary(count: int, args: argparse.Namespace, url: str) -> str:
-    """The table's last line: how many records, of which origin, in which store."""
-    origin = "" if args.origin is None else f" of origin {args.origin}"
-    limit = " (the --limit)" if count == args.limit else ""
-    return f"{count} record(s){origin} in {url}{limit}"
 
 
 async def _existing(store: ClosableSessionStore, session_id: str, url: str) -> SessionRecord:

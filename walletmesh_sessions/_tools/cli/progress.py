@@ -35,10 +35,7 @@ def _is_terminal(stream: TextIO | None) -> bool:
 
 
 def _bar(description: str, bar_format: str) -> tqdm[Any] | None:
-    """A tqdm progress line on stderr, or `None`: not a terminal, or tqdm not installed.
-
-    tqdm comes with the `cli` extra; without it the commands work the same, silently.
-    """
+    """A tqdm progress line on stderr, or `None`: not a terminal, or no tqdm (the `cli` extra)."""
     if not stderr_is_terminal():
         return None
     try:
@@ -56,10 +53,7 @@ def _bar(description: str, bar_format: str) -> tqdm[Any] | None:
 
 
 class Progress:
-    """A progress line on stderr while a command reads many records or waits on the store.
-
-    Does nothing where no one watches (see `_bar`), so callers never check.
-    """
+    """A progress line on stderr while a command reads or waits; nothing where no one watches."""
 
     RECORDS = "{desc}: {n_fmt} records [{elapsed}, {rate_fmt}]"
     WAITING = "{desc}... {elapsed}"

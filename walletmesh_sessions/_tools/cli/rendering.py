@@ -151,24 +151,19 @@ class Tally:
 
     def add(self, record: SessionRecord) -> None:
         self.records += 1
-        state = state_of(record, self.now)
-        if state == "unreadable":
+        if record.data is None:
             self.unreadable += 1
-        elif state == "expired":
+        elif record.is_expired(self.now):
             self.expired += 1
         else:
             self.live += 1
-            self._count_live(record)
-
-    def _count_live(self, record: SessionRecord) -> None:
-        assert record.data is not None  # a live record was read
-        self.origins[record.data.origin] += 1
-        expires = record.expires_at
-        if expires is None:
-            self.never += 1
-            return
-        self.soonest = expires if self.soonest is None else min(self.soonest, expires)
-        self.latest = expires if self.latest is None else max(self.latest, expires)
+            self.origins[record.data.origin] += 1
+            expires = record.expires_at
+            if expires is None:
+                self.never += 1
+            else:
+                self.soonest = expires if self.soonest is None else min(self.soonest, expires)
+                self.latest = expires if self.latest is None else max(self.latest, expires)
 
     def as_json(self, url: str) -> dict[str, Any]:
         return {
