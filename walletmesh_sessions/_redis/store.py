@@ -22,21 +22,12 @@ from .._core.decode_cache import DecodeCache
 from .._core.expiry import Clock
 from .._core.ids import new_session_id
 from .._core.lifecycle import check_change
-from . import bulk_ops, ops
+from . import bulk_ops, ops, target
 from .clients import CallerClient, ClusterUrlClients, Runner, UrlClients
 from .ops import StoreSpec
 from .replicas import replica_wait
 from .sentinel import SentinelClients
 from .steps import MORE, Op
-from .target import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_REPLICA_TIMEOUT,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    NO_CLUSTER_WAIT,
-    RedisTarget,
-    parse_target,
-)
 
 __all__ = ("RedisSessionStore",)
 
@@ -53,13 +44,13 @@ def _backend() -> str:
     return library
 
 
-def _url_clients(target: RedisTarget) -> UrlClients:
+def _url_clients(named: target.RedisTarget) -> UrlClients:
     """The clients a target names, made on first use."""
-    if target.nodes:
-        return ClusterUrlClients(target)
-    if target.sentinels:
-        return SentinelClients(target)
-    return UrlClients(target)
+    if named.nodes:
+        return ClusterUrlClients(named)
+    if named.sentinels:
+        return SentinelClients(named)
+    return UrlClients(named)
 
 
 class KeyTurns:
@@ -115,15 +106,15 @@ class RedisSessionStore:
         | redis.Redis
         | redis.asyncio.RedisCluster
         | redis.cluster.RedisCluster
-        | RedisTarget,
+        | target.RedisTarget,
         config: SessionStoreConfig | None = None,
         *,
         prefix: str = "wm_session_",
         clock: Clock = time.time,
         wait_for_replicas: int = 0,
-        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
+        replica_timeout: float = target.DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
-        if isinstance(client, RedisTarget):  # from `from_url`, its settings checked there
+        if isinstance(client, target.RedisTarget):  # from `from_url`, its settings checked there
             wait = client.wait
             self._clients: CallerClient | UrlClients = _url_clients(client)
         else:
@@ -131,7 +122,7 @@ class RedisSessionStore:
             if wait is not None and isinstance(
                 client, (redis.asyncio.RedisCluster, redis.cluster.RedisCluster)
             ):
-                raise errors.InvalidConfigError(NO_CLUSTER_WAIT)
+                raise errors.InvalidConfigError(target.NO_CLUSTER_WAIT)
             self._clients = CallerClient(client)
         self._cache = DecodeCache()
         self._wait = wait
@@ -153,11 +144,11 @@ class RedisSessionStore:
         *,
         prefix: str = "wm_session_",
         clock: Clock = time.time,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        timeout: float | None = target.DEFAULT_TIMEOUT,
+        retries: int = target.DEFAULT_RETRIES,
+        max_connections: int = target.DEFAULT_MAX_CONNECTIONS,
         wait_for_replicas: int = 0,
-        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
+        replica_timeout: float = target.DEFAULT_REPLICA_TIMEOUT,
         **client_options: Any,
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
@@ -176,7 +167,7 @@ class RedisSessionStore:
         writes, or raises `NotReplicatedError` after `replica_timeout`. The Redis page of the
         docs details every parameter.
         """
-        target = parse_target(
+        named = target.parse_target(
             url,
             timeout=timeout,
             retries=retries,
@@ -185,7 +176,7 @@ class RedisSessionStore:
             replica_timeout=replica_timeout,
             client_options=client_options,
         )
-        return cls(target, config, prefix=prefix, clock=clock)
+        return cls(named, config, prefix=prefix, clock=clock)
 
     @property
     def config(self) -> SessionStoreConfig:
