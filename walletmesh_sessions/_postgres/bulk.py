@@ -41,20 +41,15 @@ def _text_ids(rows: Iterable[Sequence[Any]]) -> Iterable[tuple[str, Any]]:
     for raw, text in rows:
         try:
             yield bytes(raw).decode("utf-8"), text
-        except UnicodeDecodeError:
-            # Written by another program: no session id anyone can ask for.
+        except UnicodeDecodeError:  # written by another program: no id anyone can ask for
             logger.warning("skipping a record whose id is not UTF-8 text")
 
 
 def _decided(
     spec: Spec, now: int, rows: list[Sequence[Any]], *, collect: bool, into: SessionMap
 ) -> Generator[Begin, Any, Sweep[tuple[bytes, str]]]:
-    """`sweep` over `rows`, decoded a few at a time, with a `CHECKPOINT` whenever a step has
-    taken `STEP_SECONDS`: a big table never holds the event loop for long.
-
-    `rows` is consumed from its end, a step at a time, so that its hundred thousand rows are
-    never all released in one step (that alone would take tens of milliseconds).
-    """
+    """`sweep` over `rows` in short steps (see the module); `rows` is consumed from its end, so
+    that a big result is never all released in one step."""
     total: Sweep[tuple[bytes, str]] = Sweep(found=into)
     started = time.perf_counter()
     while rows:
@@ -94,13 +89,17 @@ def page(
 ) -> Op[tuple[list[tuple[str, SessionData]], bytes | None]]:
     """The live sessions among the next `n` rows after the id `cursor`, as ``(id, data)``,
     and the cursor for the rest (`None` at the end): keyset pagination, in id order."""
-    rows = yield Statement(spec.sql.page, (cursor or b"", n), True)
-    after = bytes(rows[-1][0]) if len(rows) == n else None
-    batch = SessionMap(shards=1)
+    rows, after = yield from _page_rows(spec, cursor, n)
     now = now_ms(spec.clock)
-    result = yield from _decided(spec, now, rows, collect=True, into=batch)
+    result = yield from _decided(spec, now, rows, collect=True, into=SessionMap(shards=1))
     yield from _slide(spec, result.slides)
     return list(result.found.items()), after
+
+
+def _page_rows(spec: Spec, cursor: bytes | None, n: int) -> Op[tuple[list[Any], bytes | None]]:
+    """The next `n` rows after the id `cursor`, and the cursor for the rest (`None` at the end)."""
+    rows = yield Statement(spec.sql.page, (cursor or b"", n), True)
+    return rows, bytes(rows[-1][0]) if len(rows) == n else None
 
 
 def clean_expired(spec: Spec) -> Op[int]:
@@ -137,8 +136,7 @@ def inspect_page(
     spec: Spec, cursor: bytes | None, n: int
 ) -> Op[tuple[list[SessionRecord], bytes | None]]:
     """The next `n` rows after the id `cursor` as `inspect` shows them (keyset, as `page`)."""
-    rows = yield Statement(spec.sql.page, (cursor or b"", n), True)
-    after = bytes(rows[-1][0]) if len(rows) == n else None
+    rows, after = yield from _page_rows(spec, cursor, n)
     return (yield from _inspected(rows)), after
 
 

@@ -27,11 +27,7 @@ __all__ = ("create", "rotate", "update")
 
 def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -> Op[bool]:
     """Insert if absent (one statement); else, in a transaction, take over an expired one.
-
-    The record is encoded once per call: a retry after a lost connection that finds exactly
-    that record under the id knows it as its own earlier insert; another live one raises
-    `Unsure`.
-    """
+    The record is encoded once per call, so that a retry knows its own earlier insert."""
     key = row_key(session_id)
     if attempts.intent is None:
         now = expiry.now_ms(spec.clock)
@@ -62,12 +58,8 @@ def create(spec: Spec, session_id: str, data: SessionData, attempts: Attempts) -
 def update(
     spec: Spec, session_id: str, change: Change, attempts: Attempts
 ) -> Op[SessionData | None]:
-    """One transaction: the row is locked from the read to the write.
-
-    Retried after a lost commit, it finds either what it wrote (done: its answer is given
-    again) or the record it read (not done: it writes what it had computed, `change` is not
-    called again); anything else raises `Unsure`.
-    """
+    """One transaction, the row locked from the read to the write. Retried after a lost
+    commit, it finds what it wrote (done) or what it read (it writes what it had computed)."""
     key = row_key(session_id)
     yield BEGIN
     rows = yield Statement(spec.sql.get_for_update, (key,), True)
@@ -99,11 +91,8 @@ def update(
 
 
 def rotate(spec: Spec, session_id: str, new_id: str, attempts: Attempts) -> Op[str | None]:
-    """One transaction: both rows locked (in id order, so rotates never deadlock).
-
-    Retried after a lost commit, it finds both rows as it wrote them (done), or as it read
-    them (not done: it runs again); anything else raises `Unsure`.
-    """
+    """One transaction, both rows locked in id order (so rotates never deadlock). Retried
+    after a lost commit, it finds both rows as it wrote them (done) or as it read them."""
     key, new_key = row_key(session_id), row_key(new_id)
     yield BEGIN
     rows = yield Statement(spec.sql.get_two_for_update, ([key, new_key],), True)

@@ -77,9 +77,8 @@ def read(spec: Spec, session_id: str) -> Op[SessionData | None]:
 
 def read_and_slide(spec: Spec, session_id: str) -> Op[SessionData | None]:
     """`read` in one statement for a store that slides on read (no absolute timeout): the
-    server rewrites the expiresAt digits of a live record as the store asked. The record is
-    then decided as `read` decides it, and whatever the server wrote that differs from that
-    decision (a record of another layout, an unreadable one) is set right, compare-and-set."""
+    server rewrites a live record's expiresAt digits; whatever it wrote that differs from what
+    `read` decides (another layout, an unreadable record) is set right, compare-and-set."""
     key = row_key(session_id)
     now = expiry.now_ms(spec.clock)
     new = expiry.after_read(spec.config, now, None)  # what a live record's expiry becomes

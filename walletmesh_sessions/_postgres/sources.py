@@ -55,12 +55,9 @@ SyncConn = psycopg.Connection[Any]
 class AsyncPoolSource:
     """Connections from an `AsyncConnectionPool`.
 
-    With `keep` (the store's own pool, which nothing else uses), a connection a call is done
-    with is kept aside for the next call rather than checked in: taking it back costs a list
-    pop, not the pool's checkout (its locks and bookkeeping). A broken connection, one left
-    in a transaction, or any while a call waits on the pool goes back to the pool; and every
-    `KEEP_SECONDS` all kept ones do, so that the pool's own upkeep (maximum lifetime, idle
-    shrinking) still applies. The pool's `max_size` still bounds the connections open.
+    With `keep` (the store's own pool), an idle connection is kept aside for the next call
+    rather than checked in (a list pop, not the pool's checkout), unless a call waits on the
+    pool; every `KEEP_SECONDS` all go back, so that the pool's own upkeep still applies.
     """
 
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any], *, keep: bool = False) -> None:

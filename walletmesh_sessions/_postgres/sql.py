@@ -29,12 +29,8 @@ _NUMBER = r"^-?[0-9]{1,255}(?:\.[0-9]{1,255})?(?:[eE][+-]?[0-9]{1,3})?$"
 
 def _number(path: str, absent: str) -> str:
     """SQL for the JSON number at `path` of the record in `value`, floored as the codec reads
-    it (through a double, as JavaScript and Python parse it) and clamped to bigint; `absent`
-    (a number) for anything else. It never raises, whatever JSON the record holds.
-
-    ``\\u0000`` escapes are read as ``\\u0001``: PostgreSQL's json operators refuse a NUL in
-    any string of the document, and the swap changes no number and no structure. GREATEST and
-    LEAST skip NULLs, hence a number for "absent" rather than NULL.
+    it and clamped to bigint; `absent` (a number: GREATEST and LEAST skip NULLs) for anything
+    else. It never raises: ``\\u0000`` is read as ``\\u0001``, as json refuses a NUL.
     """
     json_value = f"(replace(value, E'\\\\u0000', E'\\\\u0001')::json {path})::text"
     numeric = f"COALESCE(substring({json_value} FROM '{_NUMBER}')::numeric, {absent})"
@@ -81,12 +77,6 @@ def check_table(table: object) -> tuple[str, ...]:
     return parts
 
 
-def _render(query: sql.Composable) -> bytes:
-    """The statement's text, rendered once: identifiers here are plain, so quoting them needs
-    no connection (and each call then skips composing it again)."""
-    return query.as_bytes(None)
-
-
 class Statements:
     """Every statement on one table, composed once per store (identifiers quoted), as bytes."""
 
@@ -94,29 +84,24 @@ class Statements:
         self.table_name = ".".join(table)
         t = sql.Identifier(*table)
 
-        def on_table(text: str) -> bytes:
-            return _render(sql.SQL(text).format(t=t))
+        def on_table(text: str, **parts: sql.Composable) -> bytes:
+            # Rendered once: plain identifiers need no connection to be quoted.
+            return sql.SQL(text).format(t=t, **parts).as_bytes(None)
 
-        index = sql.Identifier(f"{table[-1]}_expires_at")
         self.schema_lock_key = f"walletmesh_sessions:{self.table_name}"
-        self.create_table = _render(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {t} (id bytea PRIMARY KEY, value text NOT NULL,"
-                " expires_at bigint GENERATED ALWAYS AS ({expires_at}) STORED)"
-            ).format(t=t, expires_at=sql.SQL(EXPIRES_AT))
+        self.create_table = on_table(
+            "CREATE TABLE IF NOT EXISTS {t} (id bytea PRIMARY KEY, value text NOT NULL,"
+            " expires_at bigint GENERATED ALWAYS AS ({expires_at}) STORED)",
+            expires_at=sql.SQL(EXPIRES_AT),
         )
-        self.create_index = _render(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"
-                " WHERE expires_at IS NOT NULL"
-            ).format(index=index, t=t)
+        self.create_index = on_table(
+            "CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL",
+            index=sql.Identifier(f"{table[-1]}_expires_at"),
         )
-        self.columns = _render(
-            sql.SQL(
-                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''"
-                " FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
-                " AND a.attnum > 0 AND NOT a.attisdropped"
-            )
+        self.columns = on_table(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''"
+            " FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
+            " AND a.attnum > 0 AND NOT a.attisdropped"
         )
         self.get = on_table("SELECT value FROM {t} WHERE id = %s")
         self.get_for_update = on_table("SELECT value FROM {t} WHERE id = %s FOR UPDATE")
@@ -153,10 +138,9 @@ class Statements:
         self.inspect_one = on_table("SELECT id, value FROM {t} WHERE id = %s")
         # Candidates only: each is decided from its record, then removed compare-and-set.
         self.expired_candidates = on_table("SELECT id, value FROM {t} WHERE expires_at < %s")
-        self.expired_candidates_created = _render(
-            sql.SQL("SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s").format(
-                t=t, created_at=sql.SQL(CREATED_AT)
-            )
+        self.expired_candidates_created = on_table(
+            "SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s",
+            created_at=sql.SQL(CREATED_AT),
         )
         # Arrays are sent in binary: the text form escapes every quote of every record, a
         # regular expression per element, hundreds of times slower.

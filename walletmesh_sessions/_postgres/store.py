@@ -165,9 +165,7 @@ class PostgresSessionStore:
         return Plan("check_table", lambda: ops.ensure_schema(self._spec, where))
 
     def _existing_table_only(self) -> None:
-        """Never create the table on first use, only check it: for tools that only look or
-        remove (the command line), where a mistyped table must be an error, not a new table.
-        """
+        """Only check the table on first use: for tools, a mistyped table is an error."""
         self._creates_table = False
 
     async def _drive(self, plan: Plan, deadline: Deadline) -> Any:

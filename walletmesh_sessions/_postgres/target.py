@@ -102,13 +102,6 @@ def _check_libpq_values(params: dict[str, Any], shown: str) -> None:
             raise InvalidConfigError(msg)
 
 
-def _check_max_connections(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"max_connections must be a positive int, got {value!r}"
-        raise InvalidConfigError(msg)
-    return value
-
-
 @attrs.frozen
 class UrlTarget:
     """A store's PostgreSQL URL, checked: what its pools connect with, and its settings.
@@ -149,7 +142,10 @@ def parse_url(
     params = _libpq_params(url, conninfo, connect_options)
     _check_libpq_values(params, shown)
     timeout = check_timeout(from_query.get("timeout", timeout))
-    max_connections = _check_max_connections(from_query.get("max_connections", max_connections))
+    limit = from_query.get("max_connections", max_connections)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        msg = f"max_connections must be a positive int, got {limit!r}"
+        raise InvalidConfigError(msg)
     kwargs: dict[str, Any] = {**connect_options, "autocommit": True}
     if "connect_timeout" not in params:
         # libpq counts whole seconds and takes anything under 2 as 2.
@@ -162,7 +158,7 @@ def parse_url(
         kwargs=MappingProxyType(kwargs),
         table=from_query.get("table", table),
         timeout=timeout,
-        max_connections=max_connections,
+        max_connections=limit,
     )
 
 
