@@ -122,11 +122,8 @@ def _structure_app_data(value: Any, _type: Any) -> dict[str, Any]:
 
 
 def _as_javascript_reads(value: Any, depth: int) -> Any:
-    """`value` with each integer JavaScript cannot hold exactly as the double it reads.
-
-    A JavaScript writer has only doubles: ``JSON.stringify(1e20)`` writes twenty digits, which
-    Python parses as an int. Below `MAX_DEPTH` only: SessionData refuses anything deeper.
-    """
+    """`value` with each integer JavaScript cannot hold exactly (``1e20`` written as twenty
+    digits) as the double it reads, down to `MAX_DEPTH` (SessionData refuses anything deeper)."""
     if type(value) is int:
         return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
     if depth > MAX_DEPTH:
@@ -216,11 +213,8 @@ def decode_record(text: object, session_id: str) -> tuple[SessionData, int | Non
 
 
 def record_with_expiry(text: str, expires_at: int) -> str:
-    """`text` with only the value of its top-level ``expiresAt`` replaced (added if absent).
-
-    Every other byte stays exactly as stored: unknown fields, number spellings (``1e3``),
-    string escapes and whitespace. `text` must be a record `decode_record` accepted.
-    """
+    """`text`, a record `decode_record` accepted, with only the value of its top-level
+    ``expiresAt`` replaced (added if absent): every other byte stays exactly as stored."""
     value = str(int(expires_at))
     span = _expires_at_span(text)
     if span is not None:

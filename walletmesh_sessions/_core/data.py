@@ -123,9 +123,8 @@ class SessionData:
         return attrs.evolve(self, permissions={**self.permissions, chain: names})
 
     def revoked(self, chain: str, *methods: str) -> SessionData:
-        """This session with `methods` no longer granted on `chain` (with no methods: the
-        whole chain). A chain left with no methods is removed. Nothing to revoke: this very
-        session."""
+        """This session with `methods` (or, with none, the whole chain) no longer granted on
+        `chain`; a chain left with no methods is removed. Nothing to revoke: this session."""
         current = self.permissions.get(chain)
         if current is None:
             return self
@@ -140,9 +139,8 @@ class SessionData:
         return attrs.evolve(self, permissions=permissions)
 
     def with_app_data(self, values: Mapping[str, JSONValue]) -> SessionData:
-        """This session with `values` merged over its `app_data`: a key given replaces the
-        current value whole (no deep merge), other keys stay. Raises
-        `InvalidSessionDataError`, naming where, for a value that is not JSON."""
+        """This session with `values` merged over its `app_data`, each key given replacing the
+        current value whole (no deep merge); `InvalidSessionDataError` for a value not JSON."""
         if not isinstance(values, Mapping):
             msg = f"with_app_data takes a mapping of str keys to JSON values, got {values!r}"
             raise InvalidSessionDataError(msg)

@@ -68,8 +68,7 @@ class Deadline:
         self.cancelled = False
 
     def cancel(self) -> None:
-        """Mark the call as given up by its caller: what still runs for it stops before it
-        writes (see `_local.sqlite`), and no wait of it starts anew."""
+        """Mark the call as given up: what still runs for it writes nothing, and waits no more."""
         self.cancelled = True
         left = self.remaining()
         self._end -= left

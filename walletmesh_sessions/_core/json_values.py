@@ -22,9 +22,7 @@ __all__ = (
 JSONValue: TypeAlias = (
     bool | int | float | str | Sequence["JSONValue"] | Mapping[str, "JSONValue"] | None
 )
-"""A JSON value: a bool, an int, a float, a str, a sequence of JSON values, a mapping of str
-keys to JSON values, or ``None``. `SessionData.app_data` holds arrays as tuples and objects
-as read-only mappings."""
+"""A JSON value; `SessionData.app_data` holds arrays as tuples, objects as read-only mappings."""
 
 # The largest integer JavaScript reads back exactly: anything stored must survive JSON.parse.
 MAX_SAFE_INTEGER = 2**53 - 1

@@ -19,11 +19,8 @@ SHARDS: Final = 256
 
 
 class SessionMap(Mapping[str, SessionData]):
-    """Live sessions by id: a read-only `Mapping` (not a dict) owned by whoever received it.
-
-    Compares equal to any mapping with the same items, a dict included. Iteration order is
-    not the order sessions were stored in; `dict(m)` or `sorted(m)` give one of your own.
-    """
+    """Live sessions by id: a read-only `Mapping` (not a dict), equal to any mapping with the
+    same items; in no set order (`dict(m)` or `sorted(m)` give one of your own)."""
 
     __slots__ = ("_length", "_mask", "_shards")
 

@@ -33,12 +33,8 @@ async def clean_expired_every(
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Call ``store.clean_expired()`` every `interval` seconds, until cancelled.
-
-    Each run's count is logged on the ``walletmesh_sessions`` logger. A run that raises is
-    logged with its traceback and the loop goes on: one failed run (Redis restarting, a locked
-    file) must not stop cleaning for good. Start it with ``await task_group.start(...)``.
-    """
+    """Call ``store.clean_expired()`` every `interval` seconds, until cancelled; start it with
+    ``await task_group.start(...)``. Each run is logged, and one that raises does not stop it."""
     interval = _check_interval(interval)
     task_status.started()
     while True:
@@ -54,10 +50,7 @@ async def clean_expired_every(
 
 @asynccontextmanager
 async def periodic_cleanup(store: SessionStore, interval: float) -> AsyncIterator[None]:
-    """Run `clean_expired_every` in the background for the duration of the ``async with``.
-
-    The first run starts at once; leaving the block cancels the cleaner promptly.
-    """
+    """Run `clean_expired_every` in the background, from at once until the block is left."""
     interval = _check_interval(interval)
     async with anyio.create_task_group() as tg:
         await tg.start(clean_expired_every, store, interval)

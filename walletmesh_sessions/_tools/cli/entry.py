@@ -38,10 +38,7 @@ SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the epilog of ``--help``).
-
-    Every failure is one line on stderr; a traceback only when $WALLETMESH_SESSIONS_DEBUG is 1.
-    """
+    """Run the command line; its exit status. Every failure is one line on stderr."""
     argv = sys.argv[1:] if argv is None else list(argv)
     url = ""
     if sys.stdout is None:  # started with its output closed (`>&-`): as `>/dev/null`
