@@ -1,7 +1,5 @@
-"""The single-session operations of `PostgresSessionStore`, and its schema check.
-
-Written once for asyncio and for worker threads (see `steps`). Every decision is the core's
-`expiry` rules'; every record text is the codec's.
+"""The single-session operations of `PostgresSessionStore` (see `steps`), and its schema check:
+every decision is the core's `expiry` rules', every record text the codec's.
 """
 
 from __future__ import annotations

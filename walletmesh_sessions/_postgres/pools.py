@@ -131,8 +131,7 @@ def _own_options(connection_class: type[Any]) -> dict[str, Any]:
 
 
 def _probe_kwargs(conninfo: str, kwargs: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-    """`kwargs` for a caller's own connection attempt: within its `timeout`, unless the
-    caller's settings name a `connect_timeout` (libpq waits at least 2 s)."""
+    """`kwargs` for a caller's own attempt: within its `timeout`, unless the settings say."""
     if timeout is None or "connect_timeout" in kwargs or "connect_timeout" in conninfo:
         return kwargs
     return {**kwargs, "connect_timeout": max(2, math.ceil(timeout))}
@@ -153,10 +152,8 @@ def _last_step(left: float | None) -> bool:
 
 
 class OwnAsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
-    """An `AsyncConnectionPool` that reconnects sooner and says why it cannot.
-
-    `url` (the store's, as given) masks secrets in what is logged.
-    """
+    """An `AsyncConnectionPool` that reconnects sooner and says why it cannot; `url` (the
+    store's, as given) masks secrets in what is logged."""
 
     def __init__(self, conninfo: str, *, url: str, kwargs: dict[str, Any], **options: Any) -> None:
         self.attempts = ConnectAttempts(url)

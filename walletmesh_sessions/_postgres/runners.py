@@ -56,9 +56,8 @@ async def run_async(
 ) -> Any:
     """Drive `plan` on a connection of `source`, within `deadline`; errors translated."""
     failure: tuple[SessionStoreError, Exception] | None = None
-    # Cancelled from outside or by the loop's `TimerQueue` at the call's deadline, a statement
-    # in flight is cancelled on the server by psycopg, and the connection, unless idle, is
-    # closed before it goes back.
+    # Cancelled from outside or at the deadline (the loop's `TimerQueue`), a statement in
+    # flight is cancelled on the server by psycopg.
     with anyio.CancelScope() as scope:
         call = _timers.get().watch(scope.cancel, deadline.end)
         try:

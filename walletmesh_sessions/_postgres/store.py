@@ -136,8 +136,6 @@ class PostgresSessionStore:
             f" config={self._spec.config!r})"
         )
 
-    # -- running ---------------------------------------------------------------------------
-
     async def _run(self, plan: Plan) -> Any:
         if self._closed:
             msg = f"{self!r} is closed"
@@ -182,8 +180,6 @@ class PostgresSessionStore:
                 await open_source(source)
         limiter = self._sources.limiter()
         return await run_in_thread(source, plan, deadline, what, url, limiter)
-
-    # -- the methods -----------------------------------------------------------------------
 
     async def create_schema(self) -> None:
         """Create the table and its index now if missing, else check the table's shape."""
