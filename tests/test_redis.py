@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -565,10 +566,12 @@ def _script_agrees(
 ) -> None:
     """The read-and-slide script on `text` decides as `after_read` does, and writes the same
     bytes with the TTL it is given."""
+    # Whole milliseconds as timedeltas: float seconds this large are not exact (a lifetime of
+    # 8,771,708,119,248 ms is 8771708119.247999 s as a float).
     cfg = SessionStoreConfig(
-        lifetime=lifetime / 1000,
+        lifetime=timedelta(milliseconds=lifetime),
         refresh_on_access=True,
-        max_lifetime=None if max_lifetime is None else max_lifetime / 1000,
+        max_lifetime=None if max_lifetime is None else timedelta(milliseconds=max_lifetime),
     )
     assert cfg.lifetime_ms == lifetime
     assert cfg.max_lifetime_ms == max_lifetime
