@@ -10,9 +10,10 @@ Every end is on the loop's clock, ``loop.time()`` (which is `anyio.current_time(
 asyncio): take it from `deadline_after` or from a `Deadline`'s `end`, never from
 `time.monotonic`, which a loop (uvloop, a test's loop) need not share.
 
-Usage, cancelling an `anyio.CancelScope` at the call's deadline::
+Every store on a loop shares that loop's one queue, `running_queue()`. Usage, cancelling an
+`anyio.CancelScope` at the call's deadline::
 
-    queue = TimerQueue(asyncio.get_running_loop())
+    queue = running_queue()
     with anyio.CancelScope() as scope:
         watch = queue.watch(scope.cancel, queue.deadline_after(timeout))
         try:
@@ -35,7 +36,9 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ("TimerQueue", "Watch", "deadline_after")
+from .loops import PerLoop
+
+__all__ = ("TimerQueue", "Watch", "deadline_after", "running_queue")
 
 
 def deadline_after(seconds: float) -> float:
@@ -130,3 +133,11 @@ class TimerQueue:
                 watch._cancel = None
                 watch.fired = True
                 cancel()
+
+
+_QUEUES: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
+
+
+def running_queue() -> TimerQueue:
+    """The running asyncio loop's one queue, shared by every store on that loop."""
+    return _QUEUES.get()

@@ -27,8 +27,7 @@ import psycopg_pool
 
 from .._core.deadline import Deadline, let_thread_end
 from .._core.errors import SessionStoreError
-from .._core.loops import PerLoop
-from .._core.timers import TimerQueue
+from .._core.timers import running_queue
 from .driving import Request, Sent, Transaction, Tries, drive, translate
 from .sources import IDLE, AsyncConn, AsyncSource, SyncConn, SyncSource
 from .steps import Plan, Statement, Unsure
@@ -47,8 +46,6 @@ _CAN_CANCEL: Final = psycopg.capabilities.has_cancel_safe()
 
 # Rows turned into Python objects between two checkpoints of a big result, on asyncio.
 FETCH_STEP = 500
-# One timer for the deadlines of every PostgreSQL call on an asyncio loop.
-_timers = PerLoop(TimerQueue.running)
 
 
 async def run_async(
@@ -59,7 +56,7 @@ async def run_async(
     # Cancelled from outside or at the deadline (the loop's `TimerQueue`), a statement in
     # flight is cancelled on the server by psycopg.
     with anyio.CancelScope() as scope:
-        call = _timers.get().watch(scope.cancel, deadline.end)
+        call = running_queue().watch(scope.cancel, deadline.end)
         try:
             return await _attempts_async(source, plan, deadline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:

@@ -22,7 +22,7 @@ import redis
 from .._core.deadline import let_thread_end
 from .._core.errors import NotReplicatedError, SessionStoreError, StoreUnavailableError
 from .._core.loops import PerLoop
-from .._core.timers import TimerQueue
+from .._core.timers import running_queue
 from .exchanges import Args, Exchange, Exchanges, error_code
 from .replicas import ReplicasBehind, ReplicaWait, Unconfirmed
 from .round_trips import Request, RoundTrip
@@ -45,7 +45,6 @@ Requests = Generator[Request | Checkpoint, Any, None]
 _IO_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 # One timer queue per asyncio loop, for the deadlines of every runner's calls on it.
-_timers: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
 
 
 # A cluster without an owner for a slot (failover under way) is unavailable too.
@@ -205,7 +204,7 @@ class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
         task = asyncio.current_task()
         assert task is not None  # a coroutine awaited on asyncio always runs in a task
         cancelling = task.cancelling()
-        timers = _timers.get()
+        timers = running_queue()
         watch = timers.watch(task.cancel, timers.deadline_after(budget))
         try:
             return await self._guarded(op, name)
