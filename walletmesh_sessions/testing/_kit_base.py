@@ -10,7 +10,7 @@ import pytest
 
 from .._core.data import SessionData, SessionStoreConfig
 from .._core.expiry import Clock
-from .._core.protocol import SessionStore
+from .._core.protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
 
 __all__ = (
@@ -21,6 +21,7 @@ __all__ = (
     "MakeStore",
     "StoreFactory",
     "StoreFixtures",
+    "lifecycle",
     "session",
 )
 
@@ -55,6 +56,12 @@ def session(n: int | str = 1, **permissions: list[str]) -> SessionData:
         origin=f"https://app{n}.example",
         permissions=permissions or {"eip155:1": ["eth_accounts"]},
     )
+
+
+def lifecycle(store: SessionStore) -> LifecycleSessionStore:
+    """`store` as a `LifecycleSessionStore`, failing the rule if it lacks the operations."""
+    assert isinstance(store, LifecycleSessionStore), "store lacks create, update or rotate"
+    return store
 
 
 async def close_store(store: object) -> None:

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from .._core.data import SessionData
 from .._core.iteration import iter_sessions
 from .._core.json_values import MAX_SAFE_INTEGER, JSONValue
-from .._core.protocol import LifecycleSessionStore, SessionStore
+from .._core.protocol import SessionStore
 from ._clock import FakeClock
-from ._kit_base import LIFETIME_MS, MakeStore
+from ._kit_base import LIFETIME_MS, MakeStore, lifecycle
 
 __all__ = ("APP_DATA", "APP_DATA_SAMPLES", "AppDataLifecycleRules", "AppDataRules")
 
@@ -71,14 +71,23 @@ APP_DATA: st.SearchStrategy[Mapping[str, JSONValue]] = st.sampled_from(
 """`app_data` values for model checks: the samples above, or small objects built from them."""
 
 
-def _sessions() -> dict[str, SessionData]:
+_ETH = {"eip155:1": ["eth_accounts"]}
+
+
+def _sessions(created_at: int | None = None) -> dict[str, SessionData]:
     """One session per sample, keyed by the session id it is stored under."""
     return {
-        f"id-{n}": SessionData(
-            f"s{n}", "https://app.example", {"eip155:1": ["eth_accounts"]}, app_data=value
-        )
+        f"id-{n}": SessionData(f"s{n}", "https://app.example", _ETH, created_at, app_data=value)
         for n, value in enumerate(APP_DATA_SAMPLES.values())
     }
+
+
+async def _stored(store: SessionStore, created_at: int | None = None) -> dict[str, SessionData]:
+    """`_sessions`, each set in `store`."""
+    sessions = _sessions(created_at)
+    for session_id, data in sessions.items():
+        await store.set(session_id, data)
+    return sessions
 
 
 class AppDataRules:
@@ -87,9 +96,7 @@ class AppDataRules:
     @pytest.mark.anyio
     async def test_app_data_round_trips(self, store: SessionStore) -> None:
         """Each sample reads back equal, as JSON too, through get, get_all and iteration."""
-        sessions = _sessions()
-        for session_id, data in sessions.items():
-            await store.set(session_id, data)
+        sessions = await _stored(store)
         for session_id, data in sessions.items():
             got = await store.get(session_id)
             assert got is not None, f"{session_id} was not stored"
@@ -117,9 +124,7 @@ class AppDataRules:
     ) -> None:
         """Names like createdAt or expiresAt inside app_data are never read as the record's:
         every read slides the expiry, to the millisecond."""
-        sessions = _sessions()
-        for session_id, data in sessions.items():
-            await refreshing_store.set(session_id, data)
+        sessions = await _stored(refreshing_store)
         # Each read is at exactly the expiry the read before it set (so still valid).
         for reader in ("get", "get_all", "get"):
             clock.advance(ms=LIFETIME_MS)
@@ -131,9 +136,7 @@ class AppDataRules:
     @pytest.mark.anyio
     async def test_clean_expired_with_app_data(self, store: SessionStore, clock: FakeClock) -> None:
         """clean_expired finds these sessions at their expiry, not before."""
-        sessions = _sessions()
-        for session_id, data in sessions.items():
-            await store.set(session_id, data)
+        sessions = await _stored(store)
         clock.advance(ms=LIFETIME_MS)
         assert await store.clean_expired() == 0, "cleaned before the expiry"
         assert len(await store.get_all()) == len(sessions)
@@ -148,11 +151,6 @@ async def _read_all(store: SessionStore, reader: str, sessions: dict[str, Sessio
         return
     for session_id, data in sessions.items():
         assert await store.get(session_id) == data, f"{session_id} lost, changed or expired"
-
-
-def _lifecycle(store: SessionStore) -> LifecycleSessionStore:
-    assert isinstance(store, LifecycleSessionStore), "store lacks create, update or rotate"
-    return store
 
 
 def _count(data: SessionData) -> SessionData:
@@ -176,11 +174,7 @@ class AppDataLifecycleRules:
             refresh=True,
             max_lifetime=timedelta(milliseconds=3 * LIFETIME_MS),
         )
-        sessions = {
-            sid: attrs.evolve(data, created_at=clock.now_ms) for sid, data in _sessions().items()
-        }
-        for session_id, data in sessions.items():
-            await store.set(session_id, data)
+        sessions = await _stored(store, clock.now_ms)
         for reader in ("get", "get_all", "get"):  # 3 * (LIFETIME_MS - 1): each read slides
             clock.advance(ms=LIFETIME_MS - 1)
             await _read_all(store, reader, sessions)
@@ -196,9 +190,7 @@ class AppDataLifecycleRules:
     ) -> None:
         """clean_expired finds these sessions at their absolute timeout, not before."""
         store = make_store(timedelta(minutes=10), max_lifetime=timedelta(minutes=1))
-        sessions = _sessions()
-        for session_id, data in sessions.items():
-            await store.set(session_id, data)
+        sessions = await _stored(store)
         clock.advance(ms=60_000)
         assert await store.clean_expired() == 0, "cleaned before the absolute timeout"
         assert len(await store.get_all()) == len(sessions)
@@ -208,7 +200,7 @@ class AppDataLifecycleRules:
     @pytest.mark.anyio
     async def test_create_keeps_app_data(self, store: SessionStore) -> None:
         """create stores app_data; a refused create leaves the stored one as it was."""
-        s = _lifecycle(store)
+        s = lifecycle(store)
         for session_id, data in _sessions().items():
             assert await s.create(session_id, data) is True
             assert await s.create(session_id, data.with_app_data({"x": 1})) is False
@@ -218,7 +210,7 @@ class AppDataLifecycleRules:
     @pytest.mark.parametrize("sample", list(APP_DATA_SAMPLES))
     async def test_update_changes_app_data(self, store: SessionStore, sample: str) -> None:
         """update stores the new app_data (merged, removed, emptied) and returns it."""
-        s = _lifecycle(store)
+        s = lifecycle(store)
         data = SessionData(
             "s", "https://a.example", created_at=5, app_data=APP_DATA_SAMPLES[sample]
         )
@@ -243,7 +235,7 @@ class AppDataLifecycleRules:
     @pytest.mark.anyio
     async def test_concurrent_app_data_updates_are_not_lost(self, store: SessionStore) -> None:
         """Many concurrent updates of app_data next to tricky values: none is lost."""
-        s = _lifecycle(store)
+        s = lifecycle(store)
         start = SessionData("s", "https://a.example", app_data=APP_DATA_SAMPLES["backslashes"])
         await s.set("id", start)
         async with anyio.create_task_group() as tg:
@@ -254,7 +246,7 @@ class AppDataLifecycleRules:
     @pytest.mark.anyio
     async def test_rotate_keeps_app_data(self, store: SessionStore) -> None:
         """rotate moves app_data with the session, unchanged."""
-        s = _lifecycle(store)
+        s = lifecycle(store)
         for session_id, data in _sessions().items():
             await s.set(session_id, data)
             new_id = await s.rotate(session_id)

@@ -17,14 +17,10 @@ __all__ = ("BasicRules",)
 class BasicRules(StoreFixtures):
     """set, get, get_all, delete and clear."""
 
-    # -- structure -------------------------------------------------------------------------
-
     @pytest.mark.anyio
     async def test_satisfies_protocol(self, store: SessionStore) -> None:
         """The store is a SessionStore at runtime (subclassing the protocol is allowed)."""
         assert isinstance(store, SessionStore), "store does not have the seven methods"
-
-    # -- set / get -------------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_set_then_get(self, store: SessionStore) -> None:
@@ -66,8 +62,6 @@ class BasicRules(StoreFixtures):
         await store.set("b", session(1))
         assert dict(await store.get_all()) == {"a": session(1), "b": session(1)}
 
-    # -- get_all ---------------------------------------------------------------------------
-
     @pytest.mark.anyio
     async def test_get_all_skips_expired(self, store: SessionStore, clock: FakeClock) -> None:
         """get_all returns only unexpired sessions, keyed by session id."""
@@ -92,8 +86,6 @@ class BasicRules(StoreFixtures):
         if isinstance(first, dict):
             first.clear()
         assert dict(await store.get_all()) == {"a": session(1)}, "get_all returned its own state"
-
-    # -- delete / clear --------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_delete(self, store: SessionStore) -> None:
@@ -121,8 +113,6 @@ class BasicRules(StoreFixtures):
         assert await store.clean_expired() == 0
         clock.advance(ms=-LIFETIME_MS - 1)
         assert await store.get("a") is None, "clear left an expired session behind"
-
-    # -- shared storage --------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_foreign_data_survives(

@@ -17,8 +17,6 @@ __all__ = ("ConcurrencyRules",)
 class ConcurrencyRules(StoreFixtures):
     """Concurrency: no lost update, no resurrection, consistent after cancellation."""
 
-    # -- concurrency -----------------------------------------------------------------------
-
     @pytest.mark.anyio
     async def test_many_tasks(self, store: SessionStore) -> None:
         """Hundreds of concurrent tasks lose no write and see no error."""

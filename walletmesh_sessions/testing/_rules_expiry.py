@@ -14,8 +14,6 @@ __all__ = ("ExpiryRules",)
 class ExpiryRules(StoreFixtures):
     """Expiry, refresh and cleaning, with the fake clock."""
 
-    # -- expiry ----------------------------------------------------------------------------
-
     @pytest.mark.anyio
     async def test_valid_at_exactly_expiry(self, store: SessionStore, clock: FakeClock) -> None:
         """At exactly now + lifetime a session is still valid; 1 ms later it is expired."""
@@ -64,8 +62,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=LIFETIME_MS)
         assert await store.get("id") == session(2)
 
-    # -- sliding refresh -------------------------------------------------------------------
-
     @pytest.mark.anyio
     @pytest.mark.parametrize("method", ["get", "validate_and_refresh"])
     async def test_read_slides_expiry(
@@ -105,8 +101,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=LIFETIME_MS + 1)
         assert await refreshing_store.get("id") is None
         assert dict(await refreshing_store.get_all()) == {}
-
-    # -- clean_expired ---------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_clean_expired_counts(self, store: SessionStore, clock: FakeClock) -> None:

@@ -17,8 +17,6 @@ __all__ = ("InputRules",)
 class InputRules(StoreFixtures):
     """Input validation and hostile ids."""
 
-    # -- input validation ------------------------------------------------------------------
-
     @pytest.mark.anyio
     @pytest.mark.parametrize("bad_id", BAD_IDS, ids=repr)
     async def test_bad_ids_refused(self, store: SessionStore, bad_id: Any) -> None:

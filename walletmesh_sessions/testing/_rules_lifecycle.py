@@ -13,20 +13,15 @@ import pytest
 
 from .._core.data import SessionData
 from .._core.errors import InvalidSessionDataError, InvalidSessionIdError, SessionIdTakenError
-from .._core.protocol import LifecycleSessionStore, SessionStore
+from .._core.protocol import SessionStore
 from ._clock import FakeClock
-from ._kit_base import LIFETIME_MS, MakeStore, session
+from ._kit_base import LIFETIME_MS, MakeStore, lifecycle, session
 from ._rules_model import LifecycleModelRules
 
 __all__ = ("LifecycleRules", "counter", "increment")
 
 CREATORS = 200
 INCREMENTS = 500
-
-
-def lifecycle(store: SessionStore) -> LifecycleSessionStore:
-    assert isinstance(store, LifecycleSessionStore), "store lacks create, update or rotate"
-    return store
 
 
 def counter(n: int) -> SessionData:
@@ -50,8 +45,6 @@ def _grant(chain: str) -> Callable[[SessionData], SessionData]:
 
 class LifecycleRules(LifecycleModelRules):
     """create, update, rotate: atomic under concurrency; max_lifetime as an absolute timeout."""
-
-    # -- create ----------------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_create_only_when_absent(self, store: SessionStore, clock: FakeClock) -> None:
@@ -89,8 +82,6 @@ class LifecycleRules(LifecycleModelRules):
         with pytest.raises(InvalidSessionDataError):
             await s.create("id", cast("SessionData", {"id": "x"}))
         assert dict(await s.get_all()) == {}
-
-    # -- update ----------------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_update_replaces_data(self, store: SessionStore, clock: FakeClock) -> None:
@@ -157,8 +148,6 @@ class LifecycleRules(LifecycleModelRules):
                 tg.start_soon(s.update, f"id{n}", _grant("eip155:10"))
                 tg.start_soon(s.delete, f"id{n}")
         assert dict(await s.get_all()) == {}, "an update brought back a deleted session"
-
-    # -- rotate ----------------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_rotate_moves_the_session(self, store: SessionStore) -> None:
@@ -248,8 +237,6 @@ class LifecycleRules(LifecycleModelRules):
             assert not (f"id{n}" in remaining and f"new{n}" in remaining), "both ids live"
             if n % 2:  # the old id was deleted: rotated before, or gone for good
                 assert f"id{n}" not in remaining, "a deleted session came back"
-
-    # -- absolute timeout ------------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_absolute_timeout_boundary(self, make_store: MakeStore, clock: FakeClock) -> None:

@@ -24,7 +24,7 @@ from .._core.data import SessionData, SessionStoreConfig
 from .._core.errors import SessionIdTakenError
 from .._core.protocol import LifecycleSessionStore, SessionStore
 from ._clock import FakeClock
-from ._kit_base import StoreFactory, StoreFixtures, close_store
+from ._kit_base import StoreFactory, StoreFixtures, close_store, lifecycle
 from ._rules_app_data import APP_DATA
 
 __all__ = ("LifecycleModelRules", "ModelRules")
@@ -75,12 +75,18 @@ class _Reference:
         limit = data.created_at + self.max_ms
         return limit if expires_at is None else min(limit, expires_at)
 
-    def get(self, sid: str, now: int) -> SessionData | None:
+    def live(self, sid: str, now: int) -> bool:
+        """Whether `sid` is live; an expired one is removed, nothing slides."""
         if sid not in self.sessions:
-            return None
+            return False
         if self.expired(sid, now):
             del self.sessions[sid]
             self.maybe_gone.discard(sid)
+            return False
+        return True
+
+    def get(self, sid: str, now: int) -> SessionData | None:
+        if not self.live(sid, now):
             return None
         data = self.sessions[sid][0]
         if self.refresh:
@@ -131,13 +137,15 @@ class _StoreMachine(RuleBasedStateMachine):
         return self.portal.call(method, *args)
 
     @initialize(lifetime=st.sampled_from([LIFETIME_MS, LIFETIME_MS, None]), refresh=st.booleans())
-    def make_store(self, lifetime: int | None, refresh: bool) -> None:
+    def make_store(self, lifetime: int | None, refresh: bool, max_ms: int | None = None) -> None:
         config = SessionStoreConfig(
-            lifetime=None if lifetime is None else lifetime / 1000, refresh_on_access=refresh
+            lifetime=None if lifetime is None else lifetime / 1000,
+            refresh_on_access=refresh,
+            max_lifetime=None if max_ms is None else max_ms / 1000,
         )
         self.store = self.call(lambda: type(self).factory(config, self.clock))
         self.call(self.live.clear)  # a factory's stores may share storage across examples
-        self.model = _Reference(lifetime, refresh)
+        self.model = _Reference(lifetime, refresh, max_ms)
 
     @property
     def live(self) -> SessionStore:
@@ -257,15 +265,8 @@ class _LifecycleMachine(_StoreMachine):
         refresh=st.booleans(),
         max_ms=st.sampled_from([None, 2 * LIFETIME_MS, LIFETIME_MS // 2]),
     )
-    def make_store(self, lifetime: int | None, refresh: bool, max_ms: int | None) -> None:
-        config = SessionStoreConfig(
-            lifetime=None if lifetime is None else lifetime / 1000,
-            refresh_on_access=refresh,
-            max_lifetime=None if max_ms is None else max_ms / 1000,
-        )
-        self.store = self.call(lambda: type(self).factory(config, self.clock))
-        self.call(self.live.clear)
-        self.model = _Reference(lifetime, refresh, max_ms)
+    def make_store(self, lifetime: int | None, refresh: bool, max_ms: int | None = None) -> None:
+        super().make_store(lifetime, refresh, max_ms)
 
     # The seven methods on the same few ids, so lifecycle calls meet what they stored.
     @rule(sid=FEW_IDS, data=FEW_DATA)
@@ -282,27 +283,20 @@ class _LifecycleMachine(_StoreMachine):
 
     @property
     def lifecycle(self) -> LifecycleSessionStore:
-        store = self.live
-        assert isinstance(store, LifecycleSessionStore)
-        return store
-
-    def _model_live(self, sid: str) -> SessionData | None:
-        """The model's read of `sid` (which slides and removes as a read does)."""
-        return self.model.get(sid, self.clock.now_ms)
+        return lifecycle(self.live)
 
     @rule(sid=FEW_IDS, data=FEW_DATA)
     def create(self, sid: str, data: SessionData) -> None:
         got = self.call(self.lifecycle.create, sid, data)
-        now = self.clock.now_ms
-        live = sid in self.model.sessions and not self.model.expired(sid, now)
+        live = self.model.live(sid, self.clock.now_ms)
         if not live:
-            self.model.set(sid, data, now)
+            self.model.set(sid, data, self.clock.now_ms)
         assert got is (not live), f"create({sid!r}) returned {got}, the contract says {not live}"
 
     @rule(sid=FEW_IDS)
     def update(self, sid: str) -> None:
         got = self.call(self.lifecycle.update, sid, _add_chain)
-        current = self._model_live(sid)
+        current = self.model.get(sid, self.clock.now_ms)
         expected = None
         if current is not None:
             expected = _add_chain(current)
@@ -317,11 +311,12 @@ class _LifecycleMachine(_StoreMachine):
             got, taken = None, True
         else:
             taken = False
-        if not self._live_without_sliding(sid):
+        now = self.clock.now_ms
+        if not self.model.live(sid, now):
             assert not taken, f"rotate({sid!r}) of a missing session raised SessionIdTakenError"
             assert got is None, f"rotate({sid!r}) of a missing session returned {got}"
             return
-        new_live = new_id == sid or self._live_without_sliding(new_id)
+        new_live = new_id == sid or self.model.live(new_id, now)
         assert taken is new_live, f"rotate({sid!r}, {new_id!r}): taken={taken}, expected {new_live}"
         if taken:
             return
@@ -330,20 +325,10 @@ class _LifecycleMachine(_StoreMachine):
         after = stored
         if self.model.refresh:
             assert self.model.lifetime_ms is not None
-            after = self.model.capped(data, self.clock.now_ms + self.model.lifetime_ms)
+            after = self.model.capped(data, now + self.model.lifetime_ms)
         moved = attrs.evolve(data, id=new_id) if data.id == sid else data
         self.model.sessions[new_id] = (moved, after)
         self.model.maybe_gone.discard(new_id)
-
-    def _live_without_sliding(self, sid: str) -> bool:
-        """Whether `sid` is live in the model; an expired one is removed, nothing slides."""
-        if sid not in self.model.sessions:
-            return False
-        if self.model.expired(sid, self.clock.now_ms):
-            del self.model.sessions[sid]
-            self.model.maybe_gone.discard(sid)
-            return False
-        return True
 
 
 class LifecycleModelRules(StoreFixtures):

@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from .._core.protocol import LifecycleSessionStore
-from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, session
-from ._rules_lifecycle import counter, increment, lifecycle
+from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, lifecycle, session
+from ._rules_lifecycle import counter, increment
 
 __all__ = ("SharedStorageRules",)
 
