@@ -83,6 +83,9 @@ class ForeignData(Protocol):
 class StoreFixtures:
     """The fixtures every rule uses. Override `store_factory`, and `foreign_data` if you can."""
 
+    # Every async rule runs under anyio; subclasses inherit the mark.
+    pytestmark = pytest.mark.anyio
+
     @pytest.fixture(params=["asyncio", "trio"])
     def anyio_backend(self, request: pytest.FixtureRequest) -> str:
         """Every test runs on both backends; a missing trio fails instead of skipping."""

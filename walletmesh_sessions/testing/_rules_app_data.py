@@ -16,7 +16,7 @@ from .._core.iteration import iter_sessions
 from .._core.json_values import MAX_SAFE_INTEGER, JSONValue
 from .._core.protocol import SessionStore
 from ._clock import FakeClock
-from ._kit_base import LIFETIME_MS, MakeStore, lifecycle
+from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, lifecycle
 
 __all__ = ("APP_DATA", "APP_DATA_SAMPLES", "AppDataLifecycleRules", "AppDataRules")
 
@@ -90,10 +90,9 @@ async def _stored(store: SessionStore, created_at: int | None = None) -> dict[st
     return sessions
 
 
-class AppDataRules:
+class AppDataRules(StoreFixtures):
     """`app_data` survives set, get, get_all, iteration, refreshes and clean_expired."""
 
-    @pytest.mark.anyio
     async def test_app_data_round_trips(self, store: SessionStore) -> None:
         """Each sample reads back equal, as JSON too, through get, get_all and iteration."""
         sessions = await _stored(store)
@@ -105,7 +104,6 @@ class AppDataRules:
         assert dict(await store.get_all()) == sessions, "get_all changed app_data"
         assert dict([item async for item in iter_sessions(store, 2)]) == sessions
 
-    @pytest.mark.anyio
     async def test_set_replaces_app_data(self, store: SessionStore) -> None:
         """A second set with other (or no) app_data replaces it whole."""
         first = SessionData("s", "https://a.example", app_data={"a": 1, "b": [2]})
@@ -118,7 +116,6 @@ class AppDataRules:
         assert got is not None
         assert dict(got.app_data) == {}, "set kept app_data it was not given"
 
-    @pytest.mark.anyio
     async def test_app_data_never_moves_expiry(
         self, refreshing_store: SessionStore, clock: FakeClock
     ) -> None:
@@ -133,7 +130,6 @@ class AppDataRules:
         for session_id in sessions:
             assert await refreshing_store.get(session_id) is None, f"{session_id} outlived it"
 
-    @pytest.mark.anyio
     async def test_clean_expired_with_app_data(self, store: SessionStore, clock: FakeClock) -> None:
         """clean_expired finds these sessions at their expiry, not before."""
         sessions = await _stored(store)
@@ -160,10 +156,9 @@ def _count(data: SessionData) -> SessionData:
     return data.with_app_data({"count": count + 1})
 
 
-class AppDataLifecycleRules:
+class AppDataLifecycleRules(StoreFixtures):
     """`app_data` through create, update and rotate, and updates of it under concurrency."""
 
-    @pytest.mark.anyio
     async def test_app_data_never_moves_absolute_timeout(
         self, make_store: MakeStore, clock: FakeClock
     ) -> None:
@@ -184,7 +179,6 @@ class AppDataLifecycleRules:
         for session_id in sessions:
             assert await store.get(session_id) is None, f"{session_id} outlived max_lifetime"
 
-    @pytest.mark.anyio
     async def test_clean_expired_at_absolute_timeout(
         self, make_store: MakeStore, clock: FakeClock
     ) -> None:
@@ -197,7 +191,6 @@ class AppDataLifecycleRules:
         clock.advance(ms=1)
         assert await store.clean_expired() == len(sessions)
 
-    @pytest.mark.anyio
     async def test_create_keeps_app_data(self, store: SessionStore) -> None:
         """create stores app_data; a refused create leaves the stored one as it was."""
         s = lifecycle(store)
@@ -206,7 +199,6 @@ class AppDataLifecycleRules:
             assert await s.create(session_id, data.with_app_data({"x": 1})) is False
             assert await s.get(session_id) == data
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize("sample", list(APP_DATA_SAMPLES))
     async def test_update_changes_app_data(self, store: SessionStore, sample: str) -> None:
         """update stores the new app_data (merged, removed, emptied) and returns it."""
@@ -232,7 +224,6 @@ class AppDataLifecycleRules:
         assert fresh == SessionData("s", "https://a.example", created_at=5, app_data={"a": 1})
         assert await s.get("id") == fresh
 
-    @pytest.mark.anyio
     async def test_concurrent_app_data_updates_are_not_lost(self, store: SessionStore) -> None:
         """Many concurrent updates of app_data next to tricky values: none is lost."""
         s = lifecycle(store)
@@ -243,7 +234,6 @@ class AppDataLifecycleRules:
                 tg.start_soon(s.update, "id", _count)
         assert await s.get("id") == start.with_app_data({"count": 200}), "lost updates"
 
-    @pytest.mark.anyio
     async def test_rotate_keeps_app_data(self, store: SessionStore) -> None:
         """rotate moves app_data with the session, unchanged."""
         s = lifecycle(store)

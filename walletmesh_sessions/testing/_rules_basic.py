@@ -17,19 +17,16 @@ __all__ = ("BasicRules",)
 class BasicRules(StoreFixtures):
     """set, get, get_all, delete and clear."""
 
-    @pytest.mark.anyio
     async def test_satisfies_protocol(self, store: SessionStore) -> None:
         """The store is a SessionStore at runtime (subclassing the protocol is allowed)."""
         assert isinstance(store, SessionStore), "store does not have the seven methods"
 
-    @pytest.mark.anyio
     async def test_set_then_get(self, store: SessionStore) -> None:
         """A stored session reads back equal."""
         data = session(1, **{"eip155:1": ["eth_accounts", "eth_sendTransaction"]})
         await store.set("id-1", data)
         assert await store.get("id-1") == data, "get must return what set stored"
 
-    @pytest.mark.anyio
     async def test_round_trips_every_field(self, store: SessionStore) -> None:
         """created_at, empty permissions and many chains survive storage."""
         full = SessionData(
@@ -41,13 +38,11 @@ class BasicRules(StoreFixtures):
         assert await store.get("full") == full
         assert await store.get("empty") == empty
 
-    @pytest.mark.anyio
     async def test_get_missing_is_none(self, store: SessionStore) -> None:
         """A session never stored reads as None."""
         assert await store.get("nope") is None
         assert await store.validate_and_refresh("nope") is None
 
-    @pytest.mark.anyio
     async def test_set_overwrites(self, store: SessionStore) -> None:
         """A second set replaces the first."""
         await store.set("id", session(1))
@@ -55,14 +50,12 @@ class BasicRules(StoreFixtures):
         assert await store.get("id") == session(2)
         assert dict(await store.get_all()) == {"id": session(2)}
 
-    @pytest.mark.anyio
     async def test_ids_are_distinct_keys(self, store: SessionStore) -> None:
         """The session id, not data.id, is the key."""
         await store.set("a", session(1))
         await store.set("b", session(1))
         assert dict(await store.get_all()) == {"a": session(1), "b": session(1)}
 
-    @pytest.mark.anyio
     async def test_get_all_skips_expired(self, store: SessionStore, clock: FakeClock) -> None:
         """get_all returns only unexpired sessions, keyed by session id."""
         await store.set("old", session(1))
@@ -71,14 +64,12 @@ class BasicRules(StoreFixtures):
         clock.advance(ms=LIFETIME_MS // 2 + 1)
         assert dict(await store.get_all()) == {"new": session(2)}, "get_all returned expired"
 
-    @pytest.mark.anyio
     async def test_get_all_empty(self, store: SessionStore) -> None:
         """An empty store has an empty mapping."""
         result = await store.get_all()
         assert isinstance(result, Mapping)
         assert dict(result) == {}
 
-    @pytest.mark.anyio
     async def test_get_all_is_a_new_mapping(self, store: SessionStore) -> None:
         """Changing the returned mapping does not change the store."""
         await store.set("a", session(1))
@@ -87,7 +78,6 @@ class BasicRules(StoreFixtures):
             first.clear()
         assert dict(await store.get_all()) == {"a": session(1)}, "get_all returned its own state"
 
-    @pytest.mark.anyio
     async def test_delete(self, store: SessionStore) -> None:
         """delete removes one session and leaves the others."""
         await store.set("a", session(1))
@@ -96,13 +86,11 @@ class BasicRules(StoreFixtures):
         assert await store.get("a") is None
         assert await store.get("b") == session(2)
 
-    @pytest.mark.anyio
     async def test_delete_missing_is_fine(self, store: SessionStore) -> None:
         """Deleting a missing id is not an error."""
         await store.delete("never-there")
         await store.delete("never-there")
 
-    @pytest.mark.anyio
     async def test_clear(self, store: SessionStore, clock: FakeClock) -> None:
         """clear removes every session, expired or not."""
         await store.set("a", session(1))
@@ -114,7 +102,6 @@ class BasicRules(StoreFixtures):
         clock.advance(ms=-LIFETIME_MS - 1)
         assert await store.get("a") is None, "clear left an expired session behind"
 
-    @pytest.mark.anyio
     async def test_foreign_data_survives(
         self, store: SessionStore, clock: FakeClock, foreign_data: ForeignData | None
     ) -> None:

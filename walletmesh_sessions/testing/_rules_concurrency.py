@@ -17,7 +17,6 @@ __all__ = ("ConcurrencyRules",)
 class ConcurrencyRules(StoreFixtures):
     """Concurrency: no lost update, no resurrection, consistent after cancellation."""
 
-    @pytest.mark.anyio
     async def test_many_tasks(self, store: SessionStore) -> None:
         """Hundreds of concurrent tasks lose no write and see no error."""
         results: dict[str, SessionData | None] = {}
@@ -36,7 +35,6 @@ class ConcurrencyRules(StoreFixtures):
         expected = {f"task-{n}": session(n) for n in range(200) if n % 3}
         assert dict(await store.get_all()) == expected
 
-    @pytest.mark.anyio
     async def test_concurrent_refresh_never_revives_deleted(
         self, refreshing_store: SessionStore
     ) -> None:
@@ -56,7 +54,6 @@ class ConcurrencyRules(StoreFixtures):
                 tg.start_soon(store.delete, f"id{n}")
         assert dict(await store.get_all()) == {}, "a refresh brought back a deleted session"
 
-    @pytest.mark.anyio
     async def test_refresh_never_undoes_a_set(self, refreshing_store: SessionStore) -> None:
         """A set racing sliding reads is never replaced by the data those reads saw."""
         store = refreshing_store
@@ -82,7 +79,6 @@ class ConcurrencyRules(StoreFixtures):
             stop.set()
         assert await store.get("id") == session(39)
 
-    @pytest.mark.anyio
     async def test_one_writer_many_readers(self, refreshing_store: SessionStore) -> None:
         """Per id, the last write wins: no lost update and no resurrection under load."""
         store = refreshing_store
@@ -110,7 +106,6 @@ class ConcurrencyRules(StoreFixtures):
         expected = {sid: session(4) for sid in ids if not sid.endswith(("1", "3", "5"))}
         assert dict(await store.get_all()) == expected, "a write was lost or a delete undone"
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize(
         "method",
         ["set", "get", "get_all", "delete", "clear", "validate_and_refresh", "clean_expired"],

@@ -14,7 +14,6 @@ __all__ = ("ExpiryRules",)
 class ExpiryRules(StoreFixtures):
     """Expiry, refresh and cleaning, with the fake clock."""
 
-    @pytest.mark.anyio
     async def test_valid_at_exactly_expiry(self, store: SessionStore, clock: FakeClock) -> None:
         """At exactly now + lifetime a session is still valid; 1 ms later it is expired."""
         await store.set("id", session())
@@ -23,7 +22,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=1)
         assert await store.get("id") is None, "still valid 1 ms after its expiry"
 
-    @pytest.mark.anyio
     async def test_expired_get_removes(self, store: SessionStore, clock: FakeClock) -> None:
         """Reading an expired session removes it: clean_expired then finds nothing."""
         await store.set("id", session())
@@ -33,7 +31,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=-LIFETIME_MS)
         assert await store.get("id") is None, "an expired session came back"
 
-    @pytest.mark.anyio
     async def test_no_lifetime_never_expires(self, make_store: MakeStore, clock: FakeClock) -> None:
         """Without a lifetime, sessions outlive any clock move."""
         store = make_store(None)
@@ -43,7 +40,6 @@ class ExpiryRules(StoreFixtures):
         assert await store.clean_expired() == 0
         assert dict(await store.get_all()) == {"id": session()}
 
-    @pytest.mark.anyio
     async def test_no_refresh_keeps_expiry(self, store: SessionStore, clock: FakeClock) -> None:
         """Without refresh_on_access, reads do not extend a session."""
         await store.set("id", session())
@@ -53,7 +49,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=2)
         assert await store.get("id") is None, "a read extended the session without refresh"
 
-    @pytest.mark.anyio
     async def test_set_restarts_lifetime(self, store: SessionStore, clock: FakeClock) -> None:
         """Overwriting a session gives it a new expiry from now."""
         await store.set("id", session(1))
@@ -62,7 +57,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=LIFETIME_MS)
         assert await store.get("id") == session(2)
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize("method", ["get", "validate_and_refresh"])
     async def test_read_slides_expiry(
         self, refreshing_store: SessionStore, clock: FakeClock, method: str
@@ -77,7 +71,6 @@ class ExpiryRules(StoreFixtures):
         clock.advance(ms=LIFETIME_MS + 1)
         assert await store.get("id") is None, "expiry slid beyond now + lifetime"
 
-    @pytest.mark.anyio
     async def test_get_all_slides_expiry(
         self, refreshing_store: SessionStore, clock: FakeClock
     ) -> None:
@@ -92,7 +85,6 @@ class ExpiryRules(StoreFixtures):
             "get_all did not slide the expiry"
         )
 
-    @pytest.mark.anyio
     async def test_refresh_does_not_revive(
         self, refreshing_store: SessionStore, clock: FakeClock
     ) -> None:
@@ -102,7 +94,6 @@ class ExpiryRules(StoreFixtures):
         assert await refreshing_store.get("id") is None
         assert dict(await refreshing_store.get_all()) == {}
 
-    @pytest.mark.anyio
     async def test_clean_expired_counts(self, store: SessionStore, clock: FakeClock) -> None:
         """clean_expired removes exactly the expired sessions and returns their number."""
         for n in range(5):
@@ -117,7 +108,6 @@ class ExpiryRules(StoreFixtures):
         assert await store.clean_expired() == 0, "a second call counted the same sessions"
         assert set(await store.get_all()) == {"new0", "new1", "new2"}
 
-    @pytest.mark.anyio
     async def test_clean_expired_after_clock_steps_back(
         self, store: SessionStore, clock: FakeClock
     ) -> None:

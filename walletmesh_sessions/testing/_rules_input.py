@@ -17,7 +17,6 @@ __all__ = ("InputRules",)
 class InputRules(StoreFixtures):
     """Input validation and hostile ids."""
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize("bad_id", BAD_IDS, ids=repr)
     async def test_bad_ids_refused(self, store: SessionStore, bad_id: Any) -> None:
         """Every method that takes an id refuses a bad one, and nothing changes."""
@@ -33,7 +32,6 @@ class InputRules(StoreFixtures):
         assert isinstance(info.value, builtin), f"set: expected a {builtin.__name__}"
         assert dict(await store.get_all()) == {"keep": session()}
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize(
         "bad_data",
         [None, {"id": "s", "origin": "o", "permissions": {}}, "s", 1],
@@ -46,7 +44,6 @@ class InputRules(StoreFixtures):
             await store.set("id", bad_data)
         assert await store.get("id") == session(1), "a failed set changed the stored session"
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize("hostile_id", HOSTILE_IDS, ids=lambda s: repr(s[:20]))
     async def test_hostile_ids_round_trip(self, store: SessionStore, hostile_id: str) -> None:
         """Ids with wildcards, quotes, NUL, unicode or 10,000 characters are plain keys."""
@@ -62,7 +59,6 @@ class InputRules(StoreFixtures):
         await store.delete(hostile_id)
         assert dict(await store.get_all()) == {"ab": session(1), "a": session(2)}
 
-    @pytest.mark.anyio
     async def test_huge_permission_map(self, store: SessionStore) -> None:
         """A session with 2,000 chains of 20 methods each is stored and read back exactly."""
         permissions = {f"eip155:{n}": [f"method_{n}_{m}" for m in range(20)] for n in range(2000)}

@@ -8,7 +8,7 @@ from .._core.data import SessionData
 from .._core.iteration import iter_sessions
 from .._core.protocol import SessionStore
 from ._clock import FakeClock
-from ._kit_base import LIFETIME_MS, session
+from ._kit_base import LIFETIME_MS, StoreFixtures, session
 
 __all__ = ("IterationRules",)
 
@@ -17,14 +17,13 @@ async def _collect(store: SessionStore, batch_size: int) -> list[tuple[str, Sess
     return [item async for item in iter_sessions(store, batch_size)]
 
 
-class IterationRules:
+class IterationRules(StoreFixtures):
     """`iter_sessions(store)` yields exactly the sessions `get_all` returns, each once.
 
     The rules go through the public function, so they hold for every store: one with its own
     `iter_sessions` and one that falls back to `get_all`.
     """
 
-    @pytest.mark.anyio
     @pytest.mark.parametrize("batch_size", [1, 3, 500])
     async def test_iteration_matches_get_all(
         self, store: SessionStore, clock: FakeClock, batch_size: int
@@ -42,12 +41,10 @@ class IterationRules:
         assert dict(items) == dict(await store.get_all())
         assert dict(items) == {f"id{n}": session(n) for n in range(7)}
 
-    @pytest.mark.anyio
     async def test_iteration_of_empty_store(self, store: SessionStore) -> None:
         """An empty store yields nothing."""
         assert await _collect(store, 2) == []
 
-    @pytest.mark.anyio
     async def test_iteration_slides_like_get_all(
         self, refreshing_store: SessionStore, clock: FakeClock
     ) -> None:
@@ -61,7 +58,6 @@ class IterationRules:
             "iter_sessions did not slide the expiry"
         )
 
-    @pytest.mark.anyio
     async def test_iteration_refuses_bad_batch_size(self, store: SessionStore) -> None:
         """A batch size that is not a positive int is a ValueError."""
         for bad in (0, -1, True):

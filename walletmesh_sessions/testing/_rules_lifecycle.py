@@ -46,7 +46,6 @@ def _grant(chain: str) -> Callable[[SessionData], SessionData]:
 class LifecycleRules(LifecycleModelRules):
     """create, update, rotate: atomic under concurrency; max_lifetime as an absolute timeout."""
 
-    @pytest.mark.anyio
     async def test_create_only_when_absent(self, store: SessionStore, clock: FakeClock) -> None:
         """create stores a new id, refuses a live one unchanged, replaces an expired one."""
         s = lifecycle(store)
@@ -57,7 +56,6 @@ class LifecycleRules(LifecycleModelRules):
         assert await s.create("id", session(3)) is True, "an expired session blocked create"
         assert await s.get("id") == session(3)
 
-    @pytest.mark.anyio
     async def test_create_race_has_one_winner(self, store: SessionStore) -> None:
         """Of many concurrent creators of one id, exactly one wins, and its data is stored."""
         s = lifecycle(store)
@@ -73,7 +71,6 @@ class LifecycleRules(LifecycleModelRules):
         assert len(winners) == 1, f"{len(winners)} of {CREATORS} concurrent creators won"
         assert await s.get("contested") == session(winners[0])
 
-    @pytest.mark.anyio
     async def test_create_refuses_bad_input(self, store: SessionStore) -> None:
         """create checks its arguments before writing anything."""
         s = lifecycle(store)
@@ -83,7 +80,6 @@ class LifecycleRules(LifecycleModelRules):
             await s.create("id", cast("SessionData", {"id": "x"}))
         assert dict(await s.get_all()) == {}
 
-    @pytest.mark.anyio
     async def test_update_replaces_data(self, store: SessionStore, clock: FakeClock) -> None:
         """update stores change(current) and returns it; None when missing or expired."""
         s = lifecycle(store)
@@ -97,7 +93,6 @@ class LifecycleRules(LifecycleModelRules):
         assert await s.update("id", _grant("eip155:137")) is None, "updated an expired session"
         assert await s.get("id") is None
 
-    @pytest.mark.anyio
     async def test_update_slides_like_a_read(
         self, refreshing_store: SessionStore, clock: FakeClock
     ) -> None:
@@ -109,7 +104,6 @@ class LifecycleRules(LifecycleModelRules):
         clock.advance(ms=LIFETIME_MS - 1)
         assert await s.get("id") is not None, "update did not slide the expiry"
 
-    @pytest.mark.anyio
     async def test_update_refuses_a_bad_change(self, store: SessionStore) -> None:
         """A change that returns something else than SessionData, or raises, changes nothing;
         its own exception propagates as it is."""
@@ -126,7 +120,6 @@ class LifecycleRules(LifecycleModelRules):
             await s.update("id", failing)
         assert await s.get("id") == session(1), "a failed change wrote something"
 
-    @pytest.mark.anyio
     async def test_concurrent_increments_are_not_lost(self, store: SessionStore) -> None:
         """Hundreds of concurrent increments through update: none is lost."""
         s = lifecycle(store)
@@ -137,7 +130,6 @@ class LifecycleRules(LifecycleModelRules):
         final = await s.get("counter")
         assert final == counter(INCREMENTS), f"lost increments: ended at {final}"
 
-    @pytest.mark.anyio
     async def test_update_never_revives_deleted(self, store: SessionStore) -> None:
         """Updates racing a delete never bring the session back."""
         s = lifecycle(store)
@@ -149,7 +141,6 @@ class LifecycleRules(LifecycleModelRules):
                 tg.start_soon(s.delete, f"id{n}")
         assert dict(await s.get_all()) == {}, "an update brought back a deleted session"
 
-    @pytest.mark.anyio
     async def test_rotate_moves_the_session(self, store: SessionStore) -> None:
         """After rotate only the new id works; the data's id follows; None when missing."""
         s = lifecycle(store)
@@ -163,7 +154,6 @@ class LifecycleRules(LifecycleModelRules):
         assert await s.rotate(new_id, "chosen") == "chosen"
         assert list(await s.get_all()) == ["chosen"]
 
-    @pytest.mark.anyio
     async def test_rotate_refuses_a_taken_id(self, store: SessionStore, clock: FakeClock) -> None:
         """A new id held by a live session is refused and nothing changes; an expired one not."""
         s = lifecycle(store)
@@ -179,7 +169,6 @@ class LifecycleRules(LifecycleModelRules):
         assert await s.rotate("b", "a") == "a", "an expired session blocked rotate"
         assert dict(await s.get_all()) == {"a": session(2)}
 
-    @pytest.mark.anyio
     async def test_concurrent_rotates_have_one_winner(self, store: SessionStore) -> None:
         """Concurrent rotates of one id: exactly one moves it, the others find it gone."""
         s = lifecycle(store)
@@ -197,7 +186,6 @@ class LifecycleRules(LifecycleModelRules):
         assert len(moved) == 1, f"{len(moved)} concurrent rotates of one id succeeded"
         assert list(await s.get_all()) == moved
 
-    @pytest.mark.anyio
     async def test_rotate_has_no_gap(self, store: SessionStore) -> None:
         """While a session rotates, a reader always finds it under the old or the new id."""
         s = lifecycle(store)
@@ -218,7 +206,6 @@ class LifecycleRules(LifecycleModelRules):
                 tg.start_soon(s.rotate, f"old{n}", f"new{n}")
         assert not gaps, f"rotate left {len(gaps)} moment(s) where neither id worked"
 
-    @pytest.mark.anyio
     async def test_rotate_racing_delete_and_clean(
         self, store: SessionStore, clock: FakeClock
     ) -> None:
@@ -238,7 +225,6 @@ class LifecycleRules(LifecycleModelRules):
             if n % 2:  # the old id was deleted: rotated before, or gone for good
                 assert f"id{n}" not in remaining, "a deleted session came back"
 
-    @pytest.mark.anyio
     async def test_absolute_timeout_boundary(self, make_store: MakeStore, clock: FakeClock) -> None:
         """Valid at exactly created_at + max_lifetime, expired 1 ms later, whatever refreshes."""
         s = lifecycle(
@@ -256,7 +242,6 @@ class LifecycleRules(LifecycleModelRules):
         clock.advance(ms=1)
         assert await s.get("id") is None, "a refresh moved the session past max_lifetime"
 
-    @pytest.mark.anyio
     async def test_update_cannot_escape_the_absolute_timeout(
         self, make_store: MakeStore, clock: FakeClock
     ) -> None:

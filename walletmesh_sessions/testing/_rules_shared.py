@@ -32,7 +32,6 @@ class SharedStorageRules(StoreFixtures):
             pytest.skip("the factory's stores do not share their storage")
         return lifecycle(make_store(LIFETIME_MS / 1000)), lifecycle(make_store(LIFETIME_MS / 1000))
 
-    @pytest.mark.anyio
     async def test_each_sees_the_others_writes(
         self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
     ) -> None:
@@ -45,7 +44,6 @@ class SharedStorageRules(StoreFixtures):
         await two.delete("id")
         assert await one.get("id") is None
 
-    @pytest.mark.anyio
     async def test_racing_creates_have_one_winner(
         self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
     ) -> None:
@@ -63,7 +61,6 @@ class SharedStorageRules(StoreFixtures):
         assert await twins[0].get("contested") == session(winners[0])
         assert await twins[1].get("contested") == session(winners[0])
 
-    @pytest.mark.anyio
     async def test_racing_increments_are_not_lost(
         self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
     ) -> None:
@@ -75,7 +72,6 @@ class SharedStorageRules(StoreFixtures):
         final = await twins[1].get("counter")
         assert final == counter(RACERS), f"increments lost across two stores: ended at {final}"
 
-    @pytest.mark.anyio
     async def test_racing_rotates_have_one_winner(
         self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
     ) -> None:
@@ -95,7 +91,6 @@ class SharedStorageRules(StoreFixtures):
         assert list(await twins[0].get_all()) == moved
         assert list(await twins[1].get_all()) == moved
 
-    @pytest.mark.anyio
     async def test_rotate_racing_updates_keeps_one_session(
         self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
     ) -> None:
