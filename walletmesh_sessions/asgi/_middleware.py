@@ -89,7 +89,7 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), self._lifespan_send(send))
+            await self._lifespan(scope, receive, send)
         elif kind in ("http", "websocket"):
             await self._request(scope, receive, send)
         else:
@@ -171,22 +171,21 @@ class SessionMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _lifespan_receive(self, receive: Receive) -> Receive:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Open an owned store at startup, close it when the app stops."""
+
         async def receive_opening() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup" and self._open is not None:
                 _ = self.store  # open it now: a bad URL fails the startup, not a request
             return message
 
-        return receive_opening
-
-    def _lifespan_send(self, send: Send) -> Send:
         async def send_closing(message: Message) -> None:
             if message["type"] in _LIFESPAN_ENDS:
                 await self._close()
             await send(message)
 
-        return send_closing
+        await self.app(scope, receive_opening, send_closing)
 
     async def _close(self) -> None:
         store, self._store = self._store, None

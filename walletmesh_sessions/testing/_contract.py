@@ -1,11 +1,5 @@
-"""`SessionStoreContract`: the behaviour every `SessionStore` must have, as a pytest class.
-
-Subclass it (or `LifecycleStoreContract`, for stores with create, update and rotate) in a test
-module and provide a `store_factory` fixture returning a callable ``(config, clock) -> store``
-(and `shares_storage` returning True if two stores it makes in one test share their storage);
-every test runs on asyncio and on trio. The project's own stores are tested with these same
-classes.
-"""
+"""The conformance suites: every rule class combined, as the pytest classes a store subclasses
+(how to use them: docs/custom-store.md)."""
 
 from __future__ import annotations
 

@@ -18,11 +18,8 @@ async def _collect(store: SessionStore, batch_size: int) -> list[tuple[str, Sess
 
 
 class IterationRules(StoreFixtures):
-    """`iter_sessions(store)` yields exactly the sessions `get_all` returns, each once.
-
-    The rules go through the public function, so they hold for every store: one with its own
-    `iter_sessions` and one that falls back to `get_all`.
-    """
+    """`iter_sessions(store)` yields exactly the sessions `get_all` returns, each once (through
+    the public function: for stores with their own `iter_sessions` and those without)."""
 
     @pytest.mark.parametrize("batch_size", [1, 3, 500])
     async def test_iteration_matches_get_all(

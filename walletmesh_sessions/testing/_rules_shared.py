@@ -1,10 +1,5 @@
-"""Rules for two store objects over one storage: what two processes sharing a store must see.
-
-A store shared by processes (a SQLite file, a Redis database, a PostgreSQL table) keeps its
-promises across store objects, not only across tasks of one object: the atomic lifecycle
-operations race as one. The rules run when the `shares_storage` fixture says the factory's
-stores share their storage, and are skipped otherwise (a memory store keeps its own dict).
-"""
+"""Rules for two store objects over one storage (a SQLite file, a Redis database, a PostgreSQL
+table): what two processes sharing a store must see. Run when `shares_storage` says so."""
 
 from __future__ import annotations
 
