@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import pytest
 
 from .._core.data import SessionData, SessionStoreConfig
@@ -22,6 +23,7 @@ __all__ = (
     "StoreFactory",
     "StoreFixtures",
     "lifecycle",
+    "race",
     "session",
 )
 
@@ -29,6 +31,7 @@ StoreFactory = Callable[[SessionStoreConfig, Clock], SessionStore]
 """Makes a fresh, empty store with the given config, reading the given clock."""
 
 MakeStore = Callable[..., SessionStore]
+T = TypeVar("T")
 
 LIFETIME_MS = 60_000
 HOSTILE_IDS = (
@@ -62,6 +65,21 @@ def lifecycle(store: SessionStore) -> LifecycleSessionStore:
     """`store` as a `LifecycleSessionStore`, failing the rule if it lacks the operations."""
     assert isinstance(store, LifecycleSessionStore), "store lacks create, update or rotate"
     return store
+
+
+async def race(count: int, attempt: Callable[[int], Awaitable[T]]) -> list[tuple[int, T]]:
+    """Run ``attempt(n)`` for every n below `count` at once; ``(n, result)`` of the truthy ones."""
+    won: list[tuple[int, T]] = []
+
+    async def one(n: int) -> None:
+        result = await attempt(n)
+        if result:
+            won.append((n, result))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(count):
+            tg.start_soon(one, n)
+    return won
 
 
 async def close_store(store: object) -> None:

@@ -15,7 +15,7 @@ from .._core.data import SessionData
 from .._core.errors import InvalidSessionDataError, InvalidSessionIdError, SessionIdTakenError
 from .._core.protocol import SessionStore
 from ._clock import FakeClock
-from ._kit_base import LIFETIME_MS, MakeStore, lifecycle, session
+from ._kit_base import LIFETIME_MS, MakeStore, lifecycle, race, session
 from ._rules_model import LifecycleModelRules
 
 __all__ = ("LifecycleRules", "counter", "increment")
@@ -59,15 +59,7 @@ class LifecycleRules(LifecycleModelRules):
     async def test_create_race_has_one_winner(self, store: SessionStore) -> None:
         """Of many concurrent creators of one id, exactly one wins, and its data is stored."""
         s = lifecycle(store)
-        winners: list[int] = []
-
-        async def creator(n: int) -> None:
-            if await s.create("contested", session(n)):
-                winners.append(n)
-
-        async with anyio.create_task_group() as tg:
-            for n in range(CREATORS):
-                tg.start_soon(creator, n)
+        winners = [n for n, _ in await race(CREATORS, lambda n: s.create("contested", session(n)))]
         assert len(winners) == 1, f"{len(winners)} of {CREATORS} concurrent creators won"
         assert await s.get("contested") == session(winners[0])
 
@@ -173,16 +165,7 @@ class LifecycleRules(LifecycleModelRules):
         """Concurrent rotates of one id: exactly one moves it, the others find it gone."""
         s = lifecycle(store)
         await s.set("id", session(1))
-        moved: list[str] = []
-
-        async def rotator(n: int) -> None:
-            new_id = await s.rotate("id", f"new-{n}")
-            if new_id is not None:
-                moved.append(new_id)
-
-        async with anyio.create_task_group() as tg:
-            for n in range(50):
-                tg.start_soon(rotator, n)
+        moved = [new_id for _, new_id in await race(50, lambda n: s.rotate("id", f"new-{n}"))]
         assert len(moved) == 1, f"{len(moved)} concurrent rotates of one id succeeded"
         assert list(await s.get_all()) == moved
 

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from .._core.protocol import LifecycleSessionStore
-from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, lifecycle, session
+from ._kit_base import LIFETIME_MS, MakeStore, StoreFixtures, lifecycle, race, session
 from ._rules_lifecycle import counter, increment
 
 __all__ = ("SharedStorageRules",)
@@ -43,15 +43,8 @@ class SharedStorageRules(StoreFixtures):
         self, twins: tuple[LifecycleSessionStore, LifecycleSessionStore]
     ) -> None:
         """Creators of one id on both store objects: exactly one wins, and its data stays."""
-        winners: list[int] = []
-
-        async def creator(n: int) -> None:
-            if await twins[n % 2].create("contested", session(n)):
-                winners.append(n)
-
-        async with anyio.create_task_group() as tg:
-            for n in range(RACERS):
-                tg.start_soon(creator, n)
+        won = await race(RACERS, lambda n: twins[n % 2].create("contested", session(n)))
+        winners = [n for n, _ in won]
         assert len(winners) == 1, f"{len(winners)} of {RACERS} creators on two stores won"
         assert await twins[0].get("contested") == session(winners[0])
         assert await twins[1].get("contested") == session(winners[0])
@@ -72,16 +65,8 @@ class SharedStorageRules(StoreFixtures):
     ) -> None:
         """Rotates of one id on both store objects: exactly one moves it."""
         await twins[0].set("id", session(1))
-        moved: list[str] = []
-
-        async def rotator(n: int) -> None:
-            new_id = await twins[n % 2].rotate("id", f"new-{n}")
-            if new_id is not None:
-                moved.append(new_id)
-
-        async with anyio.create_task_group() as tg:
-            for n in range(RACERS // 2):
-                tg.start_soon(rotator, n)
+        won = await race(RACERS // 2, lambda n: twins[n % 2].rotate("id", f"new-{n}"))
+        moved = [new_id for _, new_id in won]
         assert len(moved) == 1, f"{len(moved)} rotates of one id on two stores succeeded"
         assert list(await twins[0].get_all()) == moved
         assert list(await twins[1].get_all()) == moved
