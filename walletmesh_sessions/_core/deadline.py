@@ -58,21 +58,23 @@ class Deadline:
     `time.monotonic`); `remaining()` counts on `time.monotonic`, which worker threads read too.
     """
 
-    __slots__ = ("_end", "cancelled", "end", "timeout")
+    __slots__ = ("_end", "cancelled", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._end = time.monotonic() + timeout
-        self.end = _loop_time() + timeout
-        """On the running loop's clock; taken outside any event loop, on `time.monotonic`'s."""
         self.cancelled = False
+
+    @property
+    def end(self) -> float:
+        """The deadline on the running loop's clock (outside any event loop, `time.monotonic`'s):
+        read only by the calls that hand it to a loop, so the others never pay for it."""
+        return _loop_time() + self._end - time.monotonic()
 
     def cancel(self) -> None:
         """Mark the call as given up: what still runs for it writes nothing, and waits no more."""
         self.cancelled = True
-        left = self.remaining()
-        self._end -= left
-        self.end -= left
+        self._end = min(self._end, time.monotonic())
 
     def remaining(self) -> float:
         """Seconds left before the deadline, 0.0 once it has passed."""
