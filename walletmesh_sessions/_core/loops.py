@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from anyio.lowlevel import RunVar
 
-__all__ = ("PerLoop", "closed_at_shutdown", "trio_token")
+__all__ = ("PerLoop", "closed_at_shutdown")
 
 T = TypeVar("T")
 
@@ -152,10 +152,3 @@ def closed_at_shutdown(aclose: Callable[[], Awaitable[None]]) -> AsyncGenerator[
     with contextlib.suppress(StopIteration):
         closer.asend(None).send(None)  # run to the yield now: nothing there awaits
     return closer
-
-
-def trio_token() -> object:
-    """The current trio run's token (only ever called on trio, so trio is there)."""
-    import trio.lowlevel
-
-    return trio.lowlevel.current_trio_token()
