@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from .._core.errors import InvalidConfigError
 from .._core.loops import PerLoop
+from .pipelining import AutoPipeline
 from .runners import AsyncioRunner, ClusterAsyncioRunner, ThreadRunner
 from .senders import AsyncClusterSender, AsyncSender, SyncClusterSender, SyncSender
 from .target import RedisTarget
@@ -31,11 +32,15 @@ BACKOFF_CAP = 0.1
 
 
 class CallerClient:
-    """A client the caller made and keeps: used as it is, never closed by the store."""
+    """A client the caller made and keeps: used as it is, never closed by the store (with
+    `auto_pipeline`, a `redis.asyncio.Redis` of a pool, not of one connection, pipelines)."""
 
-    def __init__(self, client: object) -> None:
+    def __init__(self, client: object, auto_pipeline: bool = True) -> None:
         if isinstance(client, redis.asyncio.Redis):
-            self._runner: Runner = AsyncioRunner(AsyncSender(client))
+            auto = None
+            if auto_pipeline and client.connection is None:
+                auto = AutoPipeline(client)
+            self._runner: Runner = AsyncioRunner(AsyncSender(client, auto))
         elif isinstance(client, redis.Redis):
             self._runner = ThreadRunner(SyncSender(client))
         elif isinstance(client, redis.asyncio.RedisCluster):
@@ -87,7 +92,11 @@ class UrlClients:
         return self._threads
 
     def _asyncio_runner(self) -> AsyncioRunner:
-        return AsyncioRunner(AsyncSender(self._asyncio_client()), self._limit, self._budget)
+        client = self._asyncio_client()
+        if not self._target.auto_pipeline:
+            return AsyncioRunner(AsyncSender(client), self._limit, self._budget)
+        auto = AutoPipeline(client, self._budget)
+        return AsyncioRunner(AsyncSender(client, auto), self._limit, self._budget)
 
     def _thread_runner(self) -> ThreadRunner:
         return ThreadRunner(SyncSender(self._sync_client()), self._limit, self._budget)

@@ -175,10 +175,15 @@ class Runner(Generic[S]):
 
 class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
     """Runs operations on a `redis.asyncio` client, on asyncio only; a semaphore of `limit`
-    (the pool's size) does the waiting, cheaper than redis-py's blocking pool."""
+    (the pool's size) does the waiting, cheaper than redis-py's blocking pool. With a sender
+    that pipelines, its batches take the semaphore's turns rather than the calls."""
 
     def _bound(self, limit: int | None) -> None:
         self._slots = None if limit is None else asyncio.Semaphore(limit)
+        auto = self.sender.auto
+        self._call_slots = self._slots if auto is None else None
+        if auto is not None:
+            auto.slots = self._slots
 
     async def run(self, op: Op[T], name: str, deadline: float | None = None) -> T:
         """Drive `op` to its result; Redis errors become the library's, with the cause kept.
@@ -221,7 +226,7 @@ class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
                 task.uncancel()
 
     async def _guarded(self, op: Op[T], name: str) -> T:
-        slots = self._slots
+        slots = self._call_slots
         talk = Conversation(op, name, self._exchanges)
         if slots is None:
             return await self._drive(talk)

@@ -16,6 +16,7 @@ import redis.cluster
 
 from .cluster_steps import CLUSTER_EXCHANGES
 from .exchanges import EXCHANGES
+from .pipelining import AutoPipeline
 from .round_trips import (
     Call,
     ConnectionDropped,
@@ -67,26 +68,37 @@ def _queued(pipe: Any, commands: list[Any]) -> Any:
 
 
 class AsyncSender:
-    """Requests on one server, through a `redis.asyncio.Redis`."""
+    """Requests on one server, through a `redis.asyncio.Redis`; with `auto`, those of calls
+    made in one event-loop turn go out as one pipeline (`pipelining`)."""
 
     exchanges = EXCHANGES
     round_trip = staticmethod(on_one_server)
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: redis.asyncio.Redis, auto: AutoPipeline | None = None) -> None:
         self.client = client
+        self.auto = auto
         # redis-py leaves execute_command untyped; every reply is Any to us anyway.
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
 
     async def perform(self, request: Request) -> Any:
         """Carry out `request`: its answer, or the redis-py error it raised."""
+        auto = self.auto
         if isinstance(request, Call):
+            if auto is not None:
+                return await auto.send([request.args], every=False)
             return await self._command(*request.args)
         assert isinstance(request, Pipeline)  # one server gets no other request
-        pipe = _queued(self.client.pipeline(transaction=False), request.commands)
+        commands = request.commands
+        if auto is not None and commands[-1][0] != "WAIT":
+            # WAIT blocks its connection until replicas answer: it never holds up others.
+            return await auto.send(commands, every=True)
+        pipe = _queued(self.client.pipeline(transaction=False), commands)
         return await pipe.execute(raise_on_error=False)
 
     async def aclose(self) -> None:
-        """Close the client and its connection pool."""
+        """Close the client and its connection pool, the batches in flight first."""
+        if self.auto is not None:
+            await self.auto.aclose()
         await self.client.aclose()
 
 
@@ -119,6 +131,7 @@ class AsyncClusterSender:
 
     exchanges = CLUSTER_EXCHANGES
     round_trip = staticmethod(on_cluster)
+    auto: AutoPipeline | None = None
 
     def __init__(self, cluster: redis.asyncio.RedisCluster) -> None:
         self.client = self.cluster = cluster

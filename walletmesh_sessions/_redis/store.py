@@ -28,6 +28,7 @@ from .ops import StoreSpec
 from .replicas import replica_wait
 from .sentinel import SentinelClients
 from .steps import MORE, Op
+from .url_checks import check_auto_pipeline
 
 __all__ = ("RedisSessionStore",)
 
@@ -113,6 +114,7 @@ class RedisSessionStore:
         clock: Clock = time.time,
         wait_for_replicas: int = 0,
         replica_timeout: float = target.DEFAULT_REPLICA_TIMEOUT,
+        auto_pipeline: bool = True,
     ) -> None:
         if isinstance(client, target.RedisTarget):  # from `from_url`, its settings checked there
             wait = client.wait
@@ -123,7 +125,7 @@ class RedisSessionStore:
                 client, (redis.asyncio.RedisCluster, redis.cluster.RedisCluster)
             ):
                 raise errors.InvalidConfigError(target.NO_CLUSTER_WAIT)
-            self._clients = CallerClient(client)
+            self._clients = CallerClient(client, check_auto_pipeline(auto_pipeline))
         self._cache = DecodeCache()
         self._wait = wait
         self._spec = StoreSpec(
@@ -149,6 +151,7 @@ class RedisSessionStore:
         max_connections: int = target.DEFAULT_MAX_CONNECTIONS,
         wait_for_replicas: int = 0,
         replica_timeout: float = target.DEFAULT_REPLICA_TIMEOUT,
+        auto_pipeline: bool = True,
         **client_options: Any,
     ) -> _S:
         """A store that connects to `url` (``redis://``, ``rediss://``, ``unix://``) on first use.
@@ -164,8 +167,10 @@ class RedisSessionStore:
         parameters too (they win over the arguments) and the connection's; any other, or an
         unknown `client_options` keyword, raises `InvalidConfigError`. With
         `wait_for_replicas`, a call that writes returns once that many replicas have its
-        writes, or raises `NotReplicatedError` after `replica_timeout`. The Redis page of the
-        docs details every parameter.
+        writes, or raises `NotReplicatedError` after `replica_timeout`. With `auto_pipeline`
+        (on by default, asyncio, one server or Sentinel), the commands of calls made in one
+        event-loop turn go out as one pipeline. The Redis page of the docs details every
+        parameter.
         """
         named = target.parse_target(
             url,
@@ -175,6 +180,7 @@ class RedisSessionStore:
             wait_for_replicas=wait_for_replicas,
             replica_timeout=replica_timeout,
             client_options=client_options,
+            auto_pipeline=auto_pipeline,
         )
         return cls(named, config, prefix=prefix, clock=clock)
 

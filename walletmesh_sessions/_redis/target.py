@@ -20,6 +20,7 @@ from .._core.masking import redact, redact_error, redact_message
 from .replicas import ReplicaWait, replica_wait
 from .url_checks import (
     SENTINEL_SCHEME,
+    check_auto_pipeline,
     check_client_options,
     check_database,
     check_limits,
@@ -68,6 +69,7 @@ class RedisTarget:
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str = ""
     sentinel_options: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
+    auto_pipeline: bool = True
 
 
 def node_urls(url: str) -> list[str]:
@@ -130,6 +132,7 @@ def parse_target(
     wait_for_replicas: object,
     replica_timeout: object,
     client_options: Mapping[str, Any],
+    auto_pipeline: object = True,
 ) -> RedisTarget:
     """`url` and the store's arguments, checked, as one `RedisTarget` (the URL's query wins)."""
     if not isinstance(url, str):
@@ -148,6 +151,7 @@ def parse_target(
         url, from_query = split[-1]
         if scheme in CLUSTER_SCHEMES:
             nodes = [node for node, _ in split]
+    auto_pipeline = check_auto_pipeline(from_query.get("auto_pipeline", auto_pipeline))
     timeout = from_query.get("timeout", timeout)
     retries = from_query.get("retries", retries)
     options: dict[str, Any] = {
@@ -184,4 +188,5 @@ def parse_target(
         sentinels=() if sentinel is None else sentinel.sentinels,
         service="" if sentinel is None else sentinel.service,
         sentinel_options=MappingProxyType(sentinel_options),
+        auto_pipeline=auto_pipeline,
     )

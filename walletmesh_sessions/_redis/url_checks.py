@@ -22,6 +22,7 @@ from .._core.validation import taken_once
 __all__ = (
     "POOL_OPTIONS",
     "SENTINEL_SCHEME",
+    "check_auto_pipeline",
     "check_client_options",
     "check_database",
     "check_limits",
@@ -33,6 +34,26 @@ __all__ = (
 parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
 """redis-py's reading of a ``redis://`` URL into connection options (untyped there)."""
 
+_FLAGS = {"true": True, "yes": True, "1": True, "on": True}
+_FLAGS.update(dict.fromkeys(("false", "no", "0", "off"), False))
+
+
+def _flag(value: str) -> bool:
+    try:
+        return _FLAGS[value.lower()]
+    except KeyError:
+        msg = f"the Redis URL parameter 'auto_pipeline' must be true or false, got {value!r}"
+        raise InvalidConfigError(msg) from None
+
+
+def check_auto_pipeline(value: object) -> bool:
+    """`value` if it is a bool, else `InvalidConfigError` naming it."""
+    if not isinstance(value, bool):
+        msg = f"auto_pipeline must be True or False, got {value!r}"
+        raise InvalidConfigError(msg)
+    return value
+
+
 # URL query parameters: the store's own, parsed here, and the connection's, left to redis-py.
 STORE_URL_PARAMETERS: dict[str, Callable[[str], Any]] = {
     "timeout": float,
@@ -40,6 +61,7 @@ STORE_URL_PARAMETERS: dict[str, Callable[[str], Any]] = {
     "max_connections": int,
     "wait_for_replicas": int,
     "replica_timeout": float,
+    "auto_pipeline": _flag,
 }
 CONNECTION_URL_PARAMETERS = frozenset(
     {
@@ -97,6 +119,8 @@ def split_query(url: str) -> tuple[str, dict[str, Any]]:
         if name in STORE_URL_PARAMETERS:
             try:
                 store[name] = STORE_URL_PARAMETERS[name](value)
+            except InvalidConfigError:
+                raise
             except ValueError:
                 msg = f"the Redis URL parameter {name!r} must be a number, got {value!r}"
                 raise InvalidConfigError(msg) from None
