@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
 import attrs
@@ -18,10 +19,11 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
-from .data import SessionData, SessionRecord
+from .data import SessionData, SessionRecord, assemble_session
 from .errors import CorruptRecordError, InvalidSessionDataError
-from .json_values import MAX_DEPTH, MAX_SAFE_INTEGER, thaw
+from .json_values import MAX_DEPTH, MAX_SAFE_INTEGER, NotPlain, freeze_parsed, thaw
 from .log import logger, short_id
+from .text import is_unicode_text
 
 __all__ = (
     "converter",
@@ -206,10 +208,82 @@ def decode_record(text: object, session_id: str) -> tuple[SessionData, int | Non
     UTF-8 text, not a JSON object (NaN and Infinity are not JSON), or fields of the wrong shape.
     """
     try:
-        record = converter.structure(_parse_object(_as_str(text)), _Record)
+        text = _as_str(text)
+    except Exception as exc:
+        raise CorruptRecordError(session_id, _describe(exc)) from exc
+    return _decode_plain(text) or _decode_full(text, session_id)
+
+
+def _decode_full(text: str, session_id: str) -> tuple[SessionData, int | None]:
+    """Every record through cattrs and every rule: what decides, and explains a refusal."""
+    try:
+        record = converter.structure(_parse_object(text), _Record)
     except Exception as exc:
         raise CorruptRecordError(session_id, _describe(exc)) from exc
     return record.data, record.expires_at or None
+
+
+_parse_plain = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_RECORD_KEYS = frozenset(("data", "expiresAt"))
+_DATA_KEYS = frozenset(("id", "origin", "permissions", "createdAt", "appData"))
+_EMPTY: dict[str, Any] = {}
+_FROZEN_EMPTY: Mapping[str, Any] = MappingProxyType({})  # no one holds the dict behind it
+
+
+def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
+    """The record as `_decode_full` reads it, when it is the plain shape the TypeScript store
+    writes; `None` for anything else (the full path then decides), never a different answer.
+
+    Repeated keys are ruled out without a hook: with no backslash, every ``"`` in the text
+    delimits a string, and a repeated key's first member is missing from the parse. So when
+    the text has twice as many quotes as the parse holds strings (keys included), no key
+    repeats. Text free of lone surrogates makes every string in it valid Unicode text.
+    """
+    if "\\" in text or not (text.isascii() or is_unicode_text(text)):
+        return None
+    try:
+        record = _parse_plain(text)
+    except Exception:  # too deep, too long a number, not JSON: the full path explains
+        return None
+    if type(record) is not dict or not record.keys() <= _RECORD_KEYS:
+        return None
+    data = record.get("data")
+    expires_at = record.get("expiresAt")
+    if type(data) is not dict or not data.keys() <= _DATA_KEYS:
+        return None
+    if expires_at is not None and type(expires_at) is not int:
+        return None  # a fraction is floored, a bool refused: the full path's rules
+    session_id, origin = data.get("id"), data.get("origin")
+    created_at = data.get("createdAt")
+    if type(session_id) is not str or type(origin) is not str:
+        return None
+    if created_at is not None and (
+        type(created_at) is not int or not -MAX_SAFE_INTEGER <= created_at <= MAX_SAFE_INTEGER
+    ):
+        return None
+    strings = [len(record) + len(data) + 2]
+    permissions = data.get("permissions", _EMPTY)
+    app_data = data.get("appData", _EMPTY)
+    if type(permissions) is not dict or type(app_data) is not dict:
+        return None
+    frozen: dict[str, tuple[str, ...]] = {}
+    for chain, methods in permissions.items():
+        if type(methods) is not list:
+            return None
+        for name in methods:
+            if type(name) is not str:
+                return None
+        frozen[chain] = tuple(methods)
+        strings[0] += 1 + len(methods)
+    try:
+        frozen_app_data = freeze_parsed(app_data, strings) if app_data else _FROZEN_EMPTY
+    except (NotPlain, RecursionError):
+        return None
+    if text.count('"') != 2 * strings[0]:
+        return None  # a key repeats
+    return assemble_session(
+        session_id, origin, MappingProxyType(frozen), created_at, frozen_app_data
+    ), expires_at or None
 
 
 def record_with_expiry(text: str, expires_at: int) -> str:

@@ -15,7 +15,7 @@ from .errors import InvalidConfigError, InvalidSessionDataError
 from .json_values import MAX_SAFE_INTEGER, JSONValue, freeze_object, json_eq_key, thaw
 from .text import is_unicode_text
 
-__all__ = ("SessionData", "SessionRecord", "SessionStoreConfig")
+__all__ = ("SessionData", "SessionRecord", "SessionStoreConfig", "assemble_session")
 
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -175,6 +175,33 @@ class SessionData:
         from .codec import session_from_json
 
         return session_from_json(obj)
+
+
+# The slots' own setters: a frozen class refuses `setattr`, and these skip that refusal.
+_SETTERS = tuple(
+    SessionData.__dict__[name].__set__
+    for name in ("id", "origin", "permissions", "created_at", "app_data")
+)
+
+
+def assemble_session(
+    id: str,
+    origin: str,
+    permissions: Mapping[str, tuple[str, ...]],
+    created_at: int | None,
+    app_data: Mapping[str, JSONValue],
+) -> SessionData:
+    """A `SessionData` of fields already as its constructor leaves them: text checked, the
+    mappings read-only and frozen. For the codec's fast path, which checked them while
+    parsing: nothing is checked here, so anything else must use the constructor."""
+    data = object.__new__(SessionData)
+    set_id, set_origin, set_permissions, set_created_at, set_app_data = _SETTERS
+    set_id(data, id)
+    set_origin(data, origin)
+    set_permissions(data, permissions)
+    set_created_at(data, created_at)
+    set_app_data(data, app_data)
+    return data
 
 
 def _to_lifetime(value: timedelta | float | None, name: str = "lifetime") -> timedelta | None:

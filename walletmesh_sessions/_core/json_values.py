@@ -14,7 +14,9 @@ __all__ = (
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "JSONValue",
+    "NotPlain",
     "freeze_object",
+    "freeze_parsed",
     "json_eq_key",
     "thaw",
 )
@@ -110,6 +112,47 @@ def _freeze(value: object, depth: int) -> JSONValue:
     if isinstance(value, Sequence) and not isinstance(value, _BYTES):
         return _freeze_array(value, _inner(depth))
     raise _NotJSON(f"must be a JSON value ({_KINDS}), got {value!r}")
+
+
+class NotPlain(Exception):
+    """A parsed value `freeze_parsed` leaves to `freeze_object`, which decides and explains."""
+
+
+def freeze_parsed(value: dict[str, Any], strings: list[int]) -> Mapping[str, JSONValue]:
+    """`value`, a JSON object fresh from ``json.loads`` of text with no lone surrogate, frozen
+    as `freeze_object` freezes it, adding to ``strings[0]`` the strings it holds (keys too).
+
+    Only what that parse can give is handled, so nothing is checked twice: `NotPlain` for
+    what `freeze_object` would refuse or a reader change (an int JavaScript cannot hold, a
+    float not finite, nesting past `MAX_DEPTH`).
+    """
+    strings[0] += len(value)
+    return MappingProxyType({key: _parsed(item, 1, strings) for key, item in value.items()})
+
+
+def _parsed(value: Any, depth: int, strings: list[int]) -> JSONValue:
+    kind = type(value)
+    if kind is str:
+        strings[0] += 1
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value  # type: ignore[no-any-return]
+        raise NotPlain
+    if kind is float:
+        if math.isfinite(value):
+            return value  # type: ignore[no-any-return]
+        raise NotPlain
+    if value is None or kind is bool:
+        return value  # type: ignore[no-any-return]
+    if depth >= MAX_DEPTH:
+        raise NotPlain
+    if kind is dict:
+        strings[0] += len(value)
+        return MappingProxyType({k: _parsed(v, depth + 1, strings) for k, v in value.items()})
+    if kind is list:
+        return tuple([_parsed(item, depth + 1, strings) for item in value])
+    raise NotPlain
 
 
 def _inner(depth: int) -> int:
