@@ -12,6 +12,11 @@ the read-and-slide script, each call sliding) and delete (DEL) for:
 Rounds are interleaved (every variant once per round) and the median is printed.
 
 Run: python benchmarks/bench_redis.py [--ops 3000] [--rounds 5]
+
+With ``--tasks N``: that many concurrent tasks in one asyncio loop, each awaiting its own
+calls over 1,000 sessions, the store (auto-pipelining on, and off) next to raw redis.asyncio
+with a connection pool, interleaved per round:
+python benchmarks/bench_redis.py --tasks 100 --ops 20000 --rounds 5 [--uvloop]
 """
 
 from __future__ import annotations
@@ -255,6 +260,133 @@ def suite_rows(ops: int, rounds: int) -> dict[str, dict[str, float]]:
     return rows
 
 
+SESSIONS = 1000
+CONCURRENT = ("raw redis.asyncio pool", "store", "store auto_pipeline=false")
+CONCURRENT_OPS = ("set", "get", "validate_and_refresh")
+
+
+async def _in_tasks(tasks: int, ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
+    """ops/s of `ops` calls made by `tasks` concurrent tasks, each awaiting its own in turn."""
+    share = ops // tasks
+
+    async def worker(first: int) -> None:
+        for n in range(first, first + share):
+            await call(n % SESSIONS)
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for t in range(tasks):
+            group.start_soon(worker, t * share)
+    return share * tasks / (time.perf_counter() - start)
+
+
+async def concurrent_rates(
+    url: str, tasks: int, ops: int, rounds: int
+) -> dict[tuple[str, str], list[float]]:
+    """ops/s per (variant, operation): every variant once per round, in one event loop."""
+    pool = redis.asyncio.ConnectionPool.from_url(url)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    script = client.register_script(READ_AND_SLIDE.source)
+    text = encode_record(DATA, 1_700_000_000_000)
+    config = SessionStoreConfig(lifetime=LIFETIME_S)
+    sliding = SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+    stores = {
+        "store": (
+            RedisSessionStore.from_url(url, config),
+            RedisSessionStore.from_url(url, sliding),
+        ),
+        "store auto_pipeline=false": (
+            RedisSessionStore.from_url(url, config, auto_pipeline=False),
+            RedisSessionStore.from_url(url, sliding, auto_pipeline=False),
+        ),
+    }
+
+    def calls(variant: str) -> dict[str, Callable[[int], Awaitable[Any]]]:
+        if variant == CONCURRENT[0]:
+            return {
+                "set": lambda n: client.set(f"wm_session_id{n}", text, px=TTL_MS),
+                "get": lambda n: client.get(f"wm_session_id{n}"),
+                "validate_and_refresh": lambda n: script(
+                    keys=[f"wm_session_id{n}"], args=_slide_args()
+                ),
+            }
+        plain, refreshing = stores[variant]
+        return {
+            "set": lambda n: plain.set(f"id{n}", DATA),
+            "get": lambda n: plain.get(f"id{n}"),
+            "validate_and_refresh": lambda n: refreshing.validate_and_refresh(f"id{n}"),
+        }
+
+    results: dict[tuple[str, str], list[float]] = {}
+    try:
+        plain = stores["store"][0]
+        for n in range(SESSIONS):
+            await plain.set(f"id{n}", DATA)
+        for variant in CONCURRENT:  # warm-up: connections opened, scripts loaded
+            for call in calls(variant).values():
+                await _in_tasks(tasks, tasks * 10, call)
+        for _ in range(rounds):
+            for operation in CONCURRENT_OPS:
+                for variant in CONCURRENT:
+                    rate = await _in_tasks(tasks, ops, calls(variant)[operation])
+                    results.setdefault((variant, operation), []).append(rate)
+    finally:
+        for pair in stores.values():
+            for store in pair:
+                await store.aclose()
+        await client.aclose()
+    return results
+
+
+def print_concurrent(tasks: int, ops: int, rounds: int, use_uvloop: bool) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        process, port = start_server(directory)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            options = {"use_uvloop": True} if use_uvloop else {}
+            results = anyio.run(
+                concurrent_rates,
+                url,
+                tasks,
+                ops,
+                rounds,
+                backend="asyncio",
+                backend_options=options,
+            )
+        finally:
+            process.terminate()
+            process.wait(10)
+    loop = " --uvloop" if use_uvloop else ""
+    print(f"python benchmarks/bench_redis.py --tasks {tasks} --ops {ops} --rounds {rounds}{loop}")
+    print(f"ops/s, {tasks} concurrent tasks, {SESSIONS} sessions, median of {rounds} rounds")
+    print("x raw: the variant's ops/s over raw redis.asyncio's (pool), per round: median, range")
+    header = f"| {'operation':22} |" + "".join(f" {name:>26} |" for name in CONCURRENT)
+    print(header + f" {'store x raw':>11} | {'range':>11} |")
+    print(
+        "|"
+        + "-" * 24
+        + "|"
+        + ("-" * 27 + ":|") * len(CONCURRENT)
+        + "-" * 12
+        + ":|"
+        + "-" * 12
+        + ":|"
+    )
+    for operation in CONCURRENT_OPS:
+        medians = [statistics.median(results[name, operation]) for name in CONCURRENT]
+        ratios = [
+            store / raw
+            for raw, store in zip(
+                results[CONCURRENT[0], operation], results[CONCURRENT[1], operation], strict=True
+            )
+        ]
+        print(
+            f"| {operation:22} |"
+            + "".join(f" {value:>26,.0f} |" for value in medians)
+            + f" {statistics.median(ratios):>11.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=3000, help="operations per measurement")
@@ -262,7 +394,14 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=int, default=0, help="also: this many adjacent raw/store block pairs"
     )
+    parser.add_argument(
+        "--tasks", type=int, default=0, help="instead: this many concurrent tasks (asyncio)"
+    )
+    parser.add_argument("--uvloop", action="store_true", help="with --tasks: on uvloop")
     args = parser.parse_args()
+    if args.tasks:
+        print_concurrent(args.tasks, args.ops, args.rounds, args.uvloop)
+        return
     command = f"python benchmarks/bench_redis.py --ops {args.ops} --rounds {args.rounds}"
     if args.pairs:
         with tempfile.TemporaryDirectory() as directory:
