@@ -1,8 +1,9 @@
-"""The operations of `PostgresSessionStore` over many rows: reading them all or a page at a
-time, removing the expired ones, and showing records as they are.
+"""The operations of `PostgresSessionStore` over many rows, each one page of a walk of the
+table: reading live sessions, removing the expired ones or every row, showing records as they
+are. The store runs each page as a call of its own, within its own timeout.
 
-A big result is decoded a few rows at a time, with a `CHECKPOINT` whenever a step has taken
-`STEP_SECONDS`: a big table never holds the event loop for long.
+A page is decoded a few rows at a time, with a `CHECKPOINT` whenever a step has taken
+`STEP_SECONDS`: a big page never holds the event loop for long.
 """
 
 from __future__ import annotations
@@ -11,14 +12,34 @@ import time
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any, Final
 
-from .._core.codec import Decode, decode_readable, inspect_record, record_with_expiry
+from .._core.codec import (
+    Decode,
+    decode_readable,
+    decode_record,
+    inspect_record,
+    record_with_expiry,
+)
 from .._core.data import SessionData, SessionRecord
 from .._core.expiry import Sweep, now_ms, sweep
 from .._core.log import logger
 from .._core.session_map import SessionMap
 from .steps import CHECKPOINT, Begin, Op, Spec, Statement, row_key
 
-__all__ = ("DELETE_BATCH", "clean_expired", "get_all", "inspect", "inspect_page", "page")
+__all__ = (
+    "DELETE_BATCH",
+    "PAGE_ROWS",
+    "clear_page",
+    "expired_page",
+    "inspect_one",
+    "inspect_page",
+    "live_page",
+    "page",
+)
+
+# Rows per page of a walk over the whole table (get_all, clean_expired, clear, inspect): a
+# page takes tens of milliseconds, far within any timeout, and a walk of a million rows needs
+# a few hundred. Read at each call, so that tests can walk small tables in many pages.
+PAGE_ROWS = 5000
 
 # Rows removed per DELETE by clean_expired, and slid per UPDATE: short statements, and
 # parameters that take a few milliseconds to send (their arrays are built on the event loop).
@@ -74,14 +95,33 @@ def _slide(spec: Spec, slides: list[tuple[tuple[bytes, str], int]]) -> Op[None]:
         yield Statement(spec.sql.slide_many_unchanged, (ids, olds, news))
 
 
-def get_all(spec: Spec) -> Op[SessionMap]:
-    """Every row decided from its record; slides in batches; expired ones are left to
-    `clean_expired`, as the SQLite store leaves them."""
-    rows = yield Statement(spec.sql.all, None, True)
+def live_page(
+    spec: Spec, cursor: bytes | None, n: int
+) -> Op[tuple[list[tuple[str, str]], bytes | None]]:
+    """`get_all`'s page: the live sessions among the next `n` rows after the id `cursor`, as
+    ``(id, record text)``, slid in batches, and the cursor for the rest (`None` at the end).
+    Expired ones are left to `clean_expired`, as the SQLite store leaves them.
+
+    Each record is decoded once, to decide it, and its data dropped at once: nothing a
+    garbage collection would have to walk outlives its step (see `SessionMap.of_records`).
+    """
+    rows, after = yield from _page_rows(spec, cursor, n)
     now = now_ms(spec.clock)
-    result = yield from _decided(spec, now, rows, collect=True, into=SessionMap())
-    yield from _slide(spec, result.slides)
-    return result.found
+    live: list[tuple[str, str]] = []
+    slides: list[tuple[tuple[bytes, str], int]] = []
+    started = time.perf_counter()
+    while rows:
+        if time.perf_counter() - started > STEP_SECONDS:
+            yield CHECKPOINT
+            started = time.perf_counter()
+        part = rows[-DECODE_STEP:]
+        del rows[-DECODE_STEP:]
+        records = list(_readable(part, decode_record))
+        found = sweep(spec.config, now, records, collect=True, into=SessionMap(shards=1))
+        live += [(sid, text) for sid, (_key, text), _data, _at in records if sid in found.found]
+        slides += found.slides
+    yield from _slide(spec, slides)
+    return live, after
 
 
 def page(
@@ -98,22 +138,38 @@ def page(
 
 def _page_rows(spec: Spec, cursor: bytes | None, n: int) -> Op[tuple[list[Any], bytes | None]]:
     """The next `n` rows after the id `cursor`, and the cursor for the rest (`None` at the end)."""
-    rows = yield Statement(spec.sql.page, (cursor or b"", n), True)
+    if cursor is None:  # from the first row: an empty id is a key too
+        rows = yield Statement(spec.sql.first_page, (n,), True)
+    else:
+        rows = yield Statement(spec.sql.page, (cursor, n), True)
     return rows, bytes(rows[-1][0]) if len(rows) == n else None
 
 
-def clean_expired(spec: Spec) -> Op[int]:
-    """Candidates through the index on expires_at, each decided from its record, then removed
-    only if unchanged, a batch per statement. Unreadable records stay."""
+# Where a walk of expiry candidates starts: below every sort key (both are clamped to +-9e18).
+FIRST_KEY: Final = (-(2**63), b"")
+
+
+def expired_page(
+    spec: Spec, by_created: bool, cursor: tuple[int, bytes] | None, n: int
+) -> Op[tuple[list[int], tuple[int, bytes] | None]]:
+    """`clean_expired`'s page: the next `n` candidates after `cursor` (sort key, id), through
+    the index on expires_at (or, `by_created`, the one on the record's createdAt); each decided
+    from its record, removed only if unchanged. Unreadable records stay. Answers ``[removed]``
+    and the cursor for the rest (`None` at the end)."""
     now = now_ms(spec.clock)
-    max_lifetime = spec.config.max_lifetime_ms
-    if max_lifetime is None:
-        candidates = Statement(spec.sql.expired_candidates, (now,), True)
+    key, after_id = cursor or FIRST_KEY
+    if by_created:
+        max_lifetime = spec.config.max_lifetime_ms
+        assert max_lifetime is not None
+        query, before = spec.sql.created_page, now - max_lifetime
     else:
-        # Records stored before the absolute timeout was set may carry a later expiresAt.
-        candidates = Statement(spec.sql.expired_candidates_created, (now, now - max_lifetime), True)
-    rows = yield candidates
-    swept = yield from _decided(spec, now, rows, collect=False, into=SessionMap(shards=1))
+        query, before = spec.sql.expired_page, now
+    params = {"before": before, "key": key, "id": after_id, "n": n}
+    rows = yield Statement(query, params, True)
+    last = (rows[-1][2], bytes(rows[-1][0])) if len(rows) == n else None
+    pairs: list[Sequence[Any]] = [(raw, text) for raw, text, _key in rows]
+    del rows
+    swept = yield from _decided(spec, now, pairs, collect=False, into=SessionMap(shards=1))
     removals = swept.removals
     removed = 0
     for start in range(0, len(removals), DELETE_BATCH):
@@ -121,14 +177,22 @@ def clean_expired(spec: Spec) -> Op[int]:
         ids = [row_id for row_id, _text in batch]
         texts = [text for _row_id, text in batch]
         removed += yield Statement(spec.sql.delete_many_unchanged, (ids, texts))
-    return removed
+    return [removed], last
 
 
-def inspect(spec: Spec, session_id: str | None) -> Op[list[SessionRecord]]:
-    if session_id is None:
-        rows = yield Statement(spec.sql.inspect_all, None, True)
+def clear_page(spec: Spec, cursor: bytes | None, n: int) -> Op[tuple[list[int], bytes | None]]:
+    """`clear`'s page: remove the next `n` rows after the id `cursor`, whatever they hold.
+    Answers ``[removed]`` and the cursor for the rest (`None` at the end)."""
+    if cursor is None:  # from the first row: an empty id is a key too
+        rows = yield Statement(spec.sql.clear_first_page, (n,), True)
     else:
-        rows = yield Statement(spec.sql.inspect_one, (row_key(session_id),), True)
+        rows = yield Statement(spec.sql.clear_page, (cursor, n), True)
+    last, removed = rows[0]
+    return [removed], bytes(last) if removed == n else None
+
+
+def inspect_one(spec: Spec, session_id: str) -> Op[list[SessionRecord]]:
+    rows = yield Statement(spec.sql.inspect_one, (row_key(session_id),), True)
     return (yield from _inspected(rows))
 
 

@@ -11,15 +11,17 @@ from .._core.errors import CorruptRecordError, InvalidConfigError
 from .sql import EXPECTED_COLUMNS, SLIDE_PATTERN
 from .steps import BEGIN, Op, Spec, Statement, row_key
 
-__all__ = ("clear", "delete", "ensure_schema", "read", "read_and_slide", "write")
+__all__ = ("delete", "ensure_schema", "read", "read_and_slide", "write")
 
 
-def ensure_schema(spec: Spec, where: str | None = None) -> Op[None]:
-    """Create the table and its index if missing, or check that the table has our shape.
+def ensure_schema(spec: Spec, where: str | None = None, *, indexes: bool = False) -> Op[None]:
+    """Create the table and its indexes if missing, or check that the table has our shape.
 
     Under a transaction-scoped advisory lock, so two processes starting at once create it
     once. With `where` (the store, as shown to users), a missing table is not created but
     refused, naming it there: tools that only look must not make an empty table of a typo.
+    With `indexes` (`create_schema`), an existing table gains any index it lacks: building
+    one reads every row, which a store's first call must not risk on a big table.
     """
     statements = spec.sql
     qualified = ".".join(f'"{part}"' for part in statements.table_name.split("."))
@@ -35,6 +37,7 @@ def ensure_schema(spec: Spec, where: str | None = None) -> Op[None]:
     if not rows:
         yield Statement(statements.create_table)
         yield Statement(statements.create_index)
+        yield Statement(statements.create_created_index)
         return
     found = {name: (kind, bool(generated)) for name, kind, generated in rows}
     if found != EXPECTED_COLUMNS:
@@ -45,6 +48,9 @@ def ensure_schema(spec: Spec, where: str | None = None) -> Op[None]:
             " another table with the 'table' option"
         )
         raise InvalidConfigError(msg)
+    if indexes and where is None:
+        yield Statement(statements.create_index)
+        yield Statement(statements.create_created_index)
 
 
 def write(spec: Spec, session_id: str, data: SessionData) -> Op[None]:
@@ -111,7 +117,3 @@ def read_and_slide(spec: Spec, session_id: str) -> Op[SessionData | None]:
 
 def delete(spec: Spec, session_id: str) -> Op[None]:
     yield Statement(spec.sql.delete, (row_key(session_id),))
-
-
-def clear(spec: Spec) -> Op[None]:
-    yield Statement(spec.sql.clear)

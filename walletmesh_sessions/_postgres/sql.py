@@ -3,7 +3,11 @@
 One table per store: ``id bytea PRIMARY KEY`` (the session id's UTF-8 bytes, so any id,
 NUL included, is a key), ``value text`` (the TypeScript wire format, byte for byte) and
 ``expires_at bigint``, a column PostgreSQL computes from ``value`` itself, so that it can never
-disagree with the record, indexed for `clean_expired`.
+disagree with the record, indexed for `clean_expired`; the record's ``createdAt`` is indexed as
+an expression, for `clean_expired` under an absolute timeout.
+
+Every walk over the table is keyset pagination: a page is the rows after the last one seen,
+in the order of an index, so a page never skips or repeats a row that stays.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ __all__ = ("DEFAULT_TABLE", "EXPECTED_COLUMNS", "SLIDE_PATTERN", "Statements", "
 
 DEFAULT_TABLE: Final = "walletmesh_sessions"
 
-# A plain identifier, at most 48 characters so that "<table>_expires_at" fits PostgreSQL's 63.
+# A plain identifier, at most 48 characters so that "<table>_expires_at" and
+# "<table>_created_at" fit PostgreSQL's 63.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 
 # A JSON number the column reads: at most 255 digits before and after the point and a
@@ -98,6 +103,13 @@ class Statements:
             "CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL",
             index=sql.Identifier(f"{table[-1]}_expires_at"),
         )
+        # An expression index: a table made before it existed gains it without a column change
+        # (the expression is immutable, as the generated column's is).
+        self.create_created_index = on_table(
+            "CREATE INDEX IF NOT EXISTS {index} ON {t} (({created_at}))",
+            index=sql.Identifier(f"{table[-1]}_created_at"),
+            created_at=sql.SQL(CREATED_AT),
+        )
         self.columns = on_table(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''"
             " FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
@@ -131,15 +143,34 @@ class Statements:
         )
         self.delete_unchanged = on_table("DELETE FROM {t} WHERE id = %s AND value = %s")
         self.delete = on_table("DELETE FROM {t} WHERE id = %s")
-        self.clear = on_table("DELETE FROM {t}")
-        self.all = on_table("SELECT id, value FROM {t}")
+        # The next rows after the id %s (or the first ones), removed; the last id removed and
+        # how many.
+        removed = (
+            " RETURNING id) SELECT (SELECT id FROM gone ORDER BY id DESC LIMIT 1),"
+            " (SELECT count(*) FROM gone)"
+        )
+        self.clear_page = on_table(
+            "WITH gone AS (DELETE FROM {t} WHERE id IN"
+            " (SELECT id FROM {t} WHERE id > %s ORDER BY id LIMIT %s)" + removed
+        )
+        self.clear_first_page = on_table(
+            "WITH gone AS (DELETE FROM {t} WHERE id IN"
+            " (SELECT id FROM {t} ORDER BY id LIMIT %s)" + removed
+        )
         self.page = on_table("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s")
-        self.inspect_all = on_table("SELECT id, value FROM {t} ORDER BY id")
+        self.first_page = on_table("SELECT id, value FROM {t} ORDER BY id LIMIT %s")
         self.inspect_one = on_table("SELECT id, value FROM {t} WHERE id = %s")
-        # Candidates only: each is decided from its record, then removed compare-and-set.
-        self.expired_candidates = on_table("SELECT id, value FROM {t} WHERE expires_at < %s")
-        self.expired_candidates_created = on_table(
-            "SELECT id, value FROM {t} WHERE expires_at < %s OR {created_at} < %s",
+        # Candidates only, a page after the key (sort key, id) in that order: each is decided
+        # from its record, then removed compare-and-set.
+        self.expired_page = on_table(
+            "SELECT id, value, expires_at FROM {t} WHERE expires_at < %(before)s"
+            " AND expires_at >= %(key)s AND (expires_at, id) > (%(key)s, %(id)s)"
+            " ORDER BY expires_at, id LIMIT %(n)s"
+        )
+        self.created_page = on_table(
+            "SELECT id, value, {created_at} FROM {t} WHERE {created_at} < %(before)s"
+            " AND {created_at} >= %(key)s AND ({created_at}, id) > (%(key)s, %(id)s)"
+            " ORDER BY {created_at}, id LIMIT %(n)s",
             created_at=sql.SQL(CREATED_AT),
         )
         # Arrays are sent in binary: the text form escapes every quote of every record, a

@@ -20,6 +20,7 @@ from .._core.errors import StoreClosedError, StoreUnavailableError
 from .._core.expiry import Clock, slides_on_read
 from .._core.ids import new_session_id
 from .._core.lifecycle import check_change
+from .._core.session_map import SessionMap
 from . import bulk, changes, ops
 from .runners import run_async, run_in_thread
 from .sources import (
@@ -155,10 +156,11 @@ class PostgresSessionStore:
                 self._schema_ready = False  # dropped under us: made again on the next call
             raise
 
-    def _schema_plan(self) -> Plan:
-        """What the first call does: create the table if missing, or only check it."""
+    def _schema_plan(self, *, indexes: bool = False) -> Plan:
+        """What the first call does: create the table if missing, or only check it
+        (`indexes`: also add the indexes an older table lacks)."""
         if self._creates_table:
-            return Plan("create_schema", lambda: ops.ensure_schema(self._spec))
+            return Plan("create_schema", lambda: ops.ensure_schema(self._spec, indexes=indexes))
         where = self._sources.describe()
         return Plan("check_table", lambda: ops.ensure_schema(self._spec, where))
 
@@ -182,10 +184,13 @@ class PostgresSessionStore:
         return await run_in_thread(source, plan, deadline, what, url, limiter)
 
     async def create_schema(self) -> None:
-        """Create the table and its index now if missing, else check the table's shape."""
+        """Create the table and its indexes now if missing, else check the table's shape and
+        add any index it lacks (a table made by an older version gains the createdAt index
+        `clean_expired` walks under an absolute timeout; on a big table, allow the time to
+        read every row)."""
         self._schema_ready = False
         self._creates_table = True  # asked for: also on a store that only checked its table
-        await self._run(self._schema_plan())
+        await self._run(self._schema_plan(indexes=True))
 
     async def set(self, session_id: str, data: SessionData) -> None:
         """Store `data` under `session_id`: one INSERT ... ON CONFLICT DO UPDATE."""
@@ -241,11 +246,12 @@ class PostgresSessionStore:
         return result
 
     async def get_all(self) -> Mapping[str, SessionData]:
-        """Every unexpired session (unreadable ones skipped, expired ones left as they are)."""
-        result: Mapping[str, SessionData] = await self._run(
-            Plan("get_all", lambda: bulk.get_all(self._spec))
-        )
-        return result
+        """Every unexpired session (unreadable ones skipped, expired ones left as they are),
+        read a page per call (see `_pages`); values are decoded when read."""
+        found = SessionMap.of_records()
+        async for session_id, text in self._pages("get_all", bulk.live_page):
+            found._put(session_id, text)
+        return found
 
     async def delete(self, session_id: str) -> None:
         """Remove the session; a missing one is not an error."""
@@ -253,23 +259,36 @@ class PostgresSessionStore:
         await self._run(Plan("delete", lambda: ops.delete(self._spec, session_id)))
 
     async def clear(self) -> None:
-        """Remove every row of the store's table, unreadable records included."""
+        """Remove every row of the store's table, unreadable records included, a page per
+        call (see `_pages`); never TRUNCATE, which would lock out every other call."""
         try:
-            await self._run(Plan("clear", lambda: ops.clear(self._spec)))
+            async for _removed in self._pages("clear", bulk.clear_page):
+                pass
         finally:
             self._cache.clear()
 
     async def clean_expired(self) -> int:
-        """Remove every expired session (unreadable records stay); return how many."""
-        result: int = await self._run(Plan("clean_expired", lambda: bulk.clean_expired(self._spec)))
-        return result
+        """Remove every expired session (unreadable records stay); return how many.
+
+        Candidates are walked a page per call through the index on expires_at, then, with an
+        absolute timeout, through the one on the record's createdAt.
+        """
+        removed = 0
+        walks = (False, True) if self._spec.config.max_lifetime_ms is not None else (False,)
+        for by_created in walks:
+            page = functools.partial(bulk.expired_page, by_created=by_created)
+            async for count in self._pages("clean_expired", page):
+                removed += count
+        return removed
 
     async def inspect(self, session_id: str | None = None) -> list[SessionRecord]:
-        """Every record (or the one named) as it is: nothing is refreshed or removed."""
-        if session_id is not None:
-            session_id = validation.check_session_id(session_id)
+        """Every record (or the one named) as it is, a page per call: nothing is refreshed or
+        removed."""
+        if session_id is None:
+            return [record async for record in self._pages("inspect", bulk.inspect_page)]
+        session_id = validation.check_session_id(session_id)
         result: list[SessionRecord] = await self._run(
-            Plan("inspect", lambda: bulk.inspect(self._spec, session_id))
+            Plan("inspect", lambda: bulk.inspect_one(self._spec, session_id))
         )
         return result
 
@@ -285,13 +304,20 @@ class PostgresSessionStore:
             yield record
 
     async def _pages(
-        self, name: str, page: Callable[[Spec, bytes | None, int], Op[Any]], batch_size: int
+        self, name: str, page: Callable[..., Op[Any]], batch_size: int | None = None
     ) -> AsyncIterator[Any]:
-        """What `page` finds, a batch per call, from the first id to the last."""
-        batch_size = validation.check_batch_size(batch_size)
-        cursor: bytes | None = None
+        """What `page` finds, a batch per call, from the start of its walk to the end.
+
+        Each batch is a call of its own, bounded by the store's timeout: a walk of any length
+        completes, and one page that fails ends the walk with its error. The walk holds no
+        snapshot: see `bulk` for what a page sees.
+        """
+        batch_size = validation.check_batch_size(
+            bulk.PAGE_ROWS if batch_size is None else batch_size
+        )
+        cursor: Any = None
         while True:
-            plan = Plan(name, functools.partial(page, self._spec, cursor, batch_size))
+            plan = Plan(name, functools.partial(page, self._spec, cursor=cursor, n=batch_size))
             items, cursor = await self._run(plan)
             for item in items:
                 yield item
