@@ -223,3 +223,31 @@ class TestFastPath:
         assert _exactly(same) == _exactly(built)
         with pytest.raises(AttributeError):
             same.id = "b"  # type: ignore[misc]
+
+
+class TestSharedPermissions:
+    """Records granting the same permissions share one read-only mapping."""
+
+    def test_same_grants_share_one_mapping(self) -> None:
+        """Same grants in the same order: the very same mapping; another order: its own."""
+        first = codec.decode_record(
+            '{"data":{"id":"a","origin":"o","permissions":{"c":["m","n"],"d":[]}}}', "a"
+        )[0]
+        second = codec.decode_record(
+            '{"data":{"id":"b","origin":"p","permissions":{"c":["m","n"],"d":[]}}}', "b"
+        )[0]
+        reordered = codec.decode_record(
+            '{"data":{"id":"b","origin":"p","permissions":{"d":[],"c":["m","n"]}}}', "b"
+        )[0]
+        assert first.permissions is second.permissions
+        assert reordered.permissions is not first.permissions
+        assert list(reordered.permissions) == ["d", "c"]
+        assert reordered.permissions == first.permissions
+
+    def test_the_shared_mappings_are_bounded(self) -> None:
+        """However many distinct grants are read, at most `_MAX_SHARED` mappings are kept."""
+        for n in range(codec._MAX_SHARED + 10):
+            codec.decode_record(
+                f'{{"data":{{"id":"a","origin":"o","permissions":{{"c{n}":[]}}}}}}', "a"
+            )
+            assert len(codec._SHARED) <= codec._MAX_SHARED

@@ -223,7 +223,7 @@ def _decode_full(text: str, session_id: str) -> tuple[SessionData, int | None]:
     return record.data, record.expires_at or None
 
 
-_parse_plain = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_parse_plain = json.JSONDecoder(parse_constant=_refuse_constant).raw_decode
 _RECORD_KEYS = frozenset(("data", "expiresAt"))
 _DATA_KEYS = frozenset(("id", "origin", "permissions", "createdAt", "appData"))
 _EMPTY: dict[str, Any] = {}
@@ -242,8 +242,10 @@ def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
     if "\\" in text or not (text.isascii() or is_unicode_text(text)):
         return None
     try:
-        record = _parse_plain(text)
+        record, end = _parse_plain(text)
     except Exception:  # too deep, too long a number, not JSON: the full path explains
+        return None
+    if end != len(text):  # white space around it, or more after it
         return None
     if type(record) is not dict or not record.keys() <= _RECORD_KEYS:
         return None
@@ -282,8 +284,26 @@ def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
     if text.count('"') != 2 * strings[0]:
         return None  # a key repeats
     return assemble_session(
-        session_id, origin, MappingProxyType(frozen), created_at, frozen_app_data
+        session_id, origin, _shared(frozen), created_at, frozen_app_data
     ), expires_at or None
+
+
+# Permission sets seen lately, each as one read-only mapping: a store's sessions share a few
+# sets, and a million sessions then hold a few mappings, not a million for the GC to walk.
+_SHARED: dict[tuple[tuple[str, tuple[str, ...]], ...], Mapping[str, tuple[str, ...]]] = {}
+_MAX_SHARED = 1024
+
+
+def _shared(permissions: dict[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    """`permissions` read-only: the very mapping an earlier record with the same grants, in
+    the same order, got (it is immutable, so sharing it is invisible)."""
+    grants = tuple(permissions.items())
+    frozen = _SHARED.get(grants)
+    if frozen is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            _SHARED.clear()  # a hard bound; unlike sets are rare, so refilling is cheap
+        frozen = _SHARED[grants] = MappingProxyType(permissions)
+    return frozen
 
 
 def record_with_expiry(text: str, expires_at: int) -> str:
