@@ -38,7 +38,7 @@ class CallerClient:
     def __init__(self, client: object, auto_pipeline: bool = True) -> None:
         if isinstance(client, redis.asyncio.Redis):
             auto = None
-            if auto_pipeline and client.connection is None:
+            if auto_pipeline and not client.single_connection_client:
                 auto = AutoPipeline(client)
             self._runner: Runner = AsyncioRunner(AsyncSender(client, auto))
         elif isinstance(client, redis.Redis):
