@@ -211,7 +211,9 @@ class SqliteForeignData:
         with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
             for statement in SCHEMA:
                 conn.execute(statement)
-            conn.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?)", FOREIGN_KEYS.items())
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)", FOREIGN_KEYS.items()
+            )
 
     async def intact(self) -> bool:
         rows = self._rows()

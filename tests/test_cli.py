@@ -101,8 +101,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         with sqlite3.connect(path) as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
-            conn.execute(f"INSERT INTO {TABLE} VALUES ('wm_session_broken', ?)", (CORRUPT,))
-            conn.execute(f"INSERT INTO {TABLE} VALUES ('theme', 'dark')")
+            conn.execute(
+                f"INSERT INTO {TABLE} (key, value) VALUES ('wm_session_broken', ?)", (CORRUPT,)
+            )
+            conn.execute(f"INSERT INTO {TABLE} (key, value) VALUES ('theme', 'dark')")
         return url
     client = request.getfixturevalue("redis_client")
     url = str(request.getfixturevalue("redis_url"))
@@ -323,7 +325,7 @@ def plant(path: Path, records: dict[str, str]) -> None:
         for statement in SCHEMA:
             conn.execute(statement)
         conn.executemany(
-            f"INSERT INTO {TABLE} VALUES (?, ?)",
+            f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)",
             [(f"wm_session_{k}", v) for k, v in records.items()],
         )
 

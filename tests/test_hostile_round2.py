@@ -341,7 +341,8 @@ class TestCommandLineControlCharacters:
             for statement in SCHEMA:
                 conn.execute(statement)
             conn.execute(
-                f"INSERT INTO {TABLE} VALUES (?, ?)", ("wm_session_evil\x1b]0;owned\x07", value)
+                f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)",
+                ("wm_session_evil\x1b]0;owned\x07", value),
             )
         code = _cli.main(["--store", str(path), *command])
         out = capsys.readouterr().out

@@ -113,7 +113,7 @@ def plant_unreadable(kind: str, request: pytest.FixtureRequest) -> None:
     if kind == "sqlite_file":
         path = request.getfixturevalue("sqlite_path")
         with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-            conn.execute(f"INSERT INTO {TABLE} VALUES ('wm_session_bad', '{{oops')")
+            conn.execute(f"INSERT INTO {TABLE} (key, value) VALUES ('wm_session_bad', '{{oops')")
     elif kind == "mapping":
         request.getfixturevalue("shared_mapping")["wm_session_bad"] = "{oops"
     elif kind == "redis":

@@ -436,7 +436,7 @@ class TestEventLoopNotBlocked:
         with sqlite3.connect(path) as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
-            conn.executemany(f"INSERT INTO {TABLE} VALUES (?, ?)", rows)
+            conn.executemany(f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)", rows)
         ticks = 0
 
         async def heartbeat() -> None:
@@ -925,7 +925,7 @@ class TestExpiryColumn:
             contextlib.closing(sqlite3.connect(path)) as conn,
             pytest.raises(sqlite3.OperationalError),
         ):
-            conn.execute(f"INSERT INTO {TABLE} VALUES ('k', 'v', 1)")
+            conn.execute(f"INSERT INTO {TABLE} (key, value, expires_at) VALUES ('k', 'v', 1)")
 
     async def test_migrates_old_files(self, tmp_path: Path, clock: FakeClock) -> None:
         """Stores opening an old-schema file at once migrate it once, keeping every row's bytes."""
@@ -962,7 +962,7 @@ class TestExpiryColumn:
         assert dump(path) == before
         with contextlib.closing(sqlite3.connect(path)) as conn:
             columns = {row[1]: row[6] for row in conn.execute(f"PRAGMA table_xinfo({TABLE})")}
-            assert columns == {"key": 0, "value": 0, "expires_at": 2}  # 2: generated, virtual
+            assert columns == {"key": 0, "value": 0, "expires_at": 2, "written": 0}  # 2: generated
             tables = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall()
             assert tables == [(TABLE,)]
         assert await stores[0].clean_expired() == 2
@@ -1261,6 +1261,8 @@ class TestConcurrentWriters:
             path, SessionStoreConfig(lifetime=60), clock=clock
         ) as store:
             await store.set("a", data(1))
+            # Written by another connection: clean_expired decodes it before deleting.
+            write_raw(path, "wm_session_a", encode_record(data(1), clock.now_ms + 60_000))
             clock.advance(seconds=61)
             fresh = encode_record(data(2), clock.now_ms + 60_000)
             sqlite = store._sqlite

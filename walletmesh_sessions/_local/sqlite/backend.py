@@ -35,15 +35,18 @@ from ..._core.log import logger
 from ..._core.protocol import DEFERRED, Deferred
 from ..._core.session_map import SessionMap
 from .connections import Connections
-from .file import CREATED_AT, TABLE, Durability
+from .expired import DELETE_BATCH, ExpiredRows
+from .file import TABLE, TRUSTED, Durability, stamp
 from .transactions import fetch_all, transaction
 
 __all__ = ("SqliteBackend", "prefix_upper_bound")
 
-# Rows deleted per write transaction by clean_expired: short locks for other processes.
-DELETE_BATCH = 1000
-# Write a record's new text only if it still holds what we read (compare-and-set).
-_SLIDE_UNCHANGED = f"UPDATE {TABLE} SET value = :new WHERE key = :key AND value = :old"
+# Write a record's new text only if it still holds what we read (compare-and-set). Only the
+# expiry changes: a record the store stamped stays trusted (a new stamp), any other stays not.
+_SLIDE_UNCHANGED = (
+    f"UPDATE {TABLE} SET value = :new, written = CASE WHEN {TRUSTED} THEN {stamp('key')} END"
+    " WHERE key = :key AND value = :old"
+)
 _DELETE_UNCHANGED = f"DELETE FROM {TABLE} WHERE key = ? AND value = ?"
 # A key written as a BLOB (bytes from another program) is the same key to a reader of text.
 # A text parameter equals only a TEXT key; a BLOB key with the same bytes needs the CAST.
@@ -51,9 +54,10 @@ _SELECT_TEXT_KEY = f"SELECT value FROM {TABLE} WHERE key = ?"
 _SELECT_BLOB_KEY = f"SELECT 1 FROM {TABLE} WHERE key = CAST(? AS BLOB)"
 _DELETE_ONE = f"DELETE FROM {TABLE} WHERE key IN (?, CAST(? AS BLOB))"
 _DELETE_TEXT_KEY = f"DELETE FROM {TABLE} WHERE key = ?"
+# A record the store encoded: stamped as the store's own.
 _UPSERT = (
-    f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    f"INSERT INTO {TABLE} (key, value, written) VALUES (?1, ?2, {stamp('?1')})"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, written = excluded.written"
 )
 
 # A readable record of a scan: (session_id, (key, text read), data, expires_at).
@@ -103,6 +107,9 @@ class SqliteBackend:
         self._starts = (
             f"(({self._in_range} AND substr(CAST(key AS BLOB), 1, :n) = CAST(:lo AS BLOB))"
             f" OR ({blobs} AND substr(key, 1, :n) = CAST(:lo AS BLOB)))"
+        )
+        self._expired = ExpiredRows(
+            self._in_range, self._starts, max_lifetime=config.max_lifetime_ms is not None
         )
 
     def close(self) -> None:
@@ -274,25 +281,15 @@ class SqliteBackend:
         if not wait:
             return DEFERRED
         now = now_ms(self._clock)
-        # The partial index on expires_at makes this cost grow with the expired rows only.
-        sql = (
-            f"SELECT key, value FROM {TABLE} INDEXED BY {TABLE}_expiry"
-            f" WHERE expires_at IS NOT NULL AND expires_at < :now AND {self._in_range}"
-        )
         params = self._params(now=now)
         max_lifetime = self._config.max_lifetime_ms
         if max_lifetime is not None:
-            # Records stored before the absolute timeout was set may carry a later expiresAt
-            # than their createdAt allows: with one, the whole range is read (no index).
-            sql = (
-                f"SELECT key, value FROM {TABLE} WHERE {self._starts} AND"
-                " ((expires_at IS NOT NULL AND expires_at < :now) OR ("
-                f"json_valid(CAST(value AS TEXT)) AND {CREATED_AT} < :created_before))"
-            )
             params["created_before"] = now - max_lifetime
+        # The store's own records first, in SQL; then the rest, decoded.
+        removed = self._expired.delete_trusted(self.connections.run_waiting, params)
+        sql = self._expired.untrusted
         candidates = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
         expired = sweep(self._config, now, self._readable(candidates), collect=False).removals
-        removed = 0
         for start in range(0, len(expired), DELETE_BATCH):
             batch = expired[start : start + DELETE_BATCH]
             removed += self.connections.run_waiting(

@@ -20,6 +20,7 @@ __all__ = (
     "MIN_SQLITE",
     "SCHEMA",
     "TABLE",
+    "TRUSTED",
     "Durability",
     "Identity",
     "check_durability",
@@ -28,6 +29,7 @@ __all__ = (
     "enter_wal",
     "identity_of",
     "open_existing",
+    "stamp",
 )
 
 TABLE = "walletmesh_storage"
@@ -39,16 +41,36 @@ EXPIRES_AT = (
     " THEN NULLIF(json_extract(CAST(value AS TEXT), '$.expiresAt'), 0) END"
 )
 CREATED_AT = "json_extract(CAST(value AS TEXT), '$.data.createdAt')"
+# Who wrote a row's value. Each write of the store stamps it ``written = nonce || key`` (a
+# fresh nonce: 16 hex digits); the trigger clears the stamp when a value is written without a
+# new one (other programs, older releases, hand edits). A row whose stamp names its own key
+# holds a record the store encoded itself: readable by construction, no decode needed.
+TRUSTED = "substr(written, 17) = key"
+_UNTRUST = (
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_untrust AFTER UPDATE OF value ON {TABLE}"
+    " WHEN NEW.written IS NOT NULL AND NEW.written IS OLD.written"
+    f" BEGIN UPDATE {TABLE} SET written = NULL WHERE key = NEW.key; END"
+)
 _CREATE_TABLE = (
     "CREATE TABLE {name} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL,"
-    f" expires_at INTEGER GENERATED ALWAYS AS ({EXPIRES_AT}) VIRTUAL) WITHOUT ROWID"
+    f" expires_at INTEGER GENERATED ALWAYS AS ({EXPIRES_AT}) VIRTUAL, written TEXT)"
+    " WITHOUT ROWID"
 )
 SCHEMA = (
     _CREATE_TABLE.format(name=f"IF NOT EXISTS {TABLE}"),
     f"CREATE INDEX IF NOT EXISTS {TABLE}_expiry ON {TABLE} (expires_at)"
     " WHERE expires_at IS NOT NULL",
+    _UNTRUST,
 )
-"""The statements that create the table; rows are inserted as ``(key, value)`` only."""
+"""The statements that create the table. Other programs write ``(key, value)`` only: their
+rows are untrusted (``written`` NULL) and decoded before `clean_expired` removes them."""
+
+
+def stamp(key: str) -> str:
+    """The SQL of a fresh stamp for the row whose key is the SQL expression `key`."""
+    return f"hex(randomblob(8)) || {key}"
+
+
 # Generated columns need SQLite 3.31.
 MIN_SQLITE = (3, 31, 0)
 # New files are the service user's only: they hold every live session id in clear.
@@ -123,8 +145,9 @@ def enter_wal(conn: sqlite3.Connection, deadline: Deadline) -> None:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the table, or migrate one with a plain expires_at column (every row copied as
-    stored), in one write transaction: two processes opening an old file migrate it once."""
+    """Create the table, or migrate an older one (a plain expires_at column: every row copied
+    as stored; no written column: added, every row untrusted), in one write transaction: two
+    processes opening an old file migrate it once."""
     with transaction(conn):
         hidden = {row[1]: row[6] for row in fetch_all(conn, f"PRAGMA table_xinfo({TABLE})", ())}
         if hidden.get("expires_at") == 0:  # 0: an ordinary column, written by older releases
@@ -134,5 +157,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(_CREATE_TABLE.format(name=TABLE))
             conn.execute(f"INSERT INTO {TABLE} (key, value) SELECT key, value FROM {old}")
             conn.execute(f"DROP TABLE {old}")
+        elif hidden and "written" not in hidden:
+            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN written TEXT")
         for statement in SCHEMA:
             conn.execute(statement)
