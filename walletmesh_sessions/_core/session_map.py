@@ -74,6 +74,17 @@ class SessionMap(Mapping[str, SessionData]):
         shard[session_id] = value
         self._length += len(shard) - before
 
+    def _put_all(self, pairs: Iterable[tuple[str, SessionData | str]]) -> None:
+        """`_put` each pair: a page of a store's walk at once."""
+        shards, mask = self._shards, self._mask
+        for session_id, value in pairs:
+            index = hash(session_id) & mask
+            shard = shards[index]
+            if shard is None:
+                shard = shards[index] = {}
+            shard[session_id] = value
+        self._length = sum(len(shard) for shard in shards if shard)
+
     def __getitem__(self, session_id: str) -> SessionData:
         shard = self._shards[hash(session_id) & self._mask]
         if shard is None:

@@ -20,7 +20,7 @@ from .._core.codec import (
     record_with_expiry,
 )
 from .._core.data import SessionData, SessionRecord
-from .._core.expiry import Sweep, now_ms, sweep
+from .._core.expiry import EXPIRED, Sweep, after_read, now_ms, sweep
 from .._core.log import logger
 from .._core.session_map import SessionMap
 from .steps import CHECKPOINT, Begin, Op, Spec, Statement, row_key
@@ -107,19 +107,24 @@ def live_page(
     """
     rows, after = yield from _page_rows(spec, cursor, n)
     now = now_ms(spec.clock)
+    config = spec.config
     live: list[tuple[str, str]] = []
     slides: list[tuple[tuple[bytes, str], int]] = []
     started = time.perf_counter()
-    while rows:
+    for start in range(0, len(rows), DECODE_STEP):
         if time.perf_counter() - started > STEP_SECONDS:
             yield CHECKPOINT
             started = time.perf_counter()
-        part = rows[-DECODE_STEP:]
-        del rows[-DECODE_STEP:]
-        records = list(_readable(part, decode_record))
-        found = sweep(spec.config, now, records, collect=True, into=SessionMap(shards=1))
-        live += [(sid, text) for sid, (_key, text), _data, _at in records if sid in found.found]
-        slides += found.slides
+        part = _text_ids(rows[start : start + DECODE_STEP])
+        for session_id, text, data, stored in decode_readable(part, "", decode_record):
+            # What `sweep` decides for get_all, without keeping `data`.
+            expiry = after_read(config, now, stored, data.created_at)
+            if expiry is EXPIRED:
+                continue
+            live.append((session_id, text))
+            if expiry is not None and expiry != stored:
+                slides.append(((row_key(session_id), text), expiry))
+    del rows
     yield from _slide(spec, slides)
     return live, after
 

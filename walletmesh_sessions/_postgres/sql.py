@@ -30,6 +30,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 # A JSON number the column reads: at most 255 digits before and after the point and a
 # three-digit exponent, so that the cast below never raises (anything else reads as NULL).
 _NUMBER = r"^-?[0-9]{1,255}(?:\.[0-9]{1,255})?(?:[eE][+-]?[0-9]{1,3})?$"
+# The same for a text of at most 255 characters, whose digit runs cannot be longer: PostgreSQL
+# expands each bounded repetition, which made every row cost ~100 µs of the server's time.
+_SHORT_NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?$"
 
 
 def _number(path: str, absent: str) -> str:
@@ -38,7 +41,11 @@ def _number(path: str, absent: str) -> str:
     else. It never raises: ``\\u0000`` is read as ``\\u0001``, as json refuses a NUL.
     """
     json_value = f"(replace(value, E'\\\\u0000', E'\\\\u0001')::json {path})::text"
-    numeric = f"COALESCE(substring({json_value} FROM '{_NUMBER}')::numeric, {absent})"
+    number = (
+        f"CASE WHEN length({json_value}) <= 255 THEN substring({json_value} FROM '{_SHORT_NUMBER}')"
+        f" ELSE substring({json_value} FROM '{_NUMBER}') END"
+    )
+    numeric = f"COALESCE(({number})::numeric, {absent})"
     double = f"floor(LEAST(GREATEST({numeric}, -1e300), 1e300)::float8)"
     return f"LEAST(GREATEST({double}, -9e18), 9e18)::bigint"
 

@@ -249,8 +249,8 @@ class PostgresSessionStore:
         """Every unexpired session (unreadable ones skipped, expired ones left as they are),
         read a page per call (see `_pages`); values are decoded when read."""
         found = SessionMap.of_records()
-        async for session_id, text in self._pages("get_all", bulk.live_page):
-            found._put(session_id, text)
+        async for page in self._walk("get_all", bulk.live_page):
+            found._put_all(page)
         return found
 
     async def delete(self, session_id: str) -> None:
@@ -306,9 +306,17 @@ class PostgresSessionStore:
     async def _pages(
         self, name: str, page: Callable[..., Op[Any]], batch_size: int | None = None
     ) -> AsyncIterator[Any]:
-        """What `page` finds, a batch per call, from the start of its walk to the end.
+        """Each item `page` finds, from the start of its walk to the end (see `_walk`)."""
+        async for items in self._walk(name, page, batch_size):
+            for item in items:
+                yield item
 
-        Each batch is a call of its own, bounded by the store's timeout: a walk of any length
+    async def _walk(
+        self, name: str, page: Callable[..., Op[Any]], batch_size: int | None = None
+    ) -> AsyncIterator[list[Any]]:
+        """What `page` finds, a list per call, from the start of its walk to the end.
+
+        Each page is a call of its own, bounded by the store's timeout: a walk of any length
         completes, and one page that fails ends the walk with its error. The walk holds no
         snapshot: see `bulk` for what a page sees.
         """
@@ -319,8 +327,7 @@ class PostgresSessionStore:
         while True:
             plan = Plan(name, functools.partial(page, self._spec, cursor=cursor, n=batch_size))
             items, cursor = await self._run(plan)
-            for item in items:
-                yield item
+            yield items
             if cursor is None:
                 return
 
