@@ -10,6 +10,7 @@ import anyio
 import pytest
 import redis
 import redis.asyncio
+import redis.cluster
 
 from walletmesh_sessions import (
     CorruptRecordError,
@@ -19,6 +20,8 @@ from walletmesh_sessions import (
     StoreUnavailableError,
 )
 from walletmesh_sessions.redis import RedisSessionStore
+
+from .redis_cluster import RedisClusterNodes
 
 CONFIG = SessionStoreConfig(lifetime=60)
 SLIDING = SessionStoreConfig(lifetime=60, refresh_on_access=True)
@@ -325,3 +328,69 @@ class TestManyMixedCalls:
                     group.start_soon(life, n)
         assert problems == []
         assert redis_client.dbsize() == 0
+
+
+@pytest.mark.redis_cluster
+class TestCluster:
+    """On a cluster, a batch per node; each caller still gets its own."""
+
+    @ON_ASYNCIO
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("on", [True, False])
+    async def test_one_write_per_node(
+        self,
+        redis_cluster_client: redis.cluster.RedisCluster,
+        redis_cluster: RedisClusterNodes,
+        writes: list[int],
+        on: bool,
+    ) -> None:
+        """Sixty reads at once over three primaries: a write per node (on), or per call."""
+        async with RedisSessionStore.from_url(
+            redis_cluster.url, SLIDING, auto_pipeline=on
+        ) as store:
+            for n in range(60):
+                await store.set(f"id{n}", data(n))
+            results: dict[int, Any] = {}
+
+            async def call(n: int) -> None:
+                results[n] = await store.validate_and_refresh(f"id{n}")
+
+            for _ in range(2):  # the first: connections opened, the script cached on each node
+                before = writes[0]
+                async with anyio.create_task_group() as group:
+                    for n in range(60):
+                        group.start_soon(call, n)
+            assert writes[0] - before == (len(redis_cluster.primaries()) if on else 60)
+            assert results == {n: data(n) for n in range(60)}
+
+    @pytest.mark.anyio
+    async def test_mixed_calls_and_errors(
+        self, redis_cluster_client: redis.cluster.RedisCluster, redis_cluster: RedisClusterNodes
+    ) -> None:
+        """Mixed lifecycle calls and a WRONGTYPE key among them: every caller its own."""
+        redis_cluster_client.rpush("wm_session_listed", "x")
+        problems: list[str] = []
+        async with RedisSessionStore.from_url(redis_cluster.url, SLIDING) as store:
+
+            async def life(n: int) -> None:
+                sid = f"life{n}"
+                if not await store.create(sid, data(n)):
+                    problems.append(f"{sid}: create lost")
+                if await store.get(sid) != data(n):
+                    problems.append(f"{sid}: get after create")
+                await store.update(sid, lambda d: data(n + 1))
+                moved = await store.rotate(sid, f"moved{n}")
+                if await store.get(f"{moved}") != data(n + 1):
+                    problems.append(f"{sid}: get after rotate")
+                await store.delete(f"moved{n}")
+
+            async def listed() -> None:
+                with pytest.raises(CorruptRecordError):
+                    await store.get("listed")
+
+            async with anyio.create_task_group() as group:
+                for n in range(100):
+                    group.start_soon(life, n)
+                    if n % 25 == 0:
+                        group.start_soon(listed)
+        assert problems == []

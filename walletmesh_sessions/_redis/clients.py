@@ -17,7 +17,7 @@ from redis.retry import Retry
 
 from .._core.errors import InvalidConfigError
 from .._core.loops import PerLoop
-from .pipelining import AutoPipeline
+from .pipelining import AutoPipeline, ClusterAutoPipeline
 from .runners import AsyncioRunner, ClusterAsyncioRunner, ThreadRunner
 from .senders import AsyncClusterSender, AsyncSender, SyncClusterSender, SyncSender
 from .target import RedisTarget
@@ -44,7 +44,8 @@ class CallerClient:
         elif isinstance(client, redis.Redis):
             self._runner = ThreadRunner(SyncSender(client))
         elif isinstance(client, redis.asyncio.RedisCluster):
-            self._runner = ClusterAsyncioRunner(AsyncClusterSender(client))
+            cluster_auto = ClusterAutoPipeline(client) if auto_pipeline else None
+            self._runner = ClusterAsyncioRunner(AsyncClusterSender(client, cluster_auto))
         elif isinstance(client, redis.cluster.RedisCluster):
             self._runner = ThreadRunner(SyncClusterSender(client))
         else:
@@ -164,7 +165,8 @@ class ClusterUrlClients(UrlClients):
             retry=AsyncRetry(self._backoff(), self._retries),
             **self._cluster_options(),
         )
-        return ClusterAsyncioRunner(AsyncClusterSender(client), self._limit, self._budget)
+        auto = ClusterAutoPipeline(client, self._budget) if self._target.auto_pipeline else None
+        return ClusterAsyncioRunner(AsyncClusterSender(client, auto), self._limit, self._budget)
 
     def _thread_runner(self) -> ThreadRunner:
         make_node: Any = redis.cluster.ClusterNode  # untyped in redis-py

@@ -5,7 +5,12 @@ Every call waits for a future of its own, so its deadline, cancellation and erro
 own: an error reply fails only the call it answers, and a call that stops waiting leaves the
 batch to go on (its replies are read and dropped, so the connection stays in step). A batch
 whose reply stream is in doubt (cut off, out of time, cancelled) disconnects its connection
-before the pool gets it back. The idea is ioredis' (``lib/autoPipelining.ts``); one server only.
+before the pool gets it back. The idea is ioredis' (``lib/autoPipelining.ts``).
+
+On a cluster (`ClusterAutoPipeline`) a batch goes to one node: each call's command goes to its
+slot's primary in the client's view, and a call whose reply is a redirection (MOVED, ASK), a
+TRYAGAIN or CLUSTERDOWN, or whose node's batch failed, gets `REROUTE`: its sender then sends it
+the usual way, through the client's routing, which follows redirections and failovers.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import redis.asyncio
 
 from .exchanges import Args
 
-__all__ = ("AutoPipeline",)
+__all__ = ("REROUTE", "AutoPipeline", "ClusterAutoPipeline")
+
+REROUTE: Any = object()
+"""A cluster call's answer when it is to be sent again through the client's own routing."""
 
 _Entry = tuple[list[Args], "asyncio.Future[Any]", bool]
 """A call's commands, its future, and whether it wants every reply (or the one, raised)."""
@@ -35,62 +43,67 @@ class AutoPipeline:
     which starts once the calls ready in that turn have queued theirs.
     """
 
-    __slots__ = ("_callbacks", "_client", "_pool", "_queue", "_tasks", "budget", "slots")
+    __slots__ = ("_callbacks", "_pool", "_queues", "_tasks", "budget", "slots")
 
-    def __init__(self, client: redis.asyncio.Redis, budget: float | None = None) -> None:
-        self._client = client
-        self._pool = client.connection_pool
-        self._callbacks: dict[Any, Callable[..., Any]] = client.response_callbacks  # type: ignore[assignment]
-        self._queue: list[_Entry] = []
+    # Error replies that send a cluster call back through the client's routing (none here).
+    _REROUTED: tuple[type[Exception], ...] = ()
+
+    def __init__(self, client: Any, budget: float | None = None) -> None:
+        # One server's pool (a cluster's connections are its nodes').
+        self._pool: Any = getattr(client, "connection_pool", None)
+        self._callbacks: dict[Any, Callable[..., Any]] = client.response_callbacks
+        self._queues: dict[Any, list[_Entry]] = {}
         self.slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.budget = budget
 
-    def send(self, commands: list[Args], every: bool) -> asyncio.Future[Any]:
-        """Queue `commands` (one call's round trip); the future of their replies: a list of
-        them, errors as values, if `every`, else the one reply (an error reply raised)."""
+    def send(self, commands: list[Args], every: bool, node: Any = None) -> asyncio.Future[Any]:
+        """Queue `commands` (one call's round trip) for `node` (a cluster's; one server: None);
+        the future of their replies: a list of them, errors as values, if `every`, else the
+        one reply (an error reply raised)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        queue = self._queue
-        queue.append((commands, future, every))
-        if len(queue) == 1:
+        queue = self._queues.get(node)
+        if queue is None:
+            queue = self._queues[node] = []
             # A task's first step runs after every callback already ready: this turn's calls.
-            task = asyncio.Task(self._carry(), loop=loop)
+            task = asyncio.Task(self._carry(node), loop=loop)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        queue.append((commands, future, every))
         return future
 
-    async def _carry(self) -> None:
-        """Send the queued calls as one batch and hand out the replies; any failure of the
-        batch fails the calls still waiting, with it."""
-        batch, self._queue = self._queue, []
+    async def _carry(self, node: Any) -> None:
+        """Send the calls queued for `node` as one batch and hand out the replies; any failure
+        of the batch fails the calls still waiting, with it."""
+        batch = self._queues.pop(node)
         slots = self.slots
         try:
             if slots is None:
-                await self._bounded(batch)
+                await self._bounded(batch, node)
             else:
                 async with slots:
-                    await self._bounded(batch)
+                    await self._bounded(batch, node)
         except Exception as exc:
             _fail(batch, exc)
         except BaseException:
             _fail(batch, redis.ConnectionError("the batch was cancelled (the store closed?)"))
             raise
 
-    async def _bounded(self, batch: list[_Entry]) -> None:
+    async def _bounded(self, batch: list[_Entry], node: Any) -> None:
         if all(future.done() for _, future, _ in batch):
             return  # every caller gave up while it waited for a connection
         budget = self.budget
         timer = contextlib.nullcontext() if budget is None else asyncio.timeout(budget)
         try:
             async with timer:
-                await self._on_connection(batch)
+                await self._on_connection(batch, node)
         except TimeoutError:
             raise redis.TimeoutError("no reply to a pipelined batch within the budget") from None
 
-    async def _on_connection(self, batch: list[_Entry]) -> None:
+    async def _on_connection(self, batch: list[_Entry], node: Any) -> None:
         pool = self._pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = await pool.get_connection()
         try:
             retry: Any = connection.retry
             await retry.call_with_retry(
@@ -107,14 +120,25 @@ class AutoPipeline:
     async def _exchange(self, connection: Any, batch: list[_Entry]) -> None:
         """One write of the waiting calls' commands, then their replies read in order (on a
         retry, the calls that got theirs or stopped waiting are not sent again)."""
-        waiting = [entry for entry in batch if not entry[1].done()]
+        encoder = connection.encoder
+        waiting: list[_Entry] = []
+        parts: list[bytes] = []
+        for entry in batch:
+            commands, future, _ = entry
+            if future.done():
+                continue
+            try:
+                parts.append(_packed(commands, encoder))
+            except Exception as exc:  # an argument redis-py cannot send: this call's error
+                future.set_exception(exc)
+                continue
+            waiting.append(entry)
         if not waiting:
             return
-        await connection.send_packed_command(
-            connection.pack_commands([args for commands, _, _ in waiting for args in commands])
-        )
+        await connection.send_packed_command(b"".join(parts))
         read = connection.read_response
         callbacks = self._callbacks
+        rerouted = self._REROUTED
         for commands, future, every in waiting:
             replies: list[Any] = []
             for args in commands:
@@ -132,7 +156,9 @@ class AutoPipeline:
                 replies.append(reply)
             if future.done():
                 continue  # its caller stopped waiting: the replies are dropped
-            if every:
+            if rerouted and any(isinstance(reply, rerouted) for reply in replies):
+                future.set_result(REROUTE)
+            elif every:
                 future.set_result(replies)
             elif isinstance(replies[0], Exception):
                 future.set_exception(replies[0])
@@ -147,6 +173,90 @@ class AutoPipeline:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class ClusterAutoPipeline(AutoPipeline):
+    """Batches per node of a `redis.asyncio.RedisCluster`: `node_of` says where a call goes."""
+
+    __slots__ = ("_cluster",)
+
+    _REROUTED = (
+        redis.exceptions.AskError,  # MOVED too: a subclass
+        redis.exceptions.TryAgainError,
+        redis.exceptions.ClusterDownError,
+    )
+
+    def __init__(self, cluster: redis.asyncio.RedisCluster, budget: float | None = None) -> None:
+        super().__init__(cluster, budget)
+        self._cluster = cluster
+
+    def node_of(self, args: Args) -> Any:
+        """The primary that holds the key(s) of `args` in the client's view, or None if the
+        command has no such one place (no keys, keys of several slots, an unknown command,
+        a slot no node covers): the client's routing then sends it."""
+        name = args[0]
+        if name in ("GET", "SET") or (name == "DEL" and len(args) == 2):
+            keys: tuple[Any, ...] = args[1:2]
+        elif name in ("EVALSHA", "EVAL"):
+            keys = args[3 : 3 + int(args[2])]
+        else:
+            return None
+        cluster = self._cluster
+        slots = {cluster.keyslot(key) for key in keys}
+        if len(slots) != 1:
+            return None
+        try:
+            return cluster.nodes_manager.get_node_from_slot(slots.pop())
+        except redis.exceptions.RedisClusterException:
+            return None
+
+    async def _on_connection(self, batch: list[_Entry], node: Any) -> None:
+        """On one of `node`'s connections, without retries: a failed batch's calls still
+        waiting are sent again through the client's routing (which retries, and follows a
+        failover), each by its own caller."""
+        try:
+            connection = node.acquire_connection()
+        except redis.exceptions.MaxConnectionsError:
+            _reroute(batch)
+            return
+        try:
+            await self._exchange(connection, batch)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            await connection.disconnect(nowait=True)
+            _reroute(batch)
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            node.release(connection)
+
+
+def _reroute(batch: list[_Entry]) -> None:
+    for _, future, _ in batch:
+        if not future.done():
+            future.set_result(REROUTE)
+
+
+def _packed(commands: list[Args], encoder: Any) -> bytes:
+    """`commands` in the Redis protocol, arguments encoded as redis-py's `encoder` does (str,
+    bytes and int here at once, the rest by it: a float, or a `DataError` for a bad type)."""
+    encoding, errors = encoder.encoding, encoder.encoding_errors
+    parts: list[bytes] = []
+    add = parts.append
+    for args in commands:
+        add(b"*%d\r\n" % len(args))
+        for arg in args:
+            kind = type(arg)
+            if kind is str:
+                data = arg.encode(encoding, errors)
+            elif kind is bytes:
+                data = arg
+            elif kind is int:
+                data = b"%d" % arg
+            else:
+                data = encoder.encode(arg)
+            add(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _fail(batch: list[_Entry], exc: Exception) -> None:

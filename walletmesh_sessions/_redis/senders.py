@@ -16,7 +16,7 @@ import redis.cluster
 
 from .cluster_steps import CLUSTER_EXCHANGES
 from .exchanges import EXCHANGES
-from .pipelining import AutoPipeline
+from .pipelining import REROUTE, AutoPipeline, ClusterAutoPipeline
 from .round_trips import (
     Call,
     ConnectionDropped,
@@ -127,14 +127,17 @@ class SyncSender:
 
 
 class AsyncClusterSender:
-    """Requests on a cluster, through a `redis.asyncio.RedisCluster`."""
+    """Requests on a cluster, through a `redis.asyncio.RedisCluster`; with `auto`, a keyed
+    command of calls made in one event-loop turn goes out in one pipeline per node."""
 
     exchanges = CLUSTER_EXCHANGES
     round_trip = staticmethod(on_cluster)
-    auto: AutoPipeline | None = None
 
-    def __init__(self, cluster: redis.asyncio.RedisCluster) -> None:
+    def __init__(
+        self, cluster: redis.asyncio.RedisCluster, auto: ClusterAutoPipeline | None = None
+    ) -> None:
         self.client = self.cluster = cluster
+        self.auto = auto
 
     async def perform(self, request: Request) -> Any:
         """Carry out `request`: its answer, or the redis-py error it raised."""
@@ -152,6 +155,13 @@ class AsyncClusterSender:
             # first commands at once, can drop connections that are just being opened.
             return await cluster.initialize()
         if isinstance(request, Call):
+            auto = self.auto
+            if auto is not None:
+                node = auto.node_of(request.args)
+                if node is not None:
+                    answer = await auto.send([request.args], False, node)
+                    if answer is not REROUTE:
+                        return answer
             return await cluster.execute_command(*request.args)
         if isinstance(request, Pipeline):
             return await _queued(cluster.pipeline(), request.commands).execute(raise_on_error=False)
@@ -166,7 +176,9 @@ class AsyncClusterSender:
         )
 
     async def aclose(self) -> None:
-        """Close the client and its connections."""
+        """Close the client and its connections, the batches in flight first."""
+        if self.auto is not None:
+            await self.auto.aclose()
         await self.cluster.aclose()
 
 
