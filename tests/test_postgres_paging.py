@@ -16,6 +16,7 @@ import pytest
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.session_map import SessionMap
 from walletmesh_sessions._postgres import bulk, sql
 from walletmesh_sessions._postgres.steps import Plan
 from walletmesh_sessions.postgres import PostgresSessionStore
@@ -325,6 +326,7 @@ class TestResult:
                 await store.set(_key(n), attrs.evolve(DATA, id=_key(n)))
             found = await store.get_all()
         assert found == {_key(n): attrs.evolve(DATA, id=_key(n)) for n in range(3 * PAGE)}
+        assert isinstance(found, SessionMap)
         assert not any(gc.is_tracked(shard) for shard in found._shards if shard)
 
 
