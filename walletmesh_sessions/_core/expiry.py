@@ -143,11 +143,14 @@ def sweep(
     *,
     collect: bool,
     into: SessionMap | None = None,
+    text: Callable[[Handle], str] | None = None,
 ) -> Sweep[Handle]:
     """Decide a pass over ``(session_id, handle, data, expires_at)`` records at `now`.
 
     Expired records are listed for removal. With `collect` (`get_all`), live ones go to `found`
     (or `into`, a mapping of the caller's), read as `after_read` says; else they are left alone.
+    With `text`, what goes to `found` is the record's text, ``text(handle)``, not its data:
+    for a map `SessionMap.of_records` (a slide changes only the expiry, never the data).
     """
     result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
     found, removals, slides = result.found, result.removals, result.slides
@@ -156,7 +159,7 @@ def sweep(
         if after is EXPIRED:
             removals.append(handle)
         elif collect:
-            found._put(session_id, data)
+            found._put(session_id, data if text is None else text(handle))
             if after is not None and after != stored:
                 slides.append((handle, after))
     return result

@@ -91,26 +91,40 @@ def _pages(
 
 
 def _sweep(
-    spec: StoreSpec, cursor: object, collect: bool, n: float = math.inf
+    spec: StoreSpec,
+    cursor: object,
+    collect: bool,
+    n: float = math.inf,
+    texts: bool = False,
 ) -> steps.Op[tuple[SessionMap, int, object]]:
-    """Scan pages from `cursor`, each swept, until `n` live sessions are found (`collect`).
+    """Scan pages from `cursor`, each swept, until `n` live sessions are found (`collect`),
+    as their data, or with `texts` as their record texts in a map `SessionMap.of_records`.
 
     Returns the sessions found (none unless `collect`), the removals confirmed, and the cursor
     to go on from (`None`: the scan is complete).
     """
-    found = SessionMap()
+    found = SessionMap.of_records() if texts else SessionMap()
+    keep = _text_of if texts else None
     removed = 0
 
     def page(keys: list[bytes]) -> steps.Op[None]:
         nonlocal removed
-        removed += yield from _sweep_batch(spec, keys, found, collect)
+        removed += yield from _sweep_batch(spec, keys, found, collect, keep)
 
     after = yield from _pages(spec, cursor, page, lambda: len(found) >= n)
     return found, removed, after
 
 
+def _text_of(handle: tuple[str, str]) -> str:
+    return handle[1]
+
+
 def _sweep_batch(
-    spec: StoreSpec, keys: list[bytes], found: SessionMap, collect: bool
+    spec: StoreSpec,
+    keys: list[bytes],
+    found: SessionMap,
+    collect: bool,
+    keep: Callable[[tuple[str, str]], str] | None,
 ) -> steps.Op[int]:
     """One page of a sweep: read, let `sweep` decide, carry it out; returns removals confirmed."""
     values = yield steps.ReadMany(tuple(keys))
@@ -131,7 +145,7 @@ def _sweep_batch(
         for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
     )
     now = now_ms(spec.clock)
-    decided = sweep(spec.config, now, records, collect=collect, into=found)
+    decided = sweep(spec.config, now, records, collect=collect, into=found, text=keep)
     writes: list[steps.KeyStep] = [steps.CompareAndDelete(k, text) for k, text in decided.removals]
     writes.extend(
         steps.CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
@@ -145,8 +159,12 @@ def _sweep_batch(
 
 
 def get_all(spec: StoreSpec) -> steps.Op[SessionMap]:
-    """Every live session under the prefix; expired ones met are removed, corrupt ones kept."""
-    found, _, _ = yield from _sweep(spec, None, collect=True)
+    """Every live session under the prefix; expired ones met are removed, corrupt ones kept.
+
+    The map holds each record's text and decodes a session when it is read: a million
+    strings are nothing for the garbage collector to walk, a million `SessionData` are.
+    """
+    found, _, _ = yield from _sweep(spec, None, True, texts=True)
     return found
 
 
