@@ -9,6 +9,9 @@ statement (the call's deadline, the connection checkout, the decoding of the rec
 psycopg's execute itself, then the top functions by own time. Figures under the profiler
 are larger than without it: compare them with each other.
 
+With ``--method get_all`` it profiles one `get_all` over `--calls` distinct sessions instead,
+per row: where the time of a bulk read goes.
+
 Run: python benchmarks/profile_postgres.py [--method get] [--calls 3000]
 """
 
@@ -21,26 +24,46 @@ import time
 from typing import Any
 
 import anyio
-from bench_postgres import DATA, TABLE, prepare, server
+from bench_postgres import DATA, TABLE, fill, prepare, server
 
 from walletmesh_sessions import SessionStoreConfig
 from walletmesh_sessions.postgres import PostgresSessionStore
 
 # (shown as, file name ending, function name): the parts of a call, by where they run.
 PARTS = (
-    ("the whole call", "_postgres_store.py", "_run"),
+    ("the whole call", "_postgres/store.py", "_run"),
     ("psycopg execute (the statement)", "cursor_async.py", "execute"),
-    ("connection checkout (acquire)", "_postgres_io.py", "acquire"),
-    ("connection check-in (release)", "_postgres_io.py", "release"),
+    ("psycopg fetching rows", "cursor_async.py", "fetchmany"),
+    ("connection checkout (acquire)", "_postgres/sources.py", "acquire"),
+    ("connection check-in (release)", "_postgres/sources.py", "release"),
     ("cancel scope entry", "_asyncio.py", "__enter__"),
     ("cancel scope exit", "_asyncio.py", "__exit__"),
-    ("deadline watch", "_postgres_io.py", "watch"),
-    ("decoding the record", "_decode_cache.py", "decode"),
-    ("the operation's own steps", "_postgres_ops.py", "read"),
+    ("deadline watch", "_core/timers.py", "watch"),
+    ("decoding the record (cached)", "_core/decode_cache.py", "decode"),
+    ("decoding the record", "_core/codec.py", "decode_record"),
+    ("the operation's own steps", "_postgres/ops.py", "read"),
+    ("get_all's page, decoding included", "_postgres/bulk.py", "live_page"),
+    ("the expiry rule", "_core/expiry.py", "after_read"),
+    ("adding a page to the result", "_core/session_map.py", "_put_all"),
 )
 
 
+async def profiled_get_all(url: str, rows: int) -> pstats.Stats:
+    """One get_all over `rows` distinct sessions (after one to warm up)."""
+    now_ms = round(time.time() * 1000)
+    fill(url, rows, now_ms, expired=0)
+    async with PostgresSessionStore.from_url(url, table=TABLE) as store:
+        assert len(await store.get_all()) == rows
+        profile = cProfile.Profile(time.process_time)
+        profile.enable()
+        await store.get_all()
+        profile.disable()
+    return pstats.Stats(profile)
+
+
 async def profiled(url: str, method: str, calls: int) -> pstats.Stats:
+    if method == "get_all":
+        return await profiled_get_all(url, calls)
     config = SessionStoreConfig(lifetime=3600)
     async with PostgresSessionStore.from_url(url, config, table=TABLE) as store:
         for n in range(calls + 200):
@@ -64,14 +87,17 @@ async def profiled(url: str, method: str, calls: int) -> pstats.Stats:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="get", choices=("get", "set", "delete", "create"))
+    parser.add_argument(
+        "--method", default="get", choices=("get", "set", "delete", "create", "get_all")
+    )
     parser.add_argument("--calls", type=int, default=3000)
     args = parser.parse_args()
     with server(None) as url:
         prepare(url)
         stats = anyio.run(profiled, url, args.method, args.calls)
     print(f"python benchmarks/profile_postgres.py --method {args.method} --calls {args.calls}")
-    print(f"CPU µs per {args.method} call under cProfile (cumulative, per call)")
+    each = "row of one get_all" if args.method == "get_all" else f"{args.method} call"
+    print(f"CPU µs per {each} under cProfile (cumulative)")
     table: Any = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table untyped
     for shown, ending, name in PARTS:
         total = sum(
