@@ -1,17 +1,24 @@
 """LocalStorageSessionStore on a SQLite file next to raw `sqlite3` at the same durability.
 
-Run: python benchmarks/bench_sqlite.py [--ops 2000] [--rounds 5] [--backend asyncio|trio]
+Run: python benchmarks/bench_sqlite.py [--ops 2000] [--rounds 5] [--backend asyncio|trio|both]
+     [--only all|per-op|clean]
 
 For each durability ("process": WAL + synchronous=NORMAL; "power": synchronous=FULL) it times
 the per-session methods against the `sqlite3` module running the same statements inline on
-the calling thread (the floor), and `clean_expired` of 5,000 expired sessions among 10,000
-against the one ``DELETE ... WHERE expires_at < ?`` the floor needs. Rounds are interleaved
-(store, floor, store, floor, ...); the table shows medians and the ratio store time / floor.
+the calling thread (the floor), and `clean_expired` against the one statement the floor needs,
+``DELETE FROM walletmesh_storage WHERE expires_at < ?`` in autocommit on one connection (the
+file holds the store's keys only, so it deletes exactly the rows the store does): 10,000 and
+100,000 sessions under random ids with 1 % and 100 % expired, written by the store (stamped),
+and 10,000 all expired written by another program (unstamped: each decoded before its
+delete). Rounds are interleaved (store, floor, store, floor, ...) on copies of one file; the
+tables show medians and the ratio store time / floor.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -25,6 +32,7 @@ import anyio
 from walletmesh_sessions import LocalStorageSessionStore, SessionData, SessionStoreConfig
 from walletmesh_sessions._core.codec import encode_record, record_with_expiry
 from walletmesh_sessions._local.sqlite import DURABILITY, SCHEMA, TABLE
+from walletmesh_sessions._local.sqlite.file import stamp
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(
@@ -38,14 +46,18 @@ UPSERT = (
 )
 
 
-def fill(path: Path, count: int, expires_at: int, prefix: str = "wm_session_") -> None:
-    """`count` distinct records (each its own id, so no two texts are alike)."""
+def fill(
+    path: Path, count: int, expires_at: int, prefix: str = "wm_session_", *, stamped: bool = True
+) -> None:
+    """`count` distinct records (each its own id, so no two texts are alike), stamped as the
+    store's own writes are, or (`stamped` false) as another program writes them."""
+    written = stamp("?1") if stamped else "NULL"
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         for statement in SCHEMA:
             conn.execute(statement)
         conn.executemany(
-            f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)",
+            f"INSERT OR REPLACE INTO {TABLE} (key, value, written) VALUES (?1, ?2, {written})",
             (
                 (
                     f"{prefix}id{n}",
@@ -56,6 +68,30 @@ def fill(path: Path, count: int, expires_at: int, prefix: str = "wm_session_") -
                 for n in range(count)
             ),
         )
+    conn.close()
+
+
+def fill_mixed(path: Path, total: int, expired: int, now: int, *, stamped: bool) -> None:
+    """`total` sessions under random ids, `expired` of them expired at `now`, each with its own
+    expiry within the last (or next) lifetime: expiry order is unrelated to key order."""
+    rng = random.Random(total + expired)
+    written = stamp("?1") if stamped else "NULL"
+    rows = []
+    for n in range(total):
+        offset = rng.randrange(1, LIFETIME_MS)
+        record = encode_record(
+            SessionData(f"s{n}", DATA.origin, DATA.permissions),
+            now - offset if n < expired else now + offset,
+        )
+        rows.append((f"wm_session_{rng.getrandbits(128):032x}", record))
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.executemany(
+            f"INSERT INTO {TABLE} (key, value, written) VALUES (?1, ?2, {written})", rows
+        )
+    conn.close()
 
 
 def raw_connection(path: Path, durability: str) -> sqlite3.Connection:
@@ -147,71 +183,115 @@ async def per_session(durability: str, ops: int, directory: Path) -> dict[str, t
     return result
 
 
-async def clean(durability: str, directory: Path) -> tuple[float, float]:
-    """Seconds of clean_expired (store, floor) with 5,000 of 10,000 sessions expired."""
+async def clean(
+    durability: str,
+    directory: Path,
+    total: int = KEYS,
+    expired: int = KEYS // 2,
+    *,
+    stamped: bool = True,
+    rounds: int = 1,
+) -> tuple[float, float]:
+    """Seconds of clean_expired (store, floor) with `expired` of `total` sessions expired:
+    medians of `rounds` interleaved runs, each on a fresh copy of one file."""
     clock = FakeClock()
-    seconds = []
-    for who in ("store", "floor"):
-        path = directory / f"clean-{durability}-{who}.db"
-        fill(path, KEYS // 2, clock.now_ms + LIFETIME_MS)
-        fill(path, KEYS // 2, clock.now_ms - 1, prefix="wm_session_old")
-        if who == "store":
-            async with LocalStorageSessionStore(
-                path,
-                SessionStoreConfig(lifetime=3600),
-                clock=clock,
-                durability=durability,  # type: ignore[arg-type]
-            ) as store:
-                await store.get("warm")  # open the file outside the measurement
+    template = directory / f"clean-{durability}-{total}-{expired}-{stamped}.db"
+    fill_mixed(template, total, expired, clock.now_ms, stamped=stamped)
+    seconds: dict[str, list[float]] = {"store": [], "floor": []}
+    path = directory / f"clean-{durability}.db"
+    for _ in range(rounds):
+        for who in ("store", "floor"):
+            shutil.copyfile(template, path)
+            if who == "store":
+                async with LocalStorageSessionStore(
+                    path,
+                    SessionStoreConfig(lifetime=3600),
+                    clock=clock,
+                    durability=durability,  # type: ignore[arg-type]
+                ) as store:
+                    await store.get("warm")  # open the file outside the measurement
+                    start = time.perf_counter()
+                    removed = await store.clean_expired()
+                    seconds[who].append(time.perf_counter() - start)
+            else:
+                raw = raw_connection(path, durability)
+                raw.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()  # read the schema
                 start = time.perf_counter()
-                removed = await store.clean_expired()
-                seconds.append(time.perf_counter() - start)
-        else:
-            raw = raw_connection(path, durability)
-            start = time.perf_counter()
-            removed = raw.execute(
-                f"DELETE FROM {TABLE} WHERE expires_at < ?", (clock.now_ms,)
-            ).rowcount
-            seconds.append(time.perf_counter() - start)
-            raw.close()
-        assert removed == KEYS // 2, removed
-    return seconds[0], seconds[1]
+                removed = raw.execute(
+                    f"DELETE FROM {TABLE} WHERE expires_at < ?", (clock.now_ms,)
+                ).rowcount
+                seconds[who].append(time.perf_counter() - start)
+                raw.close()
+            assert removed == expired, removed
+    template.unlink()
+    return statistics.median(seconds["store"]), statistics.median(seconds["floor"])
 
 
-async def measure(args: argparse.Namespace) -> None:
+# (sessions, expired, stamped): the clean_expired table's rows.
+CLEAN_CASES = (
+    (10_000, 100, True),
+    (10_000, 10_000, True),
+    (100_000, 1_000, True),
+    (100_000, 100_000, True),
+    (10_000, 10_000, False),
+)
+
+
+async def clean_table(args: argparse.Namespace) -> None:
+    print("| durability | sessions | expired | written by | store | raw sqlite3 | ratio |")
+    print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
+    for durability in DURABILITY:
+        for total, expired, stamped in CLEAN_CASES:
+            with tempfile.TemporaryDirectory() as tmp:
+                store, floor = await clean(
+                    durability, Path(tmp), total, expired, stamped=stamped, rounds=args.rounds
+                )
+            who = "the store" if stamped else "another program"
+            print(
+                f"| {durability} | {total:,} | {expired:,} | {who} | {store * 1e3:.1f} ms"
+                f" | {floor * 1e3:.1f} ms | {store / floor:.2f} |",
+                flush=True,
+            )
+
+
+async def per_op_table(args: argparse.Namespace) -> None:
     rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(args.rounds):
         for durability in DURABILITY:
             with tempfile.TemporaryDirectory() as tmp:
                 for name, pair in (await per_session(durability, args.ops, Path(tmp))).items():
                     rows.setdefault((durability, name), []).append(pair)
-                rows.setdefault((durability, "clean_expired (5k of 10k)"), []).append(
-                    await clean(durability, Path(tmp))
-                )
-    print(
-        f"backend={args.backend} ops={args.ops} rounds={args.rounds}"
-        f" sqlite={sqlite3.sqlite_version}"
-    )
     print("| durability | method | store | raw sqlite3 | ratio |")
     print("| --- | --- | ---: | ---: | ---: |")
     for (durability, name), pairs in rows.items():
         store = statistics.median(p[0] for p in pairs)
         floor = statistics.median(p[1] for p in pairs)
-        unit = "ms" if name.startswith("clean") else "µs/op"
-        scale = 1e3 if unit == "ms" else 1e6
         print(
-            f"| {durability} | {name} | {store * scale:.1f} {unit} | {floor * scale:.1f} {unit}"
+            f"| {durability} | {name} | {store * 1e6:.1f} µs/op | {floor * 1e6:.1f} µs/op"
             f" | {store / floor:.2f} |"
         )
+
+
+async def measure(args: argparse.Namespace, backend: str) -> None:
+    print(
+        f"backend={backend} ops={args.ops} rounds={args.rounds} sqlite={sqlite3.sqlite_version}",
+        flush=True,
+    )
+    if args.only in ("all", "per-op"):
+        await per_op_table(args)
+    if args.only in ("all", "clean"):
+        await clean_table(args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio", "both"])
+    parser.add_argument("--only", default="all", choices=["all", "per-op", "clean"])
     args = parser.parse_args()
-    anyio.run(measure, args, backend=args.backend)
+    for backend in ("asyncio", "trio") if args.backend == "both" else (args.backend,):
+        anyio.run(measure, args, backend, backend=backend)
 
 
 if __name__ == "__main__":

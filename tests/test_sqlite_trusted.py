@@ -12,9 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import anyio.to_thread
 import pytest
@@ -23,14 +21,11 @@ from walletmesh_sessions import LocalStorageSessionStore, SessionData, SessionSt
 from walletmesh_sessions._core.codec import encode_record
 from walletmesh_sessions._core.decode_cache import DecodeCache
 from walletmesh_sessions._local.sqlite import SCHEMA, TABLE
-from walletmesh_sessions._local.sqlite.backend import SqliteBackend
-from walletmesh_sessions._local.sqlite.expired import ExpiredRows
 from walletmesh_sessions._local.sqlite.file import EXPIRES_AT, TRUSTED, stamp
 from walletmesh_sessions.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
-T = TypeVar("T")
 
 ORIGIN = "https://app.example.com"
 MINUTE = SessionStoreConfig(lifetime=60)
@@ -302,40 +297,38 @@ class TestSharedFile:
             assert cache.decoded == 0
 
 
-def expired_rows(max_lifetime: bool, batch: int) -> ExpiredRows:
-    backend = SqliteBackend(":memory:", "wm_session_", MINUTE, FakeClock())
-    backend.close()
-    return ExpiredRows(backend._in_range, backend._starts, max_lifetime, batch)
-
-
 class TestBatches:
-    """clean_expired deletes at most a batch of rows per write transaction, and every one."""
+    """clean_expired deletes at most DELETE_BATCH rows per write transaction, and every one."""
 
     @pytest.mark.parametrize("max_lifetime", [False, True], ids=["expiry", "max_lifetime"])
-    def test_batches(self, max_lifetime: bool) -> None:
-        """25 stamped rows of one expiry, unreadable ones among them: batches of at most 10."""
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        for statement in SCHEMA:
-            conn.execute(statement)
-        rows = [(f"wm_session_{n:02}", encode_record(data(n), 1000)) for n in range(25)]
-        conn.executemany(
-            f"INSERT INTO {TABLE} (key, value, written) VALUES (?1, ?2, {stamp('?1')})", rows
-        )
-        conn.executemany(
-            f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)",
-            [(f"wm_session_{n:02}x", UNREADABLE) for n in range(0, 25, 5)],
-        )
-        counts: list[int] = []
-
-        def run(operation: Callable[[sqlite3.Connection], T]) -> T:
-            result = operation(conn)
-            assert isinstance(result, tuple)
-            counts.append(result[0])
-            return result
-
-        params = {"lo": "wm_session_", "hi": "wm_session`", "now": 2000, "created_before": 0}
-        assert expired_rows(max_lifetime, 10).delete_trusted(run, params) == 25
-        assert max(counts) <= 10
-        assert sorted(raw for (raw,) in conn.execute(f"SELECT key FROM {TABLE}")) == [
-            f"wm_session_{n:02}x" for n in range(0, 25, 5)
-        ]
+    async def test_batches(self, tmp_path: Path, max_lifetime: bool) -> None:
+        """2,500 stamped expired rows, unreadable ones among them: three transactions."""
+        path = tmp_path / "s.db"
+        clock = FakeClock()
+        config = SessionStoreConfig(lifetime=60, max_lifetime=3600 if max_lifetime else None)
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            for statement in SCHEMA:
+                conn.execute(statement)
+            conn.executemany(
+                f"INSERT INTO {TABLE} (key, value, written) VALUES (?1, ?2, {stamp('?1')})",
+                [
+                    (f"wm_session_{n:04}", encode_record(data(n), clock.now_ms - 1))
+                    for n in range(2500)
+                ],
+            )
+            conn.executemany(
+                f"INSERT INTO {TABLE} (key, value) VALUES (?, ?)",
+                [(f"wm_session_{n:04}x", UNREADABLE) for n in range(0, 2500, 500)],
+            )
+        async with LocalStorageSessionStore(path, config, clock=clock) as store:
+            await store.get("open")
+            backend = store._sqlite
+            assert backend is not None
+            deleted: list[int] = []
+            writer = backend.connections._conn
+            assert writer is not None
+            writer.set_trace_callback(lambda sql: deleted.append(0) if sql == "COMMIT" else None)
+            assert await store.clean_expired() == 2500
+            writer.set_trace_callback(None)
+            assert len(deleted) == 3
+        assert sorted(raw_keys(path)) == [f"wm_session_{n:04}x" for n in range(0, 2500, 500)]

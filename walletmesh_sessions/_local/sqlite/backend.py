@@ -285,13 +285,22 @@ class SqliteBackend:
         max_lifetime = self._config.max_lifetime_ms
         if max_lifetime is not None:
             params["created_before"] = now - max_lifetime
-        # The store's own records first, in SQL; then the rest, decoded.
-        removed = self._expired.delete_trusted(self.connections.run_waiting, params)
-        sql = self._expired.untrusted
-        candidates = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
-        expired = sweep(self._config, now, self._readable(candidates), collect=False).removals
-        for start in range(0, len(expired), DELETE_BATCH):
-            batch = expired[start : start + DELETE_BATCH]
+        sql = self._expired.candidates
+        rows = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
+        # The store's own records: SQL decides. The others: decoded, and only readable
+        # expired ones removed. Each in key order (see delete_stamped), a batch per transaction.
+        stamped = sorted(key for key, value in rows if value is None)
+        foreign = self._readable(row for row in rows if row[1] is not None)
+        others = sweep(self._config, now, foreign, collect=False)
+        unchanged = sorted(others.removals)
+        removed = 0
+        for start in range(0, len(stamped), DELETE_BATCH):
+            keys = stamped[start : start + DELETE_BATCH]
+            removed += self.connections.run_waiting(
+                functools.partial(self._expired.delete_stamped, keys=keys, params=params)
+            )
+        for start in range(0, len(unchanged), DELETE_BATCH):
+            batch = unchanged[start : start + DELETE_BATCH]
             removed += self.connections.run_waiting(
                 functools.partial(_delete_unchanged, records=batch)
             )
