@@ -360,7 +360,10 @@ class TestCluster:
                 async with anyio.create_task_group() as group:
                     for n in range(60):
                         group.start_soon(call, n)
-            assert writes[0] - before == (len(redis_cluster.primaries()) if on else 60)
+            if on:
+                assert writes[0] - before == len(redis_cluster.primaries())
+            else:  # a write per call, and some for connections opened
+                assert writes[0] - before >= 60
             assert results == {n: data(n) for n in range(60)}
 
     @pytest.mark.anyio

@@ -43,7 +43,7 @@ class AutoPipeline:
     which starts once the calls ready in that turn have queued theirs.
     """
 
-    __slots__ = ("_callbacks", "_pool", "_queues", "_tasks", "budget", "slots")
+    __slots__ = ("_callbacks", "_idle", "_pool", "_queues", "_tasks", "budget", "slots")
 
     # Error replies that send a cluster call back through the client's routing (none here).
     _REROUTED: tuple[type[Exception], ...] = ()
@@ -51,6 +51,16 @@ class AutoPipeline:
     def __init__(self, client: Any, budget: float | None = None) -> None:
         # One server's pool (a cluster's connections are its nodes').
         self._pool: Any = getattr(client, "connection_pool", None)
+        # Connections between batches, kept from the pool: taking one from redis-py's pool and
+        # giving it back costs more than a lone GET's own work. A pool of another kind (a
+        # Sentinel primary's, which checks where the primary is as it hands one out) is
+        # asked every time.
+        self._idle: list[Any] | None = (
+            []
+            if type(self._pool)
+            in (redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionPool)
+            else None
+        )
         self._callbacks: dict[Any, Callable[..., Any]] = client.response_callbacks
         self._queues: dict[Any, list[_Entry]] = {}
         self.slots: asyncio.Semaphore | None = None
@@ -73,10 +83,21 @@ class AutoPipeline:
         queue.append((commands, future, every))
         return future
 
-    async def _carry(self, node: Any) -> None:
-        """Send the calls queued for `node` as one batch and hand out the replies; any failure
-        of the batch fails the calls still waiting, with it."""
-        batch = self._queues.pop(node)
+    def alone(self, commands: list[Args]) -> asyncio.Future[Any]:
+        """`send` for commands that must not share their connection (``WAIT`` holds it until
+        replicas answer): a batch of their own, every reply in a list."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        task = asyncio.Task(self._carry(None, [(commands, future, True)]), loop=loop)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def _carry(self, node: Any, batch: list[_Entry] | None = None) -> None:
+        """Send the calls queued for `node` (or `batch`) as one batch and hand out the replies;
+        any failure of the batch fails the calls still waiting, with it."""
+        if batch is None:
+            batch = self._queues.pop(node)
         slots = self.slots
         try:
             if slots is None:
@@ -102,8 +123,8 @@ class AutoPipeline:
             raise redis.TimeoutError("no reply to a pipelined batch within the budget") from None
 
     async def _on_connection(self, batch: list[_Entry], node: Any) -> None:
-        pool = self._pool
-        connection = await pool.get_connection()
+        idle = self._idle
+        connection = idle.pop() if idle else await self._pool.get_connection()
         try:
             retry: Any = connection.retry
             await retry.call_with_retry(
@@ -115,7 +136,10 @@ class AutoPipeline:
             await connection.disconnect(nowait=True)
             raise
         finally:
-            await pool.release(connection)
+            if idle is not None:
+                idle.append(connection)
+            else:
+                await self._pool.release(connection)
 
     async def _exchange(self, connection: Any, batch: list[_Entry]) -> None:
         """One write of the waiting calls' commands, then their replies read in order (on a
@@ -166,13 +190,17 @@ class AutoPipeline:
                 future.set_result(replies[0])
 
     async def aclose(self) -> None:
-        """Cancel the batches in flight (their calls fail); their connections are dropped."""
+        """Cancel the batches in flight (their calls fail; their connections are dropped), and
+        give the idle connections back to the pool."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        idle, self._idle = self._idle, None if self._idle is None else []
+        for connection in idle or ():
+            await self._pool.release(connection)
 
 
 class ClusterAutoPipeline(AutoPipeline):

@@ -89,8 +89,10 @@ class AsyncSender:
             return await self._command(*request.args)
         assert isinstance(request, Pipeline)  # one server gets no other request
         commands = request.commands
-        if auto is not None and commands[-1][0] != "WAIT":
-            # WAIT blocks its connection until replicas answer: it never holds up others.
+        if auto is not None:
+            if commands[-1][0] == "WAIT":
+                # WAIT blocks its connection until replicas answer: it never holds up others.
+                return await auto.alone(commands)
             return await auto.send(commands, every=True)
         pipe = _queued(self.client.pipeline(transaction=False), commands)
         return await pipe.execute(raise_on_error=False)
