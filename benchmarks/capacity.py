@@ -32,12 +32,10 @@ import contextlib
 import gc
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import platform
 import random
-import re
 import shlex
 import shutil
 import sqlite3
@@ -53,9 +51,14 @@ from typing import Any
 
 import anyio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the server helpers live in tests/
-    sys.path.insert(0, str(ROOT))
+BENCHMARKS = Path(__file__).resolve().parent
+ROOT = BENCHMARKS.parent
+# The server helpers live in tests/, the report and the chart next to this file.
+for _path in (str(ROOT), str(BENCHMARKS)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from capacity_report import CONCURRENCY, LABELS, WORKLOADS, markdown, rewrite_docs  # noqa: E402
 
 from walletmesh_sessions import (  # noqa: E402
     FullSessionStore,
@@ -67,7 +70,7 @@ from walletmesh_sessions import (  # noqa: E402
     open_store,
 )
 
-TRACKED_RESULTS = ROOT / "benchmarks" / "capacity.json"
+TRACKED_RESULTS = BENCHMARKS / "capacity.json"
 TRACKED_CHART = ROOT / "docs" / "capacity.svg"
 TRACKED_PAGE = ROOT / "docs" / "capacity.md"
 
@@ -76,30 +79,12 @@ SLIDING = SessionStoreConfig(lifetime=LIFETIME, refresh_on_access=True)
 FIXED = SessionStoreConfig(lifetime=LIFETIME)
 SET_SHARE = 0.10  # of the mix; the rest is validate_and_refresh
 WARM_UP_S = 0.3
-WORKLOADS = ("mix", "get")
-CONCURRENCY = (1, 100)
 PROCESS_TASKS = 100
 STORES = ("memory", "sqlite", "redis", "redis-cluster-3", "postgres")  # measured per process
 SHARED_STORES = ("sqlite", "redis", "postgres")  # one file or server shared by processes
 CLUSTERS = {"redis-cluster-3": 3, "redis-cluster-1": 1}
 # Extra app_data bytes of the session sizes measured for bytes per session.
 SIZES = {"typical": 0, "+1 KiB": 1024, "+4 KiB": 4096}
-LABELS = {
-    "memory": "memory",
-    "sqlite": "SQLite",
-    "redis": "Redis",
-    "redis-cluster-3": "Redis Cluster, 3 primaries",
-    "redis-cluster-1": "Redis Cluster, 1 primary",
-    "postgres": "PostgreSQL",
-}
-
-# The worked deployment (docs/capacity.md): assumptions, stated once, applied to the figures.
-WALLETS = 100_000_000
-DAPPS = 10
-TOUCHES_PER_DAY = 20  # requests per session per day, each a sliding read (10 % writes)
-PEAK_FACTOR = 4  # peak rate / daily average rate
-PRIMARY_MAX_MEMORY = 24 * 2**30  # Redis maxmemory per primary (a 32 GiB machine)
-RTT_S = 0.0005  # a same-zone network round trip, for the "with RTT" column
 
 
 # --- sessions -----------------------------------------------------------------------------
@@ -282,22 +267,22 @@ def sqlite_bytes(path: Path, count: int) -> dict[str, float]:
     return {"bytes_per_session": pages * page_size / count}
 
 
-def redis_used_memory(ports: Sequence[int]) -> int:
-    """used_memory summed over the servers on `ports`."""
+def redis_used_memory(nodes: Sequence[str]) -> int:
+    """used_memory summed over the servers at the URLs `nodes`."""
     import redis
 
     total = 0
-    for port in ports:
-        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=10) as client:
+    for node in nodes:
+        with redis.Redis.from_url(node, socket_timeout=10) as client:
             total += int(client.info("memory")["used_memory"])
     return total
 
 
-def redis_memory_usage(port: int, prefix: str, sample: int = 500) -> float:
-    """Mean ``MEMORY USAGE`` of up to `sample` keys under `prefix` on one server."""
+def redis_memory_usage(node: str, prefix: str, sample: int = 500) -> float:
+    """Mean ``MEMORY USAGE`` of up to `sample` keys under `prefix` on the server at `node`."""
     import redis
 
-    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=10) as client:
+    with redis.Redis.from_url(node, socket_timeout=10) as client:
         keys = []
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
             keys.append(key)
@@ -334,25 +319,34 @@ async def fill_size(url: str, count: int, extra: int) -> None:
 
 
 @contextlib.contextmanager
-def servers(kinds: Sequence[str], directory: Path) -> Iterator[dict[str, Any]]:
-    """The servers `kinds` names, started with the test suite's helpers and stopped after."""
+def servers(
+    kinds: Sequence[str], directory: Path, given: dict[str, str | None]
+) -> Iterator[dict[str, Any]]:
+    """The servers `kinds` names: the URL `given` for a kind, else one started with the test
+    suite's helpers and stopped after. Each as its URL and the URLs of its nodes."""
     found: dict[str, Any] = {}
+    for kind, url in given.items():
+        if url is not None and kind in kinds:
+            found[kind] = {"url": url, "nodes": [url]}
     with contextlib.ExitStack() as stack:
-        if "redis" in kinds:
+        if "redis" in kinds and "redis" not in found:
             from tests.redis_server import RedisServer
 
             (directory / "redis").mkdir()
             single = RedisServer(directory / "redis")
             single.start()
             stack.callback(single.stop)
-            found["redis"] = {"url": single.url, "ports": [single.port]}
+            found["redis"] = {"url": single.url, "nodes": [single.url]}
         for name, primaries in CLUSTERS.items():
             if name in kinds:
                 cluster = start_cluster(directory / name, primaries)
                 stack.callback(cluster.stop)
-                nodes = ",".join(f"127.0.0.1:{port}" for port in cluster.ports)
-                found[name] = {"url": f"redis+cluster://{nodes}", "ports": cluster.ports}
-        if "postgres" in kinds:
+                nodes = [f"127.0.0.1:{port}" for port in cluster.ports]
+                found[name] = {
+                    "url": f"redis+cluster://{','.join(nodes)}",
+                    "nodes": [f"redis://{node}" for node in nodes],
+                }
+        if "postgres" in kinds and "postgres" not in found:
             from tests.postgres_server import make_server
 
             postgres = make_server()
@@ -397,14 +391,31 @@ def start_cluster(directory: Path, primaries: int) -> Any:
 
 
 def store_url(kind: str, directory: Path, running: dict[str, Any], name: str) -> str:
-    """The `open_store` URL of `kind`, on file or table `name` where that applies."""
+    """The `open_store` URL of `kind`, on file, table or prefix `name`."""
     if kind == "memory":
         return "memory://"
     if kind == "sqlite":
         return f"sqlite:///{directory / (name + '.db')}"
+    url = str(running[kind]["url"])
+    separator = "&" if "?" in url else "?"
     if kind == "postgres":
-        return f"{running[kind]['url']}?table={name}"
-    return str(running[kind]["url"])
+        return f"{url}{separator}table={name}"
+    return f"{url}{separator}prefix={name}_"
+
+
+async def remove(urls: Sequence[str]) -> None:
+    """Empty the stores at `urls` (a server given with --redis-url keeps nothing of ours)."""
+    for url in urls:
+        async with open_store(url) as store:
+            await store.clear()
+
+
+def drop_tables(url: str, tables: Sequence[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -413,7 +424,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     stores = [kind for kind in STORES if kind in args.stores]
     scaled = [kind for kind in (*SHARED_STORES, *CLUSTERS) if kind in args.stores]
     server_kinds = [kind for kind in {*stores, *scaled} if kind not in ("memory", "sqlite")]
-    sessions = Sessions(args.sessions)
     document: dict[str, Any] = {
         "machine": machine(),
         "command": shlex.join(["python", "benchmarks/capacity.py", *args.argv]),
@@ -428,38 +438,53 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "backend": "asyncio",
         },
     }
-    with tempfile.TemporaryDirectory() as tmp, servers(server_kinds, Path(tmp)) as running:
+    given = {"redis": args.redis_url, "postgres": args.postgres_url}
+    with tempfile.TemporaryDirectory() as tmp, servers(server_kinds, Path(tmp), given) as running:
         directory = Path(tmp)
-        urls = {
-            kind: store_url(kind, directory, running, "capacity") for kind in {*stores, *scaled}
-        }
-        for kind, url in urls.items():
-            if kind != "memory":
-                anyio.run(prefill, url, sessions)
-        samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-        for run in range(args.rounds):
-            for kind in stores:
-                for workload in WORKLOADS:
-                    for tasks in CONCURRENCY:
-                        got = anyio.run(
-                            throughput, urls[kind], sessions, workload, tasks, args.window
-                        )
-                        samples.setdefault((kind, workload, tasks), []).append(got)
-                        report(f"round {run + 1}: {kind} {workload} x{tasks}", got)
-        document["per_process"] = summarize(samples, "workload", "tasks")
-        scaling: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-        for run in range(args.rounds_processes):
-            for kind in scaled:
-                for count in args.processes:
-                    got = processes_throughput(
-                        urls[kind], args.sessions, count, args.process_window
-                    )
-                    scaling.setdefault((kind, "mix", count), []).append(got)
-                    report(f"round {run + 1}: {kind} {count} processes", got)
-        document["processes"] = summarize(scaling, "workload", "processes")
-        document["bytes"] = bytes_per_session(args, stores, directory, running)
+        try:
+            measure_in(args, document, stores, scaled, directory, running)
+        finally:  # a server given by URL keeps nothing of ours
+            names = ["capacity", *(f"capacity_bytes_{extra}" for extra in SIZES.values())]
+            if args.redis_url and "redis" in running:
+                anyio.run(remove, [store_url("redis", directory, running, n) for n in names])
+            if args.postgres_url and "postgres" in running:
+                drop_tables(args.postgres_url, names)
     document["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     return document
+
+
+def measure_in(
+    args: argparse.Namespace,
+    document: dict[str, Any],
+    stores: Sequence[str],
+    scaled: Sequence[str],
+    directory: Path,
+    running: dict[str, Any],
+) -> None:
+    """The measurements of `measure`, into `document`, once the servers run."""
+    sessions = Sessions(args.sessions)
+    urls = {kind: store_url(kind, directory, running, "capacity") for kind in {*stores, *scaled}}
+    for kind, url in urls.items():
+        if kind != "memory":
+            anyio.run(prefill, url, sessions)
+    samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    for run in range(args.rounds):
+        for kind in stores:
+            for workload in WORKLOADS:
+                for tasks in CONCURRENCY:
+                    got = anyio.run(throughput, urls[kind], sessions, workload, tasks, args.window)
+                    samples.setdefault((kind, workload, tasks), []).append(got)
+                    report(f"round {run + 1}: {kind} {workload} x{tasks}", got)
+    document["per_process"] = summarize(samples, "workload", "tasks")
+    scaling: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    for run in range(args.rounds_processes):
+        for kind in scaled:
+            for count in args.processes:
+                got = processes_throughput(urls[kind], args.sessions, count, args.process_window)
+                scaling.setdefault((kind, "mix", count), []).append(got)
+                report(f"round {run + 1}: {kind} {count} processes", got)
+    document["processes"] = summarize(scaling, "workload", "processes")
+    document["bytes"] = bytes_per_session(args, stores, directory, running)
 
 
 async def prefill(url: str, sessions: Sessions) -> None:
@@ -497,7 +522,7 @@ def bytes_per_session(
     count = args.bytes_sessions
     rows: list[dict[str, Any]] = []
     for size, extra in SIZES.items():
-        name = f"bytes_{extra}"
+        name = f"capacity_bytes_{extra}"
         record = anyio.run(record_bytes, extra)
         for kind in stores:
             url = store_url(kind, directory, running, name)
@@ -511,12 +536,11 @@ def bytes_per_session(
                 anyio.run(fill_size, url, count, extra)
                 row.update(postgres_bytes(running[kind]["url"], name, count))
             else:  # Redis: used_memory over every server, before and after
-                url = f"{url}{'&' if '?' in url else '?'}prefix={name}_"
-                ports = running[kind]["ports"]
-                before = redis_used_memory(ports)
+                nodes = running[kind]["nodes"]
+                before = redis_used_memory(nodes)
                 anyio.run(fill_size, url, count, extra)
-                after = redis_used_memory(ports)
-                usage = statistics.fmean(redis_memory_usage(port, f"{name}_") for port in ports)
+                after = redis_used_memory(nodes)
+                usage = statistics.fmean(redis_memory_usage(node, f"{name}_") for node in nodes)
                 row.update({"bytes_per_session": (after - before) / count, "memory_usage": usage})
             rows.append(row)
             print(f"  {kind} {size}: {row['bytes_per_session']:,.0f} bytes per session", flush=True)
@@ -537,202 +561,6 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
-
-
-# --- reports ------------------------------------------------------------------------------
-
-
-def _n(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def _bytes(value: float) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if value >= size:
-            return f"{value / size:,.1f} {unit}"
-    return f"{value:,.0f} B"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
-
-
-def _ops(row: dict[str, Any] | None) -> str:
-    if row is None:
-        return "-"
-    errors = f" ({row['errors']} errors)" if row["errors"] else ""
-    return _n(row["ops_per_s"]) + errors
-
-
-def markdown(document: dict[str, Any]) -> dict[str, str]:
-    """The tables of docs/capacity.md, by block name, rendered from the JSON document."""
-    settings = document["settings"]
-    load = document["load_average"]
-    return {
-        "setup": "\n".join(
-            [
-                f"Measured by `{document['command']}` on {document['machine']['cpus']} CPUs,"
-                f" Python {document['machine']['python']}, SQLite {document['machine']['sqlite']};"
-                f" load average (1, 5, 15 min) {_load(load['before'])} before and"
-                f" {_load(load['after'])} after. {_n(settings['sessions'])} sessions pre-filled;"
-                f" each figure is the median of {settings['rounds']} rounds"
-                f" ({settings['window_s']} s windows; {settings['process_window_s']} s for"
-                f" processes), on {settings['backend']}.",
-            ]
-        ),
-        "per_process": "\n".join(per_process_table(document)),
-        "processes": "\n".join(processes_table(document)),
-        "bytes": "\n".join(bytes_table(document)),
-        "deployment": "\n".join(deployment_table(document)),
-    }
-
-
-def _load(values: Sequence[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
-def per_process_table(document: dict[str, Any]) -> list[str]:
-    rows = document["per_process"]
-    lines = [
-        "| store | mix, 1 task | mix, 100 tasks | get, 1 task | get, 100 tasks "
-        f"| mix, 1 task, {RTT_S * 1000:g} ms RTT added |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for kind in dict.fromkeys(r["store"] for r in rows):
-        cells = [
-            _ops(_find(rows, store=kind, workload=w, tasks=t))
-            for w in WORKLOADS
-            for t in CONCURRENCY
-        ]
-        one = _find(rows, store=kind, workload="mix", tasks=1)
-        with_rtt = (
-            "-" if one is None or kind == "memory" else _n(1 / (1 / one["ops_per_s"] + RTT_S))
-        )
-        lines.append(_row([LABELS[kind], *cells, with_rtt]))
-    return lines
-
-
-def processes_table(document: dict[str, Any]) -> list[str]:
-    rows = document["processes"]
-    counts = sorted({r["processes"] for r in rows})
-    lines = [
-        "| store (one server or file) | "
-        + " | ".join(f"{c} process{'es' if c > 1 else ''}" for c in counts)
-        + f" | {counts[-1]} / 1 |",
-        "| --- |" + " ---: |" * (len(counts) + 1),
-    ]
-    for kind in dict.fromkeys(r["store"] for r in rows):
-        found = [_find(rows, store=kind, processes=c) for c in counts]
-        first, last = found[0], found[-1]
-        ratio = (
-            "-"
-            if first is None or last is None
-            else f"{last['ops_per_s'] / first['ops_per_s']:.2f}x"
-        )
-        lines.append(_row([LABELS[kind], *(_ops(r) for r in found), ratio]))
-    return lines
-
-
-def bytes_table(document: dict[str, Any]) -> list[str]:
-    lines = [
-        "| store | session | record (JSON bytes) | bytes per session | how | other measure |",
-        "| --- | --- | ---: | ---: | --- | --- |",
-    ]
-    how = {
-        "memory": "tracemalloc",
-        "sqlite": "page_count x page_size after VACUUM",
-        "postgres": "pg_total_relation_size after VACUUM",
-    }
-    for row in sorted(
-        document["bytes"],
-        key=lambda r: (list(LABELS).index(r["store"]), list(SIZES).index(r["size"])),
-    ):
-        kind = row["store"]
-        if kind == "postgres":
-            toast = row["bytes_per_session"] - row["heap"] - row["indexes"]
-            other = f"heap {_n(row['heap'])}, TOAST {_n(toast)}, indexes {_n(row['indexes'])}"
-        elif "memory_usage" in row:
-            other = f"MEMORY USAGE {_n(row['memory_usage'])}"
-        else:
-            other = ""
-        method = how.get(kind, "used_memory delta")
-        lines.append(
-            _row(
-                [
-                    LABELS[kind],
-                    row["size"],
-                    _n(row["record_bytes"]),
-                    _n(row["bytes_per_session"]),
-                    method,
-                    other,
-                ]
-            )
-        )
-    return lines
-
-
-def deployment(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The worked deployment per store: memory for every session, Redis primaries by memory,
-    client processes for the peak rate (measured figures times the stated assumptions)."""
-    sessions = WALLETS * DAPPS
-    peak = sessions * TOUCHES_PER_DAY / 86_400 * PEAK_FACTOR
-    rows = []
-    for kind in LABELS:
-        size = _find(document["bytes"], store=kind, size="typical")
-        rate = _find(document["per_process"], store=kind, workload="mix", tasks=100)
-        if size is None or rate is None:
-            continue
-        total = size["bytes_per_session"] * sessions
-        scaled = [r for r in document["processes"] if r["store"] == kind]
-        server = max((r["ops_per_s"] for r in scaled), default=None)
-        rows.append(
-            {
-                "store": kind,
-                "bytes": total,
-                "primaries": math.ceil(total / PRIMARY_MAX_MEMORY)
-                if kind.startswith("redis")
-                else None,
-                "peak_ops_per_s": peak,
-                # A memory store shares nothing: more processes do not serve more sessions.
-                "processes": None if kind == "memory" else math.ceil(peak / rate["ops_per_s"]),
-                "servers_by_rate": None if server is None else math.ceil(peak / server),
-            }
-        )
-    return rows
-
-
-def deployment_table(document: dict[str, Any]) -> list[str]:
-    rows = deployment(document)
-    peak = rows[0]["peak_ops_per_s"] if rows else 0
-    lines = [
-        f"{WALLETS:,} wallets x {DAPPS} dApps = {WALLETS * DAPPS:,} sessions; each touched"
-        f" {TOUCHES_PER_DAY} times a day, peak {PEAK_FACTOR}x the daily average:"
-        f" **{_n(peak)} ops/s** of the mix at peak. Redis maxmemory"
-        f" {_bytes(PRIMARY_MAX_MEMORY)} per primary.",
-        "",
-        "| store | space for every session | Redis primaries by memory "
-        "| client processes at peak (100 tasks each) | servers at the measured best rate |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        primaries = "-" if row["primaries"] is None else _n(row["primaries"])
-        servers_ = "-" if row["servers_by_rate"] is None else _n(row["servers_by_rate"])
-        processes = "-" if row["processes"] is None else _n(row["processes"])
-        cells = [LABELS[row["store"]], _bytes(row["bytes"]), primaries, processes, servers_]
-        lines.append(_row(cells))
-    return lines
-
-
-BLOCK = re.compile(r"(<!-- capacity:(\w+) -->\n)(?:.*?\n)??(<!-- /capacity:\2 -->)", re.S)
-
-
-def rewrite_docs(text: str, blocks: dict[str, str]) -> str:
-    """`text` with every ``<!-- capacity:NAME -->`` block replaced by `blocks[NAME]`."""
-    return BLOCK.sub(lambda m: m[1] + blocks[m[2]] + "\n" + m[3], text)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -760,6 +588,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=lambda text: text.split(","),
         default=None,
         help=f"comma-separated, of {','.join(LABELS)} (default: every one; --quick: memory,sqlite)",
+    )
+    parser.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
+    parser.add_argument(
+        "--postgres-url", default=None, help="use this PostgreSQL instead of starting one"
     )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -806,7 +638,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(f"rewrote the tables in {args.docs}")
     if args.chart is not None:
-        sys.path.insert(0, str(Path(__file__).parent))
         import capacity_chart
 
         capacity_chart.draw(document, args.chart)

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import redis
 
 ROOT = Path(__file__).parent.parent
 BENCHMARKS = ROOT / "benchmarks"
@@ -32,6 +34,11 @@ def _script(name: str) -> Any:
 @pytest.fixture(scope="module")
 def capacity() -> Any:
     return _script("capacity")
+
+
+@pytest.fixture(scope="module")
+def report() -> Any:
+    return _script("capacity_report")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +81,28 @@ class TestQuickRun:
             assert rows[0]["bytes_per_session"] < rows[-1]["bytes_per_session"]
         assert "<!-- capacity:per_process -->" in done.stdout
 
+    def test_on_the_test_servers_leaves_nothing_behind(
+        self, redis_url: str, postgres_url: str, tmp_path: Path
+    ) -> None:
+        """Servers given by URL: measured, then emptied of the run's keys and tables."""
+        target = tmp_path / "quick.json"
+        command = [sys.executable, str(BENCHMARKS / "capacity.py"), "--quick", "--output"]
+        command += [str(target), "--stores", "redis,postgres"]
+        command += ["--redis-url", redis_url, "--postgres-url", postgres_url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        document = json.loads(target.read_text(encoding="utf-8"))
+        assert {r["store"] for r in document["per_process"]} == {"redis", "postgres"}
+        assert {(r["store"], r["processes"]) for r in document["processes"]} == {
+            (store, count) for store in ("redis", "postgres") for count in (1, 2)
+        }
+        assert {r["store"] for r in document["bytes"]} == {"redis", "postgres"}
+        with redis.Redis.from_url(redis_url) as client:
+            assert list(client.scan_iter(match="capacity*")) == []
+        with psycopg.connect(postgres_url) as conn:
+            row = conn.execute("SELECT to_regclass('capacity')").fetchone()
+        assert row == (None,)
+
     @pytest.mark.parametrize(
         ("option", "path"),
         [
@@ -110,12 +139,12 @@ class TestQuickRun:
 class TestDocs:
     """docs/capacity.md and docs/capacity.svg cannot drift from benchmarks/capacity.json."""
 
-    def test_tables_are_what_the_json_renders(self, capacity: Any, tracked: dict[str, Any]) -> None:
+    def test_tables_are_what_the_json_renders(self, report: Any, tracked: dict[str, Any]) -> None:
         text = PAGE.read_text(encoding="utf-8")
-        blocks = capacity.markdown(tracked)
+        blocks = report.markdown(tracked)
         for name in blocks:
             assert f"<!-- capacity:{name} -->" in text, name
-        assert capacity.rewrite_docs(text, blocks) == text
+        assert report.rewrite_docs(text, blocks) == text
 
     def test_chart_is_what_the_json_draws(self, tracked: dict[str, Any], tmp_path: Path) -> None:
         target = tmp_path / "capacity.svg"
@@ -152,20 +181,20 @@ class TestRendering:
         size["bytes_per_session"] = bytes_per_session
         return {"per_process": rows, "processes": scaled, "bytes": [size]}
 
-    def test_deployment_rounds_up(self, capacity: Any) -> None:
+    def test_deployment_rounds_up(self, report: Any) -> None:
         """Memory for 1e9 sessions half a primary over a whole number needs one more."""
-        sessions = capacity.WALLETS * capacity.DAPPS
-        per_session = capacity.PRIMARY_MAX_MEMORY * 2.5 / sessions
-        (row,) = capacity.deployment(self.document(per_session, 10_000))
+        sessions = report.WALLETS * report.DAPPS
+        per_session = report.PRIMARY_MAX_MEMORY * 2.5 / sessions
+        (row,) = report.deployment(self.document(per_session, 10_000))
         assert row["primaries"] == 3
-        peak = sessions * capacity.TOUCHES_PER_DAY / 86_400 * capacity.PEAK_FACTOR
+        peak = sessions * report.TOUCHES_PER_DAY / 86_400 * report.PEAK_FACTOR
         assert row["processes"] == math.ceil(peak / 10_000)
         assert row["servers_by_rate"] == math.ceil(peak / 20_000)
 
-    def test_processes_table_shows_the_ratio(self, capacity: Any) -> None:
-        lines = capacity.processes_table(self.document(700, 5_000))
+    def test_processes_table_shows_the_ratio(self, report: Any) -> None:
+        lines = report.processes_table(self.document(700, 5_000))
         assert lines[2] == "| Redis | 5,000 | 10,000 | 2.00x |"
 
-    def test_rewrite_touches_only_the_blocks(self, capacity: Any) -> None:
+    def test_rewrite_touches_only_the_blocks(self, report: Any) -> None:
         text = "a\n<!-- capacity:x -->\nold\n<!-- /capacity:x -->\nb\n"
-        assert capacity.rewrite_docs(text, {"x": "new"}) == text.replace("old", "new")
+        assert report.rewrite_docs(text, {"x": "new"}) == text.replace("old", "new")
