@@ -35,7 +35,7 @@ from ..._core.log import logger
 from ..._core.protocol import DEFERRED, Deferred
 from ..._core.session_map import SessionMap
 from .connections import Connections
-from .expired import DELETE_BATCH, ExpiredRows
+from .expired import DELETE_BATCH, candidates, delete_stamped
 from .file import TABLE, TRUSTED, Durability, stamp
 from .transactions import fetch_all, transaction
 
@@ -108,7 +108,7 @@ class SqliteBackend:
             f"(({self._in_range} AND substr(CAST(key AS BLOB), 1, :n) = CAST(:lo AS BLOB))"
             f" OR ({blobs} AND substr(key, 1, :n) = CAST(:lo AS BLOB)))"
         )
-        self._expired = ExpiredRows(
+        self._candidates = candidates(
             self._in_range, self._starts, max_lifetime=config.max_lifetime_ms is not None
         )
 
@@ -285,20 +285,17 @@ class SqliteBackend:
         max_lifetime = self._config.max_lifetime_ms
         if max_lifetime is not None:
             params["created_before"] = now - max_lifetime
-        sql = self._expired.candidates
+        sql = self._candidates
         rows = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
-        # The store's own records: SQL decides. The others: decoded, and only readable
-        # expired ones removed. Each in key order (see delete_stamped), a batch per transaction.
-        stamped = sorted(key for key, value in rows if value is None)
-        foreign = self._readable(row for row in rows if row[1] is not None)
-        others = sweep(self._config, now, foreign, collect=False)
-        unchanged = sorted(others.removals)
+        # The store's own records: SQL decided. The others: decoded, and only readable expired
+        # ones removed. Each in key order (see delete_stamped), a batch per transaction.
+        stamped = sorted((key, written) for key, value, written in rows if value is None)
+        foreign = self._readable((key, value) for key, value, _ in rows if value is not None)
+        unchanged = sorted(sweep(self._config, now, foreign, collect=False).removals)
         removed = 0
         for start in range(0, len(stamped), DELETE_BATCH):
-            keys = stamped[start : start + DELETE_BATCH]
-            removed += self.connections.run_waiting(
-                functools.partial(self._expired.delete_stamped, keys=keys, params=params)
-            )
+            batch = stamped[start : start + DELETE_BATCH]
+            removed += self.connections.run_waiting(functools.partial(delete_stamped, rows=batch))
         for start in range(0, len(unchanged), DELETE_BATCH):
             batch = unchanged[start : start + DELETE_BATCH]
             removed += self.connections.run_waiting(

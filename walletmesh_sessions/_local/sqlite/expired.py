@@ -13,50 +13,47 @@ import sqlite3
 from .file import CREATED_AT, TABLE, TRUSTED
 from .transactions import transaction
 
-__all__ = ("DELETE_BATCH", "ExpiredRows")
+__all__ = ("DELETE_BATCH", "candidates", "delete_stamped")
 
 # Rows deleted per write transaction: short locks for other processes.
 DELETE_BATCH = 1000
 _EXPIRED = "(expires_at IS NOT NULL AND expires_at < :now)"
+_DELETE_STAMPED = f"DELETE FROM {TABLE} WHERE key = ? AND written = ?"
 
 
-class ExpiredRows:
-    """The expired rows under the prefix at ``:now`` (`in_range`: text keys from ``:lo`` to
-    ``:hi``; `starts`: every key under the prefix), ``createdAt`` compared with
-    ``:created_before`` too with a `max_lifetime`.
+def candidates(in_range: str, starts: str, max_lifetime: bool) -> str:
+    """The statement that reads every row that may be expired at ``:now``: ``(key, NULL,
+    stamp)`` if the store stamped it (SQL has decided), else ``(key, value, stamp)``, to decode.
 
-    Without one, the partial index on ``expires_at`` makes the cost grow with the expired rows
-    only; with one, records stored before it was set may carry a later expiresAt than their
-    createdAt allows, so the whole range is read.
+    `in_range` matches text keys from ``:lo`` to ``:hi``, `starts` every key under the prefix.
+    Without a `max_lifetime`, the partial index on ``expires_at`` makes the cost grow with the
+    expired rows only; with one (``createdAt`` before ``:created_before``), records stored
+    before it was set may carry a later expiresAt than their createdAt allows, so the whole
+    range is read.
     """
-
-    def __init__(self, in_range: str, starts: str, max_lifetime: bool) -> None:
-        if max_lifetime:
-            expired = f"({_EXPIRED} OR {CREATED_AT} < :created_before)"
-            # Only a JSON value has a createdAt to compare (json_extract raises on others).
-            scope = (
-                f"{starts} AND ({_EXPIRED} OR"
-                f" (json_valid(CAST(value AS TEXT)) AND {CREATED_AT} < :created_before))"
-            )
-            source = TABLE
-        else:
-            expired, scope = _EXPIRED, f"{_EXPIRED} AND {in_range}"
-            source = f"{TABLE} INDEXED BY {TABLE}_expiry"
-        self.candidates = (
-            f"SELECT key, CASE WHEN {TRUSTED} THEN NULL ELSE value END FROM {source} WHERE {scope}"
+    if max_lifetime:
+        # Only a JSON value has a createdAt to compare (json_extract raises on others).
+        scope = (
+            f"{starts} AND ({_EXPIRED} OR"
+            f" (json_valid(CAST(value AS TEXT)) AND {CREATED_AT} < :created_before))"
         )
-        """Every row that may be expired: ``(key, NULL)`` if the store stamped it (SQL decides),
-        else ``(key, value)``, to decode."""
-        # The row is checked again as it is when deleted: a write since it was read wins.
-        self._delete = f"DELETE FROM {TABLE} WHERE key = :key AND {TRUSTED} AND {expired}"
+        source = TABLE
+    else:
+        scope = f"{_EXPIRED} AND {in_range}"
+        source = f"{TABLE} INDEXED BY {TABLE}_expiry"
+    return (
+        f"SELECT key, CASE WHEN {TRUSTED} THEN NULL ELSE value END, written"
+        f" FROM {source} WHERE {scope}"
+    )
 
-    def delete_stamped(
-        self, conn: sqlite3.Connection, keys: list[str], params: dict[str, object]
-    ) -> int:
-        """Delete, in one write transaction, each of `keys` still stamped and expired; how many.
 
-        Keys in order touch the table's pages in order, each about once.
-        """
-        with transaction(conn):
-            rows = [{**params, "key": key} for key in keys]
-            return conn.executemany(self._delete, rows).rowcount
+def delete_stamped(conn: sqlite3.Connection, rows: list[tuple[str, str]]) -> int:
+    """Delete, in one write transaction, each ``(key, stamp)`` whose row still carries that
+    stamp; how many.
+
+    Every write of a value changes the stamp (the store's to a fresh one, anyone else's to
+    NULL): an unchanged stamp is an unchanged row, found expired when read. Keys in order
+    touch the table's pages in order, each about once.
+    """
+    with transaction(conn):
+        return conn.executemany(_DELETE_STAMPED, rows).rowcount

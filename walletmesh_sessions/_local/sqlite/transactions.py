@@ -28,9 +28,14 @@ def text_or_bytes(raw: bytes) -> str | bytes:
 
 
 def fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
-    """Every row of `sql`, the statement read to its end and closed."""
-    with contextlib.closing(conn.execute(sql, params)) as cursor:
+    """Every row of `sql`, the statement read to its end (which resets it: no snapshot stays
+    pinned), or closed if reading fails."""
+    cursor = conn.execute(sql, params)
+    try:
         return cursor.fetchall()
+    except BaseException:
+        cursor.close()
+        raise
 
 
 def is_busy(exc: sqlite3.DatabaseError) -> bool:
