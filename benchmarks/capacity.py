@@ -58,7 +58,14 @@ for _path in (str(ROOT), str(BENCHMARKS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from capacity_report import CONCURRENCY, LABELS, WORKLOADS, markdown, rewrite_docs  # noqa: E402
+from capacity_report import (  # noqa: E402
+    CONCURRENCY,
+    LABELS,
+    WORKLOADS,
+    markdown,
+    missing_blocks,
+    rewrite_docs,
+)
 
 from walletmesh_sessions import (  # noqa: E402
     FullSessionStore,
@@ -605,6 +612,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--quick would overwrite the tracked {path.name} with rough numbers")
     if args.source is not None and args.output is not None:
         parser.error("--from reads saved figures: nothing to --output")
+    # Mistakes found now, not after minutes of measuring.
+    for path in (args.output, args.chart):
+        if path is not None and str(path) != "-" and not path.resolve().parent.is_dir():
+            parser.error(f"no directory to write {str(path)!r} in")
+    if args.docs is not None:
+        missing = (
+            missing_blocks(args.docs.read_text(encoding="utf-8"))
+            if args.docs.is_file()
+            else ["all"]
+        )
+        if missing:
+            parser.error(f"{str(args.docs)!r} has no <!-- capacity:NAME --> block for {missing}")
     args.sessions = 200 if args.quick else 10_000
     args.bytes_sessions = 500 if args.quick else 10_000
     args.window = 0.2 if args.quick else 1.5

@@ -224,6 +224,15 @@ def deployment_table(document: dict[str, Any]) -> list[str]:
 BLOCK = re.compile(r"(<!-- capacity:(\w+) -->\n)(?:.*?\n)??(<!-- /capacity:\2 -->)", re.S)
 
 
+BLOCKS = ("setup", "per_process", "processes", "bytes", "deployment")
+
+
+def missing_blocks(text: str) -> list[str]:
+    """The names of `BLOCKS` that `text` has no ``<!-- capacity:NAME -->`` block for."""
+    found = {match[2] for match in BLOCK.finditer(text)}
+    return [name for name in BLOCKS if name not in found]
+
+
 def rewrite_docs(text: str, blocks: dict[str, str]) -> str:
     """`text` with every ``<!-- capacity:NAME -->`` block replaced by `blocks[NAME]`."""
     return BLOCK.sub(lambda m: m[1] + blocks[m[2]] + "\n" + m[3], text)

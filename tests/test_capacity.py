@@ -130,6 +130,17 @@ class TestQuickRun:
     def test_without_output_saves_nothing(self, capacity: Any) -> None:
         assert capacity.parse_args(["--quick"]).output is None
 
+    def test_a_page_without_the_blocks_is_a_usage_error(
+        self, capacity: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Refused before measuring: the tables would have nowhere to go."""
+        page = tmp_path / "page.md"
+        page.write_text("<!-- capacity:setup -->\n<!-- /capacity:setup -->\n", encoding="utf-8")
+        with pytest.raises(SystemExit) as exc:
+            capacity.parse_args(["--quick", "--docs", str(page)])
+        assert exc.value.code == 2
+        assert "'per_process'" in capsys.readouterr().err
+
     def test_unknown_store_is_a_usage_error(self, capacity: Any) -> None:
         with pytest.raises(SystemExit) as exc:
             capacity.parse_args(["--stores", "memory,mongo"])
@@ -142,6 +153,7 @@ class TestDocs:
     def test_tables_are_what_the_json_renders(self, report: Any, tracked: dict[str, Any]) -> None:
         text = PAGE.read_text(encoding="utf-8")
         blocks = report.markdown(tracked)
+        assert tuple(blocks) == report.BLOCKS
         for name in blocks:
             assert f"<!-- capacity:{name} -->" in text, name
         assert report.rewrite_docs(text, blocks) == text
