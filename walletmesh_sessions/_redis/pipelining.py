@@ -23,6 +23,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from .._core.timers import running_queue
 from .exchanges import Args
 
 __all__ = ("REROUTE", "AutoPipeline", "ClusterAutoPipeline")
@@ -77,9 +78,7 @@ class AutoPipeline:
         if queue is None:
             queue = self._queues[node] = []
             # A task's first step runs after every callback already ready: this turn's calls.
-            task = asyncio.Task(self._carry(node), loop=loop)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.add(asyncio.Task(self._carry(node), loop=loop))
         queue.append((commands, future, every))
         return future
 
@@ -88,9 +87,7 @@ class AutoPipeline:
         replicas answer): a batch of their own, every reply in a list."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        task = asyncio.Task(self._carry(None, [(commands, future, True)]), loop=loop)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.add(asyncio.Task(self._carry(None, [(commands, future, True)]), loop=loop))
         return future
 
     async def _carry(self, node: Any, batch: list[_Entry] | None = None) -> None:
@@ -108,19 +105,36 @@ class AutoPipeline:
         except Exception as exc:
             _fail(batch, exc)
         except BaseException:
-            _fail(batch, redis.ConnectionError("the batch was cancelled (the store closed?)"))
+            _fail(batch, _closed())
             raise
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     async def _bounded(self, batch: list[_Entry], node: Any) -> None:
+        """`_on_connection` within the budget, under the loop's one timer queue."""
         if all(future.done() for _, future, _ in batch):
             return  # every caller gave up while it waited for a connection
         budget = self.budget
-        timer = contextlib.nullcontext() if budget is None else asyncio.timeout(budget)
+        if budget is None:
+            await self._on_connection(batch, node)
+            return
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine awaited on asyncio always runs in a task
+        timers = running_queue()
+        watch = timers.watch(task.cancel, timers.deadline_after(budget))
         try:
-            async with timer:
-                await self._on_connection(batch, node)
-        except TimeoutError:
-            raise redis.TimeoutError("no reply to a pipelined batch within the budget") from None
+            await self._on_connection(batch, node)
+        except asyncio.CancelledError:
+            if watch.fired:
+                watch.fired = False
+                task.uncancel()
+                msg = "no reply to a pipelined batch within the budget"
+                raise redis.TimeoutError(msg) from None
+            raise
+        finally:
+            watch.done()
+            if watch.fired:  # expired just as it finished: take back the cancellation
+                task.uncancel()
 
     async def _on_connection(self, batch: list[_Entry], node: Any) -> None:
         idle = self._idle
@@ -198,6 +212,9 @@ class AutoPipeline:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        queues, self._queues = self._queues, {}
+        for batch in queues.values():  # of batches cancelled before they started
+            _fail(batch, _closed())
         idle, self._idle = self._idle, None if self._idle is None else []
         for connection in idle or ():
             await self._pool.release(connection)
@@ -285,6 +302,10 @@ def _packed(commands: list[Args], encoder: Any) -> bytes:
                 data = encoder.encode(arg)
             add(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _closed() -> redis.ConnectionError:
+    return redis.ConnectionError("the batch was cancelled (the store closed?)")
 
 
 def _fail(batch: list[_Entry], exc: Exception) -> None:
