@@ -129,14 +129,15 @@ class LocalStorageSessionStore:
         **kwargs: P.kwargs,
     ) -> T:
         """Try `operation` now on this thread; if it must wait, run it in a worker thread, all
-        within the call's deadline, which starts here."""
+        within the call's deadline, which starts here (the try never waits: it is part of the
+        call's first microseconds, not of its timeout)."""
         if self._closed:
             msg = f"{self!r} is closed"
             raise StoreClosedError(msg)
-        deadline = Deadline(self._timeout)
         now = operation(False, *args, **kwargs)
         if now is not DEFERRED:
             return now
+        deadline = Deadline(self._timeout)
         waiting = functools.partial(operation, True, *args, **kwargs)
         later: T | Deferred = DEFERRED
         try:
