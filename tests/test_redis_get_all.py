@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.codec import decode_record, encode_record
 from walletmesh_sessions._core.expiry import sweep
 from walletmesh_sessions._core.session_map import SessionMap
 from walletmesh_sessions._redis import bulk_ops
@@ -44,7 +44,7 @@ class TestSweepKeepsTexts:
             now,
             records,
             collect=True,
-            into=SessionMap.of_records(),
+            into=SessionMap.of_records(decode_record),
             text=lambda handle: handle[1],
         )
         assert (by_text.removals, by_text.slides) == (by_data.removals, by_data.slides)

@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from walletmesh_sessions import SessionData
-from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.codec import decode_record, encode_record
 from walletmesh_sessions._core.session_map import SessionMap
 
 DATA = SessionData("s", "https://app.example", {"eip155:1": ["eth_accounts"]}, created_at=5)
@@ -22,7 +22,7 @@ def _data(n: int) -> SessionData:
 
 
 def _records(count: int) -> SessionMap:
-    found = SessionMap.of_records()
+    found = SessionMap.of_records(decode_record)
     found._put_all((f"id{n}", encode_record(_data(n), 1_000 + n)) for n in range(count))
     return found
 

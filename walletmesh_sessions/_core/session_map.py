@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from typing import Any, Final
 
-from .codec import decode_record
 from .data import SessionData
 from .errors import InvalidConfigError
 
@@ -25,10 +24,8 @@ __all__ = ("SessionMap",)
 # Shards, a power of two: at a million sessions each holds about 4,000.
 SHARDS: Final = 256
 
-
-def _data_of(text: Any, session_id: str) -> SessionData:
-    """The data of a record already decided readable (decoding is deterministic)."""
-    return decode_record(text, session_id)[0]
+Decode = Callable[[Any, str], tuple[SessionData, Any]]
+"""``decode(text, session_id)``: a record's data and expiry, as the codec's `decode_record`."""
 
 
 class SessionMap(Mapping[str, SessionData]):
@@ -50,17 +47,18 @@ class SessionMap(Mapping[str, SessionData]):
         self._shards: list[dict[str, Any] | None] = [None] * shards
         self._mask = shards - 1
         self._length = 0
-        self._decode: Callable[[Any, str], SessionData] | None = None
+        self._decode: Decode | None = None
         pairs = items.items() if isinstance(items, Mapping) else items
         for session_id, data in pairs:
             self._put(session_id, data)
 
     @classmethod
-    def of_records(cls, *, shards: int = SHARDS) -> SessionMap:
+    def of_records(cls, decode: Decode, *, shards: int = SHARDS) -> SessionMap:
         """An empty map whose values are put as record texts, each already decoded once and
-        found readable, and decoded again whenever read (never kept)."""
+        found readable, and decoded by `decode` (the codec's `decode_record`, which this layer
+        does not import) whenever read: never kept, and equal at each read."""
         found = cls(shards=shards)
-        found._decode = _data_of
+        found._decode = decode
         return found
 
     def _put(self, session_id: str, value: SessionData | str) -> None:
@@ -91,7 +89,7 @@ class SessionMap(Mapping[str, SessionData]):
             raise KeyError(session_id)
         value = shard[session_id]
         decode = self._decode
-        return value if decode is None else decode(value, session_id)
+        return value if decode is None else decode(value, session_id)[0]
 
     def __contains__(self, session_id: object) -> bool:
         try:
@@ -118,7 +116,7 @@ class SessionMap(Mapping[str, SessionData]):
                 yield from shard.items()
             else:
                 for session_id, text in shard.items():
-                    yield session_id, decode(text, session_id)
+                    yield session_id, decode(text, session_id)[0]
 
     def items(self) -> ItemsView[str, SessionData]:
         return _Items(self)

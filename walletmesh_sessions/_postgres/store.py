@@ -13,6 +13,7 @@ import psycopg.errors
 import psycopg_pool
 
 from .._core import validation
+from .._core.codec import decode_record
 from .._core.data import SessionData, SessionRecord, SessionStoreConfig
 from .._core.deadline import Deadline, check_timeout
 from .._core.decode_cache import DecodeCache
@@ -248,7 +249,7 @@ class PostgresSessionStore:
     async def get_all(self) -> Mapping[str, SessionData]:
         """Every unexpired session (unreadable ones skipped, expired ones left as they are),
         read a page per call (see `_pages`); values are decoded when read."""
-        found = SessionMap.of_records()
+        found = SessionMap.of_records(decode_record)
         async for page in self._walk("get_all", bulk.live_page):
             found._put_all(page)
         return found

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._core.codec import decode_readable, inspect_record
+from .._core.codec import decode_readable, decode_record, inspect_record
 from .._core.codec import record_with_expiry as _with_expiry
 from .._core.data import SessionData, SessionRecord
 from .._core.errors import CorruptRecordError
@@ -103,7 +103,7 @@ def _sweep(
     Returns the sessions found (none unless `collect`), the removals confirmed, and the cursor
     to go on from (`None`: the scan is complete).
     """
-    found = SessionMap.of_records() if texts else SessionMap()
+    found = SessionMap.of_records(decode_record) if texts else SessionMap()
     keep = _text_of if texts else None
     removed = 0
 
