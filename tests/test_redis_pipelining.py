@@ -3,7 +3,6 @@ call still its own (its reply, error, deadline and cancellation), on either back
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -38,7 +37,7 @@ ON_ASYNCIO = pytest.mark.parametrize(
 
 
 @pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many writes asyncio connections made (each `send_packed_command`), in a one-item list."""
     count = [0]
     send = redis.asyncio.Connection.send_packed_command
@@ -49,6 +48,17 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
     monkeypatch.setattr(redis.asyncio.Connection, "send_packed_command", counted)
     return count
+
+
+def pause(client: redis.Redis, ms: int) -> None:
+    """Have the server hold every client's commands for `ms` milliseconds."""
+    command: Any = client.execute_command
+    command("CLIENT", "PAUSE", ms, "ALL")
+
+
+def unpause(client: redis.Redis) -> None:
+    command: Any = client.execute_command
+    command("CLIENT", "UNPAUSE")
 
 
 def store_connections(client: redis.Redis, name: str) -> int:
@@ -83,7 +93,7 @@ class TestOnePipeline:
                 elif kind == "validate_and_refresh":
                     results[n] = await store.validate_and_refresh(f"id{n}")
                 elif kind == "set":
-                    results[n] = await store.set(f"id{n}", data(n + 100))
+                    await store.set(f"id{n}", data(n + 100))
                 else:
                     results[n] = await store.create(f"{prefix}new{n}", data(n))
 
@@ -247,7 +257,7 @@ class TestOwnOutcome:
                 with victim:
                     results[99] = await store.get("id5")
 
-            redis_client.execute_command("CLIENT", "PAUSE", 300, "ALL")
+            pause(redis_client, 300)
             async with anyio.create_task_group() as group:
                 for n in range(10):
                     group.start_soon(call, n)
@@ -277,16 +287,45 @@ class TestOwnOutcome:
                     await store.get(f"id{n}")
                 failed.append(n)
 
-            redis_client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+            pause(redis_client, 1500)
             try:
                 with anyio.fail_after(1.2):  # each has 0.2 s: far less than the pause
                     async with anyio.create_task_group() as group:
                         for n in range(10):
                             group.start_soon(call, n)
             finally:
-                redis_client.execute_command("CLIENT", "UNPAUSE")
+                unpause(redis_client)
             assert sorted(failed) == list(range(10))
             assert [await store.get(f"id{n}") for n in range(10)] == [data(n) for n in range(10)]
+
+    @ON_ASYNCIO
+    @pytest.mark.anyio
+    async def test_closing_fails_the_calls_in_flight(
+        self, redis_client: redis.Redis, redis_url: str
+    ) -> None:
+        """Closing the store while its batch waits on a paused server fails the batch's calls
+        at once, not at their deadlines."""
+        store = RedisSessionStore.from_url(redis_url, CONFIG, timeout=5)
+        await store.set("id", data(1))
+        failed: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await store.get("id")
+            except StoreUnavailableError as exc:
+                failed.append(exc)
+
+        pause(redis_client, 2000)
+        try:
+            with anyio.fail_after(1):  # far less than the pause and the calls' 5 s
+                async with anyio.create_task_group() as group:
+                    for _ in range(5):
+                        group.start_soon(call)
+                    await anyio.sleep(0.05)
+                    await store.aclose()
+        finally:
+            unpause(redis_client)
+        assert len(failed) == 5
 
 
 @pytest.mark.redis
