@@ -31,7 +31,8 @@ from typing import Any
 
 import anyio
 import redis.asyncio
-from bench_redis import DATA, LIFETIME_S, start_server, timed
+from bench_redis import DATA, LIFETIME_S, start_server
+from harness import cpu_log, timed
 from litestar.stores.redis import RedisStore
 
 from walletmesh_sessions import SessionStoreConfig
@@ -41,54 +42,59 @@ from walletmesh_sessions.redis import RedisSessionStore
 OPERATIONS = ("set", "get", "sliding read", "delete")
 
 
-async def ours(url: str, ops: int) -> dict[str, float]:
-    plain = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=LIFETIME_S))
-    sliding = RedisSessionStore.from_url(
-        url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
-    )
-    async with plain, sliding:
-        return {
-            "set": await timed(ops, lambda n: plain.set(f"id{n}", DATA)),
-            "get": await timed(ops, lambda n: plain.get(f"id{n}")),
-            "sliding read": await timed(ops, lambda n: sliding.validate_and_refresh(f"id{n}")),
-            "delete": await timed(ops, lambda n: plain.delete(f"id{n}")),
-        }
-
-
-async def litestar(url: str, ops: int) -> dict[str, float]:
-    client = redis.asyncio.Redis.from_url(url)
-    store = RedisStore(client, namespace="litestar_bench", handle_client_shutdown=False)
-    value = encode_record(DATA, 1_700_000_000_000).encode()
-    try:
-        return {
-            "set": await timed(ops, lambda n: store.set(f"id{n}", value, expires_in=LIFETIME_S)),
-            "get": await timed(ops, lambda n: store.get(f"id{n}")),
-            "sliding read": await timed(ops, lambda n: store.get(f"id{n}", renew_for=LIFETIME_S)),
-            "delete": await timed(ops, lambda n: store.delete(f"id{n}")),
-        }
-    finally:
-        await client.aclose()
-
-
-async def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    samples: dict[str, dict[str, list[float]]] = {
-        who: {op: [] for op in OPERATIONS} for who in ("walletmesh-sessions", "litestar")
-    }
+async def measure(args: argparse.Namespace) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Per side and operation: median ops/s, median client CPU µs per call, and the median of
+    each round's time ratio, ours over this side's. Each round runs every operation once per side,
+    the two sides back to back, so a burst of load elsewhere hits both alike."""
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as directory:
         server, port = start_server(directory)
         url = f"redis://127.0.0.1:{port}/0"
+        client = redis.asyncio.Redis.from_url(url)
+        theirs = RedisStore(client, namespace="litestar_bench", handle_client_shutdown=False)
+        plain = RedisSessionStore.from_url(url, SessionStoreConfig(lifetime=LIFETIME_S))
+        sliding = RedisSessionStore.from_url(
+            url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+        )
+        value = encode_record(DATA, 1_700_000_000_000).encode()
+        calls: dict[str, dict[str, Callable[[int], Awaitable[Any]]]] = {
+            "walletmesh-sessions": {
+                "set": lambda n: plain.set(f"id{n}", DATA),
+                "get": lambda n: plain.get(f"id{n}"),
+                "sliding read": lambda n: sliding.validate_and_refresh(f"id{n}"),
+                "delete": lambda n: plain.delete(f"id{n}"),
+            },
+            "litestar": {
+                "set": lambda n: theirs.set(f"id{n}", value, expires_in=LIFETIME_S),
+                "get": lambda n: theirs.get(f"id{n}"),
+                "sliding read": lambda n: theirs.get(f"id{n}", renew_for=LIFETIME_S),
+                "delete": lambda n: theirs.delete(f"id{n}"),
+            },
+        }
         try:
-            for _ in range(args.rounds):
-                for who, run in (("walletmesh-sessions", ours), ("litestar", litestar)):
-                    for op, rate in (await run(url, args.ops)).items():
-                        samples[who][op].append(rate)
+            async with plain, sliding:
+                for _ in range(args.rounds):
+                    for op in OPERATIONS:
+                        for who, side in calls.items():
+                            cpu_log.clear()
+                            rate = await timed(args.ops, side[op])
+                            samples.setdefault((who, op), []).append((rate, cpu_log[0]))
         finally:
+            await client.aclose()
             server.terminate()
             server.wait()
-    return {
-        who: {op: statistics.median(rates) for op, rates in ops.items()}
-        for who, ops in samples.items()
-    }
+    result: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for (who, op), rows in samples.items():
+        mine = samples["walletmesh-sessions", op]
+        ratio = statistics.median(
+            other[0] / ours[0] for ours, other in zip(mine, rows, strict=True)
+        )
+        result.setdefault(who, {})[op] = (
+            statistics.median(rate for rate, _ in rows),
+            statistics.median(cpu for _, cpu in rows),
+            ratio,
+        )
+    return result
 
 
 async def per_call(
@@ -160,11 +166,17 @@ def main() -> None:
         anyio.run(breakdown, args)
         return
     result: Any = anyio.run(measure, args)
-    print("| operation | walletmesh-sessions ops/s | litestar RedisStore ops/s | ratio |")
-    print("| --- | ---: | ---: | ---: |")
+    print(f"python benchmarks/bench_litestar.py --ops {args.ops} --rounds {args.rounds}")
+    print("ratio: our time per call over litestar's, the median of the rounds' own ratios;")
+    print("CPU: this process's CPU µs per call (what a busy machine's wall time hides less)")
+    print("| operation | ours ops/s | litestar ops/s | ratio | ours CPU µs | litestar CPU µs |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for op in OPERATIONS:
         mine, theirs = result["walletmesh-sessions"][op], result["litestar"][op]
-        print(f"| {op} | {mine:,.0f} | {theirs:,.0f} | {theirs / mine:.2f} |")
+        print(
+            f"| {op} | {mine[0]:,.0f} | {theirs[0]:,.0f} | {theirs[2]:.2f} | "
+            f"{mine[1]:.1f} | {theirs[1]:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -265,25 +265,37 @@ CONCURRENT = ("raw redis.asyncio pool", "store", "store auto_pipeline=false")
 CONCURRENT_OPS = ("set", "get", "validate_and_refresh")
 
 
-async def _in_tasks(tasks: int, ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
-    """ops/s of `ops` calls made by `tasks` concurrent tasks, each awaiting its own in turn."""
+async def _in_tasks(
+    tasks: int, ops: int, call: Callable[[int], Awaitable[Any]]
+) -> tuple[float, float]:
+    """ops/s of `ops` calls made by `tasks` concurrent tasks, each awaiting its own in turn,
+    and this process's CPU µs per call (what a busy machine's wall time hides less)."""
     share = ops // tasks
 
     async def worker(first: int) -> None:
         for n in range(first, first + share):
             await call(n % SESSIONS)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as group:
         for t in range(tasks):
             group.start_soon(worker, t * share)
-    return share * tasks / (time.perf_counter() - start)
+    done = share * tasks
+    return done / (time.perf_counter() - start), (time.process_time() - cpu) / done * 1e6
+
+
+def _switched_off(url: str, config: SessionStoreConfig) -> RedisSessionStore:
+    try:
+        return RedisSessionStore.from_url(url, config, auto_pipeline=False)
+    except ValueError:  # a tree from before the switch (an A/B run): it never pipelines
+        return RedisSessionStore.from_url(url, config)
 
 
 async def concurrent_rates(
     url: str, tasks: int, ops: int, rounds: int
-) -> dict[tuple[str, str], list[float]]:
-    """ops/s per (variant, operation): every variant once per round, in one event loop."""
+) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], list[float]]]:
+    """ops/s and CPU µs per call per (variant, operation): every variant once per round, in
+    one event loop."""
     pool = redis.asyncio.ConnectionPool.from_url(url)
     client = redis.asyncio.Redis(connection_pool=pool)
     script = client.register_script(READ_AND_SLIDE.source)
@@ -295,10 +307,7 @@ async def concurrent_rates(
             RedisSessionStore.from_url(url, config),
             RedisSessionStore.from_url(url, sliding),
         ),
-        "store auto_pipeline=false": (
-            RedisSessionStore.from_url(url, config, auto_pipeline=False),
-            RedisSessionStore.from_url(url, sliding, auto_pipeline=False),
-        ),
+        "store auto_pipeline=false": (_switched_off(url, config), _switched_off(url, sliding)),
     }
 
     def calls(variant: str) -> dict[str, Callable[[int], Awaitable[Any]]]:
@@ -318,6 +327,7 @@ async def concurrent_rates(
         }
 
     results: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     try:
         plain = stores["store"][0]
         for n in range(SESSIONS):
@@ -328,14 +338,15 @@ async def concurrent_rates(
         for _ in range(rounds):
             for operation in CONCURRENT_OPS:
                 for variant in CONCURRENT:
-                    rate = await _in_tasks(tasks, ops, calls(variant)[operation])
+                    rate, used = await _in_tasks(tasks, ops, calls(variant)[operation])
                     results.setdefault((variant, operation), []).append(rate)
+                    cpu.setdefault((variant, operation), []).append(used)
     finally:
         for pair in stores.values():
             for store in pair:
                 await store.aclose()
         await client.aclose()
-    return results
+    return results, cpu
 
 
 def print_concurrent(tasks: int, ops: int, rounds: int, use_uvloop: bool) -> None:
@@ -344,7 +355,7 @@ def print_concurrent(tasks: int, ops: int, rounds: int, use_uvloop: bool) -> Non
         url = f"redis://127.0.0.1:{port}/0"
         try:
             options = {"use_uvloop": True} if use_uvloop else {}
-            results = anyio.run(
+            results, cpu = anyio.run(
                 concurrent_rates,
                 url,
                 tasks,
@@ -385,6 +396,10 @@ def print_concurrent(tasks: int, ops: int, rounds: int, use_uvloop: bool) -> Non
             + "".join(f" {value:>26,.0f} |" for value in medians)
             + f" {statistics.median(ratios):>11.2f} | {min(ratios):.2f} - {max(ratios):.2f} |"
         )
+    print("client CPU µs per call (this process), median")
+    for operation in CONCURRENT_OPS:
+        used = [statistics.median(cpu[name, operation]) for name in CONCURRENT]
+        print(f"| {operation:22} |" + "".join(f" {value:>26.1f} |" for value in used))
 
 
 def main() -> None:
