@@ -195,8 +195,9 @@ async def clean(
     """Seconds of clean_expired (store, floor) with `expired` of `total` sessions expired:
     medians of `rounds` interleaved runs, each on a fresh copy of one file."""
     clock = FakeClock()
-    template = directory / f"clean-{durability}-{total}-{expired}-{stamped}.db"
-    fill_mixed(template, total, expired, clock.now_ms, stamped=stamped)
+    template = directory / f"clean-{total}-{expired}-{stamped}.db"
+    if not template.exists():  # the same file for every durability
+        fill_mixed(template, total, expired, clock.now_ms, stamped=stamped)
     seconds: dict[str, list[float]] = {"store": [], "floor": []}
     path = directory / f"clean-{durability}.db"
     for _ in range(rounds):
@@ -223,7 +224,6 @@ async def clean(
                 seconds[who].append(time.perf_counter() - start)
                 raw.close()
             assert removed == expired, removed
-    template.unlink()
     return statistics.median(seconds["store"]), statistics.median(seconds["floor"])
 
 
@@ -240,18 +240,18 @@ CLEAN_CASES = (
 async def clean_table(args: argparse.Namespace) -> None:
     print("| durability | sessions | expired | written by | store | raw sqlite3 | ratio |")
     print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
-    for durability in DURABILITY:
-        for total, expired, stamped in CLEAN_CASES:
-            with tempfile.TemporaryDirectory() as tmp:
+    for total, expired, stamped in CLEAN_CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            for durability in DURABILITY:
                 store, floor = await clean(
                     durability, Path(tmp), total, expired, stamped=stamped, rounds=args.rounds
                 )
-            who = "the store" if stamped else "another program"
-            print(
-                f"| {durability} | {total:,} | {expired:,} | {who} | {store * 1e3:.1f} ms"
-                f" | {floor * 1e3:.1f} ms | {store / floor:.2f} |",
-                flush=True,
-            )
+                who = "the store" if stamped else "another program"
+                print(
+                    f"| {durability} | {total:,} | {expired:,} | {who} | {store * 1e3:.1f} ms"
+                    f" | {floor * 1e3:.1f} ms | {store / floor:.2f} |",
+                    flush=True,
+                )
 
 
 async def per_op_table(args: argparse.Namespace) -> None:

@@ -332,3 +332,19 @@ class TestBatches:
             writer.set_trace_callback(None)
             assert len(deleted) == 3
         assert sorted(raw_keys(path)) == [f"wm_session_{n:04}x" for n in range(0, 2500, 500)]
+
+    async def test_settings_given_back(self, tmp_path: Path) -> None:
+        """The page cache and the checkpoint threshold clean_expired changes are restored."""
+        clock = FakeClock()
+        async with LocalStorageSessionStore(tmp_path / "s.db", MINUTE, clock=clock) as store:
+            for n in range(1500):
+                await store.set(f"s{n}", data(n))
+            backend = store._sqlite
+            assert backend is not None
+            writer = backend.connections._conn
+            assert writer is not None
+            settings = "PRAGMA cache_size", "PRAGMA wal_autocheckpoint"
+            before = [writer.execute(pragma).fetchall() for pragma in settings]
+            clock.advance(seconds=61)
+            assert await store.clean_expired() == 1500
+            assert [writer.execute(pragma).fetchall() for pragma in settings] == before

@@ -17,7 +17,12 @@ from ..._core.codec import decode_readable, encode_record, inspect_record, recor
 from ..._core.data import SessionData, SessionRecord, SessionStoreConfig
 from ..._core.deadline import DEFAULT_TIMEOUT
 from ..._core.decode_cache import DecodeCache
-from ..._core.errors import CorruptRecordError, SessionIdTakenError, StoreUnavailableError
+from ..._core.errors import (
+    CorruptRecordError,
+    SessionIdTakenError,
+    SessionStoreError,
+    StoreUnavailableError,
+)
 from ..._core.expiry import EXPIRED, Clock, after_read, now_ms, sweep
 from ..._core.lifecycle import (
     ABSENT,
@@ -35,7 +40,14 @@ from ..._core.log import logger
 from ..._core.protocol import DEFERRED, Deferred
 from ..._core.session_map import SessionMap
 from .connections import Connections
-from .expired import DELETE_BATCH, candidates, delete_stamped
+from .expired import (
+    DELETE_BATCH,
+    candidates,
+    checkpoint,
+    delete_stamped,
+    restore_cache,
+    widen_cache,
+)
 from .file import TABLE, TRUSTED, Durability, stamp
 from .transactions import fetch_all, transaction
 
@@ -285,8 +297,18 @@ class SqliteBackend:
         max_lifetime = self._config.max_lifetime_ms
         if max_lifetime is not None:
             params["created_before"] = now - max_lifetime
-        sql = self._candidates
-        rows = self.connections.run_waiting(lambda conn: fetch_all(conn, sql, params))
+        run = self.connections.run_waiting
+        previous = run(widen_cache)
+        try:
+            return self._clean_expired(now, params)
+        finally:
+            # Best effort: a call out of time or closed meanwhile keeps its own error.
+            with contextlib.suppress(SessionStoreError):
+                run(functools.partial(restore_cache, size=previous))
+
+    def _clean_expired(self, now: int, params: dict[str, object]) -> int:
+        run, sql = self.connections.run_waiting, self._candidates
+        rows = run(lambda conn: fetch_all(conn, sql, params))
         # The store's own records: SQL decided. The others: decoded, and only readable expired
         # ones removed. Each in key order (see delete_stamped), a batch per transaction.
         stamped = sorted((key, written) for key, value, written in rows if value is None)
@@ -295,12 +317,12 @@ class SqliteBackend:
         removed = 0
         for start in range(0, len(stamped), DELETE_BATCH):
             batch = stamped[start : start + DELETE_BATCH]
-            removed += self.connections.run_waiting(functools.partial(delete_stamped, rows=batch))
+            removed += run(functools.partial(delete_stamped, rows=batch))
+        if len(stamped) > DELETE_BATCH:
+            run(checkpoint)
         for start in range(0, len(unchanged), DELETE_BATCH):
-            batch = unchanged[start : start + DELETE_BATCH]
-            removed += self.connections.run_waiting(
-                functools.partial(_delete_unchanged, records=batch)
-            )
+            records = unchanged[start : start + DELETE_BATCH]
+            removed += run(functools.partial(_delete_unchanged, records=records))
         return removed
 
     def page(self, wait: bool, cursor: object, n: int) -> tuple[SessionMap, object] | Deferred:

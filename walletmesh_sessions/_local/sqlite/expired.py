@@ -11,14 +11,27 @@ from __future__ import annotations
 import sqlite3
 
 from .file import CREATED_AT, TABLE, TRUSTED
-from .transactions import transaction
+from .transactions import fetch_all, transaction
 
-__all__ = ("DELETE_BATCH", "candidates", "delete_stamped")
+__all__ = (
+    "AUTOCHECKPOINT_PAGES",
+    "CLEAN_CACHE_KIB",
+    "DELETE_BATCH",
+    "candidates",
+    "checkpoint",
+    "delete_stamped",
+    "restore_cache",
+    "widen_cache",
+)
 
 # Rows deleted per write transaction: short locks for other processes.
 DELETE_BATCH = 1000
 _EXPIRED = "(expires_at IS NOT NULL AND expires_at < :now)"
 _DELETE_STAMPED = f"DELETE FROM {TABLE} WHERE key = ? AND written = ?"
+# SQLite's default: a commit that leaves the WAL this many pages long checkpoints it.
+AUTOCHECKPOINT_PAGES = 1000
+# The page cache of the writing connection while clean_expired runs (given back after).
+CLEAN_CACHE_KIB = 64 * 1024
 
 
 def candidates(in_range: str, starts: str, max_lifetime: bool) -> str:
@@ -55,5 +68,33 @@ def delete_stamped(conn: sqlite3.Connection, rows: list[tuple[str, str]]) -> int
     NULL): an unchanged stamp is an unchanged row, found expired when read. Keys in order
     touch the table's pages in order, each about once.
     """
-    with transaction(conn):
-        return conn.executemany(_DELETE_STAMPED, rows).rowcount
+    # No checkpoint at this commit: it would copy (and sync) pages the next batches rewrite.
+    # clean_expired checkpoints once at the end.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        with transaction(conn):
+            return conn.executemany(_DELETE_STAMPED, rows).rowcount
+    finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database as far as readers allow, without the write lock."""
+    fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ())
+
+
+def widen_cache(conn: sqlite3.Connection) -> int:
+    """Let `conn` cache up to `CLEAN_CACHE_KIB` of pages; return its cache size before.
+
+    The read of the candidates walks the expiry index, the deletes walk the keys: without room
+    for the pages, each would read most of them from the file again.
+    """
+    previous: int = fetch_all(conn, "PRAGMA cache_size", ())[0][0]
+    conn.execute(f"PRAGMA cache_size=-{CLEAN_CACHE_KIB}")
+    return previous
+
+
+def restore_cache(conn: sqlite3.Connection, size: int) -> None:
+    """Give `conn` back its cache size `size`, and the memory the pages above it held."""
+    conn.execute(f"PRAGMA cache_size={int(size)}")
+    conn.execute("PRAGMA shrink_memory")
