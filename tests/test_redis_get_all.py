@@ -9,13 +9,15 @@ import redis
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
 from walletmesh_sessions._core.codec import decode_record, encode_record
+from walletmesh_sessions._core.decode_cache import DecodeCache
 from walletmesh_sessions._core.expiry import sweep
 from walletmesh_sessions._core.session_map import SessionMap
 from walletmesh_sessions._redis import bulk_ops
+from walletmesh_sessions._redis.ops import StoreSpec
 from walletmesh_sessions.redis import RedisSessionStore
 from walletmesh_sessions.testing import FakeClock
 
-from .test_redis_ops import DATA, OTHER, FakeRedis, plant, spec
+from .test_redis_ops import DATA, OTHER, PREFIX, FakeRedis, plant, spec
 
 CONFIG = SessionStoreConfig(lifetime=60, refresh_on_access=True)
 
@@ -67,6 +69,19 @@ class TestGetAllKeepsTexts:
         assert len(found) == 300
         assert _tracked_sessions() - before < 300 // 2  # the decode cache may hold a few
         assert found["s7"] == SessionData("s7", "o", {"c": ["m"]})
+
+    def test_the_decode_cache_is_left_alone(self) -> None:
+        """get_all's single-use decodes do not push out what `get` caches; iteration's do go
+        through the cache, as before."""
+        fake = FakeRedis()
+        clock = FakeClock()
+        plant(fake, "a", DATA, None)
+        cache = DecodeCache()
+        store_spec = StoreSpec(PREFIX, SessionStoreConfig(lifetime=60), clock, cache.decode)
+        assert fake.run(bulk_ops.get_all(store_spec)) == {"a": DATA}
+        assert len(cache) == 0
+        fake.run(bulk_ops.iterate_page(store_spec, None, 10))
+        assert len(cache) == 1
 
     def test_iter_sessions_pages_still_hold_data(self) -> None:
         """`iterate_page` returns decoded sessions, as before."""

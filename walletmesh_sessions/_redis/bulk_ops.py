@@ -129,9 +129,19 @@ def _sweep_batch(
     """One page of a sweep: read, let `sweep` decide, carry it out; returns removals confirmed."""
     values = yield steps.ReadMany(tuple(keys))
     rows: list[tuple[str, str]] = []
+    cut = len(spec.prefix)
     for key, raw in zip(keys, values, strict=True):
         if raw is None:
             continue  # deleted since the scan
+        if type(raw) is bytes:  # the usual row, read here without a call per row
+            try:
+                text_key, text = key.decode(), raw.decode()
+            except UnicodeDecodeError:
+                pass  # `_readable_row` says which and logs it
+            else:
+                if len(text_key) > cut:
+                    rows.append((text_key, text))
+                    continue
         if isinstance(raw, steps.NonString):
             rest = key[len(spec.prefix_bytes) :].decode(errors="replace")
             _warn_corrupt(rest, f"the Redis key holds a {raw.kind}")
@@ -140,9 +150,12 @@ def _sweep_batch(
     prefix = spec.prefix
     # Text decoded strictly from UTF-8 encodes back to the very bytes read, so the
     # compare-and-set steps compare against exactly what Redis holds.
+    # What get_all decodes it keeps only as text: through the store's cache it would only
+    # push out the records that `get` reads again.
+    decode = spec.decode if keep is None else decode_record
     records = (
         (session_id, (prefix + session_id, text), data, expires_at)
-        for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
+        for session_id, text, data, expires_at in decode_readable(rows, prefix, decode)
     )
     now = now_ms(spec.clock)
     decided = sweep(spec.config, now, records, collect=collect, into=found, text=keep)
