@@ -145,10 +145,15 @@ async def fill(store: FullSessionStore, sessions: Sessions, tasks: int = 50) -> 
             group.start_soon(worker, first)
 
 
+Done = tuple[int, float, int, float]  # operations, seconds, errors, CPU seconds of this process
+
+
 async def drive(
     store: FullSessionStore, sessions: Sessions, workload: str, tasks: int, seconds: float
-) -> tuple[int, float, int]:
-    """(operations done, seconds taken, errors) of `tasks` tasks looping for `seconds`."""
+) -> Done:
+    """What `tasks` tasks looping for `seconds` did; the CPU time is this process's, every
+    thread's (SQLite's calls run in threads): what the client side costs, whatever the
+    server and a busy machine add to the wall time."""
     counts = [0, 0]
     end = time.perf_counter() + seconds
 
@@ -168,11 +173,11 @@ async def drive(
                 counts[1] += 1
             counts[0] += 1
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as group:
         for seed in range(tasks):
             group.start_soon(worker, seed * 7919 + os.getpid())
-    return counts[0], time.perf_counter() - start, counts[1]
+    return counts[0], time.perf_counter() - start, counts[1], time.process_time() - cpu
 
 
 async def throughput(
@@ -184,8 +189,8 @@ async def throughput(
         if url.startswith("memory:"):
             await fill(store, sessions)
         await drive(store, sessions, workload, tasks, WARM_UP_S)
-        ops, elapsed, errors = await drive(store, sessions, workload, tasks, seconds)
-    return {"ops_per_s": ops / elapsed, "errors": errors}
+        ops, elapsed, errors, cpu = await drive(store, sessions, workload, tasks, seconds)
+    return {"ops_per_s": ops / elapsed, "errors": errors, "cpu_us": cpu / ops * 1e6}
 
 
 def process_main(
@@ -193,7 +198,7 @@ def process_main(
 ) -> None:  # pragma: no cover - runs in a child process
     """One process of the scaling run: warm up, wait for the others, run the mix."""
 
-    async def main() -> tuple[int, float, int]:
+    async def main() -> Done:
         sessions = Sessions(count)
         async with open_store(url, SLIDING) as store:
             await drive(store, sessions, "mix", PROCESS_TASKS, WARM_UP_S)
@@ -231,8 +236,9 @@ def processes_throughput(url: str, count: int, processes: int, seconds: float) -
                 child.terminate()
                 child.join(timeout=10)
     return {
-        "ops_per_s": sum(ops / elapsed for ops, elapsed, _ in done),
-        "errors": sum(errors for _, _, errors in done),
+        "ops_per_s": sum(ops / elapsed for ops, elapsed, _, _ in done),
+        "errors": sum(errors for _, _, errors, _ in done),
+        "cpu_us": sum(cpu for *_, cpu in done) / sum(ops for ops, *_ in done) * 1e6,
     }
 
 
@@ -503,7 +509,8 @@ async def prefill(url: str, sessions: Sessions) -> None:
 def summarize(
     samples: dict[tuple[str, str, int], list[dict[str, float]]], second: str, third: str
 ) -> list[dict[str, Any]]:
-    """One row per case: the median ops/s of its rounds, every sample, and errors seen."""
+    """One row per case: the median ops/s and client CPU µs per call of its rounds, every
+    sample, and errors seen."""
     return [
         {
             "store": kind,
@@ -511,6 +518,7 @@ def summarize(
             third: number,
             "ops_per_s": round(statistics.median(s["ops_per_s"] for s in got)),
             "samples": [round(s["ops_per_s"]) for s in got],
+            "cpu_us": round(statistics.median(s["cpu_us"] for s in got), 1),
             "errors": int(sum(s["errors"] for s in got)),
         }
         for (kind, workload, number), got in samples.items()
@@ -519,7 +527,8 @@ def summarize(
 
 def report(what: str, got: dict[str, float]) -> None:
     errors = f", {got['errors']:.0f} errors" if got["errors"] else ""
-    print(f"  {what}: {got['ops_per_s']:,.0f} ops/s{errors}", flush=True)
+    cpu = f"{got['cpu_us']:.0f} µs client CPU per call"
+    print(f"  {what}: {got['ops_per_s']:,.0f} ops/s, {cpu}{errors}", flush=True)
 
 
 def bytes_per_session(

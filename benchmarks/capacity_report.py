@@ -90,8 +90,8 @@ def per_process_table(document: dict[str, Any]) -> list[str]:
     rows = document["per_process"]
     lines = [
         "| store | mix, 1 task | mix, 100 tasks | get, 1 task | get, 100 tasks "
-        f"| mix, 1 task, {RTT_S * 1000:g} ms RTT added |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| mix, 1 task, {RTT_S * 1000:g} ms RTT added | client CPU per call, mix, 100 tasks |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind in dict.fromkeys(r["store"] for r in rows):
         cells = [
@@ -103,7 +103,9 @@ def per_process_table(document: dict[str, Any]) -> list[str]:
         with_rtt = (
             "-" if one is None or kind == "memory" else _n(1 / (1 / one["ops_per_s"] + RTT_S))
         )
-        lines.append(_row([LABELS[kind], *cells, with_rtt]))
+        busy = _find(rows, store=kind, workload="mix", tasks=100)
+        cpu = "-" if busy is None or "cpu_us" not in busy else f"{busy['cpu_us']:,.3g} µs"
+        lines.append(_row([LABELS[kind], *cells, with_rtt, cpu]))
     return lines
 
 
@@ -191,6 +193,9 @@ def deployment(document: dict[str, Any]) -> list[dict[str, Any]]:
                 # A memory store shares nothing: more processes do not serve more sessions.
                 "processes": None if kind == "memory" else math.ceil(peak / rate["ops_per_s"]),
                 "servers_by_rate": None if server is None else math.ceil(peak / server),
+                "client_cores": None
+                if kind == "memory" or "cpu_us" not in rate
+                else math.ceil(peak * rate["cpu_us"] / 1e6),
             }
         )
     return rows
@@ -206,9 +211,9 @@ def deployment_table(document: dict[str, Any]) -> list[str]:
         f" {_bytes(PRIMARY_MAX_MEMORY)} per primary.",
         "",
         "| store | space for every session | Redis primaries by memory "
-        "| client processes at peak (100 tasks each) "
+        "| client processes at peak (100 tasks each) | client CPU cores at peak "
         "| servers (or files) at the best rate measured |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         primaries = "-" if row["primaries"] is None else _n(row["primaries"])
@@ -216,7 +221,8 @@ def deployment_table(document: dict[str, Any]) -> list[str]:
         if row["store"] == "redis-cluster-3" and row["servers_by_rate"] is not None:
             servers_ += " clusters"
         processes = "-" if row["processes"] is None else _n(row["processes"])
-        cells = [LABELS[row["store"]], _bytes(row["bytes"]), primaries, processes, servers_]
+        cores = "-" if row["client_cores"] is None else _n(row["client_cores"])
+        cells = [LABELS[row["store"]], _bytes(row["bytes"]), primaries, processes, cores, servers_]
         lines.append(_row(cells))
     return lines
 
