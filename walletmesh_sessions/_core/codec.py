@@ -224,8 +224,7 @@ def _decode_full(text: str, session_id: str) -> tuple[SessionData, int | None]:
 
 
 _parse_plain = json.JSONDecoder(parse_constant=_refuse_constant).raw_decode
-_RECORD_KEYS = frozenset(("data", "expiresAt"))
-_DATA_KEYS = frozenset(("id", "origin", "permissions", "createdAt", "appData"))
+_ABSENT: Any = object()
 _EMPTY: dict[str, Any] = {}
 _FROZEN_EMPTY: Mapping[str, Any] = MappingProxyType({})  # no one holds the dict behind it
 
@@ -237,7 +236,8 @@ def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
     Repeated keys are ruled out without a hook: with no backslash, every ``"`` in the text
     delimits a string, and a repeated key's first member is missing from the parse. So when
     the text has twice as many quotes as the parse holds strings (keys included), no key
-    repeats. Text free of lone surrogates makes every string in it valid Unicode text.
+    repeats. With no escape (``\\ud800``) and no lone surrogate in the text, every string
+    parsed is valid Unicode text.
     """
     if "\\" in text or not (text.isascii() or is_unicode_text(text)):
         return None
@@ -245,29 +245,46 @@ def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
         record, end = _parse_plain(text)
     except Exception:  # too deep, too long a number, not JSON: the full path explains
         return None
-    if end != len(text):  # white space around it, or more after it
+    if end != len(text) or type(record) is not dict:  # white space around it, or more
         return None
-    if type(record) is not dict or not record.keys() <= _RECORD_KEYS:
-        return None
+    # Each member is looked up once; counting those present rules out unknown ones.
     data = record.get("data")
-    expires_at = record.get("expiresAt")
-    if type(data) is not dict or not data.keys() <= _DATA_KEYS:
+    expires_at = record.get("expiresAt", _ABSENT)
+    if type(data) is not dict:
         return None
-    if expires_at is not None and type(expires_at) is not int:
+    known = 1
+    if expires_at is _ABSENT:
+        expires_at = None
+    elif expires_at is None or type(expires_at) is int:
+        known = 2
+    else:
         return None  # a fraction is floored, a bool refused: the full path's rules
-    session_id, origin = data.get("id"), data.get("origin")
-    created_at = data.get("createdAt")
+    if len(record) != known:
+        return None
+    session_id = data.get("id")
+    origin = data.get("origin")
+    created_at = data.get("createdAt", _ABSENT)
+    permissions = data.get("permissions", _ABSENT)
+    app_data = data.get("appData", _ABSENT)
     if type(session_id) is not str or type(origin) is not str:
         return None
-    if created_at is not None and (
+    known = 5
+    if created_at is _ABSENT:
+        created_at = None
+        known -= 1
+    elif created_at is not None and (
         type(created_at) is not int or not -MAX_SAFE_INTEGER <= created_at <= MAX_SAFE_INTEGER
     ):
         return None
-    strings = [len(record) + len(data) + 2]
-    permissions = data.get("permissions", _EMPTY)
-    app_data = data.get("appData", _EMPTY)
-    if type(permissions) is not dict or type(app_data) is not dict:
+    if permissions is _ABSENT:
+        permissions = _EMPTY
+        known -= 1
+    if app_data is _ABSENT:
+        app_data = _EMPTY
+        known -= 1
+    if len(data) != known or type(permissions) is not dict or type(app_data) is not dict:
         return None
+    strings = [len(record) + known + 2]
     frozen: dict[str, tuple[str, ...]] = {}
     for chain, methods in permissions.items():
         if type(methods) is not list:
