@@ -1,11 +1,12 @@
 """LocalStorageSessionStore on a SQLite file next to raw `sqlite3` at the same durability.
 
 Run: python benchmarks/bench_sqlite.py [--ops 2000] [--rounds 5] [--backend asyncio|trio|both]
-     [--only all|per-op|clean]
+     [--only all|per-op|get|clean]
 
 For each durability ("process": WAL + synchronous=NORMAL; "power": synchronous=FULL) it times
 the per-session methods against the `sqlite3` module running the same statements inline on
-the calling thread (the floor), and `clean_expired` against the one statement the floor needs,
+the calling thread (the floor); `get` alone, alternating with the floor's primary-key SELECT
+many times; and `clean_expired` against the one statement the floor needs,
 ``DELETE FROM walletmesh_storage WHERE expires_at < ?`` in autocommit on one connection (the
 file holds the store's keys only, so it deletes exactly the rows the store does): 10,000 and
 100,000 sessions under random ids with 1 % and 100 % expired, written by the store (stamped),
@@ -272,6 +273,54 @@ async def per_op_table(args: argparse.Namespace) -> None:
         )
 
 
+async def get_pair(durability: str, ops: int, rounds: int) -> tuple[float, float]:
+    """Seconds per `get` of a live session (store, floor: the primary-key SELECT), both on the
+    event loop's thread, alternating every `ops` calls for `rounds` rounds; medians."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = FakeClock()
+        path = Path(tmp) / "get.db"
+        fill(path, KEYS, clock.now_ms + LIFETIME_MS)
+        raw = raw_connection(path, durability)
+        sql = f"SELECT value FROM {TABLE} WHERE key = ?"
+        ids = [f"id{n}" for n in range(KEYS)]
+        keys = [f"wm_session_{i}" for i in ids]
+        async with LocalStorageSessionStore(
+            path,
+            SessionStoreConfig(lifetime=3600),
+            clock=clock,
+            durability=durability,  # type: ignore[arg-type]
+        ) as store:
+            for session_id in ids[:ops]:
+                await store.get(session_id)  # open the file, fill the decode cache
+
+            async def floor(n: int) -> Any:
+                return raw.execute(sql, (keys[n],)).fetchone()
+
+            async def ours(n: int) -> Any:
+                return await store.get(ids[n])
+
+            seconds: dict[str, list[float]] = {"store": [], "floor": []}
+            for _ in range(rounds):
+                for name, op in (("store", ours), ("floor", floor)):
+                    start = time.perf_counter()
+                    for n in range(ops):
+                        await op(n)
+                    seconds[name].append((time.perf_counter() - start) / ops)
+        raw.close()
+    return statistics.median(seconds["store"]), statistics.median(seconds["floor"])
+
+
+async def get_table(args: argparse.Namespace) -> None:
+    print("| durability | get | raw sqlite3 SELECT | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for durability in DURABILITY:
+        store, floor = await get_pair(durability, args.ops, 4 * args.rounds)
+        print(
+            f"| {durability} | {store * 1e6:.1f} µs | {floor * 1e6:.1f} µs | {store / floor:.2f} |",
+            flush=True,
+        )
+
+
 async def measure(args: argparse.Namespace, backend: str) -> None:
     print(
         f"backend={backend} ops={args.ops} rounds={args.rounds} sqlite={sqlite3.sqlite_version}",
@@ -279,6 +328,8 @@ async def measure(args: argparse.Namespace, backend: str) -> None:
     )
     if args.only in ("all", "per-op"):
         await per_op_table(args)
+    if args.only in ("all", "get"):
+        await get_table(args)
     if args.only in ("all", "clean"):
         await clean_table(args)
 
@@ -288,7 +339,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio", "both"])
-    parser.add_argument("--only", default="all", choices=["all", "per-op", "clean"])
+    parser.add_argument("--only", default="all", choices=["all", "per-op", "get", "clean"])
     args = parser.parse_args()
     for backend in ("asyncio", "trio") if args.backend == "both" else (args.backend,):
         anyio.run(measure, args, backend, backend=backend)
