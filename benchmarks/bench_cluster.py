@@ -8,7 +8,11 @@ Starts its own cluster (3 primaries, 3 replicas, no persistence) on free ports, 
 - `get_all` of `--sessions` sessions spread over the 3 primaries: its time, and how many
   round trips it took (runner sends, and node script calls within them).
 
+With ``--tasks N``, the per-session methods run in N concurrent tasks (each awaiting its own
+calls), the store with auto-pipelining (a batch per node) and without it next to raw.
+
 Run: python benchmarks/bench_cluster.py [--ops 3000] [--rounds 5] [--sessions 100000]
+    [--tasks 1]
 """
 
 from __future__ import annotations
@@ -39,18 +43,25 @@ TTL_MS = LIFETIME_S * 1000 + LIFETIME_S * 100
 OPERATIONS = ("set", "get", "delete")
 
 
-async def timed(ops: int, call: Callable[[int], Awaitable[Any]]) -> float:
+async def timed(ops: int, call: Callable[[int], Awaitable[Any]], tasks: int = 1) -> float:
+    """ops/s of `ops` calls, made by `tasks` concurrent tasks, each awaiting its own."""
+    share = ops // tasks
+
+    async def worker(first: int) -> None:
+        for n in range(first, first + share):
+            await call(n)
+
     start = time.perf_counter()
-    for n in range(ops):
-        await call(n)
-    return ops / (time.perf_counter() - start)
+    await asyncio.gather(*(worker(t * share) for t in range(tasks)))
+    return share * tasks / (time.perf_counter() - start)
 
 
-async def per_session(url: str, port: int, ops: int, rounds: int) -> None:
+async def per_session(url: str, port: int, ops: int, rounds: int, tasks: int = 1) -> None:
     config = SessionStoreConfig(lifetime=LIFETIME_S)
     record = encode_record(DATA, 2_000_000_000_000)
     raw = redis.asyncio.RedisCluster(host="127.0.0.1", port=port)
     store = RedisSessionStore.from_url(url, config, prefix="b_")
+    unpiped = RedisSessionStore.from_url(url, config, prefix="b_", auto_pipeline=False)
     results: dict[tuple[str, str], list[float]] = {}
     try:
         for _ in range(rounds):
@@ -60,29 +71,34 @@ async def per_session(url: str, port: int, ops: int, rounds: int) -> None:
                     "get": lambda n: raw.get(f"b_{n}"),
                     "delete": lambda n: raw.delete(f"b_{n}"),
                 }
-                store_calls: dict[str, Callable[[int], Awaitable[Any]]] = {
-                    "set": lambda n: store.set(str(n), DATA),
-                    "get": lambda n: store.get(str(n)),
-                    "delete": lambda n: store.delete(str(n)),
-                }
                 if op != "set":
                     for n in range(ops):
                         await raw.set(f"b_{n}", record, px=TTL_MS)
-                results.setdefault(("raw", op), []).append(await timed(ops, raw_calls[op]))
-                if op != "set":
-                    for n in range(ops):
-                        await raw.set(f"b_{n}", record, px=TTL_MS)
-                results.setdefault(("store", op), []).append(await timed(ops, store_calls[op]))
+                rate = await timed(ops, raw_calls[op], tasks)
+                results.setdefault(("raw", op), []).append(rate)
+                for name, subject in (("store", store), ("store unpiped", unpiped)):
+                    store_calls: dict[str, Callable[[int], Awaitable[Any]]] = {
+                        "set": lambda n, s=subject: s.set(str(n), DATA),
+                        "get": lambda n, s=subject: s.get(str(n)),
+                        "delete": lambda n, s=subject: s.delete(str(n)),
+                    }
+                    if op != "set":
+                        for n in range(ops):
+                            await raw.set(f"b_{n}", record, px=TTL_MS)
+                    rate = await timed(ops, store_calls[op], tasks)
+                    results.setdefault((name, op), []).append(rate)
     finally:
         await store.aclose()
+        await unpiped.aclose()
         await raw.aclose()
-    print(f"per-session methods, {ops} ops x {rounds} rounds, median ops/s (asyncio):")
+    print(f"per-session methods, {ops} ops x {rounds} rounds, {tasks} task(s), median ops/s:")
     for op in OPERATIONS:
         raw_rate = statistics.median(results["raw", op])
         store_rate = statistics.median(results["store", op])
+        unpiped_rate = statistics.median(results["store unpiped", op])
         print(
             f"  {op:7} raw {raw_rate:8.0f}  store {store_rate:8.0f}  "
-            f"store costs {raw_rate / store_rate:.2f}x raw"
+            f"auto_pipeline=false {unpiped_rate:8.0f}  store costs {raw_rate / store_rate:.2f}x raw"
         )
 
 
@@ -126,6 +142,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--tasks", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         cluster = RedisClusterNodes(Path(directory), SHARED_NODE_TIMEOUT_MS)
@@ -133,7 +150,7 @@ def main() -> None:
         try:
             url = cluster.url
             port = cluster.ports[0]
-            asyncio.run(per_session(url, port, args.ops, args.rounds))
+            asyncio.run(per_session(url, port, args.ops, args.rounds, args.tasks))
             asyncio.run(big_get_all(url, port, args.sessions))
         finally:
             cluster.stop()
