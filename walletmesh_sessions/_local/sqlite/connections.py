@@ -225,7 +225,8 @@ class Connections:
         reader = sqlite3.connect(
             self.path, timeout=0, isolation_level=None, check_same_thread=False
         )
-        reader.text_factory = text_or_bytes
+        # No text_factory: SQLite's own str conversion, without a Python call per value. A value
+        # that is not UTF-8 raises here, and the call goes to the writer, which reads it as bytes.
         reader.execute(f"PRAGMA synchronous={self._synchronous}")
         # A checkpoint syncs the database file: never on the caller's thread (see _checkpoint).
         reader.execute("PRAGMA wal_autocheckpoint=0")
