@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from walletmesh_sessions import SessionData, SessionStoreConfig, StoreUnavailableError
-from walletmesh_sessions._core.codec import encode_record
+from walletmesh_sessions._core.codec import decode_record, encode_record
+from walletmesh_sessions._core.session_map import SessionMap
 from walletmesh_sessions._postgres import bulk, ops, steps
 from walletmesh_sessions.postgres import PostgresSessionStore
 from walletmesh_sessions.testing import FakeClock
@@ -133,13 +134,14 @@ class TestSlidesAreCompareAndSet:
             for sid in ids:
                 await store.set(sid, attrs.evolve(DATA, id=sid))
             clock.advance(ms=1_000)
+            found = SessionMap.of_records(decode_record)
             op = before_statement(
-                bulk.live_page(store._spec, None, 100),
+                bulk.live_page(store._spec, None, 100, into=found),
                 store._statements.slide_many_unchanged,
                 interfere,
             )
-            found, _end = await store._run(steps.Plan("get_all", lambda: op))
-            assert {sid for sid, _text in found} == set(ids)
+            await store._run(steps.Plan("get_all", lambda: op))
+            assert set(found) == set(ids)
         after = rows(postgres_conn, postgres_table)
         assert set(after) == set(ids) - {"s2"}
         for sid in ids[:2]:

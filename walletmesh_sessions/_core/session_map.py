@@ -73,15 +73,18 @@ class SessionMap(Mapping[str, SessionData]):
         self._length += len(shard) - before
 
     def _put_all(self, pairs: Iterable[tuple[str, SessionData | str]]) -> None:
-        """`_put` each pair: a page of a store's walk at once."""
+        """`_put` each pair: a step of a store's walk at once."""
         shards, mask = self._shards, self._mask
+        length = self._length
         for session_id, value in pairs:
             index = hash(session_id) & mask
             shard = shards[index]
             if shard is None:
                 shard = shards[index] = {}
+            before = len(shard)
             shard[session_id] = value
-        self._length = sum(len(shard) for shard in shards if shard)
+            length += len(shard) - before
+        self._length = length
 
     def __getitem__(self, session_id: str) -> SessionData:
         shard = self._shards[hash(session_id) & self._mask]

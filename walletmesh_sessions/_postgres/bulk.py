@@ -101,26 +101,30 @@ def _slide(spec: Spec, slides: list[tuple[tuple[bytes, str], int]]) -> Op[None]:
 
 
 def live_page(
-    spec: Spec, cursor: bytes | None, n: int
-) -> Op[tuple[list[tuple[str, str]], bytes | None]]:
-    """`get_all`'s page: the live sessions among the next `n` rows after the id `cursor`, as
-    ``(id, record text)``, slid in batches, and the cursor for the rest (`None` at the end).
-    Expired ones are left to `clean_expired`, as the SQLite store leaves them.
+    spec: Spec, cursor: bytes | None, n: int, *, into: SessionMap
+) -> Op[tuple[tuple[()], bytes | None]]:
+    """`get_all`'s page: the live sessions among the next `n` rows after the id `cursor`,
+    their record texts put `into` a `SessionMap.of_records` a step at a time (a million-entry
+    map grows at about a microsecond per entry: in one go, a page would hold the event loop),
+    slid in batches; answers the cursor for the rest (`None` at the end). Expired ones are
+    left to `clean_expired`, as the SQLite store leaves them. A page retried after a lost
+    connection puts its rows again, each as read then.
 
     Each record is decoded once, to decide it, and its data dropped at once: nothing a
-    garbage collection would have to walk outlives its step (see `SessionMap.of_records`).
+    garbage collection would have to walk outlives its step.
     """
     rows, after = yield from _page_rows(spec, cursor, n)
     now = now_ms(spec.clock)
     config = spec.config
-    live: list[tuple[str, str]] = []
     slides: list[tuple[tuple[bytes, str], int]] = []
     started = time.perf_counter()
-    for start in range(0, len(rows), DECODE_STEP):
+    while rows:  # consumed from its end, as in `_decided`
         if time.perf_counter() - started > STEP_SECONDS:
             yield CHECKPOINT
             started = time.perf_counter()
-        part = _text_ids(rows[start : start + DECODE_STEP])
+        live = []
+        part = _text_ids(rows[-DECODE_STEP:])
+        del rows[-DECODE_STEP:]
         for session_id, text, data, stored in decode_readable(part, "", decode_record):
             # What `sweep` decides for get_all, without keeping `data`.
             expiry = after_read(config, now, stored, data.created_at)
@@ -129,9 +133,9 @@ def live_page(
             live.append((session_id, text))
             if expiry is not None and expiry != stored:
                 slides.append(((row_key(session_id), text), expiry))
-    del rows
+        into._put_all(live)
     yield from _slide(spec, slides)
-    return live, after
+    return (), after
 
 
 def page(

@@ -250,8 +250,8 @@ class PostgresSessionStore:
         """Every unexpired session (unreadable ones skipped, expired ones left as they are),
         read a page per call (see `_pages`); values are decoded when read."""
         found = SessionMap.of_records(decode_record)
-        async for page in self._walk("get_all", bulk.live_page):
-            found._put_all(page)
+        async for _nothing in self._walk("get_all", functools.partial(bulk.live_page, into=found)):
+            pass
         return found
 
     async def delete(self, session_id: str) -> None:
