@@ -113,18 +113,22 @@ async def per_call(
 
 async def breakdown(args: argparse.Namespace) -> None:
     """Where a sliding read's time goes, ours and litestar's, medians over the rounds."""
-    rows: dict[str, list[tuple[float, float, float]]] = {"walletmesh-sessions": [], "litestar": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {
+        "walletmesh-sessions": [],
+        "walletmesh-sessions, auto_pipeline=false": [],
+        "litestar": [],
+    }
     with tempfile.TemporaryDirectory() as directory:
         server, port = start_server(directory)
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.asyncio.Redis.from_url(url)
-        sliding = RedisSessionStore.from_url(
-            url, SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
-        )
+        sliding_config = SessionStoreConfig(lifetime=LIFETIME_S, refresh_on_access=True)
+        sliding = RedisSessionStore.from_url(url, sliding_config)
+        unpiped = RedisSessionStore.from_url(url, sliding_config, auto_pipeline=False)
         theirs = RedisStore(client, namespace="litestar_bench", handle_client_shutdown=False)
         value = encode_record(DATA, 1_700_000_000_000).encode()
         try:
-            async with sliding:
+            async with sliding, unpiped:
                 for n in range(args.ops):
                     await sliding.set(f"id{n}", DATA)
                     await theirs.set(f"id{n}", value, expires_in=LIFETIME_S)
@@ -132,6 +136,11 @@ async def breakdown(args: argparse.Namespace) -> None:
                     rows["walletmesh-sessions"].append(
                         await per_call(
                             client, args.ops, lambda n: sliding.validate_and_refresh(f"id{n}")
+                        )
+                    )
+                    rows["walletmesh-sessions, auto_pipeline=false"].append(
+                        await per_call(
+                            client, args.ops, lambda n: unpiped.validate_and_refresh(f"id{n}")
                         )
                     )
                     rows["litestar"].append(
