@@ -34,6 +34,12 @@ def data(n: int) -> SessionData:
 ON_ASYNCIO = pytest.mark.parametrize(
     "anyio_backend", ["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"]
 )
+# Every backend: uvloop too.
+EVERY_LOOP = pytest.mark.parametrize(
+    "anyio_backend",
+    ["asyncio", ("asyncio", {"use_uvloop": True}), "trio"],
+    ids=["asyncio", "uvloop", "trio"],
+)
 
 
 @pytest.fixture
@@ -204,6 +210,7 @@ class TestSwitch:
 
 
 @pytest.mark.redis
+@EVERY_LOOP
 class TestOwnOutcome:
     """Each call of a batch gets its own reply, error, deadline and cancellation."""
 
@@ -298,7 +305,12 @@ class TestOwnOutcome:
             assert sorted(failed) == list(range(10))
             assert [await store.get(f"id{n}") for n in range(10)] == [data(n) for n in range(10)]
 
-    @ON_ASYNCIO
+
+@pytest.mark.redis
+@ON_ASYNCIO
+class TestClosing:
+    """Closing the store ends its batches (on trio a blocked worker thread is not reached)."""
+
     @pytest.mark.anyio
     async def test_closing_fails_the_calls_in_flight(
         self, redis_client: redis.Redis, redis_url: str
