@@ -153,13 +153,15 @@ def sweep(
     for a map `SessionMap.of_records` (a slide changes only the expiry, never the data).
     """
     result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
-    found, removals, slides = result.found, result.removals, result.slides
+    removals, slides = result.removals, result.slides
+    live: list[tuple[str, SessionData | str]] = []
     for session_id, handle, data, stored in records:
         after = after_read(config, now, stored, data.created_at)
         if after is EXPIRED:
             removals.append(handle)
         elif collect:
-            found._put(session_id, data if text is None else text(handle))
+            live.append((session_id, data if text is None else text(handle)))
             if after is not None and after != stored:
                 slides.append((handle, after))
+    result.found._put_all(live)  # the pass at once: one call, not one per session
     return result
