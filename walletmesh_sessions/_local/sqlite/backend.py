@@ -20,7 +20,6 @@ from ..._core.decode_cache import DecodeCache
 from ..._core.errors import (
     CorruptRecordError,
     SessionIdTakenError,
-    SessionStoreError,
     StoreUnavailableError,
 )
 from ..._core.expiry import EXPIRED, Clock, after_read, now_ms, sweep
@@ -45,8 +44,6 @@ from .expired import (
     candidates,
     checkpoint,
     delete_stamped,
-    restore_cache,
-    widen_cache,
 )
 from .file import TABLE, TRUSTED, Durability, stamp
 from .transactions import fetch_all, transaction
@@ -235,7 +232,10 @@ class SqliteBackend:
             if after != stored and after is not None:
                 self.connections.may_write_now(conn)
                 # If the record changed since we read it, a concurrent set or delete wins.
-                new = record_with_expiry(text, after)
+                # Another program may have stored it as a BLOB: readable, so UTF-8.
+                new = record_with_expiry(
+                    text if isinstance(text, str) else bytes(text).decode("utf-8"), after
+                )
                 conn.execute(_SLIDE_UNCHANGED, {"key": key, "old": text, "new": new})
             return data
 
@@ -297,14 +297,7 @@ class SqliteBackend:
         max_lifetime = self._config.max_lifetime_ms
         if max_lifetime is not None:
             params["created_before"] = now - max_lifetime
-        run = self.connections.run_waiting
-        previous = run(widen_cache)
-        try:
-            return self._clean_expired(now, params)
-        finally:
-            # Best effort: a call out of time or closed meanwhile keeps its own error.
-            with contextlib.suppress(SessionStoreError):
-                run(functools.partial(restore_cache, size=previous))
+        return self._clean_expired(now, params)
 
     def _clean_expired(self, now: int, params: dict[str, object]) -> int:
         run, sql = self.connections.run_waiting, self._candidates

@@ -15,13 +15,10 @@ from .transactions import fetch_all, transaction
 
 __all__ = (
     "AUTOCHECKPOINT_PAGES",
-    "CLEAN_CACHE_KIB",
     "DELETE_BATCH",
     "candidates",
     "checkpoint",
     "delete_stamped",
-    "restore_cache",
-    "widen_cache",
 )
 
 # Rows deleted per write transaction: short locks for other processes.
@@ -30,8 +27,6 @@ _EXPIRED = "(expires_at IS NOT NULL AND expires_at < :now)"
 _DELETE_STAMPED = f"DELETE FROM {TABLE} WHERE key = ? AND written = ?"
 # SQLite's default: a commit that leaves the WAL this many pages long checkpoints it.
 AUTOCHECKPOINT_PAGES = 1000
-# The page cache of the writing connection while clean_expired runs (given back after).
-CLEAN_CACHE_KIB = 64 * 1024
 
 
 def candidates(in_range: str, starts: str, max_lifetime: bool) -> str:
@@ -81,20 +76,3 @@ def delete_stamped(conn: sqlite3.Connection, rows: list[tuple[str, str]]) -> int
 def checkpoint(conn: sqlite3.Connection) -> None:
     """Copy the WAL into the database as far as readers allow, without the write lock."""
     fetch_all(conn, "PRAGMA wal_checkpoint(PASSIVE)", ())
-
-
-def widen_cache(conn: sqlite3.Connection) -> int:
-    """Let `conn` cache up to `CLEAN_CACHE_KIB` of pages; return its cache size before.
-
-    The read of the candidates walks the expiry index, the deletes walk the keys: without room
-    for the pages, each would read most of them from the file again.
-    """
-    previous: int = fetch_all(conn, "PRAGMA cache_size", ())[0][0]
-    conn.execute(f"PRAGMA cache_size=-{CLEAN_CACHE_KIB}")
-    return previous
-
-
-def restore_cache(conn: sqlite3.Connection, size: int) -> None:
-    """Give `conn` back its cache size `size`, and the memory the pages above it held."""
-    conn.execute(f"PRAGMA cache_size={int(size)}")
-    conn.execute("PRAGMA shrink_memory")
