@@ -50,6 +50,7 @@ from walletmesh_sessions import (
 )
 from walletmesh_sessions._core.codec import encode_record, record_with_expiry
 from walletmesh_sessions._local.sqlite import DURABILITY, SCHEMA, TABLE, Durability
+from walletmesh_sessions._local.sqlite.file import stamp
 from walletmesh_sessions.testing import FakeClock
 
 DATA = SessionData(
@@ -151,8 +152,9 @@ def fill_sqlite(
         for statement in SCHEMA:
             conn.execute(statement)
         record = encode_record(DATA, expires_at)
+        # Stamped as the store stamps its own writes: these rows stand for sessions it wrote.
         conn.executemany(
-            f"INSERT OR REPLACE INTO {TABLE} (key, value) VALUES (?, ?)",
+            f"INSERT OR REPLACE INTO {TABLE} (key, value, written) VALUES (?1, ?2, {stamp('?1')})",
             ((f"{prefix}id{n}", record) for n in range(start, start + count)),
         )
 
@@ -237,9 +239,7 @@ async def bench_sqlite_clean(rounds: int, directory: Path) -> dict[str, Any]:
 
     result: dict[str, Any] = {}
     for durability in DURABILITY_LEVELS:
-        pairs = [await bench_sqlite.clean(durability, directory) for _ in range(rounds)]
-        store = statistics.median(p[0] for p in pairs)
-        floor = statistics.median(p[1] for p in pairs)
+        store, floor = await bench_sqlite.clean(durability, directory, rounds=rounds)
         result[durability] = {
             "store_ms": store * 1e3,
             "floor_ms": floor * 1e3,
