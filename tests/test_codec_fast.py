@@ -230,6 +230,68 @@ class TestFastPath:
             same.id = "b"  # type: ignore[misc]
 
 
+def _assert_same_times(text: str | bytes) -> None:
+    """`record_times` refuses what `decode_record` refuses, and reads its expiry and
+    createdAt."""
+    try:
+        data, expires_at = codec.decode_record(text, "s")
+    except CorruptRecordError as exc:
+        reason = exc.reason
+    else:
+        assert codec.record_times(text, "s") == (expires_at, data.created_at)
+        return
+    with pytest.raises(CorruptRecordError) as refused:
+        codec.record_times(text, "s")
+    assert refused.value.reason == reason
+
+
+class TestRecordTimes:
+    """A walk's check of a record, without the `SessionData`: the same verdict and times."""
+
+    @settings(max_examples=600)
+    @given(records())
+    def test_hostile_records_get_decode_records_answer(self, text: str) -> None:
+        """Repeated keys, NaN, huge numbers, escapes, surrogates: the same answer either way."""
+        _assert_same_times(text)
+        _assert_same_times(text.encode("utf-8", "surrogatepass"))
+
+    @given(sessions, st.none() | st.integers(min_value=0, max_value=2**62))
+    def test_written_records(self, data: SessionData, expires_at: int | None) -> None:
+        """What the store writes: its expiry (0 read as none) and createdAt."""
+        text = codec.encode_record(data, expires_at)
+        assert codec.record_times(text, "s") == (expires_at or None, data.created_at)
+        _assert_same_times(text)
+
+    @pytest.mark.parametrize(
+        ("text", "times"),
+        [
+            ('{"data":{"id":"a","origin":"o","createdAt":7},"expiresAt":9}', (9, 7)),
+            ('{"data":{"id":"a","origin":"o","createdAt":null},"expiresAt":0}', (None, None)),
+            ('{"data":{"id":"a","origin":"o","createdAt":1.5},"expiresAt":0.5}', (1, 1)),
+            ('{"data":{"id":"a\\u003a","origin":"o"},"expiresAt":null}', (None, None)),
+        ],
+    )
+    def test_times_read(self, text: str, times: tuple[int | None, int | None]) -> None:
+        """Plain records and ones only the full path reads: the times it reads."""
+        assert codec.record_times(text, "s") == times
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            b"\xff",
+            '{"data":{"id":"a","origin":"o","permissions":{"c":["m",1]}}}',
+            '{"data":{"id":"a","origin":"o","permissions":{"c":["m"],"c":["m"]}}}',
+            '{"data":{"id":"a","origin":"o","appData":{"x":NaN}}}',
+            '{"data":{"id":"a","origin":"o","createdAt":true}}',
+        ],
+    )
+    def test_unreadable_is_refused(self, text: str | bytes) -> None:
+        """What `decode_record` refuses, `record_times` refuses, naming the session."""
+        with pytest.raises(CorruptRecordError, match="s"):
+            codec.record_times(text, "s")
+        _assert_same_times(text)
+
+
 class TestSharedPermissions:
     """Records granting the same permissions share one read-only mapping."""
 

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, TypeVarTuple, Unpack, overload
 
 import attrs
 import cattrs
@@ -31,6 +31,7 @@ __all__ = (
     "decode_record",
     "encode_record",
     "inspect_record",
+    "record_times",
     "record_with_expiry",
     "same_but_expiry",
     "session_from_json",
@@ -39,6 +40,7 @@ __all__ = (
 
 
 AnyText = TypeVar("AnyText", str, bytes)
+Decoded = TypeVarTuple("Decoded")
 
 
 @attrs.frozen
@@ -229,9 +231,26 @@ _EMPTY: dict[str, Any] = {}
 _FROZEN_EMPTY: Mapping[str, Any] = MappingProxyType({})  # no one holds the dict behind it
 
 
+_Parts = tuple[str, str, dict[str, tuple[str, ...]], int | None, Mapping[str, Any], int | None]
+"""What `_plain_parts` finds: id, origin, permissions, createdAt, appData, expiresAt."""
+
+
 def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
     """The record as `_decode_full` reads it, when it is the plain shape the TypeScript store
-    writes; `None` for anything else (the full path then decides), never a different answer.
+    writes; `None` for anything else (the full path then decides), never a different answer."""
+    parts = _plain_parts(text, True)
+    if parts is None:
+        return None
+    session_id, origin, permissions, created_at, app_data, expires_at = parts
+    return assemble_session(
+        session_id, origin, _shared(permissions), created_at, app_data
+    ), expires_at
+
+
+def _plain_parts(text: str, keep: bool) -> _Parts | None:
+    """``(id, origin, permissions, createdAt, appData, expiresAt)`` of a plain record, checked
+    as `_decode_full` checks it, or `None` (the full path then decides); the one place the
+    plain path's rules live. Without `keep`, only checked: permissions and appData not built.
 
     Repeated keys are ruled out without a hook: with no backslash, every ``"`` in the text
     delimits a string, and a repeated key's first member is missing from the parse. So when
@@ -292,7 +311,8 @@ def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
         for name in methods:
             if type(name) is not str:
                 return None
-        frozen[chain] = tuple(methods)
+        if keep:
+            frozen[chain] = tuple(methods)
         strings[0] += 1 + len(methods)
     try:
         frozen_app_data = freeze_parsed(app_data, strings) if app_data else _FROZEN_EMPTY
@@ -300,9 +320,22 @@ def _decode_plain(text: str) -> tuple[SessionData, int | None] | None:
         return None
     if text.count('"') != 2 * strings[0]:
         return None  # a key repeats
-    return assemble_session(
-        session_id, origin, _shared(frozen), created_at, frozen_app_data
-    ), expires_at or None
+    return session_id, origin, frozen, created_at, frozen_app_data, expires_at or None
+
+
+def record_times(text: object, session_id: str) -> tuple[int | None, int | None]:
+    """A stored record's ``(expires_at, created_at)``, with no `SessionData` built: what a walk
+    needs to decide a record it keeps as text. Raises `CorruptRecordError` exactly when
+    `decode_record` does, and answers its expiry and the data's ``created_at``."""
+    try:
+        text = _as_str(text)
+    except Exception as exc:
+        raise CorruptRecordError(session_id, _describe(exc)) from exc
+    parts = _plain_parts(text, False)
+    if parts is not None:
+        return parts[5], parts[3]
+    data, expires_at = _decode_full(text, session_id)
+    return expires_at, data.created_at
 
 
 # Permission sets seen lately, each as one read-only mapping: a store's sessions share a few
@@ -388,10 +421,23 @@ Decode = Callable[[Any, str], tuple[SessionData, int | None]]
 """`decode_record`, or a store's cached equivalent."""
 
 
+@overload
 def decode_readable(
-    rows: Iterable[tuple[str, AnyText]], prefix: str, decode: Decode = decode_record
-) -> Iterator[tuple[str, AnyText, SessionData, int | None]]:
-    """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``, lazily.
+    rows: Iterable[tuple[str, AnyText]], prefix: str
+) -> Iterator[tuple[str, AnyText, SessionData, int | None]]: ...
+@overload
+def decode_readable(
+    rows: Iterable[tuple[str, AnyText]],
+    prefix: str,
+    decode: Callable[[Any, str], tuple[Unpack[Decoded]]],
+) -> Iterator[tuple[str, AnyText, Unpack[Decoded]]]: ...
+def decode_readable(
+    rows: Iterable[tuple[str, Any]],
+    prefix: str,
+    decode: Callable[[Any, str], tuple[Any, ...]] = decode_record,
+) -> Iterator[tuple[Any, ...]]:
+    """Decode stored ``(key, text)`` rows into ``(session_id, text, data, expires_at)``, lazily
+    (with `record_times` as `decode`: ``(session_id, text, expires_at, created_at)``).
 
     A row that is not a valid record is logged and left out: one must not hide the others.
     """
@@ -402,13 +448,13 @@ def decode_readable(
             logger.warning("skipping a record stored under the bare prefix: it has no session id")
             continue
         try:
-            data, expires_at = decode(text, session_id)
+            decoded = decode(text, session_id)
         except CorruptRecordError as exc:
             logger.warning(
                 "skipping corrupt session record %s: %s", short_id(session_id), exc.reason
             )
             continue
-        yield session_id, text, data, expires_at
+        yield (session_id, text, *decoded)
 
 
 def inspect_record(session_id: str, text: object) -> SessionRecord:
