@@ -1,4 +1,4 @@
-"""Redis get_all keeps record texts, decoding a session when it is read; `sweep(text=...)`."""
+"""Redis get_all keeps record texts, decoding a session when it is read; `sweep_texts`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from walletmesh_sessions import SessionData, SessionStoreConfig
-from walletmesh_sessions._core.codec import decode_record, encode_record
+from walletmesh_sessions._core.codec import decode_record, encode_record, record_times
 from walletmesh_sessions._core.decode_cache import DecodeCache
-from walletmesh_sessions._core.expiry import sweep
+from walletmesh_sessions._core.expiry import sweep, sweep_texts
 from walletmesh_sessions._core.session_map import SessionMap
 from walletmesh_sessions._redis import bulk_ops
 from walletmesh_sessions._redis.ops import StoreSpec
@@ -27,7 +27,7 @@ def _tracked_sessions() -> int:
 
 
 class TestSweepKeepsTexts:
-    """With `text`, `sweep` puts each live record's text where it put its data."""
+    """`sweep_texts` puts each live record's text where `sweep` puts its data."""
 
     def test_texts_go_in_and_decide_the_same(self) -> None:
         """Same removals and slides; the map reads back the data from the texts it holds."""
@@ -41,13 +41,13 @@ class TestSweepKeepsTexts:
             )
         ]
         by_data = sweep(CONFIG, now, records, collect=True)
-        by_text = sweep(
+        by_text = sweep_texts(
             CONFIG,
             now,
-            records,
+            [(sid, handle, *record_times(handle[1], sid)) for sid, handle, _data, _at in records],
+            lambda handle: handle[1],
             collect=True,
             into=SessionMap.of_records(decode_record),
-            text=lambda handle: handle[1],
         )
         assert (by_text.removals, by_text.slides) == (by_data.removals, by_data.slides)
         assert by_text.found == by_data.found == {"a": DATA}

@@ -29,6 +29,7 @@ __all__ = (
     "slides_on_read",
     "stamped",
     "sweep",
+    "sweep_texts",
 )
 
 Clock = Callable[[], float]
@@ -143,24 +144,49 @@ def sweep(
     *,
     collect: bool,
     into: SessionMap | None = None,
-    text: Callable[[Handle], str] | None = None,
 ) -> Sweep[Handle]:
     """Decide a pass over ``(session_id, handle, data, expires_at)`` records at `now`.
 
     Expired records are listed for removal. With `collect` (`get_all`), live ones go to `found`
     (or `into`, a mapping of the caller's), read as `after_read` says; else they are left alone.
-    With `text`, what goes to `found` is the record's text, ``text(handle)``, not its data:
-    for a map `SessionMap.of_records` (a slide changes only the expiry, never the data).
     """
     result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
     removals, slides = result.removals, result.slides
-    live: list[tuple[str, SessionData | str]] = []
+    live: list[tuple[str, SessionData]] = []
     for session_id, handle, data, stored in records:
         after = after_read(config, now, stored, data.created_at)
         if after is EXPIRED:
             removals.append(handle)
         elif collect:
-            live.append((session_id, data if text is None else text(handle)))
+            live.append((session_id, data))
+            if after is not None and after != stored:
+                slides.append((handle, after))
+    result.found._put_all(live)  # the pass at once: one call, not one per session
+    return result
+
+
+def sweep_texts(
+    config: SessionStoreConfig,
+    now: int,
+    records: Iterable[tuple[str, Handle, int | None, int | None]],
+    text: Callable[[Handle], str],
+    *,
+    collect: bool,
+    into: SessionMap | None = None,
+) -> Sweep[Handle]:
+    """`sweep` of records kept as text: ``(session_id, handle, expires_at, created_at)``, as
+    `record_times` reads them (no `SessionData` built); what goes to `found` is ``text(handle)``,
+    for a map `SessionMap.of_records` (a slide changes only the expiry, never the data).
+    ``created_at`` matters only with ``max_lifetime`` (see `after_read`)."""
+    result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
+    removals, slides = result.removals, result.slides
+    live: list[tuple[str, str]] = []
+    for session_id, handle, stored, created_at in records:
+        after = after_read(config, now, stored, created_at)
+        if after is EXPIRED:
+            removals.append(handle)
+        elif collect:
+            live.append((session_id, text(handle)))
             if after is not None and after != stored:
                 slides.append((handle, after))
     result.found._put_all(live)  # the pass at once: one call, not one per session

@@ -17,10 +17,11 @@ from .._core.codec import (
     decode_readable,
     decode_record,
     inspect_record,
+    record_times,
     record_with_expiry,
 )
 from .._core.data import SessionData, SessionRecord
-from .._core.expiry import EXPIRED, Sweep, after_read, now_ms, sweep
+from .._core.expiry import Sweep, now_ms, sweep, sweep_texts
 from .._core.log import logger
 from .._core.session_map import SessionMap
 from .steps import CHECKPOINT, Begin, Op, Spec, Statement, row_key
@@ -61,6 +62,20 @@ def _readable(
         yield session_id, (row_key(session_id), text), data, expires_at
 
 
+def _readable_times(
+    rows: Iterable[Sequence[Any]],
+) -> Iterable[tuple[str, tuple[bytes, str], int | None, int | None]]:
+    """`_readable`, each record only checked and read as ``(expires_at, created_at)``."""
+    for session_id, text, expires_at, created_at in decode_readable(
+        _text_ids(rows), "", record_times
+    ):
+        yield session_id, (row_key(session_id), text), expires_at, created_at
+
+
+def _text_of(handle: tuple[bytes, str]) -> str:
+    return handle[1]
+
+
 def _text_ids(rows: Iterable[Sequence[Any]]) -> Iterable[tuple[str, Any]]:
     for raw, text in rows:
         try:
@@ -84,7 +99,10 @@ def _decided(
             started = time.perf_counter()
         part = rows[-DECODE_STEP:]
         del rows[-DECODE_STEP:]
-        found = sweep(spec.config, now, _readable(part, decode_record), collect=collect, into=into)
+        if collect:
+            found = sweep(spec.config, now, _readable(part, decode_record), collect=True, into=into)
+        else:  # deciding only: no `SessionData` built
+            found = sweep_texts(spec.config, now, _readable_times(part), _text_of, collect=False)
         total.removals += found.removals
         total.slides += found.slides
     return total
@@ -110,8 +128,8 @@ def live_page(
     left to `clean_expired`, as the SQLite store leaves them. A page retried after a lost
     connection puts its rows again, each as read then.
 
-    Each record is decoded once, to decide it, and its data dropped at once: nothing a
-    garbage collection would have to walk outlives its step.
+    Each record is only checked and its times read, to decide it (`record_times`): no
+    `SessionData` is built, so nothing a garbage collection would have to walk is left.
     """
     rows, after = yield from _page_rows(spec, cursor, n)
     now = now_ms(spec.clock)
@@ -122,18 +140,10 @@ def live_page(
         if time.perf_counter() - started > STEP_SECONDS:
             yield CHECKPOINT
             started = time.perf_counter()
-        live = []
-        part = _text_ids(rows[-DECODE_STEP:])
+        part = rows[-DECODE_STEP:]
         del rows[-DECODE_STEP:]
-        for session_id, text, data, stored in decode_readable(part, "", decode_record):
-            # What `sweep` decides for get_all, without keeping `data`.
-            expiry = after_read(config, now, stored, data.created_at)
-            if expiry is EXPIRED:
-                continue
-            live.append((session_id, text))
-            if expiry is not None and expiry != stored:
-                slides.append(((row_key(session_id), text), expiry))
-        into._put_all(live)
+        found = sweep_texts(config, now, _readable_times(part), _text_of, collect=True, into=into)
+        slides += found.slides  # the expired are left to clean_expired
     yield from _slide(spec, slides)
     return (), after
 

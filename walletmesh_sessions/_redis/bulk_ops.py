@@ -11,11 +11,11 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._core.codec import decode_readable, decode_record, inspect_record
+from .._core.codec import decode_readable, decode_record, inspect_record, record_times
 from .._core.codec import record_with_expiry as _with_expiry
 from .._core.data import SessionData, SessionRecord
 from .._core.errors import CorruptRecordError
-from .._core.expiry import now_ms, sweep
+from .._core.expiry import Sweep, now_ms, sweep, sweep_texts
 from .._core.log import logger, short_id
 from .._core.session_map import SessionMap
 from . import steps
@@ -104,12 +104,11 @@ def _sweep(
     to go on from (`None`: the scan is complete).
     """
     found = SessionMap.of_records(decode_record) if texts else SessionMap()
-    keep = _text_of if texts else None
     removed = 0
 
     def page(keys: list[bytes]) -> steps.Op[None]:
         nonlocal removed
-        removed += yield from _sweep_batch(spec, keys, found, collect, keep)
+        removed += yield from _sweep_batch(spec, keys, found, collect, texts)
 
     after = yield from _pages(spec, cursor, page, lambda: len(found) >= n)
     return found, removed, after
@@ -124,7 +123,7 @@ def _sweep_batch(
     keys: list[bytes],
     found: SessionMap,
     collect: bool,
-    keep: Callable[[tuple[str, str]], str] | None,
+    texts: bool,
 ) -> steps.Op[int]:
     """One page of a sweep: read, let `sweep` decide, carry it out; returns removals confirmed."""
     values = yield steps.ReadMany(tuple(keys))
@@ -150,15 +149,25 @@ def _sweep_batch(
     prefix = spec.prefix
     # Text decoded strictly from UTF-8 encodes back to the very bytes read, so the
     # compare-and-set steps compare against exactly what Redis holds.
-    # What get_all decodes it keeps only as text: through the store's cache it would only
-    # push out the records that `get` reads again.
-    decode = spec.decode if keep is None else decode_record
-    records = (
-        (session_id, (prefix + session_id, text), data, expires_at)
-        for session_id, text, data, expires_at in decode_readable(rows, prefix, decode)
-    )
     now = now_ms(spec.clock)
-    decided = sweep(spec.config, now, records, collect=collect, into=found, text=keep)
+    decided: Sweep[tuple[str, str]]
+    if collect and not texts:  # iter_sessions: the data, through the store's cache
+        records = (
+            (session_id, (prefix + session_id, text), data, expires_at)
+            for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
+        )
+        decided = sweep(spec.config, now, records, collect=True, into=found)
+    else:
+        # get_all keeps texts and clean_expired nothing: each record is only checked and its
+        # times read, never built into a `SessionData`, nor put through the store's cache,
+        # where it would only push out the records that `get` reads again.
+        times = (
+            (session_id, (prefix + session_id, text), expires_at, created_at)
+            for session_id, text, expires_at, created_at in decode_readable(
+                rows, prefix, record_times
+            )
+        )
+        decided = sweep_texts(spec.config, now, times, _text_of, collect=collect, into=found)
     writes: list[steps.KeyStep] = [steps.CompareAndDelete(k, text) for k, text in decided.removals]
     writes.extend(
         steps.CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))

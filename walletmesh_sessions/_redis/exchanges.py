@@ -159,9 +159,13 @@ def _scan(step: steps.Scan) -> Exchange:
 
 def _read_many(step: steps.ReadMany) -> Exchange:
     (reply,) = yield [("MGET", *step.keys)]
-    values: list[Any] = list(checked(reply))
+    values = checked(reply)
+    if all(values):  # no nil (checked in C): the reply as it came, never changed here
+        return values
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
+        # A copy to change: the client's reply may be a tuple, or held by its reply cache.
+        values = list(values)
         # MGET answers nil both for a missing key and for one of another type: ask which.
         kinds = yield [("TYPE", step.keys[i]) for i in missing]
         for i, kind in zip(missing, kinds, strict=True):
