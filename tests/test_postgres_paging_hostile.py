@@ -381,6 +381,99 @@ class TestCleanExpiredUnderChurn:
         assert left == live | bad
         assert moved
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("by_created", [False, True])
+    async def test_all_keys_tied_odd_ids_rows_coming_and_going(
+        self,
+        postgres_url: str,
+        postgres_table: str,
+        postgres_conn: psycopg.Connection[Any],
+        clock: FakeClock,
+        by_created: bool,
+    ) -> None:
+        """Every candidate shares one sort key (the walk goes by id alone), ids are prefixes of
+        each other with NUL and multi-byte characters; between pages an expired row ahead is
+        deleted and a new expired one added anywhere. Each expired row that stayed is removed,
+        once; live and non-UTF-8 ones stay."""
+        config: dict[str, Any] = {"max_lifetime": 3600} if by_created else {}
+        store = _store(postgres_url, postgres_table, clock, **config)
+        now = clock.now_ms
+        rng = random.Random(11 + by_created)
+        ids = _odd_ids(rng, 20 * PAGE)
+        spare = [sid for sid in _odd_ids(rng, 40 * PAGE) if sid not in ids]
+
+        def expired(sid: str) -> str:
+            if by_created:
+                return _record(sid, now + 60_000, now - 3_600_001)
+            return _record(sid, now - 5, now - 10)
+
+        start = {sid.encode() for sid in ids[::2]}
+        live = {sid.encode() for sid in ids[1::2]}
+        foreign = {b"\xff", b"a\xfe", b""}
+        async with store:
+            await store.create_schema()
+            rows = [(raw, expired(raw.decode())) for raw in start]
+            rows += [(raw, _record(raw.decode(), now + 60_000, now - 10)) for raw in live]
+            rows += [(raw, expired("f")) for raw in foreign]
+            _plant(postgres_conn, postgres_table, rows)
+            deleted: set[bytes] = set()
+
+            def between(result: Any) -> None:
+                if result[1] is None:
+                    return
+                gone = rng.choice(sorted(start - deleted))
+                postgres_conn.execute(f"DELETE FROM {postgres_table} WHERE id = %s", (gone,))
+                deleted.add(gone)
+                new = spare.pop(rng.randrange(len(spare)))
+                postgres_conn.execute(
+                    f"INSERT INTO {postgres_table} (id, value) VALUES (%s, %s)",
+                    (new.encode(), expired(new)),
+                )
+
+            calls = _between_pages(store, between)
+            removed = await store.clean_expired()
+        left = _ids(postgres_conn, postgres_table)
+        assert not left & start, "an expired row that stayed was left"
+        assert live | foreign <= left
+        assert removed >= len(start - deleted)
+        assert deleted
+        assert len(calls) > 3
+
+    @pytest.mark.anyio
+    async def test_two_cleans_at_once(
+        self,
+        postgres_url: str,
+        postgres_table: str,
+        postgres_conn: psycopg.Connection[Any],
+        clock: FakeClock,
+    ) -> None:
+        """Two processes cleaning at once: each expired row removed by exactly one of them,
+        every live row kept."""
+        now = clock.now_ms
+        async with (
+            _store(postgres_url, postgres_table, clock, max_lifetime=3600) as one,
+            _store(postgres_url, postgres_table, clock, max_lifetime=3600) as two,
+        ):
+            await one.create_schema()
+            rows = [
+                (_key(n).encode(), _record(_key(n), now - 1 - n % 2, now - 3_600_001 - n % 3))
+                if n % 3
+                else (_key(n).encode(), _record(_key(n), now + 1, now))
+                for n in range(30 * PAGE)
+            ]
+            _plant(postgres_conn, postgres_table, rows)
+            counts: list[int] = []
+
+            async def clean(store: PostgresSessionStore) -> None:
+                counts.append(await store.clean_expired())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(clean, one)
+                tg.start_soon(clean, two)
+        live = {raw for raw, _ in rows[::3]}
+        assert _ids(postgres_conn, postgres_table) == live
+        assert sum(counts) == len(rows) - len(live)
+
 
 # ---------------------------------------------------------------------------------------------
 # every page within the timeout, even when another transaction holds a lock
