@@ -121,12 +121,6 @@ async def _release_when_blocked(
 
 
 class TestClearUnderConcurrentWrites:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="clear ends its walk when a page removes fewer than PAGE_ROWS rows; a row of"
-        " the page deleted by another transaction while the page's DELETE waits for it makes"
-        " the page short, and every row after it is left (bulk.clear_page: removed == n)",
-    )
     @pytest.mark.anyio
     async def test_a_row_deleted_by_another_transaction_does_not_end_the_walk(
         self,
@@ -645,14 +639,6 @@ class TestCancellation:
             await store.clear()
             assert _ids(postgres_conn, postgres_table) == set()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="on trio, a call out of time shuts its worker's socket, and while it asks the"
-        " server to cancel, the worker records the socket error as the call's outcome: the"
-        " call reports 'server closed the connection unexpectedly' (runners.run_in_thread:"
-        " `if not outcome` checked after `cancel_on_server` awaited); always so when the URL"
-        " gives libpq options (no statement_timeout), else a race with it",
-    )
     @pytest.mark.parametrize("anyio_backend", ["trio"])
     @pytest.mark.anyio
     async def test_a_page_out_of_time_says_so_on_trio(
@@ -736,12 +722,6 @@ class TestExpression:
         assert sql.EXPIRES_AT != OLD_EXPIRES_AT
         assert re.sub(r"CASE WHEN .*? END", "X", sql.CREATED_AT).count("X") == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="the new createdAt expression index casts numeric to float8, which raises on"
-        " underflow (1e-999): an INSERT of such a record by another program is refused"
-        " (NumericValueOutOfRange), though sql._number says it never raises",
-    )
     @pytest.mark.anyio
     async def test_a_tiny_created_at_is_stored(
         self,
@@ -832,12 +812,6 @@ class TestOlderTable:
             ).fetchone()
             assert same == (0,)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="create_schema builds the createdAt index over every row of an older table; one"
-        " row whose createdAt underflows the float8 cast (1e-999) makes it fail"
-        " (NumericValueOutOfRange), so that table never gains the index",
-    )
     @pytest.mark.anyio
     async def test_create_schema_on_an_older_table_with_a_tiny_created_at(
         self,

@@ -62,20 +62,6 @@ def _readable(
         yield session_id, (row_key(session_id), text), data, expires_at
 
 
-def _readable_times(
-    rows: Iterable[Sequence[Any]],
-) -> Iterable[tuple[str, tuple[bytes, str], int | None, int | None]]:
-    """`_readable`, each record only checked and read as ``(expires_at, created_at)``."""
-    for session_id, text, expires_at, created_at in decode_readable(
-        _text_ids(rows), "", record_times
-    ):
-        yield session_id, (row_key(session_id), text), expires_at, created_at
-
-
-def _text_of(handle: tuple[bytes, str]) -> str:
-    return handle[1]
-
-
 def _text_ids(rows: Iterable[Sequence[Any]]) -> Iterable[tuple[str, Any]]:
     for raw, text in rows:
         try:
@@ -99,10 +85,12 @@ def _decided(
             started = time.perf_counter()
         part = rows[-DECODE_STEP:]
         del rows[-DECODE_STEP:]
-        if collect:
-            found = sweep(spec.config, now, _readable(part, decode_record), collect=True, into=into)
-        else:  # deciding only: no `SessionData` built
-            found = sweep_texts(spec.config, now, _readable_times(part), _text_of, collect=False)
+        if not collect:  # deciding only: no `SessionData` built
+            times = decode_readable(_text_ids(part), "", record_times)
+            by_id = sweep_texts(spec.config, now, times, collect=False)
+            total.removals += [(row_key(sid), text) for sid, text in by_id.removals]
+            continue
+        found = sweep(spec.config, now, _readable(part, decode_record), collect=True, into=into)
         total.removals += found.removals
         total.slides += found.slides
     return total
@@ -142,8 +130,10 @@ def live_page(
             started = time.perf_counter()
         part = rows[-DECODE_STEP:]
         del rows[-DECODE_STEP:]
-        found = sweep_texts(config, now, _readable_times(part), _text_of, collect=True, into=into)
-        slides += found.slides  # the expired are left to clean_expired
+        times = decode_readable(_text_ids(part), "", record_times)
+        found = sweep_texts(config, now, times, collect=True, into=into)
+        # The expired are left to clean_expired.
+        slides += [((row_key(sid), text), after) for (sid, text), after in found.slides]
     yield from _slide(spec, slides)
     return (), after
 
@@ -211,8 +201,8 @@ def clear_page(spec: Spec, cursor: bytes | None, n: int) -> Op[tuple[list[int], 
         rows = yield Statement(spec.sql.clear_first_page, (n,), True)
     else:
         rows = yield Statement(spec.sql.clear_page, (cursor, n), True)
-    last, removed = rows[0]
-    return [removed], bytes(last) if removed == n else None
+    last, held, removed = rows[0]
+    return [removed], bytes(last) if held == n else None
 
 
 def inspect_one(spec: Spec, session_id: str) -> Op[list[SessionRecord]]:

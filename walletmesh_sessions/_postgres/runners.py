@@ -159,9 +159,12 @@ async def run_in_thread(
             await let_thread_end(ended, until)
         raise
     finally:
-        if not outcome:  # cancelled, or out of time: cut the thread loose
+        # Decided before the thread is cut loose: cutting it loose may give it an error of its
+        # own (its socket shut down), which is not what happened to the call.
+        abandoned = not outcome
+        if abandoned:  # cancelled, or out of time
             await cancel_on_server(watch.abandon())
-    if not outcome:
+    if abandoned:
         raise deadline.exceeded(f"{store}: {plan.name}", "PostgreSQL")
     ok, value = outcome[0]
     if ok:

@@ -46,7 +46,8 @@ def _number(path: str, absent: str) -> str:
         f" ELSE substring({json_value} FROM '{_NUMBER}') END"
     )
     numeric = f"COALESCE(({number})::numeric, {absent})"
-    double = f"floor(LEAST(GREATEST({numeric}, -1e300), 1e300)::float8)"
+    # Rounded to 300 places first: a float8 cast of a smaller magnitude (1e-400) raises.
+    double = f"floor(round(LEAST(GREATEST({numeric}, -1e300), 1e300), 300)::float8)"
     return f"LEAST(GREATEST({double}, -9e18), 9e18)::bigint"
 
 
@@ -150,19 +151,20 @@ class Statements:
         )
         self.delete_unchanged = on_table("DELETE FROM {t} WHERE id = %s AND value = %s")
         self.delete = on_table("DELETE FROM {t} WHERE id = %s")
-        # The next rows after the id %s (or the first ones), removed; the last id removed and
-        # how many.
+        # The next rows after the id %s (or the first ones), removed: the page's last id, how
+        # many rows the page held and how many were removed. The walk goes on from the page,
+        # not from what was removed: a row another transaction deleted meanwhile is one less
+        # removed, not the end of the table.
         removed = (
-            " RETURNING id) SELECT (SELECT id FROM gone ORDER BY id DESC LIMIT 1),"
-            " (SELECT count(*) FROM gone)"
+            " gone AS (DELETE FROM {t} WHERE id IN (SELECT id FROM page) RETURNING id)"
+            " SELECT (SELECT id FROM page ORDER BY id DESC LIMIT 1),"
+            " (SELECT count(*) FROM page), (SELECT count(*) FROM gone)"
         )
         self.clear_page = on_table(
-            "WITH gone AS (DELETE FROM {t} WHERE id IN"
-            " (SELECT id FROM {t} WHERE id > %s ORDER BY id LIMIT %s)" + removed
+            "WITH page AS (SELECT id FROM {t} WHERE id > %s ORDER BY id LIMIT %s)," + removed
         )
         self.clear_first_page = on_table(
-            "WITH gone AS (DELETE FROM {t} WHERE id IN"
-            " (SELECT id FROM {t} ORDER BY id LIMIT %s)" + removed
+            "WITH page AS (SELECT id FROM {t} ORDER BY id LIMIT %s)," + removed
         )
         self.page = on_table("SELECT id, value FROM {t} WHERE id > %s ORDER BY id LIMIT %s")
         self.first_page = on_table("SELECT id, value FROM {t} ORDER BY id LIMIT %s")
