@@ -44,8 +44,7 @@ class TestSweepKeepsTexts:
         by_text = sweep_texts(
             CONFIG,
             now,
-            [(sid, handle, *record_times(handle[1], sid)) for sid, handle, _data, _at in records],
-            lambda handle: handle[1],
+            [(sid, text, *record_times(text, sid)) for sid, (_, text), _data, _at in records],
             collect=True,
             into=SessionMap.of_records(decode_record),
         )

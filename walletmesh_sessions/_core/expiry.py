@@ -168,26 +168,26 @@ def sweep(
 def sweep_texts(
     config: SessionStoreConfig,
     now: int,
-    records: Iterable[tuple[str, Handle, int | None, int | None]],
-    text: Callable[[Handle], str],
+    records: Iterable[tuple[str, str, int | None, int | None]],
     *,
     collect: bool,
     into: SessionMap | None = None,
-) -> Sweep[Handle]:
-    """`sweep` of records kept as text: ``(session_id, handle, expires_at, created_at)``, as
-    `record_times` reads them (no `SessionData` built); what goes to `found` is ``text(handle)``,
-    for a map `SessionMap.of_records` (a slide changes only the expiry, never the data).
-    ``created_at`` matters only with ``max_lifetime`` (see `after_read`)."""
-    result: Sweep[Handle] = Sweep() if into is None else Sweep(found=into)
+) -> Sweep[tuple[str, str]]:
+    """`sweep` of records kept as text: ``(session_id, text, expires_at, created_at)``, as
+    `decode_readable` with `record_times` reads them (no `SessionData` built). What goes to
+    `found` is the text, for a map `SessionMap.of_records` (a slide changes only the expiry,
+    never the data); each handle is ``(session_id, text)``. ``created_at`` matters only
+    with ``max_lifetime`` (see `after_read`)."""
+    result: Sweep[tuple[str, str]] = Sweep() if into is None else Sweep(found=into)
     removals, slides = result.removals, result.slides
     live: list[tuple[str, str]] = []
-    for session_id, handle, stored, created_at in records:
+    for session_id, text, stored, created_at in records:
         after = after_read(config, now, stored, created_at)
         if after is EXPIRED:
-            removals.append(handle)
+            removals.append((session_id, text))
         elif collect:
-            live.append((session_id, text(handle)))
+            live.append((session_id, text))
             if after is not None and after != stored:
-                slides.append((handle, after))
+                slides.append(((session_id, text), after))
     result.found._put_all(live)  # the pass at once: one call, not one per session
     return result

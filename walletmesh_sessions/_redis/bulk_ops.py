@@ -15,7 +15,7 @@ from .._core.codec import decode_readable, decode_record, inspect_record, record
 from .._core.codec import record_with_expiry as _with_expiry
 from .._core.data import SessionData, SessionRecord
 from .._core.errors import CorruptRecordError
-from .._core.expiry import Sweep, now_ms, sweep, sweep_texts
+from .._core.expiry import now_ms, sweep, sweep_texts
 from .._core.log import logger, short_id
 from .._core.session_map import SessionMap
 from . import steps
@@ -114,10 +114,6 @@ def _sweep(
     return found, removed, after
 
 
-def _text_of(handle: tuple[str, str]) -> str:
-    return handle[1]
-
-
 def _sweep_batch(
     spec: StoreSpec,
     keys: list[bytes],
@@ -150,34 +146,31 @@ def _sweep_batch(
     # Text decoded strictly from UTF-8 encodes back to the very bytes read, so the
     # compare-and-set steps compare against exactly what Redis holds.
     now = now_ms(spec.clock)
-    decided: Sweep[tuple[str, str]]
     if collect and not texts:  # iter_sessions: the data, through the store's cache
         records = (
             (session_id, (prefix + session_id, text), data, expires_at)
             for session_id, text, data, expires_at in decode_readable(rows, prefix, spec.decode)
         )
         decided = sweep(spec.config, now, records, collect=True, into=found)
+        removals, slides = decided.removals, decided.slides
     else:
         # get_all keeps texts and clean_expired nothing: each record is only checked and its
         # times read, never built into a `SessionData`, nor put through the store's cache,
         # where it would only push out the records that `get` reads again.
-        times = (
-            (session_id, (prefix + session_id, text), expires_at, created_at)
-            for session_id, text, expires_at, created_at in decode_readable(
-                rows, prefix, record_times
-            )
-        )
-        decided = sweep_texts(spec.config, now, times, _text_of, collect=collect, into=found)
-    writes: list[steps.KeyStep] = [steps.CompareAndDelete(k, text) for k, text in decided.removals]
+        times = decode_readable(rows, prefix, record_times)
+        by_id = sweep_texts(spec.config, now, times, collect=collect, into=found)
+        removals = [(prefix + session_id, text) for session_id, text in by_id.removals]
+        slides = [((prefix + sid, text), after) for (sid, text), after in by_id.slides]
+    writes: list[steps.KeyStep] = [steps.CompareAndDelete(k, text) for k, text in removals]
     writes.extend(
         steps.CompareAndSet(key, text, _with_expiry(text, expires_at), spec.ttl(now, expires_at))
-        for (key, text), expires_at in decided.slides
+        for (key, text), expires_at in slides
     )
     if not writes:
         return 0
     replies = yield steps.Batch(tuple(writes))
     # Only removals Redis confirmed count: another client may have removed or rewritten some.
-    return sum(1 for deleted in replies[: len(decided.removals)] if deleted)
+    return sum(1 for deleted in replies[: len(removals)] if deleted)
 
 
 def get_all(spec: StoreSpec) -> steps.Op[SessionMap]:
