@@ -229,6 +229,7 @@ _parse_plain = json.JSONDecoder(parse_constant=_refuse_constant).raw_decode
 _ABSENT: Any = object()
 _EMPTY: dict[str, Any] = {}
 _FROZEN_EMPTY: Mapping[str, Any] = MappingProxyType({})  # no one holds the dict behind it
+_NOT_KEPT: dict[str, tuple[str, ...]] = {}  # the permissions `_plain_parts` only checks
 
 
 _Parts = tuple[str, str, dict[str, tuple[str, ...]], int | None, Mapping[str, Any], int | None]
@@ -303,8 +304,8 @@ def _plain_parts(text: str, keep: bool) -> _Parts | None:
         known -= 1
     if len(data) != known or type(permissions) is not dict or type(app_data) is not dict:
         return None
-    strings = [len(record) + known + 2]
-    frozen: dict[str, tuple[str, ...]] = {}
+    strings = len(record) + known + 2
+    frozen: dict[str, tuple[str, ...]] = {} if keep else _NOT_KEPT
     for chain, methods in permissions.items():
         if type(methods) is not list:
             return None
@@ -313,12 +314,16 @@ def _plain_parts(text: str, keep: bool) -> _Parts | None:
                 return None
         if keep:
             frozen[chain] = tuple(methods)
-        strings[0] += 1 + len(methods)
-    try:
-        frozen_app_data = freeze_parsed(app_data, strings) if app_data else _FROZEN_EMPTY
-    except (NotPlain, RecursionError):
-        return None
-    if text.count('"') != 2 * strings[0]:
+        strings += 1 + len(methods)
+    frozen_app_data = _FROZEN_EMPTY
+    if app_data:
+        counted = [strings]
+        try:
+            frozen_app_data = freeze_parsed(app_data, counted)
+        except (NotPlain, RecursionError):
+            return None
+        strings = counted[0]
+    if text.count('"') != 2 * strings:
         return None  # a key repeats
     return session_id, origin, frozen, created_at, frozen_app_data, expires_at or None
 
@@ -327,10 +332,11 @@ def record_times(text: object, session_id: str) -> tuple[int | None, int | None]
     """A stored record's ``(expires_at, created_at)``, with no `SessionData` built: what a walk
     needs to decide a record it keeps as text. Raises `CorruptRecordError` exactly when
     `decode_record` does, and answers its expiry and the data's ``created_at``."""
-    try:
-        text = _as_str(text)
-    except Exception as exc:
-        raise CorruptRecordError(session_id, _describe(exc)) from exc
+    if type(text) is not str:  # the usual case checked inline: a walk calls this per record
+        try:
+            text = _as_str(text)
+        except Exception as exc:
+            raise CorruptRecordError(session_id, _describe(exc)) from exc
     parts = _plain_parts(text, False)
     if parts is not None:
         return parts[5], parts[3]
