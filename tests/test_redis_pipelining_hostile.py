@@ -495,16 +495,7 @@ class TestBounds:
     @pytest.mark.parametrize(
         ("anyio_backend", "on"),
         [
-            pytest.param(
-                "asyncio",
-                True,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="a read batched behind another caller's write on one connection "
-                    "waits for the paused write (pipelining.py, AutoPipeline._exchange sends "
-                    "every waiting call on one connection): its outcome is not its own",
-                ),
-            ),
+            ("asyncio", True),
             ("asyncio", False),
             ("trio", True),  # not batched on trio
         ],
@@ -689,15 +680,7 @@ class TestCallersPool:
     @pytest.mark.parametrize(
         "on",
         [
-            pytest.param(
-                True,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="AutoPipeline keeps connections taken from the caller's pool "
-                    "between batches (pipelining.py, _on_connection: idle.append), so the "
-                    "caller's own commands get MaxConnectionsError once the store used them",
-                ),
-            ),
+            True,
             False,
         ],
     )
@@ -720,15 +703,7 @@ class TestCallersPool:
     @pytest.mark.parametrize(
         "on",
         [
-            pytest.param(
-                True,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="a store on a caller's client never gives back the connections it "
-                    "kept (CallerClient.aclose does nothing, so AutoPipeline.aclose is never "
-                    "called): the fourth store gets MaxConnectionsError",
-                ),
-            ),
+            True,
             False,
         ],
     )
@@ -746,11 +721,6 @@ class TestCallersPool:
         finally:
             await client.aclose()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="with a BlockingConnectionPool the caller's command waits for a connection "
-        "the idle store keeps, and times out",
-    )
     @pytest.mark.anyio
     async def test_blocking_pool_not_starved(
         self, redis_client: redis.Redis, redis_url: str
@@ -769,15 +739,7 @@ class TestCallersPool:
     @pytest.mark.parametrize(
         "on",
         [
-            pytest.param(
-                True,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="batches beyond the pool's size wait in the pool's get_connection "
-                    "while the connections of finished batches sit in AutoPipeline._idle, "
-                    "never released: they wait the pool's whole timeout and fail",
-                ),
-            ),
+            True,
             False,
         ],
     )
@@ -897,17 +859,12 @@ class TestLostReplies:
 SECRET = "Sup3rS3cretPw"
 
 
-_ECHO = pytest.mark.xfail(
-    strict=True,
-    reason="the message echoes the auto_pipeline value as given (url_checks._flag), the "
-    "password in it unmasked (open_store masks it only when the URL's text differs from it)",
-)
 _ECHOED = [
-    pytest.param("from_url", f"auto_pipeline={SECRET}", marks=_ECHO),
-    pytest.param("from_url", f"auto_pipeline=x{SECRET}", marks=_ECHO),
-    pytest.param("from_url", "auto_pipeline=%53up3rS3cretPw", marks=_ECHO),
-    pytest.param("open_store", f"auto_pipeline={SECRET}", marks=_ECHO),
-    pytest.param("open_store", f"auto_pipeline=x{SECRET}", marks=_ECHO),
+    ("from_url", f"auto_pipeline={SECRET}"),
+    ("from_url", f"auto_pipeline=x{SECRET}"),
+    ("from_url", "auto_pipeline=%53up3rS3cretPw"),
+    ("open_store", f"auto_pipeline={SECRET}"),
+    ("open_store", f"auto_pipeline=x{SECRET}"),
     ("open_store", "auto_pipeline=%53up3rS3cretPw"),
 ]
 
@@ -1301,16 +1258,7 @@ class TestClusterConnectionLimit:
     @pytest.mark.parametrize(
         "on",
         [
-            pytest.param(
-                True,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="with a ClusterAutoPipeline the runner takes no turn per call "
-                    "(runners.py, AsyncioRunner._bound: _call_slots None): calls sent through "
-                    "the client's routing (cross-slot pipelines, rerouted commands) exceed the "
-                    "nodes' max_connections and fail with MaxConnectionsError",
-                ),
-            ),
+            True,
             False,
         ],
     )

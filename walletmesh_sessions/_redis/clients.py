@@ -39,7 +39,7 @@ class CallerClient:
         if isinstance(client, redis.asyncio.Redis):
             auto = None
             if auto_pipeline and not client.single_connection_client:
-                auto = AutoPipeline(client)
+                auto = AutoPipeline(client, keep=False)  # the pool is the caller's too
             self._runner: Runner = AsyncioRunner(AsyncSender(client, auto))
         elif isinstance(client, redis.Redis):
             self._runner = ThreadRunner(SyncSender(client))

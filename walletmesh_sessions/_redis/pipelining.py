@@ -28,6 +28,9 @@ from .exchanges import Args
 
 __all__ = ("REROUTE", "AutoPipeline", "ClusterAutoPipeline")
 
+# Commands that only read: their batches never wait behind a write.
+_READS = frozenset({"GET", "MGET", "PTTL", "TTL", "EXISTS", "STRLEN", "SCAN"})
+
 REROUTE: Any = object()
 """A cluster call's answer when it is to be sent again through the client's own routing."""
 
@@ -49,16 +52,18 @@ class AutoPipeline:
     # Error replies that send a cluster call back through the client's routing (none here).
     _REROUTED: tuple[type[Exception], ...] = ()
 
-    def __init__(self, client: Any, budget: float | None = None) -> None:
+    def __init__(self, client: Any, budget: float | None = None, *, keep: bool = True) -> None:
         # One server's pool (a cluster's connections are its nodes').
         self._pool: Any = getattr(client, "connection_pool", None)
-        # Connections between batches, kept from the pool: taking one from redis-py's pool and
+        # Connections between batches, kept from the pool (`keep`, for the store's own pool
+        # only: a caller's pool is theirs to use too): taking one from redis-py's pool and
         # giving it back costs more than a lone GET's own work. A pool of another kind (a
         # Sentinel primary's, which checks where the primary is as it hands one out) is
         # asked every time.
         self._idle: list[Any] | None = (
             []
-            if type(self._pool)
+            if keep
+            and type(self._pool)
             in (redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionPool)
             else None
         )
@@ -74,11 +79,14 @@ class AutoPipeline:
         one reply (an error reply raised)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        queue = self._queues.get(node)
+        # Reads and writes go in batches of their own, on connections of their own: a write
+        # the server holds back (CLIENT PAUSE WRITE, as in a failover) holds back only writes.
+        key = (node, all(args[0] in _READS for args in commands))
+        queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[node] = []
+            queue = self._queues[key] = []
             # A task's first step runs after every callback already ready: this turn's calls.
-            self._tasks.add(asyncio.Task(self._carry(node), loop=loop))
+            self._tasks.add(asyncio.Task(self._carry(node, key), loop=loop))
         queue.append((commands, future, every))
         return future
 
@@ -87,14 +95,17 @@ class AutoPipeline:
         replicas answer): a batch of their own, every reply in a list."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._tasks.add(asyncio.Task(self._carry(None, [(commands, future, True)]), loop=loop))
+        batch = [(commands, future, True)]
+        self._tasks.add(asyncio.Task(self._carry(None, batch=batch), loop=loop))
         return future
 
-    async def _carry(self, node: Any, batch: list[_Entry] | None = None) -> None:
-        """Send the calls queued for `node` (or `batch`) as one batch and hand out the replies;
-        any failure of the batch fails the calls still waiting, with it."""
+    async def _carry(
+        self, node: Any, key: tuple[Any, bool] | None = None, batch: list[_Entry] | None = None
+    ) -> None:
+        """Send the calls queued under `key` (or `batch`) to `node` as one batch and hand out
+        the replies; any failure of the batch fails the calls still waiting, with it."""
         if batch is None:
-            batch = self._queues.pop(node)
+            batch = self._queues.pop(key)
         slots = self.slots
         try:
             if slots is None:

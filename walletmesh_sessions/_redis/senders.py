@@ -156,22 +156,32 @@ class AsyncClusterSender:
             # Topology first, under the client's lock: redis-py's lazy start, raced by many
             # first commands at once, can drop connections that are just being opened.
             return await cluster.initialize()
-        if isinstance(request, Call):
-            auto = self.auto
-            if auto is not None:
-                node = auto.node_of(request.args)
-                if node is not None:
-                    answer = await auto.send([request.args], False, node)
-                    if answer is not REROUTE:
-                        return answer
-            return await cluster.execute_command(*request.args)
-        if isinstance(request, Pipeline):
-            return await _queued(cluster.pipeline(), request.commands).execute(raise_on_error=False)
         if isinstance(request, Locate):
             return _locate(cluster, request.slots)
         if isinstance(request, Refresh):
             await asyncio.sleep(request.pause)
             return await cluster.nodes_manager.initialize()
+        auto = self.auto
+        if auto is not None and isinstance(request, Call):
+            node = auto.node_of(request.args)
+            if node is not None:
+                answer = await auto.send([request.args], False, node)
+                if answer is not REROUTE:
+                    return answer
+        slots = None if auto is None else auto.slots
+        if slots is None:
+            return await self._direct(request)
+        # Sent outside a batch: it takes a turn as a batch does (the runner's max_connections).
+        async with slots:
+            return await self._direct(request)
+
+    async def _direct(self, request: Request) -> Any:
+        """A call, pipeline or node call through the client's own routing."""
+        cluster = self.cluster
+        if isinstance(request, Call):
+            return await cluster.execute_command(*request.args)
+        if isinstance(request, Pipeline):
+            return await _queued(cluster.pipeline(), request.commands).execute(raise_on_error=False)
         assert isinstance(request, OnNode)
         return await cluster.execute_command(
             *request.args, target_nodes=_node(cluster, request.address)

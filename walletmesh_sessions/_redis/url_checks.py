@@ -107,7 +107,15 @@ def check_limits(options: Mapping[str, Any], retries: object) -> None:
 
 def split_query(url: str) -> tuple[str, dict[str, Any]]:
     """`url` without the store's own query parameters, and those parameters parsed; refuses
-    one unknown, or given twice (redis-py would take the first, the store the last)."""
+    one unknown, or given twice (redis-py would take the first, the store the last), in a
+    message that shows none of `url`'s secrets (a value may be a password pasted there)."""
+    try:
+        return _split_query(url)
+    except InvalidConfigError as exc:
+        raise InvalidConfigError(redact_message(str(exc), url)) from None
+
+
+def _split_query(url: str) -> tuple[str, dict[str, Any]]:
     base, _, query = url.partition("?")
     scheme = urlsplit(url).scheme.lower()
     known = CONNECTION_URL_PARAMETERS | (TLS_URL_PARAMETERS if scheme == "rediss" else set())
