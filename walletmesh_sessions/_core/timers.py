@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 
 from .loops import PerLoop
 
-__all__ = ("TimerQueue", "Watch", "deadline_after", "running_queue")
+__all__ = ("TimerQueue", "Watch", "deadline_after", "running_queue", "within")
+
+T = TypeVar("T")
 
 
 def deadline_after(seconds: float) -> float:
@@ -141,3 +144,26 @@ _QUEUES: PerLoop[TimerQueue] = PerLoop(TimerQueue.running)
 def running_queue() -> TimerQueue:
     """The running asyncio loop's one queue, shared by every store on that loop."""
     return _QUEUES.get()
+
+
+async def within(budget: float, awaitable: Awaitable[T], expired: Callable[[], Exception]) -> T:
+    """`awaitable`, awaited by the current task, cancelled after `budget` seconds by the loop's
+    queue. As ``asyncio.timeout`` does, only this expiry becomes ``expired()`` (raised); a
+    cancellation from outside stays a cancellation."""
+    task = asyncio.current_task()
+    assert task is not None  # a coroutine awaited on asyncio always runs in a task
+    cancelling = task.cancelling()
+    timers = running_queue()
+    watch = timers.watch(task.cancel, timers.deadline_after(budget))
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if watch.fired:
+            watch.fired = False
+            if task.uncancel() <= cancelling:
+                raise expired() from None
+        raise
+    finally:
+        watch.done()
+        if watch.fired:  # expired just as it finished: take back the cancellation
+            task.uncancel()

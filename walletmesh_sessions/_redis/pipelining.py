@@ -23,7 +23,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .._core.timers import running_queue
+from .._core.timers import within
 from .exchanges import Args
 
 __all__ = ("REROUTE", "AutoPipeline", "ClusterAutoPipeline")
@@ -129,23 +129,8 @@ class AutoPipeline:
         if budget is None:
             await self._on_connection(batch, node)
             return
-        task = asyncio.current_task()
-        assert task is not None  # a coroutine awaited on asyncio always runs in a task
-        timers = running_queue()
-        watch = timers.watch(task.cancel, timers.deadline_after(budget))
-        try:
-            await self._on_connection(batch, node)
-        except asyncio.CancelledError:
-            if watch.fired:
-                watch.fired = False
-                task.uncancel()
-                msg = "no reply to a pipelined batch within the budget"
-                raise redis.TimeoutError(msg) from None
-            raise
-        finally:
-            watch.done()
-            if watch.fired:  # expired just as it finished: take back the cancellation
-                task.uncancel()
+        message = "no reply to a pipelined batch within the budget"
+        await within(budget, self._on_connection(batch, node), lambda: redis.TimeoutError(message))
 
     async def _on_connection(self, batch: list[_Entry], node: Any) -> None:
         idle = self._idle

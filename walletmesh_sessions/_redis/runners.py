@@ -22,7 +22,7 @@ import redis
 from .._core.deadline import let_thread_end
 from .._core.errors import NotReplicatedError, SessionStoreError, StoreUnavailableError
 from .._core.loops import PerLoop
-from .._core.timers import running_queue
+from .._core.timers import within
 from .exchanges import Args, Exchange, Exchanges, error_code
 from .replicas import ReplicasBehind, ReplicaWait, Unconfirmed
 from .round_trips import Request, RoundTrip
@@ -206,24 +206,12 @@ class AsyncioRunner(Runner[AsyncSender | AsyncClusterSender]):
         Cancels as ``asyncio.timeout`` does: only this call's own expiry becomes
         `StoreUnavailableError`; a cancellation from outside stays a cancellation.
         """
-        task = asyncio.current_task()
-        assert task is not None  # a coroutine awaited on asyncio always runs in a task
-        cancelling = task.cancelling()
-        timers = running_queue()
-        watch = timers.watch(task.cancel, timers.deadline_after(budget))
-        try:
-            return await self._guarded(op, name)
-        except asyncio.CancelledError:
-            if watch.fired:
-                watch.fired = False
-                if task.uncancel() <= cancelling:
-                    op.close()
-                    raise late(name, budget) from None
-            raise
-        finally:
-            watch.done()
-            if watch.fired:  # expired just as it finished: take back the cancellation
-                task.uncancel()
+
+        def expired() -> Exception:
+            op.close()
+            return late(name, budget)
+
+        return await within(budget, self._guarded(op, name), expired)
 
     async def _guarded(self, op: Op[T], name: str) -> T:
         slots = self._call_slots
