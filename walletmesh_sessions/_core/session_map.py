@@ -48,9 +48,7 @@ class SessionMap(Mapping[str, SessionData]):
         self._mask = shards - 1
         self._length = 0
         self._decode: Decode | None = None
-        pairs = items.items() if isinstance(items, Mapping) else items
-        for session_id, data in pairs:
-            self._put(session_id, data)
+        self._put_all(items.items() if isinstance(items, Mapping) else items)
 
     @classmethod
     def of_records(cls, decode: Decode, *, shards: int = SHARDS) -> SessionMap:
@@ -62,18 +60,12 @@ class SessionMap(Mapping[str, SessionData]):
         return found
 
     def _put(self, session_id: str, value: SessionData | str) -> None:
-        """Add or replace one session (its data, or its record text in a map `of_records`);
-        only while the mapping is being built."""
-        index = hash(session_id) & self._mask
-        shard = self._shards[index]
-        if shard is None:
-            shard = self._shards[index] = {}
-        before = len(shard)
-        shard[session_id] = value
-        self._length += len(shard) - before
+        """Add or replace one session; only while the mapping is being built."""
+        self._put_all(((session_id, value),))
 
     def _put_all(self, pairs: Iterable[tuple[str, SessionData | str]]) -> None:
-        """`_put` each pair: a step of a store's walk at once."""
+        """Add or replace sessions (their data, or their record texts in a map `of_records`),
+        a step of a store's walk at once; only while the mapping is being built."""
         shards, mask = self._shards, self._mask
         length = self._length
         for session_id, value in pairs:
