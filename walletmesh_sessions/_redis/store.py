@@ -213,6 +213,7 @@ class RedisSessionStore:
             return await runner.run(op, name, deadline)
         try:
             async with self._turns.turn(turn, deadline, name):
+                self._runner()  # closed while this call waited for its turn: nothing more
                 return await runner.run(op, name, deadline)
         finally:
             op.close()
